@@ -1,0 +1,145 @@
+use async_graphql::{Context, ID, Object};
+
+use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
+use super::{policy, store};
+use crate::auth::{Role, hash_password, verify_password};
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::ContextExt;
+use crate::graphql::ids::parse_uuid;
+use crate::graphql::pagination::Page;
+
+#[derive(Default)]
+pub struct AccountsQuery;
+
+#[Object]
+impl AccountsQuery {
+    /// The signed-in user, or null for an anonymous request.
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let viewer = ctx.viewer()?;
+        let Some(id) = viewer.user_id() else { return Ok(None) };
+        let tx = ctx.tx().await?;
+        Ok(store::find_visible(&*tx, &viewer, id).await?.map(User::from))
+    }
+
+    /// One account, if the viewer may see it (users see only themselves).
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<User> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_uuid("id", &id)?;
+        let tx = ctx.tx().await?;
+        store::find_visible(&*tx, &viewer, id).await?.map(User::from).ok_or_else(|| ApiError::not_found("user"))
+    }
+
+    /// Accounts the viewer may see, oldest first (all of them for readers,
+    /// services and admins).
+    async fn users(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<UserConnection> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let page = Page::from_args(first, after.as_deref())?;
+        let tx = ctx.tx().await?;
+        let (total, rows) = store::list_visible(&*tx, &viewer, page).await?;
+        Ok(page.of(total, rows.into_iter().map(User::from).collect()).into())
+    }
+}
+
+#[derive(Default)]
+pub struct AccountsMutation;
+
+#[Object]
+impl AccountsMutation {
+    /// Creates an account with role USER and signs it in.
+    async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> ApiResult<AuthPayload> {
+        let email = input.email.trim().to_owned();
+        let username = input.username.trim().to_owned();
+        let full_name = input.full_name.trim().to_owned();
+        validate_sign_up(&email, &username, &input.password, &full_name)?;
+        let hash = hash_password(input.password).await?;
+        let user = {
+            let tx = ctx.tx().await?;
+            store::sign_up(&*tx, &email, &username, &hash, &full_name).await?
+        }
+        .ok_or_else(|| ApiError::internal("auth_sign_up returned no row"))?;
+        session(ctx, user)
+    }
+
+    /// Signs in with an email or username and a password.
+    async fn sign_in(&self, ctx: &Context<'_>, input: SignInInput) -> ApiResult<AuthPayload> {
+        let wrong = || ApiError::Unauthenticated("wrong login or password".into());
+        let user = {
+            let tx = ctx.tx().await?;
+            store::find_login(&*tx, input.login.trim()).await?
+        };
+        let Some(user) = user else {
+            // Hash anyway, so response time does not reveal which logins exist.
+            hash_password(input.password).await?;
+            return Err(wrong());
+        };
+        if !verify_password(input.password, user.password_hash.clone()).await? {
+            return Err(wrong());
+        }
+        if !user.is_active {
+            return Err(ApiError::Unauthenticated("this account is deactivated".into()));
+        }
+        {
+            let tx = ctx.tx().await?;
+            store::touch_login(&*tx, user.id).await?;
+        }
+        session(ctx, user)
+    }
+
+    /// Changes an account's role (admins only). Takes effect on the
+    /// account's next request, even with a token issued before.
+    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> ApiResult<User> {
+        administer(ctx, &user_id, Some(role), None).await
+    }
+
+    /// Activates or deactivates an account (admins only). A deactivated
+    /// account cannot sign in and its tokens stop working at once.
+    async fn set_user_active(&self, ctx: &Context<'_>, user_id: ID, is_active: bool) -> ApiResult<User> {
+        administer(ctx, &user_id, None, Some(is_active)).await
+    }
+}
+
+fn session(ctx: &Context<'_>, user: entity::users::Model) -> ApiResult<AuthPayload> {
+    let keys = ctx.jwt()?;
+    let role = Role::parse(&user.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", user.role)))?;
+    Ok(AuthPayload { token: keys.issue(user.id, role)?, expires_in: keys.ttl().as_secs(), user: user.into() })
+}
+
+async fn administer(ctx: &Context<'_>, user_id: &ID, role: Option<Role>, is_active: Option<bool>) -> ApiResult<User> {
+    let viewer = ctx.viewer()?;
+    viewer.require_role(&[Role::Admin], "manage accounts")?;
+    let id = parse_uuid("userId", user_id)?;
+    let tx = ctx.tx().await?;
+    let row = store::find_visible(&*tx, &viewer, id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    if !policy::can_administer(&viewer, &row) {
+        return Err(ApiError::Forbidden("your role may not manage accounts".into()));
+    }
+    Ok(store::update_admin_fields(&*tx, id, role, is_active).await?.into())
+}
+
+fn validate_sign_up(email: &str, username: &str, password: &str, full_name: &str) -> ApiResult<()> {
+    let valid_email = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !email.chars().any(char::is_whitespace);
+    if !valid_email {
+        return Err(ApiError::bad_input("email", "email is not a valid address"));
+    }
+    let valid_username = (3..=50).contains(&username.len())
+        && username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_username {
+        return Err(ApiError::bad_input("username", "username must be 3 to 50 letters, digits, '.', '_' or '-'"));
+    }
+    if password.chars().count() < 8 {
+        return Err(ApiError::bad_input("password", "password must have at least 8 characters"));
+    }
+    if password.len() > 1024 {
+        return Err(ApiError::bad_input("password", "password must have at most 1024 bytes"));
+    }
+    if full_name.is_empty() || full_name.chars().count() > 100 {
+        return Err(ApiError::bad_input("fullName", "fullName must have 1 to 100 characters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Queries on `users`. Sign-up and sign-in go through the database's
+//! SECURITY DEFINER functions, the only access the anonymous role has.
+
+use entity::users;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, Statement,
+};
+use uuid::Uuid;
+
+use super::policy;
+use crate::auth::{Role, Viewer};
+use crate::error::ApiResult;
+use crate::graphql::pagination::Page;
+
+pub async fn sign_up(
+    db: &impl ConnectionTrait,
+    email: &str,
+    username: &str,
+    password_hash: &str,
+    full_name: &str,
+) -> ApiResult<Option<users::Model>> {
+    Ok(users::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT * FROM auth_sign_up($1, $2, $3, $4)",
+            [email.into(), username.into(), password_hash.into(), full_name.into()],
+        ))
+        .one(db)
+        .await?)
+}
+
+pub async fn find_login(db: &impl ConnectionTrait, login: &str) -> ApiResult<Option<users::Model>> {
+    Ok(users::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT * FROM auth_find_login($1)",
+            [login.into()],
+        ))
+        .one(db)
+        .await?)
+}
+
+pub async fn touch_login(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
+    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, "SELECT auth_touch_login($1)", [id.into()]))
+        .await?;
+    Ok(())
+}
+
+pub async fn find_visible(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<users::Model>> {
+    Ok(users::Entity::find_by_id(id).filter(policy::visible_to(viewer)).one(db).await?)
+}
+
+pub async fn list_visible(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    page: Page,
+) -> ApiResult<(u64, Vec<users::Model>)> {
+    let query = users::Entity::find().filter(policy::visible_to(viewer));
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_asc(users::Column::CreatedAt)
+        .order_by_asc(users::Column::Id)
+        .offset(page.offset)
+        .limit(page.limit)
+        .all(db)
+        .await?;
+    Ok((total, rows))
+}
+
+pub async fn update_admin_fields(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    role: Option<Role>,
+    is_active: Option<bool>,
+) -> ApiResult<users::Model> {
+    let mut row = users::ActiveModel { id: Set(id), ..Default::default() };
+    if let Some(role) = role {
+        row.role = Set(role.as_str().to_owned());
+    }
+    if let Some(active) = is_active {
+        row.is_active = Set(active);
+    }
+    Ok(row.update(db).await?)
+}
+
+/// An account made by an operator (CLI) or the demo seed, over an
+/// administrative connection.
+pub struct CreateUser<'a> {
+    pub email: &'a str,
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub full_name: &'a str,
+    pub role: Role,
+}
+
+pub async fn create_user_as_admin(db: &impl ConnectionTrait, user: CreateUser<'_>) -> ApiResult<users::Model> {
+    users::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO users (email, username, password_hash, full_name, role) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            [
+                user.email.into(),
+                user.username.into(),
+                user.password_hash.into(),
+                user.full_name.into(),
+                user.role.as_str().into(),
+            ],
+        ))
+        .one(db)
+        .await?
+        .ok_or_else(|| crate::error::ApiError::internal("INSERT .. RETURNING returned no row"))
+}

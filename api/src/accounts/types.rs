@@ -1,0 +1,79 @@
+use async_graphql::{ID, InputObject, SimpleObject};
+use chrono::{DateTime, FixedOffset};
+
+use crate::auth::Role;
+
+/// An account. Only its owner, readers, services and admins see it; other
+/// users never see someone else's email.
+#[derive(SimpleObject, Clone)]
+pub struct User {
+    /// Stable, opaque identifier.
+    pub id: ID,
+    /// Sign-in email, unique regardless of case.
+    pub email: String,
+    /// Public handle, unique regardless of case.
+    pub username: String,
+    /// Display name.
+    pub full_name: String,
+    /// What the account may do.
+    pub role: Role,
+    /// Deactivated accounts cannot sign in and their tokens stop working.
+    pub is_active: bool,
+    /// When the account was created.
+    pub created_at: DateTime<FixedOffset>,
+    /// When the account last signed in.
+    pub last_login: Option<DateTime<FixedOffset>>,
+}
+
+impl From<entity::users::Model> for User {
+    fn from(m: entity::users::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            email: m.email,
+            username: m.username,
+            full_name: m.full_name,
+            // The database's CHECK admits only these four; anything else
+            // would be a migration bug, and reading as the least privileged
+            // role is the safe failure.
+            role: Role::parse(&m.role).unwrap_or(Role::User),
+            is_active: m.is_active,
+            created_at: m.created_at,
+            last_login: m.last_login,
+        }
+    }
+}
+
+crate::connection_type!(UserConnection, UserEdge, User, "accounts");
+
+/// A signed-in session.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// A bearer token: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The signed-in account.
+    pub user: User,
+}
+
+/// A new account. Its role is always `USER`; admins grant other roles.
+#[derive(InputObject)]
+pub struct SignUpInput {
+    /// A valid email address, at most 254 characters.
+    pub email: String,
+    /// 3 to 50 letters, digits, '.', '_' or '-'.
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Display name, 1 to 100 characters.
+    pub full_name: String,
+}
+
+/// Credentials for signing in.
+#[derive(InputObject)]
+pub struct SignInInput {
+    /// Email or username.
+    pub login: String,
+    /// The account's password.
+    pub password: String,
+}

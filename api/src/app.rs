@@ -1,0 +1,206 @@
+//! Start-up: resolve the database (embedded or DATABASE_URL), apply or check
+//! migrations, open the pool, bind the listener.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use tokio::net::TcpListener;
+
+use crate::auth::JwtKeys;
+use crate::config::{AppEnv, Config};
+use crate::db;
+use crate::db::embedded::{self, EmbeddedPostgres};
+use crate::graphql::{Limits, build_schema};
+use crate::http::{AppState, router};
+
+/// Where the database is, and who to be there.
+pub struct DatabaseTarget {
+    /// For migrations, seeding and the CLI: the DATABASE_URL role, or the
+    /// embedded superuser. Never used for requests.
+    pub admin_url: String,
+    /// For requests: the DATABASE_URL role, or `app_authenticator` on the
+    /// embedded database. Either way requests switch to a viewer role.
+    pub serve_url: String,
+    /// Keeps the embedded PostgreSQL alive; dropping it stops the cluster.
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// DATABASE_URL if set, otherwise the embedded database, started and with
+/// its `app` database created.
+pub async fn database_target(config: &Config) -> Result<DatabaseTarget, String> {
+    if let Some(url) = &config.database_url {
+        return Ok(DatabaseTarget { admin_url: url.clone(), serve_url: url.clone(), embedded: None });
+    }
+    let data_dir = config.data_dir.clone();
+    let pg_bin = config.pg_bin.clone();
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir, pg_bin.as_deref()))
+        .await
+        .map_err(|e| e.to_string())??;
+    tracing::info!(port = pg.port(), "embedded PostgreSQL running on 127.0.0.1");
+    let maintenance = db::connect_admin(&pg.superuser_url("postgres")).await.map_err(|e| e.to_string())?;
+    let exists = maintenance
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [embedded::DATABASE.into()],
+        ))
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if !exists {
+        maintenance
+            .execute_unprepared(&format!("CREATE DATABASE {}", embedded::DATABASE))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    maintenance.close().await.map_err(|e| e.to_string())?;
+    let password = authenticator_password(&config.data_dir)?;
+    let serve_url = format!(
+        "postgres://{}:{password}@127.0.0.1:{}/{}",
+        migration::AUTHENTICATOR_ROLE,
+        pg.port(),
+        embedded::DATABASE
+    );
+    Ok(DatabaseTarget { admin_url: pg.superuser_url(embedded::DATABASE), serve_url, embedded: Some(pg) })
+}
+
+fn authenticator_password(data_dir: &Path) -> Result<String, String> {
+    let path = data_dir.join("authenticator.password");
+    match std::fs::read_to_string(&path) {
+        Ok(password) => Ok(password.trim().to_owned()),
+        Err(_) => {
+            let password = embedded::random_hex(24);
+            embedded::write_secret(&path, &password)?;
+            Ok(password)
+        }
+    }
+}
+
+/// The embedded database's request login may log in once migrations have
+/// created it. The password is hex, so inlining it is safe.
+async fn enable_embedded_login(admin: &DatabaseConnection, data_dir: &Path) -> Result<(), String> {
+    let password = authenticator_password(data_dir)?;
+    admin
+        .execute_unprepared(&format!("ALTER ROLE {} LOGIN PASSWORD '{password}'", migration::AUTHENTICATOR_ROLE))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot enable the request login: {e}"))
+}
+
+/// Development applies pending migrations; staging and production refuse to
+/// start with any, naming them.
+async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(), String> {
+    let pending = db::pending_migrations(admin).await.map_err(|e| format!("cannot read migration status: {e}"))?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    if config.app_env != AppEnv::Development {
+        return Err(format!(
+            "{} pending migration(s): {}; apply them with `api migrate up` (APP_ENV={:?})",
+            pending.len(),
+            pending.join(", "),
+            config.app_env
+        ));
+    }
+    tracing::info!(?pending, "applying pending migrations (development)");
+    Migrator::up(admin, None).await.map_err(|e| format!("migration failed: {e}"))
+}
+
+/// The JWT key: JWT_SECRET, or in development one generated once into DATA_DIR.
+fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
+    let ttl = Duration::from_secs(config.jwt_ttl_seconds);
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(JwtKeys::new(secret.as_bytes(), ttl));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create DATA_DIR: {e}"))?;
+    let path = config.data_dir.join("jwt.secret");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => secret.trim().to_owned(),
+        _ => {
+            let secret = embedded::random_hex(32);
+            embedded::write_secret(&path, &secret)?;
+            secret
+        }
+    };
+    Ok(JwtKeys::new(secret.as_bytes(), ttl))
+}
+
+/// A built server, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    max_body_bytes: usize,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, String> {
+        config.validate()?;
+        let mut target = database_target(&config).await?;
+        {
+            let admin = db::connect_admin(&target.admin_url)
+                .await
+                .map_err(|e| format!("cannot connect to the database: {e}"))?;
+            prepare_schema(&config, &admin).await?;
+            if target.embedded.is_some() {
+                enable_embedded_login(&admin, &config.data_dir).await?;
+            }
+            admin.close().await.map_err(|e| e.to_string())?;
+        }
+        let pool = db::connect_pool(&target.serve_url, &config)
+            .await
+            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        db::check_viewer_roles(&pool).await?;
+        let state = AppState {
+            pool,
+            schema: build_schema(Limits {
+                max_depth: config.max_query_depth,
+                max_complexity: config.max_query_complexity,
+            }),
+            jwt: jwt_keys(&config)?,
+        };
+        let address = format!("{}:{}", config.host, config.port);
+        let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        Ok(Self { listener, state, max_body_bytes: config.max_body_bytes, embedded: target.embedded.take() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` resolves, then drains requests, closes the
+    /// pool and stops the embedded database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Self { listener, state, max_body_bytes, embedded } = self;
+        let pool = state.pool.clone();
+        let result = axum::serve(listener, router(state, max_body_bytes)).with_graceful_shutdown(shutdown).await;
+        let _ = pool.close().await;
+        if let Some(mut pg) = embedded {
+            let _ = tokio::task::spawn_blocking(move || pg.stop()).await;
+        }
+        result
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,111 @@
+//! Configuration from flags, the environment and an optional `.env` file.
+//! Every setting has a flag and an environment variable of the same name;
+//! `api --help` lists them with their defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AppEnv {
+    Development,
+    Staging,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", global = true)]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8000, global = true)]
+    pub port: u16,
+    /// PostgreSQL URL. Unset: the server runs its own embedded PostgreSQL in DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections the pool keeps for steady load.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20, global = true)]
+    pub database_pool_size: u32,
+    /// Extra connections the pool may open under bursts (pool max = size + overflow).
+    #[arg(long, env = "DATABASE_MAX_OVERFLOW", default_value_t = 10, global = true)]
+    pub database_max_overflow: u32,
+    /// Seconds a request waits for a free connection before failing with SERVICE_UNAVAILABLE.
+    #[arg(long, env = "DATABASE_POOL_TIMEOUT", default_value_t = 30, global = true)]
+    pub database_pool_timeout: u64,
+    /// Seconds an idle connection is kept before it is closed.
+    #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value_t = 300, global = true)]
+    pub database_idle_timeout: u64,
+    /// Folder of the embedded database and the development JWT secret.
+    #[arg(long, env = "DATA_DIR", default_value = "./.data", global = true)]
+    pub data_dir: PathBuf,
+    /// Folder with initdb, pg_ctl and postgres (default: PATH, then /usr/lib/postgresql/*/bin).
+    #[arg(long, env = "PG_BIN", global = true)]
+    pub pg_bin: Option<PathBuf>,
+    /// development applies pending migrations at start; staging and production refuse to serve with any.
+    #[arg(long, env = "APP_ENV", value_enum, default_value_t = AppEnv::Development, global = true)]
+    pub app_env: AppEnv,
+    /// HS256 key for tokens. Required in production; generated once into DATA_DIR otherwise.
+    #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Token lifetime in seconds.
+    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 3600, global = true)]
+    pub jwt_ttl_seconds: u64,
+    /// Deepest selection nesting a query may have.
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 15, global = true)]
+    pub max_query_depth: usize,
+    /// Largest complexity (roughly, fields times list sizes) a query may have.
+    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 5000, global = true)]
+    pub max_query_complexity: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+    /// Log as text or as one JSON object per line.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn pool_max_connections(&self) -> u32 {
+        self.database_pool_size + self.database_max_overflow
+    }
+
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_pool_timeout)
+    }
+
+    /// Checks what clap cannot: combinations and ranges. The message is one
+    /// line for the operator.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.database_pool_size == 0 {
+            return Err("DATABASE_POOL_SIZE must be at least 1".into());
+        }
+        if self.database_pool_timeout == 0 {
+            return Err("DATABASE_POOL_TIMEOUT must be at least 1 second".into());
+        }
+        if self.jwt_ttl_seconds == 0 {
+            return Err("JWT_TTL_SECONDS must be at least 1".into());
+        }
+        if self.app_env == AppEnv::Production && self.jwt_secret.is_none() {
+            return Err("JWT_SECRET is required when APP_ENV=production".into());
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 32
+        {
+            return Err("JWT_SECRET must be at least 32 characters".into());
+        }
+        if self.app_env == AppEnv::Production && self.database_url.is_none() {
+            return Err(
+                "DATABASE_URL is required when APP_ENV=production (the embedded database is for development)".into()
+            );
+        }
+        Ok(())
+    }
+}

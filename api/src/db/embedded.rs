@@ -1,0 +1,322 @@
+//! The embedded default database: a PostgreSQL cluster of our own in
+//! DATA_DIR, started from the machine's binaries when DATABASE_URL is unset.
+//!
+//! - First run: `initdb` with a generated superuser password (scram), kept in
+//!   DATA_DIR; later runs reuse the cluster.
+//! - It listens on loopback on a free port only, never on a public address.
+//! - As root, PostgreSQL (which refuses to run as root) runs as the `postgres`
+//!   system user, which then owns the cluster folder.
+//! - It stops on Ctrl-C/SIGTERM and when the server exits (`Drop`). If the
+//!   server is killed with SIGKILL, a tiny watchdog process stops PostgreSQL
+//!   when it notices, and the next start also stops any orphan it finds, so a
+//!   killed server never blocks the next start.
+//! - A second process on the same DATA_DIR (`api seed` while the server
+//!   runs) attaches to the running cluster instead, and leaves it running.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The database the embedded cluster serves.
+pub const DATABASE: &str = "app";
+
+pub struct EmbeddedPostgres {
+    bin: PathBuf,
+    cluster: PathBuf,
+    run_as: Option<(u32, u32)>,
+    port: u16,
+    superuser_password: String,
+    /// We started it, so we stop it; false when attached to another process's cluster.
+    owned: bool,
+}
+
+impl EmbeddedPostgres {
+    /// Initialises (first run) and starts the cluster in `data_dir/pg`.
+    /// Blocking: call from `spawn_blocking`.
+    pub fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Self, String> {
+        let bin = find_pg_bin(pg_bin)?;
+        fs::create_dir_all(data_dir).map_err(|e| format!("cannot create DATA_DIR {}: {e}", data_dir.display()))?;
+        let data_dir =
+            data_dir.canonicalize().map_err(|e| format!("cannot resolve DATA_DIR {}: {e}", data_dir.display()))?;
+        let run_as = postgres_user_if_root()?;
+        let cluster = data_dir.join("pg");
+        let password_file = data_dir.join("pg.password");
+
+        let superuser_password = if cluster.join("PG_VERSION").exists() {
+            fs::read_to_string(&password_file)
+                .map_err(|e| {
+                    format!("cannot read {}: {e} (delete {} to start over)", password_file.display(), cluster.display())
+                })?
+                .trim()
+                .to_owned()
+        } else {
+            init_cluster(&bin, &data_dir, &cluster, &password_file, run_as)?
+        };
+
+        let owner_file = data_dir.join("pg.owner");
+        let mut pg = Self { bin, cluster, run_as, port: 0, superuser_password, owned: false };
+        if let Some(port) = pg.running_port() {
+            if owner_alive(&owner_file) {
+                tracing::info!(port, "attaching to the embedded PostgreSQL of a running server");
+                pg.port = port;
+                return Ok(pg);
+            }
+            pg.stop_orphan();
+        }
+        pg.port = free_port()?;
+        pg.pg_ctl_start()?;
+        pg.owned = true;
+        fs::write(&owner_file, std::process::id().to_string())
+            .map_err(|e| format!("cannot write {}: {e}", owner_file.display()))?;
+        pg.spawn_watchdog();
+        Ok(pg)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A superuser URL, for migrations and administration only: requests never run as it.
+    pub fn superuser_url(&self, database: &str) -> String {
+        format!("postgres://postgres:{}@127.0.0.1:{}/{database}", self.superuser_password, self.port)
+    }
+
+    /// Stops the cluster (fast shutdown: connections are closed, data is safe).
+    pub fn stop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        self.owned = false;
+        let status = self
+            .command(&self.bin.join("pg_ctl"))
+            .args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&self.cluster)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => tracing::info!("embedded PostgreSQL stopped"),
+            other => tracing::warn!(?other, "stopping embedded PostgreSQL failed"),
+        }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir("/");
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    /// The port of the cluster if a postmaster is running on it.
+    fn running_port(&self) -> Option<u16> {
+        let pid_file = fs::read_to_string(self.cluster.join("postmaster.pid")).ok()?;
+        let running = self
+            .command(&self.bin.join("pg_ctl"))
+            .args(["status", "-D"])
+            .arg(&self.cluster)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        // Line 4 of postmaster.pid is the port.
+        running.then(|| pid_file.lines().nth(3)?.trim().parse().ok()).flatten()
+    }
+
+    /// A previous server killed with SIGKILL may have left its PostgreSQL
+    /// running (until the watchdog notices); stop it so we start clean.
+    fn stop_orphan(&self) {
+        tracing::warn!("stopping a PostgreSQL left running by a server that is gone");
+        let _ = self
+            .command(&self.bin.join("pg_ctl"))
+            .args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&self.cluster)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200",
+            self.port
+        );
+        let output = self
+            .command(&self.bin.join("pg_ctl"))
+            .args(["start", "-w", "-t", "60", "-s", "-D"])
+            .arg(&self.cluster)
+            .arg("-l")
+            .arg(self.cluster.join("postgres.log"))
+            .args(["-o", &options])
+            // Its own process group: a Ctrl-C in the terminal reaches the
+            // server, which then stops PostgreSQL in order.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "embedded PostgreSQL did not start: {} (see {})",
+                String::from_utf8_lossy(&output.stderr).trim(),
+                self.cluster.join("postgres.log").display()
+            ));
+        }
+        Ok(())
+    }
+
+    fn spawn_watchdog(&self) {
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; exec \"$0\" stop -m fast -D \"$1\"",
+            pid = std::process::id()
+        );
+        let spawned = self
+            .command(Path::new("/bin/sh"))
+            .arg("-c")
+            .arg(script)
+            .arg(self.bin.join("pg_ctl"))
+            .arg(&self.cluster)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Err(err) = spawned {
+            tracing::warn!(%err, "no watchdog for the embedded PostgreSQL");
+        }
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn init_cluster(
+    bin: &Path,
+    data_dir: &Path,
+    cluster: &Path,
+    password_file: &Path,
+    run_as: Option<(u32, u32)>,
+) -> Result<String, String> {
+    let password = random_hex(24);
+    fs::create_dir_all(cluster).map_err(|e| format!("cannot create {}: {e}", cluster.display()))?;
+    let pwfile = data_dir.join(".initdb-password");
+    write_secret(&pwfile, &password)?;
+    if let Some((uid, gid)) = run_as {
+        for path in [cluster, pwfile.as_path()] {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot give {} to the postgres user: {e}", path.display()))?;
+        }
+    }
+    let mut cmd = Command::new(bin.join("initdb"));
+    cmd.current_dir("/")
+        .args(["-U", "postgres", "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "-D"])
+        .arg(cluster)
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .stdin(Stdio::null());
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    tracing::info!(cluster = %cluster.display(), "initialising the embedded PostgreSQL (first run)");
+    let output = cmd.output().map_err(|e| format!("cannot run initdb: {e}"));
+    let _ = fs::remove_file(&pwfile);
+    let output = output?;
+    if !output.status.success() {
+        let _ = fs::remove_dir_all(cluster);
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    write_secret(password_file, &password)?;
+    Ok(password)
+}
+
+/// Writes a secret readable by its owner only.
+pub fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    file.write_all(secret.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Random bytes as lowercase hex, from the operating system's generator.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).unwrap_or_else(|e| panic!("the OS random generator failed: {e}"));
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// PG_BIN, else the folder of `initdb` on PATH, else the newest
+/// /usr/lib/postgresql/*/bin.
+pub fn find_pg_bin(configured: Option<&Path>) -> Result<PathBuf, String> {
+    let has_tools = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|t| dir.join(t).is_file());
+    if let Some(dir) = configured {
+        return if has_tools(dir) {
+            Ok(dir.to_path_buf())
+        } else {
+            Err(format!("PG_BIN={} has no initdb, pg_ctl and postgres", dir.display()))
+        };
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .filter_map(|dir| dir.join("initdb").canonicalize().ok())
+        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf))
+        .find(|dir| has_tools(dir));
+    if let Some(dir) = on_path {
+        return Ok(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, dir)| has_tools(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir).ok_or_else(|| {
+        "PostgreSQL binaries not found: install Debian's `postgresql` package (apt-get install postgresql), set PG_BIN, or set DATABASE_URL".to_owned()
+    })
+}
+
+/// The postgres user's uid and gid when we run as root (initdb and postgres
+/// refuse to run as root), otherwise `None`.
+pub fn postgres_user_if_root() -> Result<Option<(u32, u32)>, String> {
+    // Our effective uid, without unsafe code: /proc/self belongs to it.
+    let euid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    if euid != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&"postgres") && fields.len() > 3)
+        .and_then(|fields| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+        .map(Some)
+        .ok_or_else(|| "running as root needs a `postgres` system user to run the embedded PostgreSQL (install Debian's `postgresql`, or run as another user)".to_owned())
+}
+
+/// Whether the process that started the cluster still runs.
+fn owner_alive(owner_file: &Path) -> bool {
+    fs::read_to_string(owner_file)
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
+}

@@ -1,0 +1,113 @@
+//! One transaction per GraphQL request, carrying the viewer into PostgreSQL.
+//!
+//! The transaction starts by switching to the viewer's database role and
+//! setting `app.user_id`, both transaction-local (`set_config(.., true)`), so
+//! nothing leaks to the next user of a pooled connection and it works behind
+//! PgBouncer in transaction mode. Row-level security then filters every
+//! statement of the request, whatever the resolvers do.
+//!
+//! The request commits only if its response has no errors. For clients this
+//! means a request is all or nothing: if any field fails (say the second of
+//! two mutations in one document), the writes of every other field are rolled
+//! back too, even though they ran (and `data` may show their results, unless
+//! the error nulled it). Send independent writes as separate requests when
+//! partial success is what you want.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::auth::{Role, Viewer};
+use crate::error::{ApiError, ApiResult};
+
+/// Starts the request transaction for `viewer`, re-reading the account so a
+/// deactivated user's tokens stop working and a role change applies at once.
+/// Returns the viewer as the database knows it.
+pub async fn begin_request(pool: &DatabaseConnection, viewer: Viewer) -> ApiResult<(DatabaseTransaction, Viewer)> {
+    let tx = pool.begin().await?;
+    set_viewer(&tx, &viewer).await?;
+    let Viewer::User { id, role } = viewer else {
+        return Ok((tx, viewer));
+    };
+    // Runs as the viewer: every role may read its own users row.
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT role, is_active FROM users WHERE id = $1",
+            [id.into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Err(ApiError::Unauthenticated("this account no longer exists".into()));
+    };
+    if !row.try_get::<bool>("", "is_active")? {
+        return Err(ApiError::Unauthenticated("this account is deactivated".into()));
+    }
+    let current = row.try_get::<String>("", "role")?;
+    let current = Role::parse(&current).ok_or_else(|| ApiError::internal(format!("unknown role {current}")))?;
+    let viewer = Viewer::User { id, role: current };
+    if current != role {
+        set_viewer(&tx, &viewer).await?;
+    }
+    Ok((tx, viewer))
+}
+
+async fn set_viewer(tx: &DatabaseTransaction, viewer: &Viewer) -> ApiResult<()> {
+    let user_id = viewer.user_id().map(|id| id.to_string()).unwrap_or_default();
+    tx.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('role', $1, true), set_config('app.user_id', $2, true)",
+        [viewer.db_role().into(), user_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The request transaction, shared by the resolvers and the DataLoaders of
+/// one request. Fields resolve concurrently, so access is serialised by a
+/// mutex; the `Option` lets the request handler take the transaction back to
+/// commit or roll it back however many clones are still alive.
+#[derive(Clone)]
+pub struct RequestDb(Arc<Mutex<Option<DatabaseTransaction>>>);
+
+/// Exclusive use of the request transaction. Drop it before awaiting a
+/// DataLoader, which needs the transaction too.
+pub struct TxGuard(OwnedMutexGuard<Option<DatabaseTransaction>>);
+
+impl Deref for TxGuard {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        // `lock` only hands out a guard while the transaction is present.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("transaction taken while locked"))
+    }
+}
+
+impl RequestDb {
+    pub fn new(tx: DatabaseTransaction) -> Self {
+        Self(Arc::new(Mutex::new(Some(tx))))
+    }
+
+    pub async fn lock(&self) -> ApiResult<TxGuard> {
+        let guard = self.0.clone().lock_owned().await;
+        if guard.is_none() {
+            return Err(ApiError::internal("request transaction used after it ended"));
+        }
+        Ok(TxGuard(guard))
+    }
+
+    /// Commits when `commit` is true, otherwise rolls back.
+    pub async fn finish(&self, commit: bool) -> ApiResult<()> {
+        let Some(tx) = self.0.lock().await.take() else {
+            return Ok(());
+        };
+        if commit {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+}

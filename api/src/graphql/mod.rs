@@ -1,0 +1,46 @@
+//! The GraphQL schema: each domain contributes its query and mutation
+//! objects; this module merges them and holds what they share.
+
+mod context;
+pub mod ids;
+pub mod pagination;
+
+pub use context::ContextExt;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::accounts::{AccountsMutation, AccountsQuery};
+use crate::places::{PlacesMutation, PlacesQuery};
+
+#[derive(MergedObject, Default)]
+pub struct Query(AccountsQuery, PlacesQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(AccountsMutation, PlacesMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Limits that bound the work one document can ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_depth: 15, max_complexity: 5000 }
+    }
+}
+
+pub fn build_schema(limits: Limits) -> AppSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(Limits::default()).sdl()
+}

@@ -1,0 +1,27 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::db;
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The database is reachable and has no pending migrations: safe to route
+/// traffic here.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match db::pending_migrations(&state.pool).await {
+        Ok(pending) if pending.is_empty() => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(pending) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "pending migrations", "pending": pending })))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unreachable" })))
+        }
+    }
+}

@@ -1,0 +1,53 @@
+use std::process::ExitCode;
+
+use api::cli::{Cli, Command};
+use api::config::LogFormat;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // A missing .env is normal; a malformed one is worth one line.
+    if let Err(err) = dotenvy::dotenv()
+        && !err.not_found()
+    {
+        eprintln!("error: cannot read .env: {err}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    init_logging(cli.config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => api::commands::serve(cli.config).await,
+            Command::Migrate { action } => api::commands::migrate(&cli.config, action).await,
+            Command::User { action } => api::commands::user(&cli.config, action).await,
+            Command::Seed(args) => api::commands::seed(&cli.config, &args).await,
+            Command::Schema => {
+                print!("{}", api::graphql::sdl());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,329 @@
+use async_graphql::{Context, ID, MaybeUndefined, Object};
+use entity::{place, review};
+use sea_orm::{ActiveValue, IntoActiveModel, Set};
+
+use super::recommend;
+use super::store::{self, PlaceFilter};
+use super::types::{
+    CreateReviewInput, ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference,
+    PreferenceInput, Recommendation, Review, ReviewConnection, UpdatePlaceInput, UpdateReviewInput,
+};
+use super::{policy, validate};
+use crate::auth::Viewer;
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::ContextExt;
+use crate::graphql::ids::parse_int_id;
+use crate::graphql::pagination::Page;
+
+/// The most places one importPlaces call takes.
+const MAX_IMPORT: usize = 1000;
+/// The recommendation radius when none is given, in kilometres (the seed's).
+const DEFAULT_RADIUS_KM: f64 = 5.0;
+/// How many recommendations when no limit is given.
+const DEFAULT_RECOMMENDATIONS: i32 = 10;
+/// The widest recommendation radius, in kilometres.
+const MAX_RADIUS_KM: f64 = 100.0;
+/// The most recommendations one call returns.
+const MAX_RECOMMENDATIONS: i32 = 100;
+
+#[derive(Default)]
+pub struct PlacesQuery;
+
+#[Object]
+impl PlacesQuery {
+    /// Places, filtered and ordered, a page at a time. Public.
+    async fn places(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "A cursor from a previous page's edges.")] after: Option<String>,
+        #[graphql(desc = "Only places of this category.")] category: Option<String>,
+        #[graphql(desc = "Only places whose name contains this text (case-insensitive).")] search: Option<String>,
+        #[graphql(desc = "Ordering (default RATING_DESC).")] order_by: Option<PlaceOrder>,
+    ) -> ApiResult<PlaceConnection> {
+        let viewer = ctx.viewer()?;
+        let page = Page::from_args(first, after.as_deref())?;
+        let filter = PlaceFilter {
+            category: validate::optional_text("category", category.as_deref(), 100)?,
+            search: validate::optional_text("search", search.as_deref(), 200)?,
+            order: order_by.unwrap_or_default(),
+        };
+        let tx = ctx.tx().await?;
+        let (total, rows) = store::list_places(&*tx, &viewer, &filter, page).await?;
+        Ok(page.of(total, rows.into_iter().map(Place::from).collect()).into())
+    }
+
+    /// One place by its id.
+    async fn place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
+        let viewer = ctx.viewer()?;
+        let tx = ctx.tx().await?;
+        store::find_place(&*tx, &viewer, &id).await?.map(Place::from).ok_or_else(|| ApiError::not_found("place"))
+    }
+
+    /// The signed-in user's reviews, newest first.
+    async fn my_reviews(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<ReviewConnection> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_user()?;
+        let page = Page::from_args(first, after.as_deref())?;
+        let tx = ctx.tx().await?;
+        let (total, rows) = store::list_reviews(&*tx, &viewer, me, page).await?;
+        Ok(page.of(total, rows.into_iter().map(Review::from).collect()).into())
+    }
+
+    /// The signed-in user's category preferences, by category.
+    async fn my_preferences(&self, ctx: &Context<'_>) -> ApiResult<Vec<Preference>> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_user()?;
+        let tx = ctx.tx().await?;
+        Ok(store::list_preferences(&*tx, &viewer, me).await?.into_iter().map(Preference::from).collect())
+    }
+
+    /// Places near a point in the categories the signed-in user likes, best first.
+    async fn recommendations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Latitude of the point, -90 to 90.")] lat: f64,
+        #[graphql(desc = "Longitude of the point, -180 to 180.")] lng: f64,
+        #[graphql(desc = "Search radius in kilometres, up to 100 (default 5).")] radius_km: Option<f64>,
+        #[graphql(desc = "How many to return, 1 to 100 (default 10).")] limit: Option<i32>,
+    ) -> ApiResult<Vec<Recommendation>> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_user()?;
+        let lat = validate::lat("lat", lat)?;
+        let lng = validate::lng("lng", lng)?;
+        let radius_km = radius_km.unwrap_or(DEFAULT_RADIUS_KM);
+        let limit = limit.unwrap_or(DEFAULT_RECOMMENDATIONS);
+        if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= MAX_RADIUS_KM) {
+            return Err(ApiError::bad_input(
+                "radiusKm",
+                format!("radiusKm must be above 0 and at most {MAX_RADIUS_KM}"),
+            ));
+        }
+        if !(1..=MAX_RECOMMENDATIONS).contains(&limit) {
+            return Err(ApiError::bad_input("limit", format!("limit must be between 1 and {MAX_RECOMMENDATIONS}")));
+        }
+        let tx = ctx.tx().await?;
+        let rows = recommend::recommend(&*tx, me, lat, lng, radius_km, i64::from(limit)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let (place, distance_km, preference_rating, score) = row.into_place();
+                Recommendation { place: place.into(), distance_km, preference_rating, score }
+            })
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct PlacesMutation;
+
+#[Object]
+impl PlacesMutation {
+    /// Reviews a place as the signed-in user; one review per user and place.
+    async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<Review> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_writer()?;
+        let place_id = validate::text("placeId", &input.place_id, 100)?;
+        let row = review::ActiveModel {
+            user_id: Set(me),
+            place_id: Set(place_id),
+            rating: Set(validate::rating("rating", input.rating)?),
+            comment: Set(validate::comment(input.comment.as_deref())?),
+            ..Default::default()
+        };
+        let tx = ctx.tx().await?;
+        Ok(store::insert_review(&*tx, row).await?.into())
+    }
+
+    /// Changes a review. NOT_FOUND for reviews the viewer cannot see.
+    async fn update_review(&self, ctx: &Context<'_>, id: ID, input: UpdateReviewInput) -> ApiResult<Review> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_int_id("id", &id)?;
+        let rating = input.rating.map(|r| validate::rating("rating", r)).transpose()?;
+        let comment = match input.comment {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(text) => Some(validate::comment(Some(&text))?),
+        };
+        let tx = ctx.tx().await?;
+        let existing = writable_review(&tx, &viewer, id).await?;
+        let mut row = existing.into_active_model();
+        if let Some(rating) = rating {
+            row.rating = Set(rating);
+        }
+        if let Some(comment) = comment {
+            row.comment = Set(comment);
+        }
+        Ok(store::update_review(&*tx, row).await?.into())
+    }
+
+    /// Deletes a review and returns it. NOT_FOUND for reviews the viewer cannot see.
+    async fn delete_review(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Review> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_int_id("id", &id)?;
+        let tx = ctx.tx().await?;
+        let existing = writable_review(&tx, &viewer, id).await?;
+        store::delete_review(&*tx, id).await?;
+        Ok(existing.into())
+    }
+
+    /// Sets how much the signed-in user likes a category (creates or replaces).
+    async fn set_preference(&self, ctx: &Context<'_>, input: PreferenceInput) -> ApiResult<Preference> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_writer()?;
+        let category = validate::text("category", &input.category, 100)?;
+        let rating = validate::rating("rating", input.rating)?;
+        let tx = ctx.tx().await?;
+        Ok(store::upsert_preference(&*tx, me, category, rating).await?.into())
+    }
+
+    /// Removes the signed-in user's preference for a category and returns it.
+    async fn delete_preference(&self, ctx: &Context<'_>, category: String) -> ApiResult<Preference> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_writer()?;
+        let category = validate::text("category", &category, 100)?;
+        let tx = ctx.tx().await?;
+        let existing = store::find_preference(&*tx, &viewer, me, &category)
+            .await?
+            .ok_or_else(|| ApiError::not_found("preference"))?;
+        if !policy::preference::can_write(&viewer, &existing) {
+            return Err(ApiError::not_found("preference"));
+        }
+        store::delete_preference(&*tx, existing.id).await?;
+        Ok(existing.into())
+    }
+
+    /// Adds a place (admin and service).
+    async fn create_place(&self, ctx: &Context<'_>, input: PlaceInput) -> ApiResult<Place> {
+        let viewer = ctx.viewer()?;
+        require_place_writer(&viewer)?;
+        let row = place_row(input)?;
+        let tx = ctx.tx().await?;
+        Ok(store::insert_place(&*tx, row).await?.into())
+    }
+
+    /// Changes a place (admin and service).
+    async fn update_place(&self, ctx: &Context<'_>, id: ID, input: UpdatePlaceInput) -> ApiResult<Place> {
+        let viewer = ctx.viewer()?;
+        require_place_writer(&viewer)?;
+        let tx = ctx.tx().await?;
+        let existing = store::find_place(&*tx, &viewer, &id).await?.ok_or_else(|| ApiError::not_found("place"))?;
+        let mut row = existing.into_active_model();
+        apply_place_changes(&mut row, input)?;
+        Ok(store::update_place(&*tx, row).await?.into())
+    }
+
+    /// Deletes a place and its reviews (admin and service), returning it.
+    async fn delete_place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
+        let viewer = ctx.viewer()?;
+        require_place_writer(&viewer)?;
+        let tx = ctx.tx().await?;
+        let existing = store::find_place(&*tx, &viewer, &id).await?.ok_or_else(|| ApiError::not_found("place"))?;
+        store::delete_place(&*tx, &existing.id).await?;
+        Ok(existing.into())
+    }
+
+    /// Creates or overwrites up to 1000 places by id in one statement
+    /// (admin and service). Importing the same list twice changes nothing
+    /// the second time; within one list, the last entry for an id wins.
+    async fn import_places(&self, ctx: &Context<'_>, places: Vec<PlaceInput>) -> ApiResult<ImportPlacesPayload> {
+        let viewer = ctx.viewer()?;
+        require_place_writer(&viewer)?;
+        if places.len() > MAX_IMPORT {
+            return Err(ApiError::bad_input("places", format!("at most {MAX_IMPORT} places per call")));
+        }
+        let mut by_id = std::collections::BTreeMap::new();
+        for input in places {
+            by_id.insert(input.id.to_string(), input);
+        }
+        if by_id.is_empty() {
+            return Ok(ImportPlacesPayload { created: 0, updated: 0 });
+        }
+        let ids: Vec<String> = by_id.keys().cloned().collect();
+        let rows = by_id.into_values().map(place_row).collect::<ApiResult<Vec<_>>>()?;
+        let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+        let tx = ctx.tx().await?;
+        let existing = i32::try_from(store::upsert_places(&*tx, rows, ids).await?).unwrap_or(i32::MAX);
+        Ok(ImportPlacesPayload { created: count - existing, updated: existing })
+    }
+}
+
+/// The review if the viewer may change it. A review the viewer cannot see
+/// and one that does not exist look the same: NOT_FOUND.
+async fn writable_review(db: &sea_orm::DatabaseTransaction, viewer: &Viewer, id: i64) -> ApiResult<review::Model> {
+    let existing = store::find_review(db, viewer, id).await?.ok_or_else(|| ApiError::not_found("review"))?;
+    if !policy::review::can_write(viewer, &existing) {
+        return Err(ApiError::Forbidden("your role may not change this review".into()));
+    }
+    Ok(existing)
+}
+
+fn require_place_writer(viewer: &Viewer) -> ApiResult<()> {
+    viewer.require_user()?;
+    if policy::place::can_write(viewer) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only admin and service accounts change places".into()))
+    }
+}
+
+fn place_row(input: PlaceInput) -> ApiResult<place::ActiveModel> {
+    Ok(place::ActiveModel {
+        id: Set(validate::text("id", &input.id, 100)?),
+        name: Set(validate::text("name", &input.name, 200)?),
+        lat: Set(validate::lat("lat", input.lat)?),
+        lng: Set(validate::lng("lng", input.lng)?),
+        types: Set(validate::types(&input.types)?),
+        category: Set(validate::optional_text("category", input.category.as_deref(), 100)?),
+        rating: Set(input.rating.map(|r| validate::rating("rating", r)).transpose()?),
+        user_ratings_total: Set(input.user_ratings_total.map(validate::ratings_total).transpose()?),
+        description: Set(input.description),
+        created_at: ActiveValue::NotSet,
+        updated_at: ActiveValue::NotSet,
+    })
+}
+
+fn apply_place_changes(row: &mut place::ActiveModel, input: UpdatePlaceInput) -> ApiResult<()> {
+    if let Some(name) = input.name {
+        row.name = Set(validate::text("name", &name, 200)?);
+    }
+    if let Some(lat) = input.lat {
+        row.lat = Set(validate::lat("lat", lat)?);
+    }
+    if let Some(lng) = input.lng {
+        row.lng = Set(validate::lng("lng", lng)?);
+    }
+    match input.types {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => row.types = Set(None),
+        MaybeUndefined::Value(types) => row.types = Set(validate::types(&types)?),
+    }
+    match input.category {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => row.category = Set(None),
+        MaybeUndefined::Value(c) => row.category = Set(validate::optional_text("category", Some(&c), 100)?),
+    }
+    match input.rating {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => row.rating = Set(None),
+        MaybeUndefined::Value(r) => row.rating = Set(Some(validate::rating("rating", r)?)),
+    }
+    match input.user_ratings_total {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => row.user_ratings_total = Set(None),
+        MaybeUndefined::Value(n) => row.user_ratings_total = Set(Some(validate::ratings_total(n)?)),
+    }
+    match input.description {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => row.description = Set(None),
+        MaybeUndefined::Value(d) => row.description = Set(Some(d)),
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Queries of the places domain. Every read is scoped by the row policy;
+//! PostgreSQL's RLS applies on top of it.
+
+use entity::{place, preference, review};
+use sea_orm::sea_query::extension::postgres::PgExpr;
+use sea_orm::sea_query::{Expr, NullOrdering, OnConflict, Order};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
+use uuid::Uuid;
+
+use super::policy;
+use super::types::PlaceOrder;
+use crate::auth::Viewer;
+use crate::error::ApiResult;
+use crate::graphql::pagination::Page;
+
+/// Filters of `places`.
+pub struct PlaceFilter {
+    pub category: Option<String>,
+    pub search: Option<String>,
+    pub order: PlaceOrder,
+}
+
+pub async fn list_places(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    filter: &PlaceFilter,
+    page: Page,
+) -> ApiResult<(u64, Vec<place::Model>)> {
+    let mut query = place::Entity::find().filter(policy::place::visible_to(viewer));
+    if let Some(category) = &filter.category {
+        query = query.filter(place::Column::Category.eq(category.as_str()));
+    }
+    if let Some(search) = &filter.search {
+        // ILIKE on name uses the trigram index; the term is a literal, not a pattern.
+        query = query.filter(Expr::col(place::Column::Name).ilike(format!("%{}%", escape_like(search))));
+    }
+    let total = query.clone().count(db).await?;
+    query = match filter.order {
+        PlaceOrder::RatingDesc => query.order_by_with_nulls(place::Column::Rating, Order::Desc, NullOrdering::Last),
+        PlaceOrder::Name => query.order_by_asc(place::Column::Name),
+        PlaceOrder::Newest => query.order_by_desc(place::Column::CreatedAt),
+    };
+    let rows = query.order_by_asc(place::Column::Id).offset(page.offset).limit(page.limit).all(db).await?;
+    Ok((total, rows))
+}
+
+fn escape_like(term: &str) -> String {
+    term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+pub async fn find_place(db: &impl ConnectionTrait, viewer: &Viewer, id: &str) -> ApiResult<Option<place::Model>> {
+    Ok(place::Entity::find_by_id(id.to_owned()).filter(policy::place::visible_to(viewer)).one(db).await?)
+}
+
+pub async fn insert_place(db: &impl ConnectionTrait, row: place::ActiveModel) -> ApiResult<place::Model> {
+    Ok(row.insert(db).await?)
+}
+
+pub async fn update_place(db: &impl ConnectionTrait, row: place::ActiveModel) -> ApiResult<place::Model> {
+    Ok(row.update(db).await?)
+}
+
+pub async fn delete_place(db: &impl ConnectionTrait, id: &str) -> ApiResult<()> {
+    place::Entity::delete_by_id(id.to_owned()).exec(db).await?;
+    Ok(())
+}
+
+/// Upserts places by id in one statement; returns how many existed before.
+pub async fn upsert_places(
+    db: &impl ConnectionTrait,
+    rows: Vec<place::ActiveModel>,
+    ids: Vec<String>,
+) -> ApiResult<u64> {
+    let existing = place::Entity::find().filter(place::Column::Id.is_in(ids)).count(db).await?;
+    let on_conflict = OnConflict::column(place::Column::Id)
+        .update_columns([
+            place::Column::Name,
+            place::Column::Lat,
+            place::Column::Lng,
+            place::Column::Types,
+            place::Column::Category,
+            place::Column::Rating,
+            place::Column::UserRatingsTotal,
+            place::Column::Description,
+        ])
+        .to_owned();
+    place::Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(db).await?;
+    Ok(existing)
+}
+
+pub async fn list_reviews(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    owner: Uuid,
+    page: Page,
+) -> ApiResult<(u64, Vec<review::Model>)> {
+    let query =
+        review::Entity::find().filter(policy::review::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
+    let total = query.clone().count(db).await?;
+    let rows = query.order_by_desc(review::Column::Id).offset(page.offset).limit(page.limit).all(db).await?;
+    Ok((total, rows))
+}
+
+pub async fn find_review(db: &impl ConnectionTrait, viewer: &Viewer, id: i64) -> ApiResult<Option<review::Model>> {
+    Ok(review::Entity::find_by_id(id).filter(policy::review::visible_to(viewer)).one(db).await?)
+}
+
+pub async fn insert_review(db: &impl ConnectionTrait, row: review::ActiveModel) -> ApiResult<review::Model> {
+    Ok(row.insert(db).await?)
+}
+
+pub async fn update_review(db: &impl ConnectionTrait, row: review::ActiveModel) -> ApiResult<review::Model> {
+    Ok(row.update(db).await?)
+}
+
+pub async fn delete_review(db: &impl ConnectionTrait, id: i64) -> ApiResult<()> {
+    review::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}
+
+pub async fn list_preferences(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    owner: Uuid,
+) -> ApiResult<Vec<preference::Model>> {
+    Ok(preference::Entity::find()
+        .filter(policy::preference::visible_to(viewer))
+        .filter(preference::Column::UserId.eq(owner))
+        .order_by_asc(preference::Column::Category)
+        .all(db)
+        .await?)
+}
+
+pub async fn find_preference(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    owner: Uuid,
+    category: &str,
+) -> ApiResult<Option<preference::Model>> {
+    Ok(preference::Entity::find()
+        .filter(policy::preference::visible_to(viewer))
+        .filter(preference::Column::UserId.eq(owner))
+        .filter(preference::Column::Category.eq(category))
+        .one(db)
+        .await?)
+}
+
+/// Creates or replaces the owner's preference for a category, atomically.
+pub async fn upsert_preference(
+    db: &impl ConnectionTrait,
+    owner: Uuid,
+    category: String,
+    rating: f64,
+) -> ApiResult<preference::Model> {
+    let row = preference::ActiveModel {
+        user_id: Set(owner),
+        category: Set(category),
+        rating: Set(rating),
+        ..Default::default()
+    };
+    let on_conflict = OnConflict::columns([preference::Column::UserId, preference::Column::Category])
+        .update_column(preference::Column::Rating)
+        .to_owned();
+    Ok(preference::Entity::insert(row).on_conflict(on_conflict).exec_with_returning(db).await?)
+}
+
+pub async fn delete_preference(db: &impl ConnectionTrait, id: i64) -> ApiResult<()> {
+    preference::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}

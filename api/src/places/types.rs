@@ -1,0 +1,241 @@
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, SimpleObject};
+use chrono::{DateTime, FixedOffset};
+
+use super::loader::PlaceLoader;
+use crate::error::{ApiError, ApiResult};
+
+/// A place people can review, from the seed's `place` table. Public.
+#[derive(SimpleObject, Clone)]
+pub struct Place {
+    /// The Google Place ID.
+    pub id: ID,
+    /// Display name.
+    pub name: String,
+    /// Latitude in degrees, -90 to 90.
+    pub lat: f64,
+    /// Longitude in degrees, -180 to 180.
+    pub lng: f64,
+    /// Google place types, e.g. `cafe`, `food`.
+    pub types: Vec<String>,
+    /// The category that preferences and recommendations match on.
+    pub category: Option<String>,
+    /// Average rating, 0 to 5.
+    pub rating: Option<f64>,
+    /// How many ratings the average is made of.
+    pub user_ratings_total: Option<i32>,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// When the place was added.
+    pub created_at: DateTime<FixedOffset>,
+    /// When the place last changed (kept by the database).
+    pub updated_at: DateTime<FixedOffset>,
+}
+
+impl From<entity::place::Model> for Place {
+    fn from(m: entity::place::Model) -> Self {
+        Self {
+            id: ID(m.id),
+            name: m.name,
+            lat: m.lat,
+            lng: m.lng,
+            types: split_types(m.types.as_deref()),
+            category: m.category,
+            rating: m.rating,
+            user_ratings_total: m.user_ratings_total,
+            description: m.description,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// `types` is stored as the seed's comma-separated VARCHAR(500).
+pub fn split_types(types: Option<&str>) -> Vec<String> {
+    types.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+}
+
+crate::connection_type!(PlaceConnection, PlaceEdge, Place, "places");
+crate::connection_type!(ReviewConnection, ReviewEdge, Review, "reviews");
+
+/// A user's review of a place. Visible to its author only (and to readers,
+/// services and admins).
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Review {
+    /// Stable identifier.
+    pub id: ID,
+    /// The author's user id.
+    pub user_id: ID,
+    /// The reviewed place's id.
+    pub place_id: ID,
+    /// 0 to 5.
+    pub rating: f64,
+    /// Free text, at most 5000 characters.
+    pub comment: Option<String>,
+    /// When the review was written.
+    pub created_at: DateTime<FixedOffset>,
+    /// When the review last changed.
+    pub updated_at: DateTime<FixedOffset>,
+}
+
+#[ComplexObject]
+impl Review {
+    /// The reviewed place, batched across all reviews of a response.
+    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Place> {
+        let loader = ctx
+            .data_opt::<DataLoader<PlaceLoader>>()
+            .ok_or_else(|| ApiError::internal("place loader missing from the request context"))?;
+        loader.load_one(self.place_id.to_string()).await?.ok_or_else(|| ApiError::not_found("place"))
+    }
+}
+
+impl From<entity::review::Model> for Review {
+    fn from(m: entity::review::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            user_id: ID(m.user_id.to_string()),
+            place_id: ID(m.place_id),
+            rating: m.rating,
+            comment: m.comment,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// How much a user likes a category of places; drives recommendations.
+/// Visible to its owner only.
+#[derive(SimpleObject, Clone)]
+pub struct Preference {
+    /// Stable identifier.
+    pub id: ID,
+    /// The place category this preference is about.
+    pub category: String,
+    /// 0 (avoid) to 5 (love).
+    pub rating: f64,
+    /// When the preference was first set.
+    pub created_at: DateTime<FixedOffset>,
+    /// When the preference last changed.
+    pub updated_at: DateTime<FixedOffset>,
+}
+
+impl From<entity::preference::Model> for Preference {
+    fn from(m: entity::preference::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            category: m.category,
+            rating: m.rating,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// A place recommended to the viewer, with why.
+#[derive(SimpleObject)]
+pub struct Recommendation {
+    /// The recommended place.
+    pub place: Place,
+    /// Great-circle distance from the given point, in kilometres.
+    pub distance_km: f64,
+    /// The viewer's preference rating for the place's category, 0 to 5.
+    pub preference_rating: f64,
+    /// 0.6 × preference/5 + 0.2 × rating/5 + 0.1 × popularity + 0.1 × closeness, 0 to 1.
+    pub score: f64,
+}
+
+/// Orderings of `places`.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlaceOrder {
+    /// Best rated first; unrated places last.
+    #[default]
+    RatingDesc,
+    /// Alphabetical by name.
+    Name,
+    /// Most recently added first.
+    Newest,
+}
+
+/// A new review.
+#[derive(InputObject)]
+pub struct CreateReviewInput {
+    /// The place to review.
+    pub place_id: ID,
+    /// 0 to 5.
+    pub rating: f64,
+    /// Optional text, at most 5000 characters.
+    pub comment: Option<String>,
+}
+
+/// Changes to a review; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateReviewInput {
+    /// 0 to 5.
+    pub rating: Option<f64>,
+    /// New text; null removes it.
+    pub comment: MaybeUndefined<String>,
+}
+
+/// A preference to create or replace.
+#[derive(InputObject)]
+pub struct PreferenceInput {
+    /// The place category.
+    pub category: String,
+    /// 0 to 5.
+    pub rating: f64,
+}
+
+/// A complete place, for createPlace and importPlaces.
+#[derive(InputObject, Clone)]
+pub struct PlaceInput {
+    /// The Google Place ID, at most 100 characters.
+    pub id: ID,
+    /// Display name, 1 to 200 characters.
+    pub name: String,
+    /// Latitude, -90 to 90.
+    pub lat: f64,
+    /// Longitude, -180 to 180.
+    pub lng: f64,
+    /// Google place types.
+    #[graphql(default)]
+    pub types: Vec<String>,
+    /// Category, at most 100 characters.
+    pub category: Option<String>,
+    /// Average rating, 0 to 5.
+    pub rating: Option<f64>,
+    /// Number of ratings, 0 or more.
+    pub user_ratings_total: Option<i32>,
+    /// Free-text description.
+    pub description: Option<String>,
+}
+
+/// Changes to a place; omitted fields stay as they are, null clears.
+#[derive(InputObject)]
+pub struct UpdatePlaceInput {
+    /// Display name, 1 to 200 characters.
+    pub name: Option<String>,
+    /// Latitude, -90 to 90.
+    pub lat: Option<f64>,
+    /// Longitude, -180 to 180.
+    pub lng: Option<f64>,
+    /// Google place types.
+    pub types: MaybeUndefined<Vec<String>>,
+    /// Category.
+    pub category: MaybeUndefined<String>,
+    /// Average rating, 0 to 5.
+    pub rating: MaybeUndefined<f64>,
+    /// Number of ratings.
+    pub user_ratings_total: MaybeUndefined<i32>,
+    /// Free-text description.
+    pub description: MaybeUndefined<String>,
+}
+
+/// What importPlaces did.
+#[derive(SimpleObject)]
+pub struct ImportPlacesPayload {
+    /// Places that did not exist before.
+    pub created: i32,
+    /// Places that existed and were overwritten.
+    pub updated: i32,
+}

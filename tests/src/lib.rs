@@ -1,0 +1,306 @@
+//! Test harness: a real PostgreSQL, a real server, real HTTP.
+//!
+//! - One PostgreSQL cluster per test binary, in a temp folder, on a free
+//!   port and a private unix socket, started on first use. A watchdog
+//!   process stops it and deletes the folder when the test process exits.
+//! - A template database migrated once; each test gets its own database
+//!   cloned from it (`CREATE DATABASE .. TEMPLATE`), so tests are isolated
+//!   and run in parallel.
+//! - Each test spawns the server in-process on port 0, connected as the
+//!   restricted `app_authenticator` login (not a superuser, owns nothing),
+//!   exactly as in production.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use serde_json::{Value, json};
+
+pub use serde_json;
+
+/// The HS256 key of every test server, so tests can forge tokens.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+const TEMPLATE: &str = "app_template";
+
+struct Cluster {
+    port: u16,
+    socket_dir: PathBuf,
+}
+
+impl Cluster {
+    fn url(&self, user: &str, database: &str) -> String {
+        format!("postgres://{user}@localhost:{}/{database}?host={}", self.port, self.socket_dir.display())
+    }
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static TEMPLATE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+fn run(cmd: &mut Command, what: &str) {
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(output.status.success(), "{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let bin = api::db::embedded::find_pg_bin(None).unwrap_or_else(|e| panic!("{e}"));
+        let run_as = api::db::embedded::postgres_user_if_root().unwrap_or_else(|e| panic!("{e}"));
+        // Short path: unix socket paths are limited to ~107 bytes.
+        let dir = PathBuf::from(format!("/tmp/apitest-{}-{}", std::process::id(), api::db::embedded::random_hex(3)));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        if let Some((uid, gid)) = run_as {
+            for path in [&dir, &data] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown: {e}"));
+            }
+        }
+        let as_postgres = |program: &Path| {
+            let mut cmd = Command::new(program);
+            cmd.current_dir("/").stdin(Stdio::null());
+            if let Some((uid, gid)) = run_as {
+                cmd.uid(uid).gid(gid);
+            }
+            cmd
+        };
+        run(
+            as_postgres(&bin.join("initdb")).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"]).arg(&data),
+            "initdb",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements",
+            dir.display()
+        );
+        run(
+            as_postgres(&bin.join("pg_ctl"))
+                .args(["start", "-w", "-s", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("postgres.log"))
+                .args(["-o", &options])
+                .process_group(0),
+            "pg_ctl start",
+        );
+        // Stops the cluster and removes its folder once this process is gone.
+        // Never waited for: it must outlive us (it is reparented to init).
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; \"$0\" stop -m immediate -D \"$1\" >/dev/null 2>&1; rm -rf \"$2\"",
+            pid = std::process::id()
+        );
+        #[allow(clippy::zombie_processes)]
+        as_postgres(Path::new("/bin/sh"))
+            .arg("-c")
+            .arg(script)
+            .arg(bin.join("pg_ctl"))
+            .arg(&data)
+            .arg(&dir)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the cluster watchdog: {e}"));
+        Cluster { port, socket_dir: dir }
+    })
+}
+
+/// The superuser URL of a database on the test cluster.
+pub fn superuser_url(database: &str) -> String {
+    cluster().url("postgres", database)
+}
+
+async fn ensure_template() {
+    TEMPLATE_READY
+        .get_or_init(|| async {
+            let admin = Database::connect(superuser_url("postgres")).await.unwrap_or_else(|e| panic!("{e}"));
+            admin.execute_unprepared(&format!("CREATE DATABASE {TEMPLATE}")).await.unwrap_or_else(|e| panic!("{e}"));
+            let template = Database::connect(superuser_url(TEMPLATE)).await.unwrap_or_else(|e| panic!("{e}"));
+            Migrator::up(&template, None).await.unwrap_or_else(|e| panic!("migrating the template failed: {e}"));
+            // The request login may log in here (trust auth on a private socket).
+            template.execute_unprepared("ALTER ROLE app_authenticator LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
+            template.close().await.unwrap_or_else(|e| panic!("{e}"));
+            admin.close().await.unwrap_or_else(|e| panic!("{e}"));
+        })
+        .await;
+}
+
+/// A fresh database for one test. `migrated`: cloned from the migrated
+/// template; otherwise empty.
+pub async fn create_database(migrated: bool) -> String {
+    if migrated {
+        ensure_template().await;
+    }
+    let name = format!("t_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    let admin = Database::connect(superuser_url("postgres")).await.unwrap_or_else(|e| panic!("{e}"));
+    let template = if migrated { format!(" TEMPLATE {TEMPLATE}") } else { String::new() };
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}{template}")).await.unwrap_or_else(|e| panic!("{e}"));
+    admin.close().await.unwrap_or_else(|e| panic!("{e}"));
+    name
+}
+
+/// Settings of a test server; tests may change them before `spawn_with`.
+pub fn test_config(database: &str) -> api::Config {
+    api::Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        database_url: Some(cluster().url("app_authenticator", database)),
+        database_pool_size: 4,
+        database_max_overflow: 2,
+        database_pool_timeout: 10,
+        database_idle_timeout: 300,
+        data_dir: std::env::temp_dir().join("apitest-unused"),
+        pg_bin: None,
+        app_env: api::config::AppEnv::Development,
+        jwt_secret: Some(JWT_SECRET.into()),
+        jwt_ttl_seconds: 3600,
+        max_query_depth: 15,
+        max_query_complexity: 5000,
+        max_body_bytes: 1024 * 1024,
+        log_format: api::config::LogFormat::Text,
+    }
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub address: String,
+    pub database: String,
+    pub http: reqwest::Client,
+    /// A superuser connection to the test database, for arranging fixtures
+    /// and for probing what PostgreSQL itself allows.
+    pub db: DatabaseConnection,
+}
+
+/// A signed-in account.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub token: String,
+    pub username: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let database = create_database(true).await;
+        Self::spawn_with(test_config(&database)).await
+    }
+
+    pub async fn spawn_with(config: api::Config) -> Self {
+        // Server warnings and errors (e.g. the cause of an INTERNAL_SERVER_ERROR)
+        // show in the output of a failing test.
+        static LOGGING: OnceLock<()> = OnceLock::new();
+        LOGGING.get_or_init(|| {
+            let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+        });
+        let database = config
+            .database_url
+            .as_deref()
+            .and_then(|url| url.split('?').next()?.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let app = api::Application::build(config).await.unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let db = Database::connect(superuser_url(&database)).await.unwrap_or_else(|e| panic!("{e}"));
+        Self { address, database, http: reqwest::Client::new(), db }
+    }
+
+    /// POSTs a GraphQL request and returns the JSON body (whatever the status).
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .http
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("request failed: {e}"));
+        response.json().await.unwrap_or_else(|e| panic!("body is not JSON: {e}"))
+    }
+
+    /// Like `graphql`, but fails the test on any error and returns `data`.
+    pub async fn data(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.graphql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Signs up `username` (email `username@test.io`, password `password-<username>`).
+    pub async fn sign_up(&self, username: &str) -> TestUser {
+        let data = self
+            .data(
+                None,
+                "mutation($input: SignUpInput!) { signUp(input: $input) { token user { id username } } }",
+                json!({ "input": { "email": format!("{username}@test.io"), "username": username, "password": format!("password-{username}"), "fullName": username } }),
+            )
+            .await;
+        TestUser {
+            id: data["signUp"]["user"]["id"].as_str().unwrap_or_default().to_owned(),
+            token: data["signUp"]["token"].as_str().unwrap_or_default().to_owned(),
+            username: username.to_owned(),
+        }
+    }
+
+    /// Signs up `username` and gives it `role` (admin, service, reader) directly in the database.
+    pub async fn sign_up_as(&self, username: &str, role: &str) -> TestUser {
+        let user = self.sign_up(username).await;
+        self.db
+            .execute_unprepared(&format!("UPDATE users SET role = '{role}' WHERE id = '{}'", user.id))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        user
+    }
+
+    /// Runs a `SELECT count(*) ..` as the superuser.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_owned()))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"));
+        row.try_get_by_index::<i64>(0).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Inserts a place directly (as the superuser).
+    pub async fn insert_place(
+        &self,
+        id: &str,
+        category: &str,
+        lat: f64,
+        lng: f64,
+        rating: Option<f64>,
+        ratings_total: Option<i32>,
+    ) {
+        let rating = rating.map_or("NULL".to_owned(), |r| r.to_string());
+        let total = ratings_total.map_or("NULL".to_owned(), |t| t.to_string());
+        self.db
+            .execute_unprepared(&format!(
+                "INSERT INTO place (id, name, lat, lng, category, rating, user_ratings_total) VALUES ('{id}', 'Place {id}', {lat}, {lng}, '{category}', {rating}, {total})"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A transaction on the test database running exactly as a request of
+    /// `user` would: the viewer role and `app.user_id` set locally. For
+    /// proving what row-level security allows with no resolver in between.
+    pub async fn as_request_role(&self, role: &str, user_id: &str) -> DatabaseTransaction {
+        let tx = self.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        tx.execute_unprepared(&format!("SET LOCAL ROLE {role}; SELECT set_config('app.user_id', '{user_id}', true)"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tx
+    }
+}
+
+/// The `extensions.code` of the first error of a response.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<no error code>")
+}

@@ -1,0 +1,133 @@
+//! The HTTP surface: GraphiQL, health, transport errors and limits.
+
+use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use tests::{TestApp, error_code};
+
+#[tokio::test]
+async fn graphiql_is_served_with_local_assets_and_the_root_leads_there() {
+    let app = TestApp::spawn().await;
+    let page = app.http.get(format!("{}/graphiql", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("/graphiql/graphiql.min.js") && !html.contains("https://"), "no CDN: {html}");
+    for asset in ["graphiql.min.js", "graphiql.min.css", "react.production.min.js", "react-dom.production.min.js"] {
+        let response =
+            app.http.get(format!("{}/graphiql/{asset}", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        assert!(response.bytes().await.map(|b| b.len()).unwrap_or(0) > 1000);
+    }
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+    let root = no_redirects.get(format!("{}/", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(root.headers()["location"], "/graphiql");
+}
+
+#[tokio::test]
+async fn health_and_readiness_report_ok_on_a_migrated_database() {
+    let app = TestApp::spawn().await;
+    for path in ["healthz", "readyz"] {
+        let response = app.http.get(format!("{}/{path}", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_while_a_migration_is_pending() {
+    let app = TestApp::spawn().await;
+    app.db
+        .execute_unprepared("DELETE FROM seaql_migrations WHERE version = 'm20261122_000002_places'")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = app.http.get(format!("{}/readyz", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap_or_default();
+    assert_eq!(body["pending"], json!(["m20261122_000002_places"]));
+}
+
+#[tokio::test]
+async fn a_get_runs_queries_but_never_mutations() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/graphql", app.address);
+    let query = app
+        .http
+        .get(&url)
+        .query(&[("query", "{ places { totalCount } }")])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(query.json::<Value>().await.unwrap_or_default()["data"]["places"]["totalCount"], 0);
+    let mutation = app
+        .http
+        .get(&url)
+        .query(&[("query", "mutation { signUp(input: {email: \"a@b.io\", username: \"abc\", password: \"password1\", fullName: \"A\"}) { token } }")])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mutation.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn transport_errors_get_http_statuses_and_codes() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/graphql", app.address);
+    let text = app
+        .http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{ places { totalCount } }")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error_code(&text.json().await.unwrap_or_default()), "UNSUPPORTED_MEDIA_TYPE");
+    let broken = app
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&broken.json().await.unwrap_or_default()), "BAD_REQUEST");
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let too_big = app.http.post(&url).json(&json!({ "query": huge })).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let bad_token = app
+        .http
+        .post(&url)
+        .bearer_auth("nope")
+        .json(&json!({ "query": "{ places { totalCount } }" }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bad_token.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn graphql_errors_always_carry_a_code() {
+    let app = TestApp::spawn().await;
+    let syntax = app.graphql(None, "{ places {", json!({})).await;
+    assert_eq!(error_code(&syntax), "GRAPHQL_VALIDATION_FAILED", "{syntax}");
+    let unknown = app.graphql(None, "{ nope }", json!({})).await;
+    assert_eq!(error_code(&unknown), "GRAPHQL_VALIDATION_FAILED");
+    let wrong_type =
+        app.graphql(None, "query($n: Int) { places(first: $n) { totalCount } }", json!({ "n": "ten" })).await;
+    assert_eq!(error_code(&wrong_type), "BAD_USER_INPUT", "{wrong_type}");
+}
+
+#[tokio::test]
+async fn too_deep_or_too_complex_queries_are_refused_before_any_work() {
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.max_query_depth = 3;
+    config.max_query_complexity = 20;
+    let app = TestApp::spawn_with(config).await;
+    let deep = app.graphql(None, "{ places { edges { node { id } } pageInfo { hasNextPage } } }", json!({})).await;
+    assert_eq!(error_code(&deep), "QUERY_TOO_COMPLEX", "{deep}");
+    let wide = app.graphql(None, "{ a: places { totalCount } b: places { totalCount } c: places { totalCount } d: places { totalCount } e: places { totalCount } f: places { totalCount } g: places { totalCount } h: places { totalCount } i: places { totalCount } j: places { totalCount } k: places { totalCount } }", json!({})).await;
+    assert_eq!(error_code(&wide), "QUERY_TOO_COMPLEX", "{wide}");
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary (one link, one PostgreSQL cluster) with a
+//! module per area.
+
+mod accounts;
+mod http;
+mod migrations;
+mod places;
+mod recommendations;
+mod rls;
+mod schema;

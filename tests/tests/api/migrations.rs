@@ -1,0 +1,42 @@
+use migration::{Migrator, MigratorTrait};
+use sea_orm::Database;
+
+/// What the migrations own in the public schema, counted from the catalogs.
+async fn footprint(db: &sea_orm::DatabaseConnection) -> (i64, i64, i64) {
+    let one = |sql: &str| {
+        let sql = sql.to_owned();
+        async move {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            row.and_then(|r| r.try_get_by_index::<i64>(0).ok()).unwrap_or(-1)
+        }
+    };
+    (
+        one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'seaql_migrations'").await,
+        one("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'")
+            .await,
+        one("SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql'").await,
+    )
+}
+
+use sea_orm::ConnectionTrait;
+
+#[tokio::test]
+async fn every_migration_goes_up_down_to_an_empty_schema_and_up_again() {
+    let name = tests::create_database(false).await;
+    let db = Database::connect(tests::superuser_url(&name)).await.unwrap_or_else(|e| panic!("{e}"));
+
+    Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("up: {e}"));
+    let (tables, functions, extensions) = footprint(&db).await;
+    assert_eq!(tables, 4, "users, place, review, preference");
+    assert!(functions > 0 && extensions == 3);
+
+    Migrator::down(&db, None).await.unwrap_or_else(|e| panic!("down: {e}"));
+    assert_eq!(footprint(&db).await, (0, 0, 0), "down leaves an empty schema");
+    assert_eq!(Migrator::get_pending_migrations(&db).await.map(|p| p.len()).unwrap_or(0), Migrator::migrations().len());
+
+    Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("up again: {e}"));
+    assert_eq!(footprint(&db).await, (tables, functions, extensions));
+}
