@@ -14,8 +14,9 @@ use crate::config::Config;
 use crate::db;
 
 pub async fn serve(config: Config) -> Result<ExitCode, String> {
-    let app = Application::build(config.clone()).await?;
-    tracing::info!("serving on http://{}:{} (GraphiQL at /graphiql)", config.host, app.port());
+    let host = config.host.clone();
+    let app = Application::build(config).await?;
+    tracing::info!("serving on http://{host}:{} (GraphiQL at /graphiql)", app.port());
     app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }

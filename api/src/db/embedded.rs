@@ -169,16 +169,26 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
+    /// Stops the postmaster we started once this process is gone, whatever
+    /// killed it. It signals only that postmaster (by PID, SIGINT = fast
+    /// shutdown), never a cluster a later process started in the same folder.
     fn spawn_watchdog(&self) {
+        let Some(postmaster) = fs::read_to_string(self.cluster.join("postmaster.pid"))
+            .ok()
+            .and_then(|pid_file| pid_file.lines().next().map(str::to_owned))
+        else {
+            tracing::warn!("no postmaster.pid: the embedded PostgreSQL has no watchdog");
+            return;
+        };
         let script = format!(
-            "while [ -d /proc/{pid} ]; do sleep 1; done; exec \"$0\" stop -m fast -D \"$1\"",
-            pid = std::process::id()
+            "while [ -d /proc/{owner} ]; do sleep 1; done; \
+             [ \"$(head -n 1 \"$0/postmaster.pid\" 2>/dev/null)\" = {postmaster} ] && kill -INT {postmaster}",
+            owner = std::process::id()
         );
         let spawned = self
             .command(Path::new("/bin/sh"))
             .arg("-c")
             .arg(script)
-            .arg(self.bin.join("pg_ctl"))
             .arg(&self.cluster)
             .process_group(0)
             .stdin(Stdio::null())
