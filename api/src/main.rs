@@ -12,7 +12,16 @@ fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {err}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
+        Err(err) => {
+            // One line for the operator; `--help` has the rest.
+            let message = err.to_string();
+            eprintln!("{}", message.lines().next().unwrap_or("error: invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
     init_logging(cli.config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

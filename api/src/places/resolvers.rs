@@ -39,7 +39,7 @@ impl PlacesQuery {
         #[graphql(desc = "A cursor from a previous page's edges.")] after: Option<String>,
         #[graphql(desc = "Only places of this category.")] category: Option<String>,
         #[graphql(desc = "Only places whose name contains this text (case-insensitive).")] search: Option<String>,
-        #[graphql(desc = "Ordering (default RATING_DESC).")] order_by: Option<PlaceOrder>,
+        #[graphql(desc = "Ordering.", default_with = "Some(PlaceOrder::RatingDesc)")] order_by: Option<PlaceOrder>,
     ) -> ApiResult<PlaceConnection> {
         let viewer = ctx.viewer()?;
         let page = Page::from_args(first, after.as_deref())?;
@@ -89,8 +89,10 @@ impl PlacesQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Latitude of the point, -90 to 90.")] lat: f64,
         #[graphql(desc = "Longitude of the point, -180 to 180.")] lng: f64,
-        #[graphql(desc = "Search radius in kilometres, up to 100 (default 5).")] radius_km: Option<f64>,
-        #[graphql(desc = "How many to return, 1 to 100 (default 10).")] limit: Option<i32>,
+        #[graphql(desc = "Search radius in kilometres, up to 100.", default_with = "Some(DEFAULT_RADIUS_KM)")]
+        radius_km: Option<f64>,
+        #[graphql(desc = "How many to return, 1 to 100.", default_with = "Some(DEFAULT_RECOMMENDATIONS)")]
+        limit: Option<i32>,
     ) -> ApiResult<Vec<Recommendation>> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
