@@ -14,7 +14,8 @@ use crate::config::{AppEnv, Config};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
-use crate::http::{AppState, router};
+use crate::http::{AppState, WsConfig, router};
+use crate::realtime::{self, Realtime, RealtimeConfig};
 
 /// Where the database is, and who to be there.
 pub struct DatabaseTarget {
@@ -128,6 +129,11 @@ fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
     Ok(JwtKeys::new(secret.as_bytes(), ttl))
 }
 
+/// Where the change feed starts: the newest finished position of the log.
+async fn log_head(pool: &DatabaseConnection) -> Result<realtime::Cursor, String> {
+    realtime::listener::start_position(pool).await.map_err(|e| format!("cannot read the change log: {}", e.message()))
+}
+
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -154,6 +160,16 @@ impl Application {
             .await
             .map_err(|e| format!("cannot connect to the database: {e}"))?;
         db::check_viewer_roles(&pool).await?;
+        let realtime = Realtime::new(
+            pool.clone(),
+            log_head(&pool).await?,
+            RealtimeConfig {
+                listen_url: config.database_listen_url.clone().unwrap_or_else(|| target.serve_url.clone()),
+                buffer: config.realtime_buffer,
+                retention: Duration::from_secs(config.realtime_retention_hours * 3600),
+                poll_interval: Duration::from_millis(500),
+            },
+        );
         let state = AppState {
             pool,
             schema: build_schema(Limits {
@@ -161,10 +177,20 @@ impl Application {
                 max_complexity: config.max_query_complexity,
             }),
             jwt: jwt_keys(&config)?,
+            realtime,
+            ws: WsConfig {
+                init_timeout: Duration::from_secs(config.ws_init_timeout),
+                keepalive: Duration::from_secs(config.ws_keepalive),
+            },
         };
         let address = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
         Ok(Self { listener, state, max_body_bytes: config.max_body_bytes, embedded: target.embedded.take() })
+    }
+
+    /// The change feed (for tests and tools that watch it).
+    pub fn realtime(&self) -> Realtime {
+        self.state.realtime.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -176,7 +202,9 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Self { listener, state, max_body_bytes, embedded } = self;
         let pool = state.pool.clone();
+        let feed = realtime::listener::spawn(state.realtime.clone());
         let result = axum::serve(listener, router(state, max_body_bytes)).with_graceful_shutdown(shutdown).await;
+        feed.abort();
         let _ = pool.close().await;
         if let Some(mut pg) = embedded {
             let _ = tokio::task::spawn_blocking(move || pg.stop()).await;

@@ -43,6 +43,21 @@ pub struct Config {
     /// Seconds an idle connection is kept before it is closed.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value_t = 300, global = true)]
     pub database_idle_timeout: u64,
+    /// URL for LISTEN, on a direct connection (default DATABASE_URL): set it when DATABASE_URL goes through a transaction-mode pooler.
+    #[arg(long, env = "DATABASE_LISTEN_URL", global = true, hide_env_values = true)]
+    pub database_listen_url: Option<String>,
+    /// Change events buffered in memory; a subscriber further behind catches up from the log.
+    #[arg(long, env = "REALTIME_BUFFER", default_value_t = 4096, global = true)]
+    pub realtime_buffer: usize,
+    /// Hours the change log keeps events; older cursors must refetch.
+    #[arg(long, env = "REALTIME_RETENTION_HOURS", default_value_t = 24, global = true)]
+    pub realtime_retention_hours: u64,
+    /// Seconds a websocket may take to send connection_init.
+    #[arg(long, env = "WS_INIT_TIMEOUT", default_value_t = 10, global = true)]
+    pub ws_init_timeout: u64,
+    /// Seconds between server pings on idle websockets.
+    #[arg(long, env = "WS_KEEPALIVE", default_value_t = 15, global = true)]
+    pub ws_keepalive: u64,
     /// Folder of the embedded database and the development JWT secret.
     #[arg(long, env = "DATA_DIR", default_value = "./.data", global = true)]
     pub data_dir: PathBuf,
@@ -89,6 +104,9 @@ impl Config {
         }
         if self.database_pool_timeout == 0 {
             return Err("DATABASE_POOL_TIMEOUT must be at least 1 second".into());
+        }
+        if self.realtime_buffer == 0 || self.ws_init_timeout == 0 || self.ws_keepalive == 0 {
+            return Err("REALTIME_BUFFER, WS_INIT_TIMEOUT and WS_KEEPALIVE must be at least 1".into());
         }
         if self.jwt_ttl_seconds == 0 {
             return Err("JWT_TTL_SECONDS must be at least 1".into());

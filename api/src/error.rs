@@ -26,6 +26,8 @@ pub enum ApiError {
     BadUserInput { field: &'static str, message: String },
     /// The request is valid but collides with existing state.
     Conflict { field: Option<&'static str>, message: String },
+    /// A change-feed cursor older than the log's retention: refetch instead.
+    CursorExpired(String),
     /// The database is unreachable or the pool is exhausted: retry later.
     Unavailable(String),
     /// A bug or an unexpected database failure; the cause has been logged.
@@ -38,7 +40,11 @@ impl ApiError {
     /// The client-facing message (never database text).
     pub fn message(&self) -> String {
         match self {
-            Self::Unauthenticated(m) | Self::Forbidden(m) | Self::NotFound(m) | Self::Unavailable(m) => m.clone(),
+            Self::Unauthenticated(m)
+            | Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Unavailable(m)
+            | Self::CursorExpired(m) => m.clone(),
             Self::BadUserInput { message, .. } | Self::Conflict { message, .. } => message.clone(),
             Self::Internal => "internal server error".into(),
         }
@@ -51,6 +57,7 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
+            Self::CursorExpired(_) => "CURSOR_EXPIRED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal => "INTERNAL_SERVER_ERROR",
         }

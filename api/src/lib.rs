@@ -12,6 +12,8 @@
 //! - [`http`]: routes, GraphiQL, health checks.
 //! - Domains, each with its types, resolvers, row policy and queries:
 //!   [`accounts`], [`places`].
+//! - [`realtime`]: the change feed: capture, listener, subscriber streams
+//!   (the websocket protocol is `http::ws`).
 //! - [`commands`], [`seed`]: the CLI's non-serving commands.
 
 pub mod accounts;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod places;
+pub mod realtime;
 pub mod seed;
 
 pub use app::Application;

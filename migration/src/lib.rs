@@ -8,13 +8,18 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_accounts;
 mod m20261122_000002_places;
+mod m20261122_000003_realtime;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_accounts::Migration), Box::new(m20261122_000002_places::Migration)]
+        vec![
+            Box::new(m20261122_000001_accounts::Migration),
+            Box::new(m20261122_000002_places::Migration),
+            Box::new(m20261122_000003_realtime::Migration),
+        ]
     }
 }
 
@@ -27,6 +32,12 @@ pub const VIEWER_ROLES: [&str; 5] = ["app_anon", "app_user", "app_read", "app_se
 /// it has no privileges of its own besides switching to a viewer role, and an
 /// operator (or the embedded database) enables `LOGIN` with a password.
 pub const AUTHENTICATOR_ROLE: &str = "app_authenticator";
+
+/// The role the server reads and prunes the change log as.
+pub const REALTIME_ROLE: &str = "app_realtime";
+
+/// The channel the capture triggers notify (with no payload).
+pub const CHANGES_CHANNEL: &str = "app_changes";
 
 /// Runs one SQL script (several statements) through the simple query protocol.
 async fn run_sql(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {

@@ -155,6 +155,11 @@ pub fn test_config(database: &str) -> api::Config {
         database_max_overflow: 2,
         database_pool_timeout: 10,
         database_idle_timeout: 300,
+        database_listen_url: None,
+        realtime_buffer: 4096,
+        realtime_retention_hours: 24,
+        ws_init_timeout: 10,
+        ws_keepalive: 15,
         data_dir: std::env::temp_dir().join("apitest-unused"),
         pg_bin: None,
         app_env: api::config::AppEnv::Development,
@@ -170,6 +175,8 @@ pub fn test_config(database: &str) -> api::Config {
 /// A running server on its own database.
 pub struct TestApp {
     pub address: String,
+    /// The server's change feed, to observe it from tests.
+    pub realtime: api::realtime::Realtime,
     pub database: String,
     pub http: reqwest::Client,
     /// A superuser connection to the test database, for arranging fixtures
@@ -206,9 +213,10 @@ impl TestApp {
             .to_owned();
         let app = api::Application::build(config).await.unwrap_or_else(|e| panic!("server did not start: {e}"));
         let address = format!("http://127.0.0.1:{}", app.port());
+        let realtime = app.realtime();
         tokio::spawn(app.run_until(std::future::pending()));
         let db = Database::connect(superuser_url(&database)).await.unwrap_or_else(|e| panic!("{e}"));
-        Self { address, database, http: reqwest::Client::new(), db }
+        Self { address, realtime, database, http: reqwest::Client::new(), db }
     }
 
     /// POSTs a GraphQL request and returns the JSON body (whatever the status).
@@ -297,6 +305,155 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         tx
+    }
+}
+
+impl TestApp {
+    /// The change feed's position now: subscribe with it as `after` and no
+    /// event written from here on can be missed, however late the
+    /// subscription starts (graphql-ws does not acknowledge subscriptions).
+    pub async fn change_cursor(&self) -> String {
+        self.data(None, "{ changeCursor }", json!({})).await["changeCursor"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A websocket to `/graphql/ws` speaking `subprotocol`.
+    pub async fn websocket(&self, subprotocol: &str) -> WsClient {
+        WsClient::connect(&self.address, subprotocol).await
+    }
+
+    /// A graphql-transport-ws connection, initialised with `token`.
+    pub async fn subscriber(&self, token: Option<&str>) -> WsClient {
+        let mut ws = self.websocket("graphql-transport-ws").await;
+        let ack = ws.init(token).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws
+    }
+}
+
+/// A minimal GraphQL websocket client for tests, on tokio-tungstenite.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+/// What the server sent: a JSON message, or the close frame's code.
+#[derive(Debug, PartialEq)]
+pub enum Received {
+    Message(Value),
+    Closed(Option<u16>),
+}
+
+impl WsClient {
+    pub async fn connect(http_address: &str, subprotocol: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/graphql/ws", http_address.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
+        request.headers_mut().insert("sec-websocket-protocol", subprotocol.parse().unwrap_or_else(|e| panic!("{e}")));
+        let (socket, response) =
+            tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("websocket: {e}"));
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+            Some(subprotocol),
+            "the server speaks the requested subprotocol"
+        );
+        Self { socket }
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        use futures_util::SinkExt;
+        self.send_text(&message.to_string()).await;
+        let _ = &mut self.socket.flush().await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.to_owned().into()))
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    /// Sends `connection_init` with the token and returns the answer.
+    pub async fn init(&mut self, token: Option<&str>) -> Value {
+        let payload = token.map_or(json!({}), |t| json!({ "Authorization": format!("Bearer {t}") }));
+        self.send(json!({ "type": "connection_init", "payload": payload })).await;
+        match self.receive().await {
+            Received::Message(message) => message,
+            Received::Closed(code) => panic!("closed with {code:?} instead of acknowledging"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } }))
+            .await;
+    }
+
+    /// The next message (answering and skipping server pings) or the close,
+    /// within 20 seconds.
+    pub async fn receive(&mut self) -> Received {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no message from the server within 20 s"));
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("{e}: {text}"));
+                    if message["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    if message["type"] == "ka" {
+                        continue;
+                    }
+                    return Received::Message(message);
+                }
+                Some(Ok(Message::Close(frame))) => return Received::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Received::Closed(None),
+            }
+        }
+    }
+
+    /// The next text frame as it is, pings included.
+    pub async fn raw_text(&mut self) -> String {
+        use futures_util::StreamExt;
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no message from the server within 20 s"));
+            match next {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => return text.as_str().to_owned(),
+                Some(Ok(_)) => {}
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The next message, failing the test on a close.
+    pub async fn message(&mut self) -> Value {
+        match self.receive().await {
+            Received::Message(message) => message,
+            Received::Closed(code) => panic!("closed with {code:?} while waiting for a message"),
+        }
+    }
+
+    /// The payload `data` of the next `next` message of subscription `id`.
+    pub async fn next_data(&mut self, id: &str) -> Value {
+        let message = self.message().await;
+        assert_eq!(message["id"], id, "{message}");
+        assert_eq!(message["type"], "next", "{message}");
+        assert!(message["payload"].get("errors").is_none(), "{message}");
+        message["payload"]["data"].clone()
+    }
+
+    /// The close code the server ends the connection with.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            if let Received::Closed(code) = self.receive().await {
+                return code;
+            }
+        }
     }
 }
 

@@ -106,14 +106,18 @@ impl Viewer {
 
 /// The viewer for an `Authorization` header value (`None`: no header).
 pub fn viewer_from_authorization(header: Option<&str>, keys: &JwtKeys) -> ApiResult<Viewer> {
+    Ok(claims_from_authorization(header, keys)?.map_or(Viewer::Anonymous, |c| Viewer::User { id: c.sub, role: c.role }))
+}
+
+/// The verified claims of an `Authorization` value; `None` without one.
+pub fn claims_from_authorization(header: Option<&str>, keys: &JwtKeys) -> ApiResult<Option<Claims>> {
     let Some(value) = header.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(Viewer::Anonymous);
+        return Ok(None);
     };
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be `Bearer <token>`".into()))?;
-    let claims = keys.verify(token)?;
-    Ok(Viewer::User { id: claims.sub, role: claims.role })
+    keys.verify(token).map(Some)
 }

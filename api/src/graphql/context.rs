@@ -6,6 +6,7 @@ use async_graphql::Context;
 use crate::auth::{JwtKeys, Viewer};
 use crate::db::{RequestDb, TxGuard};
 use crate::error::{ApiError, ApiResult};
+use crate::realtime::{Realtime, SessionExpiry};
 
 pub trait ContextExt {
     /// The viewer of this request.
@@ -15,6 +16,10 @@ pub trait ContextExt {
     /// Exclusive use of the request transaction for a few statements.
     fn tx(&self) -> impl Future<Output = ApiResult<TxGuard>> + Send;
     fn jwt(&self) -> ApiResult<&JwtKeys>;
+    /// The change feed, for subscriptions.
+    fn realtime(&self) -> ApiResult<Realtime>;
+    /// When the websocket session's token expires (unix seconds).
+    fn session_expiry(&self) -> Option<i64>;
 }
 
 fn missing(what: &str) -> ApiError {
@@ -36,5 +41,13 @@ impl ContextExt for Context<'_> {
 
     fn jwt(&self) -> ApiResult<&JwtKeys> {
         self.data_opt::<JwtKeys>().ok_or_else(|| missing("JWT keys"))
+    }
+
+    fn realtime(&self) -> ApiResult<Realtime> {
+        self.data_opt::<Realtime>().cloned().ok_or_else(|| missing("realtime handle"))
+    }
+
+    fn session_expiry(&self) -> Option<i64> {
+        self.data_opt::<SessionExpiry>().and_then(|expiry| expiry.0)
     }
 }

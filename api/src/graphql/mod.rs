@@ -7,18 +7,22 @@ pub mod pagination;
 
 pub use context::ContextExt;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::accounts::{AccountsMutation, AccountsQuery};
-use crate::places::{PlacesMutation, PlacesQuery};
+use crate::places::{PlacesMutation, PlacesQuery, PlacesSubscription};
+use crate::realtime::RealtimeQuery;
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountsQuery, PlacesQuery);
+pub struct Query(AccountsQuery, PlacesQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(AccountsMutation, PlacesMutation);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(PlacesSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Limits that bound the work one document can ask for.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +38,7 @@ impl Default for Limits {
 }
 
 pub fn build_schema(limits: Limits) -> AppSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .finish()

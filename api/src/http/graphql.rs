@@ -1,13 +1,12 @@
 //! GraphQL over HTTP: one request, one viewer, one database transaction.
 
+use async_graphql::ServerError;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, parse_query_string};
+use async_graphql::http::parse_query_string;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Data, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -58,13 +57,22 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(que
 }
 
 fn selects_mutation(request: &async_graphql::Request) -> bool {
+    operation_types(request).iter().any(|ty| *ty != OperationType::Query)
+}
+
+/// The types of the operations a request may run (the named one, or all of
+/// them); empty when the document does not parse (execution reports that).
+pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false; // execution reports the syntax error
+        return Vec::new();
     };
     let name = request.operation_name.as_deref();
-    document.operations.iter().any(|(op_name, op)| {
-        op.node.ty != OperationType::Query && (name.is_none() || op_name.map(async_graphql::Name::as_str) == name)
-    })
+    document
+        .operations
+        .iter()
+        .filter(|(op_name, _)| name.is_none() || op_name.map(async_graphql::Name::as_str) == name)
+        .map(|(_, op)| op.node.ty)
+        .collect()
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
@@ -73,15 +81,27 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         Ok(viewer) => viewer,
         Err(err) => return api_error(&err),
     };
-    let (tx, viewer) = match begin_request(&state.pool, viewer).await {
-        Ok(started) => started,
-        Err(err) => return api_error(&err),
-    };
+    match execute_as(state, viewer, request).await {
+        Ok(response) => Json(response).into_response(),
+        Err(err) => api_error(&err),
+    }
+}
+
+/// Runs a query or mutation for `viewer` in one request transaction,
+/// committed only if the response has no errors. Shared by HTTP and
+/// websocket clients.
+pub async fn execute_as(
+    state: &AppState,
+    viewer: Viewer,
+    request: async_graphql::Request,
+) -> Result<async_graphql::Response, ApiError> {
+    let (tx, viewer) = begin_request(&state.pool, viewer).await?;
     let db = RequestDb::new(tx);
     let request = request
         .data(viewer)
         .data(db.clone())
         .data(state.jwt.clone())
+        .data(state.realtime.clone())
         .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), tokio::spawn));
     let mut response = state.schema.execute(request).await;
     ensure_codes(&mut response);
@@ -89,36 +109,10 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
     if let Err(err) = db.finish(response.errors.is_empty()).await {
         response = async_graphql::Response::from_errors(vec![server_error(&err)]);
     }
-    Json(response).into_response()
+    Ok(response)
 }
 
-/// GET /graphql/ws: subscriptions over graphql-transport-ws (and the legacy
-/// subscriptions-transport-ws). The token comes in `connection_init`.
-pub async fn websocket(
-    State(state): State<AppState>,
-    protocol: GraphQLProtocol,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        let jwt = state.jwt.clone();
-        GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                let from_payload = payload.as_object().and_then(|map| {
-                    map.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).and_then(|(_, v)| v.as_str())
-                });
-                let viewer: Viewer = viewer_from_authorization(from_payload.or(header_auth.as_deref()), &jwt)?;
-                let mut data = Data::default();
-                data.insert(viewer);
-                data.insert(jwt);
-                Ok(data)
-            })
-            .serve()
-    })
-}
-
-fn server_error(err: &ApiError) -> ServerError {
+pub fn server_error(err: &ApiError) -> ServerError {
     let err: async_graphql::Error = err.clone().into();
     let mut error = err.into_server_error(async_graphql::Pos::default());
     error.locations.clear();

@@ -4,6 +4,10 @@
 mod graphiql;
 mod graphql;
 mod health;
+mod ws;
+
+pub use graphql::execute_as;
+pub use ws::WsConfig;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -14,6 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtKeys;
 use crate::graphql::AppSchema;
+use crate::realtime::Realtime;
 
 /// What every handler shares. Cheap to clone: everything is reference-counted.
 #[derive(Clone)]
@@ -21,15 +26,18 @@ pub struct AppState {
     pub pool: DatabaseConnection,
     pub schema: AppSchema,
     pub jwt: JwtKeys,
+    pub realtime: Realtime,
+    pub ws: WsConfig,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/graphiql") }))
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/graphql/ws", get(graphql::websocket))
+        .route("/graphql/ws", get(ws::upgrade))
         .route("/graphiql", get(graphiql::page))
         .route("/graphiql/{asset}", get(graphiql::asset))
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -6,8 +6,10 @@ mod policy;
 mod recommend;
 mod resolvers;
 mod store;
+mod subscriptions;
 mod types;
 mod validate;
 
 pub use loader::PlaceLoader;
 pub use resolvers::{PlacesMutation, PlacesQuery};
+pub use subscriptions::PlacesSubscription;

@@ -25,6 +25,11 @@ pub mod place {
     pub fn can_write(viewer: &Viewer) -> bool {
         matches!(viewer.role(), Some(Role::Admin | Role::Service))
     }
+
+    /// Place events reach everyone, like place rows.
+    pub fn event_visible_to(_viewer: &Viewer) -> bool {
+        true
+    }
 }
 
 /// Rows keyed by an owner: the shared rule of reviews and preferences.
@@ -33,6 +38,15 @@ fn owned_visible_to(viewer: &Viewer, owner: impl ColumnTrait) -> Condition {
         Viewer::Anonymous => nothing(),
         Viewer::User { id, role: Role::User } => Condition::all().add(owner.eq(*id)),
         Viewer::User { .. } => Condition::all(),
+    }
+}
+
+/// The in-memory twin of `owned_visible_to`, for change events.
+fn owned_can_read(viewer: &Viewer, owner: Uuid) -> bool {
+    match viewer {
+        Viewer::Anonymous => false,
+        Viewer::User { id, role: Role::User } => *id == owner,
+        Viewer::User { .. } => true,
     }
 }
 
@@ -56,6 +70,11 @@ pub mod review {
     pub fn can_write(viewer: &Viewer, row: &review::Model) -> bool {
         super::owned_can_write(viewer, row.user_id)
     }
+
+    /// Whether a change event of a review owned by `owner` may reach `viewer`.
+    pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
+        owner.is_some_and(|owner| super::owned_can_read(viewer, owner))
+    }
 }
 
 pub mod preference {
@@ -69,5 +88,10 @@ pub mod preference {
 
     pub fn can_write(viewer: &Viewer, row: &preference::Model) -> bool {
         super::owned_can_write(viewer, row.user_id)
+    }
+
+    /// Whether a change event of a preference owned by `owner` may reach `viewer`.
+    pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
+        owner.is_some_and(|owner| super::owned_can_read(viewer, owner))
     }
 }

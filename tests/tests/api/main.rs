@@ -5,6 +5,8 @@ mod accounts;
 mod http;
 mod migrations;
 mod places;
+mod realtime;
 mod recommendations;
 mod rls;
 mod schema;
+mod websocket;

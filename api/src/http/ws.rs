@@ -1,0 +1,315 @@
+//! GraphQL over websockets: the graphql-transport-ws protocol (subprotocol
+//! `graphql-transport-ws`, the `graphql-ws` npm client) and the legacy
+//! subscriptions-transport-ws (subprotocol `graphql-ws`, Apollo's old client).
+//!
+//! Our own thin layer over axum's websocket rather than async-graphql's, for
+//! the protocol's close codes: 4400 invalid message, 4401 subscribe before
+//! acknowledgement, 4403 invalid token, 4408 no `connection_init` in time,
+//! 4409 duplicate subscription id, 4429 repeated `connection_init`.
+//!
+//! The token comes in the `connection_init` payload as
+//! `{"Authorization": "Bearer <token>"}` (key in any case), or from the
+//! upgrade request's Authorization header. Subscriptions stream from the
+//! change feed; queries and mutations sent over the socket run exactly as
+//! over HTTP, in one request transaction each.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::parser::types::OperationType;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::AppState;
+use super::graphql::{execute_as, operation_types, server_error};
+use crate::auth::{Viewer, claims_from_authorization};
+use crate::db::begin_request;
+use crate::error::{ApiError, ensure_codes};
+use crate::places::PlaceLoader;
+use crate::realtime::SessionExpiry;
+
+/// Timing of the websocket protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct WsConfig {
+    /// How long a client may take to send `connection_init`.
+    pub init_timeout: Duration,
+    /// How often the server pings (or sends `ka`, in the legacy protocol).
+    pub keepalive: Duration,
+}
+
+/// Messages queued per connection. A client that reads slower than its
+/// subscriptions produce holds back only its own subscriptions, which then
+/// catch up from the change log.
+const OUTBOX: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// graphql-transport-ws.
+    TransportWs,
+    /// subscriptions-transport-ws (legacy; subprotocol name `graphql-ws`).
+    Legacy,
+}
+
+pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let requested: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+        .collect();
+    let protocol =
+        if requested.iter().all(|p| p != "graphql-transport-ws") && requested.iter().any(|p| p == "graphql-ws") {
+            Protocol::Legacy
+        } else {
+            Protocol::TransportWs
+        };
+    let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    upgrade
+        .protocols(["graphql-transport-ws", "graphql-ws"])
+        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth))
+}
+
+/// Why the server closes a connection.
+struct Close(u16, String);
+
+impl Close {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self(code, reason.into())
+    }
+}
+
+/// A signed-in (or anonymous) session, after `connection_init`.
+#[derive(Clone, Copy)]
+struct Session {
+    viewer: Viewer,
+    expires_at: Option<i64>,
+}
+
+struct Connection {
+    protocol: Protocol,
+    state: AppState,
+    out: mpsc::Sender<Message>,
+    header_auth: Option<String>,
+    session: Option<Session>,
+    subscriptions: HashMap<String, JoinHandle<()>>,
+}
+
+async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_auth: Option<String>) {
+    let (mut sink, mut incoming) = socket.split();
+    let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            let closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+    });
+    let ws = state.ws;
+    let mut conn =
+        Connection { protocol, state, out: out.clone(), header_auth, session: None, subscriptions: HashMap::new() };
+
+    let init_deadline = tokio::time::sleep(ws.init_timeout);
+    tokio::pin!(init_deadline);
+    let mut keepalive = tokio::time::interval(ws.keepalive);
+    keepalive.tick().await;
+    let close = loop {
+        tokio::select! {
+            () = &mut init_deadline, if conn.session.is_none() => {
+                break Some(Close::new(4408, "Connection initialisation timeout"));
+            }
+            _ = keepalive.tick() => conn.keepalive().await,
+            message = incoming.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    if let Err(close) = conn.on_message(text.as_str()).await {
+                        break Some(close);
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => break Some(Close::new(4400, "Binary messages are not supported")),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+            },
+        }
+    };
+    for (_, task) in conn.subscriptions.drain() {
+        task.abort();
+    }
+    if let Some(Close(code, reason)) = close {
+        let _ = out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    }
+    drop(conn);
+    drop(out);
+    let _ = writer.await;
+}
+
+impl Connection {
+    async fn send(&self, message: Value) {
+        // The writer is gone only when the socket is; nothing left to tell.
+        let _ = self.out.send(Message::Text(message.to_string().into())).await;
+    }
+
+    async fn keepalive(&self) {
+        match (self.protocol, self.session.is_some()) {
+            (Protocol::TransportWs, _) => self.send(json!({ "type": "ping" })).await,
+            (Protocol::Legacy, true) => self.send(json!({ "type": "ka" })).await,
+            (Protocol::Legacy, false) => {}
+        }
+    }
+
+    async fn on_message(&mut self, text: &str) -> Result<(), Close> {
+        let message: Value =
+            serde_json::from_str(text).map_err(|_| Close::new(4400, "Invalid message received: not JSON"))?;
+        let kind = message.get("type").and_then(Value::as_str).unwrap_or_default();
+        match (self.protocol, kind) {
+            (_, "connection_init") => self.init(message.get("payload")).await,
+            (Protocol::TransportWs, "ping") => {
+                let mut pong = json!({ "type": "pong" });
+                if let Some(payload) = message.get("payload") {
+                    pong["payload"] = payload.clone();
+                }
+                self.send(pong).await;
+                Ok(())
+            }
+            (Protocol::TransportWs, "pong") => Ok(()),
+            (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => self.subscribe(&message).await,
+            (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
+                if let Some(task) =
+                    message.get("id").and_then(Value::as_str).and_then(|id| self.subscriptions.remove(id))
+                {
+                    task.abort();
+                }
+                Ok(())
+            }
+            (Protocol::Legacy, "connection_terminate") => Err(Close::new(1000, "Normal closure")),
+            _ => Err(Close::new(4400, format!("Invalid message received: unknown type {kind:?}"))),
+        }
+    }
+
+    async fn init(&mut self, payload: Option<&Value>) -> Result<(), Close> {
+        if self.session.is_some() {
+            return Err(Close::new(4429, "Too many initialisation requests"));
+        }
+        let from_payload = payload.and_then(Value::as_object).and_then(|map| {
+            map.iter().find(|(key, _)| key.eq_ignore_ascii_case("authorization")).and_then(|(_, v)| v.as_str())
+        });
+        let authorization = from_payload.or(self.header_auth.as_deref());
+        let session = match self.authenticate(authorization).await {
+            Ok(session) => session,
+            Err(err) => {
+                if self.protocol == Protocol::Legacy {
+                    self.send(json!({ "type": "connection_error", "payload": { "message": err.message() } })).await;
+                }
+                return Err(Close::new(4403, "Forbidden"));
+            }
+        };
+        self.session = Some(session);
+        self.send(json!({ "type": "connection_ack" })).await;
+        if self.protocol == Protocol::Legacy {
+            self.send(json!({ "type": "ka" })).await;
+        }
+        Ok(())
+    }
+
+    /// Verifies the token and that the account is active, as a request would.
+    async fn authenticate(&self, authorization: Option<&str>) -> Result<Session, ApiError> {
+        let claims = claims_from_authorization(authorization, &self.state.jwt)?;
+        let viewer = claims.as_ref().map_or(Viewer::Anonymous, |c| Viewer::User { id: c.sub, role: c.role });
+        let (tx, viewer) = begin_request(&self.state.pool, viewer).await?;
+        tx.rollback().await?;
+        Ok(Session { viewer, expires_at: claims.map(|c| c.exp) })
+    }
+
+    async fn subscribe(&mut self, message: &Value) -> Result<(), Close> {
+        let Some(session) = self.session else {
+            return Err(Close::new(4401, "Unauthorized"));
+        };
+        if session.expires_at.is_some_and(|at| at <= chrono::Utc::now().timestamp()) {
+            return Err(Close::new(4403, "Forbidden: the token has expired"));
+        }
+        let id = message
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Close::new(4400, "Invalid message received: subscribe needs an id"))?
+            .to_owned();
+        let request: async_graphql::Request = message
+            .get("payload")
+            .cloned()
+            .and_then(|payload| serde_json::from_value(payload).ok())
+            .ok_or_else(|| Close::new(4400, "Invalid message received: the payload is not a GraphQL request"))?;
+        if self.subscriptions.get(&id).is_some_and(|task| !task.is_finished()) {
+            return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
+        }
+        let operation = Operation { id: id.clone(), protocol: self.protocol, out: self.out.clone() };
+        let task = tokio::spawn(operation.run(self.state.clone(), session, request));
+        self.subscriptions.insert(id, task);
+        Ok(())
+    }
+}
+
+/// One running operation of a connection.
+struct Operation {
+    id: String,
+    protocol: Protocol,
+    out: mpsc::Sender<Message>,
+}
+
+impl Operation {
+    async fn run(self, state: AppState, session: Session, request: async_graphql::Request) {
+        let is_subscription = operation_types(&request).contains(&OperationType::Subscription);
+        if !is_subscription {
+            let response = execute_as(&state, session.viewer, request)
+                .await
+                .unwrap_or_else(|err| async_graphql::Response::from_errors(vec![server_error(&err)]));
+            self.next(&response).await;
+            self.complete().await;
+            return;
+        }
+        let request = request
+            .data(session.viewer)
+            .data(state.realtime.clone())
+            .data(SessionExpiry(session.expires_at))
+            .data(state.jwt.clone())
+            .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn));
+        let mut responses = state.schema.execute_stream(request);
+        while let Some(mut response) = responses.next().await {
+            ensure_codes(&mut response);
+            // Errors without data end the operation: it could not start (bad
+            // document or arguments, not signed in) or its stream ended
+            // (token expired, account deactivated, cursor past retention).
+            // The protocol's `error` message says exactly that.
+            if response.data == async_graphql::Value::Null && !response.errors.is_empty() {
+                self.error(&response).await;
+                return;
+            }
+            self.next(&response).await;
+        }
+        self.complete().await;
+    }
+
+    async fn send(&self, message: Value) {
+        let _ = self.out.send(Message::Text(message.to_string().into())).await;
+    }
+
+    async fn next(&self, response: &async_graphql::Response) {
+        let kind = if self.protocol == Protocol::TransportWs { "next" } else { "data" };
+        self.send(json!({ "type": kind, "id": self.id, "payload": response })).await;
+    }
+
+    async fn error(&self, response: &async_graphql::Response) {
+        let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
+        let payload = if self.protocol == Protocol::TransportWs { errors } else { json!({ "errors": errors }) };
+        self.send(json!({ "type": "error", "id": self.id, "payload": payload })).await;
+    }
+
+    async fn complete(&self) {
+        self.send(json!({ "type": "complete", "id": self.id })).await;
+    }
+}

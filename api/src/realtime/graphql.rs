@@ -1,0 +1,17 @@
+use async_graphql::{Context, Object};
+
+use crate::error::ApiResult;
+use crate::graphql::ContextExt;
+
+#[derive(Default)]
+pub struct RealtimeQuery;
+
+#[Object]
+impl RealtimeQuery {
+    /// The change feed's current position. Take it before fetching data,
+    /// then subscribe with `after` set to it: every change made since is
+    /// delivered, including those made before the subscription started.
+    async fn change_cursor(&self, ctx: &Context<'_>) -> ApiResult<String> {
+        Ok(ctx.realtime()?.head().encode())
+    }
+}

@@ -1,0 +1,92 @@
+//! The one listener of a server process.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx::postgres::PgListener;
+use tokio::task::JoinHandle;
+
+use super::{Realtime, log};
+use crate::error::ApiResult;
+
+/// Events read per query while catching up.
+const BATCH: u64 = 1000;
+/// How often old events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Reconnection backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Where a new listener starts: everything finished before it is history,
+/// delivered only to subscriptions that ask for it with a cursor.
+pub async fn start_position(pool: &sea_orm::DatabaseConnection) -> ApiResult<super::Cursor> {
+    log::current_head(pool).await
+}
+
+/// Runs the listener until the returned task is aborted.
+pub fn spawn(rt: Realtime) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF_MIN;
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            match listen(&rt, &mut backoff, &mut last_prune).await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "realtime listener lost the database; reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    })
+}
+
+/// One connection's worth of listening. Returns on a database error; the
+/// caller reconnects, and the catch-up read at the start of the next call
+/// delivers whatever was committed meanwhile.
+async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<Instant>) -> Result<(), String> {
+    let mut listener = PgListener::connect(&rt.config().listen_url).await.map_err(|e| e.to_string())?;
+    // Notifications are wake-ups only; a reconnect inside sqlx is noticed as
+    // `None` below and answered with a catch-up read.
+    listener.ignore_pool_close_event(true);
+    listener.listen(migration::CHANGES_CHANNEL).await.map_err(|e| e.to_string())?;
+    catch_up(rt).await.map_err(|e| e.message())?;
+    *backoff = BACKOFF_MIN;
+    tracing::info!(head = %rt.head(), "realtime listener connected");
+    let mut poll = tokio::time::interval(rt.config().poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            notification = listener.try_recv() => match notification {
+                Ok(Some(_)) => {}
+                // The connection dropped; sqlx reconnects on the next call.
+                Ok(None) => tracing::warn!("realtime listener connection dropped; catching up from the log"),
+                Err(err) => return Err(err.to_string()),
+            },
+            _ = poll.tick() => {
+                if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    *last_prune = Some(Instant::now());
+                    match log::prune(rt.pool(), rt.config().retention.as_secs()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "pruned the change log"),
+                        Err(err) => tracing::warn!(error = err.message(), "pruning the change log failed"),
+                    }
+                }
+            }
+        }
+        catch_up(rt).await.map_err(|e| e.message())?;
+    }
+}
+
+/// Broadcasts everything committed past the head.
+async fn catch_up(rt: &Realtime) -> ApiResult<()> {
+    loop {
+        let batch = log::read_after(rt.pool(), rt.head(), &[], BATCH).await?;
+        let full = batch.len() as u64 == BATCH;
+        for event in batch {
+            rt.publish(event);
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Reading and pruning the change log, as the `app_realtime` role.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement, TransactionTrait};
+use uuid::Uuid;
+
+use super::Cursor;
+use crate::error::ApiResult;
+
+/// One committed change of one row.
+#[derive(Debug, Clone)]
+pub struct ChangeEvent {
+    pub cursor: Cursor,
+    pub table: String,
+    pub op: Operation,
+    pub key: String,
+    /// The row's owner, the key of the row policies; `None` for public rows.
+    pub owner: Option<Uuid>,
+    pub new_row: Option<serde_json::Value>,
+    pub old_row: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl ChangeEvent {
+    /// The row as it is after the change, or as it was before a delete.
+    pub fn row(&self) -> Option<&serde_json::Value> {
+        self.new_row.as_ref().or(self.old_row.as_ref())
+    }
+}
+
+#[derive(FromQueryResult)]
+struct LogRow {
+    txid: i64,
+    id: i64,
+    table_name: String,
+    op: String,
+    row_key: String,
+    owner_id: Option<Uuid>,
+    new_row: Option<serde_json::Value>,
+    old_row: Option<serde_json::Value>,
+}
+
+impl From<LogRow> for ChangeEvent {
+    fn from(r: LogRow) -> Self {
+        let op = match r.op.as_str() {
+            "I" => Operation::Insert,
+            "U" => Operation::Update,
+            _ => Operation::Delete,
+        };
+        Self {
+            cursor: Cursor { txid: r.txid, id: r.id },
+            table: r.table_name,
+            op,
+            key: r.row_key,
+            owner: r.owner_id,
+            new_row: r.new_row,
+            old_row: r.old_row,
+        }
+    }
+}
+
+/// Events after `after`, oldest first, of transactions that have all
+/// finished: `txid` below the snapshot's xmin. `tables` narrows the read
+/// (empty: all tables).
+pub async fn read_after(
+    db: &DatabaseConnection,
+    after: Cursor,
+    tables: &[&str],
+    limit: u64,
+) -> ApiResult<Vec<ChangeEvent>> {
+    let tx = db.begin().await?;
+    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+    let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+    let rows = LogRow::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT txid, id, table_name, op::text AS op, row_key, owner_id, new_row, old_row
+         FROM change_log
+         WHERE (txid, id) > ($1, $2)
+           AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+           AND (cardinality($3::text[]) = 0 OR table_name = ANY($3::text[]))
+         ORDER BY txid, id
+         LIMIT $4",
+        [after.txid.into(), after.id.into(), tables.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    ))
+    .all(&tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows.into_iter().map(ChangeEvent::from).collect())
+}
+
+/// The newest position whose transaction has finished: where a listener
+/// that has no history to deliver starts.
+pub async fn current_head(db: &DatabaseConnection) -> ApiResult<Cursor> {
+    let tx = db.begin().await?;
+    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT txid, id FROM change_log
+             WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY txid DESC, id DESC LIMIT 1",
+        ))
+        .await?;
+    tx.commit().await?;
+    Ok(match row {
+        Some(row) => Cursor { txid: row.try_get("", "txid")?, id: row.try_get("", "id")? },
+        None => Cursor::default(),
+    })
+}
+
+/// The newest pruned position: a cursor at or before it has lost events.
+pub async fn horizon(db: &DatabaseConnection) -> ApiResult<Cursor> {
+    let tx = db.begin().await?;
+    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT txid, id FROM change_log_horizon"))
+        .await?;
+    tx.commit().await?;
+    Ok(match row {
+        Some(row) => Cursor { txid: row.try_get("", "txid")?, id: row.try_get("", "id")? },
+        None => Cursor::default(),
+    })
+}
+
+/// Deletes events older than `retention_secs` and moves the horizon past
+/// them, in one transaction. Returns how many were deleted.
+pub async fn prune(db: &DatabaseConnection, retention_secs: u64) -> ApiResult<u64> {
+    let tx = db.begin().await?;
+    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH gone AS (
+                 DELETE FROM change_log WHERE created_at < now() - make_interval(secs => $1) RETURNING txid, id
+             ), newest AS (
+                 SELECT txid, id FROM gone ORDER BY txid DESC, id DESC LIMIT 1
+             ), moved AS (
+                 UPDATE change_log_horizon h SET txid = n.txid, id = n.id
+                 FROM newest n WHERE (n.txid, n.id) > (h.txid, h.id)
+                 RETURNING 1
+             )
+             SELECT count(*) AS deleted FROM gone",
+            [(retention_secs as f64).into()],
+        ))
+        .await?;
+    tx.commit().await?;
+    Ok(row.and_then(|r| r.try_get::<i64>("", "deleted").ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}

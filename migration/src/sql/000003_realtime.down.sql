@@ -1,0 +1,14 @@
+DROP TRIGGER IF EXISTS users_capture_delete ON users;
+DROP TRIGGER IF EXISTS users_capture_update ON users;
+DROP TRIGGER IF EXISTS preference_capture_delete ON preference;
+DROP TRIGGER IF EXISTS preference_capture_update ON preference;
+DROP TRIGGER IF EXISTS preference_capture_insert ON preference;
+DROP TRIGGER IF EXISTS review_capture_delete ON review;
+DROP TRIGGER IF EXISTS review_capture_update ON review;
+DROP TRIGGER IF EXISTS review_capture_insert ON review;
+DROP TRIGGER IF EXISTS place_capture_delete ON place;
+DROP TRIGGER IF EXISTS place_capture_update ON place;
+DROP TRIGGER IF EXISTS place_capture_insert ON place;
+DROP FUNCTION IF EXISTS app_capture_changes();
+DROP TABLE IF EXISTS change_log_horizon;
+DROP TABLE IF EXISTS change_log;
