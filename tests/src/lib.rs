@@ -26,28 +26,59 @@ pub use serde_json;
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 const TEMPLATE: &str = "app_template";
 
-struct Cluster {
+/// A PostgreSQL cluster in a temp folder, on a free port and a private unix
+/// socket, stopped and deleted by a watchdog once the test process exits.
+pub struct Cluster {
     port: u16,
     socket_dir: PathBuf,
+    data: PathBuf,
+    bin: PathBuf,
+    run_as: Option<(u32, u32)>,
 }
 
 impl Cluster {
-    fn url(&self, user: &str, database: &str) -> String {
+    pub fn url(&self, user: &str, database: &str) -> String {
         format!("postgres://{user}@localhost:{}/{database}?host={}", self.port, self.socket_dir.display())
     }
-}
 
-static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-static TEMPLATE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+    fn pg_ctl(&self) -> Command {
+        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        cmd.current_dir("/").stdin(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
 
-fn run(cmd: &mut Command, what: &str) {
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(output.status.success(), "{what} failed: {}", String::from_utf8_lossy(&output.stderr));
-}
+    /// Stops the server (fast shutdown), as an outage would.
+    pub fn stop(&self) {
+        run(self.pg_ctl().args(["stop", "-w", "-m", "fast", "-D"]).arg(&self.data), "pg_ctl stop");
+    }
 
-fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| {
+    /// Starts it again on the same port.
+    pub fn start_again(&self) {
+        run(
+            self.pg_ctl()
+                .args(["start", "-w", "-s", "-D"])
+                .arg(&self.data)
+                .arg("-l")
+                .arg(self.socket_dir.join("postgres.log"))
+                .args(["-o", &self.options()])
+                .process_group(0),
+            "pg_ctl start",
+        );
+    }
+
+    fn options(&self) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements",
+            self.port,
+            self.socket_dir.display()
+        )
+    }
+
+    /// Creates, starts and guards a new cluster.
+    pub fn start() -> Self {
         let bin = api::db::embedded::find_pg_bin(None).unwrap_or_else(|e| panic!("{e}"));
         let run_as = api::db::embedded::postgres_user_if_root().unwrap_or_else(|e| panic!("{e}"));
         // Short path: unix socket paths are limited to ~107 bytes.
@@ -68,27 +99,17 @@ fn cluster() -> &'static Cluster {
             cmd
         };
         run(
-            as_postgres(&bin.join("initdb")).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"]).arg(&data),
+            as_postgres(&bin.join("initdb"))
+                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
+                .arg(&data),
             "initdb",
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("no free port: {e}"));
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements",
-            dir.display()
-        );
-        run(
-            as_postgres(&bin.join("pg_ctl"))
-                .args(["start", "-w", "-s", "-D"])
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("postgres.log"))
-                .args(["-o", &options])
-                .process_group(0),
-            "pg_ctl start",
-        );
+        let cluster = Self { port, socket_dir: dir.clone(), data: data.clone(), bin: bin.clone(), run_as };
+        cluster.start_again();
         // Stops the cluster and removes its folder once this process is gone.
         // Never waited for: it must outlive us (it is reparented to init).
         let script = format!(
@@ -107,8 +128,34 @@ fn cluster() -> &'static Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the cluster watchdog: {e}"));
-        Cluster { port, socket_dir: dir }
-    })
+        cluster
+    }
+
+    /// A new database on this cluster with every migration applied.
+    pub async fn migrated_database(&self, name: &str) -> String {
+        let admin = Database::connect(self.url("postgres", "postgres")).await.unwrap_or_else(|e| panic!("{e}"));
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap_or_else(|e| panic!("{e}"));
+        let db = Database::connect(self.url("postgres", name)).await.unwrap_or_else(|e| panic!("{e}"));
+        Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("migrating failed: {e}"));
+        db.execute_unprepared("ALTER ROLE app_authenticator LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
+        db.close().await.unwrap_or_else(|e| panic!("{e}"));
+        admin.close().await.unwrap_or_else(|e| panic!("{e}"));
+        name.to_owned()
+    }
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static TEMPLATE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+fn run(cmd: &mut Command, what: &str) {
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(output.status.success(), "{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The cluster shared by the tests of this process.
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(Cluster::start)
 }
 
 /// The superuser URL of a database on the test cluster.
@@ -147,10 +194,15 @@ pub async fn create_database(migrated: bool) -> String {
 
 /// Settings of a test server; tests may change them before `spawn_with`.
 pub fn test_config(database: &str) -> api::Config {
+    test_config_on(cluster(), database)
+}
+
+/// Settings of a test server on a database of `on`.
+pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
     api::Config {
         host: "127.0.0.1".into(),
         port: 0,
-        database_url: Some(cluster().url("app_authenticator", database)),
+        database_url: Some(on.url("app_authenticator", database)),
         database_pool_size: 4,
         database_max_overflow: 2,
         database_pool_timeout: 10,
@@ -199,6 +251,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: api::Config) -> Self {
+        Self::spawn_on(cluster(), config).await
+    }
+
+    /// A server on a database of `on` (see [`Cluster::migrated_database`]).
+    pub async fn spawn_on(on: &Cluster, config: api::Config) -> Self {
         // Server warnings and errors (e.g. the cause of an INTERNAL_SERVER_ERROR)
         // show in the output of a failing test.
         static LOGGING: OnceLock<()> = OnceLock::new();
@@ -215,7 +272,7 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let realtime = app.realtime();
         tokio::spawn(app.run_until(std::future::pending()));
-        let db = Database::connect(superuser_url(&database)).await.unwrap_or_else(|e| panic!("{e}"));
+        let db = Database::connect(on.url("postgres", &database)).await.unwrap_or_else(|e| panic!("{e}"));
         Self { address, realtime, database, http: reqwest::Client::new(), db }
     }
 

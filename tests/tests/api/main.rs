@@ -3,6 +3,7 @@
 
 mod accounts;
 mod http;
+mod js_client;
 mod migrations;
 mod places;
 mod realtime;
