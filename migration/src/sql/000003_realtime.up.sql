@@ -71,8 +71,11 @@ BEGIN
         src := format('SELECT %L, ''I'', n.%I::text, ' || format(owner, 'n') || ', ' || format(row_json, 'n') || ', NULL FROM new_rows n',
                       TG_TABLE_NAME, key_col);
     ELSIF TG_OP = 'UPDATE' THEN
+        -- Rows whose published columns did not change (a sign-in touching
+        -- users.last_login, a no-op UPDATE) are not events.
         src := format('SELECT %L, ''U'', n.%I::text, ' || format(owner, 'n') || ', ' || format(row_json, 'n') || ', ' || format(row_json, 'o')
-                      || ' FROM new_rows n JOIN old_rows o ON o.%I = n.%I', TG_TABLE_NAME, key_col, key_col, key_col);
+                      || ' FROM new_rows n JOIN old_rows o ON o.%I = n.%I WHERE ' || format(row_json, 'n') || ' IS DISTINCT FROM ' || format(row_json, 'o'),
+                      TG_TABLE_NAME, key_col, key_col, key_col);
     ELSE
         src := format('SELECT %L, ''D'', o.%I::text, ' || format(owner, 'o') || ', NULL, ' || format(row_json, 'o') || ' FROM old_rows o',
                       TG_TABLE_NAME, key_col);

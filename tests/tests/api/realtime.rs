@@ -383,3 +383,18 @@ async fn while_the_database_is_down_subscribers_stay_connected_and_then_miss_not
     ws.send(json!({ "type": "ping" })).await;
     assert_eq!(ws.message().await["type"], "pong");
 }
+
+#[tokio::test]
+async fn only_changes_to_published_columns_are_events() {
+    let app = TestApp::spawn().await;
+    app.sign_up("ada").await;
+    // Signing in touches users.last_login, which is not published.
+    app.data(None, "mutation { signIn(input: {login: \"ada\", password: \"password-ada\"}) { token } }", json!({}))
+        .await;
+    assert_eq!(app.count("SELECT count(*) FROM change_log WHERE table_name = 'users'").await, 0);
+    app.db.execute_unprepared("UPDATE users SET is_active = false").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(app.count("SELECT count(*) FROM change_log WHERE table_name = 'users'").await, 1);
+    let published =
+        app.count("SELECT count(*) FROM change_log WHERE new_row ? 'email' OR new_row ? 'password_hash'").await;
+    assert_eq!(published, 0, "no email or password hash in the log");
+}
