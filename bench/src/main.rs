@@ -24,7 +24,6 @@ use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -64,6 +63,17 @@ fn rss_kib(pid: u32) -> u64 {
             s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 14th field overall.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
 }
 
 /// The release server, next to this binary, on a fresh embedded database.
@@ -141,13 +151,54 @@ async fn service_token(server: &Server) -> String {
     body["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("sign-in failed: {body}")).to_owned()
 }
 
+/// Latency histogram in 100 µs buckets up to 60 s, shared by all subscribers
+/// without locks.
+struct Histogram(Vec<AtomicU64>);
+
+impl Histogram {
+    const BUCKET_MICROS: u64 = 100;
+
+    fn new() -> Self {
+        Self((0..600_000).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn record(&self, micros: u64) {
+        let bucket = usize::try_from(micros / Self::BUCKET_MICROS).unwrap_or(usize::MAX).min(self.0.len() - 1);
+        self.0[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `p` quantile in milliseconds (upper edge of its bucket).
+    fn quantile_ms(&self, p: f64) -> f64 {
+        let counts: Vec<u64> = self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let target = ((total as f64) * p).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return ((i as u64 + 1) * Self::BUCKET_MICROS) as f64 / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
 #[derive(Default)]
 struct Totals {
     delivered: AtomicU64,
-    out_of_order: AtomicU64,
 }
 
-async fn subscriber(url: String, latencies: Arc<Mutex<Vec<u32>>>, totals: Arc<Totals>, ready: Arc<AtomicU64>) -> u64 {
+/// Order fingerprints: every subscriber must see the same sequence.
+type Fingerprints = Arc<std::sync::Mutex<Vec<u64>>>;
+
+async fn subscriber(
+    url: String,
+    latencies: Arc<Histogram>,
+    totals: Arc<Totals>,
+    ready: Arc<AtomicU64>,
+    expected: u64,
+    fingerprints: Fingerprints,
+) {
     let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
     request
         .headers_mut()
@@ -159,8 +210,7 @@ async fn subscriber(url: String, latencies: Arc<Mutex<Vec<u32>>>, totals: Arc<To
     let query = "subscription { placeChanged { place { id description } } }";
     let _ = ws.send(send(json!({ "type": "subscribe", "id": "1", "payload": { "query": query } }))).await;
     ready.fetch_add(1, Ordering::Relaxed);
-    let mut last_seq = 0u64;
-    let mut mine = Vec::with_capacity(4096);
+    let mut fingerprint = 0xcbf2_9ce4_8422_2325_u64;
     let mut received = 0u64;
     while let Some(Ok(message)) = ws.next().await {
         let Message::Text(text) = message else { continue };
@@ -176,23 +226,18 @@ async fn subscriber(url: String, latencies: Arc<Mutex<Vec<u32>>>, totals: Arc<To
                 let place = &value["payload"]["data"]["placeChanged"]["place"];
                 let seq: u64 = place["id"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
                 let sent: u64 = place["description"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0);
-                if seq <= last_seq {
-                    totals.out_of_order.fetch_add(1, Ordering::Relaxed);
-                }
-                last_seq = seq;
+                latencies.record(now_micros().saturating_sub(sent));
+                fingerprint = (fingerprint ^ seq).wrapping_mul(0x0100_0000_01b3);
                 received += 1;
                 totals.delivered.fetch_add(1, Ordering::Relaxed);
-                mine.push(u32::try_from(now_micros().saturating_sub(sent)).unwrap_or(u32::MAX));
-                if mine.len() == mine.capacity() {
-                    latencies.lock().await.append(&mut mine);
+                if received == expected {
+                    fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(fingerprint);
                 }
             }
             Some("complete" | "error") => break,
             _ => {}
         }
     }
-    latencies.lock().await.append(&mut mine);
-    received
 }
 
 #[tokio::main]
@@ -205,14 +250,16 @@ async fn main() {
     let rss_before = rss_kib(server.pid());
 
     println!("connecting {subscribers} subscribers to {ws_url} ...");
-    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let latencies = Arc::new(Histogram::new());
+    let fingerprints: Fingerprints = Arc::default();
+    let writes = u64::from(rate) * seconds;
     let totals = Arc::new(Totals::default());
     let ready = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(subscribers);
     let connect_started = Instant::now();
     for _ in 0..subscribers {
         let (url, lat, tot, rdy) = (ws_url.clone(), latencies.clone(), totals.clone(), ready.clone());
-        tasks.push(tokio::spawn(subscriber(url, lat, tot, rdy)));
+        tasks.push(tokio::spawn(subscriber(url, lat, tot, rdy, writes, fingerprints.clone())));
         // At most `connect_concurrency` handshakes in flight (the listen backlog is finite).
         while ready.load(Ordering::Relaxed) + (connect_concurrency as u64) < tasks.len() as u64 {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -226,12 +273,13 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_idle = rss_kib(server.pid());
 
-    let writes = u64::from(rate) * seconds;
     println!("writing {writes} places at {rate}/s for {seconds} s ...");
     let http = reqwest::Client::new();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let write_started = Instant::now();
+    let server_pid = server.pid().to_string();
+    let (server_cpu_start, client_cpu_start) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     let mut writers = Vec::new();
     for seq in 1..=writes {
         ticker.tick().await;
@@ -252,21 +300,24 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all_secs = write_started.elapsed().as_secs_f64();
+    let server_cores = (cpu_seconds(&server_pid) - server_cpu_start) / all_secs;
+    let client_cores = (cpu_seconds("self") - client_cpu_start) / all_secs;
     let delivered = totals.delivered.load(Ordering::Relaxed);
     let rss_busy = rss_kib(server.pid());
 
-    let mut lat = std::mem::take(&mut *latencies.lock().await);
-    lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| latencies.quantile_ms(p);
+    let orders = fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let disagreeing = orders.iter().filter(|f| **f != orders[0]).count();
     println!();
     println!("subscribers                 {subscribers}");
     println!("writes                      {writes} at {rate}/s (sent in {write_secs:.1} s)");
     println!("deliveries expected         {expected}");
     println!("deliveries received         {delivered}");
     println!("events lost                 {}", expected.saturating_sub(delivered));
-    println!("out of order                {}", totals.out_of_order.load(Ordering::Relaxed));
+    println!("subscribers with all events {} ({} saw a different order than the first)", orders.len(), disagreeing);
     println!("delivered/s (whole run)     {:.0}", delivered as f64 / all_secs);
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
+    println!("CPU used (cores of 2)       server {server_cores:.2}, this client {client_cores:.2}");
     println!("server RSS before/idle/busy {} / {} / {} MiB", rss_before / 1024, rss_idle / 1024, rss_busy / 1024);
     println!(
         "server memory per idle subscriber  {:.1} KiB",

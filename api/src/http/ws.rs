@@ -49,6 +49,11 @@ pub struct WsConfig {
 /// catch up from the change log.
 const OUTBOX: usize = 64;
 
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 4 * 1024;
+/// The largest message a client may send (a GraphQL document and variables).
+const MAX_MESSAGE: usize = 1024 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     /// graphql-transport-ws.
@@ -73,6 +78,12 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade:
     let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     upgrade
         .protocols(["graphql-transport-ws", "graphql-ws"])
+        // tungstenite's defaults (128 KiB each way, allocated per socket)
+        // would be most of an idle subscriber's memory; GraphQL messages
+        // are small, and larger ones still work, in more reads.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| serve(socket, protocol, state, header_auth))
 }
 
@@ -298,9 +309,21 @@ impl Operation {
         let _ = self.out.send(Message::Text(message.to_string().into())).await;
     }
 
+    /// The hot path of every delivery: serialised once, straight to text.
     async fn next(&self, response: &async_graphql::Response) {
+        #[derive(serde::Serialize)]
+        struct Next<'a> {
+            r#type: &'static str,
+            id: &'a str,
+            payload: &'a async_graphql::Response,
+        }
         let kind = if self.protocol == Protocol::TransportWs { "next" } else { "data" };
-        self.send(json!({ "type": kind, "id": self.id, "payload": response })).await;
+        match serde_json::to_string(&Next { r#type: kind, id: &self.id, payload: response }) {
+            Ok(text) => {
+                let _ = self.out.send(Message::Text(text.into())).await;
+            }
+            Err(err) => tracing::error!(%err, "cannot serialise a response"),
+        }
     }
 
     async fn error(&self, response: &async_graphql::Response) {

@@ -7,7 +7,7 @@ use super::Cursor;
 use crate::error::ApiResult;
 
 /// One committed change of one row.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ChangeEvent {
     pub cursor: Cursor,
     pub table: String,
@@ -17,6 +17,8 @@ pub struct ChangeEvent {
     pub owner: Option<Uuid>,
     pub new_row: Option<serde_json::Value>,
     pub old_row: Option<serde_json::Value>,
+    /// The row decoded into its storage model, once for all subscribers.
+    pub(super) decoded: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,7 @@ impl From<LogRow> for ChangeEvent {
             owner: r.owner_id,
             new_row: r.new_row,
             old_row: r.old_row,
+            decoded: std::sync::OnceLock::new(),
         }
     }
 }

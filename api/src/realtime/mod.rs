@@ -53,11 +53,20 @@ impl From<log::Operation> for ChangeOperation {
 }
 
 impl ChangeEvent {
-    /// The row, as the domain's storage model (after the change, or before a delete).
-    pub fn decode_row<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::error::ApiError> {
+    /// The row, as the domain's storage model (after the change, or before
+    /// a delete). Decoded once and shared by every subscriber of the event.
+    pub fn decode_row<T>(&self) -> Result<T, crate::error::ApiError>
+    where
+        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if let Some(model) = self.decoded.get().and_then(|any| any.downcast_ref::<T>()) {
+            return Ok(model.clone());
+        }
         let row = self.row().ok_or_else(|| crate::error::ApiError::internal("change event without a row"))?;
-        T::deserialize(row)
-            .map_err(|e| crate::error::ApiError::internal(format!("change event row of {}: {e}", self.table)))
+        let model = T::deserialize(row)
+            .map_err(|e| crate::error::ApiError::internal(format!("change event row of {}: {e}", self.table)))?;
+        let _ = self.decoded.set(Box::new(model.clone()));
+        Ok(model)
     }
 }
 
