@@ -9,6 +9,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_accounts;
 mod m20261122_000002_places;
 mod m20261122_000003_realtime;
+mod m20261122_000004_routines;
+mod m20261122_000005_airdrops;
+mod m20261122_000006_posts;
 
 pub struct Migrator;
 
@@ -19,6 +22,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_accounts::Migration),
             Box::new(m20261122_000002_places::Migration),
             Box::new(m20261122_000003_realtime::Migration),
+            Box::new(m20261122_000004_routines::Migration),
+            Box::new(m20261122_000005_airdrops::Migration),
+            Box::new(m20261122_000006_posts::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! module per area.
 
 mod accounts;
+mod dropfarm_allogator_db;
 mod http;
 mod js_client;
 mod migrations;

@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS comment;
+DROP TABLE IF EXISTS post;
+DROP FUNCTION IF EXISTS public_profiles(uuid[]);
