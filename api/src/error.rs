@@ -173,6 +173,29 @@ fn named_constraint(name: &str) -> Option<ApiError> {
         }
         "review_comment_check" => ApiError::bad_input("comment", "comment is too long"),
         "preference_category_check" => ApiError::bad_input("category", "category must not be empty"),
+        "routine_name_check" => ApiError::bad_input("name", "name must not be empty"),
+        "routine_steps_check" => ApiError::bad_input("steps", "steps must be a JSON array"),
+        "routine_tokens_per_run_check" => ApiError::bad_input("tokensPerRun", "tokensPerRun must be 0 or more"),
+        "routine_run_tokens_earned_check" => ApiError::bad_input("tokensEarned", "tokensEarned must be 0 or more"),
+        "routine_run_end_after_start" => ApiError::bad_input("endTime", "endTime must not be before the run's start"),
+        "routine_run_routine_id_fkey" => ApiError::not_found("routine"),
+        "airdrop_project_name_check" => ApiError::bad_input("name", "name must not be empty"),
+        "airdrop_project_dates_check" => ApiError::bad_input("endDate", "endDate must not be before startDate"),
+        "airdrop_project_allocation_check" => {
+            ApiError::bad_input("totalTokenAllocation", "totalTokenAllocation must be 0 or more")
+        }
+        "user_airdrop_participation_tokens_check" => ApiError::bad_input("tokens", "tokens must be 0 or more"),
+        "user_airdrop_participation_user_project_key" => {
+            ApiError::conflict("projectId", "you already take part in this project")
+        }
+        "user_airdrop_participation_project_id_fkey" => ApiError::not_found("airdrop project"),
+        "airdrop_allocation_exceeded" => {
+            ApiError::conflict("tokens", "the project does not have that many tokens left")
+        }
+        "post_title_check" => ApiError::bad_input("title", "title must not be empty"),
+        "post_body_check" => ApiError::bad_input("body", "body is too long"),
+        "comment_body_check" => ApiError::bad_input("body", "body must have 1 to 10000 characters"),
+        "comment_post_id_fkey" => ApiError::not_found("post"),
         _ => return None,
     })
 }

@@ -11,7 +11,7 @@
 //! - [`graphql`]: schema assembly, context access, pagination.
 //! - [`http`]: routes, GraphiQL, health checks.
 //! - Domains, each with its types, resolvers, row policy and queries:
-//!   [`accounts`], [`places`].
+//!   [`accounts`], [`places`], [`routines`].
 //! - [`realtime`]: the change feed: capture, listener, subscriber streams
 //!   (the websocket protocol is `http::ws`).
 //! - [`commands`], [`seed`]: the CLI's non-serving commands.
@@ -28,6 +28,7 @@ pub mod graphql;
 pub mod http;
 pub mod places;
 pub mod realtime;
+pub mod routines;
 pub mod seed;
 
 pub use app::Application;

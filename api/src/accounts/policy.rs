@@ -3,14 +3,13 @@
 //! the anonymous viewer sees none. Only admins change other accounts.
 
 use entity::users;
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition};
 
-use crate::auth::{Role, Viewer};
+use crate::auth::{Role, Viewer, ownership};
 
 pub fn visible_to(viewer: &Viewer) -> Condition {
     match viewer {
-        Viewer::Anonymous => Condition::all().add(Expr::cust("FALSE")),
+        Viewer::Anonymous => ownership::nothing(),
         Viewer::User { id, role: Role::User } => Condition::all().add(users::Column::Id.eq(*id)),
         Viewer::User { .. } => Condition::all(),
     }

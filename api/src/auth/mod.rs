@@ -4,6 +4,7 @@
 //! expired or tampered with is an error (UNAUTHENTICATED), never a silent
 //! downgrade to anonymous: a client with a stale token should learn it.
 
+pub mod ownership;
 mod password;
 mod token;
 

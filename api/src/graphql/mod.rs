@@ -12,15 +12,16 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 use crate::accounts::{AccountsMutation, AccountsQuery};
 use crate::places::{PlacesMutation, PlacesQuery, PlacesSubscription};
 use crate::realtime::RealtimeQuery;
+use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountsQuery, PlacesQuery, RealtimeQuery);
+pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, PlacesMutation);
+pub struct Mutation(AccountsMutation, PlacesMutation, RoutinesMutation);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(PlacesSubscription);
+pub struct Subscription(PlacesSubscription, RoutinesSubscription);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

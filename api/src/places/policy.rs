@@ -5,15 +5,11 @@
 //! - review, preference: the owner reads and writes their own; reader reads
 //!   all; service and admin read and write all.
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition};
+use sea_orm::Condition;
 use uuid::Uuid;
 
+use crate::auth::ownership;
 use crate::auth::{Role, Viewer};
-
-fn nothing() -> Condition {
-    Condition::all().add(Expr::cust("FALSE"))
-}
 
 pub mod place {
     use super::{Condition, Role, Viewer};
@@ -32,48 +28,22 @@ pub mod place {
     }
 }
 
-/// Rows keyed by an owner: the shared rule of reviews and preferences.
-fn owned_visible_to(viewer: &Viewer, owner: impl ColumnTrait) -> Condition {
-    match viewer {
-        Viewer::Anonymous => nothing(),
-        Viewer::User { id, role: Role::User } => Condition::all().add(owner.eq(*id)),
-        Viewer::User { .. } => Condition::all(),
-    }
-}
-
-/// The in-memory twin of `owned_visible_to`, for change events.
-fn owned_can_read(viewer: &Viewer, owner: Uuid) -> bool {
-    match viewer {
-        Viewer::Anonymous => false,
-        Viewer::User { id, role: Role::User } => *id == owner,
-        Viewer::User { .. } => true,
-    }
-}
-
-fn owned_can_write(viewer: &Viewer, owner: Uuid) -> bool {
-    match viewer {
-        Viewer::Anonymous | Viewer::User { role: Role::Reader, .. } => false,
-        Viewer::User { id, role: Role::User } => *id == owner,
-        Viewer::User { .. } => true,
-    }
-}
-
 pub mod review {
     use entity::review;
 
     use super::{Condition, Viewer};
 
     pub fn visible_to(viewer: &Viewer) -> Condition {
-        super::owned_visible_to(viewer, review::Column::UserId)
+        super::ownership::visible_to(viewer, review::Column::UserId)
     }
 
     pub fn can_write(viewer: &Viewer, row: &review::Model) -> bool {
-        super::owned_can_write(viewer, row.user_id)
+        super::ownership::can_write(viewer, row.user_id)
     }
 
     /// Whether a change event of a review owned by `owner` may reach `viewer`.
     pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
-        owner.is_some_and(|owner| super::owned_can_read(viewer, owner))
+        owner.is_some_and(|owner| super::ownership::can_read(viewer, owner))
     }
 }
 
@@ -83,15 +53,15 @@ pub mod preference {
     use super::{Condition, Viewer};
 
     pub fn visible_to(viewer: &Viewer) -> Condition {
-        super::owned_visible_to(viewer, preference::Column::UserId)
+        super::ownership::visible_to(viewer, preference::Column::UserId)
     }
 
     pub fn can_write(viewer: &Viewer, row: &preference::Model) -> bool {
-        super::owned_can_write(viewer, row.user_id)
+        super::ownership::can_write(viewer, row.user_id)
     }
 
     /// Whether a change event of a preference owned by `owner` may reach `viewer`.
     pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
-        owner.is_some_and(|owner| super::owned_can_read(viewer, owner))
+        owner.is_some_and(|owner| super::ownership::can_read(viewer, owner))
     }
 }

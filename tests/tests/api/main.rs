@@ -10,5 +10,6 @@ mod places;
 mod realtime;
 mod recommendations;
 mod rls;
+mod routines;
 mod schema;
 mod websocket;

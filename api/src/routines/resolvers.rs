@@ -1,0 +1,237 @@
+use async_graphql::{Context, ID, Object};
+use entity::{routine, routine_run};
+use sea_orm::{ActiveValue::NotSet, IntoActiveModel, Set};
+
+use super::types::{
+    CreateRoutineInput, LeaderboardEntry, Routine, RoutineConnection, RoutineRun, RoutineRunConnection, RunStatus,
+    UpdateRoutineInput, UserStats, validate_steps, validate_tokens,
+};
+use super::{policy, store};
+use crate::auth::Viewer;
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::ContextExt;
+use crate::graphql::ids::parse_uuid;
+use crate::graphql::pagination::{MAX_PAGE_SIZE, Page};
+
+#[derive(Default)]
+pub struct RoutinesQuery;
+
+#[Object]
+impl RoutinesQuery {
+    /// The signed-in user's routines, newest first.
+    async fn my_routines(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<RoutineConnection> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_user()?;
+        let page = Page::from_args(first, after.as_deref())?;
+        let tx = ctx.tx().await?;
+        let (total, rows) = store::list_routines(&*tx, &viewer, me, page).await?;
+        Ok(page.of(total, rows.into_iter().map(Routine::from).collect()).into())
+    }
+
+    /// One routine the viewer may see.
+    async fn routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_uuid("id", &id)?;
+        let tx = ctx.tx().await?;
+        store::find_routine(&*tx, &viewer, id).await?.map(Routine::from).ok_or_else(|| ApiError::not_found("routine"))
+    }
+
+    /// Runs of a routine, latest first, optionally of one status.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        routine_id: ID,
+        status: Option<RunStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<RoutineRunConnection> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let routine_id = parse_uuid("routineId", &routine_id)?;
+        let page = Page::from_args(first, after.as_deref())?;
+        let tx = ctx.tx().await?;
+        store::find_routine(&*tx, &viewer, routine_id).await?.ok_or_else(|| ApiError::not_found("routine"))?;
+        let (total, rows) = store::list_runs(&*tx, &viewer, routine_id, status.map(RunStatus::as_str), page).await?;
+        Ok(page.of(total, rows.into_iter().map(RoutineRun::from).collect()).into())
+    }
+
+    /// The signed-in user's totals (zeros before the first run).
+    async fn my_stats(&self, ctx: &Context<'_>) -> ApiResult<UserStats> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_user()?;
+        let tx = ctx.tx().await?;
+        Ok(store::find_stats(&*tx, &viewer, me).await?.map_or(
+            UserStats {
+                user_id: ID(me.to_string()),
+                total_routine_runs: 0,
+                total_tokens_earned: 0,
+                last_run_date: None,
+            },
+            UserStats::from,
+        ))
+    }
+
+    /// Users by tokens earned (readers and admins).
+    async fn leaderboard(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10)] first: i32,
+    ) -> ApiResult<Vec<LeaderboardEntry>> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        if !policy::can_see_leaderboard(&viewer) {
+            return Err(ApiError::Forbidden("only readers and admins see the leaderboard".into()));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&first) {
+            return Err(ApiError::bad_input("first", format!("first must be between 1 and {MAX_PAGE_SIZE}")));
+        }
+        let tx = ctx.tx().await?;
+        let rows = store::leaderboard(&*tx, u64::try_from(first).unwrap_or(10)).await?;
+        Ok(rows
+            .into_iter()
+            .zip(1..)
+            .map(|(row, rank)| LeaderboardEntry {
+                rank,
+                user_id: ID(row.user_id.to_string()),
+                username: row.username,
+                total_tokens_earned: row.total_tokens_earned,
+                total_routine_runs: row.total_routine_runs,
+            })
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct RoutinesMutation;
+
+#[Object]
+impl RoutinesMutation {
+    /// Creates a routine for the signed-in user.
+    async fn create_routine(&self, ctx: &Context<'_>, input: CreateRoutineInput) -> ApiResult<Routine> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_writer()?;
+        let name = crate::places::validate_text("name", &input.name, 200)?;
+        validate_steps(&input.steps)?;
+        let row = routine::ActiveModel {
+            id: NotSet,
+            user_id: Set(me),
+            name: Set(name),
+            steps: Set(input.steps.0),
+            tokens_per_run: Set(validate_tokens("tokensPerRun", input.tokens_per_run)?),
+            created_at: NotSet,
+            updated_at: NotSet,
+        };
+        let tx = ctx.tx().await?;
+        Ok(store::insert_routine(&*tx, row).await?.into())
+    }
+
+    /// Changes a routine (its owner or an admin).
+    async fn update_routine(&self, ctx: &Context<'_>, id: ID, input: UpdateRoutineInput) -> ApiResult<Routine> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_uuid("id", &id)?;
+        let name = input.name.as_deref().map(|n| crate::places::validate_text("name", n, 200)).transpose()?;
+        if let Some(steps) = &input.steps {
+            validate_steps(steps)?;
+        }
+        let tokens = input.tokens_per_run.map(|t| validate_tokens("tokensPerRun", t)).transpose()?;
+        let tx = ctx.tx().await?;
+        let existing = writable_routine(&tx, &viewer, id).await?;
+        let mut row = existing.into_active_model();
+        if let Some(name) = name {
+            row.name = Set(name);
+        }
+        if let Some(steps) = input.steps {
+            row.steps = Set(steps.0);
+        }
+        if let Some(tokens) = tokens {
+            row.tokens_per_run = Set(tokens);
+        }
+        Ok(store::update_routine(&*tx, row).await?.into())
+    }
+
+    /// Deletes a routine and its runs (the owner's stats follow), returning it.
+    async fn delete_routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_uuid("id", &id)?;
+        let tx = ctx.tx().await?;
+        let existing = writable_routine(&tx, &viewer, id).await?;
+        store::delete_routine(&*tx, id).await?;
+        Ok(existing.into())
+    }
+
+    /// Starts a run of a routine (its owner, or a service for any user).
+    async fn start_run(&self, ctx: &Context<'_>, routine_id: ID) -> ApiResult<RoutineRun> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let routine_id = parse_uuid("routineId", &routine_id)?;
+        let tx = ctx.tx().await?;
+        let routine =
+            store::find_routine(&*tx, &viewer, routine_id).await?.ok_or_else(|| ApiError::not_found("routine"))?;
+        if !policy::can_write_run(&viewer, routine.user_id) {
+            return Err(ApiError::Forbidden("your role may not record runs".into()));
+        }
+        let row = routine_run::ActiveModel {
+            routine_id: Set(routine_id),
+            user_id: Set(routine.user_id),
+            ..Default::default()
+        };
+        Ok(store::insert_run(&*tx, row).await?.into())
+    }
+
+    /// Finishes a running run with its outcome and the tokens it earned.
+    /// `endTime` defaults to now and may not be before the start.
+    async fn finish_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        status: RunStatus,
+        tokens_earned: i32,
+        end_time: Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) -> ApiResult<RoutineRun> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_uuid("id", &id)?;
+        if status == RunStatus::Running {
+            return Err(ApiError::bad_input("status", "a finished run cannot be RUNNING"));
+        }
+        let tokens = validate_tokens("tokensEarned", tokens_earned)?;
+        let tx = ctx.tx().await?;
+        let run = store::find_run(&*tx, &viewer, id).await?.ok_or_else(|| ApiError::not_found("run"))?;
+        if !policy::can_write_run(&viewer, run.user_id) {
+            return Err(ApiError::Forbidden("your role may not record runs".into()));
+        }
+        if run.status != RunStatus::Running.as_str() {
+            return Err(ApiError::conflict("id", "this run has already finished"));
+        }
+        let end = end_time.unwrap_or_else(|| chrono::Utc::now().fixed_offset());
+        if end < run.start_time {
+            return Err(ApiError::bad_input("endTime", "endTime must not be before the run's start"));
+        }
+        let mut row = run.into_active_model();
+        row.status = Set(status.as_str().to_owned());
+        row.tokens_earned = Set(tokens);
+        row.end_time = Set(Some(end));
+        Ok(store::update_run(&*tx, row).await?.into())
+    }
+}
+
+/// The routine if the viewer may change it; hidden routines are NOT_FOUND.
+async fn writable_routine(
+    db: &sea_orm::DatabaseTransaction,
+    viewer: &Viewer,
+    id: uuid::Uuid,
+) -> ApiResult<routine::Model> {
+    let existing = store::find_routine(db, viewer, id).await?.ok_or_else(|| ApiError::not_found("routine"))?;
+    if !policy::can_write_routine(viewer, &existing) {
+        return Err(ApiError::Forbidden("your role may not change this routine".into()));
+    }
+    Ok(existing)
+}

@@ -1,0 +1,207 @@
+use async_graphql::{Enum, ID, InputObject, Json, SimpleObject};
+use chrono::{DateTime, FixedOffset};
+
+use crate::error::{ApiError, ApiResult};
+
+/// A repeatable sequence of steps that earns tokens when it runs.
+#[derive(SimpleObject, Clone)]
+pub struct Routine {
+    /// Stable identifier.
+    pub id: ID,
+    /// The owner's user id.
+    pub user_id: ID,
+    /// Display name.
+    pub name: String,
+    /// The steps, a JSON array of objects, each with at least an `action`.
+    pub steps: Json<serde_json::Value>,
+    /// Tokens one successful run is expected to earn.
+    pub tokens_per_run: i32,
+    /// When the routine was created.
+    pub created_at: DateTime<FixedOffset>,
+    /// When the routine last changed.
+    pub updated_at: DateTime<FixedOffset>,
+}
+
+impl From<entity::routine::Model> for Routine {
+    fn from(m: entity::routine::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            user_id: ID(m.user_id.to_string()),
+            name: m.name,
+            steps: Json(m.steps),
+            tokens_per_run: m.tokens_per_run,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// Where a run is.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RunStatus {
+    /// Started, not finished.
+    Running,
+    /// Every step succeeded.
+    Success,
+    /// The run failed.
+    Failure,
+    /// Some steps succeeded.
+    Partial,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Partial => "partial",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "success" => Self::Success,
+            "failure" => Self::Failure,
+            "partial" => Self::Partial,
+            _ => Self::Running,
+        }
+    }
+}
+
+/// One execution of a routine.
+#[derive(SimpleObject, Clone)]
+pub struct RoutineRun {
+    /// Stable identifier.
+    pub id: ID,
+    /// The routine that ran.
+    pub routine_id: ID,
+    /// The routine owner's user id.
+    pub user_id: ID,
+    /// When the run started.
+    pub start_time: DateTime<FixedOffset>,
+    /// When it finished; null while running.
+    pub end_time: Option<DateTime<FixedOffset>>,
+    /// Where the run is.
+    pub status: RunStatus,
+    /// Tokens earned, 0 or more.
+    pub tokens_earned: i32,
+}
+
+impl From<entity::routine_run::Model> for RoutineRun {
+    fn from(m: entity::routine_run::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            routine_id: ID(m.routine_id.to_string()),
+            user_id: ID(m.user_id.to_string()),
+            start_time: m.start_time,
+            end_time: m.end_time,
+            status: RunStatus::parse(&m.status),
+            tokens_earned: m.tokens_earned,
+        }
+    }
+}
+
+/// A user's totals over all their runs, kept by the database.
+#[derive(SimpleObject, Clone)]
+pub struct UserStats {
+    /// The user these totals are of.
+    pub user_id: ID,
+    /// Runs recorded, whatever their status.
+    pub total_routine_runs: i32,
+    /// Tokens earned over all runs.
+    pub total_tokens_earned: i64,
+    /// When the latest run started.
+    pub last_run_date: Option<DateTime<FixedOffset>>,
+}
+
+impl From<entity::user_stats::Model> for UserStats {
+    fn from(m: entity::user_stats::Model) -> Self {
+        Self {
+            user_id: ID(m.user_id.to_string()),
+            total_routine_runs: m.total_routine_runs,
+            total_tokens_earned: m.total_tokens_earned,
+            last_run_date: m.last_run_date,
+        }
+    }
+}
+
+/// One row of the leaderboard.
+#[derive(SimpleObject)]
+pub struct LeaderboardEntry {
+    /// 1 for the top earner.
+    pub rank: i32,
+    /// The user's id.
+    pub user_id: ID,
+    /// The user's public handle.
+    pub username: String,
+    /// Tokens earned over all runs.
+    pub total_tokens_earned: i64,
+    /// Runs recorded.
+    pub total_routine_runs: i32,
+}
+
+/// A new routine.
+#[derive(InputObject)]
+pub struct CreateRoutineInput {
+    /// Display name, 1 to 200 characters.
+    pub name: String,
+    /// A JSON array of 0 to 100 step objects, each with a non-empty string `action`.
+    pub steps: Json<serde_json::Value>,
+    /// Tokens a run is expected to earn, 0 or more.
+    #[graphql(default)]
+    pub tokens_per_run: i32,
+}
+
+/// Changes to a routine; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateRoutineInput {
+    /// Display name, 1 to 200 characters.
+    pub name: Option<String>,
+    /// A JSON array of step objects.
+    pub steps: Option<Json<serde_json::Value>>,
+    /// Tokens a run is expected to earn, 0 or more.
+    pub tokens_per_run: Option<i32>,
+}
+
+/// Checks steps: an array of at most 100 objects, each with an `action`.
+pub fn validate_steps(steps: &serde_json::Value) -> ApiResult<()> {
+    let Some(items) = steps.as_array() else {
+        return Err(ApiError::bad_input("steps", "steps must be a JSON array"));
+    };
+    if items.len() > 100 {
+        return Err(ApiError::bad_input("steps", "at most 100 steps"));
+    }
+    for (i, step) in items.iter().enumerate() {
+        let action = step.as_object().and_then(|o| o.get("action")).and_then(serde_json::Value::as_str);
+        if action.is_none_or(|a| a.trim().is_empty()) {
+            return Err(ApiError::bad_input(
+                "steps",
+                format!("step {i} must be an object with a non-empty \"action\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_tokens(field: &'static str, tokens: i32) -> ApiResult<i32> {
+    if tokens >= 0 { Ok(tokens) } else { Err(ApiError::bad_input(field, format!("{field} must be 0 or more"))) }
+}
+
+crate::connection_type!(RoutineConnection, RoutineEdge, Routine, "routines");
+crate::connection_type!(RoutineRunConnection, RoutineRunEdge, RoutineRun, "routine runs");
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn steps_must_be_an_array_of_actions() {
+        assert!(validate_steps(&json!([{ "action": "swap" }, { "action": "bridge", "amount": 3 }])).is_ok());
+        assert!(validate_steps(&json!({ "action": "swap" })).is_err());
+        assert!(validate_steps(&json!([{ "amount": 3 }])).is_err());
+        assert!(validate_steps(&json!(["swap"])).is_err());
+    }
+}
