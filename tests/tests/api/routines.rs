@@ -13,14 +13,12 @@ async fn routine(app: &TestApp, user: &TestUser, name: &str) -> String {
 }
 
 async fn start(app: &TestApp, user: &TestUser, routine: &str) -> Value {
-    let body = app
-        .graphql(
-            Some(&user.token),
-            "mutation($r: ID!) { startRun(routineId: $r) { id status startTime endTime } }",
-            json!({ "r": routine }),
-        )
-        .await;
-    body
+    app.graphql(
+        Some(&user.token),
+        "mutation($r: ID!) { startRun(routineId: $r) { id status startTime endTime } }",
+        json!({ "r": routine }),
+    )
+    .await
 }
 
 const FINISH: &str = "mutation($id: ID!, $s: RunStatus!, $t: Int!, $end: DateTime) { finishRun(id: $id, status: $s, tokensEarned: $t, endTime: $end) { id status tokensEarned endTime } }";
