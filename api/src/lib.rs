@@ -11,12 +11,13 @@
 //! - [`graphql`]: schema assembly, context access, pagination.
 //! - [`http`]: routes, GraphiQL, health checks.
 //! - Domains, each with its types, resolvers, row policy and queries:
-//!   [`accounts`], [`places`], [`routines`].
+//!   [`accounts`], [`places`], [`routines`], [`airdrops`].
 //! - [`realtime`]: the change feed: capture, listener, subscriber streams
 //!   (the websocket protocol is `http::ws`).
 //! - [`commands`], [`seed`]: the CLI's non-serving commands.
 
 pub mod accounts;
+pub mod airdrops;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -10,15 +10,16 @@ pub use context::ContextExt;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::accounts::{AccountsMutation, AccountsQuery};
+use crate::airdrops::{AirdropsMutation, AirdropsQuery};
 use crate::places::{PlacesMutation, PlacesQuery, PlacesSubscription};
 use crate::realtime::RealtimeQuery;
 use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, RealtimeQuery);
+pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, PlacesMutation, RoutinesMutation);
+pub struct Mutation(AccountsMutation, PlacesMutation, RoutinesMutation, AirdropsMutation);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(PlacesSubscription, RoutinesSubscription);

@@ -2,6 +2,7 @@
 //! module per area.
 
 mod accounts;
+mod airdrops;
 mod dropfarm_allogator_db;
 mod http;
 mod js_client;

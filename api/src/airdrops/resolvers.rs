@@ -1,0 +1,191 @@
+use async_graphql::{Context, ID, Object};
+use entity::airdrop_project;
+use sea_orm::{IntoActiveModel, Set};
+
+use super::types::{
+    AirdropProject, AirdropProjectConnection, CreateAirdropProjectInput, Participation, UpdateAirdropProjectInput,
+};
+use super::{policy, store};
+use crate::auth::Viewer;
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::ContextExt;
+use crate::graphql::ids::parse_uuid;
+use crate::graphql::pagination::Page;
+
+#[derive(Default)]
+pub struct AirdropsQuery;
+
+#[Object]
+impl AirdropsQuery {
+    /// Airdrop projects, latest start first. `active`: only those running
+    /// today (true) or only those not running today (false).
+    async fn airdrop_projects(
+        &self,
+        ctx: &Context<'_>,
+        active: Option<bool>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<AirdropProjectConnection> {
+        let page = Page::from_args(first, after.as_deref())?;
+        let today = chrono::Utc::now().date_naive();
+        let tx = ctx.tx().await?;
+        let (total, rows) = store::list_projects(&*tx, active.map(|a| (a, today)), page).await?;
+        let totals = store::totals(&*tx, rows.iter().map(|r| r.id).collect()).await?;
+        let nodes = rows
+            .into_iter()
+            .map(|row| {
+                let (participants, distributed) = totals.get(&row.id).copied().unwrap_or_default();
+                AirdropProject::new(row, participants, distributed)
+            })
+            .collect();
+        Ok(page.of(total, nodes).into())
+    }
+
+    /// One project, with its public totals.
+    async fn airdrop_project(&self, ctx: &Context<'_>, id: ID) -> ApiResult<AirdropProject> {
+        let id = parse_uuid("id", &id)?;
+        let tx = ctx.tx().await?;
+        with_totals(&tx, store::find_project(&*tx, id).await?).await
+    }
+
+    /// The signed-in user's participations, latest first.
+    async fn my_participations(&self, ctx: &Context<'_>) -> ApiResult<Vec<Participation>> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_user()?;
+        let tx = ctx.tx().await?;
+        Ok(store::list_participations(&*tx, &viewer, me).await?.into_iter().map(Participation::from).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct AirdropsMutation;
+
+#[Object]
+impl AirdropsMutation {
+    /// Creates a project (admins).
+    async fn create_airdrop_project(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAirdropProjectInput,
+    ) -> ApiResult<AirdropProject> {
+        let viewer = ctx.viewer()?;
+        require_admin(&viewer)?;
+        let row = airdrop_project::ActiveModel {
+            name: Set(crate::places::validate_text("name", &input.name, 200)?),
+            description: Set(input.description),
+            start_date: Set(input.start_date),
+            end_date: Set(input.end_date),
+            total_token_allocation: Set(non_negative("totalTokenAllocation", input.total_token_allocation)?),
+            ..Default::default()
+        };
+        if input.end_date < input.start_date {
+            return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
+        }
+        let tx = ctx.tx().await?;
+        let created = store::insert_project(&*tx, row).await?;
+        Ok(AirdropProject::new(created, 0, 0))
+    }
+
+    /// Changes a project (admins). The allocation cannot drop below what is
+    /// already distributed.
+    async fn update_airdrop_project(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateAirdropProjectInput,
+    ) -> ApiResult<AirdropProject> {
+        let viewer = ctx.viewer()?;
+        require_admin(&viewer)?;
+        let id = parse_uuid("id", &id)?;
+        let tx = ctx.tx().await?;
+        let existing = store::find_project(&*tx, id).await?.ok_or_else(|| ApiError::not_found("airdrop project"))?;
+        let (start, end) =
+            (input.start_date.unwrap_or(existing.start_date), input.end_date.unwrap_or(existing.end_date));
+        if end < start {
+            return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
+        }
+        let totals = store::totals(&*tx, vec![id]).await?;
+        let distributed = totals.get(&id).map_or(0, |t| t.1);
+        let mut row = existing.into_active_model();
+        if let Some(name) = input.name {
+            row.name = Set(crate::places::validate_text("name", &name, 200)?);
+        }
+        if let Some(description) = input.description {
+            row.description = Set(Some(description));
+        }
+        row.start_date = Set(start);
+        row.end_date = Set(end);
+        if let Some(allocation) = input.total_token_allocation {
+            if non_negative("totalTokenAllocation", allocation)? < distributed {
+                return Err(ApiError::conflict(
+                    "totalTokenAllocation",
+                    format!("{distributed} tokens are already distributed"),
+                ));
+            }
+            row.total_token_allocation = Set(allocation);
+        }
+        let updated = store::update_project(&*tx, row).await?;
+        with_totals(&tx, Some(updated)).await
+    }
+
+    /// Joins a project as the signed-in user (once per project).
+    async fn join_airdrop(&self, ctx: &Context<'_>, project_id: ID) -> ApiResult<Participation> {
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_writer()?;
+        let project_id = parse_uuid("projectId", &project_id)?;
+        let tx = ctx.tx().await?;
+        let project =
+            store::find_project(&*tx, project_id).await?.ok_or_else(|| ApiError::not_found("airdrop project"))?;
+        if project.end_date < chrono::Utc::now().date_naive() {
+            return Err(ApiError::conflict("projectId", "this project has ended"));
+        }
+        Ok(store::join(&*tx, me, project_id).await?.into())
+    }
+
+    /// Credits tokens to a participation (services and admins). CONFLICT
+    /// when the project has fewer tokens left.
+    async fn credit_airdrop_tokens(
+        &self,
+        ctx: &Context<'_>,
+        participation_id: ID,
+        tokens: i64,
+    ) -> ApiResult<Participation> {
+        let viewer = ctx.viewer()?;
+        viewer.require_user()?;
+        let id = parse_uuid("participationId", &participation_id)?;
+        if tokens <= 0 {
+            return Err(ApiError::bad_input("tokens", "tokens must be more than 0"));
+        }
+        if !policy::can_credit(&viewer) {
+            return Err(ApiError::Forbidden("only services and admins credit tokens".into()));
+        }
+        let tx = ctx.tx().await?;
+        store::credit(&*tx, &viewer, id, tokens)
+            .await?
+            .map(Participation::from)
+            .ok_or_else(|| ApiError::not_found("participation"))
+    }
+}
+
+async fn with_totals(
+    tx: &sea_orm::DatabaseTransaction,
+    project: Option<airdrop_project::Model>,
+) -> ApiResult<AirdropProject> {
+    let project = project.ok_or_else(|| ApiError::not_found("airdrop project"))?;
+    let totals = store::totals(tx, vec![project.id]).await?;
+    let (participants, distributed) = totals.get(&project.id).copied().unwrap_or_default();
+    Ok(AirdropProject::new(project, participants, distributed))
+}
+
+fn require_admin(viewer: &Viewer) -> ApiResult<()> {
+    viewer.require_user()?;
+    if policy::can_write_projects(viewer) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only admins manage airdrop projects".into()))
+    }
+}
+
+fn non_negative(field: &'static str, value: i64) -> ApiResult<i64> {
+    if value >= 0 { Ok(value) } else { Err(ApiError::bad_input(field, format!("{field} must be 0 or more"))) }
+}

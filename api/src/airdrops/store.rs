@@ -1,0 +1,121 @@
+//! Queries of the airdrops domain.
+
+use std::collections::HashMap;
+
+use entity::{airdrop_project, user_airdrop_participation as participation};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+use uuid::Uuid;
+
+use super::policy;
+use crate::auth::Viewer;
+use crate::error::ApiResult;
+use crate::graphql::pagination::Page;
+
+pub async fn list_projects(
+    db: &impl ConnectionTrait,
+    active_on: Option<(bool, chrono::NaiveDate)>,
+    page: Page,
+) -> ApiResult<(u64, Vec<airdrop_project::Model>)> {
+    let mut query = airdrop_project::Entity::find();
+    if let Some((active, today)) = active_on {
+        let running = Expr::col(airdrop_project::Column::StartDate)
+            .lte(today)
+            .and(Expr::col(airdrop_project::Column::EndDate).gte(today));
+        query = query.filter(if active { running } else { running.not() });
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_desc(airdrop_project::Column::StartDate)
+        .order_by_asc(airdrop_project::Column::Id)
+        .offset(page.offset)
+        .limit(page.limit)
+        .all(db)
+        .await?;
+    Ok((total, rows))
+}
+
+pub async fn find_project(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<Option<airdrop_project::Model>> {
+    Ok(airdrop_project::Entity::find_by_id(id).one(db).await?)
+}
+
+pub async fn insert_project(
+    db: &impl ConnectionTrait,
+    row: airdrop_project::ActiveModel,
+) -> ApiResult<airdrop_project::Model> {
+    Ok(row.insert(db).await?)
+}
+
+pub async fn update_project(
+    db: &impl ConnectionTrait,
+    row: airdrop_project::ActiveModel,
+) -> ApiResult<airdrop_project::Model> {
+    Ok(row.update(db).await?)
+}
+
+#[derive(FromQueryResult)]
+struct TotalsRow {
+    project_id: Uuid,
+    participants: i64,
+    tokens_distributed: i64,
+}
+
+/// Participants and tokens distributed per project, for many projects in
+/// one query (the public totals function).
+pub async fn totals(db: &impl ConnectionTrait, ids: Vec<Uuid>) -> ApiResult<HashMap<Uuid, (i64, i64)>> {
+    let rows = TotalsRow::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT project_id, participants, tokens_distributed FROM airdrop_project_totals($1::uuid[])",
+        [ids.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.project_id, (r.participants, r.tokens_distributed))).collect())
+}
+
+pub async fn list_participations(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    owner: Uuid,
+) -> ApiResult<Vec<participation::Model>> {
+    Ok(participation::Entity::find()
+        .filter(policy::participations_visible_to(viewer))
+        .filter(participation::Column::UserId.eq(owner))
+        .order_by_desc(participation::Column::ParticipationDate)
+        .all(db)
+        .await?)
+}
+
+pub async fn join(db: &impl ConnectionTrait, user: Uuid, project: Uuid) -> ApiResult<participation::Model> {
+    let row = participation::ActiveModel {
+        user_id: sea_orm::Set(user),
+        project_id: sea_orm::Set(project),
+        ..Default::default()
+    };
+    Ok(row.insert(db).await?)
+}
+
+/// Adds tokens in one statement, so concurrent credits never overwrite each
+/// other; the database refuses what would exceed the allocation.
+pub async fn credit(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    id: Uuid,
+    tokens: i64,
+) -> ApiResult<Option<participation::Model>> {
+    let visible =
+        participation::Entity::find_by_id(id).filter(policy::participations_visible_to(viewer)).one(db).await?;
+    if visible.is_none() {
+        return Ok(None);
+    }
+    Ok(participation::Model::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE user_airdrop_participation SET tokens_earned = tokens_earned + $1 WHERE id = $2 RETURNING *",
+        [tokens.into(), id.into()],
+    ))
+    .one(db)
+    .await?)
+}

@@ -1,0 +1,112 @@
+use async_graphql::{ID, InputObject, SimpleObject};
+use chrono::{DateTime, FixedOffset, NaiveDate};
+
+/// A token distribution campaign. Public.
+#[derive(SimpleObject, Clone)]
+pub struct AirdropProject {
+    /// Stable identifier.
+    pub id: ID,
+    /// Display name.
+    pub name: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// First day of the campaign.
+    pub start_date: NaiveDate,
+    /// Last day of the campaign (not before the first).
+    pub end_date: NaiveDate,
+    /// Tokens the campaign distributes in all.
+    pub total_token_allocation: i64,
+    /// Public totals: how many take part and how much is left.
+    pub stats: AirdropStats,
+    /// When the project was created.
+    pub created_at: DateTime<FixedOffset>,
+}
+
+/// Public totals of a project, without anyone's individual share.
+#[derive(SimpleObject, Clone, Copy, Default)]
+pub struct AirdropStats {
+    /// Users taking part.
+    pub participants: i64,
+    /// Tokens credited so far.
+    pub tokens_distributed: i64,
+    /// Tokens still to distribute.
+    pub tokens_left: i64,
+}
+
+impl AirdropProject {
+    pub fn new(m: entity::airdrop_project::Model, participants: i64, tokens_distributed: i64) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            name: m.name,
+            description: m.description,
+            start_date: m.start_date,
+            end_date: m.end_date,
+            stats: AirdropStats {
+                participants,
+                tokens_distributed,
+                tokens_left: (m.total_token_allocation - tokens_distributed).max(0),
+            },
+            total_token_allocation: m.total_token_allocation,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A user's participation in a project.
+#[derive(SimpleObject, Clone)]
+pub struct Participation {
+    /// Stable identifier.
+    pub id: ID,
+    /// The participant.
+    pub user_id: ID,
+    /// The project.
+    pub project_id: ID,
+    /// Tokens credited to this participant.
+    pub tokens_earned: i64,
+    /// When the user joined.
+    pub participation_date: DateTime<FixedOffset>,
+}
+
+impl From<entity::user_airdrop_participation::Model> for Participation {
+    fn from(m: entity::user_airdrop_participation::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            user_id: ID(m.user_id.to_string()),
+            project_id: ID(m.project_id.to_string()),
+            tokens_earned: m.tokens_earned,
+            participation_date: m.participation_date,
+        }
+    }
+}
+
+/// A new project.
+#[derive(InputObject)]
+pub struct CreateAirdropProjectInput {
+    /// Display name, 1 to 200 characters.
+    pub name: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// First day.
+    pub start_date: NaiveDate,
+    /// Last day, not before the first.
+    pub end_date: NaiveDate,
+    /// Tokens to distribute, 0 or more.
+    pub total_token_allocation: i64,
+}
+
+/// Changes to a project; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateAirdropProjectInput {
+    /// Display name.
+    pub name: Option<String>,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// First day.
+    pub start_date: Option<NaiveDate>,
+    /// Last day.
+    pub end_date: Option<NaiveDate>,
+    /// Tokens to distribute; not below what is already distributed.
+    pub total_token_allocation: Option<i64>,
+}
+
+crate::connection_type!(AirdropProjectConnection, AirdropProjectEdge, AirdropProject, "airdrop projects");
