@@ -222,7 +222,12 @@ fn uncoded_error_code(error: &ServerError) -> &'static str {
     let message = error.message.as_str();
     if message.contains("nested too deep") || message.contains("too complex") {
         "QUERY_TOO_COMPLEX"
-    } else if message.starts_with("Failed to parse") || message.starts_with("Invalid value") {
+    } else if message.starts_with("Failed to parse")
+        || message.starts_with("Invalid value")
+        || message.starts_with("Expected input type")
+        || message.contains("(occurred while parsing")
+    {
+        // Argument and input-object coercion: the client sent a wrong type or a null.
         "BAD_USER_INPUT"
     } else if error.path.is_empty() {
         // Parse and validation errors refer to the document, not to a field.

@@ -11,7 +11,7 @@
 //! - [`graphql`]: schema assembly, context access, pagination.
 //! - [`http`]: routes, GraphiQL, health checks.
 //! - Domains, each with its types, resolvers, row policy and queries:
-//!   [`accounts`], [`places`], [`routines`], [`airdrops`].
+//!   [`accounts`], [`places`], [`routines`], [`airdrops`], [`posts`].
 //! - [`realtime`]: the change feed: capture, listener, subscriber streams
 //!   (the websocket protocol is `http::ws`).
 //! - [`commands`], [`seed`]: the CLI's non-serving commands.
@@ -28,6 +28,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod places;
+pub mod posts;
 pub mod realtime;
 pub mod routines;
 pub mod seed;

@@ -12,17 +12,18 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 use crate::accounts::{AccountsMutation, AccountsQuery};
 use crate::airdrops::{AirdropsMutation, AirdropsQuery};
 use crate::places::{PlacesMutation, PlacesQuery, PlacesSubscription};
+use crate::posts::{PostsMutation, PostsQuery, PostsSubscription};
 use crate::realtime::RealtimeQuery;
 use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, RealtimeQuery);
+pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, PlacesMutation, RoutinesMutation, AirdropsMutation);
+pub struct Mutation(AccountsMutation, PlacesMutation, RoutinesMutation, AirdropsMutation, PostsMutation);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(PlacesSubscription, RoutinesSubscription);
+pub struct Subscription(PlacesSubscription, RoutinesSubscription, PostsSubscription);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

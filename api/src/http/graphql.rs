@@ -15,6 +15,7 @@ use crate::auth::{Viewer, viewer_from_authorization};
 use crate::db::{RequestDb, begin_request};
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
+use crate::posts::ProfileLoader;
 
 /// POST /graphql with a JSON body `{query, variables, operationName}`.
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -102,7 +103,8 @@ pub async fn execute_as(
         .data(db.clone())
         .data(state.jwt.clone())
         .data(state.realtime.clone())
-        .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), tokio::spawn));
+        .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), tokio::spawn))
+        .data(DataLoader::new(ProfileLoader::new(db.clone(), viewer), tokio::spawn));
     let mut response = state.schema.execute(request).await;
     ensure_codes(&mut response);
     // All or nothing: see db::request for what this means to clients.

@@ -33,6 +33,7 @@ use crate::auth::{Viewer, claims_from_authorization};
 use crate::db::begin_request;
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
+use crate::posts::ProfileLoader;
 use crate::realtime::SessionExpiry;
 
 /// Timing of the websocket protocol.
@@ -288,7 +289,8 @@ impl Operation {
             .data(state.realtime.clone())
             .data(SessionExpiry(session.expires_at))
             .data(state.jwt.clone())
-            .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn));
+            .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn))
+            .data(DataLoader::new(ProfileLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn));
         let mut responses = state.schema.execute_stream(request);
         while let Some(mut response) = responses.next().await {
             ensure_codes(&mut response);

@@ -118,6 +118,15 @@ async fn graphql_errors_always_carry_a_code() {
     let wrong_type =
         app.graphql(None, "query($n: Int) { places(first: $n) { totalCount } }", json!({ "n": "ten" })).await;
     assert_eq!(error_code(&wrong_type), "BAD_USER_INPUT", "{wrong_type}");
+    // A null for an input field that has a default but is not nullable.
+    let null_in_input = app
+        .graphql(
+            None,
+            "mutation($p: Boolean) { createPost(input: {title: \"t\", published: $p}) { id } }",
+            json!({ "p": null }),
+        )
+        .await;
+    assert_eq!(error_code(&null_in_input), "BAD_USER_INPUT", "{null_in_input}");
 }
 
 #[tokio::test]

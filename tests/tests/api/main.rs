@@ -8,6 +8,7 @@ mod http;
 mod js_client;
 mod migrations;
 mod places;
+mod posts;
 mod realtime;
 mod recommendations;
 mod rls;

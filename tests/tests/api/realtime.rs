@@ -148,6 +148,20 @@ async fn a_killed_listener_reconnects_and_every_event_arrives_once_in_order() {
     for i in 0..30 {
         app.insert_place(&format!("p{i:02}"), "cafe", 0.0, 0.0, None, None).await;
         if i == 10 || i == 20 {
+            // Wait until the listener is (back) on its connection, then kill it.
+            let listening = format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query ILIKE 'listen%'",
+                app.database
+            );
+            let mut back = false;
+            for _ in 0..100 {
+                if app.count(&listening).await == 1 {
+                    back = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert!(back, "the listener reconnects");
             let killed = app
                 .count(&format!(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND query ILIKE 'listen%'",

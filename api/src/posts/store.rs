@@ -1,0 +1,82 @@
+//! Queries of the posts domain, scoped by the row policies.
+
+use entity::{comment, post};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::policy;
+use crate::auth::Viewer;
+use crate::error::ApiResult;
+use crate::graphql::pagination::Page;
+
+pub async fn list_posts(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    author: Option<Uuid>,
+    page: Page,
+) -> ApiResult<(u64, Vec<post::Model>)> {
+    let mut query = post::Entity::find().filter(policy::posts_visible_to(viewer));
+    if let Some(author) = author {
+        query = query.filter(post::Column::AuthorId.eq(author));
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_desc(post::Column::CreatedAt)
+        .order_by_asc(post::Column::Id)
+        .offset(page.offset)
+        .limit(page.limit)
+        .all(db)
+        .await?;
+    Ok((total, rows))
+}
+
+pub async fn find_post(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<post::Model>> {
+    Ok(post::Entity::find_by_id(id).filter(policy::posts_visible_to(viewer)).one(db).await?)
+}
+
+pub async fn insert_post(db: &impl ConnectionTrait, row: post::ActiveModel) -> ApiResult<post::Model> {
+    Ok(row.insert(db).await?)
+}
+
+pub async fn update_post(db: &impl ConnectionTrait, row: post::ActiveModel) -> ApiResult<post::Model> {
+    Ok(row.update(db).await?)
+}
+
+pub async fn delete_post(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
+    post::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}
+
+pub async fn list_comments(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    post_id: Uuid,
+    page: Page,
+) -> ApiResult<(u64, Vec<comment::Model>)> {
+    let query =
+        comment::Entity::find().filter(policy::comments_visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_asc(comment::Column::CreatedAt)
+        .order_by_asc(comment::Column::Id)
+        .offset(page.offset)
+        .limit(page.limit)
+        .all(db)
+        .await?;
+    Ok((total, rows))
+}
+
+pub async fn find_comment(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<comment::Model>> {
+    Ok(comment::Entity::find_by_id(id).filter(policy::comments_visible_to(viewer)).one(db).await?)
+}
+
+pub async fn insert_comment(db: &impl ConnectionTrait, row: comment::ActiveModel) -> ApiResult<comment::Model> {
+    Ok(row.insert(db).await?)
+}
+
+pub async fn delete_comment(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
+    comment::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{ComplexObject, Context, ID, InputObject, SimpleObject};
+use chrono::{DateTime, FixedOffset};
+use uuid::Uuid;
+
+use super::loader::ProfileLoader;
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::ContextExt;
+
+/// How another user appears: their public handle and name only.
+#[derive(SimpleObject, Clone)]
+pub struct AuthorProfile {
+    /// The user's id.
+    pub id: ID,
+    /// Public handle.
+    pub username: String,
+    /// Display name.
+    pub full_name: String,
+}
+
+async fn profile(ctx: &Context<'_>, id: Uuid) -> ApiResult<AuthorProfile> {
+    let loader = ctx
+        .data_opt::<DataLoader<ProfileLoader>>()
+        .ok_or_else(|| ApiError::internal("profile loader missing from the request context"))?;
+    loader.load_one(id).await?.ok_or_else(|| ApiError::not_found("author"))
+}
+
+/// A post. Drafts are visible to their author only.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Post {
+    /// Stable identifier.
+    pub id: ID,
+    /// Title, 1 to 300 characters.
+    pub title: String,
+    /// Body text.
+    pub body: String,
+    /// Published posts are visible to every signed-in user.
+    pub published: bool,
+    /// When the post was created.
+    pub created_at: DateTime<FixedOffset>,
+    /// When the post last changed.
+    pub updated_at: DateTime<FixedOffset>,
+    #[graphql(skip)]
+    pub author_id: Uuid,
+}
+
+#[ComplexObject]
+impl Post {
+    /// The author's public profile.
+    async fn author(&self, ctx: &Context<'_>) -> ApiResult<AuthorProfile> {
+        profile(ctx, self.author_id).await
+    }
+
+    /// Comments, oldest first, a page at a time (one query per post; their
+    /// authors are batched).
+    async fn comments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<CommentConnection> {
+        if ctx.data_opt::<crate::db::RequestDb>().is_none() {
+            return Err(ApiError::bad_input("comments", "comments are not part of change events; query post(id)"));
+        }
+        let viewer = ctx.viewer()?;
+        let page = crate::graphql::pagination::Page::from_args(first, after.as_deref())?;
+        let post_id = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
+        let tx = ctx.tx().await?;
+        let (total, rows) = super::store::list_comments(&*tx, &viewer, post_id, page).await?;
+        Ok(page.of(total, rows.into_iter().map(Comment::from).collect()).into())
+    }
+}
+
+impl From<entity::post::Model> for Post {
+    fn from(m: entity::post::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            title: m.title,
+            body: m.body,
+            published: m.published,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            author_id: m.author_id,
+        }
+    }
+}
+
+/// A comment on a post; visible wherever its post is.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Comment {
+    /// Stable identifier.
+    pub id: ID,
+    /// The post commented on.
+    pub post_id: ID,
+    /// Text, 1 to 10000 characters.
+    pub body: String,
+    /// When it was written.
+    pub created_at: DateTime<FixedOffset>,
+    #[graphql(skip)]
+    pub author_id: Uuid,
+}
+
+#[ComplexObject]
+impl Comment {
+    /// The commenter's public profile.
+    async fn author(&self, ctx: &Context<'_>) -> ApiResult<AuthorProfile> {
+        profile(ctx, self.author_id).await
+    }
+}
+
+impl From<entity::comment::Model> for Comment {
+    fn from(m: entity::comment::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            post_id: ID(m.post_id.to_string()),
+            body: m.body,
+            created_at: m.created_at,
+            author_id: m.author_id,
+        }
+    }
+}
+
+/// A new post (a draft unless `published`).
+#[derive(InputObject)]
+pub struct CreatePostInput {
+    /// Title, 1 to 300 characters.
+    pub title: String,
+    /// Body text, at most 100000 characters.
+    #[graphql(default)]
+    pub body: String,
+    /// Publish at once.
+    #[graphql(default)]
+    pub published: bool,
+}
+
+/// Changes to a post; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdatePostInput {
+    /// Title, 1 to 300 characters.
+    pub title: Option<String>,
+    /// Body text.
+    pub body: Option<String>,
+}
+
+crate::connection_type!(PostConnection, PostEdge, Post, "posts");
+crate::connection_type!(CommentConnection, CommentEdge, Comment, "comments");

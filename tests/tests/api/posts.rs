@@ -1,0 +1,195 @@
+//! The posts API (Allogator).
+
+use serde_json::{Value, json};
+use tests::{TestApp, TestUser, error_code};
+
+const CREATE: &str = "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, body: \"b\", published: $p}) { id published author { username } } }";
+
+async fn post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
+    app.data(Some(&user.token), CREATE, json!({ "t": title, "p": published })).await["createPost"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn titles(data: &Value, field: &str) -> Vec<String> {
+    data[field]["nodes"]
+        .as_array()
+        .map(|n| n.iter().map(|p| p["title"].as_str().unwrap_or_default().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn drafts_are_visible_to_their_author_only_and_published_posts_to_every_signed_in_user() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let draft = post(&app, &ada, "draft", false).await;
+    post(&app, &ada, "live", true).await;
+
+    let list = "{ posts { totalCount nodes { title author { username fullName } } } }";
+    assert_eq!(titles(&app.data(Some(&bob.token), list, json!({})).await, "posts"), ["live"]);
+    let mut adas = titles(&app.data(Some(&ada.token), "{ myPosts { nodes { title } } }", json!({})).await, "myPosts");
+    adas.sort();
+    assert_eq!(adas, ["draft", "live"]);
+    assert_eq!(
+        error_code(
+            &app.graphql(Some(&bob.token), "query($id: ID!) { post(id: $id) { title } }", json!({ "id": draft })).await
+        ),
+        "NOT_FOUND"
+    );
+    assert_eq!(error_code(&app.graphql(None, list, json!({})).await), "UNAUTHENTICATED");
+    let profile = app.data(Some(&bob.token), list, json!({})).await;
+    assert_eq!(
+        profile["posts"]["nodes"][0]["author"],
+        json!({ "username": "ada", "fullName": "ada" }),
+        "a public profile, no email"
+    );
+
+    let edit = "mutation($id: ID!) { updatePost(id: $id, input: {title: \"mine\"}) { title } }";
+    assert_eq!(error_code(&app.graphql(Some(&bob.token), edit, json!({ "id": draft })).await), "NOT_FOUND");
+    let blank = app.graphql(Some(&ada.token), CREATE, json!({ "t": "  ", "p": false })).await;
+    assert_eq!(error_code(&blank), "BAD_USER_INPUT");
+    assert_eq!(blank["errors"][0]["extensions"]["field"], "title");
+    let published = app
+        .data(Some(&ada.token), "mutation($id: ID!) { publishPost(id: $id) { published } }", json!({ "id": draft }))
+        .await;
+    assert_eq!(published["publishPost"]["published"], true);
+    assert_eq!(app.data(Some(&bob.token), list, json!({})).await["posts"]["totalCount"], 2);
+}
+
+#[tokio::test]
+async fn comments_follow_their_post_and_either_author_may_delete_them() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let carol = app.sign_up("carol").await;
+    let live = post(&app, &ada, "live", true).await;
+    let draft = post(&app, &ada, "draft", false).await;
+    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id author { username } } }";
+
+    let bobs = app.data(Some(&bob.token), add, json!({ "p": live, "b": "nice" })).await["addComment"]["id"].clone();
+    app.data(Some(&carol.token), add, json!({ "p": live, "b": "agreed" })).await;
+    assert_eq!(error_code(&app.graphql(Some(&bob.token), add, json!({ "p": draft, "b": "hi" })).await), "NOT_FOUND");
+    assert_eq!(error_code(&app.graphql(Some(&bob.token), add, json!({ "p": live, "b": " " })).await), "BAD_USER_INPUT");
+
+    let page = app
+        .data(Some(&carol.token), "query($id: ID!) { post(id: $id) { comments(first: 1) { totalCount nodes { body author { username } } pageInfo { hasNextPage } } } }", json!({ "id": live }))
+        .await;
+    assert_eq!(page["post"]["comments"]["totalCount"], 2);
+    assert_eq!(page["post"]["comments"]["nodes"][0], json!({ "body": "nice", "author": { "username": "bob" } }));
+    assert_eq!(page["post"]["comments"]["pageInfo"]["hasNextPage"], true);
+
+    let delete = "mutation($id: ID!) { deleteComment(id: $id) { id } }";
+    assert_eq!(error_code(&app.graphql(Some(&carol.token), delete, json!({ "id": bobs })).await), "FORBIDDEN");
+    app.data(Some(&ada.token), delete, json!({ "id": bobs })).await;
+    assert_eq!(error_code(&app.graphql(Some(&bob.token), delete, json!({ "id": bobs })).await), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_drafts_events_reach_its_author_only_until_it_is_published_and_unpublishing_is_a_deletion() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let after = app.change_cursor().await;
+    let query = "subscription($a: String) { postChanged(after: $a) { operation post { title published } } }";
+    let mut adas = app.subscriber(Some(&ada.token)).await;
+    adas.subscribe("1", query, json!({ "a": after })).await;
+    let mut bobs = app.subscriber(Some(&bob.token)).await;
+    bobs.subscribe("1", query, json!({ "a": after })).await;
+
+    let id = post(&app, &ada, "draft", false).await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"still a draft\"}) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    app.data(Some(&ada.token), "mutation($id: ID!) { publishPost(id: $id) { id } }", json!({ "id": id })).await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"edited\"}) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { publishPost(id: $id, published: false) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"secret again\"}) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let marker = post(&app, &ada, "marker", true).await;
+
+    let mut seen_by_bob = Vec::new();
+    loop {
+        let event = bobs.next_data("1").await["postChanged"].clone();
+        let title = event["post"]["title"].as_str().unwrap_or_default().to_owned();
+        seen_by_bob.push((event["operation"].as_str().unwrap_or_default().to_owned(), title.clone()));
+        if title == "marker" {
+            break;
+        }
+    }
+    assert_eq!(
+        seen_by_bob,
+        [
+            ("INSERTED".to_owned(), "still a draft".to_owned()),
+            ("UPDATED".to_owned(), "edited".to_owned()),
+            ("DELETED".to_owned(), "edited".to_owned()),
+            ("INSERTED".to_owned(), "marker".to_owned()),
+        ],
+        "Bob sees the post from publication to unpublication, nothing of the draft before or after"
+    );
+    let mut seen_by_ada = 0;
+    loop {
+        let event = adas.next_data("1").await["postChanged"].clone();
+        seen_by_ada += 1;
+        if event["post"]["title"] == "marker" {
+            break;
+        }
+    }
+    assert_eq!(seen_by_ada, 7, "the author sees every change");
+    let _ = marker;
+}
+
+#[tokio::test]
+async fn comment_added_streams_new_comments_of_a_visible_post() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let live = post(&app, &ada, "live", true).await;
+    let draft = post(&app, &ada, "draft", false).await;
+    let query = "subscription($p: ID!, $a: String) { commentAdded(postId: $p, after: $a) { comment { body author { username } } } }";
+
+    let mut hidden = app.subscriber(Some(&bob.token)).await;
+    hidden.subscribe("1", query, json!({ "p": draft })).await;
+    let refused = hidden.message().await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "NOT_FOUND");
+
+    let mut ws = app.subscriber(Some(&bob.token)).await;
+    ws.subscribe("1", query, json!({ "p": live, "a": app.change_cursor().await })).await;
+    app.data(
+        Some(&ada.token),
+        "mutation($p: ID!) { addComment(postId: $p, body: \"first\") { id } }",
+        json!({ "p": live }),
+    )
+    .await;
+    let event = ws.next_data("1").await;
+    assert_eq!(event["commentAdded"]["comment"], json!({ "body": "first", "author": { "username": "ada" } }));
+
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { publishPost(id: $id, published: false) { id } }",
+        json!({ "id": live }),
+    )
+    .await;
+    let ended = ws.message().await;
+    assert_eq!(ended["type"], "error", "{ended}");
+    assert_eq!(ended["payload"][0]["extensions"]["code"], "NOT_FOUND");
+}
