@@ -222,14 +222,156 @@ async fn run(db: &DatabaseConnection, plan: Plan) -> Result<String, ApiError> {
         )
     })
     .await?;
+    let others = dropfarm_and_allogator(&tx, &mut rng, &user_ids).await?;
     tx.commit().await?;
     Ok(format!(
-        "seeded {}: {} users, {} places, {} reviews, {} preferences (existing rows skipped); password for the users: {DEMO_PASSWORD}",
+        "seeded {}: {} users, {} places, {} reviews, {} preferences, {others} (existing rows skipped); password for the users: {DEMO_PASSWORD}",
         plan.label,
         plan.users,
         plan.places,
         plan.users * plan.reviews_per_user,
         plan.users * plan.preferences_per_user
+    ))
+}
+
+/// Routines with finished runs (stats follow by trigger), airdrop projects
+/// with participations, posts (some drafts) with comments by other users.
+async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: &[Uuid]) -> Result<String, ApiError> {
+    use entity::{airdrop_project, comment, post, routine, routine_run, user_airdrop_participation};
+    const ROUTINES_PER_USER: usize = 2;
+    const RUNS_PER_ROUTINE: usize = 5;
+    const POSTS_PER_USER: usize = 2;
+    const COMMENTS_PER_POST: usize = 2;
+    let now = chrono::Utc::now().fixed_offset();
+
+    let routines: Vec<(Uuid, Uuid)> =
+        users.iter().flat_map(|u| (0..ROUTINES_PER_USER).map(move |_| *u)).map(|u| (rng.uuid(), u)).collect();
+    let rows: Vec<_> = routines
+        .iter()
+        .enumerate()
+        .map(|(i, (id, user))| routine::ActiveModel {
+            id: Set(*id),
+            user_id: Set(*user),
+            name: Set(format!("{} farm {}", ["Daily", "Weekly"][i % 2], i + 1)),
+            steps: Set(serde_json::json!([{ "action": "connect_wallet" }, { "action": "swap", "amount": 1 + i % 5 }, { "action": "claim" }])),
+            tokens_per_run: Set(i32::try_from(5 + i % 20).unwrap_or(5)),
+            ..Default::default()
+        })
+        .collect();
+    insert_batches(tx, "routines", rows, |tx, batch| {
+        Box::pin(
+            async move { routine::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await },
+        )
+    })
+    .await?;
+    let mut runs = Vec::with_capacity(routines.len() * RUNS_PER_ROUTINE);
+    for (routine_id, user) in &routines {
+        for k in 0..RUNS_PER_ROUTINE {
+            let start = now - chrono::Duration::hours(i64::try_from(k * 24 + rng.below(12)).unwrap_or(0) + 1);
+            let status = ["success", "success", "partial", "failure"][rng.below(4)];
+            runs.push(routine_run::ActiveModel {
+                id: Set(rng.uuid()),
+                routine_id: Set(*routine_id),
+                user_id: Set(*user),
+                start_time: Set(start),
+                end_time: Set(Some(start + chrono::Duration::minutes(5))),
+                status: Set(status.to_owned()),
+                tokens_earned: Set(if status == "failure" { 0 } else { i32::try_from(rng.below(20)).unwrap_or(0) }),
+            });
+        }
+    }
+    let run_count = runs.len();
+    insert_batches(tx, "runs", runs, |tx, batch| {
+        Box::pin(
+            async move { routine_run::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await },
+        )
+    })
+    .await?;
+
+    let project_count = (users.len() / 10).max(3);
+    let today = now.date_naive();
+    let projects: Vec<Uuid> = (0..project_count).map(|_| rng.uuid()).collect();
+    let rows: Vec<_> = projects
+        .iter()
+        .enumerate()
+        .map(|(i, id)| airdrop_project::ActiveModel {
+            id: Set(*id),
+            name: Set(format!("Airdrop {}", i + 1)),
+            description: Set(Some("Farm the testnet, earn tokens.".to_owned())),
+            start_date: Set(today - chrono::Duration::days(30)),
+            end_date: Set(today + chrono::Duration::days(i64::try_from(30 + i).unwrap_or(30))),
+            total_token_allocation: Set(1_000_000),
+            ..Default::default()
+        })
+        .collect();
+    insert_batches(tx, "projects", rows, |tx, batch| {
+        Box::pin(async move {
+            airdrop_project::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await
+        })
+    })
+    .await?;
+    let rows: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| user_airdrop_participation::ActiveModel {
+            id: Set(rng.uuid()),
+            user_id: Set(*user),
+            project_id: Set(projects[i % projects.len()]),
+            tokens_earned: Set(i64::try_from(rng.below(100)).unwrap_or(0)),
+            ..Default::default()
+        })
+        .collect();
+    insert_batches(tx, "participations", rows, |tx, batch| {
+        Box::pin(async move {
+            user_airdrop_participation::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await
+        })
+    })
+    .await?;
+
+    let posts: Vec<(Uuid, Uuid)> =
+        users.iter().flat_map(|u| (0..POSTS_PER_USER).map(move |_| *u)).map(|u| (rng.uuid(), u)).collect();
+    let rows: Vec<_> = posts
+        .iter()
+        .enumerate()
+        .map(|(i, (id, author))| post::ActiveModel {
+            id: Set(*id),
+            author_id: Set(*author),
+            title: Set(format!("Notes on farming, part {}", i + 1)),
+            body: Set("What worked this week, and what did not.".to_owned()),
+            // Every other user keeps one draft.
+            published: Set(i % 4 != 3),
+            ..Default::default()
+        })
+        .collect();
+    insert_batches(tx, "posts", rows, |tx, batch| {
+        Box::pin(async move { post::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await })
+    })
+    .await?;
+    let mut comments = Vec::with_capacity(posts.len() * COMMENTS_PER_POST);
+    for (post_id, author) in &posts {
+        for k in 0..COMMENTS_PER_POST {
+            let commenter = users[rng.below(users.len())];
+            comments.push(comment::ActiveModel {
+                id: Set(rng.uuid()),
+                post_id: Set(*post_id),
+                author_id: Set(if commenter == *author { users[(k + 1) % users.len()] } else { commenter }),
+                body: Set(["Thanks for sharing!", "Same here.", "Which bridge did you use?"][rng.below(3)].to_owned()),
+                ..Default::default()
+            });
+        }
+    }
+    let comment_count = comments.len();
+    insert_batches(tx, "comments", comments, |tx, batch| {
+        Box::pin(
+            async move { comment::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await },
+        )
+    })
+    .await?;
+    Ok(format!(
+        "{} routines, {run_count} runs, {project_count} airdrop projects, {} participations, {} posts, {comment_count} comments",
+        routines.len(),
+        users.len(),
+        posts.len()
     ))
 }
 

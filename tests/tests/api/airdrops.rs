@@ -95,3 +95,23 @@ async fn active_projects_are_those_running_today() {
     let all = app.data(None, "{ airdropProjects { totalCount } }", json!({})).await;
     assert_eq!(all["airdropProjects"]["totalCount"], 2);
 }
+
+#[tokio::test]
+async fn an_admin_updates_a_project_but_not_below_what_is_distributed() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let service = app.sign_up_as("bot", "service").await;
+    let ada = app.sign_up("ada").await;
+    let id = app.data(Some(&admin.token), CREATE, project(100)).await["createAirdropProject"]["id"].clone();
+    let joined = app.data(Some(&ada.token), JOIN, json!({ "p": id })).await["joinAirdrop"]["id"].clone();
+    app.data(Some(&service.token), CREDIT, json!({ "id": joined, "t": 70 })).await;
+
+    let update = "mutation($id: ID!, $n: Int) { updateAirdropProject(id: $id, input: {name: \"Renamed\", totalTokenAllocation: $n}) { name totalTokenAllocation stats { tokensLeft } } }";
+    assert_eq!(error_code(&app.graphql(Some(&ada.token), update, json!({ "id": id, "n": 200 })).await), "FORBIDDEN");
+    assert_eq!(error_code(&app.graphql(Some(&admin.token), update, json!({ "id": id, "n": 50 })).await), "CONFLICT");
+    let updated = app.data(Some(&admin.token), update, json!({ "id": id, "n": 200 })).await;
+    assert_eq!(
+        updated["updateAirdropProject"],
+        json!({ "name": "Renamed", "totalTokenAllocation": 200, "stats": { "tokensLeft": 130 } })
+    );
+}

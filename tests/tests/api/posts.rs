@@ -193,3 +193,22 @@ async fn comment_added_streams_new_comments_of_a_visible_post() {
     assert_eq!(ended["type"], "error", "{ended}");
     assert_eq!(ended["payload"][0]["extensions"]["code"], "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn only_the_author_deletes_a_post_and_its_comments_go_with_it() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let live = post(&app, &ada, "live", true).await;
+    app.data(
+        Some(&bob.token),
+        "mutation($p: ID!) { addComment(postId: $p, body: \"hi\") { id } }",
+        json!({ "p": live }),
+    )
+    .await;
+    let delete = "mutation($id: ID!) { deletePost(id: $id) { title } }";
+    assert_eq!(error_code(&app.graphql(Some(&bob.token), delete, json!({ "id": live })).await), "FORBIDDEN");
+    assert_eq!(app.data(Some(&ada.token), delete, json!({ "id": live })).await["deletePost"]["title"], "live");
+    assert_eq!(app.count("SELECT count(*) FROM comment").await, 0);
+    assert_eq!(error_code(&app.graphql(Some(&ada.token), delete, json!({ "id": live })).await), "NOT_FOUND");
+}
