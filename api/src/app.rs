@@ -98,15 +98,15 @@ async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(
     if pending.is_empty() {
         return Ok(());
     }
-    if config.app_env != AppEnv::Development {
+    if config.app_env != AppEnv::Development && !config.migrate {
         return Err(format!(
-            "{} pending migration(s): {}; apply them with `api migrate up` (APP_ENV={:?})",
+            "{} pending migration(s): {}; apply them with `api migrate up`, or start with --migrate (APP_ENV={:?})",
             pending.len(),
             pending.join(", "),
             config.app_env
         ));
     }
-    tracing::info!(?pending, "applying pending migrations (development)");
+    tracing::info!(?pending, env = ?config.app_env, "applying pending migrations");
     Migrator::up(admin, None).await.map_err(|e| format!("migration failed: {e}"))
 }
 

@@ -67,6 +67,9 @@ pub struct Config {
     /// development applies pending migrations at start; staging and production refuse to serve with any.
     #[arg(long, env = "APP_ENV", value_enum, default_value_t = AppEnv::Development, global = true)]
     pub app_env: AppEnv,
+    /// Apply pending migrations at start even in staging and production (where serving refuses otherwise).
+    #[arg(long, env = "MIGRATE_ON_START", global = true)]
+    pub migrate: bool,
     /// HS256 key for tokens. Required in production; generated once into DATA_DIR otherwise.
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<String>,

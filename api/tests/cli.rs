@@ -202,3 +202,36 @@ fn the_schema_command_prints_the_committed_schema() {
         "schema.graphql differs from `api schema`; regenerate it: cargo run -q -p api -- schema > schema.graphql"
     );
 }
+
+#[test]
+fn staging_refuses_to_serve_with_pending_migrations_unless_told_to_migrate() {
+    let data = DataDir::new("staging");
+    let refused = run(api(&data.0).env("APP_ENV", "staging").env("JWT_SECRET", "x".repeat(32)).env("PORT", "0"));
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("pending migration(s): m20261122_000001_accounts"), "{stderr}");
+
+    // --migrate applies them; `migrate status` then gates green.
+    let mut server = api(&data.0)
+        .args(["serve", "--migrate"])
+        .env("APP_ENV", "staging")
+        .env("JWT_SECRET", "x".repeat(32))
+        .env("PORT", "0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = server.stderr.take().unwrap_or_else(|| panic!("stderr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading to the end, so the server never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("serving on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    assert!(rx.recv_timeout(Duration::from_secs(120)).is_ok(), "the server started with --migrate");
+    signal(&server, "TERM");
+    assert!(wait_exit(&mut server).success());
+    assert_eq!(run(api(&data.0).args(["migrate", "status"])).status.code(), Some(0));
+}

@@ -215,6 +215,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         data_dir: std::env::temp_dir().join("apitest-unused"),
         pg_bin: None,
         app_env: api::config::AppEnv::Development,
+        migrate: false,
         jwt_secret: Some(JWT_SECRET.into()),
         jwt_ttl_seconds: 3600,
         max_query_depth: 15,
