@@ -31,6 +31,36 @@ pub enum Command {
     Seed(SeedArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Back the database up with pg_dump (custom format), or verify or prune backups.
+    Backup(BackupArgs),
+    /// Restore a backup with pg_restore --clean --if-exists.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// Do not ask before restoring over a database that holds data.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Folder of the backups.
+    #[arg(long, default_value = "./backups", global = true)]
+    pub dir: std::path::PathBuf,
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Check that an archive reads, restore it into a scratch database and compare row counts with the source.
+    Verify { file: std::path::PathBuf },
+    /// Apply the retention policy (daily 30 days, weekly 6 months, monthly 2 years); a dry run unless --apply.
+    Prune {
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

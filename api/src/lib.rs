@@ -27,6 +27,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod ops;
 pub mod places;
 pub mod posts;
 pub mod realtime;

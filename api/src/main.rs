@@ -36,6 +36,8 @@ fn main() -> ExitCode {
             Command::Migrate { action } => api::commands::migrate(&cli.config, action).await,
             Command::User { action } => api::commands::user(&cli.config, action).await,
             Command::Seed(args) => api::commands::seed(&cli.config, &args).await,
+            Command::Backup(args) => api::commands::backup(&cli.config, args).await,
+            Command::Restore { file, yes } => api::commands::restore(&cli.config, &file, yes).await,
             Command::Schema => {
                 print!("{}", api::graphql::sdl());
                 Ok(ExitCode::SUCCESS)

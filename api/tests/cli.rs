@@ -235,3 +235,46 @@ fn staging_refuses_to_serve_with_pending_migrations_unless_told_to_migrate() {
     assert!(wait_exit(&mut server).success());
     assert_eq!(run(api(&data.0).args(["migrate", "status"])).status.code(), Some(0));
 }
+
+#[test]
+fn backup_prune_keeps_exactly_what_the_retention_policy_says() {
+    let dir = DataDir::new("prune");
+    std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::Utc::now();
+    // Two a day for 800 days, plus a file that is not a backup.
+    let mut names = Vec::new();
+    for days in 0..800 {
+        for hours in [2, 14] {
+            let at = now - chrono::Duration::days(days) - chrono::Duration::hours(hours);
+            let name = format!("backup_{}.dump", at.format("%Y%m%dT%H%M%SZ"));
+            std::fs::write(dir.0.join(&name), b"x").unwrap_or_else(|e| panic!("{e}"));
+            names.push(name);
+        }
+    }
+    std::fs::write(dir.0.join("notes.txt"), b"keep me").unwrap_or_else(|e| panic!("{e}"));
+    let (keep, delete) = api::ops::backup::plan_prune(&names, now);
+
+    let dry = run(api(&dir.0).args(["backup", "prune", "--dir"]).arg(&dir.0));
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(text(&dry.stdout).contains(&format!("pass --apply to delete {} file(s)", delete.len())));
+    assert_eq!(
+        std::fs::read_dir(&dir.0).map(Iterator::count).unwrap_or(0),
+        names.len() + 1,
+        "a dry run deletes nothing"
+    );
+
+    let applied = run(api(&dir.0).args(["backup", "prune", "--apply", "--dir"]).arg(&dir.0));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let mut left: Vec<String> = std::fs::read_dir(&dir.0)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    left.sort();
+    let mut expected = keep.clone();
+    expected.push("notes.txt".to_owned());
+    expected.sort();
+    assert_eq!(left, expected);
+    assert!(keep.len() < 30 + 26 + 24 && keep.len() > 40, "{} kept", keep.len());
+}

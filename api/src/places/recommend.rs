@@ -2,7 +2,7 @@
 //!
 //! Candidate places are those whose category the viewer has a preference
 //! for, within `radius_km` of the given point. The radius filter is
-//! `earth_box(..) @> ll_to_earth(lat, lng)`, which the GiST index
+//! `earth_box(..) @> app_earth_point(lat, lng)`, which the GiST index
 //! `idx_place_location` answers; `earth_box` is a bounding cube, so the exact
 //! great-circle distance then trims its corners. The score is the seed's, with
 //! each term scaled to 0..1 so the weights mean what they say:
@@ -36,9 +36,9 @@ SELECT p.id, p.name, p.lat, p.lng, p.types, p.category, p.rating, p.user_ratings
 FROM place p
 JOIN user_prefs up ON p.category = up.category
 CROSS JOIN LATERAL (
-    SELECT earth_distance(ll_to_earth($2, $3), ll_to_earth(p.lat, p.lng)) / 1000.0 AS distance_km
+    SELECT earth_distance(app_earth_point($2, $3), app_earth_point(p.lat, p.lng)) / 1000.0 AS distance_km
 ) d
-WHERE earth_box(ll_to_earth($2, $3), $4 * 1000.0) @> ll_to_earth(p.lat, p.lng)
+WHERE earth_box(app_earth_point($2, $3), $4 * 1000.0) @> app_earth_point(p.lat, p.lng)
   AND d.distance_km <= $4
 ORDER BY score DESC, d.distance_km, p.id
 LIMIT $5

@@ -5,6 +5,14 @@ CREATE EXTENSION IF NOT EXISTS cube;
 CREATE EXTENSION IF NOT EXISTS earthdistance;
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
+-- The point of a place on the earthdistance sphere. A wrapper rather than
+-- ll_to_earth itself: its pinned search_path lets pg_restore (which runs with
+-- an empty search_path) rebuild the index below; ll_to_earth inlined there
+-- cannot find its own `earth` type.
+CREATE OR REPLACE FUNCTION app_earth_point(lat double precision, lng double precision) RETURNS earth
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = public, pg_temp
+AS 'SELECT ll_to_earth(lat, lng)';
+
 CREATE TABLE place (
     id                 varchar(100) PRIMARY KEY CONSTRAINT place_id_check CHECK (btrim(id) <> ''), -- Google Place ID
     name               varchar(200) NOT NULL CONSTRAINT place_name_check CHECK (btrim(name) <> ''),
@@ -18,9 +26,9 @@ CREATE TABLE place (
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now()
 );
--- Proximity: ll_to_earth is immutable, so the point can be indexed; the
--- recommendation query filters with earth_box(..) @> ll_to_earth(lat, lng).
-CREATE INDEX idx_place_location ON place USING gist (ll_to_earth(lat, lng));
+-- Proximity: the point is immutable, so it can be indexed; the
+-- recommendation query filters with earth_box(..) @> app_earth_point(lat, lng).
+CREATE INDEX idx_place_location ON place USING gist (app_earth_point(lat, lng));
 CREATE INDEX idx_place_category ON place (category);
 CREATE INDEX idx_place_name_trgm ON place USING gin (name gin_trgm_ops);
 -- One index per `places(orderBy:)`, each ending in the key for a total order.

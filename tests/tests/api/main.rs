@@ -3,6 +3,7 @@
 
 mod accounts;
 mod airdrops;
+mod backups;
 mod dropfarm_allogator_db;
 mod http;
 mod js_client;

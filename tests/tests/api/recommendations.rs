@@ -85,7 +85,8 @@ async fn the_radius_filter_is_answered_by_the_gist_index() {
     let rows = tx
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "EXPLAIN SELECT id FROM place WHERE earth_box(ll_to_earth(0, 0), 5000) @> ll_to_earth(lat, lng)".to_owned(),
+            "EXPLAIN SELECT id FROM place WHERE earth_box(app_earth_point(0, 0), 5000) @> app_earth_point(lat, lng)"
+                .to_owned(),
         ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
