@@ -30,7 +30,7 @@ pub fn taken_at(name: &str) -> Option<DateTime<Utc>> {
 pub fn plan_prune(names: &[String], now: DateTime<Utc>) -> (Vec<String>, Vec<String>) {
     let mut dated: Vec<(DateTime<Utc>, &String)> = names.iter().filter_map(|n| Some((taken_at(n)?, n))).collect();
     // Newest first, so the first file seen in a period is the one kept.
-    dated.sort_by(|a, b| b.0.cmp(&a.0));
+    dated.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
     let mut keep = BTreeSet::new();
     let mut days = BTreeSet::new();
     let mut weeks = BTreeSet::new();
