@@ -15,6 +15,7 @@ use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
 use crate::http::{AppState, WsConfig, router};
+use crate::ops::metrics::SharedMetrics;
 use crate::realtime::{self, Realtime, RealtimeConfig};
 
 /// Where the database is, and who to be there.
@@ -134,6 +135,9 @@ async fn log_head(pool: &DatabaseConnection) -> Result<realtime::Cursor, String>
     realtime::listener::start_position(pool).await.map_err(|e| format!("cannot read the change log: {}", e.message()))
 }
 
+/// How often /metrics' database statistics are refreshed.
+const DATABASE_STATS_EVERY: Duration = Duration::from_secs(15);
+
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -182,6 +186,9 @@ impl Application {
                 init_timeout: Duration::from_secs(config.ws_init_timeout),
                 keepalive: Duration::from_secs(config.ws_keepalive),
             },
+            metrics: SharedMetrics::default(),
+            pool_max: config.pool_max_connections(),
+            slow_request: Duration::from_millis(config.database_slow_query_ms),
         };
         let address = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
@@ -203,8 +210,10 @@ impl Application {
         let Self { listener, state, max_body_bytes, embedded } = self;
         let pool = state.pool.clone();
         let feed = realtime::listener::spawn(state.realtime.clone());
+        let stats = state.metrics.spawn_database_stats(state.pool.clone(), DATABASE_STATS_EVERY);
         let result = axum::serve(listener, router(state, max_body_bytes)).with_graceful_shutdown(shutdown).await;
         feed.abort();
+        stats.abort();
         let _ = pool.close().await;
         if let Some(mut pg) = embedded {
             let _ = tokio::task::spawn_blocking(move || pg.stop()).await;

@@ -43,6 +43,9 @@ pub struct Config {
     /// Seconds an idle connection is kept before it is closed.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value_t = 300, global = true)]
     pub database_idle_timeout: u64,
+    /// Requests slower than this many milliseconds are counted and logged with their operation name.
+    #[arg(long, env = "DATABASE_SLOW_QUERY_MS", default_value_t = 200, global = true)]
+    pub database_slow_query_ms: u64,
     /// URL for LISTEN, on a direct connection (default DATABASE_URL): set it when DATABASE_URL goes through a transaction-mode pooler.
     #[arg(long, env = "DATABASE_LISTEN_URL", global = true, hide_env_values = true)]
     pub database_listen_url: Option<String>,

@@ -207,6 +207,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         database_max_overflow: 2,
         database_pool_timeout: 10,
         database_idle_timeout: 300,
+        database_slow_query_ms: 200,
         database_listen_url: None,
         realtime_buffer: 4096,
         realtime_retention_hours: 24,

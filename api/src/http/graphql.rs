@@ -76,6 +76,20 @@ pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
         .collect()
 }
 
+/// The name of the operation a request runs: `operationName`, or the name
+/// of the document's only operation.
+fn operation_name(request: &async_graphql::Request) -> Option<String> {
+    if let Some(name) = &request.operation_name {
+        return Some(name.clone());
+    }
+    let document = async_graphql::parser::parse_query(&request.query).ok()?;
+    let mut names = document.operations.iter().map(|(name, _)| name);
+    match (names.next(), names.next()) {
+        (Some(Some(name)), None) => Some(name.to_string()),
+        _ => None,
+    }
+}
+
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let viewer = match viewer_from_authorization(authorization, &state.jwt) {
@@ -92,6 +106,36 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
 /// committed only if the response has no errors. Shared by HTTP and
 /// websocket clients.
 pub async fn execute_as(
+    state: &AppState,
+    viewer: Viewer,
+    request: async_graphql::Request,
+) -> Result<async_graphql::Response, ApiError> {
+    let started = std::time::Instant::now();
+    let operation = operation_name(&request);
+    let result = run(state, viewer, request).await;
+    let elapsed = started.elapsed();
+    let outcome = match &result {
+        Ok(response) if response.errors.is_empty() => "ok",
+        Ok(_) => "error",
+        Err(ApiError::Unavailable(_)) => {
+            state.metrics.pool_timeout();
+            "unavailable"
+        }
+        Err(_) => "rejected",
+    };
+    state.metrics.observe_request(operation.as_deref(), outcome, elapsed.as_secs_f64());
+    if elapsed > state.slow_request {
+        state.metrics.slow_request();
+        tracing::warn!(
+            operation = operation.as_deref().unwrap_or("anonymous"),
+            elapsed_ms = elapsed.as_millis(),
+            "slow request"
+        );
+    }
+    result
+}
+
+async fn run(
     state: &AppState,
     viewer: Viewer,
     request: async_graphql::Request,

@@ -18,6 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtKeys;
 use crate::graphql::AppSchema;
+use crate::ops::metrics::SharedMetrics;
 use crate::realtime::Realtime;
 
 /// What every handler shares. Cheap to clone: everything is reference-counted.
@@ -28,6 +29,11 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub realtime: Realtime,
     pub ws: WsConfig,
+    pub metrics: SharedMetrics,
+    /// The pool's ceiling, for the metrics.
+    pub pool_max: u32,
+    /// Requests slower than this are counted and logged.
+    pub slow_request: std::time::Duration,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -40,6 +46,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

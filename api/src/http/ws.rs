@@ -114,6 +114,8 @@ struct Connection {
 }
 
 async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_auth: Option<String>) {
+    state.metrics.ws_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let metrics = state.metrics.clone();
     let (mut sink, mut incoming) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
     let writer = tokio::spawn(async move {
@@ -159,6 +161,7 @@ async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_au
     drop(conn);
     drop(out);
     let _ = writer.await;
+    metrics.ws_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl Connection {
@@ -259,7 +262,12 @@ impl Connection {
         if self.subscriptions.get(&id).is_some_and(|task| !task.is_finished()) {
             return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
         }
-        let operation = Operation { id: id.clone(), protocol: self.protocol, out: self.out.clone() };
+        let operation = Operation {
+            id: id.clone(),
+            protocol: self.protocol,
+            out: self.out.clone(),
+            metrics: self.state.metrics.clone(),
+        };
         let task = tokio::spawn(operation.run(self.state.clone(), session, request));
         self.subscriptions.insert(id, task);
         Ok(())
@@ -271,6 +279,7 @@ struct Operation {
     id: String,
     protocol: Protocol,
     out: mpsc::Sender<Message>,
+    metrics: crate::ops::metrics::SharedMetrics,
 }
 
 impl Operation {
@@ -303,6 +312,7 @@ impl Operation {
                 return;
             }
             self.next(&response).await;
+            self.metrics.events_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.complete().await;
     }

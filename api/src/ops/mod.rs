@@ -2,3 +2,4 @@
 //! pooling live with the pool and the HTTP layer).
 
 pub mod backup;
+pub mod metrics;

@@ -17,6 +17,8 @@ pub struct ChangeEvent {
     pub owner: Option<Uuid>,
     pub new_row: Option<serde_json::Value>,
     pub old_row: Option<serde_json::Value>,
+    /// When the writing transaction started.
+    pub created_at: chrono::DateTime<chrono::Utc>,
     /// The row decoded into its storage model, once for all subscribers.
     pub(super) decoded: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -45,6 +47,7 @@ struct LogRow {
     owner_id: Option<Uuid>,
     new_row: Option<serde_json::Value>,
     old_row: Option<serde_json::Value>,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl From<LogRow> for ChangeEvent {
@@ -62,6 +65,7 @@ impl From<LogRow> for ChangeEvent {
             owner: r.owner_id,
             new_row: r.new_row,
             old_row: r.old_row,
+            created_at: r.created_at,
             decoded: std::sync::OnceLock::new(),
         }
     }
@@ -81,7 +85,7 @@ pub async fn read_after(
     let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
     let rows = LogRow::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT txid, id, table_name, op::text AS op, row_key, owner_id, new_row, old_row
+        "SELECT txid, id, table_name, op::text AS op, row_key, owner_id, new_row, old_row, created_at
          FROM change_log
          WHERE (txid, id) > ($1, $2)
            AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint

@@ -104,13 +104,25 @@ struct Inner {
     config: RealtimeConfig,
     /// Times a subscriber fell behind the buffer and caught up from the log.
     lag_recoveries: AtomicU64,
+    /// Milliseconds from the writing transaction's start to the broadcast of
+    /// the latest event.
+    lag_ms: AtomicU64,
 }
 
 impl Realtime {
     pub fn new(pool: DatabaseConnection, start: Cursor, config: RealtimeConfig) -> Self {
         let (events, _) = broadcast::channel(config.buffer.max(16));
         let (head, _) = watch::channel(start);
-        Self { inner: Arc::new(Inner { pool, events, head, config, lag_recoveries: AtomicU64::new(0) }) }
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                events,
+                head,
+                config,
+                lag_recoveries: AtomicU64::new(0),
+                lag_ms: AtomicU64::new(0),
+            }),
+        }
     }
 
     pub fn config(&self) -> &RealtimeConfig {
@@ -140,12 +152,19 @@ impl Realtime {
         self.inner.lag_recoveries.load(Ordering::Relaxed)
     }
 
+    /// Milliseconds between the latest event's transaction and its broadcast.
+    pub fn lag_ms(&self) -> u64 {
+        self.inner.lag_ms.load(Ordering::Relaxed)
+    }
+
     fn record_lag(&self) {
         self.inner.lag_recoveries.fetch_add(1, Ordering::Relaxed);
     }
 
     fn publish(&self, event: ChangeEvent) {
         let cursor = event.cursor;
+        let lag = (chrono::Utc::now() - event.created_at).num_milliseconds();
+        self.inner.lag_ms.store(u64::try_from(lag).unwrap_or(0), Ordering::Relaxed);
         // Head first: a subscriber that reads the head after subscribing
         // treats everything up to it as the past, and receives the rest.
         self.inner.head.send_replace(cursor);

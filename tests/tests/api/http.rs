@@ -179,3 +179,66 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_instead_of_hanging() {
         "the first request completes once the lock is gone"
     );
 }
+
+#[tokio::test]
+async fn metrics_expose_every_family_with_live_values_after_traffic() {
+    let app = TestApp::spawn().await;
+    app.insert_place("p1", "cafe", 0.0, 0.0, Some(4.0), Some(10)).await;
+    let ada = app.sign_up("ada").await;
+    let mut ws = app.subscriber(Some(&ada.token)).await;
+    ws.subscribe(
+        "1",
+        "subscription($a: String) { placeChanged(after: $a) { cursor } }",
+        json!({ "a": app.change_cursor().await }),
+    )
+    .await;
+    app.insert_place("p2", "cafe", 0.0, 0.0, None, None).await;
+    ws.next_data("1").await;
+    app.graphql(Some(&ada.token), "query Nearby { recommendations(lat: 0, lng: 0) { score } }", json!({})).await;
+    app.graphql(None, "query Mine { myReviews { totalCount } }", json!({})).await;
+
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with(series) && l[series.len()..].starts_with([' ', '{'])
+                    || l.starts_with(&format!("{series} "))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+    };
+    assert!(value("api_db_pool_connections_max") >= 1.0);
+    value("api_db_pool_connections_in_use");
+    value("api_db_pool_connections_idle");
+    value("api_db_pool_timeouts_total");
+    value("api_graphql_slow_requests_total");
+    assert_eq!(value("api_ws_connections"), 1.0);
+    assert_eq!(value("api_subscriptions"), 1.0);
+    assert!(value("api_events_delivered_total") >= 1.0);
+    value("api_listener_lag_seconds");
+    assert!(
+        text.contains("api_graphql_request_duration_seconds_count{operation=\"Nearby\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("api_graphql_request_duration_seconds_count{operation=\"Mine\",outcome=\"error\"} 1"),
+        "{text}"
+    );
+    assert!(value("api_db_size_bytes") > 0.0);
+    assert!((0.0..=1.0).contains(&value("api_db_cache_hit_ratio")));
+    value("api_db_notification_queue_usage");
+    assert!(text.contains("api_db_table_size_bytes{table=\"place\"}"), "{text}");
+    assert!(text.contains("api_db_table_rows_estimate{table=\"review\"}"));
+    assert!(
+        text.contains("api_db_index_scans_total{table=\"place\",index=\"idx_place_location\"}"),
+        "never-used indexes are listed too"
+    );
+}

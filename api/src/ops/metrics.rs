@@ -1,0 +1,252 @@
+//! Prometheus metrics, rendered as text at GET /metrics.
+//!
+//! Hand-rolled rather than a metrics crate: a few counters, one histogram
+//! family and gauges read at scrape time are all we need, and the format is
+//! simple. Database statistics (sizes, index usage, cache hit ratio,
+//! notification queue) come from pg_stat views refreshed on an interval by
+//! one task, never per scrape, so scraping cannot load the database.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+
+/// Request duration buckets, in seconds.
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Distinct operation names tracked; names past this count as "other", so
+/// clients cannot grow the label set without bound.
+const MAX_OPERATIONS: usize = 200;
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// All metrics of one server process.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<HashMap<(String, &'static str), Histogram>>,
+    slow_requests: AtomicU64,
+    pool_timeouts: AtomicU64,
+    pub ws_connections: AtomicI64,
+    pub subscriptions: AtomicI64,
+    pub events_delivered: AtomicU64,
+    /// Seconds between an event's commit and its broadcast, of the last event, in ms.
+    pub listener_lag_ms: AtomicU64,
+    database: Mutex<String>,
+}
+
+pub type SharedMetrics = Arc<Metrics>;
+
+impl Metrics {
+    /// Records one GraphQL request.
+    pub fn observe_request(&self, operation: Option<&str>, outcome: &'static str, seconds: f64) {
+        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = operation.filter(|n| !n.is_empty()).unwrap_or("anonymous");
+        let known = requests.keys().any(|(n, _)| n == name);
+        let name = if known || requests.len() < MAX_OPERATIONS { name } else { "other" };
+        let entry = requests.entry((name.to_owned(), outcome)).or_default();
+        entry.count += 1;
+        entry.sum += seconds;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                entry.buckets[i] += 1;
+            }
+        }
+    }
+
+    pub fn slow_request(&self) {
+        self.slow_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn pool_timeout(&self) {
+        self.pool_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self, pool: &DatabaseConnection, max_connections: u32) -> String {
+        let mut out = String::with_capacity(8192);
+        let sqlx = pool.get_postgres_connection_pool();
+        let (size, idle) = (sqlx.size(), u32::try_from(sqlx.num_idle()).unwrap_or(0));
+        gauge(
+            &mut out,
+            "api_db_pool_connections_in_use",
+            "Pool connections checked out by requests.",
+            f64::from(size.saturating_sub(idle)),
+        );
+        gauge(&mut out, "api_db_pool_connections_idle", "Open pool connections not in use.", f64::from(idle));
+        gauge(
+            &mut out,
+            "api_db_pool_connections_max",
+            "Pool ceiling (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW).",
+            f64::from(max_connections),
+        );
+        counter(
+            &mut out,
+            "api_db_pool_timeouts_total",
+            "Requests that got no connection within DATABASE_POOL_TIMEOUT.",
+            self.pool_timeouts.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "api_graphql_slow_requests_total",
+            "Requests slower than DATABASE_SLOW_QUERY_MS.",
+            self.slow_requests.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "api_ws_connections",
+            "Open websocket connections.",
+            self.ws_connections.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "api_subscriptions",
+            "Running subscriptions.",
+            self.subscriptions.load(Ordering::Relaxed) as f64,
+        );
+        counter(
+            &mut out,
+            "api_events_delivered_total",
+            "Change events sent to subscribers.",
+            self.events_delivered.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "api_listener_lag_seconds",
+            "Commit-to-broadcast delay of the latest change event.",
+            self.listener_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP api_graphql_request_duration_seconds GraphQL requests by operation name and outcome."
+        );
+        let _ = writeln!(out, "# TYPE api_graphql_request_duration_seconds histogram");
+        let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut keys: Vec<_> = requests.keys().collect();
+        keys.sort();
+        for key in keys {
+            let h = &requests[key];
+            let labels = format!("operation=\"{}\",outcome=\"{}\"", escape(&key.0), key.1);
+            for (i, le) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "api_graphql_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(out, "api_graphql_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "api_graphql_request_duration_seconds_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "api_graphql_request_duration_seconds_count{{{labels}}} {}", h.count);
+        }
+        drop(requests);
+        out.push_str(&self.database.lock().unwrap_or_else(PoisonError::into_inner));
+        out
+    }
+
+    /// Refreshes the database statistics every `every`, until aborted.
+    pub fn spawn_database_stats(
+        self: &Arc<Self>,
+        pool: DatabaseConnection,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let metrics = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match database_stats(&pool).await {
+                    Ok(text) => *metrics.database.lock().unwrap_or_else(PoisonError::into_inner) = text,
+                    Err(err) => tracing::warn!(error = %err, "reading database statistics failed"),
+                }
+            }
+        })
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+async fn database_stats(pool: &DatabaseConnection) -> Result<String, sea_orm::DbErr> {
+    let mut out = String::new();
+    let one = |sql: &str| Statement::from_string(DbBackend::Postgres, sql.to_owned());
+    if let Some(row) = pool
+        .query_one_raw(one("SELECT pg_database_size(current_database())::float8 AS size,
+                    coalesce(blks_hit::float8 / nullif(blks_hit + blks_read, 0), 1) AS hit,
+                    pg_notification_queue_usage() AS queue
+             FROM pg_stat_database WHERE datname = current_database()"))
+        .await?
+    {
+        gauge(&mut out, "api_db_size_bytes", "Size of the database.", row.try_get("", "size")?);
+        gauge(&mut out, "api_db_cache_hit_ratio", "Buffer cache hits over all block reads.", row.try_get("", "hit")?);
+        gauge(
+            &mut out,
+            "api_db_notification_queue_usage",
+            "Fraction of the NOTIFY queue in use.",
+            row.try_get("", "queue")?,
+        );
+    }
+    let tables = pool
+        .query_all_raw(one(
+            "SELECT relname::text AS name, pg_total_relation_size(relid)::float8 AS size, n_live_tup::float8 AS rows
+             FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname",
+        ))
+        .await?;
+    let _ = writeln!(
+        out,
+        "# HELP api_db_table_size_bytes Size of each table with its indexes.\n# TYPE api_db_table_size_bytes gauge"
+    );
+    for row in &tables {
+        let _ = writeln!(
+            out,
+            "api_db_table_size_bytes{{table=\"{}\"}} {}",
+            row.try_get::<String>("", "name")?,
+            row.try_get::<f64>("", "size")?
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP api_db_table_rows_estimate Estimated live rows of each table.\n# TYPE api_db_table_rows_estimate gauge"
+    );
+    for row in &tables {
+        let _ = writeln!(
+            out,
+            "api_db_table_rows_estimate{{table=\"{}\"}} {}",
+            row.try_get::<String>("", "name")?,
+            row.try_get::<f64>("", "rows")?
+        );
+    }
+    let indexes = pool
+        .query_all_raw(one("SELECT relname::text AS tbl, indexrelname::text AS idx, idx_scan::float8 AS scans
+             FROM pg_stat_user_indexes WHERE schemaname = 'public' ORDER BY relname, indexrelname"))
+        .await?;
+    let _ = writeln!(
+        out,
+        "# HELP api_db_index_scans_total Scans of each index since statistics reset; 0 means never used.\n# TYPE api_db_index_scans_total counter"
+    );
+    for row in &indexes {
+        let _ = writeln!(
+            out,
+            "api_db_index_scans_total{{table=\"{}\",index=\"{}\"}} {}",
+            row.try_get::<String>("", "tbl")?,
+            row.try_get::<String>("", "idx")?,
+            row.try_get::<f64>("", "scans")?
+        );
+    }
+    Ok(out)
+}
