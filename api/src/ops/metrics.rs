@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
 /// Request duration buckets, in seconds.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -183,6 +183,16 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 }
 
 async fn database_stats(pool: &DatabaseConnection) -> Result<String, sea_orm::DbErr> {
+    // Sizes take a lock on each table: never wait behind a migration or a
+    // LOCK TABLE while holding a pool connection that requests need.
+    let tx = pool.begin().await?;
+    tx.execute_unprepared("SET LOCAL lock_timeout = '200ms'; SET LOCAL statement_timeout = '5s'").await?;
+    let text = database_stats_in(&tx).await;
+    tx.rollback().await?;
+    text
+}
+
+async fn database_stats_in(pool: &sea_orm::DatabaseTransaction) -> Result<String, sea_orm::DbErr> {
     let mut out = String::new();
     let one = |sql: &str| Statement::from_string(DbBackend::Postgres, sql.to_owned());
     if let Some(row) = pool
