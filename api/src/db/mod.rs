@@ -29,7 +29,7 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<DatabaseConnecti
     Database::connect(options).await
 }
 
-/// Opens a single-connection pool for administrative work (migrations, seeding).
+/// Opens a small pool for administrative work (migrations, seeding).
 pub async fn connect_admin(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options.max_connections(2).min_connections(0).sqlx_logging(false).set_application_name("api-admin");
