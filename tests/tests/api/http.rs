@@ -242,3 +242,19 @@ async fn metrics_expose_every_family_with_live_values_after_traffic() {
         "never-used indexes are listed too"
     );
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let fresh = app.http.get(format!("{}/healthz", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let id = fresh.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(id.len(), 36, "a new uuid: {id}");
+    let given = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(given.headers()["x-request-id"], "trace-42");
+}
