@@ -91,14 +91,7 @@ impl EmbeddedPostgres {
             return;
         }
         self.owned = false;
-        let status = self
-            .command(&self.bin.join("pg_ctl"))
-            .args(["stop", "-w", "-m", "fast", "-D"])
-            .arg(&self.cluster)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        match status {
+        match self.pg_ctl_stop() {
             Ok(s) if s.success() => tracing::info!("embedded PostgreSQL stopped"),
             other => tracing::warn!(?other, "stopping embedded PostgreSQL failed"),
         }
@@ -132,13 +125,17 @@ impl EmbeddedPostgres {
     /// running (until the watchdog notices); stop it so we start clean.
     fn stop_orphan(&self) {
         tracing::warn!("stopping a PostgreSQL left running by a server that is gone");
-        let _ = self
-            .command(&self.bin.join("pg_ctl"))
+        let _ = self.pg_ctl_stop();
+    }
+
+    /// `pg_ctl stop` in fast mode: connections are closed, data is safe.
+    fn pg_ctl_stop(&self) -> std::io::Result<std::process::ExitStatus> {
+        self.command(&self.bin.join("pg_ctl"))
             .args(["stop", "-w", "-m", "fast", "-D"])
             .arg(&self.cluster)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .status()
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {

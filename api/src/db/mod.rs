@@ -4,7 +4,7 @@
 pub mod embedded;
 mod request;
 
-pub use request::{RequestDb, TxGuard, begin_request};
+pub use request::{LoaderDb, RequestDb, TxGuard, begin_request};
 
 use std::time::Duration;
 

@@ -111,3 +111,30 @@ impl RequestDb {
         Ok(())
     }
 }
+
+/// Where a DataLoader reads: the request transaction of an HTTP request, or,
+/// for subscription events (which have no request transaction), a short
+/// transaction of its own per batch, as the same viewer.
+pub enum LoaderDb {
+    Request(RequestDb),
+    Pool(DatabaseConnection),
+}
+
+impl LoaderDb {
+    /// Runs `query` in the request transaction, or in one of its own.
+    pub async fn run<T>(
+        &self,
+        viewer: Viewer,
+        query: impl AsyncFnOnce(&DatabaseTransaction) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        match self {
+            Self::Request(db) => query(&*db.lock().await?).await,
+            Self::Pool(pool) => {
+                let (tx, _) = begin_request(pool, viewer).await?;
+                let result = query(&tx).await?;
+                tx.commit().await?;
+                Ok(result)
+            }
+        }
+    }
+}

@@ -39,7 +39,7 @@ impl ChangeEvent {
 
 #[derive(FromQueryResult)]
 struct LogRow {
-    txid: i64,
+    seq: i64,
     id: i64,
     table_name: String,
     op: String,
@@ -58,7 +58,7 @@ impl From<LogRow> for ChangeEvent {
             _ => Operation::Delete,
         };
         Self {
-            cursor: Cursor { txid: r.txid, id: r.id },
+            cursor: Cursor { seq: r.seq, id: r.id },
             table: r.table_name,
             op,
             key: r.row_key,
@@ -71,9 +71,10 @@ impl From<LogRow> for ChangeEvent {
     }
 }
 
-/// Events after `after`, oldest first, of transactions that have all
-/// finished: `txid` below the snapshot's xmin. `tables` narrows the read
-/// (empty: all tables).
+/// Committed events after `after`, in commit order. `tables` narrows the
+/// read (empty: all tables). Commit sequence numbers are taken at commit
+/// under a lock (migration 000003), so a committed seq N implies every
+/// smaller one is committed too: nothing can appear later below `after`.
 pub async fn read_after(
     db: &DatabaseConnection,
     after: Cursor,
@@ -85,14 +86,14 @@ pub async fn read_after(
     let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
     let rows = LogRow::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT txid, id, table_name, op::text AS op, row_key, owner_id, new_row, old_row, created_at
-         FROM change_log
-         WHERE (txid, id) > ($1, $2)
-           AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-           AND (cardinality($3::text[]) = 0 OR table_name = ANY($3::text[]))
-         ORDER BY txid, id
+        "SELECT c.seq, l.id, l.table_name, l.op::text AS op, l.row_key, l.owner_id, l.new_row, l.old_row, l.created_at
+         FROM change_commit c
+         JOIN change_log l ON l.txid = c.txid
+         WHERE c.seq >= $1 AND (c.seq, l.id) > ($1, $2)
+           AND (cardinality($3::text[]) = 0 OR l.table_name = ANY($3::text[]))
+         ORDER BY c.seq, l.id
          LIMIT $4",
-        [after.txid.into(), after.id.into(), tables.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        [after.seq.into(), after.id.into(), tables.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
     ))
     .all(&tx)
     .await?;
@@ -100,22 +101,22 @@ pub async fn read_after(
     Ok(rows.into_iter().map(ChangeEvent::from).collect())
 }
 
-/// The newest position whose transaction has finished: where a listener
-/// that has no history to deliver starts.
+/// The newest committed position: where a listener that has no history to
+/// deliver starts.
 pub async fn current_head(db: &DatabaseConnection) -> ApiResult<Cursor> {
     let tx = db.begin().await?;
     tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
     let row = tx
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT txid, id FROM change_log
-             WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-             ORDER BY txid DESC, id DESC LIMIT 1",
+            "SELECT c.seq, l.id FROM change_commit c JOIN change_log l ON l.txid = c.txid
+             WHERE c.seq IS NOT NULL
+             ORDER BY c.seq DESC, l.id DESC LIMIT 1",
         ))
         .await?;
     tx.commit().await?;
     Ok(match row {
-        Some(row) => Cursor { txid: row.try_get("", "txid")?, id: row.try_get("", "id")? },
+        Some(row) => Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? },
         None => Cursor::default(),
     })
 }
@@ -124,37 +125,45 @@ pub async fn current_head(db: &DatabaseConnection) -> ApiResult<Cursor> {
 pub async fn horizon(db: &DatabaseConnection) -> ApiResult<Cursor> {
     let tx = db.begin().await?;
     tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
-    let row = tx
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT txid, id FROM change_log_horizon"))
-        .await?;
+    let row =
+        tx.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT seq, id FROM change_log_horizon")).await?;
     tx.commit().await?;
     Ok(match row {
-        Some(row) => Cursor { txid: row.try_get("", "txid")?, id: row.try_get("", "id")? },
+        Some(row) => Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? },
         None => Cursor::default(),
     })
 }
 
-/// Deletes events older than `retention_secs` and moves the horizon past
-/// them, in one transaction. Returns how many were deleted.
-pub async fn prune(db: &DatabaseConnection, retention_secs: u64) -> ApiResult<u64> {
+/// Deletes events older than `retention_secs` that this listener has
+/// already broadcast (at or before `head`), and moves the horizon past them,
+/// in one transaction. Returns how many were deleted.
+pub async fn prune(db: &DatabaseConnection, retention_secs: u64, head: Cursor) -> ApiResult<u64> {
     let tx = db.begin().await?;
     tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "WITH gone AS (
-                 DELETE FROM change_log WHERE created_at < now() - make_interval(secs => $1) RETURNING txid, id
+                 DELETE FROM change_log l USING change_commit c
+                 WHERE c.txid = l.txid AND l.created_at < now() - make_interval(secs => $1)
+                   AND (c.seq, l.id) <= ($2, $3)
+                 RETURNING c.seq, l.id
              ), newest AS (
-                 SELECT txid, id FROM gone ORDER BY txid DESC, id DESC LIMIT 1
+                 SELECT seq, id FROM gone ORDER BY seq DESC, id DESC LIMIT 1
              ), moved AS (
-                 UPDATE change_log_horizon h SET txid = n.txid, id = n.id
-                 FROM newest n WHERE (n.txid, n.id) > (h.txid, h.id)
+                 UPDATE change_log_horizon h SET seq = n.seq, id = n.id
+                 FROM newest n WHERE (n.seq, n.id) > (h.seq, h.id)
                  RETURNING 1
              )
              SELECT count(*) AS deleted FROM gone",
-            [(retention_secs as f64).into()],
+            [(retention_secs as f64).into(), head.seq.into(), head.id.into()],
         ))
         .await?;
+    // Commit stamps whose events are all gone.
+    tx.execute_unprepared(
+        "DELETE FROM change_commit c WHERE c.seq IS NOT NULL AND NOT EXISTS (SELECT 1 FROM change_log l WHERE l.txid = c.txid)",
+    )
+    .await?;
     tx.commit().await?;
     Ok(row.and_then(|r| r.try_get::<i64>("", "deleted").ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }

@@ -5,9 +5,9 @@
 //!   to `change_log` inside the writing transaction and send a payload-less
 //!   `pg_notify` as a wake-up.
 //! - [`listener`]: one task per server process LISTENs on its own connection,
-//!   reads the log past its cursor in `(txid, id)` order, only up to the
-//!   oldest transaction still running (so a late commit is waited for, never
-//!   skipped), and fans events out through a bounded broadcast channel owned
+//!   reads the log past its cursor in commit order (each writing transaction
+//!   is stamped with a sequence number at commit, under a lock, so a late
+//!   commit is never skipped), and fans events out through a bounded broadcast channel owned
 //!   by [`Realtime`]. After a dropped connection it reconnects with backoff
 //!   and catches up from the log.
 //! - [`stream`]: each subscription filters events in memory with its

@@ -10,5 +10,8 @@ DROP TRIGGER IF EXISTS place_capture_delete ON place;
 DROP TRIGGER IF EXISTS place_capture_update ON place;
 DROP TRIGGER IF EXISTS place_capture_insert ON place;
 DROP FUNCTION IF EXISTS app_capture_changes();
+DROP TABLE IF EXISTS change_commit;
+DROP FUNCTION IF EXISTS app_stamp_commit();
+DROP SEQUENCE IF EXISTS change_commit_seq;
 DROP TABLE IF EXISTS change_log_horizon;
 DROP TABLE IF EXISTS change_log;

@@ -14,10 +14,7 @@ GRANT app_realtime TO app_authenticator;
 
 CREATE TABLE change_log (
     id         bigint GENERATED ALWAYS AS IDENTITY,
-    -- The writing transaction's id. Readers take only rows of transactions
-    -- older than every transaction still running (the snapshot's xmin), in
-    -- (txid, id) order: a transaction that commits late holds back those
-    -- after it instead of being skipped, which `id > last seen` alone would do.
+    -- The writing transaction; its position in commit order is in change_commit.
     txid       bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
     table_name text NOT NULL,
     op         char(1) NOT NULL CONSTRAINT change_log_op_check CHECK (op IN ('I', 'U', 'D')),
@@ -31,22 +28,58 @@ CREATE TABLE change_log (
 );
 CREATE INDEX change_log_created_at ON change_log (created_at);
 
+-- Commit order. Every writing transaction gets one row here, stamped with a
+-- sequence number *at commit*, while it holds a transaction-scoped advisory
+-- lock: commits that write changes take the lock one after the other, so
+-- sequence order is commit order, and a reader that sees seq N committed
+-- also sees every seq below N committed. Readers can therefore take
+-- `seq > last` without skipping a transaction that committed late, and two
+-- transactions that change the same row are delivered in the order their
+-- changes took effect. (Transaction ids are assigned at first write, not at
+-- commit, so they cannot give this order.)
+CREATE SEQUENCE change_commit_seq;
+CREATE TABLE change_commit (
+    txid bigint PRIMARY KEY,
+    seq  bigint UNIQUE
+);
+-- Dropped with its table (also by `migrate fresh`).
+ALTER SEQUENCE change_commit_seq OWNED BY change_commit.seq;
+
+CREATE OR REPLACE FUNCTION app_stamp_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    -- Held until the commit completes; the key is this feature's own.
+    PERFORM pg_advisory_xact_lock(7262018542);
+    UPDATE change_commit SET seq = nextval('change_commit_seq') WHERE txid = NEW.txid;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER change_commit_stamp AFTER INSERT ON change_commit
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app_stamp_commit();
+
 -- The newest position pruned away: a cursor at or before it has lost events.
 CREATE TABLE change_log_horizon (
     singleton  boolean PRIMARY KEY DEFAULT true CONSTRAINT change_log_horizon_singleton CHECK (singleton),
-    txid       bigint NOT NULL DEFAULT 0,
+    seq        bigint NOT NULL DEFAULT 0,
     id         bigint NOT NULL DEFAULT 0
 );
 INSERT INTO change_log_horizon DEFAULT VALUES;
 
 ALTER TABLE change_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE change_log FORCE ROW LEVEL SECURITY;
+ALTER TABLE change_commit ENABLE ROW LEVEL SECURITY;
+ALTER TABLE change_commit FORCE ROW LEVEL SECURITY;
 ALTER TABLE change_log_horizon ENABLE ROW LEVEL SECURITY;
 ALTER TABLE change_log_horizon FORCE ROW LEVEL SECURITY;
 CREATE POLICY change_log_realtime ON change_log FOR ALL TO app_realtime USING (true) WITH CHECK (true);
+CREATE POLICY change_commit_realtime ON change_commit FOR ALL TO app_realtime USING (true) WITH CHECK (true);
 CREATE POLICY change_log_horizon_realtime ON change_log_horizon FOR ALL TO app_realtime USING (true) WITH CHECK (true);
 GRANT SELECT, INSERT, DELETE ON change_log TO app_realtime;
+GRANT SELECT, INSERT, UPDATE, DELETE ON change_commit TO app_realtime;
+GRANT USAGE ON SEQUENCE change_commit_seq TO app_realtime;
 GRANT SELECT, UPDATE ON change_log_horizon TO app_realtime;
+ALTER FUNCTION app_stamp_commit() OWNER TO app_realtime;
+REVOKE ALL ON FUNCTION app_stamp_commit() FROM PUBLIC;
 
 -- One statement-level trigger per table and operation: a statement that
 -- writes 10,000 rows adds them with one INSERT .. SELECT from its transition
@@ -80,6 +113,7 @@ BEGIN
         src := format('SELECT %L, ''D'', o.%I::text, ' || format(owner, 'o') || ', NULL, ' || format(row_json, 'o') || ' FROM old_rows o',
                       TG_TABLE_NAME, key_col);
     END IF;
+    INSERT INTO change_commit (txid) VALUES (pg_current_xact_id()::text::bigint) ON CONFLICT (txid) DO NOTHING;
     EXECUTE 'INSERT INTO change_log (table_name, op, row_key, owner_id, new_row, old_row) ' || src;
     PERFORM pg_notify('app_changes', '');
     RETURN NULL;

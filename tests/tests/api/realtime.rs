@@ -135,8 +135,40 @@ async fn a_transaction_that_commits_late_is_delivered_not_skipped() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     first.commit().await.unwrap_or_else(|e| panic!("{e}"));
 
-    assert_eq!(next_place(&mut ws, "1").await, ("INSERTED".to_owned(), "early".to_owned()));
+    // Both arrive, in commit order: the second transaction committed first.
     assert_eq!(next_place(&mut ws, "1").await, ("INSERTED".to_owned(), "late".to_owned()));
+    assert_eq!(next_place(&mut ws, "1").await, ("INSERTED".to_owned(), "early".to_owned()));
+}
+
+#[tokio::test]
+async fn changes_to_one_row_arrive_in_the_order_they_took_effect() {
+    let app = TestApp::spawn().await;
+    app.insert_place("p", "cafe", 0.0, 0.0, Some(1.0), None).await;
+    let mut ws = app.subscriber(None).await;
+    let query = "subscription($a: String) { placeChanged(after: $a) { place { rating } } }";
+    ws.subscribe("1", query, json!({ "a": app.change_cursor().await })).await;
+
+    // The first transaction takes its id by writing another row, then waits;
+    // the second changes the place and commits; then the first changes the
+    // same place (after the second: its change is the one that stays).
+    let first = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    first
+        .execute_unprepared("INSERT INTO place (id, name, lat, lng) VALUES ('other', 'o', 0, 0)")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    app.db.execute_unprepared("UPDATE place SET rating = 2 WHERE id = 'p'").await.unwrap_or_else(|e| panic!("{e}"));
+    first.execute_unprepared("UPDATE place SET rating = 3 WHERE id = 'p'").await.unwrap_or_else(|e| panic!("{e}"));
+    first.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let mut ratings = Vec::new();
+    for _ in 0..3 {
+        let rating = ws.next_data("1").await["placeChanged"]["place"]["rating"].as_f64();
+        if let Some(rating) = rating {
+            ratings.push(rating);
+        }
+    }
+    assert_eq!(ratings.last().copied(), Some(3.0), "the last event is the row as it is now: {ratings:?}");
+    assert_eq!(app.count("SELECT rating::bigint FROM place WHERE id = 'p'").await, 3);
 }
 
 #[tokio::test]
