@@ -16,9 +16,10 @@ use crate::ops::backup::{self, Tools};
 
 pub async fn serve(config: Config) -> Result<ExitCode, String> {
     let host = config.host.clone();
+    let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let app = Application::build(config).await?;
     tracing::info!("serving on http://{host}:{} (GraphiQL at /graphiql)", app.port());
-    app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())?;
+    app.run_until(shutdown).await.map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
