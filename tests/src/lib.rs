@@ -447,12 +447,13 @@ impl WsClient {
     }
 
     /// The next message (answering and skipping server pings) or the close,
-    /// within 20 seconds.
+    /// within 20 seconds in all: pings do not extend the wait.
     pub async fn receive(&mut self) -> Received {
         use futures_util::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(20), self.socket.next())
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .unwrap_or_else(|_| panic!("no message from the server within 20 s"));
             match next {

@@ -6,7 +6,7 @@ use async_graphql::Context;
 use crate::auth::{JwtKeys, Viewer};
 use crate::db::{RequestDb, TxGuard};
 use crate::error::{ApiError, ApiResult};
-use crate::realtime::{Realtime, SessionExpiry};
+use crate::realtime::{Cursor, Realtime, Session, stream};
 
 pub trait ContextExt {
     /// The viewer of this request.
@@ -18,8 +18,9 @@ pub trait ContextExt {
     fn jwt(&self) -> ApiResult<&JwtKeys>;
     /// The change feed, for subscriptions.
     fn realtime(&self) -> ApiResult<Realtime>;
-    /// When the websocket session's token expires (unix seconds).
-    fn session_expiry(&self) -> Option<i64>;
+    /// What a subscription over the change feed asks for: the viewer, the
+    /// session's expiry and check point, and `after` parsed.
+    fn change_request(&self, tables: &'static [&'static str], after: Option<&str>) -> ApiResult<stream::Request>;
 }
 
 fn missing(what: &str) -> ApiError {
@@ -47,7 +48,15 @@ impl ContextExt for Context<'_> {
         self.data_opt::<Realtime>().cloned().ok_or_else(|| missing("realtime handle"))
     }
 
-    fn session_expiry(&self) -> Option<i64> {
-        self.data_opt::<SessionExpiry>().and_then(|expiry| expiry.0)
+    fn change_request(&self, tables: &'static [&'static str], after: Option<&str>) -> ApiResult<stream::Request> {
+        let session = self.data_opt::<Session>().copied();
+        Ok(stream::Request {
+            tables,
+            after: after.map(|cursor| Cursor::decode("after", cursor)).transpose()?,
+            viewer: self.viewer()?,
+            expires_at: session.and_then(|s| s.expires_at),
+            checked_at: session
+                .map_or_else(|| self.realtime().map(|rt| rt.head()).unwrap_or_default(), |s| s.checked_at),
+        })
     }
 }

@@ -14,6 +14,8 @@ use crate::error::{ApiError, ApiResult};
 pub const MAX_PAGE_SIZE: i32 = 100;
 /// The page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
+/// The largest offset a cursor may point at (offsets bind as signed 64-bit).
+const MAX_OFFSET: u64 = i64::MAX as u64 / 2;
 
 /// One page of rows with their cursors, before it becomes a domain's
 /// connection type (see [`connection_type!`](crate::connection_type)).
@@ -84,6 +86,11 @@ impl Page {
             None => 0,
             Some(cursor) => decode_cursor(cursor)? + 1,
         };
+        // Offsets are bound as signed 64-bit integers; a forged cursor past
+        // that must be bad input, not a panic in the driver.
+        if offset > MAX_OFFSET {
+            return Err(ApiError::bad_input("after", "after is not a cursor from this API"));
+        }
         Ok(Self { offset, limit: u64::try_from(first).unwrap_or(0) })
     }
 
@@ -112,7 +119,8 @@ fn decode_cursor(cursor: &str) -> ApiResult<u64> {
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("o:")?.parse().ok())
+        .and_then(|text| text.strip_prefix("o:")?.parse::<u64>().ok())
+        .filter(|position| *position < MAX_OFFSET)
         .ok_or_else(|| ApiError::bad_input("after", "after is not a cursor from this API"))
 }
 
@@ -129,6 +137,14 @@ mod tests {
     #[test]
     fn a_foreign_cursor_is_bad_input() {
         assert!(matches!(Page::from_args(None, Some("bm9wZQ")), Err(ApiError::BadUserInput { field: "after", .. })));
+    }
+
+    #[test]
+    fn a_forged_huge_cursor_is_bad_input_not_a_panic() {
+        for position in [u64::MAX, i64::MAX as u64] {
+            let cursor = URL_SAFE_NO_PAD.encode(format!("o:{position}"));
+            assert!(matches!(Page::from_args(None, Some(&cursor)), Err(ApiError::BadUserInput { field: "after", .. })));
+        }
     }
 
     #[test]

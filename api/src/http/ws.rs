@@ -34,7 +34,7 @@ use crate::db::begin_request;
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
-use crate::realtime::SessionExpiry;
+use crate::realtime::{Cursor, Session as FeedSession};
 
 /// Timing of the websocket protocol.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +49,11 @@ pub struct WsConfig {
 /// subscriptions produce holds back only its own subscriptions, which then
 /// catch up from the change log.
 const OUTBOX: usize = 64;
+
+/// The longest operation id a client may use.
+const MAX_ID_LEN: usize = 128;
+/// Operations one connection may run at once.
+const MAX_OPERATIONS: usize = 100;
 
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 4 * 1024;
@@ -251,9 +256,26 @@ impl Connection {
         let id = message
             .get("id")
             .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| Close::new(4400, "Invalid message received: subscribe needs an id"))?
+            .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
+            .ok_or_else(|| Close::new(4400, "Invalid message received: subscribe needs an id of 1 to 128 bytes"))?
             .to_owned();
+        // The account may have been deactivated since connection_init: check
+        // it again, as every HTTP request does. Changes after this point end
+        // the subscription; earlier ones are covered by this check.
+        let checked_at = self.state.realtime.head();
+        if session.viewer.user_id().is_some() {
+            match begin_request(&self.state.pool, session.viewer).await {
+                Ok((tx, _)) => {
+                    let _ = tx.rollback().await;
+                }
+                Err(ApiError::Unauthenticated(_)) => return Err(Close::new(4403, "Forbidden")),
+                Err(_) => {}
+            }
+        }
+        self.subscriptions.retain(|_, task| !task.is_finished());
+        if self.subscriptions.len() >= MAX_OPERATIONS && !self.subscriptions.contains_key(&id) {
+            return Err(Close::new(4400, "Too many operations on one connection"));
+        }
         let request: async_graphql::Request = message
             .get("payload")
             .cloned()
@@ -268,7 +290,7 @@ impl Connection {
             out: self.out.clone(),
             metrics: self.state.metrics.clone(),
         };
-        let task = tokio::spawn(operation.run(self.state.clone(), session, request));
+        let task = tokio::spawn(operation.run(self.state.clone(), session, checked_at, request));
         self.subscriptions.insert(id, task);
         Ok(())
     }
@@ -283,7 +305,7 @@ struct Operation {
 }
 
 impl Operation {
-    async fn run(self, state: AppState, session: Session, request: async_graphql::Request) {
+    async fn run(self, state: AppState, session: Session, checked_at: Cursor, request: async_graphql::Request) {
         let is_subscription = operation_types(&request).contains(&OperationType::Subscription);
         if !is_subscription {
             let response = execute_as(&state, session.viewer, request)
@@ -296,7 +318,7 @@ impl Operation {
         let request = request
             .data(session.viewer)
             .data(state.realtime.clone())
-            .data(SessionExpiry(session.expires_at))
+            .data(FeedSession { expires_at: session.expires_at, checked_at })
             .data(state.jwt.clone())
             .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn))
             .data(DataLoader::new(ProfileLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn));

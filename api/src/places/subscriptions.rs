@@ -5,9 +5,9 @@ use futures_util::{Stream, StreamExt};
 
 use super::policy;
 use super::types::{Place, Preference, Review};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 use crate::graphql::ContextExt;
-use crate::realtime::{ChangeEvent, ChangeOperation, Cursor, stream};
+use crate::realtime::{ChangeEvent, ChangeOperation, stream};
 
 /// A point and a radius to watch.
 #[derive(InputObject, Clone, Copy)]
@@ -76,12 +76,7 @@ impl PlacesSubscription {
             }
         }
         let viewer = ctx.viewer()?;
-        let request = stream::Request {
-            tables: &["place"],
-            after: parse_after(after.as_deref())?,
-            viewer,
-            expires_at: ctx.session_expiry(),
-        };
+        let request = ctx.change_request(&["place"], after.as_deref())?;
         let visible = move |event: &ChangeEvent| {
             event.table == "place"
                 && policy::place::event_visible_to(&viewer)
@@ -106,12 +101,7 @@ impl PlacesSubscription {
     ) -> Result<impl Stream<Item = Result<ReviewChangeEvent, ApiError>> + use<>, ApiError> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let request = stream::Request {
-            tables: &["review"],
-            after: parse_after(after.as_deref())?,
-            viewer,
-            expires_at: ctx.session_expiry(),
-        };
+        let request = ctx.change_request(&["review"], after.as_deref())?;
         let visible = move |event: &ChangeEvent| {
             event.table == "review" && event.owner == Some(me) && policy::review::event_visible_to(&viewer, event.owner)
         };
@@ -133,12 +123,7 @@ impl PlacesSubscription {
     ) -> Result<impl Stream<Item = Result<PreferenceChangeEvent, ApiError>> + use<>, ApiError> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let request = stream::Request {
-            tables: &["preference"],
-            after: parse_after(after.as_deref())?,
-            viewer,
-            expires_at: ctx.session_expiry(),
-        };
+        let request = ctx.change_request(&["preference"], after.as_deref())?;
         let visible = move |event: &ChangeEvent| {
             event.table == "preference"
                 && event.owner == Some(me)
@@ -153,10 +138,6 @@ impl PlacesSubscription {
             })
         }))
     }
-}
-
-fn parse_after(after: Option<&str>) -> ApiResult<Option<Cursor>> {
-    after.map(|cursor| Cursor::decode("after", cursor)).transpose()
 }
 
 /// Whether a place row (as JSON) passes the subscription's filters.

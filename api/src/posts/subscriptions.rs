@@ -16,7 +16,7 @@ use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::realtime::{ChangeEvent, ChangeOperation, Cursor, Operation, stream};
+use crate::realtime::{ChangeEvent, ChangeOperation, Operation, stream};
 
 /// A change to a post, as the viewer sees it.
 #[derive(SimpleObject)]
@@ -76,12 +76,7 @@ impl PostsSubscription {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let author = author_id.map(|id| parse_uuid("authorId", &id)).transpose()?;
-        let request = stream::Request {
-            tables: &["post"],
-            after: after.map(|c| Cursor::decode("after", &c)).transpose()?,
-            viewer,
-            expires_at: ctx.session_expiry(),
-        };
+        let request = ctx.change_request(&["post"], after.as_deref())?;
         let visible = move |event: &ChangeEvent| {
             event.table == "post"
                 && author.is_none_or(|a| event.owner == Some(a))
@@ -121,12 +116,7 @@ impl PostsSubscription {
         let author = post.author_id;
         let key = post_id.to_string();
         let can_see = AtomicBool::new(true);
-        let request = stream::Request {
-            tables: &["comment", "post"],
-            after: after.map(|c| Cursor::decode("after", &c)).transpose()?,
-            viewer,
-            expires_at: ctx.session_expiry(),
-        };
+        let request = ctx.change_request(&["comment", "post"], after.as_deref())?;
         let visible = move |event: &ChangeEvent| {
             if event.table == "post" && event.key == key {
                 let now = event.op != Operation::Delete

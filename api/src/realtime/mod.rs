@@ -70,10 +70,15 @@ impl ChangeEvent {
     }
 }
 
-/// The expiry (unix seconds) of the token a websocket connection signed in
-/// with; subscriptions end when it passes.
+/// What a websocket operation knows about its session: when the token
+/// expires (unix seconds; subscriptions end then), and the change-feed
+/// position at which the account was last checked (account changes after it
+/// end subscriptions; earlier ones are history).
 #[derive(Debug, Clone, Copy)]
-pub struct SessionExpiry(pub Option<i64>);
+pub struct Session {
+    pub expires_at: Option<i64>,
+    pub checked_at: Cursor,
+}
 
 /// Settings of the realtime machinery.
 #[derive(Debug, Clone)]

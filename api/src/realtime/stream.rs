@@ -23,6 +23,9 @@ pub struct Request {
     pub viewer: Viewer,
     /// When the viewer's token expires (unix seconds).
     pub expires_at: Option<i64>,
+    /// Account changes after this position end the stream; earlier ones
+    /// were already accounted for when the session was checked.
+    pub checked_at: Cursor,
 }
 
 enum Next {
@@ -76,7 +79,9 @@ pub fn events(
                     let full = batch.len() as u64 == REPLAY_BATCH;
                     for event in batch {
                         last = event.cursor;
-                        if ends_session(&request.viewer, &event) {
+                        // Account changes from before the session check are
+                        // history (it may have been reactivated since).
+                        if event.cursor > request.checked_at && ends_session(&request.viewer, &event) {
                             yield Err(session_ended());
                             return;
                         }

@@ -8,7 +8,7 @@ use super::types::{RoutineRun, UserStats};
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::realtime::{ChangeEvent, ChangeOperation, Cursor, stream};
+use crate::realtime::{ChangeEvent, ChangeOperation, stream};
 
 /// A change to a run.
 #[derive(SimpleObject)]
@@ -48,12 +48,7 @@ impl RoutinesSubscription {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let routine_id = routine_id.map(|id| parse_uuid("routineId", &id)).transpose()?.map(|id| id.to_string());
-        let request = stream::Request {
-            tables: &["routine_run"],
-            after: after.map(|c| Cursor::decode("after", &c)).transpose()?,
-            viewer,
-            expires_at: ctx.session_expiry(),
-        };
+        let request = ctx.change_request(&["routine_run"], after.as_deref())?;
         let visible = move |event: &ChangeEvent| {
             event.table == "routine_run"
                 && policy::event_visible_to(&viewer, event.owner)
@@ -79,12 +74,7 @@ impl RoutinesSubscription {
     ) -> Result<impl Stream<Item = Result<StatsChangeEvent, ApiError>> + use<>, ApiError> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let request = stream::Request {
-            tables: &["user_stats"],
-            after: after.map(|c| Cursor::decode("after", &c)).transpose()?,
-            viewer,
-            expires_at: ctx.session_expiry(),
-        };
+        let request = ctx.change_request(&["user_stats"], after.as_deref())?;
         let visible = move |event: &ChangeEvent| event.table == "user_stats" && event.owner == Some(me);
         Ok(stream::events(ctx.realtime()?, request, visible).map(|item| {
             let event = item?;

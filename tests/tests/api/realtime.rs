@@ -444,3 +444,20 @@ async fn only_changes_to_published_columns_are_events() {
         app.count("SELECT count(*) FROM change_log WHERE new_row ? 'email' OR new_row ? 'password_hash'").await;
     assert_eq!(published, 0, "no email or password hash in the log");
 }
+
+#[tokio::test]
+async fn replaying_past_a_deactivation_that_was_undone_does_not_end_the_subscription() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let ada = app.sign_up("ada").await;
+    let before = app.change_cursor().await;
+    let set = "mutation($id: ID!, $on: Boolean!) { setUserActive(userId: $id, isActive: $on) { id } }";
+    app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": false })).await;
+    app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": true })).await;
+    app.insert_place("p1", "cafe", 1.0, 1.0, None, None).await;
+    app.insert_place("p2", "cafe", 1.0, 1.0, None, None).await;
+
+    let mut ws = app.subscriber(Some(&ada.token)).await;
+    ws.subscribe("1", PLACES, json!({ "after": before })).await;
+    assert_eq!(next_place(&mut ws, "1").await.1, "p1", "the old deactivation is history, not a reason to stop");
+}

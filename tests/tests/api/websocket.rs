@@ -114,3 +114,27 @@ async fn the_legacy_subscriptions_transport_ws_protocol_is_accepted() {
     ws.send(json!({ "type": "connection_terminate" })).await;
     assert_eq!(ws.close_code().await, Some(1000));
 }
+
+#[tokio::test]
+async fn a_deactivated_account_cannot_open_new_subscriptions_on_an_open_socket() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let ada = app.sign_up("ada").await;
+    let mut ws = app.subscriber(Some(&ada.token)).await;
+    app.data(
+        Some(&admin.token),
+        "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { id } }",
+        json!({ "id": ada.id }),
+    )
+    .await;
+    ws.subscribe("1", PLACES, json!({})).await;
+    assert_eq!(ws.close_code().await, Some(4403));
+}
+
+#[tokio::test]
+async fn an_oversized_operation_id_is_an_invalid_message() {
+    let app = TestApp::spawn().await;
+    let mut ws = app.subscriber(None).await;
+    ws.subscribe(&"x".repeat(129), PLACES, json!({})).await;
+    assert_eq!(ws.close_code().await, Some(4400));
+}
