@@ -490,6 +490,22 @@ impl WsClient {
         }
     }
 
+    /// The next text frame, or `None` once the server closes (20 s at most).
+    pub async fn raw_text_or_close(&mut self) -> Option<String> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("the server neither wrote nor closed within 20 s"));
+            match next {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => return Some(text.as_str().to_owned()),
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_)) | None => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
     /// The next message, failing the test on a close.
     pub async fn message(&mut self) -> Value {
         match self.receive().await {

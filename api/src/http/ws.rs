@@ -50,6 +50,12 @@ pub struct WsConfig {
 /// catch up from the change log.
 const OUTBOX: usize = 64;
 
+/// How long one message may take to reach the client's socket; a client
+/// that stops reading is disconnected instead of pinning its tasks.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pings a graphql-transport-ws client may leave unanswered in a row.
+const MAX_MISSED_PONGS: u32 = 2;
+
 /// The longest operation id a client may use.
 const MAX_ID_LEN: usize = 128;
 /// Operations one connection may run at once.
@@ -116,6 +122,8 @@ struct Connection {
     header_auth: Option<String>,
     session: Option<Session>,
     subscriptions: HashMap<String, JoinHandle<()>>,
+    /// Server pings not answered yet (graphql-transport-ws).
+    missed_pongs: u32,
 }
 
 async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_auth: Option<String>) {
@@ -126,14 +134,22 @@ async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_au
     let writer = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {
             let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
-                break;
+            match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+                Ok(Ok(())) if !closing => {}
+                _ => break,
             }
         }
     });
     let ws = state.ws;
-    let mut conn =
-        Connection { protocol, state, out: out.clone(), header_auth, session: None, subscriptions: HashMap::new() };
+    let mut conn = Connection {
+        protocol,
+        state,
+        out: out.clone(),
+        header_auth,
+        session: None,
+        subscriptions: HashMap::new(),
+        missed_pongs: 0,
+    };
 
     let init_deadline = tokio::time::sleep(ws.init_timeout);
     tokio::pin!(init_deadline);
@@ -144,7 +160,12 @@ async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_au
             () = &mut init_deadline, if conn.session.is_none() => {
                 break Some(Close::new(4408, "Connection initialisation timeout"));
             }
-            _ = keepalive.tick() => conn.keepalive().await,
+            _ = keepalive.tick() => {
+                if conn.protocol == Protocol::TransportWs && conn.missed_pongs >= MAX_MISSED_PONGS {
+                    break Some(Close::new(1011, "Keepalive timeout: no pong"));
+                }
+                conn.keepalive().await;
+            }
             message = incoming.next() => match message {
                 Some(Ok(Message::Text(text))) => {
                     if let Err(close) = conn.on_message(text.as_str()).await {
@@ -175,9 +196,12 @@ impl Connection {
         let _ = self.out.send(Message::Text(message.to_string().into())).await;
     }
 
-    async fn keepalive(&self) {
+    async fn keepalive(&mut self) {
         match (self.protocol, self.session.is_some()) {
-            (Protocol::TransportWs, _) => self.send(json!({ "type": "ping" })).await,
+            (Protocol::TransportWs, _) => {
+                self.missed_pongs += 1;
+                self.send(json!({ "type": "ping" })).await;
+            }
             (Protocol::Legacy, true) => self.send(json!({ "type": "ka" })).await,
             (Protocol::Legacy, false) => {}
         }
@@ -197,7 +221,10 @@ impl Connection {
                 self.send(pong).await;
                 Ok(())
             }
-            (Protocol::TransportWs, "pong") => Ok(()),
+            (Protocol::TransportWs, "pong") => {
+                self.missed_pongs = 0;
+                Ok(())
+            }
             (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => self.subscribe(&message).await,
             (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
                 if let Some(task) =

@@ -138,3 +138,23 @@ async fn an_oversized_operation_id_is_an_invalid_message() {
     ws.subscribe(&"x".repeat(129), PLACES, json!({})).await;
     assert_eq!(ws.close_code().await, Some(4400));
 }
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_disconnected() {
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.ws_keepalive = 1;
+    let app = TestApp::spawn_with(config).await;
+    let mut ws = app.websocket("graphql-transport-ws").await;
+    ws.send(json!({ "type": "connection_init" })).await;
+    // Read raw frames (no automatic pong) until the server gives up.
+    let mut pings = 0;
+    loop {
+        let text = ws.raw_text_or_close().await;
+        match text {
+            Some(t) if t.contains("\"ping\"") => pings += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(pings >= 2, "pinged {pings} times before closing");
+}
