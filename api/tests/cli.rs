@@ -278,3 +278,24 @@ fn backup_prune_keeps_exactly_what_the_retention_policy_says() {
     assert_eq!(left, expected);
     assert!(keep.len() < 30 + 26 + 24 && keep.len() > 40, "{} kept", keep.len());
 }
+
+#[test]
+fn restore_over_data_needs_a_yes_and_then_brings_the_backup_back() {
+    let data = DataDir::new("restore");
+    assert!(run(api(&data.0).args(["migrate", "up"])).status.success());
+    assert!(run(api(&data.0).args(["seed", "--demo"])).status.success());
+    let dir = data.0.join("backups");
+    let backup = run(api(&data.0).args(["backup", "--dir"]).arg(&dir));
+    assert!(backup.status.success(), "{}", text(&backup.stderr));
+    let file = std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).next();
+    let file = file.unwrap_or_else(|| panic!("no backup file in {}", dir.display()));
+
+    let refused = run(api(&data.0).arg("restore").arg(&file));
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("pass --yes"), "{}", text(&refused.stderr));
+
+    let restored = run(api(&data.0).arg("restore").arg(&file).arg("--yes"));
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    let verify = run(api(&data.0).args(["backup", "verify"]).arg(&file));
+    assert!(verify.status.success(), "{}{}", text(&verify.stdout), text(&verify.stderr));
+}
