@@ -9,11 +9,12 @@
 //! - [`auth`]: viewers, roles, tokens, password hashes.
 //! - [`error`]: every client-visible error and its code.
 //! - [`graphql`]: schema assembly, context access, pagination.
-//! - [`http`]: routes, GraphiQL, health checks.
+//! - [`http`]: routes, GraphiQL, health checks, metrics, request ids, the
+//!   websocket protocol.
+//! - [`ops`]: backups with retention, Prometheus metrics.
 //! - Domains, each with its types, resolvers, row policy and queries:
 //!   [`accounts`], [`places`], [`routines`], [`airdrops`], [`posts`].
-//! - [`realtime`]: the change feed: capture, listener, subscriber streams
-//!   (the websocket protocol is `http::ws`).
+//! - [`realtime`]: the change feed: listener, subscriber streams, cursors.
 //! - [`commands`], [`seed`]: the CLI's non-serving commands.
 
 pub mod accounts;
