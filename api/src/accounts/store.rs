@@ -2,10 +2,7 @@
 //! SECURITY DEFINER functions, the only access the anonymous role has.
 
 use entity::users;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, Statement,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement};
 use uuid::Uuid;
 
 use super::policy;
@@ -57,15 +54,7 @@ pub async fn list_visible(
     page: Page,
 ) -> ApiResult<(u64, Vec<users::Model>)> {
     let query = users::Entity::find().filter(policy::visible_to(viewer));
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_asc(users::Column::CreatedAt)
-        .order_by_asc(users::Column::Id)
-        .offset(page.offset)
-        .limit(page.limit)
-        .all(db)
-        .await?;
-    Ok((total, rows))
+    page.fetch(db, query, |q| q.order_by_asc(users::Column::CreatedAt).order_by_asc(users::Column::Id)).await
 }
 
 pub async fn update_admin_fields(

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use entity::{airdrop_project, user_airdrop_participation as participation};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    Statement,
 };
 use uuid::Uuid;
 
@@ -27,15 +27,10 @@ pub async fn list_projects(
             .and(Expr::col(airdrop_project::Column::EndDate).gte(today));
         query = query.filter(if active { running } else { running.not() });
     }
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_desc(airdrop_project::Column::StartDate)
-        .order_by_asc(airdrop_project::Column::Id)
-        .offset(page.offset)
-        .limit(page.limit)
-        .all(db)
-        .await?;
-    Ok((total, rows))
+    page.fetch(db, query, |q| {
+        q.order_by_desc(airdrop_project::Column::StartDate).order_by_asc(airdrop_project::Column::Id)
+    })
+    .await
 }
 
 pub async fn find_project(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<Option<airdrop_project::Model>> {

@@ -8,6 +8,8 @@ use async_graphql::connection::PageInfo;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QuerySelect, Select};
+
 use crate::error::{ApiError, ApiResult};
 
 /// The largest page a client may ask for.
@@ -92,6 +94,24 @@ impl Page {
             return Err(ApiError::bad_input("after", "after is not a cursor from this API"));
         }
         Ok(Self { offset, limit: u64::try_from(first).unwrap_or(0) })
+    }
+
+    /// The total count of `query`, then this page of it in `order`. Counting
+    /// happens before ordering, so the count query does not sort.
+    pub async fn fetch<C, E>(
+        self,
+        db: &C,
+        query: Select<E>,
+        order: impl FnOnce(Select<E>) -> Select<E>,
+    ) -> ApiResult<(u64, Vec<E::Model>)>
+    where
+        C: ConnectionTrait,
+        E: EntityTrait,
+        E::Model: Send + Sync,
+    {
+        let total = query.clone().count(db).await?;
+        let rows = order(query).offset(self.offset).limit(self.limit).all(db).await?;
+        Ok((total, rows))
     }
 
     /// The rows of this page with their cursors; convert it into the

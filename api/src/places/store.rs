@@ -5,8 +5,7 @@ use entity::{place, preference, review};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, NullOrdering, OnConflict, Order};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -37,14 +36,16 @@ pub async fn list_places(
         // ILIKE on name uses the trigram index; the term is a literal, not a pattern.
         query = query.filter(Expr::col(place::Column::Name).ilike(format!("%{}%", escape_like(search))));
     }
-    let total = query.clone().count(db).await?;
-    query = match filter.order {
-        PlaceOrder::RatingDesc => query.order_by_with_nulls(place::Column::Rating, Order::Desc, NullOrdering::Last),
-        PlaceOrder::Name => query.order_by_asc(place::Column::Name),
-        PlaceOrder::Newest => query.order_by_desc(place::Column::CreatedAt),
-    };
-    let rows = query.order_by_asc(place::Column::Id).offset(page.offset).limit(page.limit).all(db).await?;
-    Ok((total, rows))
+    let order = filter.order;
+    page.fetch(db, query, |q| {
+        match order {
+            PlaceOrder::RatingDesc => q.order_by_with_nulls(place::Column::Rating, Order::Desc, NullOrdering::Last),
+            PlaceOrder::Name => q.order_by_asc(place::Column::Name),
+            PlaceOrder::Newest => q.order_by_desc(place::Column::CreatedAt),
+        }
+        .order_by_asc(place::Column::Id)
+    })
+    .await
 }
 
 fn escape_like(term: &str) -> String {
@@ -99,9 +100,7 @@ pub async fn list_reviews(
 ) -> ApiResult<(u64, Vec<review::Model>)> {
     let query =
         review::Entity::find().filter(policy::review::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
-    let total = query.clone().count(db).await?;
-    let rows = query.order_by_desc(review::Column::Id).offset(page.offset).limit(page.limit).all(db).await?;
-    Ok((total, rows))
+    page.fetch(db, query, |q| q.order_by_desc(review::Column::Id)).await
 }
 
 pub async fn find_review(db: &impl ConnectionTrait, viewer: &Viewer, id: i64) -> ApiResult<Option<review::Model>> {

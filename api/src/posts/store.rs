@@ -1,9 +1,7 @@
 //! Queries of the posts domain, scoped by the row policies.
 
 use entity::{comment, post};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use super::policy;
@@ -21,15 +19,7 @@ pub async fn list_posts(
     if let Some(author) = author {
         query = query.filter(post::Column::AuthorId.eq(author));
     }
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_desc(post::Column::CreatedAt)
-        .order_by_asc(post::Column::Id)
-        .offset(page.offset)
-        .limit(page.limit)
-        .all(db)
-        .await?;
-    Ok((total, rows))
+    page.fetch(db, query, |q| q.order_by_desc(post::Column::CreatedAt).order_by_asc(post::Column::Id)).await
 }
 
 pub async fn find_post(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<post::Model>> {
@@ -57,15 +47,7 @@ pub async fn list_comments(
 ) -> ApiResult<(u64, Vec<comment::Model>)> {
     let query =
         comment::Entity::find().filter(policy::comments_visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_asc(comment::Column::CreatedAt)
-        .order_by_asc(comment::Column::Id)
-        .offset(page.offset)
-        .limit(page.limit)
-        .all(db)
-        .await?;
-    Ok((total, rows))
+    page.fetch(db, query, |q| q.order_by_asc(comment::Column::CreatedAt).order_by_asc(comment::Column::Id)).await
 }
 
 pub async fn find_comment(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<comment::Model>> {

@@ -2,8 +2,8 @@
 
 use entity::{routine, routine_run, user_stats};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    Statement,
 };
 use uuid::Uuid;
 
@@ -20,15 +20,7 @@ pub async fn list_routines(
 ) -> ApiResult<(u64, Vec<routine::Model>)> {
     let query =
         routine::Entity::find().filter(policy::routines_visible_to(viewer)).filter(routine::Column::UserId.eq(owner));
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_desc(routine::Column::CreatedAt)
-        .order_by_asc(routine::Column::Id)
-        .offset(page.offset)
-        .limit(page.limit)
-        .all(db)
-        .await?;
-    Ok((total, rows))
+    page.fetch(db, query, |q| q.order_by_desc(routine::Column::CreatedAt).order_by_asc(routine::Column::Id)).await
 }
 
 pub async fn find_routine(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<routine::Model>> {
@@ -61,15 +53,8 @@ pub async fn list_runs(
     if let Some(status) = status {
         query = query.filter(routine_run::Column::Status.eq(status));
     }
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_desc(routine_run::Column::StartTime)
-        .order_by_asc(routine_run::Column::Id)
-        .offset(page.offset)
-        .limit(page.limit)
-        .all(db)
-        .await?;
-    Ok((total, rows))
+    page.fetch(db, query, |q| q.order_by_desc(routine_run::Column::StartTime).order_by_asc(routine_run::Column::Id))
+        .await
 }
 
 pub async fn find_run(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<routine_run::Model>> {
