@@ -28,13 +28,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 
 /// Prometheus metrics (text exposition format).
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    state.metrics.listener_lag_ms.store(state.realtime.lag_ms(), std::sync::atomic::Ordering::Relaxed);
-    state.metrics.subscriptions.store(
-        i64::try_from(state.realtime.subscriber_count()).unwrap_or(i64::MAX),
-        std::sync::atomic::Ordering::Relaxed,
-    );
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&state.pool, state.pool_max),
+        state.metrics.render(&state.pool, state.pool_max, &state.realtime),
     )
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::realtime::Realtime;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
 /// Request duration buckets, in seconds.
@@ -34,10 +35,7 @@ pub struct Metrics {
     slow_requests: AtomicU64,
     pool_timeouts: AtomicU64,
     pub ws_connections: AtomicI64,
-    pub subscriptions: AtomicI64,
     pub events_delivered: AtomicU64,
-    /// Seconds between an event's commit and its broadcast, of the last event, in ms.
-    pub listener_lag_ms: AtomicU64,
     database: Mutex<String>,
 }
 
@@ -69,7 +67,7 @@ impl Metrics {
     }
 
     /// The text exposition of every family.
-    pub fn render(&self, pool: &DatabaseConnection, max_connections: u32) -> String {
+    pub fn render(&self, pool: &DatabaseConnection, max_connections: u32, realtime: &Realtime) -> String {
         let mut out = String::with_capacity(8192);
         let sqlx = pool.get_postgres_connection_pool();
         let (size, idle) = (sqlx.size(), u32::try_from(sqlx.num_idle()).unwrap_or(0));
@@ -104,12 +102,7 @@ impl Metrics {
             "Open websocket connections.",
             self.ws_connections.load(Ordering::Relaxed) as f64,
         );
-        gauge(
-            &mut out,
-            "api_subscriptions",
-            "Running subscriptions.",
-            self.subscriptions.load(Ordering::Relaxed) as f64,
-        );
+        gauge(&mut out, "api_subscriptions", "Running subscriptions.", realtime.subscriber_count() as f64);
         counter(
             &mut out,
             "api_events_delivered_total",
@@ -120,7 +113,7 @@ impl Metrics {
             &mut out,
             "api_listener_lag_seconds",
             "Commit-to-broadcast delay of the latest change event.",
-            self.listener_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            realtime.lag_ms() as f64 / 1000.0,
         );
 
         let _ = writeln!(

@@ -80,16 +80,12 @@ async fn the_server_pings_idle_connections() {
     let mut config = tests::test_config(&tests::create_database(true).await);
     config.ws_keepalive = 1;
     let app = TestApp::spawn_with(config).await;
-    let mut ws = tokio_tungstenite_raw(&app).await;
+    let mut ws = app.websocket("graphql-transport-ws").await;
     ws.send(json!({ "type": "connection_init" })).await;
     assert_eq!(ws.message().await["type"], "connection_ack");
     // `receive` answers pings itself; a raw read sees them.
     let ping = ws.raw_text().await;
     assert!(ping.contains("\"ping\""), "{ping}");
-}
-
-async fn tokio_tungstenite_raw(app: &TestApp) -> tests::WsClient {
-    app.websocket("graphql-transport-ws").await
 }
 
 #[tokio::test]
