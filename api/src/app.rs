@@ -131,7 +131,7 @@ fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
 }
 
 /// Where the change feed starts: the newest finished position of the log.
-async fn log_head(pool: &DatabaseConnection) -> Result<realtime::Cursor, String> {
+async fn log_head(pool: &db::Pool) -> Result<realtime::Cursor, String> {
     realtime::listener::start_position(pool).await.map_err(|e| format!("cannot read the change log: {}", e.message()))
 }
 
@@ -151,9 +151,14 @@ impl Application {
         config.validate()?;
         let mut target = database_target(&config).await?;
         {
-            let admin = db::connect_admin(&target.admin_url)
-                .await
-                .map_err(|e| format!("cannot connect to the database: {e}"))?;
+            // Behind a transaction-mode pooler, migrations (session-level
+            // work) go over the direct connection that LISTEN uses.
+            let admin_url = match &config.database_listen_url {
+                Some(direct) if config.database_transaction_pooler => direct,
+                _ => &target.admin_url,
+            };
+            let admin =
+                db::connect_admin(admin_url).await.map_err(|e| format!("cannot connect to the database: {e}"))?;
             prepare_schema(&config, &admin).await?;
             if target.embedded.is_some() {
                 enable_embedded_login(&admin, &config.data_dir).await?;

@@ -49,6 +49,9 @@ pub struct Config {
     /// URL for LISTEN, on a direct connection (default DATABASE_URL): set it when DATABASE_URL goes through a transaction-mode pooler.
     #[arg(long, env = "DATABASE_LISTEN_URL", global = true, hide_env_values = true)]
     pub database_listen_url: Option<String>,
+    /// DATABASE_URL goes through a transaction-mode pooler (PgBouncer pool_mode=transaction): no statement cache, prepared statements live one transaction. Needs DATABASE_LISTEN_URL, which the server then also uses for the migrations it checks or applies at start.
+    #[arg(long, env = "DATABASE_TRANSACTION_POOLER", global = true)]
+    pub database_transaction_pooler: bool,
     /// Change events buffered in memory; a subscriber further behind catches up from the log.
     #[arg(long, env = "REALTIME_BUFFER", default_value_t = 4096, global = true)]
     pub realtime_buffer: usize,
@@ -113,6 +116,9 @@ impl Config {
         }
         if self.realtime_buffer == 0 || self.ws_init_timeout == 0 || self.ws_keepalive == 0 {
             return Err("REALTIME_BUFFER, WS_INIT_TIMEOUT and WS_KEEPALIVE must be at least 1".into());
+        }
+        if self.database_transaction_pooler && (self.database_url.is_none() || self.database_listen_url.is_none()) {
+            return Err("DATABASE_TRANSACTION_POOLER needs DATABASE_URL (the pooler) and DATABASE_LISTEN_URL (a direct connection for LISTEN and start-up migrations, which a transaction-mode pooler cannot carry)".into());
         }
         if self.jwt_ttl_seconds == 0 {
             return Err("JWT_TTL_SECONDS must be at least 1".into());

@@ -9,12 +9,70 @@ pub use request::{LoaderDb, RequestDb, TxGuard, begin_request};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait,
+};
 
 use crate::config::Config;
 
+/// The request pool. Everything the server does with it happens inside a
+/// transaction that starts with [`Pool::begin`], which is what lets it run
+/// behind PgBouncer in transaction mode (DATABASE_TRANSACTION_POOLER):
+///
+/// - PgBouncer may hand each transaction a different server connection, so
+///   no state may outlive one: the viewer is set with `set_config(.., true)`,
+///   and nothing runs outside a transaction, where a statement's Parse and
+///   its Bind (separate round trips in sqlx) could land on different servers.
+/// - sqlx names its prepared statements `sqlx_s_<n>`, counting per client
+///   connection, and keeps them in a per-connection cache. Behind the pooler
+///   a cached statement may live on another server, and two clients' `n`
+///   collide on one ("prepared statement sqlx_s_1 already exists"). So the
+///   cache is off, and each transaction first drops whatever statements
+///   earlier clients left on its server connection (`DEALLOCATE ALL`).
+///   Statements are still prepared, but none is reused across transactions.
+#[derive(Clone)]
+pub struct Pool {
+    db: DatabaseConnection,
+    transaction_pooler: bool,
+}
+
+impl Pool {
+    /// Starts a transaction and, behind a transaction-mode pooler, clears
+    /// the server connection's leftover prepared statements in the same
+    /// round trip as `prelude`: SQL of the caller's own (no user input),
+    /// run first thing in the transaction.
+    pub async fn begin_with(&self, prelude: &str) -> Result<DatabaseTransaction, DbErr> {
+        let tx = self.db.begin().await?;
+        let sql = match (self.transaction_pooler, prelude.is_empty()) {
+            (true, true) => "DEALLOCATE ALL".to_owned(),
+            (true, false) => format!("DEALLOCATE ALL; {prelude}"),
+            (false, _) => prelude.to_owned(),
+        };
+        if !sql.is_empty() {
+            tx.execute_unprepared(&sql).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Starts a transaction; see [`Pool::begin_with`].
+    pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.begin_with("").await
+    }
+
+    /// The underlying sea-orm pool, for its statistics and for closing it.
+    /// Queries go through [`Pool::begin`].
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.db.close().await
+    }
+}
+
 /// Opens the request pool with the seed's pool settings.
-pub async fn connect_pool(url: &str, config: &Config) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
+    let transaction_pooler = config.database_transaction_pooler;
     let mut options = ConnectOptions::new(url.to_owned());
     options
         // sqlx has one pool size; the seed's size + overflow is its ceiling,
@@ -25,8 +83,13 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<DatabaseConnecti
         .connect_timeout(Duration::from_secs(10))
         .idle_timeout(Duration::from_secs(config.database_idle_timeout))
         .sqlx_logging(false)
-        .set_application_name("api");
-    Database::connect(options).await
+        .set_application_name("api")
+        .map_sqlx_postgres_opts(
+            move |options| {
+                if transaction_pooler { options.statement_cache_capacity(0) } else { options }
+            },
+        );
+    Ok(Pool { db: Database::connect(options).await?, transaction_pooler })
 }
 
 /// Opens a small pool for administrative work (migrations, seeding).
@@ -38,13 +101,13 @@ pub async fn connect_admin(url: &str) -> Result<DatabaseConnection, DbErr> {
 
 /// Names of migrations not yet applied. Reads the ledger without creating it,
 /// so the unprivileged request login can ask too.
-pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+pub async fn pending_migrations(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
     Ok(Migrator::get_pending_migrations_read_only(db).await?.iter().map(|m| m.name().to_owned()).collect())
 }
 
 /// Fails fast, with what to do, when the login role cannot switch to every
 /// viewer role: otherwise the first request of that kind would fail instead.
-pub async fn check_viewer_roles(db: &DatabaseConnection) -> Result<(), String> {
+pub async fn check_viewer_roles(db: &Pool) -> Result<(), String> {
     let tx = db.begin().await.map_err(|e| format!("cannot reach the database: {e}"))?;
     for role in migration::VIEWER_ROLES {
         let sql = format!("SET LOCAL ROLE {role}");

@@ -16,18 +16,18 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::Pool;
 use crate::auth::{Role, Viewer};
 use crate::error::{ApiError, ApiResult};
 
 /// Starts the request transaction for `viewer`, re-reading the account so a
 /// deactivated user's tokens stop working and a role change applies at once.
 /// Returns the viewer as the database knows it.
-pub async fn begin_request(pool: &DatabaseConnection, viewer: Viewer) -> ApiResult<(DatabaseTransaction, Viewer)> {
-    let tx = pool.begin().await?;
-    set_viewer(&tx, &viewer).await?;
+pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTransaction, Viewer)> {
+    let tx = pool.begin_with(&set_viewer_sql(&viewer)).await?;
     let Viewer::User { id, role } = viewer else {
         return Ok((tx, viewer));
     };
@@ -49,20 +49,17 @@ pub async fn begin_request(pool: &DatabaseConnection, viewer: Viewer) -> ApiResu
     let current = Role::parse(&current).ok_or_else(|| ApiError::internal(format!("unknown role {current}")))?;
     let viewer = Viewer::User { id, role: current };
     if current != role {
-        set_viewer(&tx, &viewer).await?;
+        tx.execute_unprepared(&set_viewer_sql(&viewer)).await?;
     }
     Ok((tx, viewer))
 }
 
-async fn set_viewer(tx: &DatabaseTransaction, viewer: &Viewer) -> ApiResult<()> {
+/// Switches the transaction to the viewer's role and user id. Inlined rather
+/// than bound so it rides in the transaction's first round trip: the role is
+/// one of our fixed role names and the id a formatted UUID, never user text.
+fn set_viewer_sql(viewer: &Viewer) -> String {
     let user_id = viewer.user_id().map(|id| id.to_string()).unwrap_or_default();
-    tx.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT set_config('role', $1, true), set_config('app.user_id', $2, true)",
-        [viewer.db_role().into(), user_id.into()],
-    ))
-    .await?;
-    Ok(())
+    format!("SELECT set_config('role', '{}', true), set_config('app.user_id', '{user_id}', true)", viewer.db_role())
 }
 
 /// The request transaction, shared by the resolvers and the DataLoaders of
@@ -117,7 +114,7 @@ impl RequestDb {
 /// transaction of its own per batch, as the same viewer.
 pub enum LoaderDb {
     Request(RequestDb),
-    Pool(DatabaseConnection),
+    Pool(Pool),
 }
 
 impl LoaderDb {

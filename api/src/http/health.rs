@@ -14,7 +14,13 @@ pub async fn healthz() -> Json<Value> {
 /// The database is reachable and has no pending migrations: safe to route
 /// traffic here.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match db::pending_migrations(&state.pool).await {
+    let pending = async {
+        let tx = state.pool.begin().await?;
+        let pending = db::pending_migrations(&tx).await;
+        tx.rollback().await?;
+        pending
+    };
+    match pending.await {
         Ok(pending) if pending.is_empty() => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(pending) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "pending migrations", "pending": pending })))

@@ -13,10 +13,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::Redirect;
 use axum::routing::get;
-use sea_orm::DatabaseConnection;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtKeys;
+use crate::db::Pool;
 use crate::graphql::AppSchema;
 use crate::ops::metrics::SharedMetrics;
 use crate::realtime::Realtime;
@@ -24,7 +24,7 @@ use crate::realtime::Realtime;
 /// What every handler shares. Cheap to clone: everything is reference-counted.
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: DatabaseConnection,
+    pub pool: Pool,
     pub schema: AppSchema,
     pub jwt: JwtKeys,
     pub realtime: Realtime,

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use crate::db::Pool;
 use crate::realtime::Realtime;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
 /// Request duration buckets, in seconds.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -67,9 +69,9 @@ impl Metrics {
     }
 
     /// The text exposition of every family.
-    pub fn render(&self, pool: &DatabaseConnection, max_connections: u32, realtime: &Realtime) -> String {
+    pub fn render(&self, pool: &Pool, max_connections: u32, realtime: &Realtime) -> String {
         let mut out = String::with_capacity(8192);
-        let sqlx = pool.get_postgres_connection_pool();
+        let sqlx = pool.connection().get_postgres_connection_pool();
         let (size, idle) = (sqlx.size(), u32::try_from(sqlx.num_idle()).unwrap_or(0));
         gauge(
             &mut out,
@@ -144,11 +146,7 @@ impl Metrics {
     }
 
     /// Refreshes the database statistics every `every`, until aborted.
-    pub fn spawn_database_stats(
-        self: &Arc<Self>,
-        pool: DatabaseConnection,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_database_stats(self: &Arc<Self>, pool: Pool, every: Duration) -> tokio::task::JoinHandle<()> {
         let metrics = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -175,11 +173,10 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
 }
 
-async fn database_stats(pool: &DatabaseConnection) -> Result<String, sea_orm::DbErr> {
+async fn database_stats(pool: &Pool) -> Result<String, sea_orm::DbErr> {
     // Sizes take a lock on each table: never wait behind a migration or a
     // LOCK TABLE while holding a pool connection that requests need.
-    let tx = pool.begin().await?;
-    tx.execute_unprepared("SET LOCAL lock_timeout = '200ms'; SET LOCAL statement_timeout = '5s'").await?;
+    let tx = pool.begin_with("SET LOCAL lock_timeout = '200ms'; SET LOCAL statement_timeout = '5s'").await?;
     let text = database_stats_in(&tx).await;
     tx.rollback().await?;
     text

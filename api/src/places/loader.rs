@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use entity::place;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::policy;
 use super::types::Place;
@@ -23,7 +23,7 @@ impl PlaceLoader {
         Self { db: LoaderDb::Request(db), viewer }
     }
 
-    pub fn from_pool(pool: DatabaseConnection, viewer: Viewer) -> Self {
+    pub fn from_pool(pool: crate::db::Pool, viewer: Viewer) -> Self {
         Self { db: LoaderDb::Pool(pool), viewer }
     }
 }

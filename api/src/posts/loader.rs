@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_graphql::ID;
 use async_graphql::dataloader::Loader;
-use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use sea_orm::{DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
 use super::types::AuthorProfile;
@@ -29,7 +29,7 @@ impl ProfileLoader {
         Self { db: LoaderDb::Request(db), viewer }
     }
 
-    pub fn from_pool(pool: DatabaseConnection, viewer: Viewer) -> Self {
+    pub fn from_pool(pool: crate::db::Pool, viewer: Viewer) -> Self {
         Self { db: LoaderDb::Pool(pool), viewer }
     }
 }

@@ -18,7 +18,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Where a new listener starts: everything finished before it is history,
 /// delivered only to subscriptions that ask for it with a cursor.
-pub async fn start_position(pool: &sea_orm::DatabaseConnection) -> ApiResult<super::Cursor> {
+pub async fn start_position(pool: &crate::db::Pool) -> ApiResult<super::Cursor> {
     log::current_head(pool).await
 }
 

@@ -1,10 +1,17 @@
 //! Reading and pruning the change log, as the `app_realtime` role.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
 use super::Cursor;
+use crate::db::Pool;
 use crate::error::ApiResult;
+
+/// The log is readable only by the realtime role, which the request login
+/// may switch to.
+async fn begin_as_realtime(db: &Pool) -> ApiResult<DatabaseTransaction> {
+    Ok(db.begin_with(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?)
+}
 
 /// One committed change of one row.
 #[derive(Debug)]
@@ -75,14 +82,8 @@ impl From<LogRow> for ChangeEvent {
 /// read (empty: all tables). Commit sequence numbers are taken at commit
 /// under a lock (migration 000003), so a committed seq N implies every
 /// smaller one is committed too: nothing can appear later below `after`.
-pub async fn read_after(
-    db: &DatabaseConnection,
-    after: Cursor,
-    tables: &[&str],
-    limit: u64,
-) -> ApiResult<Vec<ChangeEvent>> {
-    let tx = db.begin().await?;
-    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+pub async fn read_after(db: &Pool, after: Cursor, tables: &[&str], limit: u64) -> ApiResult<Vec<ChangeEvent>> {
+    let tx = begin_as_realtime(db).await?;
     let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
     let rows = LogRow::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -103,9 +104,8 @@ pub async fn read_after(
 
 /// The newest committed position: where a listener that has no history to
 /// deliver starts.
-pub async fn current_head(db: &DatabaseConnection) -> ApiResult<Cursor> {
-    let tx = db.begin().await?;
-    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+pub async fn current_head(db: &Pool) -> ApiResult<Cursor> {
+    let tx = begin_as_realtime(db).await?;
     let row = tx
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -122,9 +122,8 @@ pub async fn current_head(db: &DatabaseConnection) -> ApiResult<Cursor> {
 }
 
 /// The newest pruned position: a cursor at or before it has lost events.
-pub async fn horizon(db: &DatabaseConnection) -> ApiResult<Cursor> {
-    let tx = db.begin().await?;
-    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+pub async fn horizon(db: &Pool) -> ApiResult<Cursor> {
+    let tx = begin_as_realtime(db).await?;
     let row =
         tx.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT seq, id FROM change_log_horizon")).await?;
     tx.commit().await?;
@@ -137,9 +136,8 @@ pub async fn horizon(db: &DatabaseConnection) -> ApiResult<Cursor> {
 /// Deletes events older than `retention_secs` that this listener has
 /// already broadcast (at or before `head`), and moves the horizon past them,
 /// in one transaction. Returns how many were deleted.
-pub async fn prune(db: &DatabaseConnection, retention_secs: u64, head: Cursor) -> ApiResult<u64> {
-    let tx = db.begin().await?;
-    tx.execute_unprepared(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+pub async fn prune(db: &Pool, retention_secs: u64, head: Cursor) -> ApiResult<u64> {
+    let tx = begin_as_realtime(db).await?;
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

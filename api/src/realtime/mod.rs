@@ -28,8 +28,9 @@ use std::time::Duration;
 pub use cursor::Cursor;
 pub use graphql::RealtimeQuery;
 pub use log::{ChangeEvent, Operation};
-use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast, watch};
+
+use crate::db::Pool;
 
 /// What happened to a row.
 #[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -102,7 +103,7 @@ pub struct Realtime {
 }
 
 struct Inner {
-    pool: DatabaseConnection,
+    pool: Pool,
     events: broadcast::Sender<Arc<ChangeEvent>>,
     /// The last position the listener has broadcast.
     head: watch::Sender<Cursor>,
@@ -115,7 +116,7 @@ struct Inner {
 }
 
 impl Realtime {
-    pub fn new(pool: DatabaseConnection, start: Cursor, config: RealtimeConfig) -> Self {
+    pub fn new(pool: Pool, start: Cursor, config: RealtimeConfig) -> Self {
         let (events, _) = broadcast::channel(config.buffer.max(16));
         let (head, _) = watch::channel(start);
         Self {
@@ -134,7 +135,7 @@ impl Realtime {
         &self.inner.config
     }
 
-    pub fn pool(&self) -> &DatabaseConnection {
+    pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
 

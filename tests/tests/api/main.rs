@@ -8,6 +8,7 @@ mod dropfarm_allogator_db;
 mod http;
 mod js_client;
 mod migrations;
+mod pgbouncer;
 mod places;
 mod posts;
 mod realtime;
