@@ -175,20 +175,28 @@ fn cli_commands_migrate_create_users_and_seed_the_embedded_database() {
 #[test]
 fn bad_configuration_exits_non_zero_with_one_clear_line() {
     let data = DataDir::new("config");
-    let cases: [(&[(&str, &str)], &str); 4] = [
-        (&[("PORT", "eighty")], "invalid value 'eighty'"),
-        (&[("APP_ENV", "production"), ("DATABASE_URL", "postgres://x@localhost/x")], "JWT_SECRET is required"),
-        (&[("JWT_SECRET", "short")], "JWT_SECRET must be at least 32 characters"),
-        (&[("PG_BIN", "/nonexistent")], "PG_BIN=/nonexistent has no initdb"),
+    let unreachable = ("DATABASE_URL", "postgres://x@localhost:1/x");
+    let cases: [(&[&str], &[(&str, &str)], &str); 6] = [
+        (&[], &[("PORT", "eighty")], "invalid value 'eighty'"),
+        (&[], &[("APP_ENV", "production"), unreachable], "JWT_SECRET is required"),
+        (&[], &[("JWT_SECRET", "short")], "JWT_SECRET must be at least 32 characters"),
+        (&[], &[("PG_BIN", "/nonexistent")], "PG_BIN=/nonexistent has no initdb"),
+        (
+            &[],
+            &[("DATABASE_TRANSACTION_POOLER", "true"), unreachable],
+            "needs DATABASE_URL (the pooler) and DATABASE_LISTEN_URL",
+        ),
+        (&["backup"], &[("PG_BIN", "/nonexistent"), unreachable], "PG_BIN=/nonexistent has no pg_dump, pg_restore"),
     ];
-    for (env, expected) in cases {
+    for (args, env, expected) in cases {
         let mut cmd = api(&data.0);
-        cmd.envs(env.iter().copied());
+        cmd.args(args).envs(env.iter().copied());
         let out = run(&mut cmd);
         let stderr = text(&out.stderr);
-        assert!(!out.status.success(), "{env:?} should fail");
-        assert!(stderr.contains(expected), "{env:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{env:?}: {stderr}");
+        assert!(!out.status.success(), "{args:?} {env:?} should fail");
+        assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 }
 

@@ -262,22 +262,35 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// PG_BIN, else the folder of `initdb` on PATH, else the newest
-/// /usr/lib/postgresql/*/bin.
+/// The server's binaries (initdb, pg_ctl, postgres); see [`find_bin_with`].
 pub fn find_pg_bin(configured: Option<&Path>) -> Result<PathBuf, String> {
-    let has_tools = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|t| dir.join(t).is_file());
+    find_bin_with(configured, &["initdb", "pg_ctl", "postgres"]).map_err(|e| {
+        e.unwrap_or_else(|| {
+            "PostgreSQL binaries not found: install Debian's `postgresql` package (apt-get install postgresql), set PG_BIN, or set DATABASE_URL".to_owned()
+        })
+    })
+}
+
+/// The folder holding every one of `tools`: PG_BIN, else the folder of the
+/// first tool on PATH, else the newest /usr/lib/postgresql/*/bin. The error
+/// is `Some` when PG_BIN lacks them, `None` when nothing was found.
+pub fn find_bin_with(configured: Option<&Path>, tools: &[&str]) -> Result<PathBuf, Option<String>> {
+    let has_tools = |dir: &Path| tools.iter().all(|t| dir.join(t).is_file());
     if let Some(dir) = configured {
         return if has_tools(dir) {
             Ok(dir.to_path_buf())
         } else {
-            Err(format!("PG_BIN={} has no initdb, pg_ctl and postgres", dir.display()))
+            Err(Some(format!("PG_BIN={} has no {}", dir.display(), tools.join(", "))))
         };
     }
+    // Through links, so a tool linked onto PATH is used with its siblings.
+    // (Debian's /usr/bin/pg_dump is a version-picking wrapper, which has no
+    // siblings: the versioned folders below are used instead.)
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .filter_map(|dir| dir.join("initdb").canonicalize().ok())
-        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf))
+        .filter_map(|dir| dir.join(tools[0]).canonicalize().ok())
+        .filter_map(|tool| tool.parent().map(Path::to_path_buf))
         .find(|dir| has_tools(dir));
     if let Some(dir) = on_path {
         return Ok(dir);
@@ -290,9 +303,7 @@ pub fn find_pg_bin(configured: Option<&Path>) -> Result<PathBuf, String> {
         .filter(|(_, dir)| has_tools(dir))
         .collect();
     versions.sort();
-    versions.pop().map(|(_, dir)| dir).ok_or_else(|| {
-        "PostgreSQL binaries not found: install Debian's `postgresql` package (apt-get install postgresql), set PG_BIN, or set DATABASE_URL".to_owned()
-    })
+    versions.pop().map(|(_, dir)| dir).ok_or(None)
 }
 
 /// The postgres user's uid and gid when we run as root (initdb and postgres

@@ -61,7 +61,8 @@ pub fn plan_prune(names: &[String], now: DateTime<Utc>) -> (Vec<String>, Vec<Str
     (keep.into_iter().collect(), delete)
 }
 
-/// pg_dump and pg_restore of `pg_bin` (or found as for the embedded database).
+/// pg_dump and pg_restore of `pg_bin`, or found as the embedded database's
+/// binaries are; the client package alone is enough.
 pub struct Tools {
     pub pg_dump: PathBuf,
     pub pg_restore: PathBuf,
@@ -70,8 +71,10 @@ pub struct Tools {
 
 impl Tools {
     pub fn find(pg_bin: Option<&Path>) -> Result<Self, String> {
-        let bin = crate::db::embedded::find_pg_bin(pg_bin).map_err(|_| {
-            "pg_dump not found: install Debian's `postgresql-client` (or `postgresql`), or set PG_BIN".to_owned()
+        let bin = crate::db::embedded::find_bin_with(pg_bin, &["pg_dump", "pg_restore"]).map_err(|e| {
+            e.unwrap_or_else(|| {
+                "pg_dump not found: install Debian's `postgresql-client` (or `postgresql`), or set PG_BIN".to_owned()
+            })
         })?;
         let (pg_dump, pg_restore) = (bin.join("pg_dump"), bin.join("pg_restore"));
         let version = Command::new(&pg_dump)
@@ -234,6 +237,16 @@ mod tests {
             kept.iter().filter(|t| now - **t > Duration::days(30) && now - **t <= Duration::weeks(26)).collect();
         let weeks: BTreeSet<(i32, u32)> = mid.iter().map(|t| (t.iso_week().year(), t.iso_week().week())).collect();
         assert!(mid.len() <= weeks.len() + 6, "{} kept over {} weeks", mid.len(), weeks.len());
+    }
+
+    #[test]
+    fn a_pg_dump_older_than_the_server_is_refused_with_what_to_install() {
+        let tools = Tools { pg_dump: "pg_dump".into(), pg_restore: "pg_restore".into(), major: 14 };
+        let error = tools.check_server(15).err().unwrap_or_default();
+        assert!(error.contains("pg_dump 14 is older than the server (PostgreSQL 15)"), "{error}");
+        assert!(error.contains("postgresql-client-15"), "{error}");
+        assert_eq!(tools.check_server(14), Ok(()));
+        assert_eq!(tools.check_server(13), Ok(()));
     }
 
     #[test]
