@@ -14,7 +14,7 @@ use crate::config::{AppEnv, Config};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
-use crate::http::{AppState, WsConfig, router};
+use crate::http::{AppState, CloseAll, Closing, WsConfig, router};
 use crate::ops::metrics::SharedMetrics;
 use crate::realtime::{self, Realtime, RealtimeConfig};
 
@@ -135,6 +135,9 @@ async fn log_head(pool: &db::Pool) -> Result<realtime::Cursor, String> {
     realtime::listener::start_position(pool).await.map_err(|e| format!("cannot read the change log: {}", e.message()))
 }
 
+/// How long shutdown waits for websockets to take their close frame.
+const WEBSOCKET_DRAIN: Duration = Duration::from_secs(5);
+
 /// How often /metrics' database statistics are refreshed.
 const DATABASE_STATS_EVERY: Duration = Duration::from_secs(15);
 
@@ -142,6 +145,7 @@ const DATABASE_STATS_EVERY: Duration = Duration::from_secs(15);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    close_all: CloseAll,
     max_body_bytes: usize,
     embedded: Option<EmbeddedPostgres>,
 }
@@ -179,6 +183,7 @@ impl Application {
                 poll_interval: Duration::from_millis(500),
             },
         );
+        let (closing, close_all) = Closing::new();
         let state = AppState {
             pool,
             schema: build_schema(Limits {
@@ -194,10 +199,11 @@ impl Application {
             metrics: SharedMetrics::default(),
             pool_max: config.pool_max_connections(),
             slow_request: Duration::from_millis(config.database_slow_query_ms),
+            closing,
         };
         let address = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        Ok(Self { listener, state, max_body_bytes: config.max_body_bytes, embedded: target.embedded.take() })
+        Ok(Self { listener, state, close_all, max_body_bytes: config.max_body_bytes, embedded: target.embedded.take() })
     }
 
     /// The change feed (for tests and tools that watch it).
@@ -209,14 +215,32 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
-    /// Serves until `shutdown` resolves, then drains requests, closes the
-    /// pool and stops the embedded database.
+    /// Serves until `shutdown` resolves, then finishes the HTTP requests in
+    /// flight, closes websockets with 1012 (service restart), closes the pool
+    /// and stops the embedded database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, max_body_bytes, embedded } = self;
+        let Self { listener, state, close_all, max_body_bytes, embedded } = self;
         let pool = state.pool.clone();
         let feed = realtime::listener::spawn(state.realtime.clone());
         let stats = state.metrics.spawn_database_stats(state.pool.clone(), DATABASE_STATS_EVERY);
-        let result = axum::serve(listener, router(state, max_body_bytes)).with_graceful_shutdown(shutdown).await;
+        // Websockets are told to close as soon as shutdown begins, while
+        // axum finishes the HTTP requests in flight.
+        let (begun_tx, begun) = tokio::sync::oneshot::channel();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = begun_tx.send(());
+        };
+        let serve = axum::serve(listener, router(state, max_body_bytes)).with_graceful_shutdown(shutdown);
+        let (result, begun) = tokio::join!(serve.into_future(), async {
+            let begun = begun.await.is_ok();
+            if begun {
+                close_all.begin();
+            }
+            begun
+        });
+        if begun && !close_all.finished(WEBSOCKET_DRAIN).await {
+            tracing::warn!("websockets still open after {WEBSOCKET_DRAIN:?}; dropping them");
+        }
         feed.abort();
         stats.abort();
         let _ = pool.close().await;

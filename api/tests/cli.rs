@@ -176,7 +176,9 @@ fn cli_commands_migrate_create_users_and_seed_the_embedded_database() {
 fn bad_configuration_exits_non_zero_with_one_clear_line() {
     let data = DataDir::new("config");
     let unreachable = ("DATABASE_URL", "postgres://x@localhost:1/x");
-    let cases: [(&[&str], &[(&str, &str)], &str); 6] = [
+    /// Arguments, environment, and what stderr must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
         (&[], &[("PORT", "eighty")], "invalid value 'eighty'"),
         (&[], &[("APP_ENV", "production"), unreachable], "JWT_SECRET is required"),
         (&[], &[("JWT_SECRET", "short")], "JWT_SECRET must be at least 32 characters"),

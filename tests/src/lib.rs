@@ -332,6 +332,8 @@ pub struct TestApp {
     /// A superuser connection to the test database, for arranging fixtures
     /// and for probing what PostgreSQL itself allows.
     pub db: DatabaseConnection,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// A signed-in account.
@@ -369,9 +371,23 @@ impl TestApp {
         let app = api::Application::build(config).await.unwrap_or_else(|e| panic!("server did not start: {e}"));
         let address = format!("http://127.0.0.1:{}", app.port());
         let realtime = app.realtime();
-        tokio::spawn(app.run_until(std::future::pending()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            // A dropped TestApp leaves its server running to the test's end.
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }));
         let db = Database::connect(on.url("postgres", &database)).await.unwrap_or_else(|e| panic!("{e}"));
-        Self { address, realtime, database, http: reqwest::Client::new(), db }
+        Self { address, realtime, database, http: reqwest::Client::new(), db, stop, server }
+    }
+
+    /// Shuts the server down as SIGTERM would and waits until it has.
+    pub async fn shut_down(self) {
+        let _ = self.stop.send(());
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), self.server).await;
+        let result = stopped.unwrap_or_else(|_| panic!("the server did not stop within 30 s"));
+        result.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// POSTs a GraphQL request and returns the JSON body (whatever the status).

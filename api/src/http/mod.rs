@@ -34,6 +34,55 @@ pub struct AppState {
     pub pool_max: u32,
     /// Requests slower than this are counted and logged.
     pub slow_request: std::time::Duration,
+    /// Tells open websockets that the server is shutting down.
+    pub closing: Closing,
+}
+
+/// Shutdown's word to open websockets. axum's graceful shutdown waits for
+/// HTTP requests but not for upgraded connections, which would just drop;
+/// instead each socket is closed with 1012 ("service restart"), which tells
+/// clients to reconnect (to another instance, or to this one once it is back)
+/// and resubscribe from their last cursor, and shutdown waits for that.
+#[derive(Clone)]
+pub struct Closing {
+    signal: tokio::sync::watch::Receiver<bool>,
+    /// Held by every clone; shutdown waits until none is left.
+    _open: tokio::sync::mpsc::Sender<()>,
+}
+
+/// The shutdown side of [`Closing`].
+pub struct CloseAll {
+    signal: tokio::sync::watch::Sender<bool>,
+    open: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Closing {
+    pub fn new() -> (Self, CloseAll) {
+        let (signal_tx, signal) = tokio::sync::watch::channel(false);
+        let (open_tx, open) = tokio::sync::mpsc::channel(1);
+        (Self { signal, _open: open_tx }, CloseAll { signal: signal_tx, open })
+    }
+
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub async fn begun(&mut self) {
+        if self.signal.wait_for(|closing| *closing).await.is_err() {
+            // The server is gone without a shutdown: nothing to wait for.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl CloseAll {
+    /// Tells every socket to close.
+    pub fn begin(&self) {
+        self.signal.send_replace(true);
+    }
+
+    /// Waits, at most `limit`, until every holder of a [`Closing`] (the
+    /// router's state and each socket) is gone.
+    pub async fn finished(mut self, limit: std::time::Duration) -> bool {
+        tokio::time::timeout(limit, self.open.recv()).await.is_ok()
+    }
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

@@ -5,7 +5,8 @@
 //! Our own thin layer over axum's websocket rather than async-graphql's, for
 //! the protocol's close codes: 4400 invalid message, 4401 subscribe before
 //! acknowledgement, 4403 invalid token, 4408 no `connection_init` in time,
-//! 4409 duplicate subscription id, 4429 repeated `connection_init`.
+//! 4409 duplicate subscription id, 4429 repeated `connection_init`; and
+//! 1012 when the server shuts down, so clients reconnect and resubscribe.
 //!
 //! The token comes in the `connection_init` payload as
 //! `{"Authorization": "Bearer <token>"}` (key in any case), or from the
@@ -141,6 +142,7 @@ async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_au
         }
     });
     let ws = state.ws;
+    let mut closing = state.closing.clone();
     let mut conn = Connection {
         protocol,
         state,
@@ -157,6 +159,7 @@ async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_au
     keepalive.tick().await;
     let close = loop {
         tokio::select! {
+            () = closing.begun() => break Some(Close::new(1012, "Service restart: reconnect and resubscribe")),
             () = &mut init_deadline, if conn.session.is_none() => {
                 break Some(Close::new(4408, "Connection initialisation timeout"));
             }
@@ -186,6 +189,7 @@ async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_au
     }
     drop(conn);
     drop(out);
+    // `closing` lives until the close frame is out: shutdown waits for it.
     let _ = writer.await;
     metrics.ws_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }

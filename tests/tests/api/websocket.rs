@@ -154,3 +154,17 @@ async fn a_client_that_never_answers_pings_is_disconnected() {
     }
     assert!(pings >= 2, "pinged {pings} times before closing");
 }
+
+#[tokio::test]
+async fn shutting_down_closes_open_websockets_with_service_restart() {
+    let app = TestApp::spawn().await;
+    let mut subscribed = app.subscriber(None).await;
+    subscribed.subscribe("1", PLACES, json!({})).await;
+    let mut legacy = app.websocket("graphql-ws").await;
+    let address = app.address.clone();
+
+    app.shut_down().await;
+    assert_eq!(subscribed.close_code().await, Some(1012));
+    assert_eq!(legacy.close_code().await, Some(1012));
+    assert!(reqwest::get(format!("{address}/healthz")).await.is_err(), "no longer listening");
+}
