@@ -173,11 +173,15 @@ impl Application {
             .await
             .map_err(|e| format!("cannot connect to the database: {e}"))?;
         db::check_viewer_roles(&pool).await?;
+        let listen_url = config.database_listen_url.clone().unwrap_or_else(|| target.serve_url.clone());
+        let feed =
+            db::connect_feed(&listen_url).await.map_err(|e| format!("cannot connect to DATABASE_LISTEN_URL: {e}"))?;
         let realtime = Realtime::new(
             pool.clone(),
-            log_head(&pool).await?,
+            feed.clone(),
+            log_head(&feed).await?,
             RealtimeConfig {
-                listen_url: config.database_listen_url.clone().unwrap_or_else(|| target.serve_url.clone()),
+                listen_url,
                 buffer: config.realtime_buffer,
                 retention: Duration::from_secs(config.realtime_retention_hours * 3600),
                 poll_interval: Duration::from_millis(500),
@@ -221,7 +225,8 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Self { listener, state, close_all, max_body_bytes, embedded } = self;
         let pool = state.pool.clone();
-        let feed = realtime::listener::spawn(state.realtime.clone());
+        let feed_pool = state.realtime.feed().clone();
+        let listener_task = realtime::listener::spawn(state.realtime.clone());
         let stats = state.metrics.spawn_database_stats(state.pool.clone(), DATABASE_STATS_EVERY);
         // Websockets are told to close as soon as shutdown begins, while
         // axum finishes the HTTP requests in flight.
@@ -241,9 +246,10 @@ impl Application {
         if begun && !close_all.finished(WEBSOCKET_DRAIN).await {
             tracing::warn!("websockets still open after {WEBSOCKET_DRAIN:?}; dropping them");
         }
-        feed.abort();
+        listener_task.abort();
         stats.abort();
         let _ = pool.close().await;
+        let _ = feed_pool.close().await;
         if let Some(mut pg) = embedded {
             let _ = tokio::task::spawn_blocking(move || pg.stop()).await;
         }

@@ -92,6 +92,20 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
     Ok(Pool { db: Database::connect(options).await?, transaction_pooler })
 }
 
+/// Opens the change feed's own connection, on the direct listen URL: the
+/// listener reads the log through it, so live updates keep flowing when
+/// slow requests hold every connection of the request pool.
+pub async fn connect_feed(url: &str) -> Result<Pool, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(1)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .set_application_name("api-feed");
+    Ok(Pool { db: Database::connect(options).await?, transaction_pooler: false })
+}
+
 /// Opens a small pool for administrative work (migrations, seeding).
 pub async fn connect_admin(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());

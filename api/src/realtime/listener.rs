@@ -65,7 +65,7 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
             _ = poll.tick() => {
                 if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                     *last_prune = Some(Instant::now());
-                    match log::prune(rt.pool(), rt.config().retention.as_secs(), rt.head()).await {
+                    match log::prune(rt.feed(), rt.config().retention.as_secs(), rt.head()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(deleted = n, "pruned the change log"),
                         Err(err) => tracing::warn!(error = err.message(), "pruning the change log failed"),
@@ -80,7 +80,7 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
 /// Broadcasts everything committed past the head.
 async fn catch_up(rt: &Realtime) -> ApiResult<()> {
     loop {
-        let batch = log::read_after(rt.pool(), rt.head(), &[], BATCH).await?;
+        let batch = log::read_after(rt.feed(), rt.head(), &[], BATCH).await?;
         let full = batch.len() as u64 == BATCH;
         for event in batch {
             rt.publish(event);

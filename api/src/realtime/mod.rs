@@ -103,7 +103,10 @@ pub struct Realtime {
 }
 
 struct Inner {
+    /// The request pool: replays for subscribers that resubscribe.
     pool: Pool,
+    /// The listener's own connection (see [`crate::db::connect_feed`]).
+    feed: Pool,
     events: broadcast::Sender<Arc<ChangeEvent>>,
     /// The last position the listener has broadcast.
     head: watch::Sender<Cursor>,
@@ -116,12 +119,13 @@ struct Inner {
 }
 
 impl Realtime {
-    pub fn new(pool: Pool, start: Cursor, config: RealtimeConfig) -> Self {
+    pub fn new(pool: Pool, feed: Pool, start: Cursor, config: RealtimeConfig) -> Self {
         let (events, _) = broadcast::channel(config.buffer.max(16));
         let (head, _) = watch::channel(start);
         Self {
             inner: Arc::new(Inner {
                 pool,
+                feed,
                 events,
                 head,
                 config,
@@ -137,6 +141,10 @@ impl Realtime {
 
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
+    }
+
+    pub fn feed(&self) -> &Pool {
+        &self.inner.feed
     }
 
     /// The position up to which events have been broadcast.
