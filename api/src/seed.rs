@@ -8,9 +8,11 @@
 
 use std::io::Write;
 
-use entity::{place, preference, review, users};
+use entity::{place, preference, review};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Set, Statement, TransactionTrait,
+};
 use uuid::Uuid;
 
 use crate::auth::hash_password;
@@ -163,7 +165,7 @@ async fn run(db: &DatabaseConnection, plan: Plan) -> Result<String, ApiError> {
     // these share a documented password anyway.
     let hash = hash_password(DEMO_PASSWORD.to_owned()).await?;
     let user_ids: Vec<Uuid> = (0..plan.users).map(|_| rng.uuid()).collect();
-    let accounts: Vec<_> = user_ids
+    let accounts: Vec<(String, String, String, String)> = user_ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
@@ -171,20 +173,32 @@ async fn run(db: &DatabaseConnection, plan: Plan) -> Result<String, ApiError> {
                 Some((u, f)) => ((*u).to_owned(), (*f).to_owned()),
                 None => (format!("user{i:07}"), format!("User {i}")),
             };
-            users::ActiveModel {
-                id: Set(*id),
-                email: Set(format!("{username}@{}.test", plan.label)),
-                username: Set(username),
-                password_hash: Set(hash.clone()),
-                full_name: Set(full_name),
-                role: Set("user".to_owned()),
-                is_active: Set(true),
-                ..Default::default()
-            }
+            (id.to_string(), format!("{username}@{}.test", plan.label), username, full_name)
         })
         .collect();
-    insert_batches(&tx, "users", accounts, |tx, batch| {
-        Box::pin(async move { users::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await })
+    // Raw SQL: the users entity has no password column (see entity::users).
+    insert_batches(&tx, "users", accounts, move |tx, batch| {
+        let hash = hash.clone();
+        Box::pin(async move {
+            let mut columns: [Vec<String>; 4] = Default::default();
+            for (id, email, username, full_name) in batch {
+                for (column, value) in columns.iter_mut().zip([id, email, username, full_name]) {
+                    column.push(value);
+                }
+            }
+            let [ids, emails, usernames, names] = columns;
+            let done = tx
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "INSERT INTO users (id, email, username, full_name, password_hash)
+                     SELECT u.id::uuid, u.email, u.username, u.full_name, $5
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u (id, email, username, full_name)
+                     ON CONFLICT DO NOTHING",
+                    [ids.into(), emails.into(), usernames.into(), names.into(), hash.into()],
+                ))
+                .await?;
+            Ok(done.rows_affected())
+        })
     })
     .await?;
 

@@ -1,5 +1,9 @@
 use sea_orm::entity::prelude::*;
 
+/// An account as requests may read it. The table's `password_hash` column
+/// is deliberately absent: viewer roles have no privilege on it (migration
+/// 000007), and only the sign-in path reads it, by name, from the sign-in
+/// function's row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
@@ -7,8 +11,6 @@ pub struct Model {
     pub id: Uuid,
     pub email: String,
     pub username: String,
-    /// argon2id PHC string. Never leaves the accounts module.
-    pub password_hash: String,
     pub full_name: String,
     /// One of admin, service, reader, user (checked by the database).
     pub role: String,

@@ -6,27 +6,63 @@
 pub use sea_orm_migration::MigrationStatus;
 pub use sea_orm_migration::prelude::*;
 
-mod m20261122_000001_accounts;
-mod m20261122_000002_places;
-mod m20261122_000003_realtime;
-mod m20261122_000004_routines;
-mod m20261122_000005_airdrops;
-mod m20261122_000006_posts;
+/// Declares one migration per SQL pair `sql/<file>.up.sql` and
+/// `sql/<file>.down.sql`. The module name is the migration's name in the
+/// ledger (`seaql_migrations`): never rename one that has shipped.
+macro_rules! sql_migrations {
+    ($($(#[doc = $doc:literal])* $module:ident => $file:literal,)+) => {
+        $(
+            $(#[doc = $doc])*
+            mod $module {
+                use sea_orm_migration::prelude::*;
 
-pub struct Migrator;
+                pub struct Migration;
 
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261122_000001_accounts::Migration),
-            Box::new(m20261122_000002_places::Migration),
-            Box::new(m20261122_000003_realtime::Migration),
-            Box::new(m20261122_000004_routines::Migration),
-            Box::new(m20261122_000005_airdrops::Migration),
-            Box::new(m20261122_000006_posts::Migration),
-        ]
-    }
+                impl MigrationName for Migration {
+                    fn name(&self) -> &str {
+                        stringify!($module)
+                    }
+                }
+
+                #[async_trait::async_trait]
+                impl MigrationTrait for Migration {
+                    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                        crate::run_sql(manager, include_str!(concat!("sql/", $file, ".up.sql"))).await
+                    }
+
+                    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                        crate::run_sql(manager, include_str!(concat!("sql/", $file, ".down.sql"))).await
+                    }
+                }
+            }
+        )+
+
+        pub struct Migrator;
+
+        #[async_trait::async_trait]
+        impl MigratorTrait for Migrator {
+            fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+                vec![$(Box::new($module::Migration)),+]
+            }
+        }
+    };
+}
+
+sql_migrations! {
+    /// Roles, the shared `users` table and the sign-up / sign-in functions.
+    m20261122_000001_accounts => "000001_accounts",
+    /// Places, reviews and preferences (the Planwise seed).
+    m20261122_000002_places => "000002_places",
+    /// The change log and its capture triggers (realtime).
+    m20261122_000003_realtime => "000003_realtime",
+    /// Routines, runs and user stats (the Dropfarm seed).
+    m20261122_000004_routines => "000004_routines",
+    /// Airdrop projects and participation (the Dropfarm seed).
+    m20261122_000005_airdrops => "000005_airdrops",
+    /// Posts and comments (the Allogator seed).
+    m20261122_000006_posts => "000006_posts",
+    /// Password hashes readable by the sign-in functions only.
+    m20261122_000007_private_password_hash => "000007_private_password_hash",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

@@ -69,12 +69,12 @@ impl AccountsMutation {
             let tx = ctx.tx().await?;
             store::find_login(&*tx, input.login.trim()).await?
         };
-        let Some(user) = user else {
+        let Some((user, password_hash)) = user else {
             // Hash anyway, so response time does not reveal which logins exist.
             hash_password(input.password).await?;
             return Err(wrong());
         };
-        if !verify_password(input.password, user.password_hash.clone()).await? {
+        if !verify_password(input.password, password_hash).await? {
             return Err(wrong());
         }
         if !user.is_active {

@@ -2,7 +2,9 @@
 //! SECURITY DEFINER functions, the only access the anonymous role has.
 
 use entity::users;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, Set, Statement,
+};
 use uuid::Uuid;
 
 use super::policy;
@@ -20,22 +22,26 @@ pub async fn sign_up(
     Ok(users::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT * FROM auth_sign_up($1, $2, $3, $4)",
+            "SELECT id, email, username, full_name, role, is_active, created_at, last_login
+             FROM auth_sign_up($1, $2, $3, $4)",
             [email.into(), username.into(), password_hash.into(), full_name.into()],
         ))
         .one(db)
         .await?)
 }
 
-pub async fn find_login(db: &impl ConnectionTrait, login: &str) -> ApiResult<Option<users::Model>> {
-    Ok(users::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
+/// The account with this email or username, with its password hash (the
+/// only read of it, through the sign-in function).
+pub async fn find_login(db: &impl ConnectionTrait, login: &str) -> ApiResult<Option<(users::Model, String)>> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT * FROM auth_find_login($1)",
             [login.into()],
         ))
-        .one(db)
-        .await?)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some((users::Model::from_query_result(&row, "")?, row.try_get("", "password_hash")?)))
 }
 
 pub async fn touch_login(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
@@ -87,7 +93,8 @@ pub async fn create_user_as_admin(db: &impl ConnectionTrait, user: CreateUser<'_
     users::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO users (email, username, password_hash, full_name, role) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            "INSERT INTO users (email, username, password_hash, full_name, role) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, email, username, full_name, role, is_active, created_at, last_login",
             [
                 user.email.into(),
                 user.username.into(),

@@ -246,3 +246,37 @@ async fn one_failing_field_rolls_back_the_whole_request() {
     let next = review_by(&app, &bob, "p1").await;
     assert_eq!(next.parse::<i64>().ok(), first_review.parse::<i64>().ok().map(|id| id + 2));
 }
+
+#[tokio::test]
+async fn no_request_role_can_read_a_password_hash_not_even_an_admin() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let ada = app.sign_up("ada").await;
+    for (role, user) in [("app_user", &ada), ("app_read", &admin), ("app_service", &admin), ("app_admin", &admin)] {
+        let tx = app.as_request_role(role, &user.id).await;
+        let hash =
+            tx.query_all_raw(Statement::from_string(DbBackend::Postgres, "SELECT password_hash FROM users".to_owned()));
+        let message = hash.await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("permission denied"), "{role}: {message}");
+        drop(tx);
+        // Every other column stays readable, as row-level security allows.
+        let tx = app.as_request_role(role, &user.id).await;
+        let rows = tx
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT id, email, username, full_name, role, is_active, created_at, last_login FROM users".to_owned(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+        assert_eq!(rows.len(), if role == "app_user" { 1 } else { 2 }, "{role}");
+    }
+    // Signing in, which needs the hash, still works.
+    let data = app
+        .data(
+            None,
+            "mutation($l: String!) { signIn(input: {login: $l, password: \"password-ada\"}) { user { id } } }",
+            json!({ "l": "ada" }),
+        )
+        .await;
+    assert_eq!(data["signIn"]["user"]["id"], ada.id.as_str());
+}
