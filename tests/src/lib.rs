@@ -382,6 +382,34 @@ impl TestApp {
         Self { address, realtime, database, http: reqwest::Client::new(), db, stop, server }
     }
 
+    /// A server whose request pool has one connection and a one-second
+    /// acquire timeout, to exhaust with [`TestApp::hold_the_only_connection`].
+    pub async fn spawn_with_one_connection() -> Self {
+        let mut config = test_config(&create_database(true).await);
+        config.database_pool_size = 1;
+        config.database_max_overflow = 0;
+        config.database_pool_timeout = 1;
+        Self::spawn_with(config).await
+    }
+
+    /// Starts a request that waits on a table lock, holding the pool's
+    /// only connection. Roll the returned lock back to let it finish; the
+    /// task yields the request's HTTP status.
+    pub async fn hold_the_only_connection(&self) -> (DatabaseTransaction, tokio::task::JoinHandle<Option<u16>>) {
+        let lock = self.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        lock.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.unwrap_or_else(|e| panic!("{e}"));
+        let slow = tokio::spawn({
+            let (http, url) = (self.http.clone(), format!("{}/graphql", self.address));
+            async move {
+                let response = http.post(url).json(&json!({ "query": "{ places { totalCount } }" })).send().await;
+                response.ok().map(|r| r.status().as_u16())
+            }
+        });
+        // Long enough for the request to take the connection and block.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        (lock, slow)
+    }
+
     /// Shuts the server down as SIGTERM would and waits until it has.
     pub async fn shut_down(self) {
         let _ = self.stop.send(());

@@ -143,26 +143,13 @@ async fn too_deep_or_too_complex_queries_are_refused_before_any_work() {
 
 #[tokio::test]
 async fn an_exhausted_pool_answers_503_within_the_timeout_instead_of_hanging() {
-    let mut config = tests::test_config(&tests::create_database(true).await);
-    config.database_pool_size = 1;
-    config.database_max_overflow = 0;
-    config.database_pool_timeout = 1;
-    let app = TestApp::spawn_with(config).await;
-    // Hold a lock that the first request waits on, so it keeps the only connection.
-    let blocker = sea_orm::TransactionTrait::begin(&app.db).await.unwrap_or_else(|e| panic!("{e}"));
-    blocker.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("{}/graphql", app.address);
-    let first = tokio::spawn({
-        let http = app.http.clone();
-        let url = url.clone();
-        async move { http.post(url).json(&json!({ "query": "{ places { totalCount } }" })).send().await.map(|r| r.status()) }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let app = TestApp::spawn_with_one_connection().await;
+    let (blocker, first) = app.hold_the_only_connection().await;
 
     let started = std::time::Instant::now();
     let second = app
         .http
-        .post(&url)
+        .post(format!("{}/graphql", app.address))
         .json(&json!({ "query": "{ places { totalCount } }" }))
         .send()
         .await
@@ -173,11 +160,7 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_instead_of_hanging() {
     assert!(waited < std::time::Duration::from_secs(5), "answered after {waited:?}");
 
     blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        first.await.ok().and_then(Result::ok),
-        Some(StatusCode::OK),
-        "the first request completes once the lock is gone"
-    );
+    assert_eq!(first.await.ok().flatten(), Some(200), "the first request completes once the lock is gone");
 }
 
 #[tokio::test]

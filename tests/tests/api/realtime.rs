@@ -467,11 +467,7 @@ async fn replaying_past_a_deactivation_that_was_undone_does_not_end_the_subscrip
 
 #[tokio::test]
 async fn live_changes_keep_flowing_while_slow_requests_hold_every_pooled_connection() {
-    let mut config = tests::test_config(&tests::create_database(true).await);
-    config.database_pool_size = 1;
-    config.database_max_overflow = 0;
-    config.database_pool_timeout = 1;
-    let app = TestApp::spawn_with(config).await;
+    let app = TestApp::spawn_with_one_connection().await;
     let ada = app.sign_up("ada").await;
     let mut ws = app.subscriber(Some(&ada.token)).await;
     let preferences = "subscription { myPreferenceChanged { operation preference { category rating } } }";
@@ -481,14 +477,7 @@ async fn live_changes_keep_flowing_while_slow_requests_hold_every_pooled_connect
     app.data(Some(&ada.token), set, json!({})).await;
     assert_eq!(ws.next_data("1").await["myPreferenceChanged"]["preference"]["category"], "cafe");
 
-    // A request waits on a lock, holding the pool's only connection.
-    let blocker = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    blocker.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.unwrap_or_else(|e| panic!("{e}"));
-    let slow = tokio::spawn({
-        let (http, url) = (app.http.clone(), format!("{}/graphql", app.address));
-        async move { http.post(url).json(&json!({ "query": "{ places { totalCount } }" })).send().await.map(|r| r.status()) }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (blocker, slow) = app.hold_the_only_connection().await;
     let refused = app.graphql(None, "{ places { totalCount } }", json!({})).await;
     assert_eq!(tests::error_code(&refused), "SERVICE_UNAVAILABLE", "the pool is exhausted: {refused}");
 
@@ -503,5 +492,5 @@ async fn live_changes_keep_flowing_while_slow_requests_hold_every_pooled_connect
     assert_eq!(event["preference"]["category"], "bakery", "delivered while the pool is exhausted: {event}");
 
     blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(slow.await.ok().and_then(Result::ok).map(|s| s.as_u16()), Some(200));
+    assert_eq!(slow.await.ok().flatten(), Some(200));
 }
