@@ -1,6 +1,8 @@
 //! The CLI's commands. Each returns an exit code, or one line of error.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 use std::process::ExitCode;
 
 use migration::{Migrator, MigratorTrait};
@@ -12,7 +14,7 @@ use crate::auth::{Role, hash_password};
 use crate::cli::{BackupAction, BackupArgs, MigrateAction, RoleArg, SeedArgs, UserAction};
 use crate::config::Config;
 use crate::db;
-use crate::ops::backup::{self, Tools};
+use crate::ops::backup::{self, Manifest, Tools};
 
 pub async fn serve(config: Config) -> Result<ExitCode, String> {
     let host = config.host.clone();
@@ -126,32 +128,6 @@ async fn server_major(conn: &DatabaseConnection) -> Result<u32, String> {
     Ok(num.parse::<u32>().unwrap_or(0) / 10_000)
 }
 
-/// Rows per table of the public schema, exactly.
-pub async fn row_counts(conn: &DatabaseConnection) -> Result<Vec<(String, i64)>, String> {
-    let tables = conn
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut counts = Vec::new();
-    for row in tables {
-        let table: String = row.try_get_by_index(0).map_err(|e| e.to_string())?;
-        let count = conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                format!("SELECT count(*) FROM \"{table}\""),
-            ))
-            .await
-            .map_err(|e| e.to_string())?
-            .and_then(|r| r.try_get_by_index::<i64>(0).ok())
-            .unwrap_or(-1);
-        counts.push((table, count));
-    }
-    Ok(counts)
-}
-
 /// The same connection URL with another database name.
 pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
@@ -171,47 +147,74 @@ pub async fn backup(config: &Config, args: BackupArgs) -> Result<ExitCode, Strin
     tools.check_server(server_major(&conn).await?)?;
     match args.action {
         None => {
-            let (file, bytes) = tools.backup(&target.admin_url, &args.dir)?;
-            println!("wrote {} ({})", file.display(), backup::size(bytes));
+            let (file, bytes, manifest) = backup::take(&tools, &conn, &target.admin_url, &args.dir).await?;
+            let rows: i64 = manifest.rows.values().sum();
+            println!("wrote {} ({}): {} tables, {rows} rows", file.display(), backup::size(bytes), manifest.rows.len());
+            println!("manifest {}", Manifest::path(&file).display());
         }
-        Some(BackupAction::Verify { file }) => {
-            let entries = tools.list(&file)?;
-            println!("{}: {entries} archive entries", file.display());
-            let scratch = format!("verify_{}", crate::db::embedded::random_hex(6));
-            conn.execute_unprepared(&format!("CREATE DATABASE {scratch}")).await.map_err(|e| e.to_string())?;
-            let scratch_url = with_database(&target.admin_url, &scratch);
-            let outcome = async {
-                tools.restore(&file, &scratch_url)?;
-                let restored = db::connect_admin(&scratch_url).await.map_err(|e| e.to_string())?;
-                let (expected, got) = (row_counts(&conn).await?, row_counts(&restored).await?);
-                restored.close().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>((expected, got))
-            }
-            .await;
-            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"))
-                .await
-                .map_err(|e| e.to_string())?;
-            let (expected, got) = outcome?;
-            let mut differ = 0;
-            for (table, rows) in &expected {
-                let restored = got.iter().find(|(t, _)| t == table).map_or(-1, |(_, n)| *n);
-                let mark = if restored == *rows { "ok" } else { "DIFFERS" };
-                if restored != *rows {
-                    differ += 1;
-                }
-                println!("{table:<32} source {rows:>10}  restored {restored:>10}  {mark}");
-            }
-            if differ > 0 || expected.len() != got.len() {
-                return Err(format!("{differ} table(s) differ from the source"));
-            }
-            println!("verified: the archive restores and every table matches the source");
-        }
+        Some(BackupAction::Verify { file }) => verify(&tools, &conn, &target.admin_url, &file).await?,
         Some(BackupAction::Prune { .. }) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn prune(dir: &std::path::Path, apply: bool) -> Result<ExitCode, String> {
+/// Lists the archive, restores it into a scratch database and compares the
+/// rows of every table with its manifest (or, without one, with the source
+/// as it is now).
+async fn verify(tools: &Tools, conn: &DatabaseConnection, admin_url: &str, file: &Path) -> Result<(), String> {
+    let entries = tools.list(file)?;
+    println!("{}: {entries} archive entries", file.display());
+    let expected = match Manifest::read(file)? {
+        Some(manifest) => {
+            println!("comparing with the rows its manifest recorded at {}", manifest.taken_at);
+            manifest.rows
+        }
+        None => {
+            println!("no manifest beside the archive: comparing with the source database as it is now");
+            backup::row_counts(conn).await?
+        }
+    };
+    let scratch = format!("verify_{}", crate::db::embedded::random_hex(6));
+    conn.execute_unprepared(&format!("CREATE DATABASE {scratch}")).await.map_err(|e| e.to_string())?;
+    let scratch_url = with_database(admin_url, &scratch);
+    let restored = async {
+        tools.restore(file, &scratch_url)?;
+        let restored = db::connect_admin(&scratch_url).await.map_err(|e| e.to_string())?;
+        let counts = backup::row_counts(&restored).await;
+        restored.close().await.map_err(|e| e.to_string())?;
+        counts
+    }
+    .await;
+    conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"))
+        .await
+        .map_err(|e| e.to_string())?;
+    compare_rows(&expected, &restored?)?;
+    println!("verified: the archive restores and every table holds the rows it should");
+    Ok(())
+}
+
+/// Prints expected against restored rows per table; an error if any differ.
+fn compare_rows(expected: &BTreeMap<String, i64>, restored: &BTreeMap<String, i64>) -> Result<(), String> {
+    let tables: BTreeSet<&String> = expected.keys().chain(restored.keys()).collect();
+    let mut differ = 0;
+    for table in tables {
+        let (want, got) = (expected.get(table), restored.get(table));
+        let show = |n: Option<&i64>| n.map_or_else(|| "missing".to_owned(), i64::to_string);
+        let mark = if want == got { "ok" } else { "DIFFERS" };
+        if want != got {
+            differ += 1;
+        }
+        println!("{table:<32} expected {:>10}  restored {:>10}  {mark}", show(want), show(got));
+    }
+    if differ > 0 {
+        return Err(format!("{differ} table(s) of the restored archive differ from what it should hold"));
+    }
+    Ok(())
+}
+
+/// Applies the retention policy to the archives of `dir` (a dry run unless
+/// `apply`); an archive's manifest goes with it.
+fn prune(dir: &Path, apply: bool) -> Result<ExitCode, String> {
     let names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(Result::ok)
@@ -222,24 +225,51 @@ fn prune(dir: &std::path::Path, apply: bool) -> Result<ExitCode, String> {
         println!("keep   {name}");
     }
     for name in &delete {
+        let archive = dir.join(name);
+        let manifest = Manifest::path(&archive);
         if apply {
-            std::fs::remove_file(dir.join(name)).map_err(|e| format!("cannot delete {name}: {e}"))?;
+            std::fs::remove_file(&archive).map_err(|e| format!("cannot delete {name}: {e}"))?;
+            match std::fs::remove_file(&manifest) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("cannot delete {}: {err}", manifest.display()));
+                }
+                _ => {}
+            }
             println!("delete {name}");
         } else {
             println!("would delete {name}");
         }
     }
     if !apply && !delete.is_empty() {
-        println!("dry run: pass --apply to delete {} file(s)", delete.len());
+        println!("dry run: pass --apply to delete {} backup(s)", delete.len());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn restore(config: &Config, file: &std::path::Path, yes: bool) -> Result<ExitCode, String> {
+pub async fn restore(config: &Config, file: &Path, yes: bool) -> Result<ExitCode, String> {
     let tools = Tools::find(config.pg_bin.as_deref())?;
     tools.list(file)?;
+    let manifest = Manifest::read(file)?;
+    if let Some(manifest) = &manifest {
+        let rows: i64 = manifest.rows.values().sum();
+        println!(
+            "backup taken {} from PostgreSQL {}: {} tables, {rows} rows",
+            manifest.taken_at,
+            manifest.server_version,
+            manifest.rows.len()
+        );
+        let known: BTreeSet<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+        let unknown: Vec<&str> =
+            manifest.migrations.iter().filter(|m| !known.contains(*m)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            eprintln!(
+                "warning: the backup has migrations this build does not know ({}); serve it with the build that took it",
+                unknown.join(", ")
+            );
+        }
+    }
     let (conn, target) = admin(config).await?;
-    let tables = row_counts(&conn).await?;
+    let tables = backup::row_counts(&conn).await?;
     let holds_data = tables.iter().any(|(t, n)| *n > 0 && t != "seaql_migrations");
     if holds_data && !yes {
         if !std::io::stdin().is_terminal() {
@@ -254,5 +284,9 @@ pub async fn restore(config: &Config, file: &std::path::Path, yes: bool) -> Resu
     }
     tools.restore(file, &target.admin_url)?;
     println!("restored {}", file.display());
+    if let Some(manifest) = manifest {
+        compare_rows(&manifest.rows, &backup::row_counts(&conn).await?)?;
+        println!("every table holds the rows the backup recorded");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,13 +1,23 @@
 //! Backups with the machine's pg_dump and pg_restore, as the seed does them:
 //! custom format, restore with `--clean`, and a retention policy (daily
 //! backups kept 30 days, weekly 6 months, monthly 2 years).
+//!
+//! Each archive has a manifest beside it (`<archive>.json`): the rows of
+//! every table in the very snapshot pg_dump saved, so `backup verify` can
+//! compare a restore with the source as the backup saw it. Comparing with
+//! the live database instead would fail on every database that was written
+//! to since the backup, that is, on every production database.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Utc};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, IsolationLevel, Statement,
+    TransactionTrait,
+};
 
 const PREFIX: &str = "backup_";
 const SUFFIX: &str = ".dump";
@@ -22,6 +32,46 @@ pub fn file_name(at: DateTime<Utc>) -> String {
 pub fn taken_at(name: &str) -> Option<DateTime<Utc>> {
     let stamp = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     NaiveDateTime::parse_from_str(stamp, STAMP).ok().map(|t| t.and_utc())
+}
+
+/// What a backup recorded about its source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub taken_at: DateTime<Utc>,
+    /// `SHOW server_version` of the source.
+    pub server_version: String,
+    /// The migrations applied to the source, oldest first.
+    pub migrations: Vec<String>,
+    /// Rows per table of the public schema, in the archive's snapshot.
+    pub rows: BTreeMap<String, i64>,
+}
+
+impl Manifest {
+    /// Where the manifest of `archive` lives: beside it, `.json` appended.
+    pub fn path(archive: &Path) -> PathBuf {
+        let mut name = archive.file_name().unwrap_or_default().to_owned();
+        name.push(".json");
+        archive.with_file_name(name)
+    }
+
+    pub fn write(&self, archive: &Path) -> Result<(), String> {
+        let path = Self::path(archive);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The manifest of `archive`, or `None` when there is none (an archive
+    /// copied without it, or made by plain pg_dump).
+    pub fn read(archive: &Path) -> Result<Option<Self>, String> {
+        let path = Self::path(archive);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("{} is not a backup manifest: {e}", path.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+        }
+    }
 }
 
 /// Which backups the retention policy keeps: the newest of each day for 30
@@ -63,6 +113,7 @@ pub fn plan_prune(names: &[String], now: DateTime<Utc>) -> (Vec<String>, Vec<Str
 
 /// pg_dump and pg_restore of `pg_bin`, or found as the embedded database's
 /// binaries are; the client package alone is enough.
+#[derive(Clone)]
 pub struct Tools {
     pub pg_dump: PathBuf,
     pub pg_restore: PathBuf,
@@ -101,12 +152,15 @@ impl Tools {
         Ok(())
     }
 
-    /// Dumps `url` into `dir`, printing progress; returns the file and its size.
-    pub fn backup(&self, url: &str, dir: &Path) -> Result<(PathBuf, u64), String> {
+    /// Dumps `url` into `dir`, printing progress; returns the file and its
+    /// size. With `snapshot` (from `pg_export_snapshot()`, whose transaction
+    /// must stay open until this returns) the dump sees exactly that snapshot.
+    pub fn backup(&self, url: &str, dir: &Path, snapshot: Option<&str>) -> Result<(PathBuf, u64), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let file = dir.join(file_name(Utc::now()));
         let mut child = Command::new(&self.pg_dump)
             .args(["--format=custom", "--verbose", "--no-password"])
+            .args(snapshot.map(|id| format!("--snapshot={id}")))
             .arg(format!("--file={}", file.display()))
             .arg(format!("--dbname={url}"))
             .stdin(Stdio::null())
@@ -173,6 +227,97 @@ impl Tools {
     }
 }
 
+/// Backs the database at `url` (reached by `source` too) up into `dir`,
+/// and writes the archive's manifest. The row counts and the dump come from
+/// one snapshot: a read-only repeatable-read transaction exports it, counts
+/// in it, and stays open while pg_dump runs with `--snapshot`.
+pub async fn take(
+    tools: &Tools,
+    source: &DatabaseConnection,
+    url: &str,
+    dir: &Path,
+) -> Result<(PathBuf, u64, Manifest), String> {
+    let tx = source
+        .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
+        .await
+        .map_err(|e| format!("cannot start the backup's snapshot: {e}"))?;
+    let snapshot: String = scalar(&tx, "SELECT pg_export_snapshot()").await?;
+    let server_version: String = scalar(&tx, "SHOW server_version").await?;
+    let rows = count_rows(&tx).await?;
+    let migrations = tx
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT version FROM seaql_migrations ORDER BY version",
+        ))
+        .await
+        .map_err(|e| format!("cannot read the applied migrations: {e}"))?
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (tools, url, dir) = (tools.clone(), url.to_owned(), dir.to_owned());
+    let (file, bytes) = tokio::task::spawn_blocking(move || tools.backup(&url, &dir, Some(&snapshot)))
+        .await
+        .map_err(|e| e.to_string())??;
+    // Only now may the snapshot go: pg_dump has finished reading it.
+    tx.commit().await.map_err(|e| e.to_string())?;
+    let manifest = Manifest {
+        taken_at: taken_at(&file_name_of(&file)).unwrap_or_else(Utc::now),
+        server_version,
+        migrations,
+        rows,
+    };
+    manifest.write(&file)?;
+    Ok((file, bytes, manifest))
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+async fn scalar(tx: &DatabaseTransaction, sql: &str) -> Result<String, String> {
+    tx.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?
+        .and_then(|row| row.try_get_by_index::<String>(0).ok())
+        .ok_or_else(|| format!("{sql}: no value"))
+}
+
+/// Rows per table of the public schema, exactly, all from one snapshot.
+pub async fn row_counts(db: &DatabaseConnection) -> Result<BTreeMap<String, i64>, String> {
+    let tx = db
+        .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows = count_rows(&tx).await?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+/// Counts in `tx` with row-level security off, as pg_dump reads: a role
+/// whose reads the policies would filter gets an error, never a short count.
+async fn count_rows(tx: &DatabaseTransaction) -> Result<BTreeMap<String, i64>, String> {
+    tx.execute_unprepared("SET LOCAL row_security = off").await.map_err(|e| e.to_string())?;
+    let tables = tx
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut counts = BTreeMap::new();
+    for row in tables {
+        let table: String = row.try_get_by_index(0).map_err(|e| e.to_string())?;
+        let count = tx
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT count(*) FROM \"{table}\"")))
+            .await
+            .map_err(|e| format!("cannot count the rows of {table}: {e}"))?
+            .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+            .unwrap_or(-1);
+        counts.insert(table, count);
+    }
+    Ok(counts)
+}
+
 /// Human-readable bytes.
 pub fn size(bytes: u64) -> String {
     match bytes {
@@ -237,6 +382,45 @@ mod tests {
             kept.iter().filter(|t| now - **t > Duration::days(30) && now - **t <= Duration::weeks(26)).collect();
         let weeks: BTreeSet<(i32, u32)> = mid.iter().map(|t| (t.iso_week().year(), t.iso_week().week())).collect();
         assert!(mid.len() <= weeks.len() + 6, "{} kept over {} weeks", mid.len(), weeks.len());
+    }
+
+    #[test]
+    fn retention_keeps_exactly_the_newest_backup_of_each_period_at_each_boundary() {
+        // Sunday 2026-11-22 12:00 UTC, in ISO week 47.
+        let now = at(2026, 11, 22, 12);
+        let kept = [
+            at(2026, 11, 22, 9),  // today's newest
+            at(2026, 10, 23, 13), // 29 days old: still a daily
+            at(2026, 10, 18, 10), // newest of ISO week 42
+            at(2026, 5, 30, 10),  // 176 days: still a weekly (26 weeks = 182 days)
+            at(2026, 4, 2, 10),   // newest of April
+            at(2024, 12, 1, 10),  // 721 days: still a monthly
+        ];
+        let deleted = [
+            at(2026, 11, 22, 3),  // today, but not the newest
+            at(2026, 10, 22, 11), // 31 days: no daily; 10-23 is its week's and month's newest
+            at(2026, 10, 12, 10), // week 42 and October have newer ones
+            at(2026, 5, 20, 10),  // 186 days: no weekly; May's newest is 05-30
+            at(2026, 4, 1, 10),   // April's older one
+            at(2024, 11, 20, 10), // 732 days: past the monthlies
+            at(2026, 11, 23, 10), // from the future: a wrong clock, not a backup to trust
+        ];
+        let mut names: Vec<String> = kept.iter().chain(&deleted).map(|t| file_name(*t)).collect();
+        names.push("backup_garbage.dump".into());
+        names.push("backup_20261001T000000Z.dump.json".into());
+
+        let (keep, delete) = plan_prune(&names, now);
+
+        let sorted = |times: &[DateTime<Utc>]| -> BTreeSet<String> { times.iter().map(|t| file_name(*t)).collect() };
+        assert_eq!(keep.into_iter().collect::<BTreeSet<_>>(), sorted(&kept));
+        assert_eq!(delete.into_iter().collect::<BTreeSet<_>>(), sorted(&deleted), "manifests and strangers untouched");
+    }
+
+    #[test]
+    fn a_manifest_lives_beside_its_archive() {
+        let archive = Path::new("/backups/backup_20261122T030000Z.dump");
+        assert_eq!(Manifest::path(archive), Path::new("/backups/backup_20261122T030000Z.dump.json"));
+        assert_eq!(taken_at("backup_20261122T030000Z.dump.json"), None, "prune never takes it for an archive");
     }
 
     #[test]

@@ -45,8 +45,16 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
 
     let tools = api::ops::backup::Tools::find(None).unwrap_or_else(|e| panic!("{e}"));
     let dir = std::env::temp_dir().join(format!("apibackup-{}", std::process::id()));
-    let (file, bytes) = tools.backup(&url, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let source = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
+    let (file, bytes, manifest) =
+        api::ops::backup::take(&tools, &source, &url, &dir).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(bytes > 0 && tools.list(&file).unwrap_or(0) > 50);
+    // The manifest counted the rows the archive holds.
+    for (table, digest) in &before {
+        let rows = digest.split(':').next().and_then(|n| n.parse::<i64>().ok());
+        assert_eq!(manifest.rows.get(table).copied(), rows, "{table}");
+    }
+    assert_eq!(api::ops::backup::Manifest::read(&file).ok().flatten(), Some(manifest));
 
     // Wipe: every table dropped and recreated empty.
     let admin = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
