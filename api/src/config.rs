@@ -79,6 +79,9 @@ pub struct Config {
     /// HS256 key for tokens. Required in production; generated once into DATA_DIR otherwise.
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// The HS256 key being rotated out: tokens it signed stay valid until they expire, new ones use JWT_SECRET. Remove it after JWT_TTL_SECONDS.
+    #[arg(long, env = "JWT_PREVIOUS_SECRET", global = true, hide_env_values = true)]
+    pub jwt_previous_secret: Option<String>,
     /// Token lifetime in seconds.
     #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 3600, global = true)]
     pub jwt_ttl_seconds: u64,
@@ -130,6 +133,19 @@ impl Config {
             && secret.len() < 32
         {
             return Err("JWT_SECRET must be at least 32 characters".into());
+        }
+        match (&self.jwt_secret, &self.jwt_previous_secret) {
+            (_, None) => {}
+            (None, Some(_)) => {
+                return Err("JWT_PREVIOUS_SECRET needs JWT_SECRET (the key that replaces it)".into());
+            }
+            (Some(_), Some(previous)) if previous.len() < 32 => {
+                return Err("JWT_PREVIOUS_SECRET must be at least 32 characters".into());
+            }
+            (Some(current), Some(previous)) if current == previous => {
+                return Err("JWT_PREVIOUS_SECRET is the same as JWT_SECRET: set JWT_SECRET to the new key".into());
+            }
+            (Some(_), Some(_)) => {}
         }
         if self.app_env == AppEnv::Production && self.database_url.is_none() {
             return Err(

@@ -19,21 +19,33 @@ pub struct Claims {
 }
 
 /// Signing and verifying keys, and how long new tokens live.
+///
+/// Rotation: new tokens are signed with the current key only; a token
+/// signed with the previous key (JWT_PREVIOUS_SECRET) is still accepted, so
+/// deploying a new key signs nobody out. Once the previous key's last
+/// tokens have expired (JWT_TTL_SECONDS), the operator removes it.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    previous: Option<DecodingKey>,
     validation: Validation,
     ttl: Duration,
 }
 
 impl JwtKeys {
-    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+    pub fn new(secret: &[u8], previous: Option<&[u8]>, ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is exact: a token is refused from its `exp` second on.
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation, ttl }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            previous: previous.map(DecodingKey::from_secret),
+            validation,
+            ttl,
+        }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -48,7 +60,12 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str) -> ApiResult<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|err| {
+        let decode = |key| jsonwebtoken::decode::<Claims>(token, key, &self.validation).map(|data| data.claims);
+        let verified = match (decode(&self.decoding), &self.previous) {
+            (Err(err), Some(previous)) if *err.kind() == ErrorKind::InvalidSignature => decode(previous),
+            (result, _) => result,
+        };
+        verified.map_err(|err| {
             let why = match err.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired; sign in again",
                 ErrorKind::InvalidSignature => "the token signature is invalid",
@@ -56,5 +73,50 @@ impl JwtKeys {
             };
             ApiError::Unauthenticated(why.into())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &[u8] = b"old-key-old-key-old-key-old-key-0001";
+    const NEW: &[u8] = b"new-key-new-key-new-key-new-key-0002";
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn token_signed_with(key: &[u8]) -> String {
+        JwtKeys::new(key, None, HOUR).issue(Uuid::new_v4(), Role::User).unwrap_or_default()
+    }
+
+    #[test]
+    fn tokens_of_the_previous_key_stay_valid_during_a_rotation_and_new_ones_use_the_new_key() {
+        let rotating = JwtKeys::new(NEW, Some(OLD), HOUR);
+        assert!(rotating.verify(&token_signed_with(OLD)).is_ok(), "issued before the rotation");
+        assert!(rotating.verify(&token_signed_with(NEW)).is_ok());
+
+        // What the rotating server issues verifies with the new key alone.
+        let issued = rotating.issue(Uuid::new_v4(), Role::User).unwrap_or_default();
+        assert!(JwtKeys::new(NEW, None, HOUR).verify(&issued).is_ok());
+        assert!(JwtKeys::new(OLD, None, HOUR).verify(&issued).is_err());
+    }
+
+    #[test]
+    fn once_the_previous_key_is_removed_its_tokens_are_refused() {
+        let rotated = JwtKeys::new(NEW, None, HOUR);
+        let refused = rotated.verify(&token_signed_with(OLD)).err().map(|e| (e.code(), e.message()));
+        assert_eq!(refused, Some(("UNAUTHENTICATED", "the token signature is invalid".to_owned())));
+        let stranger =
+            JwtKeys::new(NEW, Some(OLD), HOUR).verify(&token_signed_with(b"another-key-another-key-another-key"));
+        assert!(stranger.is_err(), "only the current and the previous key are trusted");
+    }
+
+    #[test]
+    fn an_expired_token_of_the_previous_key_says_it_expired() {
+        let old = JwtKeys::new(OLD, None, HOUR);
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims { sub: Uuid::new_v4(), role: Role::User, iat: now - 7200, exp: now - 3600 };
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.encoding).unwrap_or_default();
+        let error = JwtKeys::new(NEW, Some(OLD), HOUR).verify(&expired).err().map(|e| e.message());
+        assert_eq!(error.as_deref(), Some("the token has expired; sign in again"));
     }
 }

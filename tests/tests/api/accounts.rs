@@ -128,6 +128,33 @@ async fn a_tampered_or_foreign_token_is_unauthenticated() {
 }
 
 #[tokio::test]
+async fn rotating_the_jwt_key_signs_nobody_out_until_the_previous_key_is_removed() {
+    const NEW_KEY: &str = "a-new-key-a-new-key-a-new-key-a-new-key";
+    let database = tests::create_database(true).await;
+    let before = TestApp::spawn_with(tests::test_config(&database)).await;
+    let ada = before.sign_up("ada").await;
+
+    // The new key is deployed with the old one as the previous key.
+    let mut config = tests::test_config(&database);
+    config.jwt_secret = Some(NEW_KEY.into());
+    config.jwt_previous_secret = Some(JWT_SECRET.into());
+    let rotating = TestApp::spawn_with(config).await;
+    let me = rotating.graphql(Some(&ada.token), ME, json!({})).await;
+    assert_eq!(me["data"]["me"]["username"], "ada", "a token of the old key still works: {me}");
+    let fresh = rotating.sign_up("bea").await;
+    let old_only = before.graphql(Some(&fresh.token), ME, json!({})).await;
+    assert_eq!(error_code(&old_only), "UNAUTHENTICATED", "new tokens are signed with the new key");
+
+    // Once the old key is removed, its tokens are refused.
+    let mut config = tests::test_config(&database);
+    config.jwt_secret = Some(NEW_KEY.into());
+    let rotated = TestApp::spawn_with(config).await;
+    assert_eq!(error_code(&rotated.graphql(Some(&ada.token), ME, json!({})).await), "UNAUTHENTICATED");
+    let bea = rotated.graphql(Some(&fresh.token), ME, json!({})).await;
+    assert_eq!(bea["data"]["me"]["username"], "bea", "{bea}");
+}
+
+#[tokio::test]
 async fn a_deactivated_user_cannot_sign_in_and_their_token_stops_working() {
     let app = TestApp::spawn().await;
     let admin = app.sign_up_as("root", "admin").await;
