@@ -115,7 +115,8 @@ async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(
 fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
     let ttl = Duration::from_secs(config.jwt_ttl_seconds);
     if let Some(secret) = &config.jwt_secret {
-        return Ok(JwtKeys::new(secret.as_bytes(), ttl));
+        let previous = config.jwt_previous_secret.as_deref().map(str::as_bytes);
+        return Ok(JwtKeys::new(secret.as_bytes(), previous, ttl));
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create DATA_DIR: {e}"))?;
     let path = config.data_dir.join("jwt.secret");
@@ -127,7 +128,7 @@ fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
             secret
         }
     };
-    Ok(JwtKeys::new(secret.as_bytes(), ttl))
+    Ok(JwtKeys::new(secret.as_bytes(), None, ttl))
 }
 
 /// Where the change feed starts: the newest finished position of the log.
@@ -201,7 +202,6 @@ impl Application {
                 keepalive: Duration::from_secs(config.ws_keepalive),
             },
             metrics: SharedMetrics::default(),
-            pool_max: config.pool_max_connections(),
             slow_request: Duration::from_millis(config.database_slow_query_ms),
             closing,
         };

@@ -63,6 +63,8 @@ sql_migrations! {
     m20261122_000006_posts => "000006_posts",
     /// Password hashes readable by the sign-in functions only.
     m20261122_000007_private_password_hash => "000007_private_password_hash",
+    /// Commit times on the change feed's commit stamps (listener lag).
+    m20261123_000008_commit_time => "000008_commit_time",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

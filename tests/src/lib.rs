@@ -276,9 +276,9 @@ async fn ensure_template() {
 /// A fresh database for one test. `migrated`: cloned from the migrated
 /// template; otherwise empty.
 pub async fn create_database(migrated: bool) -> String {
-    if migrated {
-        ensure_template().await;
-    }
+    // Even for an empty database: the roles the migrations create are
+    // cluster-wide, and two tests migrating at once would both create them.
+    ensure_template().await;
     let name = format!("t_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
     let admin = Database::connect(superuser_url("postgres")).await.unwrap_or_else(|e| panic!("{e}"));
     let template = if migrated { format!(" TEMPLATE {TEMPLATE}") } else { String::new() };
@@ -314,6 +314,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         app_env: api::config::AppEnv::Development,
         migrate: false,
         jwt_secret: Some(JWT_SECRET.into()),
+        jwt_previous_secret: None,
         jwt_ttl_seconds: 3600,
         max_query_depth: 15,
         max_query_complexity: 5000,
@@ -405,8 +406,16 @@ impl TestApp {
                 response.ok().map(|r| r.status().as_u16())
             }
         });
-        // Long enough for the request to take the connection and block.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Until the request holds the connection and waits on the lock.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self
+            .count("SELECT count(*) FROM pg_locks WHERE NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+            .await
+            == 0
+        {
+            assert!(std::time::Instant::now() < deadline, "the request never blocked on the lock");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         (lock, slow)
     }
 
@@ -676,4 +685,39 @@ impl WsClient {
 /// The `extensions.code` of the first error of a response.
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// One scrape of `GET /metrics`.
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// The value of an unlabelled series (`name value`) or of a labelled
+    /// one given with its labels (`name{a="x"}`); panics when it is absent.
+    pub fn value(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from:\n{}", self.0))
+    }
+}
+
+impl TestApp {
+    pub async fn metrics(&self) -> Scrape {
+        let response = self.http.get(format!("{}/metrics", self.address)).send().await;
+        let text = match response {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(e) => panic!("GET /metrics: {e}"),
+        };
+        Scrape(text)
+    }
+}
+
+/// Waits until `condition` holds, checking every 50 ms, for at most 20 s.
+pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

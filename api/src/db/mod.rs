@@ -6,6 +6,7 @@ mod request;
 
 pub use request::{LoaderDb, RequestDb, TxGuard, begin_request};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -14,6 +15,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
+use crate::ops::metrics::PoolStats;
 
 /// The request pool. Everything the server does with it happens inside a
 /// transaction that starts with [`Pool::begin`], which is what lets it run
@@ -34,6 +36,7 @@ use crate::config::Config;
 pub struct Pool {
     db: DatabaseConnection,
     transaction_pooler: bool,
+    stats: Arc<PoolStats>,
 }
 
 impl Pool {
@@ -42,7 +45,7 @@ impl Pool {
     /// round trip as `prelude`: SQL of the caller's own (no user input),
     /// run first thing in the transaction.
     pub async fn begin_with(&self, prelude: &str) -> Result<DatabaseTransaction, DbErr> {
-        let tx = self.db.begin().await?;
+        let tx = self.stats.time_acquire(self.db.begin()).await?;
         let sql = match (self.transaction_pooler, prelude.is_empty()) {
             (true, true) => "DEALLOCATE ALL".to_owned(),
             (true, false) => format!("DEALLOCATE ALL; {prelude}"),
@@ -63,6 +66,11 @@ impl Pool {
     /// Queries go through [`Pool::begin`].
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Waits, timeouts and slow statements, for /metrics.
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
     }
 
     pub async fn close(self) -> Result<(), DbErr> {
@@ -89,7 +97,13 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
                 if transaction_pooler { options.statement_cache_capacity(0) } else { options }
             },
         );
-    Ok(Pool { db: Database::connect(options).await?, transaction_pooler })
+    let mut db = Database::connect(options).await?;
+    let stats = Arc::new(PoolStats::default());
+    let slow = Duration::from_millis(config.database_slow_query_ms);
+    let observer = Arc::clone(&stats);
+    // Every statement of the pool, transactions included, is timed here.
+    db.set_metric_callback(move |info| observer.observe_statement(info, slow));
+    Ok(Pool { db, transaction_pooler, stats })
 }
 
 /// Opens the change feed's own connection, on the direct listen URL: the
@@ -103,7 +117,7 @@ pub async fn connect_feed(url: &str) -> Result<Pool, DbErr> {
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false)
         .set_application_name("api-feed");
-    Ok(Pool { db: Database::connect(options).await?, transaction_pooler: false })
+    Ok(Pool { db: Database::connect(options).await?, transaction_pooler: false, stats: Arc::default() })
 }
 
 /// Opens a small pool for administrative work (migrations, seeding).

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 use super::AppState;
 use crate::auth::{Viewer, viewer_from_authorization};
@@ -112,15 +113,15 @@ pub async fn execute_as(
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
     let operation = operation_name(&request);
-    let result = run(state, viewer, request).await;
+    // Every log line of the execution (a slow statement, say) names the
+    // operation; over HTTP the request's span adds its id.
+    let span = tracing::info_span!("graphql", operation = operation.as_deref().unwrap_or("anonymous"));
+    let result = run(state, viewer, request).instrument(span).await;
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(response) if response.errors.is_empty() => "ok",
         Ok(_) => "error",
-        Err(ApiError::Unavailable(_)) => {
-            state.metrics.pool_timeout();
-            "unavailable"
-        }
+        Err(ApiError::Unavailable(_)) => "unavailable",
         Err(_) => "rejected",
     };
     state.metrics.observe_request(operation.as_deref(), outcome, elapsed.as_secs_f64());
@@ -147,8 +148,8 @@ async fn run(
         .data(db.clone())
         .data(state.jwt.clone())
         .data(state.realtime.clone())
-        .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), tokio::spawn))
-        .data(DataLoader::new(ProfileLoader::new(db.clone(), viewer), tokio::spawn));
+        .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), spawn_in_span))
+        .data(DataLoader::new(ProfileLoader::new(db.clone(), viewer), spawn_in_span));
     let mut response = state.schema.execute(request).await;
     ensure_codes(&mut response);
     // All or nothing: see db::request for what this means to clients.
@@ -156,6 +157,12 @@ async fn run(
         response = async_graphql::Response::from_errors(vec![server_error(&err)]);
     }
     Ok(response)
+}
+
+/// Runs a DataLoader batch as its own task, in the span of the request
+/// that asked for it, so its log lines carry the request id and operation.
+fn spawn_in_span(batch: futures_util::future::BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(batch.in_current_span())
 }
 
 pub fn server_error(err: &ApiError) -> ServerError {
@@ -167,12 +174,15 @@ pub fn server_error(err: &ApiError) -> ServerError {
 
 /// A GraphQL-shaped error body for failures before execution.
 fn api_error(err: &ApiError) -> Response {
-    let status = match err {
-        ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, Json(async_graphql::Response::from_errors(vec![server_error(err)]))).into_response()
+    let body = Json(async_graphql::Response::from_errors(vec![server_error(err)]));
+    match err {
+        ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, body).into_response(),
+        // The pool or the database will likely be back soon: say when to retry.
+        ApiError::Unavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], body).into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, body).into_response(),
+    }
 }
 
 fn http_error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -36,6 +36,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&state.pool, state.pool_max, &state.realtime),
+        state.metrics.render(&state.pool, &state.realtime),
     )
 }

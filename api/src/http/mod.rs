@@ -30,8 +30,6 @@ pub struct AppState {
     pub realtime: Realtime,
     pub ws: WsConfig,
     pub metrics: SharedMetrics,
-    /// The pool's ceiling, for the metrics.
-    pub pool_max: u32,
     /// Requests slower than this are counted and logged.
     pub slow_request: std::time::Duration,
     /// Tells open websockets that the server is shutting down.

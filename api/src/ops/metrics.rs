@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnAcquireErr, ConnectionTrait, DbBackend, DbErr, Statement};
 
 use crate::db::Pool;
 use crate::realtime::Realtime;
@@ -23,19 +23,109 @@ const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /// clients cannot grow the label set without bound.
 const MAX_OPERATIONS: usize = 200;
 
+/// A Prometheus histogram over [`BUCKETS`], in seconds.
 #[derive(Default)]
-struct Histogram {
+pub struct Histogram {
     buckets: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
 }
+
+impl Histogram {
+    pub fn observe(&mut self, seconds: f64) {
+        self.count += 1;
+        self.sum += seconds;
+        for (bucket, le) in self.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= le {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// Writes the series of `name` with `labels` (`a="x",b="y"`, or empty).
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (count, le) in self.buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// What the request pool goes through, recorded by [`Pool`] itself so that
+/// every caller (requests, DataLoaders, subscription replays, readiness)
+/// is counted, not only HTTP requests.
+#[derive(Default)]
+pub struct PoolStats {
+    /// Callers waiting for a connection right now (strictly: inside
+    /// `Pool::begin`, which is the wait plus BEGIN's round trip).
+    waiting: AtomicI64,
+    /// How long getting a connection and opening a transaction took.
+    acquire: Mutex<Histogram>,
+    /// Callers that got no connection within DATABASE_POOL_TIMEOUT.
+    timeouts: AtomicU64,
+    /// SQL statements slower than DATABASE_SLOW_QUERY_MS.
+    slow_queries: AtomicU64,
+}
+
+impl PoolStats {
+    /// Runs `begin` (getting a connection and opening a transaction),
+    /// counted as a wait while it runs and timed when it ends.
+    pub async fn time_acquire<T>(&self, begin: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
+        /// Counts the wait down even when the caller is cancelled mid-wait
+        /// (a client that hangs up), so the gauge cannot drift upwards.
+        struct Waiting<'a>(&'a AtomicI64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        let started = Instant::now();
+        let result = begin.await;
+        self.acquire.lock().unwrap_or_else(PoisonError::into_inner).observe(started.elapsed().as_secs_f64());
+        if matches!(result, Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))) {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Counts and logs one statement slower than `slow`. Runs inside the
+    /// task that ran the statement, so the log line carries that task's
+    /// spans: the request id and the GraphQL operation name. The SQL is
+    /// logged (never its parameters, which may hold user data), shortened.
+    pub fn observe_statement(&self, info: &sea_orm::metric::Info<'_>, slow: Duration) {
+        if info.elapsed < slow {
+            return;
+        }
+        self.slow_queries.fetch_add(1, Ordering::Relaxed);
+        let sql = info.statement.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let sql = match sql.char_indices().nth(SLOW_SQL_LOGGED) {
+            Some((cut, _)) => format!("{}…", &sql[..cut]),
+            None => sql,
+        };
+        tracing::warn!(
+            target: "api::db",
+            elapsed_ms = u64::try_from(info.elapsed.as_millis()).unwrap_or(u64::MAX),
+            failed = info.failed,
+            sql,
+            "slow query"
+        );
+    }
+}
+
+/// Characters of a slow statement's SQL that its log line keeps.
+const SLOW_SQL_LOGGED: usize = 300;
 
 /// All metrics of one server process.
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<HashMap<(String, &'static str), Histogram>>,
     slow_requests: AtomicU64,
-    pool_timeouts: AtomicU64,
     pub ws_connections: AtomicI64,
     pub events_delivered: AtomicU64,
     database: Mutex<String>,
@@ -50,29 +140,19 @@ impl Metrics {
         let name = operation.filter(|n| !n.is_empty()).unwrap_or("anonymous");
         let known = requests.keys().any(|(n, _)| n == name);
         let name = if known || requests.len() < MAX_OPERATIONS { name } else { "other" };
-        let entry = requests.entry((name.to_owned(), outcome)).or_default();
-        entry.count += 1;
-        entry.sum += seconds;
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
-                entry.buckets[i] += 1;
-            }
-        }
+        requests.entry((name.to_owned(), outcome)).or_default().observe(seconds);
     }
 
     pub fn slow_request(&self) {
         self.slow_requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn pool_timeout(&self) {
-        self.pool_timeouts.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// The text exposition of every family.
-    pub fn render(&self, pool: &Pool, max_connections: u32, realtime: &Realtime) -> String {
+    pub fn render(&self, pool: &Pool, realtime: &Realtime) -> String {
         let mut out = String::with_capacity(8192);
         let sqlx = pool.connection().get_postgres_connection_pool();
         let (size, idle) = (sqlx.size(), u32::try_from(sqlx.num_idle()).unwrap_or(0));
+        let stats = pool.stats();
         gauge(
             &mut out,
             "api_db_pool_connections_in_use",
@@ -84,18 +164,37 @@ impl Metrics {
             &mut out,
             "api_db_pool_connections_max",
             "Pool ceiling (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW).",
-            f64::from(max_connections),
+            f64::from(sqlx.options().get_max_connections()),
         );
+        gauge(
+            &mut out,
+            "api_db_pool_waiting",
+            "Callers waiting for a pool connection now.",
+            stats.waiting.load(Ordering::Relaxed) as f64,
+        );
+        header(
+            &mut out,
+            "api_db_pool_acquire_seconds",
+            "histogram",
+            "Time to get a pool connection and open a transaction.",
+        );
+        stats.acquire.lock().unwrap_or_else(PoisonError::into_inner).write(&mut out, "api_db_pool_acquire_seconds", "");
         counter(
             &mut out,
             "api_db_pool_timeouts_total",
-            "Requests that got no connection within DATABASE_POOL_TIMEOUT.",
-            self.pool_timeouts.load(Ordering::Relaxed),
+            "Callers that got no connection within DATABASE_POOL_TIMEOUT (answered 503).",
+            stats.timeouts.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "api_db_slow_queries_total",
+            "SQL statements slower than DATABASE_SLOW_QUERY_MS, each logged with its operation name.",
+            stats.slow_queries.load(Ordering::Relaxed),
         );
         counter(
             &mut out,
             "api_graphql_slow_requests_total",
-            "Requests slower than DATABASE_SLOW_QUERY_MS.",
+            "GraphQL requests slower than DATABASE_SLOW_QUERY_MS, each logged with its operation name.",
             self.slow_requests.load(Ordering::Relaxed),
         );
         gauge(
@@ -113,32 +212,29 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "api_listener_connected",
+            "1 while the change listener is connected to the database, 0 while it reconnects.",
+            if realtime.listener_connected() { 1.0 } else { 0.0 },
+        );
+        gauge(
+            &mut out,
             "api_listener_lag_seconds",
             "Commit-to-broadcast delay of the latest change event.",
             realtime.lag_ms() as f64 / 1000.0,
         );
 
-        let _ = writeln!(
-            out,
-            "# HELP api_graphql_request_duration_seconds GraphQL requests by operation name and outcome."
+        header(
+            &mut out,
+            "api_graphql_request_duration_seconds",
+            "histogram",
+            "GraphQL requests by operation name and outcome.",
         );
-        let _ = writeln!(out, "# TYPE api_graphql_request_duration_seconds histogram");
         let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         let mut keys: Vec<_> = requests.keys().collect();
         keys.sort();
         for key in keys {
-            let h = &requests[key];
             let labels = format!("operation=\"{}\",outcome=\"{}\"", escape(&key.0), key.1);
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "api_graphql_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
-                    h.buckets[i]
-                );
-            }
-            let _ = writeln!(out, "api_graphql_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "api_graphql_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "api_graphql_request_duration_seconds_count{{{labels}}} {}", h.count);
+            requests[key].write(&mut out, "api_graphql_request_duration_seconds", &labels);
         }
         drop(requests);
         out.push_str(&self.database.lock().unwrap_or_else(PoisonError::into_inner));
@@ -165,12 +261,18 @@ fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    header(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 async fn database_stats(pool: &Pool) -> Result<String, sea_orm::DbErr> {
@@ -207,10 +309,7 @@ async fn database_stats_in(pool: &sea_orm::DatabaseTransaction) -> Result<String
              FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname",
         ))
         .await?;
-    let _ = writeln!(
-        out,
-        "# HELP api_db_table_size_bytes Size of each table with its indexes.\n# TYPE api_db_table_size_bytes gauge"
-    );
+    header(&mut out, "api_db_table_size_bytes", "gauge", "Size of each table with its indexes.");
     for row in &tables {
         let _ = writeln!(
             out,
@@ -219,10 +318,7 @@ async fn database_stats_in(pool: &sea_orm::DatabaseTransaction) -> Result<String
             row.try_get::<f64>("", "size")?
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP api_db_table_rows_estimate Estimated live rows of each table.\n# TYPE api_db_table_rows_estimate gauge"
-    );
+    header(&mut out, "api_db_table_rows_estimate", "gauge", "Estimated live rows of each table.");
     for row in &tables {
         let _ = writeln!(
             out,
@@ -235,9 +331,11 @@ async fn database_stats_in(pool: &sea_orm::DatabaseTransaction) -> Result<String
         .query_all_raw(one("SELECT relname::text AS tbl, indexrelname::text AS idx, idx_scan::float8 AS scans
              FROM pg_stat_user_indexes WHERE schemaname = 'public' ORDER BY relname, indexrelname"))
         .await?;
-    let _ = writeln!(
-        out,
-        "# HELP api_db_index_scans_total Scans of each index since statistics reset; 0 means never used.\n# TYPE api_db_index_scans_total counter"
+    header(
+        &mut out,
+        "api_db_index_scans_total",
+        "counter",
+        "Scans of each index since statistics reset; 0 means never used.",
     );
     for row in &indexes {
         let _ = writeln!(

@@ -31,6 +31,7 @@ pub fn spawn(rt: Realtime) -> JoinHandle<()> {
             match listen(&rt, &mut backoff, &mut last_prune).await {
                 Ok(()) => return,
                 Err(err) => {
+                    rt.set_listener_connected(false);
                     tracing::warn!(error = %err, retry_in = ?backoff, "realtime listener lost the database; reconnecting");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -50,6 +51,7 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
     listener.ignore_pool_close_event(true);
     listener.listen(migration::CHANGES_CHANNEL).await.map_err(|e| e.to_string())?;
     catch_up(rt).await.map_err(|e| e.message())?;
+    rt.set_listener_connected(true);
     *backoff = BACKOFF_MIN;
     tracing::info!(head = %rt.head(), "realtime listener connected");
     let mut poll = tokio::time::interval(rt.config().poll_interval);
@@ -59,7 +61,10 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
             notification = listener.try_recv() => match notification {
                 Ok(Some(_)) => {}
                 // The connection dropped; sqlx reconnects on the next call.
-                Ok(None) => tracing::warn!("realtime listener connection dropped; catching up from the log"),
+                Ok(None) => {
+                    rt.set_listener_connected(false);
+                    tracing::warn!("realtime listener connection dropped; catching up from the log");
+                }
                 Err(err) => return Err(err.to_string()),
             },
             _ = poll.tick() => {
@@ -74,6 +79,7 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
             }
         }
         catch_up(rt).await.map_err(|e| e.message())?;
+        rt.set_listener_connected(true);
     }
 }
 

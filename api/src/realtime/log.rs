@@ -1,5 +1,7 @@
 //! Reading and pruning the change log, as the `app_realtime` role.
 
+use std::time::{Duration, Instant};
+
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
@@ -24,8 +26,10 @@ pub struct ChangeEvent {
     pub owner: Option<Uuid>,
     pub new_row: Option<serde_json::Value>,
     pub old_row: Option<serde_json::Value>,
-    /// When the writing transaction started.
-    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the writing transaction committed, on this process's clock
+    /// (from the age the database gave it when read, so the database's
+    /// and this host's clocks need not agree).
+    pub committed_at: std::time::Instant,
     /// The row decoded into its storage model, once for all subscribers.
     pub(super) decoded: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -54,7 +58,7 @@ struct LogRow {
     owner_id: Option<Uuid>,
     new_row: Option<serde_json::Value>,
     old_row: Option<serde_json::Value>,
-    created_at: chrono::DateTime<chrono::Utc>,
+    committed_ms_ago: i64,
 }
 
 impl From<LogRow> for ChangeEvent {
@@ -72,7 +76,9 @@ impl From<LogRow> for ChangeEvent {
             owner: r.owner_id,
             new_row: r.new_row,
             old_row: r.old_row,
-            created_at: r.created_at,
+            committed_at: Instant::now()
+                .checked_sub(Duration::from_millis(u64::try_from(r.committed_ms_ago).unwrap_or(0)))
+                .unwrap_or_else(Instant::now),
             decoded: std::sync::OnceLock::new(),
         }
     }
@@ -87,7 +93,9 @@ pub async fn read_after(db: &Pool, after: Cursor, tables: &[&str], limit: u64) -
     let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
     let rows = LogRow::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT c.seq, l.id, l.table_name, l.op::text AS op, l.row_key, l.owner_id, l.new_row, l.old_row, l.created_at
+        "SELECT c.seq, l.id, l.table_name, l.op::text AS op, l.row_key, l.owner_id, l.new_row, l.old_row,
+                (extract(epoch FROM clock_timestamp() - coalesce(c.committed_at, l.created_at)) * 1000)::bigint
+                    AS committed_ms_ago
          FROM change_commit c
          JOIN change_log l ON l.txid = c.txid
          WHERE c.seq >= $1 AND (c.seq, l.id) > ($1, $2)

@@ -22,7 +22,7 @@ mod log;
 pub mod stream;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use cursor::Cursor;
@@ -113,9 +113,10 @@ struct Inner {
     config: RealtimeConfig,
     /// Times a subscriber fell behind the buffer and caught up from the log.
     lag_recoveries: AtomicU64,
-    /// Milliseconds from the writing transaction's start to the broadcast of
-    /// the latest event.
+    /// Milliseconds from the commit of the latest event to its broadcast.
     lag_ms: AtomicU64,
+    /// Whether the listener is connected (false while it reconnects).
+    connected: AtomicBool,
 }
 
 impl Realtime {
@@ -131,6 +132,7 @@ impl Realtime {
                 config,
                 lag_recoveries: AtomicU64::new(0),
                 lag_ms: AtomicU64::new(0),
+                connected: AtomicBool::new(false),
             }),
         }
     }
@@ -166,9 +168,19 @@ impl Realtime {
         self.inner.lag_recoveries.load(Ordering::Relaxed)
     }
 
-    /// Milliseconds between the latest event's transaction and its broadcast.
+    /// Milliseconds between the latest event's commit and its broadcast.
     pub fn lag_ms(&self) -> u64 {
         self.inner.lag_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether the listener is connected and caught up with the log (false
+    /// from a lost connection until the reconnect's catch-up read is done).
+    pub fn listener_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Relaxed)
+    }
+
+    fn set_listener_connected(&self, connected: bool) {
+        self.inner.connected.store(connected, Ordering::Relaxed);
     }
 
     fn record_lag(&self) {
@@ -177,8 +189,8 @@ impl Realtime {
 
     fn publish(&self, event: ChangeEvent) {
         let cursor = event.cursor;
-        let lag = (chrono::Utc::now() - event.created_at).num_milliseconds();
-        self.inner.lag_ms.store(u64::try_from(lag).unwrap_or(0), Ordering::Relaxed);
+        let lag = event.committed_at.elapsed().as_millis();
+        self.inner.lag_ms.store(u64::try_from(lag).unwrap_or(u64::MAX), Ordering::Relaxed);
         // Head first: a subscriber that reads the head after subscribing
         // treats everything up to it as the past, and receives the rest.
         self.inner.head.send_replace(cursor);

@@ -142,7 +142,8 @@ async fn too_deep_or_too_complex_queries_are_refused_before_any_work() {
 }
 
 #[tokio::test]
-async fn an_exhausted_pool_answers_503_within_the_timeout_instead_of_hanging() {
+async fn an_exhausted_pool_answers_503_after_the_timeout_instead_of_hanging() {
+    // One connection and DATABASE_POOL_TIMEOUT = 1 s.
     let app = TestApp::spawn_with_one_connection().await;
     let (blocker, first) = app.hold_the_only_connection().await;
 
@@ -150,22 +151,38 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_instead_of_hanging() {
     let second = app
         .http
         .post(format!("{}/graphql", app.address))
-        .json(&json!({ "query": "{ places { totalCount } }" }))
+        .json(&json!({ "query": "query Second { places { totalCount } }" }))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let waited = started.elapsed();
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(error_code(&second.json().await.unwrap_or_default()), "SERVICE_UNAVAILABLE");
-    assert!(waited < std::time::Duration::from_secs(5), "answered after {waited:?}");
+    assert_eq!(second.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: serde_json::Value = second.json().await.unwrap_or_default();
+    assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+    assert_eq!(body["errors"][0]["message"], "the database is busy; retry shortly");
+    assert!(waited >= std::time::Duration::from_millis(950), "it waited for the timeout: {waited:?}");
+    assert!(waited < std::time::Duration::from_secs(5), "and not much longer: {waited:?}");
+
+    let metrics = app.metrics().await;
+    assert_eq!(metrics.value("api_db_pool_timeouts_total"), 1.0);
+    assert_eq!(metrics.value("api_db_pool_connections_in_use"), 1.0, "the blocked request holds it");
+    assert_eq!(
+        metrics.value("api_graphql_request_duration_seconds_count{operation=\"Second\",outcome=\"unavailable\"}"),
+        1.0
+    );
 
     blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.await.ok().flatten(), Some(200), "the first request completes once the lock is gone");
+    assert_eq!(app.metrics().await.value("api_db_pool_waiting"), 0.0, "no wait is left counted");
 }
 
 #[tokio::test]
 async fn metrics_expose_every_family_with_live_values_after_traffic() {
-    let app = TestApp::spawn().await;
+    // Every statement counts as slow, so the slow-query families move.
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.database_slow_query_ms = 0;
+    let app = TestApp::spawn_with(config).await;
     app.insert_place("p1", "cafe", 0.0, 0.0, Some(4.0), Some(10)).await;
     let ada = app.sign_up("ada").await;
     let mut ws = app.subscriber(Some(&ada.token)).await;
@@ -180,50 +197,36 @@ async fn metrics_expose_every_family_with_live_values_after_traffic() {
     app.graphql(Some(&ada.token), "query Nearby { recommendations(lat: 0, lng: 0) { score } }", json!({})).await;
     app.graphql(None, "query Mine { myReviews { totalCount } }", json!({})).await;
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
-    let value = |series: &str| -> f64 {
-        text.lines()
-            .find(|l| {
-                l.starts_with(series) && l[series.len()..].starts_with([' ', '{'])
-                    || l.starts_with(&format!("{series} "))
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
-    };
-    assert!(value("api_db_pool_connections_max") >= 1.0);
-    value("api_db_pool_connections_in_use");
-    value("api_db_pool_connections_idle");
-    value("api_db_pool_timeouts_total");
-    value("api_graphql_slow_requests_total");
+    let metrics = app.metrics().await;
+    let value = |series: &str| metrics.value(series);
+    let text = &metrics.0;
+    // Pool: usage, waits and their duration, timeouts.
+    assert_eq!(value("api_db_pool_connections_max"), 6.0, "pool size 4 + overflow 2");
+    assert!(value("api_db_pool_connections_in_use") + value("api_db_pool_connections_idle") >= 1.0);
+    assert_eq!(value("api_db_pool_waiting"), 0.0);
+    assert!(value("api_db_pool_acquire_seconds_count") >= 3.0, "sign-up and two queries each got a connection");
+    assert_eq!(value("api_db_pool_acquire_seconds_bucket{le=\"+Inf\"}"), value("api_db_pool_acquire_seconds_count"));
+    assert_eq!(value("api_db_pool_timeouts_total"), 0.0);
+    // Requests by operation and outcome; slow statements and requests.
+    assert_eq!(value("api_graphql_request_duration_seconds_count{operation=\"Nearby\",outcome=\"ok\"}"), 1.0);
+    assert_eq!(value("api_graphql_request_duration_seconds_count{operation=\"Mine\",outcome=\"error\"}"), 1.0);
+    assert!(value("api_db_slow_queries_total") >= 3.0);
+    assert!(value("api_graphql_slow_requests_total") >= 2.0);
+    // Websockets and the change feed.
     assert_eq!(value("api_ws_connections"), 1.0);
     assert_eq!(value("api_subscriptions"), 1.0);
     assert!(value("api_events_delivered_total") >= 1.0);
-    value("api_listener_lag_seconds");
-    assert!(
-        text.contains("api_graphql_request_duration_seconds_count{operation=\"Nearby\",outcome=\"ok\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("api_graphql_request_duration_seconds_count{operation=\"Mine\",outcome=\"error\"} 1"),
-        "{text}"
-    );
+    assert_eq!(value("api_listener_connected"), 1.0);
+    assert!(value("api_listener_lag_seconds") >= 0.0);
+    // Database statistics, from the pg_stat views.
     assert!(value("api_db_size_bytes") > 0.0);
     assert!((0.0..=1.0).contains(&value("api_db_cache_hit_ratio")));
-    value("api_db_notification_queue_usage");
-    assert!(text.contains("api_db_table_size_bytes{table=\"place\"}"), "{text}");
-    assert!(text.contains("api_db_table_rows_estimate{table=\"review\"}"));
-    assert!(
-        text.contains("api_db_index_scans_total{table=\"place\",index=\"idx_place_location\"}"),
-        "never-used indexes are listed too"
-    );
+    assert!((0.0..=1.0).contains(&value("api_db_notification_queue_usage")));
+    assert!(value("api_db_table_size_bytes{table=\"place\"}") > 0.0);
+    assert!(value("api_db_table_rows_estimate{table=\"review\"}") >= 0.0);
+    // Never-used indexes are listed too, with 0 scans.
+    assert!(value("api_db_index_scans_total{table=\"place\",index=\"idx_place_location\"}") >= 0.0);
+    assert!(text.contains("# TYPE api_db_pool_acquire_seconds histogram"), "{text}");
 }
 
 #[tokio::test]

@@ -414,10 +414,14 @@ async fn while_the_database_is_down_subscribers_stay_connected_and_then_miss_not
     app.insert_place("before", "cafe", 0.0, 0.0, None, None).await;
     assert_eq!(next_place(&mut ws, "1").await.1, "before");
 
+    assert!(app.realtime.listener_connected());
+
     // A write committed just before the outage may not be delivered yet.
     app.insert_place("at-the-edge", "cafe", 0.0, 0.0, None, None).await;
     cluster.stop();
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let feed = app.realtime.clone();
+    tests::eventually("the listener reports the lost database", || !feed.listener_connected()).await;
+    assert_eq!(app.metrics().await.value("api_listener_connected"), 0.0);
     cluster.start_again();
 
     let superuser =
@@ -428,9 +432,29 @@ async fn while_the_database_is_down_subscribers_stay_connected_and_then_miss_not
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next_place(&mut ws, "1").await.1, "at-the-edge");
     assert_eq!(next_place(&mut ws, "1").await.1, "after", "nothing lost, nothing invented");
+    assert!(app.realtime.listener_connected());
     // The socket survived the outage: it still answers.
     ws.send(json!({ "type": "ping" })).await;
     assert_eq!(ws.message().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn listener_lag_counts_from_commit_so_a_long_writing_transaction_is_not_lag() {
+    let app = TestApp::spawn().await;
+    let mut ws = app.subscriber(None).await;
+    ws.subscribe("1", PLACES, json!({ "after": app.change_cursor().await })).await;
+
+    // The write happens at once; the commit two seconds later.
+    let tx = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.execute_unprepared("INSERT INTO place (id, name, lat, lng) VALUES ('slow', 'slow', 0, 0)")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next_place(&mut ws, "1").await.1, "slow");
+
+    let lag = app.realtime.lag_ms();
+    assert!(lag < 2000, "{lag} ms: the transaction's open time was counted as listener lag");
 }
 
 #[tokio::test]
