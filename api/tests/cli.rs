@@ -320,6 +320,17 @@ fn backup_prune_deletes_what_the_retention_policy_drops_with_their_manifests_and
     }
 }
 
+/// The backup archive `api backup` wrote into `dir`.
+fn archive_in(dir: &Path) -> PathBuf {
+    let archive = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "dump"));
+    archive.unwrap_or_else(|| panic!("no backup archive in {}", dir.display()))
+}
+
 #[test]
 fn restore_over_data_needs_a_yes_and_then_brings_the_backup_back() {
     let data = DataDir::new("restore");
@@ -329,13 +340,7 @@ fn restore_over_data_needs_a_yes_and_then_brings_the_backup_back() {
     let backup = run(api(&data.0).args(["backup", "--dir"]).arg(&dir));
     assert!(backup.status.success(), "{}", text(&backup.stderr));
     assert!(text(&backup.stdout).contains("manifest "), "{}", text(&backup.stdout));
-    let file = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "dump"));
-    let file = file.unwrap_or_else(|| panic!("no backup file in {}", dir.display()));
+    let file = archive_in(&dir);
 
     let refused = run(api(&data.0).arg("restore").arg(&file));
     assert!(!refused.status.success());
@@ -360,13 +365,7 @@ fn verify_compares_a_restore_with_the_source_as_the_backup_saw_it() {
     assert!(run(api(&data.0).args(["seed", "--demo"])).status.success());
     let dir = data.0.join("backups");
     assert!(run(api(&data.0).args(["backup", "--dir"]).arg(&dir)).status.success());
-    let file = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "dump"))
-        .unwrap_or_else(|| panic!("no backup file in {}", dir.display()));
+    let file = archive_in(&dir);
     let manifest_path = api::ops::backup::Manifest::path(&file);
     let manifest = api::ops::backup::Manifest::read(&file).ok().flatten();
     let manifest = manifest.unwrap_or_else(|| panic!("no manifest at {}", manifest_path.display()));

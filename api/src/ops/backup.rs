@@ -152,15 +152,16 @@ impl Tools {
         Ok(())
     }
 
-    /// Dumps `url` into `dir`, printing progress; returns the file and its
-    /// size. With `snapshot` (from `pg_export_snapshot()`, whose transaction
-    /// must stay open until this returns) the dump sees exactly that snapshot.
-    pub fn backup(&self, url: &str, dir: &Path, snapshot: Option<&str>) -> Result<(PathBuf, u64), String> {
+    /// Dumps `url` into `dir` as the backup taken `at`, printing progress;
+    /// returns the file and its size. The dump reads `snapshot` (from
+    /// `pg_export_snapshot()`, whose transaction must stay open until this
+    /// returns): see [`take`].
+    pub fn backup(&self, url: &str, dir: &Path, snapshot: &str, at: DateTime<Utc>) -> Result<(PathBuf, u64), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let file = dir.join(file_name(Utc::now()));
+        let file = dir.join(file_name(at));
         let mut child = Command::new(&self.pg_dump)
             .args(["--format=custom", "--verbose", "--no-password"])
-            .args(snapshot.map(|id| format!("--snapshot={id}")))
+            .arg(format!("--snapshot={snapshot}"))
             .arg(format!("--file={}", file.display()))
             .arg(format!("--dbname={url}"))
             .stdin(Stdio::null())
@@ -254,24 +255,16 @@ pub async fn take(
         .iter()
         .map(|row| row.try_get_by_index::<String>(0).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
+    let taken_at = Utc::now();
     let (tools, url, dir) = (tools.clone(), url.to_owned(), dir.to_owned());
-    let (file, bytes) = tokio::task::spawn_blocking(move || tools.backup(&url, &dir, Some(&snapshot)))
+    let (file, bytes) = tokio::task::spawn_blocking(move || tools.backup(&url, &dir, &snapshot, taken_at))
         .await
         .map_err(|e| e.to_string())??;
     // Only now may the snapshot go: pg_dump has finished reading it.
     tx.commit().await.map_err(|e| e.to_string())?;
-    let manifest = Manifest {
-        taken_at: taken_at(&file_name_of(&file)).unwrap_or_else(Utc::now),
-        server_version,
-        migrations,
-        rows,
-    };
+    let manifest = Manifest { taken_at, server_version, migrations, rows };
     manifest.write(&file)?;
     Ok((file, bytes, manifest))
-}
-
-fn file_name_of(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 async fn scalar(tx: &DatabaseTransaction, sql: &str) -> Result<String, String> {

@@ -182,7 +182,7 @@ impl Metrics {
         counter(
             &mut out,
             "api_db_pool_timeouts_total",
-            "Callers that got no connection within DATABASE_POOL_TIMEOUT (answered 503).",
+            "Callers that got no connection within DATABASE_POOL_TIMEOUT (a request answers 503).",
             stats.timeouts.load(Ordering::Relaxed),
         );
         counter(
