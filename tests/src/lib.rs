@@ -34,11 +34,20 @@ pub struct Cluster {
     data: PathBuf,
     bin: PathBuf,
     run_as: Option<(u32, u32)>,
+    /// `-c` options of [`Cluster::start_with`], after the defaults.
+    settings: String,
 }
 
 impl Cluster {
     pub fn url(&self, user: &str, database: &str) -> String {
         format!("postgres://{user}@localhost:{}/{database}?host={}", self.port, self.socket_dir.display())
+    }
+
+    /// A URL over TCP to `localhost` on the cluster's port, for a cluster
+    /// started to listen on 127.0.0.1 (see [`Cluster::start_with`]); append
+    /// the query string (`?sslmode=..`).
+    pub fn tcp_url(&self, user: &str, database: &str) -> String {
+        format!("postgres://{user}@localhost:{}/{database}", self.port)
     }
 
     fn pg_ctl(&self) -> Command {
@@ -71,14 +80,25 @@ impl Cluster {
 
     fn options(&self) -> String {
         format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements",
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements{}",
             self.port,
-            self.socket_dir.display()
+            self.socket_dir.display(),
+            self.settings
         )
     }
 
-    /// Creates, starts and guards a new cluster.
+    /// Creates, starts and guards a new cluster, listening on its unix
+    /// socket only.
     pub fn start() -> Self {
+        Self::start_with(&[], "")
+    }
+
+    /// Like [`Cluster::start`], plus server `settings` (`name=value`, each
+    /// passed as `-c` after the defaults, so `listen_addresses=127.0.0.1`
+    /// overrides the default of no TCP; through pg_ctl's shell, so no
+    /// spaces) and `hba_first`: lines put at the top of pg_hba.conf, where
+    /// they win over initdb's `trust` lines.
+    pub fn start_with(settings: &[&str], hba_first: &str) -> Self {
         let bin = api::db::embedded::find_pg_bin(None).unwrap_or_else(|e| panic!("{e}"));
         let run_as = api::db::embedded::postgres_user_if_root().unwrap_or_else(|e| panic!("{e}"));
         // Short path: unix socket paths are limited to ~107 bytes.
@@ -104,8 +124,15 @@ impl Cluster {
                 .arg(&data),
             "initdb",
         );
+        if !hba_first.is_empty() {
+            let hba = data.join("pg_hba.conf");
+            let initdb_lines = std::fs::read_to_string(&hba).unwrap_or_else(|e| panic!("{}: {e}", hba.display()));
+            std::fs::write(&hba, format!("{hba_first}\n{initdb_lines}"))
+                .unwrap_or_else(|e| panic!("{}: {e}", hba.display()));
+        }
+        let settings = settings.iter().map(|s| format!(" -c {s}")).collect();
         let port = free_port();
-        let cluster = Self { port, socket_dir: dir.clone(), data: data.clone(), bin: bin.clone(), run_as };
+        let cluster = Self { port, socket_dir: dir.clone(), data: data.clone(), bin: bin.clone(), run_as, settings };
         cluster.start_again();
         // Stops the cluster and removes its folder once this process is gone.
         // Never waited for: it must outlive us (it is reparented to init).

@@ -16,4 +16,5 @@ mod recommendations;
 mod rls;
 mod routines;
 mod schema;
+mod tls;
 mod websocket;
