@@ -154,6 +154,17 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, String> {
         config.validate()?;
+        if config.app_env != AppEnv::Development {
+            for (name, url) in
+                [("DATABASE_URL", &config.database_url), ("DATABASE_LISTEN_URL", &config.database_listen_url)]
+            {
+                if let Some(why) = url.as_deref().and_then(db::unverified_tls) {
+                    tracing::warn!(
+                        "{name}: {why}, so its traffic may be plaintext or intercepted; use sslmode=verify-full with sslrootcert (docs/OPERATIONS.md)"
+                    );
+                }
+            }
+        }
         let mut target = database_target(&config).await?;
         {
             // Behind a transaction-mode pooler, migrations (session-level

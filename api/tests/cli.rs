@@ -216,6 +216,21 @@ fn bad_configuration_exits_non_zero_with_one_clear_line() {
 }
 
 #[test]
+fn outside_development_a_remote_database_without_verified_tls_is_warned_about() {
+    let data = DataDir::new("tls-warning");
+    let out = run(api(&data.0)
+        .env("APP_ENV", "staging")
+        .env("JWT_SECRET", "x".repeat(32))
+        .env("DATABASE_URL", "postgres://app@db.invalid:1/app?sslmode=require"));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "db.invalid cannot be reached: {stderr}");
+    assert!(
+        stderr.contains("DATABASE_URL: db.invalid is reached with sslmode=require") && stderr.contains("verify-full"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_schema_command_prints_the_committed_schema() {
     let out = run(Command::new(API).arg("schema"));
     let committed =

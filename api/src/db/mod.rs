@@ -127,6 +127,24 @@ pub async fn connect_admin(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
+/// Why `url` would carry data over a network without verified TLS, if it
+/// would: a host other than this machine, and an sslmode below `verify-ca`.
+/// sqlx's default, `prefer`, falls back to plaintext without a word, and
+/// `require` accepts any certificate. Parsed as sqlx parses it, so
+/// `PGSSLMODE` and friends count.
+pub fn unverified_tls(url: &str) -> Option<String> {
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
+    let options: PgConnectOptions = url.parse().ok()?;
+    let host = options.get_host();
+    let local =
+        options.get_socket().is_some() || host.starts_with('/') || ["localhost", "127.0.0.1", "::1"].contains(&host);
+    match options.get_ssl_mode() {
+        _ if local => None,
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull => None,
+        mode => Some(format!("{host} is reached with sslmode={}", format!("{mode:?}").to_lowercase())),
+    }
+}
+
 /// Names of migrations not yet applied. Reads the ledger without creating it,
 /// so the unprivileged request login can ask too.
 pub async fn pending_migrations(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
@@ -147,4 +165,35 @@ pub async fn check_viewer_roles(db: &Pool) -> Result<(), String> {
         }
     }
     tx.rollback().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unverified_tls;
+
+    #[test]
+    fn a_remote_database_without_verified_tls_is_pointed_out() {
+        let says = |url: &str| unverified_tls(url);
+        assert_eq!(
+            says("postgres://app@db.internal/app").as_deref(),
+            Some("db.internal is reached with sslmode=prefer")
+        );
+        assert_eq!(
+            says("postgres://app@10.0.0.5:6432/app?sslmode=require").as_deref(),
+            Some("10.0.0.5 is reached with sslmode=require")
+        );
+        assert_eq!(says("postgres://app@db.internal/app?sslmode=verify-full&sslrootcert=/etc/ca.pem"), None);
+        assert_eq!(says("postgres://app@db.internal/app?sslmode=verify-ca"), None);
+    }
+
+    #[test]
+    fn this_machine_needs_no_tls() {
+        for url in [
+            "postgres://app@localhost/app",
+            "postgres://app@127.0.0.1:5432/app?sslmode=disable",
+            "postgres://app@localhost:5432/app?host=/var/run/postgresql",
+        ] {
+            assert_eq!(unverified_tls(url), None, "{url}");
+        }
+    }
 }
