@@ -364,7 +364,7 @@ fn restore_over_data_needs_a_yes_and_then_brings_the_backup_back() {
     let restored = run(api(&data.0).arg("restore").arg(&file).arg("--yes"));
     assert!(restored.status.success(), "{}", text(&restored.stderr));
     assert!(
-        text(&restored.stdout).contains("every table holds the rows the backup recorded"),
+        text(&restored.stdout).contains("every table of the backup holds the rows it recorded"),
         "{}",
         text(&restored.stdout)
     );
@@ -431,10 +431,13 @@ async fn json_logs_carry_the_request_id_and_slow_queries_name_their_operation() 
     signal(&server, "TERM");
     assert!(wait_exit(&mut server).success());
 
-    let lines: Vec<serde_json::Value> = logs
-        .try_iter()
-        .map(|line| serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
-        .collect();
+    // Every line, up to the end of the server's stderr.
+    let mut lines = Vec::new();
+    while let Ok(line) = logs.recv_timeout(Duration::from_secs(10)) {
+        let json: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        lines.push(json);
+    }
     // The spans of a line, flattened: request id, path, operation name.
     let context = |line: &serde_json::Value, key: &str| -> Option<String> {
         line["spans"].as_array()?.iter().find_map(|span| span[key].as_str().map(str::to_owned))

@@ -741,9 +741,9 @@ impl TestApp {
 }
 
 /// Waits until `condition` holds, checking every 50 ms, for at most 20 s.
-pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
+pub async fn eventually(what: &str, condition: impl AsyncFn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !condition() {
+    while !condition().await {
         assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -52,9 +52,15 @@ impl Pool {
             (false, _) => prelude.to_owned(),
         };
         if !sql.is_empty() {
-            tx.execute_unprepared(&sql).await?;
+            self.stats.time(&sql, tx.execute_unprepared(&sql)).await?;
         }
         Ok(tx)
+    }
+
+    /// Commits `tx`, timed like every statement of the pool: deferred
+    /// triggers run here (the change feed's commit stamp waits on a lock).
+    pub async fn commit(&self, tx: DatabaseTransaction) -> Result<(), DbErr> {
+        self.stats.time("COMMIT", tx.commit()).await
     }
 
     /// Starts a transaction; see [`Pool::begin_with`].
@@ -68,7 +74,8 @@ impl Pool {
         &self.db
     }
 
-    /// Waits, timeouts and slow statements, for /metrics.
+    /// Waits, timeouts and slow statements, for /metrics; also times the
+    /// statements sea-orm does not (see [`PoolStats::time`]).
     pub fn stats(&self) -> &PoolStats {
         &self.stats
     }
@@ -98,11 +105,11 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
             },
         );
     let mut db = Database::connect(options).await?;
-    let stats = Arc::new(PoolStats::default());
-    let slow = Duration::from_millis(config.database_slow_query_ms);
+    let stats = Arc::new(PoolStats::new(Duration::from_millis(config.database_slow_query_ms)));
     let observer = Arc::clone(&stats);
-    // Every statement of the pool, transactions included, is timed here.
-    db.set_metric_callback(move |info| observer.observe_statement(info, slow));
+    // sea-orm times the statements it prepares, in transactions too;
+    // `Pool::begin_with` and `Pool::commit` time the rest.
+    db.set_metric_callback(move |info| observer.observe(&info.statement.sql, info.elapsed, info.failed));
     Ok(Pool { db, transaction_pooler, stats })
 }
 
@@ -117,7 +124,10 @@ pub async fn connect_feed(url: &str) -> Result<Pool, DbErr> {
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false)
         .set_application_name("api-feed");
-    Ok(Pool { db: Database::connect(options).await?, transaction_pooler: false, stats: Arc::default() })
+    // Not in /metrics' pool figures, which are the request pool's; the
+    // feed's health shows as the listener's lag and state.
+    let stats = Arc::new(PoolStats::new(Duration::MAX));
+    Ok(Pool { db: Database::connect(options).await?, transaction_pooler: false, stats })
 }
 
 /// Opens a small pool for administrative work (migrations, seeding).
@@ -136,8 +146,11 @@ pub fn unverified_tls(url: &str) -> Option<String> {
     use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
     let options: PgConnectOptions = url.parse().ok()?;
     let host = options.get_host();
-    let local =
-        options.get_socket().is_some() || host.starts_with('/') || ["localhost", "127.0.0.1", "::1"].contains(&host);
+    let loopback = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || host == "localhost"
+        || loopback.is_ok_and(|ip| ip.is_loopback());
     match options.get_ssl_mode() {
         _ if local => None,
         PgSslMode::VerifyCa | PgSslMode::VerifyFull => None,
@@ -191,6 +204,8 @@ mod tests {
         for url in [
             "postgres://app@localhost/app",
             "postgres://app@127.0.0.1:5432/app?sslmode=disable",
+            "postgres://app@127.0.0.2/app",
+            "postgres://app@[::1]:5432/app",
             "postgres://app@localhost:5432/app?host=/var/run/postgresql",
         ] {
             assert_eq!(unverified_tls(url), None, "{url}");

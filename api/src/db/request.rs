@@ -49,7 +49,8 @@ pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTr
     let current = Role::parse(&current).ok_or_else(|| ApiError::internal(format!("unknown role {current}")))?;
     let viewer = Viewer::User { id, role: current };
     if current != role {
-        tx.execute_unprepared(&set_viewer_sql(&viewer)).await?;
+        let sql = set_viewer_sql(&viewer);
+        pool.stats().time(&sql, tx.execute_unprepared(&sql)).await?;
     }
     Ok((tx, viewer))
 }
@@ -67,7 +68,11 @@ fn set_viewer_sql(viewer: &Viewer) -> String {
 /// mutex; the `Option` lets the request handler take the transaction back to
 /// commit or roll it back however many clones are still alive.
 #[derive(Clone)]
-pub struct RequestDb(Arc<Mutex<Option<DatabaseTransaction>>>);
+pub struct RequestDb {
+    tx: Arc<Mutex<Option<DatabaseTransaction>>>,
+    /// Where the transaction came from: it commits through the pool.
+    pool: Pool,
+}
 
 /// Exclusive use of the request transaction. Drop it before awaiting a
 /// DataLoader, which needs the transaction too.
@@ -83,12 +88,12 @@ impl Deref for TxGuard {
 }
 
 impl RequestDb {
-    pub fn new(tx: DatabaseTransaction) -> Self {
-        Self(Arc::new(Mutex::new(Some(tx))))
+    pub fn new(tx: DatabaseTransaction, pool: Pool) -> Self {
+        Self { tx: Arc::new(Mutex::new(Some(tx))), pool }
     }
 
     pub async fn lock(&self) -> ApiResult<TxGuard> {
-        let guard = self.0.clone().lock_owned().await;
+        let guard = self.tx.clone().lock_owned().await;
         if guard.is_none() {
             return Err(ApiError::internal("request transaction used after it ended"));
         }
@@ -97,11 +102,11 @@ impl RequestDb {
 
     /// Commits when `commit` is true, otherwise rolls back.
     pub async fn finish(&self, commit: bool) -> ApiResult<()> {
-        let Some(tx) = self.0.lock().await.take() else {
+        let Some(tx) = self.tx.lock().await.take() else {
             return Ok(());
         };
         if commit {
-            tx.commit().await?;
+            self.pool.commit(tx).await?;
         } else {
             tx.rollback().await?;
         }
@@ -129,7 +134,7 @@ impl LoaderDb {
             Self::Pool(pool) => {
                 let (tx, _) = begin_request(pool, viewer).await?;
                 let result = query(&tx).await?;
-                tx.commit().await?;
+                pool.commit(tx).await?;
                 Ok(result)
             }
         }

@@ -79,7 +79,7 @@ pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
 
 /// The name of the operation a request runs: `operationName`, or the name
 /// of the document's only operation.
-fn operation_name(request: &async_graphql::Request) -> Option<String> {
+pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
     if let Some(name) = &request.operation_name {
         return Some(name.clone());
     }
@@ -142,7 +142,7 @@ async fn run(
     request: async_graphql::Request,
 ) -> Result<async_graphql::Response, ApiError> {
     let (tx, viewer) = begin_request(&state.pool, viewer).await?;
-    let db = RequestDb::new(tx);
+    let db = RequestDb::new(tx, state.pool.clone());
     let request = request
         .data(viewer)
         .data(db.clone())
@@ -161,7 +161,7 @@ async fn run(
 
 /// Runs a DataLoader batch as its own task, in the span of the request
 /// that asked for it, so its log lines carry the request id and operation.
-fn spawn_in_span(batch: futures_util::future::BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_in_span(batch: futures_util::future::BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(batch.in_current_span())
 }
 

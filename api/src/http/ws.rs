@@ -27,9 +27,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::AppState;
-use super::graphql::{execute_as, operation_types, server_error};
+use super::graphql::{execute_as, operation_name, operation_types, server_error, spawn_in_span};
 use crate::auth::{Viewer, claims_from_authorization};
 use crate::db::begin_request;
 use crate::error::{ApiError, ensure_codes};
@@ -89,6 +90,9 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade:
             Protocol::TransportWs
         };
     let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // The connection outlives this handler, in a task of its own: it keeps
+    // the upgrade request's span, so its log lines carry that request id.
+    let span = tracing::Span::current();
     upgrade
         .protocols(["graphql-transport-ws", "graphql-ws"])
         // tungstenite's defaults (128 KiB each way, allocated per socket)
@@ -97,7 +101,7 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade:
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth))
+        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth).instrument(span))
 }
 
 /// Why the server closes a connection.
@@ -321,7 +325,7 @@ impl Connection {
             out: self.out.clone(),
             metrics: self.state.metrics.clone(),
         };
-        let task = tokio::spawn(operation.run(self.state.clone(), session, checked_at, request));
+        let task = tokio::spawn(operation.run(self.state.clone(), session, checked_at, request).in_current_span());
         self.subscriptions.insert(id, task);
         Ok(())
     }
@@ -346,13 +350,21 @@ impl Operation {
             self.complete().await;
             return;
         }
+        // As execute_as does for queries: log lines name the operation.
+        let operation = operation_name(&request);
+        let span = tracing::info_span!("graphql", operation = operation.as_deref().unwrap_or("anonymous"));
+        self.stream(state, session, checked_at, request).instrument(span).await;
+    }
+
+    /// Runs a subscription until its stream ends.
+    async fn stream(&self, state: AppState, session: Session, checked_at: Cursor, request: async_graphql::Request) {
         let request = request
             .data(session.viewer)
             .data(state.realtime.clone())
             .data(FeedSession { expires_at: session.expires_at, checked_at })
             .data(state.jwt.clone())
-            .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn))
-            .data(DataLoader::new(ProfileLoader::from_pool(state.pool.clone(), session.viewer), tokio::spawn));
+            .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span))
+            .data(DataLoader::new(ProfileLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span));
         let mut responses = state.schema.execute_stream(request);
         while let Some(mut response) = responses.next().await {
             ensure_codes(&mut response);

@@ -65,9 +65,9 @@ impl Manifest {
     pub fn read(archive: &Path) -> Result<Option<Self>, String> {
         let path = Self::path(archive);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| format!("{} is not a backup manifest: {e}", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                format!("{} is not a backup manifest ({e}); move it aside to go on without it", path.display())
+            }),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(format!("cannot read {}: {err}", path.display())),
         }
@@ -192,14 +192,17 @@ impl Tools {
         Ok((file, size))
     }
 
-    /// Restores `file` into `url`, dropping what it replaces first.
-    pub fn restore(&self, file: &Path, url: &str) -> Result<(), String> {
-        let output = Command::new(&self.pg_restore)
+    /// Restores `file` into `url`, dropping what it replaces first. Async,
+    /// never blocking a runtime thread: pg_restore waits for the locks of
+    /// whatever else runs on it, a server's transactions included.
+    pub async fn restore(&self, file: &Path, url: &str) -> Result<(), String> {
+        let output = tokio::process::Command::new(&self.pg_restore)
             .args(["--clean", "--if-exists", "--no-password", "--single-transaction"])
             .arg(format!("--dbname={url}"))
             .arg(file)
             .stdin(Stdio::null())
             .output()
+            .await
             .map_err(|e| format!("cannot run pg_restore: {e}"))?;
         if !output.status.success() {
             return Err(format!("pg_restore failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
@@ -207,12 +210,15 @@ impl Tools {
         Ok(())
     }
 
-    /// Whether the archive's table of contents reads (it is a complete dump).
-    pub fn list(&self, file: &Path) -> Result<usize, String> {
-        let output = Command::new(&self.pg_restore)
+    /// Whether the archive's table of contents reads (it is a complete
+    /// dump); how many entries it has.
+    pub async fn list(&self, file: &Path) -> Result<usize, String> {
+        let output = tokio::process::Command::new(&self.pg_restore)
             .arg("--list")
             .arg(file)
+            .stdin(Stdio::null())
             .output()
+            .await
             .map_err(|e| format!("cannot run pg_restore: {e}"))?;
         if !output.status.success() {
             return Err(format!(
@@ -242,28 +248,34 @@ pub async fn take(
         .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
         .await
         .map_err(|e| format!("cannot start the backup's snapshot: {e}"))?;
+    // The transaction idles while pg_dump reads, and its counts may take
+    // long on big tables: timeouts set for the role or the server must not
+    // end it (pg_dump lifts them for its own session the same way).
+    tx.execute_unprepared(
+        "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let snapshot: String = scalar(&tx, "SELECT pg_export_snapshot()").await?;
     let server_version: String = scalar(&tx, "SHOW server_version").await?;
     let rows = count_rows(&tx).await?;
-    let migrations = tx
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT version FROM seaql_migrations ORDER BY version",
-        ))
-        .await
-        .map_err(|e| format!("cannot read the applied migrations: {e}"))?
-        .iter()
-        .map(|row| row.try_get_by_index::<String>(0).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let migrations = applied_migrations(&tx).await?;
     let taken_at = Utc::now();
     let (tools, url, dir) = (tools.clone(), url.to_owned(), dir.to_owned());
     let (file, bytes) = tokio::task::spawn_blocking(move || tools.backup(&url, &dir, &snapshot, taken_at))
         .await
         .map_err(|e| e.to_string())??;
-    // Only now may the snapshot go: pg_dump has finished reading it.
-    tx.commit().await.map_err(|e| e.to_string())?;
     let manifest = Manifest { taken_at, server_version, migrations, rows };
-    manifest.write(&file)?;
+    if let Err(err) = manifest.write(&file) {
+        // An archive without its manifest would verify against the wrong
+        // thing later: no backup rather than a half one.
+        let _ = std::fs::remove_file(&file);
+        return Err(err);
+    }
+    // pg_dump has finished with the snapshot; the transaction only read.
+    if let Err(err) = tx.commit().await {
+        tracing::warn!(error = %err, "ending the backup's snapshot transaction failed; the backup is complete");
+    }
     Ok((file, bytes, manifest))
 }
 
@@ -273,6 +285,24 @@ async fn scalar(tx: &DatabaseTransaction, sql: &str) -> Result<String, String> {
         .map_err(|e| format!("{sql}: {e}"))?
         .and_then(|row| row.try_get_by_index::<String>(0).ok())
         .ok_or_else(|| format!("{sql}: no value"))
+}
+
+/// The migrations applied to the database, oldest first; none when it
+/// was never migrated.
+async fn applied_migrations(tx: &DatabaseTransaction) -> Result<Vec<String>, String> {
+    let ledger = scalar(tx, "SELECT (to_regclass('public.seaql_migrations') IS NOT NULL)::text").await?;
+    if ledger != "true" {
+        return Ok(Vec::new());
+    }
+    tx.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT version FROM seaql_migrations ORDER BY version",
+    ))
+    .await
+    .map_err(|e| format!("cannot read the applied migrations: {e}"))?
+    .iter()
+    .map(|row| row.try_get_by_index::<String>(0).map_err(|e| e.to_string()))
+    .collect()
 }
 
 /// Rows per table of the public schema, exactly, all from one snapshot.
@@ -290,22 +320,26 @@ pub async fn row_counts(db: &DatabaseConnection) -> Result<BTreeMap<String, i64>
 /// whose reads the policies would filter gets an error, never a short count.
 async fn count_rows(tx: &DatabaseTransaction) -> Result<BTreeMap<String, i64>, String> {
     tx.execute_unprepared("SET LOCAL row_security = off").await.map_err(|e| e.to_string())?;
+    // The catalog quotes the names (`%I`): a table may be called anything.
     let tables = tx
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+            "SELECT tablename::text, format('SELECT count(*) FROM %I.%I', schemaname, tablename)
+             FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
         ))
         .await
         .map_err(|e| e.to_string())?;
     let mut counts = BTreeMap::new();
     for row in tables {
-        let table: String = row.try_get_by_index(0).map_err(|e| e.to_string())?;
+        let (table, count_sql): (String, String) =
+            (row.try_get_by_index(0).map_err(|e| e.to_string())?, row.try_get_by_index(1).map_err(|e| e.to_string())?);
         let count = tx
-            .query_one_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT count(*) FROM \"{table}\"")))
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, count_sql))
             .await
             .map_err(|e| format!("cannot count the rows of {table}: {e}"))?
-            .and_then(|r| r.try_get_by_index::<i64>(0).ok())
-            .unwrap_or(-1);
+            .ok_or_else(|| format!("cannot count the rows of {table}: no result"))?
+            .try_get_by_index::<i64>(0)
+            .map_err(|e| format!("cannot count the rows of {table}: {e}"))?;
         counts.insert(table, count);
     }
     Ok(counts)

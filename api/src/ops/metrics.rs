@@ -58,8 +58,9 @@ impl Histogram {
 /// What the request pool goes through, recorded by [`Pool`] itself so that
 /// every caller (requests, DataLoaders, subscription replays, readiness)
 /// is counted, not only HTTP requests.
-#[derive(Default)]
 pub struct PoolStats {
+    /// Statements slower than this are counted and logged.
+    slow: Duration,
     /// Callers waiting for a connection right now (strictly: inside
     /// `Pool::begin`, which is the wait plus BEGIN's round trip).
     waiting: AtomicI64,
@@ -72,6 +73,17 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
+    /// Stats that count statements slower than `slow` (`Duration::MAX`: none).
+    pub fn new(slow: Duration) -> Self {
+        Self {
+            slow,
+            waiting: AtomicI64::default(),
+            acquire: Mutex::default(),
+            timeouts: AtomicU64::default(),
+            slow_queries: AtomicU64::default(),
+        }
+    }
+
     /// Runs `begin` (getting a connection and opening a transaction),
     /// counted as a wait while it runs and timed when it ends.
     pub async fn time_acquire<T>(&self, begin: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
@@ -94,24 +106,34 @@ impl PoolStats {
         result
     }
 
-    /// Counts and logs one statement slower than `slow`. Runs inside the
-    /// task that ran the statement, so the log line carries that task's
-    /// spans: the request id and the GraphQL operation name. The SQL is
-    /// logged (never its parameters, which may hold user data), shortened.
-    pub fn observe_statement(&self, info: &sea_orm::metric::Info<'_>, slow: Duration) {
-        if info.elapsed < slow {
+    /// Runs one statement that sea-orm does not time itself (COMMIT, and
+    /// SQL sent with `execute_unprepared`), timed as [`Self::observe`] says.
+    pub async fn time<T>(&self, sql: &str, statement: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
+        let started = Instant::now();
+        let result = statement.await;
+        self.observe(sql, started.elapsed(), result.is_err());
+        result
+    }
+
+    /// Counts and logs one statement if it was slower than the threshold.
+    /// Runs inside the task that ran the statement, so the log line carries
+    /// that task's spans: the request id and the GraphQL operation name.
+    /// The SQL is logged (never its parameters, which may hold user data),
+    /// shortened.
+    pub fn observe(&self, sql: &str, elapsed: Duration, failed: bool) {
+        if elapsed < self.slow {
             return;
         }
         self.slow_queries.fetch_add(1, Ordering::Relaxed);
-        let sql = info.statement.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
         let sql = match sql.char_indices().nth(SLOW_SQL_LOGGED) {
             Some((cut, _)) => format!("{}…", &sql[..cut]),
             None => sql,
         };
         tracing::warn!(
             target: "api::db",
-            elapsed_ms = u64::try_from(info.elapsed.as_millis()).unwrap_or(u64::MAX),
-            failed = info.failed,
+            elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            failed,
             sql,
             "slow query"
         );
@@ -314,7 +336,7 @@ async fn database_stats_in(pool: &sea_orm::DatabaseTransaction) -> Result<String
         let _ = writeln!(
             out,
             "api_db_table_size_bytes{{table=\"{}\"}} {}",
-            row.try_get::<String>("", "name")?,
+            escape(&row.try_get::<String>("", "name")?),
             row.try_get::<f64>("", "size")?
         );
     }
@@ -323,7 +345,7 @@ async fn database_stats_in(pool: &sea_orm::DatabaseTransaction) -> Result<String
         let _ = writeln!(
             out,
             "api_db_table_rows_estimate{{table=\"{}\"}} {}",
-            row.try_get::<String>("", "name")?,
+            escape(&row.try_get::<String>("", "name")?),
             row.try_get::<f64>("", "rows")?
         );
     }
@@ -341,8 +363,8 @@ async fn database_stats_in(pool: &sea_orm::DatabaseTransaction) -> Result<String
         let _ = writeln!(
             out,
             "api_db_index_scans_total{{table=\"{}\",index=\"{}\"}} {}",
-            row.try_get::<String>("", "tbl")?,
-            row.try_get::<String>("", "idx")?,
+            escape(&row.try_get::<String>("", "tbl")?),
+            escape(&row.try_get::<String>("", "idx")?),
             row.try_get::<f64>("", "scans")?
         );
     }

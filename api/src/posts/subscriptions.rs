@@ -110,7 +110,7 @@ impl PostsSubscription {
             let realtime = ctx.realtime()?;
             let (tx, _) = crate::db::begin_request(realtime.pool(), viewer).await?;
             let post = store::find_post(&tx, &viewer, post_id).await?;
-            tx.commit().await?;
+            realtime.pool().commit(tx).await?;
             post.ok_or_else(|| ApiError::not_found("post"))?
         };
         let author = post.author_id;

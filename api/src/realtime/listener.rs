@@ -60,11 +60,10 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
         tokio::select! {
             notification = listener.try_recv() => match notification {
                 Ok(Some(_)) => {}
-                // The connection dropped; sqlx reconnects on the next call.
-                Ok(None) => {
-                    rt.set_listener_connected(false);
-                    tracing::warn!("realtime listener connection dropped; catching up from the log");
-                }
+                // The connection dropped. sqlx would re-LISTEN on the next
+                // call, but starting over says exactly when it is back (the
+                // connected gauge) and catches up the same way.
+                Ok(None) => return Err("the LISTEN connection dropped".into()),
                 Err(err) => return Err(err.to_string()),
             },
             _ = poll.tick() => {
@@ -79,7 +78,6 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
             }
         }
         catch_up(rt).await.map_err(|e| e.message())?;
-        rt.set_listener_connected(true);
     }
 }
 

@@ -106,7 +106,7 @@ pub async fn read_after(db: &Pool, after: Cursor, tables: &[&str], limit: u64) -
     ))
     .all(&tx)
     .await?;
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok(rows.into_iter().map(ChangeEvent::from).collect())
 }
 
@@ -122,7 +122,7 @@ pub async fn current_head(db: &Pool) -> ApiResult<Cursor> {
              ORDER BY c.seq DESC, l.id DESC LIMIT 1",
         ))
         .await?;
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok(match row {
         Some(row) => Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? },
         None => Cursor::default(),
@@ -134,7 +134,7 @@ pub async fn horizon(db: &Pool) -> ApiResult<Cursor> {
     let tx = begin_as_realtime(db).await?;
     let row =
         tx.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT seq, id FROM change_log_horizon")).await?;
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok(match row {
         Some(row) => Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? },
         None => Cursor::default(),
@@ -166,10 +166,8 @@ pub async fn prune(db: &Pool, retention_secs: u64, head: Cursor) -> ApiResult<u6
         ))
         .await?;
     // Commit stamps whose events are all gone.
-    tx.execute_unprepared(
-        "DELETE FROM change_commit c WHERE c.seq IS NOT NULL AND NOT EXISTS (SELECT 1 FROM change_log l WHERE l.txid = c.txid)",
-    )
-    .await?;
-    tx.commit().await?;
+    let orphans = "DELETE FROM change_commit c WHERE c.seq IS NOT NULL AND NOT EXISTS (SELECT 1 FROM change_log l WHERE l.txid = c.txid)";
+    db.stats().time(orphans, tx.execute_unprepared(orphans)).await?;
+    db.commit(tx).await?;
     Ok(row.and_then(|r| r.try_get::<i64>("", "deleted").ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }

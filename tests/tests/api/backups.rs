@@ -48,7 +48,7 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
     let source = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
     let (file, bytes, manifest) =
         api::ops::backup::take(&tools, &source, &url, &dir).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(bytes > 0 && tools.list(&file).unwrap_or(0) > 50);
+    assert!(bytes > 0 && tools.list(&file).await.unwrap_or(0) > 50);
     // The manifest counted the rows the archive holds.
     for (table, digest) in &before {
         let rows = digest.split(':').next().and_then(|n| n.parse::<i64>().ok());
@@ -61,7 +61,7 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
     Migrator::fresh(&admin).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(app.count("SELECT count(*) FROM place").await, 0);
 
-    tools.restore(&file, &url).unwrap_or_else(|e| panic!("{e}"));
+    tools.restore(&file, &url).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(fingerprint(&admin).await, before, "every row of every table is back");
     // Roles, grants and policies came back too: the server serves Ada as before.
     let mine = app
@@ -72,5 +72,54 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
         )
         .await;
     assert_eq!(mine["myReviews"]["totalCount"], 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_rows_are_written_holds_exactly_what_its_manifest_says() {
+    let database = tests::create_database(true).await;
+    let url = tests::superuser_url(&database);
+    let source = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
+    // A writer adding places all through the backup.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (stop, url) = (stop.clone(), url.clone());
+        async move {
+            let db = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
+            let mut written = 0_i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sql = format!("INSERT INTO place (id, name, lat, lng) VALUES ('w{written}', 'w', 0, 0)");
+                db.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+                written += 1;
+            }
+            written
+        }
+    });
+    tests::eventually("the writer has begun", async || {
+        let rows = source
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT count(*) FROM place".to_owned()))
+            .await;
+        rows.ok().flatten().and_then(|r| r.try_get_by_index::<i64>(0).ok()).unwrap_or(0) > 0
+    })
+    .await;
+
+    let tools = api::ops::backup::Tools::find(None).unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("apibackup-busy-{}", std::process::id()));
+    let (file, _, manifest) =
+        api::ops::backup::take(&tools, &source, &url, &dir).await.unwrap_or_else(|e| panic!("{e}"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Restored elsewhere, the archive holds exactly the manifest's rows,
+    // though writes went on after the backup's snapshot.
+    let copy = tests::create_database(false).await;
+    tools.restore(&file, &tests::superuser_url(&copy)).await.unwrap_or_else(|e| panic!("{e}"));
+    let restored = Database::connect(tests::superuser_url(&copy)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(api::ops::backup::row_counts(&restored).await, Ok(manifest.rows.clone()));
+    assert!(
+        manifest.rows["place"] < written,
+        "{} of {written} places: the writes overlapped the backup",
+        manifest.rows["place"]
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

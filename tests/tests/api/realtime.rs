@@ -414,12 +414,12 @@ async fn while_the_database_is_down_subscribers_stay_connected_and_then_miss_not
     app.insert_place("before", "cafe", 0.0, 0.0, None, None).await;
     assert_eq!(next_place(&mut ws, "1").await.1, "before");
     let feed = app.realtime.clone();
-    tests::eventually("the listener reports it is connected", || feed.listener_connected()).await;
+    tests::eventually("the listener reports it is connected", async || feed.listener_connected()).await;
 
     // A write committed just before the outage may not be delivered yet.
     app.insert_place("at-the-edge", "cafe", 0.0, 0.0, None, None).await;
     cluster.stop();
-    tests::eventually("the listener reports the lost database", || !feed.listener_connected()).await;
+    tests::eventually("the listener reports the lost database", async || !feed.listener_connected()).await;
     assert_eq!(app.metrics().await.value("api_listener_connected"), 0.0);
     cluster.start_again();
 
@@ -431,7 +431,7 @@ async fn while_the_database_is_down_subscribers_stay_connected_and_then_miss_not
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next_place(&mut ws, "1").await.1, "at-the-edge");
     assert_eq!(next_place(&mut ws, "1").await.1, "after", "nothing lost, nothing invented");
-    tests::eventually("the listener reports it is back", || feed.listener_connected()).await;
+    tests::eventually("the listener reports it is back", async || feed.listener_connected()).await;
     // The socket survived the outage: it still answers.
     ws.send(json!({ "type": "ping" })).await;
     assert_eq!(ws.message().await["type"], "pong");
