@@ -346,16 +346,23 @@ fn archive_in(dir: &Path) -> PathBuf {
     archive.unwrap_or_else(|| panic!("no backup archive in {}", dir.display()))
 }
 
-#[test]
-fn restore_over_data_needs_a_yes_and_then_brings_the_backup_back() {
-    let data = DataDir::new("restore");
+/// An embedded database with the demo set, backed up with `api backup`:
+/// its DATA_DIR and the archive.
+fn demo_backup(name: &str) -> (DataDir, PathBuf) {
+    let data = DataDir::new(name);
     assert!(run(api(&data.0).args(["migrate", "up"])).status.success());
     assert!(run(api(&data.0).args(["seed", "--demo"])).status.success());
     let dir = data.0.join("backups");
     let backup = run(api(&data.0).args(["backup", "--dir"]).arg(&dir));
     assert!(backup.status.success(), "{}", text(&backup.stderr));
     assert!(text(&backup.stdout).contains("manifest "), "{}", text(&backup.stdout));
-    let file = archive_in(&dir);
+    let archive = archive_in(&dir);
+    (data, archive)
+}
+
+#[test]
+fn restore_over_data_needs_a_yes_and_then_brings_the_backup_back() {
+    let (data, file) = demo_backup("restore");
 
     let refused = run(api(&data.0).arg("restore").arg(&file));
     assert!(!refused.status.success());
@@ -375,12 +382,7 @@ fn restore_over_data_needs_a_yes_and_then_brings_the_backup_back() {
 
 #[test]
 fn verify_compares_a_restore_with_the_source_as_the_backup_saw_it() {
-    let data = DataDir::new("verify");
-    assert!(run(api(&data.0).args(["migrate", "up"])).status.success());
-    assert!(run(api(&data.0).args(["seed", "--demo"])).status.success());
-    let dir = data.0.join("backups");
-    assert!(run(api(&data.0).args(["backup", "--dir"]).arg(&dir)).status.success());
-    let file = archive_in(&dir);
+    let (data, file) = demo_backup("verify");
     let manifest_path = api::ops::backup::Manifest::path(&file);
     let manifest = api::ops::backup::Manifest::read(&file).ok().flatten();
     let manifest = manifest.unwrap_or_else(|| panic!("no manifest at {}", manifest_path.display()));
