@@ -415,6 +415,19 @@ fn verify_compares_a_restore_with_the_source_as_the_backup_saw_it() {
     let verify = run(api(&data.0).args(["backup", "verify"]).arg(&file));
     assert!(text(&verify.stdout).contains("no manifest"), "{}", text(&verify.stdout));
     assert!(!verify.status.success(), "users differ from the live source");
+
+    // A backup of a newer build: restored, with a warning naming what
+    // this build does not know.
+    let mut newer = manifest.clone();
+    newer.migrations.push("m29991231_000099_from_the_future".into());
+    newer.write(&file).unwrap_or_else(|e| panic!("{e}"));
+    let restored = run(api(&data.0).arg("restore").arg(&file).arg("--yes"));
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    assert!(
+        text(&restored.stderr).contains("migrations this build does not know (m29991231_000099_from_the_future)"),
+        "{}",
+        text(&restored.stderr)
+    );
 }
 
 #[tokio::test]

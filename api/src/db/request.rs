@@ -49,8 +49,7 @@ pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTr
     let current = Role::parse(&current).ok_or_else(|| ApiError::internal(format!("unknown role {current}")))?;
     let viewer = Viewer::User { id, role: current };
     if current != role {
-        let sql = set_viewer_sql(&viewer);
-        pool.stats().time(&sql, tx.execute_unprepared(&sql)).await?;
+        pool.execute_unprepared(&tx, &set_viewer_sql(&viewer)).await?;
     }
     Ok((tx, viewer))
 }

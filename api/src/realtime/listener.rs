@@ -46,9 +46,9 @@ pub fn spawn(rt: Realtime) -> JoinHandle<()> {
 /// delivers whatever was committed meanwhile.
 async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<Instant>) -> Result<(), String> {
     let mut listener = PgListener::connect(&rt.config().listen_url).await.map_err(|e| e.to_string())?;
-    // Notifications are wake-ups only; a reconnect inside sqlx is noticed as
-    // `None` below and answered with a catch-up read.
-    listener.ignore_pool_close_event(true);
+    // A lost connection comes back as `None` below, and this function
+    // returns so that the caller reconnects (once: not sqlx as well).
+    listener.eager_reconnect(false);
     listener.listen(migration::CHANGES_CHANNEL).await.map_err(|e| e.to_string())?;
     catch_up(rt).await.map_err(|e| e.message())?;
     rt.set_listener_connected(true);
@@ -60,9 +60,8 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
         tokio::select! {
             notification = listener.try_recv() => match notification {
                 Ok(Some(_)) => {}
-                // The connection dropped. sqlx would re-LISTEN on the next
-                // call, but starting over says exactly when it is back (the
-                // connected gauge) and catches up the same way.
+                // Starting over says exactly when the listener is back (the
+                // connected gauge) and catches up from the log on the way.
                 Ok(None) => return Err("the LISTEN connection dropped".into()),
                 Err(err) => return Err(err.to_string()),
             },
