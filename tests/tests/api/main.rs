@@ -5,6 +5,7 @@ mod accounts;
 mod airdrops;
 mod backups;
 mod dropfarm_allogator_db;
+mod hostile;
 mod http;
 mod js_client;
 mod migrations;
