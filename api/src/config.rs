@@ -43,6 +43,9 @@ pub struct Config {
     /// Seconds an idle connection is kept before it is closed.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value_t = 300, global = true)]
     pub database_idle_timeout: u64,
+    /// Longest one SQL statement of a request may run, in milliseconds; past it the request fails with QUERY_TIMEOUT and rolls back.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5000, global = true)]
+    pub database_statement_timeout_ms: u64,
     /// Requests slower than this many milliseconds are counted and logged with their operation name.
     #[arg(long, env = "DATABASE_SLOW_QUERY_MS", default_value_t = 200, global = true)]
     pub database_slow_query_ms: u64,
@@ -113,6 +116,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.database_pool_size == 0 {
             return Err("DATABASE_POOL_SIZE must be at least 1".into());
+        }
+        if self.database_statement_timeout_ms < 100 {
+            return Err("DATABASE_STATEMENT_TIMEOUT_MS must be at least 100".into());
         }
         if self.database_pool_timeout == 0 {
             return Err("DATABASE_POOL_TIMEOUT must be at least 1 second".into());

@@ -30,6 +30,10 @@ pub enum ApiError {
     CursorExpired(String),
     /// The database is unreachable or the pool is exhausted: retry later.
     Unavailable(String),
+    /// A statement ran past DATABASE_STATEMENT_TIMEOUT_MS and was cancelled;
+    /// the request was rolled back. Asking for less (a smaller page, fewer
+    /// fields) is the fix, not retrying.
+    QueryTimeout(String),
     /// A bug or an unexpected database failure; the cause has been logged.
     Internal,
 }
@@ -44,6 +48,7 @@ impl ApiError {
             | Self::Forbidden(m)
             | Self::NotFound(m)
             | Self::Unavailable(m)
+            | Self::QueryTimeout(m)
             | Self::CursorExpired(m) => m.clone(),
             Self::BadUserInput { message, .. } | Self::Conflict { message, .. } => message.clone(),
             Self::Internal => "internal server error".into(),
@@ -59,7 +64,18 @@ impl ApiError {
             Self::Conflict { .. } => "CONFLICT",
             Self::CursorExpired(_) => "CURSOR_EXPIRED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::QueryTimeout(_) => "QUERY_TIMEOUT",
             Self::Internal => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// Seconds after which retrying may succeed, for errors that are about
+    /// the server's state rather than the request. Sent as
+    /// `extensions.retryAfter` and as the HTTP `Retry-After` header.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable(_) => Some(1),
+            _ => None,
         }
     }
 
@@ -98,6 +114,9 @@ impl From<ApiError> for async_graphql::Error {
             if let Some(field) = field {
                 ext.set("field", field);
             }
+            if let Some(seconds) = err.retry_after() {
+                ext.set("retryAfter", seconds);
+            }
         })
     }
 }
@@ -122,8 +141,8 @@ fn classify_db_error(err: &DbErr) -> ApiError {
         tracing::warn!("database pool exhausted: no connection within DATABASE_POOL_TIMEOUT");
         return ApiError::Unavailable("the database is busy; retry shortly".into());
     }
-    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
-        tracing::error!(error = %err, "database unreachable");
+    if crate::db::is_connection_lost(err) || matches!(err, DbErr::ConnectionAcquire(_)) {
+        tracing::warn!(error = %err, "database unreachable or connection lost");
         return ApiError::Unavailable("the database is unavailable; retry shortly".into());
     }
     let Some((sqlstate, constraint)) = database_error(err) else {
@@ -143,7 +162,15 @@ fn classify_db_error(err: &DbErr) -> ApiError {
         "42501" => ApiError::Forbidden("not allowed for your role".into()),
         // serialization_failure, deadlock_detected
         "40001" | "40P01" => ApiError::Conflict { field: None, message: "concurrent update; retry the request".into() },
-        // query_canceled (statement_timeout), admin_shutdown, cannot_connect_now
+        // query_canceled by our statement_timeout (the message is the only
+        // thing that tells it from a cancel request)
+        "57014" if err.to_string().contains("statement timeout") => {
+            tracing::warn!(error = %err, "statement timeout");
+            ApiError::QueryTimeout(
+                "a statement of this request ran longer than the server allows and was cancelled; the request was rolled back: ask for less (smaller pages, fewer fields)".into(),
+            )
+        }
+        // query_canceled otherwise, admin_shutdown, cannot_connect_now
         "57014" | "57P01" | "57P03" => {
             tracing::warn!(error = %err, "database cancelled the statement");
             ApiError::Unavailable("the database is busy; retry shortly".into())
@@ -198,6 +225,20 @@ fn named_constraint(name: &str) -> Option<ApiError> {
         "comment_post_id_fkey" => ApiError::not_found("post"),
         _ => return None,
     })
+}
+
+/// The longest `extensions.retryAfter` among a response's errors: the
+/// `Retry-After` a transport sends with it.
+pub fn retry_after(response: &Response) -> Option<u64> {
+    response
+        .errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref()?.get("retryAfter"))
+        .filter_map(|v| match v {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        })
+        .max()
 }
 
 /// Gives every error of a response a code, so clients can always branch on

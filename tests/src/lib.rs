@@ -64,6 +64,11 @@ impl Cluster {
         run(self.pg_ctl().args(["stop", "-w", "-m", "fast", "-D"]).arg(&self.data), "pg_ctl stop");
     }
 
+    /// What the server has logged so far (its warnings and errors).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.socket_dir.join("postgres.log")).unwrap_or_default()
+    }
+
     /// Starts it again on the same port.
     pub fn start_again(&self) {
         run(
@@ -330,6 +335,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         database_pool_timeout: 10,
         database_idle_timeout: 300,
         database_slow_query_ms: 200,
+        database_statement_timeout_ms: 5000,
         database_listen_url: None,
         database_transaction_pooler: false,
         realtime_buffer: 4096,

@@ -2,8 +2,10 @@
 //! the viewer into PostgreSQL, migrations, and the embedded default database.
 
 pub mod embedded;
+mod health;
 mod request;
 
+pub use health::Health;
 pub use request::{LoaderDb, RequestDb, TxGuard, begin_request};
 
 use std::sync::Arc;
@@ -32,11 +34,25 @@ use crate::ops::metrics::PoolStats;
 ///   cache is off, and each transaction first drops whatever statements
 ///   earlier clients left on its server connection (`DEALLOCATE ALL`).
 ///   Statements are still prepared, but none is reused across transactions.
+///
+/// A request may be cancelled at any await point (its client hangs up, a
+/// websocket operation is aborted). Every point but one is safe: dropping
+/// a `DatabaseTransaction` queues a ROLLBACK that sqlx sends before the
+/// connection serves anyone else. The exception is BEGIN itself: sqlx
+/// counts the transaction only once BEGIN's answer is read, so a caller
+/// dropped while waiting for it returned the connection to the pool inside
+/// a transaction that the *next* request then committed or rolled back
+/// with its own ("there is already a transaction in progress"). So BEGIN
+/// runs in a task of its own that always finishes: if nobody waits for the
+/// transaction any more, it is dropped there, and rolled back as usual.
 #[derive(Clone)]
 pub struct Pool {
     db: DatabaseConnection,
     transaction_pooler: bool,
     stats: Arc<PoolStats>,
+    health: Health,
+    /// `statement_timeout` of request transactions, in milliseconds.
+    statement_timeout_ms: u64,
 }
 
 impl Pool {
@@ -45,7 +61,10 @@ impl Pool {
     /// round trip as `prelude`: SQL of the caller's own (no user input),
     /// run first thing in the transaction.
     pub async fn begin_with(&self, prelude: &str) -> Result<DatabaseTransaction, DbErr> {
-        let tx = self.stats.time_acquire(self.db.begin()).await?;
+        if self.health.is_down() {
+            return Err(unreachable());
+        }
+        let tx = self.stats.time_acquire(self.begin_detached()).await?;
         let sql = match (self.transaction_pooler, prelude.is_empty()) {
             (true, true) => "DEALLOCATE ALL".to_owned(),
             (true, false) => format!("DEALLOCATE ALL; {prelude}"),
@@ -57,6 +76,44 @@ impl Pool {
         Ok(tx)
     }
 
+    /// Gets a connection and runs BEGIN in a task that cannot be cancelled
+    /// halfway (see [`Pool`]). A wait longer than [`health::SUSPECT_AFTER`]
+    /// has the database probed; if it turns out unreachable, the wait ends
+    /// at once with SERVICE_UNAVAILABLE instead of after the pool timeout.
+    async fn begin_detached(&self) -> Result<DatabaseTransaction, DbErr> {
+        let db = self.db.clone();
+        let mut begin = tokio::spawn(async move { db.begin().await });
+        let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
+        tokio::pin!(suspect);
+        let mut suspected = false;
+        loop {
+            tokio::select! {
+                joined = &mut begin => {
+                    let tx = joined.map_err(|e| DbErr::Custom(format!("BEGIN task failed: {e}")))?;
+                    if tx.as_ref().is_err_and(is_connection_lost) {
+                        self.health.suspect();
+                    }
+                    return tx;
+                }
+                () = &mut suspect, if !suspected => {
+                    suspected = true;
+                    self.health.suspect();
+                }
+                () = self.health.went_down() => return Err(unreachable()),
+            }
+        }
+    }
+
+    /// How long one statement of a request may run, in milliseconds.
+    pub fn statement_timeout_ms(&self) -> u64 {
+        self.statement_timeout_ms
+    }
+
+    /// Reachability of the database, for `/readyz`.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Runs SQL of our own (several statements, no parameters) in `tx`,
     /// timed like every statement of the pool (sea-orm does not time these).
     pub async fn execute_unprepared(&self, tx: &DatabaseTransaction, sql: &str) -> Result<(), DbErr> {
@@ -65,8 +122,19 @@ impl Pool {
 
     /// Commits `tx`, timed like every statement of the pool: deferred
     /// triggers run here (the change feed's commit stamp waits on a lock).
+    ///
+    /// Like BEGIN, COMMIT runs in a task of its own: once sent it decides
+    /// the request's fate, so a caller dropped meanwhile must not queue a
+    /// ROLLBACK behind it (which would only earn a warning) or leave the
+    /// connection's state to guesswork.
     pub async fn commit(&self, tx: DatabaseTransaction) -> Result<(), DbErr> {
-        self.stats.time("COMMIT", tx.commit()).await
+        let stats = Arc::clone(&self.stats);
+        let commit = tokio::spawn(async move { stats.time("COMMIT", tx.commit()).await });
+        let result = commit.await.map_err(|e| DbErr::Custom(format!("COMMIT task failed: {e}")))?;
+        if result.as_ref().is_err_and(is_connection_lost) {
+            self.health.suspect();
+        }
+        result
     }
 
     /// Starts a transaction; see [`Pool::begin_with`].
@@ -111,12 +179,13 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
             },
         );
     let mut db = Database::connect(options).await?;
+    let health = Health::new(db.get_postgres_connection_pool().connect_options().as_ref().clone());
     let stats = Arc::new(PoolStats::new(Duration::from_millis(config.database_slow_query_ms)));
     let observer = Arc::clone(&stats);
     // sea-orm times the statements it prepares, in transactions too;
     // `Pool::begin_with` and `Pool::commit` time the rest.
     db.set_metric_callback(move |info| observer.observe(&info.statement.sql, info.elapsed, info.failed));
-    Ok(Pool { db, transaction_pooler, stats })
+    Ok(Pool { db, transaction_pooler, stats, health, statement_timeout_ms: config.database_statement_timeout_ms })
 }
 
 /// Opens the change feed's own connection, on the direct listen URL: the
@@ -133,7 +202,36 @@ pub async fn connect_feed(url: &str) -> Result<Pool, DbErr> {
     // Not in /metrics' pool figures, which are the request pool's; the
     // feed's health shows as the listener's lag and state.
     let stats = Arc::new(PoolStats::new(Duration::MAX));
-    Ok(Pool { db: Database::connect(options).await?, transaction_pooler: false, stats })
+    let db = Database::connect(options).await?;
+    let health = Health::new(db.get_postgres_connection_pool().connect_options().as_ref().clone());
+    // The feed reads the log in batches of its own size; it has no request
+    // to bound, so no statement timeout (0 keeps the server's setting).
+    Ok(Pool { db, transaction_pooler: false, stats, health, statement_timeout_ms: 0 })
+}
+
+/// The error of a request refused because the database is unreachable.
+fn unreachable() -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::Internal("the database is unreachable".into()))
+}
+
+/// Whether `err` means the connection to the database is gone (rather than
+/// a statement failing on a live one).
+pub fn is_connection_lost(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error;
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+    match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => true,
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            Error::Io(_) | Error::Tls(_) | Error::Protocol(_) | Error::PoolClosed | Error::WorkerCrashed => true,
+            // Class 08 (connection exception), and the server going away:
+            // admin_shutdown, crash_shutdown, cannot_connect_now.
+            Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Opens a small pool for administrative work (migrations, seeding).

@@ -27,7 +27,7 @@ use crate::error::{ApiError, ApiResult};
 /// deactivated user's tokens stop working and a role change applies at once.
 /// Returns the viewer as the database knows it.
 pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTransaction, Viewer)> {
-    let tx = pool.begin_with(&set_viewer_sql(&viewer)).await?;
+    let tx = pool.begin_with(&set_viewer_sql(&viewer, pool.statement_timeout_ms())).await?;
     let Viewer::User { id, role } = viewer else {
         return Ok((tx, viewer));
     };
@@ -49,17 +49,28 @@ pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTr
     let current = Role::parse(&current).ok_or_else(|| ApiError::internal(format!("unknown role {current}")))?;
     let viewer = Viewer::User { id, role: current };
     if current != role {
-        pool.execute_unprepared(&tx, &set_viewer_sql(&viewer)).await?;
+        pool.execute_unprepared(&tx, &set_viewer_sql(&viewer, pool.statement_timeout_ms())).await?;
     }
     Ok((tx, viewer))
 }
 
-/// Switches the transaction to the viewer's role and user id. Inlined rather
-/// than bound so it rides in the transaction's first round trip: the role is
-/// one of our fixed role names and the id a formatted UUID, never user text.
-fn set_viewer_sql(viewer: &Viewer) -> String {
+/// Switches the transaction to the viewer's role and user id, and bounds
+/// each of its statements by `statement_timeout_ms` (0: the server's own
+/// setting), so one runaway query cannot hold a pooled connection for long.
+/// Inlined rather than bound so it rides in the transaction's first round
+/// trip: the role is one of our fixed role names, the id a formatted UUID
+/// and the timeout a number, never user text.
+fn set_viewer_sql(viewer: &Viewer, statement_timeout_ms: u64) -> String {
     let user_id = viewer.user_id().map(|id| id.to_string()).unwrap_or_default();
-    format!("SELECT set_config('role', '{}', true), set_config('app.user_id', '{user_id}', true)", viewer.db_role())
+    let timeout = if statement_timeout_ms == 0 {
+        String::new()
+    } else {
+        format!(", set_config('statement_timeout', '{statement_timeout_ms}', true)")
+    };
+    format!(
+        "SELECT set_config('role', '{}', true), set_config('app.user_id', '{user_id}', true){timeout}",
+        viewer.db_role()
+    )
 }
 
 /// The request transaction, shared by the resolvers and the DataLoaders of

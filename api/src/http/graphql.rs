@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::AppState;
 use crate::auth::{Viewer, viewer_from_authorization};
 use crate::db::{RequestDb, begin_request};
-use crate::error::{ApiError, ensure_codes};
+use crate::error::{ApiError, ensure_codes, retry_after};
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
 
@@ -98,7 +98,16 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         Err(err) => return api_error(&err),
     };
     match execute_as(state, viewer, request).await {
-        Ok(response) => Json(response).into_response(),
+        Ok(response) => {
+            // A field that failed for the server's state (the database went
+            // away mid-request, say) says when to try again, as a 503 does.
+            let retry = retry_after(&response).map(|s| s.to_string());
+            let mut http = Json(response).into_response();
+            if let Some(value) = retry.and_then(|s| axum::http::HeaderValue::from_str(&s).ok()) {
+                http.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            http
+        }
         Err(err) => api_error(&err),
     }
 }

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,16 +13,30 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for the database: a load balancer's probe must
+/// get its answer, whatever state the database is in, within 2 s.
+const READY_WITHIN: Duration = Duration::from_millis(1500);
+
 /// The database is reachable and has no pending migrations: safe to route
 /// traffic here.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let unreachable = || (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unreachable" })));
+    if state.pool.health().is_down() {
+        return unreachable();
+    }
     let pending = async {
         let tx = state.pool.begin().await?;
         let pending = db::pending_migrations(&tx).await;
         tx.rollback().await?;
         pending
     };
-    match pending.await {
+    let Ok(pending) = tokio::time::timeout(READY_WITHIN, pending).await else {
+        // Busy or gone: a probe tells which, for the requests that follow.
+        state.pool.health().suspect();
+        tracing::warn!("readiness check: no answer from the database within {READY_WITHIN:?}");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database not answering" })));
+    };
+    match pending {
         Ok(pending) if pending.is_empty() => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(pending) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "pending migrations", "pending": pending })))

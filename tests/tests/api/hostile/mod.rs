@@ -7,5 +7,6 @@ mod connections;
 mod cost;
 mod cursors;
 mod database_functions;
+mod database_outage;
 mod inputs;
 mod live_authorization;

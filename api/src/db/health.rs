@@ -1,0 +1,100 @@
+//! Whether the database can be reached, so requests fail fast while it
+//! cannot.
+//!
+//! sqlx's pool retries a refused connection until DATABASE_POOL_TIMEOUT
+//! (30 s by default): with PostgreSQL down, every request and `/readyz`
+//! would hang that long before answering 503, holding a client connection
+//! and a task each. Instead, a caller that has waited [`SUSPECT_AFTER`] for
+//! a connection, or that lost one mid-request, asks for a probe: one fresh
+//! connection with a short timeout, at most one at a time. If it fails the
+//! database is marked unreachable: callers waiting for a connection are
+//! released with SERVICE_UNAVAILABLE, new ones are refused at once, and a
+//! prober retries every [`PROBE_EVERY`] until the database answers again,
+//! when everything goes back to normal by itself.
+//!
+//! A busy database (every connection taken, the probe connects fine) is not
+//! "down": those callers keep waiting for the pool as before.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::PgConnectOptions;
+use sea_orm::sqlx::{ConnectOptions, Connection};
+use tokio::sync::watch;
+
+/// How long a caller waits for a connection before the database is probed.
+/// Well above a healthy acquire (sub-millisecond) and a busy pool's usual
+/// wait, well below the 2 s in which `/readyz` must answer.
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(500);
+/// How long a probe may take to connect and answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often an unreachable database is probed again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Shared by every clone of a [`super::Pool`].
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where a probe connects: the pool's own options.
+    options: PgConnectOptions,
+    /// `true` while the database is known to be unreachable.
+    down: watch::Sender<bool>,
+    /// A probe (or the prober loop) is running: at most one at a time.
+    probing: AtomicBool,
+}
+
+impl Health {
+    pub fn new(options: PgConnectOptions) -> Self {
+        let (down, _) = watch::channel(false);
+        Self { inner: Arc::new(Inner { options, down, probing: AtomicBool::new(false) }) }
+    }
+
+    /// Whether the database is known to be unreachable right now.
+    pub fn is_down(&self) -> bool {
+        *self.inner.down.borrow()
+    }
+
+    /// Resolves once the database is marked unreachable (at once if it is).
+    pub async fn went_down(&self) {
+        let mut down = self.inner.down.subscribe();
+        // The sender lives as long as `self`: an error cannot happen here.
+        let _ = down.wait_for(|down| *down).await;
+    }
+
+    /// Checks the database in the background, unless a check is running:
+    /// marks it unreachable if a fresh connection fails, and then keeps
+    /// probing until it answers again.
+    pub fn suspect(&self) {
+        if self.inner.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let health = self.clone();
+        tokio::spawn(async move {
+            while let Err(err) = health.probe().await {
+                if !health.is_down() {
+                    tracing::error!(error = %err, "database unreachable: requests fail fast until it is back");
+                    health.inner.down.send_replace(true);
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+            if health.inner.down.send_replace(false) {
+                tracing::info!("database reachable again");
+            }
+            health.inner.probing.store(false, Ordering::Release);
+        });
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let check = async {
+            let mut conn = self.inner.options.connect().await.map_err(|e| e.to_string())?;
+            conn.ping().await.map_err(|e| e.to_string())?;
+            let _ = conn.close().await;
+            Ok(())
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, check).await.unwrap_or_else(|_| Err("no answer within 1 s".into()))
+    }
+}

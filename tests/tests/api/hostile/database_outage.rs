@@ -1,0 +1,133 @@
+//! When PostgreSQL goes away, clients learn it fast, with a code and a
+//! time to retry, and the server recovers by itself when it is back.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde_json::{Value, json};
+use tests::{Cluster, TestApp, error_code, test_config_on};
+
+/// POSTs `query` and returns how long the answer took, its status, its
+/// Retry-After header and its body.
+async fn timed(app: &TestApp, token: Option<&str>, query: &str) -> (Duration, u16, Option<String>, Value) {
+    let started = Instant::now();
+    let mut request = app.http.post(format!("{}/graphql", app.address)).json(&json!({ "query": query }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body: Value = response.json().await.expect("a JSON body");
+    (started.elapsed(), status, retry, body)
+}
+
+async fn readyz(app: &TestApp) -> (Duration, u16) {
+    let started = Instant::now();
+    let response = app.http.get(format!("{}/readyz", app.address)).send().await.expect("the server answers");
+    (started.elapsed(), response.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_readyz_and_requests_fail_fast_and_recover_by_themselves() {
+    // Arrange: a cluster of its own, so stopping it harms no other test; the
+    // pool timeout is the shipped default, which requests used to wait out.
+    let cluster = Cluster::start();
+    let database = cluster.migrated_database("outage_fast").await;
+    let mut config = test_config_on(&cluster, &database);
+    config.database_pool_timeout = 30;
+    let app = TestApp::spawn_on(&cluster, config).await;
+    let user = app.sign_up("outage").await;
+    assert_eq!(readyz(&app).await.1, 200);
+
+    // Act
+    cluster.stop();
+    let (ready_took, ready_status) = readyz(&app).await;
+    let (first_took, _, first_retry, first) = timed(&app, Some(&user.token), "{ me { username } }").await;
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        later.push(timed(&app, None, "{ places(first: 1) { totalCount } }").await);
+    }
+
+    // Assert: /readyz within 2 s, the first request within about as long
+    // (it finds out), the next ones at once, each with a code and Retry-After.
+    assert_eq!(ready_status, 503);
+    assert!(ready_took < Duration::from_secs(2), "/readyz took {ready_took:?}");
+    assert!(first_took < Duration::from_secs(3), "the first request took {first_took:?}");
+    assert_eq!(error_code(&first), "SERVICE_UNAVAILABLE", "{first}");
+    assert_eq!(first_retry.as_deref(), Some("1"));
+    for (took, status, retry, body) in &later {
+        assert!(*took < Duration::from_millis(500), "a request while the database is known down took {took:?}");
+        assert_eq!((*status, retry.as_deref(), error_code(body)), (503, Some("1"), "SERVICE_UNAVAILABLE"));
+    }
+    let (down_ready_took, down_ready) = readyz(&app).await;
+    assert_eq!(down_ready, 503);
+    assert!(down_ready_took < Duration::from_millis(500), "/readyz while known down took {down_ready_took:?}");
+
+    // Recovery needs nobody: the server notices the database is back.
+    cluster.start_again();
+    tests::eventually("/readyz is 200 again", async || readyz(&app).await.1 == 200).await;
+    let back = app.data(Some(&user.token), "{ me { username } }", json!({})).await;
+    assert_eq!(back["me"]["username"], "outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_mid_request_is_service_unavailable_with_retry_after() {
+    // Arrange: a request that holds its connection, waiting on a lock.
+    let app = TestApp::spawn().await;
+    let lock = app.db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let request = tokio::spawn({
+        let app_http = app.http.clone();
+        let url = format!("{}/graphql", app.address);
+        async move {
+            let response =
+                app_http.post(url).json(&json!({ "query": "{ places { totalCount } }" })).send().await.expect("answer");
+            let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (retry, response.json::<Value>().await.expect("JSON"))
+        }
+    });
+    tests::eventually("the request waits on the lock", async || {
+        app.count("SELECT count(*) FROM pg_locks WHERE NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").await
+            == 1
+    })
+    .await;
+
+    // Act: its connection dies (a failover, a restarted pooler, an OOM kill).
+    app.count(
+        "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l WHERE NOT l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await;
+    let (retry, body) = request.await.expect("the request task");
+    lock.rollback().await.expect("unlock");
+
+    // Assert
+    assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    let again = app.data(None, "{ places { totalCount } }", json!({})).await;
+    assert_eq!(again["places"]["totalCount"], 0, "the next request gets a live connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_statement_ends_at_the_statement_timeout_with_its_own_code() {
+    // Arrange: a statement that cannot finish (it waits on a lock) and a
+    // short statement timeout.
+    let database = tests::create_database(true).await;
+    let mut config = tests::test_config(&database);
+    config.database_statement_timeout_ms = 300;
+    let app = TestApp::spawn_with(config).await;
+    let lock = app.db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+
+    // Act
+    let answer = tokio::time::timeout(Duration::from_secs(10), timed(&app, None, "{ places { totalCount } }")).await;
+    lock.rollback().await.expect("unlock");
+    let (took, status, _, body) = answer.expect("the statement is cancelled, not left waiting");
+
+    // Assert
+    assert_eq!(error_code(&body), "QUERY_TIMEOUT", "{body}");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("canceling statement"), "no database text reaches the client: {message}");
+}
