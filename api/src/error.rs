@@ -30,6 +30,8 @@ pub enum ApiError {
     CursorExpired(String),
     /// The database is unreachable or the pool is exhausted: retry later.
     Unavailable(String),
+    /// Too many attempts (sign-up, sign-in): retry after `retry_after` seconds.
+    RateLimited { message: String, retry_after: u64 },
     /// A bug or an unexpected database failure; the cause has been logged.
     Internal,
 }
@@ -45,7 +47,9 @@ impl ApiError {
             | Self::NotFound(m)
             | Self::Unavailable(m)
             | Self::CursorExpired(m) => m.clone(),
-            Self::BadUserInput { message, .. } | Self::Conflict { message, .. } => message.clone(),
+            Self::BadUserInput { message, .. } | Self::Conflict { message, .. } | Self::RateLimited { message, .. } => {
+                message.clone()
+            }
             Self::Internal => "internal server error".into(),
         }
     }
@@ -59,6 +63,7 @@ impl ApiError {
             Self::Conflict { .. } => "CONFLICT",
             Self::CursorExpired(_) => "CURSOR_EXPIRED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -69,6 +74,16 @@ impl ApiError {
 
     pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict { field: Some(field), message: message.into() }
+    }
+
+    /// Seconds a client should wait before retrying, for errors that say so
+    /// (`extensions.retryAfter`, and the `Retry-After` header over HTTP).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Unavailable(_) => Some(1),
+            _ => None,
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -97,6 +112,9 @@ impl From<ApiError> for async_graphql::Error {
             ext.set("code", err.code());
             if let Some(field) = field {
                 ext.set("field", field);
+            }
+            if let Some(seconds) = err.retry_after() {
+                ext.set("retryAfter", seconds);
             }
         })
     }
@@ -216,6 +234,20 @@ pub fn ensure_codes(response: &mut Response) {
         }
         error.extensions.get_or_insert_with(Default::default).set("code", code);
     }
+}
+
+/// The longest `extensions.retryAfter` among a response's errors: what the
+/// HTTP `Retry-After` header of that response says.
+pub fn retry_after(response: &Response) -> Option<u64> {
+    response
+        .errors
+        .iter()
+        .filter_map(|error| error.extensions.as_ref()?.get("retryAfter"))
+        .filter_map(|value| match value {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        })
+        .max()
 }
 
 fn uncoded_error_code(error: &ServerError) -> &'static str {
