@@ -508,7 +508,9 @@ async fn sixty_four_concurrent_sign_ins_keep_the_servers_memory_growth_under_128
         }
     };
     let sign_in = |login: String| {
-        graphql(format!("mutation {{ signIn(input: {{login: \"{login}\", password: \"not-the-password\"}}) {{ token }} }}"))
+        graphql(format!(
+            "mutation {{ signIn(input: {{login: \"{login}\", password: \"not-the-password\"}}) {{ token }} }}"
+        ))
     };
     let signed_up = graphql(
         "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\"}) { token } }"
