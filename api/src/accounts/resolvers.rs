@@ -73,15 +73,15 @@ impl AccountsMutation {
     async fn sign_in(&self, ctx: &Context<'_>, input: SignInInput) -> ApiResult<AuthPayload> {
         let wrong = || ApiError::Unauthenticated("wrong login or password".into());
         let login = input.login.trim();
-        let guard = auth_guard(ctx)?;
-        guard.limits.check(Attempt::SignIn, client_ip(ctx), login)?;
-        // No account has a longer one (sign-up's limits): refuse before hashing.
+        // No account has a longer one (sign-up's limits): refuse before any work.
         if login.len() > MAX_LOGIN_BYTES {
             return Err(ApiError::bad_input("login", "login must have at most 254 bytes"));
         }
         if input.password.len() > MAX_PASSWORD_BYTES {
             return Err(ApiError::bad_input("password", "password must have at most 1024 bytes"));
         }
+        let guard = auth_guard(ctx)?;
+        guard.limits.check(Attempt::SignIn, client_ip(ctx), login)?;
         let viewer = ctx.viewer()?;
         let account = {
             let tx = ctx.tx().await?;

@@ -101,6 +101,15 @@ impl RateLimits {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.rsplit(',').next())
             .and_then(|last| last.trim().parse::<IpAddr>().ok());
+        if peer.is_none() && forwarded.is_none() {
+            // Every such request shares one bucket: the per-address limit
+            // would become a server-wide one. Only a server started without
+            // connect info gets here.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!("client address unknown (no connect info): per-address limits are shared");
+            });
+        }
         ClientIp(forwarded.or(peer.map(|peer| peer.ip())))
     }
 

@@ -65,7 +65,10 @@ impl HashPool {
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        job(&mut memory);
+                        // A panic fails that one request (its answer is dropped), not the thread.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory))).is_err() {
+                            tracing::error!("a password hash panicked");
+                        }
                     }
                 })
                 .map_err(|e| format!("cannot start a password hashing thread: {e}"))?;

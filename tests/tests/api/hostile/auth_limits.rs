@@ -207,3 +207,25 @@ async fn when_no_hashing_thread_frees_up_in_time_sign_in_answers_service_unavail
     }
     assert!(unavailable >= 1, "six concurrent hashes on one thread, each waiting 1 ms: {results:?}");
 }
+
+#[tokio::test]
+async fn the_address_limit_counts_each_tcp_peer_on_its_own() {
+    let app = app_with(|c| c.sign_in_per_ip_per_minute = 2).await;
+    // Loopback is a /8: a client bound to 127.0.0.2 is another peer.
+    let from = |local: &str| {
+        reqwest::Client::builder().local_address(local.parse::<std::net::IpAddr>().ok()).build().expect("client")
+    };
+    let (first, second) = (from("127.0.0.1"), from("127.0.0.2"));
+    let attempt = |client: &reqwest::Client, n: u32| {
+        let request = client.post(format!("{}/graphql", app.address)).json(
+            &json!({ "query": SIGN_IN, "variables": { "login": format!("p{n}"), "password": "whatever-password" } }),
+        );
+        async move { request.send().await.expect("request").json::<Value>().await.expect("JSON") }
+    };
+    let mut codes = Vec::new();
+    for n in 1..=3 {
+        codes.push(error_code(&attempt(&first, n).await).to_owned());
+    }
+    assert_eq!(codes, ["UNAUTHENTICATED", "UNAUTHENTICATED", "RATE_LIMITED"]);
+    assert_eq!(error_code(&attempt(&second, 4).await), "UNAUTHENTICATED", "another peer has its own limit");
+}
