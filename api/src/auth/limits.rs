@@ -167,12 +167,7 @@ impl Limit {
         if self.limiter.len() >= self.max_keys {
             self.prune();
         }
-        let key = if self.limiter.len() >= self.max_keys {
-            tracing::warn!(keys = self.max_keys, "rate limit key table full: new requests share one bucket");
-            OVERFLOW_KEY
-        } else {
-            key
-        };
+        let key = if self.limiter.len() >= self.max_keys { OVERFLOW_KEY } else { key };
         self.limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
     }
 
@@ -185,6 +180,10 @@ impl Limit {
         *pruned_at = Some(Instant::now());
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        if self.limiter.len() >= self.max_keys {
+            // At most once per PRUNE_EVERY, however many requests overflow.
+            tracing::warn!(keys = self.max_keys, "rate limit key table full: new requests share one bucket");
+        }
     }
 }
 
