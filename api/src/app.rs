@@ -9,7 +9,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::net::TcpListener;
 
-use crate::auth::JwtKeys;
+use crate::auth::{AuthGuard, HashPool, JwtKeys, RateLimits};
 use crate::config::{AppEnv, Config};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
@@ -215,6 +215,13 @@ impl Application {
             metrics: SharedMetrics::default(),
             slow_request: Duration::from_millis(config.database_slow_query_ms),
             closing,
+            auth: AuthGuard {
+                hashing: HashPool::new(
+                    config.password_hash_threads,
+                    Duration::from_millis(config.password_hash_wait_ms),
+                )?,
+                limits: std::sync::Arc::new(RateLimits::new(&config.rate_limits())),
+            },
         };
         let address = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
@@ -246,7 +253,12 @@ impl Application {
             shutdown.await;
             let _ = begun_tx.send(());
         };
-        let serve = axum::serve(listener, router(state, max_body_bytes)).with_graceful_shutdown(shutdown);
+        // Connect info: the peer address is the client IP of the sign-in rate limits.
+        let serve = axum::serve(
+            listener,
+            router(state, max_body_bytes).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown);
         let (result, begun) = tokio::join!(serve.into_future(), async {
             let begun = begun.await.is_ok();
             if begun {

@@ -88,6 +88,30 @@ pub struct Config {
     /// Token lifetime in seconds.
     #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 3600, global = true)]
     pub jwt_ttl_seconds: u64,
+    /// Threads that hash passwords (argon2, 19 MiB each once used); sign-ups and sign-ins beyond them wait. 0: one per core, at most 4.
+    #[arg(long, env = "PASSWORD_HASH_THREADS", default_value_t = 0, global = true)]
+    pub password_hash_threads: usize,
+    /// Milliseconds a sign-up or sign-in waits for a free hashing thread before failing with SERVICE_UNAVAILABLE (retry shortly).
+    #[arg(long, env = "PASSWORD_HASH_WAIT_MS", default_value_t = 2000, global = true)]
+    pub password_hash_wait_ms: u64,
+    /// Sign-in attempts per minute from one client address (IPv6: per /64), as a burst refilled over the minute.
+    #[arg(long, env = "SIGN_IN_PER_IP_PER_MINUTE", default_value_t = 30, global = true)]
+    pub sign_in_per_ip_per_minute: u32,
+    /// Sign-in attempts per minute on one login (email or username), from anywhere.
+    #[arg(long, env = "SIGN_IN_PER_LOGIN_PER_MINUTE", default_value_t = 10, global = true)]
+    pub sign_in_per_login_per_minute: u32,
+    /// Sign-ups per hour from one client address (IPv6: per /64).
+    #[arg(long, env = "SIGN_UP_PER_IP_PER_HOUR", default_value_t = 10, global = true)]
+    pub sign_up_per_ip_per_hour: u32,
+    /// Sign-up attempts per hour with one email.
+    #[arg(long, env = "SIGN_UP_PER_EMAIL_PER_HOUR", default_value_t = 5, global = true)]
+    pub sign_up_per_email_per_hour: u32,
+    /// Addresses and logins each sign-up/sign-in limit tracks at most (bounded memory); when full, new ones share one bucket.
+    #[arg(long, env = "AUTH_RATE_LIMIT_KEYS", default_value_t = 100_000, global = true)]
+    pub auth_rate_limit_keys: usize,
+    /// Take the client address from the last X-Forwarded-For entry (set only behind a proxy that appends it; otherwise clients could pick their address).
+    #[arg(long, env = "TRUST_X_FORWARDED_FOR", global = true)]
+    pub trust_x_forwarded_for: bool,
     /// Deepest selection nesting a query may have.
     #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 15, global = true)]
     pub max_query_depth: usize,
@@ -105,6 +129,18 @@ pub struct Config {
 impl Config {
     pub fn pool_max_connections(&self) -> u32 {
         self.database_pool_size + self.database_max_overflow
+    }
+
+    /// The sign-up and sign-in rate limits.
+    pub fn rate_limits(&self) -> crate::auth::RateLimitConfig {
+        crate::auth::RateLimitConfig {
+            sign_in_per_ip_per_minute: self.sign_in_per_ip_per_minute,
+            sign_in_per_login_per_minute: self.sign_in_per_login_per_minute,
+            sign_up_per_ip_per_hour: self.sign_up_per_ip_per_hour,
+            sign_up_per_login_per_hour: self.sign_up_per_email_per_hour,
+            max_keys: self.auth_rate_limit_keys,
+            trust_forwarded_for: self.trust_x_forwarded_for,
+        }
     }
 
     pub fn pool_timeout(&self) -> Duration {
@@ -131,6 +167,25 @@ impl Config {
         }
         if self.jwt_ttl_seconds == 0 {
             return Err("JWT_TTL_SECONDS must be at least 1".into());
+        }
+        if self.password_hash_threads > 256 {
+            return Err("PASSWORD_HASH_THREADS must be at most 256 (each holds 19 MiB)".into());
+        }
+        if !(1..=60_000).contains(&self.password_hash_wait_ms) {
+            return Err("PASSWORD_HASH_WAIT_MS must be 1 to 60000".into());
+        }
+        for (name, value) in [
+            ("SIGN_IN_PER_IP_PER_MINUTE", self.sign_in_per_ip_per_minute),
+            ("SIGN_IN_PER_LOGIN_PER_MINUTE", self.sign_in_per_login_per_minute),
+            ("SIGN_UP_PER_IP_PER_HOUR", self.sign_up_per_ip_per_hour),
+            ("SIGN_UP_PER_EMAIL_PER_HOUR", self.sign_up_per_email_per_hour),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(format!("{name} must be 1 to 1000000"));
+            }
+        }
+        if !(100..=100_000_000).contains(&self.auth_rate_limit_keys) {
+            return Err("AUTH_RATE_LIMIT_KEYS must be 100 to 100000000".into());
         }
         if self.app_env == AppEnv::Production && self.jwt_secret.is_none() {
             return Err("JWT_SECRET is required when APP_ENV=production".into());

@@ -34,6 +34,8 @@ pub enum ApiError {
     /// the request was rolled back. Asking for less (a smaller page, fewer
     /// fields) is the fix, not retrying.
     QueryTimeout(String),
+    /// Too many attempts (sign-up, sign-in): retry after `retry_after` seconds.
+    RateLimited { message: String, retry_after: u64 },
     /// A bug or an unexpected database failure; the cause has been logged.
     Internal,
 }
@@ -50,7 +52,9 @@ impl ApiError {
             | Self::Unavailable(m)
             | Self::QueryTimeout(m)
             | Self::CursorExpired(m) => m.clone(),
-            Self::BadUserInput { message, .. } | Self::Conflict { message, .. } => message.clone(),
+            Self::BadUserInput { message, .. } | Self::Conflict { message, .. } | Self::RateLimited { message, .. } => {
+                message.clone()
+            }
             Self::Internal => "internal server error".into(),
         }
     }
@@ -65,17 +69,8 @@ impl ApiError {
             Self::CursorExpired(_) => "CURSOR_EXPIRED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::QueryTimeout(_) => "QUERY_TIMEOUT",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Internal => "INTERNAL_SERVER_ERROR",
-        }
-    }
-
-    /// Seconds after which retrying may succeed, for errors that are about
-    /// the server's state rather than the request. Sent as
-    /// `extensions.retryAfter` and as the HTTP `Retry-After` header.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::Unavailable(_) => Some(1),
-            _ => None,
         }
     }
 
@@ -85,6 +80,16 @@ impl ApiError {
 
     pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict { field: Some(field), message: message.into() }
+    }
+
+    /// Seconds a client should wait before retrying, for errors that say so
+    /// (`extensions.retryAfter`, and the `Retry-After` header over HTTP).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Unavailable(_) => Some(1),
+            _ => None,
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -227,20 +232,6 @@ fn named_constraint(name: &str) -> Option<ApiError> {
     })
 }
 
-/// The longest `extensions.retryAfter` among a response's errors: the
-/// `Retry-After` a transport sends with it.
-pub fn retry_after(response: &Response) -> Option<u64> {
-    response
-        .errors
-        .iter()
-        .filter_map(|e| e.extensions.as_ref()?.get("retryAfter"))
-        .filter_map(|v| match v {
-            async_graphql::Value::Number(n) => n.as_u64(),
-            _ => None,
-        })
-        .max()
-}
-
 /// Gives every error of a response a code, so clients can always branch on
 /// `extensions.code`. Errors raised by our resolvers already carry one; the
 /// rest come from async-graphql itself: syntax and validation errors (no
@@ -257,6 +248,20 @@ pub fn ensure_codes(response: &mut Response) {
         }
         error.extensions.get_or_insert_with(Default::default).set("code", code);
     }
+}
+
+/// The longest `extensions.retryAfter` among a response's errors: what the
+/// HTTP `Retry-After` header of that response says.
+pub fn retry_after(response: &Response) -> Option<u64> {
+    response
+        .errors
+        .iter()
+        .filter_map(|error| error.extensions.as_ref()?.get("retryAfter"))
+        .filter_map(|value| match value {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        })
+        .max()
 }
 
 fn uncoded_error_code(error: &ServerError) -> &'static str {

@@ -65,6 +65,8 @@ sql_migrations! {
     m20261122_000007_private_password_hash => "000007_private_password_hash",
     /// Commit times on the change feed's commit stamps (listener lag).
     m20261123_000008_commit_time => "000008_commit_time",
+    /// Sign-in functions only the request login can call (as `app_signin`).
+    m20261127_000009_private_sign_in => "000009_private_sign_in",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The
@@ -76,6 +78,12 @@ pub const VIEWER_ROLES: [&str; 5] = ["app_anon", "app_user", "app_read", "app_se
 /// it has no privileges of its own besides switching to a viewer role, and an
 /// operator (or the embedded database) enables `LOGIN` with a password.
 pub const AUTHENTICATOR_ROLE: &str = "app_authenticator";
+
+/// The role the sign-in and sign-up resolvers switch to for the one
+/// statement that reads a password hash or creates an account: the only
+/// role that may execute those functions. The request login is its only
+/// member; no viewer role is.
+pub const SIGNIN_ROLE: &str = "app_signin";
 
 /// The role the server reads and prunes the change log as.
 pub const REALTIME_ROLE: &str = "app_realtime";

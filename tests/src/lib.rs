@@ -349,6 +349,16 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         jwt_secret: Some(JWT_SECRET.into()),
         jwt_previous_secret: None,
         jwt_ttl_seconds: 3600,
+        password_hash_threads: 0,
+        password_hash_wait_ms: 10_000,
+        // Tests sign many users up and in from 127.0.0.1: the limits are
+        // tested with low values of their own (hostile::auth_limits).
+        sign_in_per_ip_per_minute: 1_000_000,
+        sign_in_per_login_per_minute: 1_000_000,
+        sign_up_per_ip_per_hour: 1_000_000,
+        sign_up_per_email_per_hour: 1_000_000,
+        auth_rate_limit_keys: 100_000,
+        trust_x_forwarded_for: false,
         max_query_depth: 15,
         max_query_complexity: 5000,
         max_body_bytes: 1024 * 1024,

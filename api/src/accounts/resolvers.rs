@@ -2,7 +2,7 @@ use async_graphql::{Context, ID, Object};
 
 use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
 use super::{policy, store};
-use crate::auth::{Role, hash_password, verify_password};
+use crate::auth::{Attempt, AuthGuard, ClientIp, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
@@ -47,44 +47,63 @@ pub struct AccountsMutation;
 
 #[Object]
 impl AccountsMutation {
-    /// Creates an account with role USER and signs it in.
+    /// Creates an account with role USER and signs it in. Limited per
+    /// client address and per email (RATE_LIMITED past either), and to one
+    /// signUp or signIn per request.
     async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> ApiResult<AuthPayload> {
         let email = input.email.trim().to_owned();
         let username = input.username.trim().to_owned();
         let full_name = input.full_name.trim().to_owned();
+        let guard = auth_guard(ctx)?;
+        guard.limits.check(Attempt::SignUp, client_ip(ctx), &email)?;
         validate_sign_up(&email, &username, &input.password, &full_name)?;
-        let hash = hash_password(input.password).await?;
+        let hash = guard.hashing.hash(input.password).await?;
+        let viewer = ctx.viewer()?;
         let user = {
             let tx = ctx.tx().await?;
-            store::sign_up(&*tx, &email, &username, &hash, &full_name).await?
+            store::sign_up(&*tx, &viewer, &email, &username, &hash, &full_name).await?
         }
         .ok_or_else(|| ApiError::internal("auth_sign_up returned no row"))?;
         session(ctx, user)
     }
 
-    /// Signs in with an email or username and a password.
+    /// Signs in with an email or username and a password. Limited per
+    /// client address and per login (RATE_LIMITED past either), and to one
+    /// signUp or signIn per request.
     async fn sign_in(&self, ctx: &Context<'_>, input: SignInInput) -> ApiResult<AuthPayload> {
         let wrong = || ApiError::Unauthenticated("wrong login or password".into());
-        let user = {
+        let login = input.login.trim();
+        // No account has a longer one (sign-up's limits): refuse before any work.
+        if login.len() > MAX_LOGIN_BYTES {
+            return Err(ApiError::bad_input("login", "login must have at most 254 bytes"));
+        }
+        if input.password.len() > MAX_PASSWORD_BYTES {
+            return Err(ApiError::bad_input("password", "password must have at most 1024 bytes"));
+        }
+        let guard = auth_guard(ctx)?;
+        guard.limits.check(Attempt::SignIn, client_ip(ctx), login)?;
+        let viewer = ctx.viewer()?;
+        let account = {
             let tx = ctx.tx().await?;
-            store::find_login(&*tx, input.login.trim()).await?
+            store::find_login(&*tx, &viewer, login).await?
         };
-        let Some((user, password_hash)) = user else {
+        let Some(account) = account else {
             // Hash anyway, so response time does not reveal which logins exist.
-            hash_password(input.password).await?;
+            guard.hashing.hash(input.password).await?;
             return Err(wrong());
         };
-        if !verify_password(input.password, password_hash).await? {
+        if !guard.hashing.verify(input.password, account.password_hash).await? {
             return Err(wrong());
         }
-        if !user.is_active {
+        if !account.is_active {
             return Err(ApiError::Unauthenticated("this account is deactivated".into()));
         }
-        {
+        let user = {
             let tx = ctx.tx().await?;
-            store::touch_login(&*tx, user.id).await?;
-        }
-        session(ctx, user)
+            store::signed_in(&*tx, &viewer, account.id).await?
+        };
+        // Deleted between the two statements: as if it never existed.
+        session(ctx, user.ok_or_else(wrong)?)
     }
 
     /// Changes an account's role (admins only). Takes effect on the
@@ -98,6 +117,20 @@ impl AccountsMutation {
     async fn set_user_active(&self, ctx: &Context<'_>, user_id: ID, is_active: bool) -> ApiResult<User> {
         administer(ctx, &user_id, None, Some(is_active)).await
     }
+}
+
+/// The longest email (and so login) an account can have.
+const MAX_LOGIN_BYTES: usize = 254;
+/// The longest password sign-up accepts.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+fn auth_guard<'a>(ctx: &Context<'a>) -> ApiResult<&'a AuthGuard> {
+    ctx.data_opt::<AuthGuard>().ok_or_else(|| ApiError::internal("auth guard missing from the request context"))
+}
+
+/// Where the request came from; unknown (one shared bucket) if the transport did not say.
+fn client_ip(ctx: &Context<'_>) -> ClientIp {
+    ctx.data_opt::<ClientIp>().copied().unwrap_or(ClientIp(None))
 }
 
 fn session(ctx: &Context<'_>, user: entity::users::Model) -> ApiResult<AuthPayload> {
@@ -135,7 +168,7 @@ fn validate_sign_up(email: &str, username: &str, password: &str, full_name: &str
     if password.chars().count() < 8 {
         return Err(ApiError::bad_input("password", "password must have at least 8 characters"));
     }
-    if password.len() > 1024 {
+    if password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::bad_input("password", "password must have at most 1024 bytes"));
     }
     if full_name.is_empty() || full_name.chars().count() > 100 {

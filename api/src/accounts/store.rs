@@ -1,5 +1,6 @@
 //! Queries on `users`. Sign-up and sign-in go through the database's
-//! SECURITY DEFINER functions, the only access the anonymous role has.
+//! SECURITY DEFINER functions, which only `app_signin` may execute: the
+//! request switches to it for one statement (see [`one_as_signin`]).
 
 use entity::users;
 use sea_orm::{
@@ -12,42 +13,81 @@ use crate::auth::{Role, Viewer};
 use crate::error::ApiResult;
 use crate::graphql::pagination::Page;
 
+/// Creates an account with role `user` (as `app_signin`: no viewer role
+/// may call `auth_sign_up`).
 pub async fn sign_up(
     db: &impl ConnectionTrait,
+    viewer: &Viewer,
     email: &str,
     username: &str,
     password_hash: &str,
     full_name: &str,
 ) -> ApiResult<Option<users::Model>> {
-    Ok(users::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT id, email, username, full_name, role, is_active, created_at, last_login
-             FROM auth_sign_up($1, $2, $3, $4)",
-            [email.into(), username.into(), password_hash.into(), full_name.into()],
-        ))
-        .one(db)
-        .await?)
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id, email, username, full_name, role, is_active, created_at, last_login
+         FROM auth_sign_up($1, $2, $3, $4)",
+        [email.into(), username.into(), password_hash.into(), full_name.into()],
+    );
+    let row = one_as_signin(db, viewer, statement).await?;
+    Ok(row.map(|row| users::Model::from_query_result(&row, "")).transpose()?)
 }
 
-/// The account with this email or username, with its password hash (the
-/// only read of it, through the sign-in function).
-pub async fn find_login(db: &impl ConnectionTrait, login: &str) -> ApiResult<Option<(users::Model, String)>> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT * FROM auth_find_login($1)",
-            [login.into()],
-        ))
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some((users::Model::from_query_result(&row, "")?, row.try_get("", "password_hash")?)))
+/// What checking a password needs about the account with this email or
+/// username: nothing more (no email, no name).
+pub struct LoginCheck {
+    pub id: Uuid,
+    pub password_hash: String,
+    pub is_active: bool,
 }
 
-pub async fn touch_login(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
-    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, "SELECT auth_touch_login($1)", [id.into()]))
-        .await?;
-    Ok(())
+/// The account to check a password against; the only read of a hash, as
+/// `app_signin` (migration 000009).
+pub async fn find_login(db: &impl ConnectionTrait, viewer: &Viewer, login: &str) -> ApiResult<Option<LoginCheck>> {
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id, password_hash, is_active FROM auth_sign_in_lookup($1)",
+        [login.into()],
+    );
+    let Some(row) = one_as_signin(db, viewer, statement).await? else { return Ok(None) };
+    Ok(Some(LoginCheck {
+        id: row.try_get("", "id")?,
+        password_hash: row.try_get("", "password_hash")?,
+        is_active: row.try_get("", "is_active")?,
+    }))
+}
+
+/// Records a sign-in whose password matched and returns the account.
+pub async fn signed_in(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<users::Model>> {
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id, email, username, full_name, role, is_active, created_at, last_login FROM auth_signed_in($1)",
+        [id.into()],
+    );
+    let row = one_as_signin(db, viewer, statement).await?;
+    Ok(row.map(|row| users::Model::from_query_result(&row, "")).transpose()?)
+}
+
+/// Runs one statement as `app_signin`, then switches back to the viewer's
+/// role, within the request transaction (both switches are transaction-local,
+/// like the viewer's own). The request login may switch to any role it is a
+/// member of, whatever role it has switched to; viewer roles are not members.
+async fn one_as_signin(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    statement: Statement,
+) -> ApiResult<Option<sea_orm::QueryResult>> {
+    db.execute_unprepared(&set_role_sql(migration::SIGNIN_ROLE)).await?;
+    // On an error the request fails and its transaction is rolled back, so
+    // the role switch goes with it.
+    let row = db.query_one_raw(statement).await?;
+    db.execute_unprepared(&set_role_sql(viewer.db_role())).await?;
+    Ok(row)
+}
+
+/// Role names are fixed strings from the migrations, never user input.
+fn set_role_sql(role: &str) -> String {
+    format!("SELECT set_config('role', '{role}', true)")
 }
 
 pub async fn find_visible(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<users::Model>> {

@@ -4,17 +4,27 @@
 //! expired or tampered with is an error (UNAUTHENTICATED), never a silent
 //! downgrade to anonymous: a client with a stale token should learn it.
 
+mod limits;
 pub mod ownership;
 mod password;
 mod token;
 
-pub use password::{hash_password, verify_password};
+pub use limits::{Attempt, ClientIp, PeerAddr, RateLimitConfig, RateLimits};
+pub use password::{HashPool, hash_password};
 pub use token::{Claims, JwtKeys};
 
 use async_graphql::Enum;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
+
+/// What guards sign-up and sign-in: bounded password hashing and rate
+/// limits. Shared by every request (cheap to clone).
+#[derive(Clone)]
+pub struct AuthGuard {
+    pub hashing: HashPool,
+    pub limits: std::sync::Arc<RateLimits>,
+}
 
 /// What an account may do. Stored in `users.role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize, serde::Deserialize)]

@@ -281,6 +281,14 @@ pub async fn check_viewer_roles(db: &Pool) -> Result<(), String> {
             ));
         }
     }
+    // Sign-in and sign-up switch to it for one statement (migration 000009).
+    let sql = format!("SET LOCAL ROLE {}", migration::SIGNIN_ROLE);
+    if let Err(err) = tx.execute_unprepared(&sql).await {
+        return Err(format!(
+            "the database login cannot switch to role {role} ({err}); run: GRANT {role} TO <login role>",
+            role = migration::SIGNIN_ROLE
+        ));
+    }
     tx.rollback().await.map_err(|e| e.to_string())
 }
 

@@ -44,6 +44,7 @@ pub fn build_schema(limits: Limits) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
+        .extension(crate::accounts::OneSignInPerDocument)
         .finish()
 }
 

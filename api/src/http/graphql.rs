@@ -12,14 +12,14 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
-use crate::auth::{Viewer, viewer_from_authorization};
+use crate::auth::{PeerAddr, Viewer, viewer_from_authorization};
 use crate::db::{RequestDb, begin_request};
 use crate::error::{ApiError, ensure_codes, retry_after};
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
 
 /// POST /graphql with a JSON body `{query, variables, operationName}`.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(State(state): State<AppState>, peer: PeerAddr, headers: HeaderMap, body: Bytes) -> Response {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -42,12 +42,17 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     };
-    execute(&state, &headers, request).await
+    execute(&state, &headers, peer, request).await
 }
 
 /// GET /graphql?query=..&variables=..: queries only, so a link or a
 /// prefetch can never change data.
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    peer: PeerAddr,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let request = match parse_query_string(query.as_deref().unwrap_or_default()) {
         Ok(request) if !request.query.is_empty() => request,
         _ => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "GET /graphql needs a `query` parameter"),
@@ -55,7 +60,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(que
     if selects_mutation(&request) {
         return http_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
     }
-    execute(&state, &headers, request).await
+    execute(&state, &headers, peer, request).await
 }
 
 fn selects_mutation(request: &async_graphql::Request) -> bool {
@@ -91,20 +96,21 @@ pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
     }
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request: async_graphql::Request) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let viewer = match viewer_from_authorization(authorization, &state.jwt) {
         Ok(viewer) => viewer,
         Err(err) => return api_error(&err),
     };
+    // Sign-up and sign-in are rate limited per client address.
+    let request = request.data(state.auth.limits.client_ip(peer.0, headers));
     match execute_as(state, viewer, request).await {
         Ok(response) => {
-            // A field that failed for the server's state (the database went
-            // away mid-request, say) says when to try again, as a 503 does.
-            let retry = retry_after(&response).map(|s| s.to_string());
+            // RATE_LIMITED and SERVICE_UNAVAILABLE errors say when to retry.
+            let retry = retry_after(&response);
             let mut http = Json(response).into_response();
-            if let Some(value) = retry.and_then(|s| axum::http::HeaderValue::from_str(&s).ok()) {
-                http.headers_mut().insert(header::RETRY_AFTER, value);
+            if let Some(seconds) = retry {
+                http.headers_mut().insert(header::RETRY_AFTER, seconds.into());
             }
             http
         }
@@ -157,6 +163,7 @@ async fn run(
         .data(db.clone())
         .data(state.jwt.clone())
         .data(state.realtime.clone())
+        .data(state.auth.clone())
         .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), spawn_in_span))
         .data(DataLoader::new(ProfileLoader::new(db.clone(), viewer), spawn_in_span));
     let mut response = state.schema.execute(request).await;

@@ -34,6 +34,8 @@ pub struct AppState {
     pub slow_request: std::time::Duration,
     /// Tells open websockets that the server is shutting down.
     pub closing: Closing,
+    /// Password hashing threads and sign-up/sign-in rate limits.
+    pub auth: crate::auth::AuthGuard,
 }
 
 /// Shutdown's word to open websockets. axum's graceful shutdown waits for

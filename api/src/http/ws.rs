@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::graphql::{execute_as, operation_name, operation_types, server_error, spawn_in_span};
-use crate::auth::{Viewer, claims_from_authorization};
+use crate::auth::{ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::begin_request;
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
@@ -76,7 +76,12 @@ enum Protocol {
     Legacy,
 }
 
-pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    peer: PeerAddr,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let requested: Vec<String> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -90,6 +95,7 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade:
             Protocol::TransportWs
         };
     let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let client_ip = state.auth.limits.client_ip(peer.0, &headers);
     // The connection outlives this handler, in a task of its own: it keeps
     // the upgrade request's span, so its log lines carry that request id.
     let span = tracing::Span::current();
@@ -101,7 +107,7 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade:
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth).instrument(span))
+        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth, client_ip).instrument(span))
 }
 
 /// Why the server closes a connection.
@@ -129,9 +135,17 @@ struct Connection {
     subscriptions: HashMap<String, JoinHandle<()>>,
     /// Server pings not answered yet (graphql-transport-ws).
     missed_pongs: u32,
+    /// Where the connection comes from: sign-in over the socket is rate limited like over HTTP.
+    client_ip: ClientIp,
 }
 
-async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_auth: Option<String>) {
+async fn serve(
+    socket: WebSocket,
+    protocol: Protocol,
+    state: AppState,
+    header_auth: Option<String>,
+    client_ip: ClientIp,
+) {
     state.metrics.ws_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let metrics = state.metrics.clone();
     let (mut sink, mut incoming) = socket.split();
@@ -155,6 +169,7 @@ async fn serve(socket: WebSocket, protocol: Protocol, state: AppState, header_au
         session: None,
         subscriptions: HashMap::new(),
         missed_pongs: 0,
+        client_ip,
     };
 
     let init_deadline = tokio::time::sleep(ws.init_timeout);
@@ -314,8 +329,9 @@ impl Connection {
         let request: async_graphql::Request = message
             .get("payload")
             .cloned()
-            .and_then(|payload| serde_json::from_value(payload).ok())
-            .ok_or_else(|| Close::new(4400, "Invalid message received: the payload is not a GraphQL request"))?;
+            .and_then(|payload| serde_json::from_value::<async_graphql::Request>(payload).ok())
+            .ok_or_else(|| Close::new(4400, "Invalid message received: the payload is not a GraphQL request"))?
+            .data(self.client_ip);
         if self.subscriptions.get(&id).is_some_and(|task| !task.is_finished()) {
             return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
         }
