@@ -15,6 +15,8 @@ use super::AppState;
 use crate::auth::{Viewer, viewer_from_authorization};
 use crate::db::{RequestDb, begin_request};
 use crate::error::{ApiError, ensure_codes};
+use crate::graphql::OperationName;
+use crate::graphql::guard::shorten;
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
 
@@ -77,18 +79,24 @@ pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
         .collect()
 }
 
-/// The name of the operation a request runs: `operationName`, or the name
-/// of the document's only operation.
+/// The name of the operation a request runs, for its log span: the
+/// operation `operationName` names if the document has it, or the name of
+/// the document's only operation; shortened like metric labels. Never a
+/// client-chosen name that names no operation. (HTTP requests learn it from
+/// the document async-graphql parses, see [`OperationName`]; this parses
+/// the document again, for callers that need the name before executing.)
 pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
-    if let Some(name) = &request.operation_name {
-        return Some(name.clone());
-    }
     let document = async_graphql::parser::parse_query(&request.query).ok()?;
+    let requested = request.operation_name.as_deref();
     let mut names = document.operations.iter().map(|(name, _)| name);
-    match (names.next(), names.next()) {
-        (Some(Some(name)), None) => Some(name.to_string()),
-        _ => None,
-    }
+    let name = match requested {
+        Some(requested) => names.find(|name| name.is_some_and(|n| n.as_str() == requested)).flatten(),
+        None => match (names.next(), names.next()) {
+            (Some(name), None) => name,
+            _ => None,
+        },
+    };
+    name.map(|name| shorten(name.as_str()))
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
@@ -112,26 +120,26 @@ pub async fn execute_as(
     request: async_graphql::Request,
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
-    let operation = operation_name(&request);
-    // Every log line of the execution (a slow statement, say) names the
-    // operation; over HTTP the request's span adds its id.
-    let span = tracing::info_span!("graphql", operation = operation.as_deref().unwrap_or("anonymous"));
-    let result = run(state, viewer, request).instrument(span).await;
+    // The operation's name, as the parsed document has it: async-graphql
+    // parses the document once, and the guard extension fills this in and
+    // records it on the span, so every log line of the execution (a slow
+    // statement, say) names the operation; over HTTP the request's span
+    // adds its id. A name that no operation has never gets here.
+    let operation = OperationName::default();
+    let span = tracing::info_span!("graphql", operation = tracing::field::Empty);
+    let result = run(state, viewer, request.data(operation.clone())).instrument(span).await;
     let elapsed = started.elapsed();
+    let operation = operation.get();
     let outcome = match &result {
         Ok(response) if response.errors.is_empty() => "ok",
         Ok(_) => "error",
         Err(ApiError::Unavailable(_)) => "unavailable",
         Err(_) => "rejected",
     };
-    state.metrics.observe_request(operation.as_deref(), outcome, elapsed.as_secs_f64());
+    state.metrics.observe_request(operation, outcome, elapsed.as_secs_f64());
     if elapsed > state.slow_request {
         state.metrics.slow_request();
-        tracing::warn!(
-            operation = operation.as_deref().unwrap_or("anonymous"),
-            elapsed_ms = elapsed.as_millis(),
-            "slow request"
-        );
+        tracing::warn!(operation = operation.unwrap_or("anonymous"), elapsed_ms = elapsed.as_millis(), "slow request");
     }
     result
 }

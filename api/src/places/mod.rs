@@ -13,5 +13,3 @@ mod validate;
 pub use loader::PlaceLoader;
 pub use resolvers::{PlacesMutation, PlacesQuery};
 pub use subscriptions::PlacesSubscription;
-/// Trimmed, non-empty text of at most `max` characters; shared by domains.
-pub use validate::text as validate_text;
