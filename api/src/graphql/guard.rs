@@ -10,13 +10,12 @@
 //!   field): PostgreSQL refuses 0x00 in `text` and `jsonb`, and checking
 //!   here covers every argument of every resolver at once.
 //!
-//! It also names the operation a request runs for logs and metrics
-//! ([`OperationName`]) from the parsed document, so that a client-chosen
-//! `operationName` naming no operation never becomes a label, and the
-//! document is not parsed a second time to find it.
+//! [`operation_name`] names the operation a request runs, for logs and
+//! metric labels, from the parsed document: a client-chosen `operationName`
+//! that names no operation never becomes a label.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
@@ -34,23 +33,6 @@ use super::Limits;
 /// The longest operation name kept for logs and metric labels. GraphQL
 /// names have no length limit; labels must.
 pub const MAX_OPERATION_NAME: usize = 64;
-
-/// The name of the operation a request runs, once the document is parsed:
-/// the operation `operationName` names if the document has it, else the
-/// document's only operation's name. `None` when the operation is
-/// anonymous, or when no operation of the document is selected (async-graphql
-/// then answers with an error). Shortened to [`MAX_OPERATION_NAME`].
-///
-/// Put a clone in the request's data; read it after execution.
-#[derive(Clone, Default)]
-pub struct OperationName(Arc<OnceLock<Option<String>>>);
-
-impl OperationName {
-    /// The name, if the document was parsed and its operation has one.
-    pub fn get(&self) -> Option<&str> {
-        self.0.get().and_then(Option::as_deref)
-    }
-}
 
 /// The extension's factory, given to the schema builder.
 pub struct Guard(pub Limits);
@@ -91,11 +73,6 @@ impl Extension for GuardExtension {
         let document = next.run(ctx, query, variables).await?;
         let requested = self.requested.lock().unwrap_or_else(PoisonError::into_inner).take();
         let selected = select_operation(&document, requested.as_deref());
-        let name = selected.and_then(|(name, _)| name).map(|name| shorten(name.as_str()));
-        tracing::Span::current().record("operation", name.as_deref().unwrap_or("anonymous"));
-        if let Some(slot) = ctx.data_opt::<OperationName>() {
-            let _ = slot.0.set(name);
-        }
         check_no_nul(&document, variables)?;
         if let Some((_, operation)) = selected
             && operation.node.ty == OperationType::Mutation
@@ -163,6 +140,16 @@ fn coded(message: String, code: &str, pos: Option<Pos>, numbers: &[(&str, usize)
 /// `name` cut to [`MAX_OPERATION_NAME`] characters.
 pub fn shorten(name: &str) -> String {
     name.chars().take(MAX_OPERATION_NAME).collect()
+}
+
+/// The name of the operation `document` runs for a request that asks for
+/// `requested`: the operation of that name if the document has it, else the
+/// document's only operation's name; shortened to [`MAX_OPERATION_NAME`].
+/// `None` when that operation is anonymous or when no operation is selected
+/// (async-graphql then answers with an error): never a name the document
+/// does not have.
+pub fn operation_name(document: &ExecutableDocument, requested: Option<&str>) -> Option<String> {
+    select_operation(document, requested).and_then(|(name, _)| name).map(|name| shorten(name.as_str()))
 }
 
 /// The operation a request runs, by the rules async-graphql executes with.

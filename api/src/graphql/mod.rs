@@ -9,7 +9,6 @@ pub mod pagination;
 pub mod validate;
 
 pub use context::ContextExt;
-pub use guard::OperationName;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 

@@ -15,8 +15,7 @@ use super::AppState;
 use crate::auth::{Viewer, viewer_from_authorization};
 use crate::db::{RequestDb, begin_request};
 use crate::error::{ApiError, ensure_codes};
-use crate::graphql::OperationName;
-use crate::graphql::guard::shorten;
+use crate::graphql::guard;
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
 
@@ -79,24 +78,13 @@ pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
         .collect()
 }
 
-/// The name of the operation a request runs, for its log span: the
-/// operation `operationName` names if the document has it, or the name of
-/// the document's only operation; shortened like metric labels. Never a
-/// client-chosen name that names no operation. (HTTP requests learn it from
-/// the document async-graphql parses, see [`OperationName`]; this parses
-/// the document again, for callers that need the name before executing.)
+/// The name of the operation a request runs, for its log span and metric
+/// label: see [`guard::operation_name`]. Never a client-chosen name that
+/// names no operation. (Parses the document; [`execute_as`] instead parses
+/// once and hands the document on to async-graphql.)
 pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
     let document = async_graphql::parser::parse_query(&request.query).ok()?;
-    let requested = request.operation_name.as_deref();
-    let mut names = document.operations.iter().map(|(name, _)| name);
-    let name = match requested {
-        Some(requested) => names.find(|name| name.is_some_and(|n| n.as_str() == requested)).flatten(),
-        None => match (names.next(), names.next()) {
-            (Some(name), None) => name,
-            _ => None,
-        },
-    };
-    name.map(|name| shorten(name.as_str()))
+    guard::operation_name(&document, request.operation_name.as_deref())
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
@@ -120,16 +108,19 @@ pub async fn execute_as(
     request: async_graphql::Request,
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
-    // The operation's name, as the parsed document has it: async-graphql
-    // parses the document once, and the guard extension fills this in and
-    // records it on the span, so every log line of the execution (a slow
-    // statement, say) names the operation; over HTTP the request's span
-    // adds its id. A name that no operation has never gets here.
-    let operation = OperationName::default();
-    let span = tracing::info_span!("graphql", operation = tracing::field::Empty);
-    let result = run(state, viewer, request.data(operation.clone())).instrument(span).await;
+    let mut request = request;
+    // Parsed here, once: async-graphql executes this parsed document
+    // rather than parsing the text again (a document that does not parse
+    // is left to it, to report the syntax error).
+    let requested = request.operation_name.clone();
+    let operation =
+        request.parsed_query().ok().and_then(|document| guard::operation_name(document, requested.as_deref()));
+    let operation = operation.as_deref();
+    // Every log line of the execution (a slow statement, say) names the
+    // operation; over HTTP the request's span adds its id.
+    let span = tracing::info_span!("graphql", operation = operation.unwrap_or("anonymous"));
+    let result = run(state, viewer, request).instrument(span).await;
     let elapsed = started.elapsed();
-    let operation = operation.get();
     let outcome = match &result {
         Ok(response) if response.errors.is_empty() => "ok",
         Ok(_) => "error",
