@@ -14,7 +14,7 @@
 //! metric labels, from the parsed document: a client-chosen `operationName`
 //! that names no operation never becomes a label.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::extensions::{
@@ -59,7 +59,33 @@ impl Extension for GuardExtension {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
+        let mut request = request;
         (*self.requested.lock().unwrap_or_else(PoisonError::into_inner)).clone_from(&request.operation_name);
+        // Parsed here (the request keeps the document, so async-graphql
+        // does not parse it again), because async-graphql's first check of
+        // a parsed document already expands fragments: see expanded_fields.
+        // A document that does not parse is left to async-graphql to report.
+        let limit = self.limits.max_complexity;
+        let fields = request.parsed_query().map_or(0, |document| expanded_fields(document, limit));
+        if fields == usize::MAX {
+            return Err(coded(
+                format!(
+                    "the query is nested more than {MAX_NESTING} levels deep; the limit is {}",
+                    self.limits.max_depth
+                ),
+                "QUERY_TOO_COMPLEX",
+                None,
+                &[("limit", self.limits.max_depth)],
+            ));
+        }
+        if fields > limit {
+            return Err(coded(
+                format!("the query has more than {limit} fields once its fragments are expanded; the limit is {limit}"),
+                "QUERY_TOO_EXPENSIVE",
+                None,
+                &[("limit", limit)],
+            ));
+        }
         next.run(ctx, request).await
     }
 
@@ -78,7 +104,8 @@ impl Extension for GuardExtension {
             && operation.node.ty == OperationType::Mutation
         {
             let limit = self.limits.max_mutation_fields;
-            let count = root_fields(&document, &operation.node.selection_set.node, limit + 1, &mut Vec::new());
+            let count =
+                root_fields(&document, &operation.node.selection_set.node, limit.saturating_add(1), &mut Vec::new());
             if count > limit {
                 return Err(coded(
                     format!(
@@ -170,6 +197,76 @@ fn select_operation<'a>(
     }
 }
 
+/// Nesting (fields and fragments) [`expanded_fields`] walks at most, so
+/// the walk cannot overflow the stack on a chain of thousands of fragments.
+/// Deeper counts as `usize::MAX` fields and is refused as too deep:
+/// async-graphql refuses anything nested past 32 levels anyway. (Counting it
+/// as none instead could record a fragment first met deep down as empty and
+/// let it through elsewhere.)
+const MAX_NESTING: usize = 64;
+
+/// The fields of every operation of `document` with its fragments
+/// expanded, counted up to just past `stop`. async-graphql walks the
+/// expanded document (its recursion-depth check after parsing, then cost
+/// and depth), so a "fragment bomb" (each fragment spreading the next twice:
+/// 30 short lines, 2^30 fields) would take minutes of CPU before any limit
+/// could refuse it. This count takes one pass over the document (each
+/// fragment's size is worked out once) and runs first. Every field costs at
+/// least one point when it runs, so the cost limit bounds it too.
+fn expanded_fields(document: &ExecutableDocument, stop: usize) -> usize {
+    fn size<'a>(
+        document: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        sizes: &mut HashMap<&'a str, usize>,
+        open: &mut Vec<&'a str>,
+        nesting: usize,
+    ) -> usize {
+        if nesting > MAX_NESTING {
+            return usize::MAX;
+        }
+        let nesting = nesting + 1;
+        let mut total = 0usize;
+        for item in &set.items {
+            let n = match &item.node {
+                Selection::Field(field) => {
+                    1usize.saturating_add(size(document, &field.node.selection_set.node, sizes, open, nesting))
+                }
+                Selection::InlineFragment(inline) => {
+                    size(document, &inline.node.selection_set.node, sizes, open, nesting)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    if let Some(known) = sizes.get(name) {
+                        *known
+                    } else if open.contains(&name) {
+                        0 // a cycle: validation refuses it
+                    } else if let Some(fragment) = document.fragments.get(name) {
+                        open.push(name);
+                        let n = size(document, &fragment.node.selection_set.node, sizes, open, nesting);
+                        open.pop();
+                        sizes.insert(name, n);
+                        n
+                    } else {
+                        0 // unknown: validation refuses it
+                    }
+                }
+            };
+            total = total.saturating_add(n);
+        }
+        total
+    }
+    let mut sizes = HashMap::new();
+    let mut total = 0usize;
+    for (_, operation) in document.operations.iter() {
+        total =
+            total.saturating_add(size(document, &operation.node.selection_set.node, &mut sizes, &mut Vec::new(), 0));
+        if total > stop {
+            break;
+        }
+    }
+    total
+}
+
 /// Root fields of `set`, through fragments, counting up to `stop` (enough
 /// to know the limit is passed; it also bounds the walk). A fragment that
 /// spreads itself is counted once on its path (validation reports the cycle).
@@ -223,22 +320,17 @@ fn check_no_nul(document: &ExecutableDocument, variables: &Variables) -> ServerR
                 return Err(nul_error(&field, Some(default.pos)));
             }
         }
-        check_selection(&operation.node.selection_set.node, &mut HashSet::new(), document)?;
+        check_selection(&operation.node.selection_set.node)?;
     }
     for fragment in document.fragments.values() {
-        check_selection(&fragment.node.selection_set.node, &mut HashSet::new(), document)?;
+        check_selection(&fragment.node.selection_set.node)?;
     }
     Ok(())
 }
 
-fn check_selection<'a>(
-    set: &'a SelectionSet,
-    seen: &mut HashSet<*const SelectionSet>,
-    document: &'a ExecutableDocument,
-) -> ServerResult<()> {
-    if !seen.insert(std::ptr::from_ref(set)) {
-        return Ok(());
-    }
+/// [`check_no_nul`] for the arguments of one selection set and those it
+/// nests (fragment definitions are checked once each, on their own).
+fn check_selection(set: &SelectionSet) -> ServerResult<()> {
     for item in &set.items {
         match &item.node {
             Selection::Field(field) => {
@@ -247,10 +339,9 @@ fn check_selection<'a>(
                         return Err(nul_error(&found, Some(value.pos)));
                     }
                 }
-                check_selection(&field.node.selection_set.node, seen, document)?;
+                check_selection(&field.node.selection_set.node)?;
             }
-            Selection::InlineFragment(inline) => check_selection(&inline.node.selection_set.node, seen, document)?,
-            // Fragments are checked once each, by check_no_nul.
+            Selection::InlineFragment(inline) => check_selection(&inline.node.selection_set.node)?,
             Selection::FragmentSpread(_) => {}
         }
     }
@@ -290,4 +381,60 @@ fn nul_error(field: &str, pos: Option<Pos>) -> ServerError {
     extensions.set("field", field);
     error.extensions = Some(extensions);
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_query;
+
+    use super::*;
+
+    fn mutation_fields(query: &str, stop: usize) -> usize {
+        let document = parse_query(query).unwrap_or_else(|e| panic!("{e}"));
+        let Some((_, operation)) = select_operation(&document, None) else { panic!("one operation") };
+        root_fields(&document, &operation.node.selection_set.node, stop, &mut Vec::new())
+    }
+
+    #[test]
+    fn root_fields_count_through_fragments_and_stop_on_cycles() {
+        let query = "mutation { a: deletePost(id: 1) { id } ...F ... on Mutation { c: deletePost(id: 3) { id } } }
+                     fragment F on Mutation { b: deletePost(id: 2) { id } __typename ...F }";
+        assert_eq!(mutation_fields(query, 100), 3, "a cycle is counted once, __typename not at all");
+    }
+
+    #[test]
+    fn root_fields_stop_counting_past_the_limit_even_for_exponential_fragments() {
+        // Each fragment spreads the next twice: 2^30 fields if expanded.
+        let mut query = String::from("mutation { ...F0 }");
+        for i in 0..30 {
+            query.push_str(&format!(" fragment F{i} on Mutation {{ ...F{} ...F{} }}", i + 1, i + 1));
+        }
+        query.push_str(" fragment F30 on Mutation { deletePost(id: 1) { id } }");
+        assert_eq!(mutation_fields(&query, 11), 11);
+    }
+
+    #[tokio::test]
+    async fn a_fragment_bomb_is_refused_in_one_pass_before_validation_expands_it() {
+        let mut query = String::from("query { ...F0 }");
+        for i in 0..25 {
+            query.push_str(&format!(" fragment F{i} on Query {{ ...F{} ...F{} }}", i + 1, i + 1));
+        }
+        query.push_str(" fragment F25 on Query { changeCursor }");
+        let document = parse_query(&query).unwrap_or_else(|e| panic!("{e}"));
+        assert!(expanded_fields(&document, 5000) > 5000);
+
+        let started = std::time::Instant::now();
+        let response = super::super::build_schema(Limits::default()).execute(query.as_str()).await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+        let code = response.errors.first().and_then(|e| e.extensions.as_ref()).and_then(|ext| ext.get("code")).cloned();
+        assert_eq!(code, Some(async_graphql::Value::from("QUERY_TOO_EXPENSIVE")), "{:?}", response.errors);
+    }
+
+    #[test]
+    fn expanded_fields_count_each_use_of_a_fragment() {
+        let query =
+            "query A { ...F ...F x: changeCursor } query B { ...F } fragment F on Query { changeCursor me { id } }";
+        let document = parse_query(query).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(expanded_fields(&document, 100), 3 * 3 + 1);
+    }
 }

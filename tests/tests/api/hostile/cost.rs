@@ -158,6 +158,23 @@ async fn a_list_costs_the_page_it_asks_for_times_its_items() {
 }
 
 #[tokio::test]
+async fn a_fragment_bomb_is_refused_at_once_without_expanding_it() {
+    let app = TestApp::spawn().await;
+    // 27 short lines; each fragment spreads the next twice: 2^26 fields.
+    let mut bomb = String::from("query Bomb { ...F0 }");
+    for i in 0..26 {
+        bomb.push_str(&format!(" fragment F{i} on Query {{ ...F{next} ...F{next} }}", next = i + 1));
+    }
+    bomb.push_str(" fragment F26 on Query { changeCursor }");
+
+    let started = std::time::Instant::now();
+    let body = app.graphql(None, &bomb, json!({})).await;
+
+    assert_eq!(error_code(&body), "QUERY_TOO_EXPENSIVE", "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused in {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn a_document_nested_too_deep_is_refused_stating_its_depth_and_the_limit() {
     let mut config = tests::test_config(&tests::create_database(true).await);
     config.max_query_depth = 3;
