@@ -1,5 +1,7 @@
 //! Checks on a whole document, made once it is parsed and before anything
 //! runs, so a hostile document costs a parse and no database work:
+//! - how many fields it has once its fragments are expanded, in one pass,
+//!   before async-graphql expands them (see [`expanded_fields`]);
 //! - its cost and depth ([`super::cost`]) against the limits, with codes
 //!   that say which limit and by how much (`QUERY_TOO_EXPENSIVE`; depth
 //!   keeps its older code, `QUERY_TOO_COMPLEX`, which clients may branch on);
@@ -15,11 +17,9 @@
 //! that names no operation never becomes a label.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
-};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
 };
@@ -39,16 +39,13 @@ pub struct Guard(pub Limits);
 
 impl ExtensionFactory for Guard {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GuardExtension { limits: self.0, requested: Mutex::default() })
+        Arc::new(GuardExtension { limits: self.0 })
     }
 }
 
 /// One per request (async-graphql creates one for each).
 struct GuardExtension {
     limits: Limits,
-    /// The request's `operationName`, kept from `prepare_request` (the
-    /// parse hook does not see it).
-    requested: Mutex<Option<String>>,
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -60,65 +57,19 @@ impl Extension for GuardExtension {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let mut request = request;
-        (*self.requested.lock().unwrap_or_else(PoisonError::into_inner)).clone_from(&request.operation_name);
         // Parsed here (the request keeps the document, so async-graphql
         // does not parse it again), because async-graphql's first check of
         // a parsed document already expands fragments: see expanded_fields.
         // A document that does not parse is left to async-graphql to report.
-        let limit = self.limits.max_complexity;
-        let fields = request.parsed_query().map_or(0, |document| expanded_fields(document, limit));
-        if fields == usize::MAX {
-            return Err(coded(
-                format!(
-                    "the query is nested more than {MAX_NESTING} levels deep; the limit is {}",
-                    self.limits.max_depth
-                ),
-                "QUERY_TOO_COMPLEX",
-                None,
-                &[("limit", self.limits.max_depth)],
-            ));
-        }
-        if fields > limit {
-            return Err(coded(
-                format!("the query has more than {limit} fields once its fragments are expanded; the limit is {limit}"),
-                "QUERY_TOO_EXPENSIVE",
-                None,
-                &[("limit", limit)],
-            ));
-        }
+        let requested = request.operation_name.clone();
+        let variables = std::mem::take(&mut request.variables);
+        let checked = match request.parsed_query() {
+            Ok(document) => self.check(document, &variables, requested.as_deref()),
+            Err(_) => Ok(()),
+        };
+        request.variables = variables;
+        checked?;
         next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let requested = self.requested.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let selected = select_operation(&document, requested.as_deref());
-        check_no_nul(&document, variables)?;
-        if let Some((_, operation)) = selected
-            && operation.node.ty == OperationType::Mutation
-        {
-            let limit = self.limits.max_mutation_fields;
-            let count =
-                root_fields(&document, &operation.node.selection_set.node, limit.saturating_add(1), &mut Vec::new());
-            if count > limit {
-                return Err(coded(
-                    format!(
-                        "this mutation has more than {limit} fields; send at most {limit} per document \
-                         (MAX_MUTATION_FIELDS)"
-                    ),
-                    "TOO_MANY_MUTATION_FIELDS",
-                    Some(operation.pos),
-                    &[("limit", limit)],
-                ));
-            }
-        }
-        Ok(document)
     }
 
     async fn validation(
@@ -149,6 +100,55 @@ impl Extension for GuardExtension {
             )]);
         }
         Ok(result)
+    }
+}
+
+impl GuardExtension {
+    /// Every check of the parsed document but cost and depth (which need
+    /// async-graphql's validation): fields once fragments are expanded, a
+    /// NUL in any input, the root fields of a mutation.
+    fn check(&self, document: &ExecutableDocument, variables: &Variables, requested: Option<&str>) -> ServerResult<()> {
+        let limit = self.limits.max_complexity;
+        let fields = expanded_fields(document, limit);
+        if fields == usize::MAX {
+            return Err(coded(
+                format!(
+                    "the query is nested more than {MAX_NESTING} levels deep; the limit is {}",
+                    self.limits.max_depth
+                ),
+                "QUERY_TOO_COMPLEX",
+                None,
+                &[("limit", self.limits.max_depth)],
+            ));
+        }
+        if fields > limit {
+            return Err(coded(
+                format!("the query has more than {limit} fields once its fragments are expanded; the limit is {limit}"),
+                "QUERY_TOO_EXPENSIVE",
+                None,
+                &[("limit", limit)],
+            ));
+        }
+        check_no_nul(document, variables)?;
+        if let Some((_, operation)) = select_operation(document, requested)
+            && operation.node.ty == OperationType::Mutation
+        {
+            let limit = self.limits.max_mutation_fields;
+            let count =
+                root_fields(document, &operation.node.selection_set.node, limit.saturating_add(1), &mut Vec::new());
+            if count > limit {
+                return Err(coded(
+                    format!(
+                        "this mutation has more than {limit} fields; send at most {limit} per document \
+                         (MAX_MUTATION_FIELDS)"
+                    ),
+                    "TOO_MANY_MUTATION_FIELDS",
+                    Some(operation.pos),
+                    &[("limit", limit)],
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
