@@ -49,18 +49,19 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 /// GET /graphql?query=..&variables=..: queries only, so a link or a
 /// prefetch can never change data.
 pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let request = match parse_query_string(query.as_deref().unwrap_or_default()) {
+    let mut request = match parse_query_string(query.as_deref().unwrap_or_default()) {
         Ok(request) if !request.query.is_empty() => request,
         _ => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "GET /graphql needs a `query` parameter"),
     };
-    if selects_mutation(&request) {
+    // Parsed once: the request keeps the document for execution.
+    let name = request.operation_name.clone();
+    let selects_mutation = request
+        .parsed_query()
+        .is_ok_and(|document| types_of(document, name.as_deref()).any(|ty| ty != OperationType::Query));
+    if selects_mutation {
         return http_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
     }
     execute(&state, &headers, request).await
-}
-
-fn selects_mutation(request: &async_graphql::Request) -> bool {
-    operation_types(request).iter().any(|ty| *ty != OperationType::Query)
 }
 
 /// The types of the operations a request may run (the named one, or all of
@@ -69,13 +70,18 @@ pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return Vec::new();
     };
-    let name = request.operation_name.as_deref();
+    types_of(&document, request.operation_name.as_deref()).collect()
+}
+
+fn types_of<'a>(
+    document: &'a async_graphql::parser::types::ExecutableDocument,
+    name: Option<&'a str>,
+) -> impl Iterator<Item = OperationType> + 'a {
     document
         .operations
         .iter()
-        .filter(|(op_name, _)| name.is_none() || op_name.map(async_graphql::Name::as_str) == name)
+        .filter(move |(op_name, _)| name.is_none() || op_name.map(async_graphql::Name::as_str) == name)
         .map(|(_, op)| op.node.ty)
-        .collect()
 }
 
 /// The name of the operation a request runs, for its log span and metric
