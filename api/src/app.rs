@@ -205,6 +205,7 @@ impl Application {
             schema: build_schema(Limits {
                 max_depth: config.max_query_depth,
                 max_complexity: config.max_query_complexity,
+                max_mutation_fields: config.max_mutation_fields,
             }),
             jwt: jwt_keys(&config)?,
             realtime,

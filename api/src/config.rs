@@ -115,9 +115,16 @@ pub struct Config {
     /// Deepest selection nesting a query may have.
     #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 15, global = true)]
     pub max_query_depth: usize,
-    /// Largest complexity (roughly, fields times list sizes) a query may have.
+    /// Highest cost a document may have, counted before it runs: one point
+    /// per field, lists by the page size they ask for times their items,
+    /// 10 per SQL statement, more for searches and recommendations (see
+    /// api/src/graphql/cost.rs). Past it: QUERY_TOO_EXPENSIVE.
     #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 5000, global = true)]
     pub max_query_complexity: usize,
+    /// Most root fields one mutation may have (each is a write in the same
+    /// transaction). Past it: TOO_MANY_MUTATION_FIELDS.
+    #[arg(long, env = "MAX_MUTATION_FIELDS", default_value_t = 10, global = true)]
+    pub max_mutation_fields: usize,
     /// Largest request body in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -164,6 +171,9 @@ impl Config {
         }
         if self.database_transaction_pooler && (self.database_url.is_none() || self.database_listen_url.is_none()) {
             return Err("DATABASE_TRANSACTION_POOLER needs DATABASE_URL (the pooler) and DATABASE_LISTEN_URL (a direct connection for LISTEN and start-up migrations, which a transaction-mode pooler cannot carry)".into());
+        }
+        if self.max_query_depth == 0 || self.max_query_complexity == 0 || self.max_mutation_fields == 0 {
+            return Err("MAX_QUERY_DEPTH, MAX_QUERY_COMPLEXITY and MAX_MUTATION_FIELDS must be at least 1".into());
         }
         if self.jwt_ttl_seconds == 0 {
             return Err("JWT_TTL_SECONDS must be at least 1".into());

@@ -163,6 +163,13 @@ fn classify_db_error(err: &DbErr) -> ApiError {
         "23503" => ApiError::NotFound("a referenced row was not found".into()),
         // check_violation, not_null_violation, string too long, invalid text
         "23514" | "23502" | "22001" | "22P02" => ApiError::bad_input("input", "invalid input"),
+        // numeric_value_out_of_range (an overflowing sum), untranslatable_character
+        // (a NUL in jsonb), character_not_in_repertoire (a NUL in text): the
+        // validators and the document guard refuse these first, naming the
+        // field; this is the backstop for what they miss.
+        "22003" | "22P05" | "22021" => {
+            ApiError::bad_input("input", "a value is out of range or holds a character that cannot be stored")
+        }
         // insufficient_privilege, including "new row violates row-level security policy"
         "42501" => ApiError::Forbidden("not allowed for your role".into()),
         // serialization_failure, deadlock_detected
@@ -233,18 +240,27 @@ fn named_constraint(name: &str) -> Option<ApiError> {
 }
 
 /// Gives every error of a response a code, so clients can always branch on
-/// `extensions.code`. Errors raised by our resolvers already carry one; the
-/// rest come from async-graphql itself: syntax and validation errors (no
-/// path), argument coercion errors, and the depth and complexity limits.
+/// `extensions.code`. Errors raised by our resolvers and by the document
+/// guard (`graphql::guard`: cost, depth, mutation fields, NUL bytes) already
+/// carry one; the rest come from async-graphql itself: syntax and validation
+/// errors (no path), argument coercion errors, and choosing the operation.
 pub fn ensure_codes(response: &mut Response) {
     for error in &mut response.errors {
         if error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some()) {
             continue;
         }
         let code = uncoded_error_code(error);
-        if code == "INTERNAL_SERVER_ERROR" {
-            tracing::error!(message = %error.message, "uncoded resolver error");
-            error.message = "internal server error".into();
+        match code {
+            "INTERNAL_SERVER_ERROR" => {
+                tracing::error!(message = %error.message, "uncoded resolver error");
+                error.message = "internal server error".into();
+            }
+            // async-graphql quotes the client's operationName, which may be
+            // as long as the body: say what is wrong without echoing it.
+            "OPERATION_RESOLUTION_FAILURE" if error.message.starts_with(UNKNOWN_OPERATION) => {
+                error.message = "operationName names no operation of the document".into();
+            }
+            _ => {}
         }
         error.extensions.get_or_insert_with(Default::default).set("code", code);
     }
@@ -264,10 +280,22 @@ pub fn retry_after(response: &Response) -> Option<u64> {
         .max()
 }
 
+/// async-graphql's message when `operationName` names no operation.
+const UNKNOWN_OPERATION: &str = "Unknown operation named";
+/// async-graphql's message when a document of several operations comes
+/// without `operationName`.
+const OPERATION_NAME_REQUIRED: &str = "Operation name required in request";
+
+/// The code of an error async-graphql raised itself. Its errors carry no
+/// kind (no source, no extensions), so the decision is by where the error
+/// is (a path means execution had started) and, for the kinds a client must
+/// tell apart, by the start of async-graphql's message. The unit tests
+/// below pin each message, so an upgrade that rewords one fails loudly.
 fn uncoded_error_code(error: &ServerError) -> &'static str {
     let message = error.message.as_str();
-    if message.contains("nested too deep") || message.contains("too complex") {
-        "QUERY_TOO_COMPLEX"
+    if message.starts_with(UNKNOWN_OPERATION) || message.starts_with(OPERATION_NAME_REQUIRED) {
+        // The request names no runnable operation (Apollo Server's code).
+        "OPERATION_RESOLUTION_FAILURE"
     } else if message.starts_with("Failed to parse")
         || message.starts_with("Invalid value")
         || message.starts_with("Expected input type")
@@ -280,5 +308,60 @@ fn uncoded_error_code(error: &ServerError) -> &'static str {
         "GRAPHQL_VALIDATION_FAILED"
     } else {
         "INTERNAL_SERVER_ERROR"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::graphql::{Limits, build_schema};
+
+    /// The code a document gets from the schema alone (every case here
+    /// fails before any resolver needs a database).
+    async fn code_of(query: &str, operation: Option<&str>, variables: serde_json::Value) -> String {
+        let mut request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables));
+        if let Some(name) = operation {
+            request = request.operation_name(name);
+        }
+        let mut response = build_schema(Limits::default()).execute(request).await;
+        ensure_codes(&mut response);
+        let error = response.errors.first().unwrap_or_else(|| panic!("no error for {query}"));
+        let code = error.extensions.as_ref().and_then(|ext| ext.get("code")).cloned();
+        match code {
+            Some(async_graphql::Value::String(code)) => code,
+            other => panic!("no code for {query}: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn async_graphql_messages_we_classify_still_read_as_expected() {
+        let cases: [(&str, Option<&str>, serde_json::Value, &str); 7] = [
+            ("query A { changeCursor }", Some("B"), json!({}), "OPERATION_RESOLUTION_FAILURE"),
+            ("{ changeCursor }", Some("B"), json!({}), "OPERATION_RESOLUTION_FAILURE"),
+            ("query A { changeCursor } query B { changeCursor }", None, json!({}), "OPERATION_RESOLUTION_FAILURE"),
+            ("{ places(first: \"ten\") { totalCount } }", None, json!({}), "BAD_USER_INPUT"),
+            ("query($f: Int) { places(first: $f) { totalCount } }", None, json!({ "f": "ten" }), "BAD_USER_INPUT"),
+            (
+                "mutation($i: CreatePostInput!) { createPost(input: $i) { id } }",
+                None,
+                json!({ "i": { "title": ["not", "text"] } }),
+                "BAD_USER_INPUT",
+            ),
+            ("{ noSuchField }", None, json!({}), "GRAPHQL_VALIDATION_FAILED"),
+        ];
+        for (query, operation, variables, expected) in cases {
+            assert_eq!(code_of(query, operation, variables).await, expected, "{query}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_operation_name_is_not_echoed_back() {
+        let name = "x".repeat(10_000);
+        let request = async_graphql::Request::new("query A { changeCursor }").operation_name(name.as_str());
+        let mut response = build_schema(Limits::default()).execute(request).await;
+        ensure_codes(&mut response);
+        assert!(response.errors.iter().all(|e| !e.message.contains(&name)), "{:?}", response.errors);
     }
 }

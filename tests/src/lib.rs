@@ -361,6 +361,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         trust_x_forwarded_for: false,
         max_query_depth: 15,
         max_query_complexity: 5000,
+        max_mutation_fields: 10,
         max_body_bytes: 1024 * 1024,
         log_format: api::config::LogFormat::Text,
     }

@@ -32,6 +32,7 @@ impl AccountsQuery {
 
     /// Accounts the viewer may see, oldest first (all of them for readers,
     /// services and admins).
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn users(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<UserConnection> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;

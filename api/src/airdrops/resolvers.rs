@@ -8,9 +8,9 @@ use super::types::{
 use super::{policy, store};
 use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
+use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct AirdropsQuery;
@@ -19,6 +19,7 @@ pub struct AirdropsQuery;
 impl AirdropsQuery {
     /// Airdrop projects, latest start first. `active`: only those running
     /// today (true) or only those not running today (false).
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn airdrop_projects(
         &self,
         ctx: &Context<'_>,
@@ -42,6 +43,7 @@ impl AirdropsQuery {
     }
 
     /// One project, with its public totals.
+    #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn airdrop_project(&self, ctx: &Context<'_>, id: ID) -> ApiResult<AirdropProject> {
         let id = parse_uuid("id", &id)?;
         let tx = ctx.tx().await?;
@@ -49,6 +51,7 @@ impl AirdropsQuery {
     }
 
     /// The signed-in user's participations, latest first.
+    #[graphql(complexity = "crate::graphql::cost::unsized_list(child_complexity)")]
     async fn my_participations(&self, ctx: &Context<'_>) -> ApiResult<Vec<Participation>> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
@@ -71,11 +74,11 @@ impl AirdropsMutation {
         let viewer = ctx.viewer()?;
         require_admin(&viewer)?;
         let row = airdrop_project::ActiveModel {
-            name: Set(crate::places::validate_text("name", &input.name, 200)?),
+            name: Set(crate::graphql::validate::text("name", &input.name, 200)?),
             description: Set(input.description),
             start_date: Set(input.start_date),
             end_date: Set(input.end_date),
-            total_token_allocation: Set(non_negative("totalTokenAllocation", input.total_token_allocation)?),
+            total_token_allocation: Set(validate::tokens("totalTokenAllocation", input.total_token_allocation)?),
             ..Default::default()
         };
         if input.end_date < input.start_date {
@@ -108,7 +111,7 @@ impl AirdropsMutation {
         let distributed = totals.get(&id).map_or(0, |t| t.1);
         let mut row = existing.into_active_model();
         if let Some(name) = input.name {
-            row.name = Set(crate::places::validate_text("name", &name, 200)?);
+            row.name = Set(crate::graphql::validate::text("name", &name, 200)?);
         }
         if let Some(description) = input.description {
             row.description = Set(Some(description));
@@ -116,7 +119,7 @@ impl AirdropsMutation {
         row.start_date = Set(start);
         row.end_date = Set(end);
         if let Some(allocation) = input.total_token_allocation {
-            if non_negative("totalTokenAllocation", allocation)? < distributed {
+            if validate::tokens("totalTokenAllocation", allocation)? < distributed {
                 return Err(ApiError::conflict(
                     "totalTokenAllocation",
                     format!("{distributed} tokens are already distributed"),
@@ -142,8 +145,8 @@ impl AirdropsMutation {
         Ok(store::join(&*tx, me, project_id).await?.into())
     }
 
-    /// Credits tokens to a participation (services and admins). CONFLICT
-    /// when the project has fewer tokens left.
+    /// Credits tokens (1 to 10^15) to a participation (services and
+    /// admins). CONFLICT when the project has fewer tokens left.
     async fn credit_airdrop_tokens(
         &self,
         ctx: &Context<'_>,
@@ -153,9 +156,7 @@ impl AirdropsMutation {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let id = parse_uuid("participationId", &participation_id)?;
-        if tokens <= 0 {
-            return Err(ApiError::bad_input("tokens", "tokens must be more than 0"));
-        }
+        let tokens = validate::positive_tokens("tokens", tokens)?;
         if !policy::can_credit(&viewer) {
             return Err(ApiError::Forbidden("only services and admins credit tokens".into()));
         }
@@ -184,8 +185,4 @@ fn require_admin(viewer: &Viewer) -> ApiResult<()> {
     } else {
         Err(ApiError::Forbidden("only admins manage airdrop projects".into()))
     }
-}
-
-fn non_negative(field: &'static str, value: i64) -> ApiResult<i64> {
-    if value >= 0 { Ok(value) } else { Err(ApiError::bad_input(field, format!("{field} must be 0 or more"))) }
 }

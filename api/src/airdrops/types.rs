@@ -90,7 +90,7 @@ pub struct CreateAirdropProjectInput {
     pub start_date: NaiveDate,
     /// Last day, not before the first.
     pub end_date: NaiveDate,
-    /// Tokens to distribute, 0 or more.
+    /// Tokens to distribute, 0 to 10^15.
     pub total_token_allocation: i64,
 }
 
@@ -105,7 +105,7 @@ pub struct UpdateAirdropProjectInput {
     pub start_date: Option<NaiveDate>,
     /// Last day.
     pub end_date: Option<NaiveDate>,
-    /// Tokens to distribute; not below what is already distributed.
+    /// Tokens to distribute, at most 10^15; not below what is already distributed.
     pub total_token_allocation: Option<i64>,
 }
 

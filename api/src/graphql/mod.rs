@@ -2,8 +2,11 @@
 //! objects; this module merges them and holds what they share.
 
 mod context;
+pub mod cost;
+pub mod guard;
 pub mod ids;
 pub mod pagination;
+pub mod validate;
 
 pub use context::ContextExt;
 
@@ -27,23 +30,32 @@ pub struct Subscription(PlacesSubscription, RoutinesSubscription, PostsSubscript
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// Limits that bound the work one document can ask for.
+/// Limits that bound the work one document can ask for, checked by
+/// [`guard`] before anything runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Deepest selection nesting (MAX_QUERY_DEPTH).
     pub max_depth: usize,
+    /// Highest cost, as [`cost`] counts it (MAX_QUERY_COMPLEXITY).
     pub max_complexity: usize,
+    /// Most root fields of one mutation (MAX_MUTATION_FIELDS).
+    pub max_mutation_fields: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_depth: 15, max_complexity: 5000 }
+        Self { max_depth: 15, max_complexity: 5000, max_mutation_fields: 10 }
     }
 }
 
+/// The schema with the document checks of [`guard`]. The depth and cost
+/// limits are not async-graphql's own (`limit_depth`, `limit_complexity`):
+/// those refuse with an English sentence and no numbers, so the guard
+/// compares async-graphql's computed figures itself and says which limit,
+/// the figure and the limit, with a code.
 pub fn build_schema(limits: Limits) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
+        .extension(guard::Guard(limits))
         .extension(crate::accounts::OneSignInPerDocument)
         .finish()
 }

@@ -15,6 +15,7 @@ use super::AppState;
 use crate::auth::{PeerAddr, Viewer, viewer_from_authorization};
 use crate::db::{RequestDb, begin_request};
 use crate::error::{ApiError, ensure_codes, retry_after};
+use crate::graphql::guard;
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
 
@@ -53,18 +54,19 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let request = match parse_query_string(query.as_deref().unwrap_or_default()) {
+    let mut request = match parse_query_string(query.as_deref().unwrap_or_default()) {
         Ok(request) if !request.query.is_empty() => request,
         _ => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "GET /graphql needs a `query` parameter"),
     };
-    if selects_mutation(&request) {
+    // Parsed once: the request keeps the document for execution.
+    let name = request.operation_name.clone();
+    let selects_mutation = request
+        .parsed_query()
+        .is_ok_and(|document| types_of(document, name.as_deref()).any(|ty| ty != OperationType::Query));
+    if selects_mutation {
         return http_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
     }
     execute(&state, &headers, peer, request).await
-}
-
-fn selects_mutation(request: &async_graphql::Request) -> bool {
-    operation_types(request).iter().any(|ty| *ty != OperationType::Query)
 }
 
 /// The types of the operations a request may run (the named one, or all of
@@ -73,27 +75,27 @@ pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return Vec::new();
     };
-    let name = request.operation_name.as_deref();
+    types_of(&document, request.operation_name.as_deref()).collect()
+}
+
+fn types_of<'a>(
+    document: &'a async_graphql::parser::types::ExecutableDocument,
+    name: Option<&'a str>,
+) -> impl Iterator<Item = OperationType> + 'a {
     document
         .operations
         .iter()
-        .filter(|(op_name, _)| name.is_none() || op_name.map(async_graphql::Name::as_str) == name)
+        .filter(move |(op_name, _)| name.is_none() || op_name.map(async_graphql::Name::as_str) == name)
         .map(|(_, op)| op.node.ty)
-        .collect()
 }
 
-/// The name of the operation a request runs: `operationName`, or the name
-/// of the document's only operation.
+/// The name of the operation a request runs, for its log span and metric
+/// label: see [`guard::operation_name`]. Never a client-chosen name that
+/// names no operation. (Parses the document; [`execute_as`] instead parses
+/// once and hands the document on to async-graphql.)
 pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
-    if let Some(name) = &request.operation_name {
-        return Some(name.clone());
-    }
     let document = async_graphql::parser::parse_query(&request.query).ok()?;
-    let mut names = document.operations.iter().map(|(name, _)| name);
-    match (names.next(), names.next()) {
-        (Some(Some(name)), None) => Some(name.to_string()),
-        _ => None,
-    }
+    guard::operation_name(&document, request.operation_name.as_deref())
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request: async_graphql::Request) -> Response {
@@ -127,10 +129,17 @@ pub async fn execute_as(
     request: async_graphql::Request,
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
-    let operation = operation_name(&request);
+    let mut request = request;
+    // Parsed here, once: async-graphql executes this parsed document
+    // rather than parsing the text again (a document that does not parse
+    // is left to it, to report the syntax error).
+    let requested = request.operation_name.clone();
+    let operation =
+        request.parsed_query().ok().and_then(|document| guard::operation_name(document, requested.as_deref()));
+    let operation = operation.as_deref();
     // Every log line of the execution (a slow statement, say) names the
     // operation; over HTTP the request's span adds its id.
-    let span = tracing::info_span!("graphql", operation = operation.as_deref().unwrap_or("anonymous"));
+    let span = tracing::info_span!("graphql", operation = operation.unwrap_or("anonymous"));
     let result = run(state, viewer, request).instrument(span).await;
     let elapsed = started.elapsed();
     let outcome = match &result {
@@ -139,14 +148,10 @@ pub async fn execute_as(
         Err(ApiError::Unavailable(_)) => "unavailable",
         Err(_) => "rejected",
     };
-    state.metrics.observe_request(operation.as_deref(), outcome, elapsed.as_secs_f64());
+    state.metrics.observe_request(operation, outcome, elapsed.as_secs_f64());
     if elapsed > state.slow_request {
         state.metrics.slow_request();
-        tracing::warn!(
-            operation = operation.as_deref().unwrap_or("anonymous"),
-            elapsed_ms = elapsed.as_millis(),
-            "slow request"
-        );
+        tracing::warn!(operation = operation.unwrap_or("anonymous"), elapsed_ms = elapsed.as_millis(), "slow request");
     }
     result
 }

@@ -22,9 +22,12 @@ const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /// Distinct operation names tracked; names past this count as "other", so
 /// clients cannot grow the label set without bound.
 const MAX_OPERATIONS: usize = 200;
+/// The longest operation label: names are cut to this many characters (a
+/// GraphQL name has no length limit; a label must).
+pub const MAX_OPERATION_LABEL: usize = crate::graphql::guard::MAX_OPERATION_NAME;
 
 /// A Prometheus histogram over [`BUCKETS`], in seconds.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Histogram {
     buckets: [u64; BUCKETS.len()],
     count: u64,
@@ -144,9 +147,16 @@ impl PoolStats {
 const SLOW_SQL_LOGGED: usize = 300;
 
 /// All metrics of one server process.
+///
+/// Every request records into these, so nothing holds their locks longer
+/// than an update or a copy: a scrape copies what it needs under the lock
+/// and formats the text after releasing it, so a request never waits on a
+/// scrape's rendering.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<HashMap<(String, &'static str), Histogram>>,
+    /// Request durations by operation name (at most [`MAX_OPERATIONS`]
+    /// names, then "other") and outcome.
+    requests: Mutex<HashMap<String, HashMap<&'static str, Histogram>>>,
     slow_requests: AtomicU64,
     pub ws_connections: AtomicI64,
     pub events_delivered: AtomicU64,
@@ -156,13 +166,16 @@ pub struct Metrics {
 pub type SharedMetrics = Arc<Metrics>;
 
 impl Metrics {
-    /// Records one GraphQL request.
+    /// Records one GraphQL request. `operation` should be the name of an
+    /// operation of the request's document (never a client's free choice):
+    /// it is cut to [`MAX_OPERATION_LABEL`] characters, and past
+    /// [`MAX_OPERATIONS`] distinct names new ones count as "other".
     pub fn observe_request(&self, operation: Option<&str>, outcome: &'static str, seconds: f64) {
-        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         let name = operation.filter(|n| !n.is_empty()).unwrap_or("anonymous");
-        let known = requests.keys().any(|(n, _)| n == name);
-        let name = if known || requests.len() < MAX_OPERATIONS { name } else { "other" };
-        requests.entry((name.to_owned(), outcome)).or_default().observe(seconds);
+        let name: String = name.chars().take(MAX_OPERATION_LABEL).collect();
+        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = if requests.contains_key(&name) || requests.len() < MAX_OPERATIONS { name } else { "other".into() };
+        requests.entry(name).or_default().entry(outcome).or_default().observe(seconds);
     }
 
     pub fn slow_request(&self) {
@@ -200,7 +213,9 @@ impl Metrics {
             "histogram",
             "Time to get a pool connection and open a transaction.",
         );
-        stats.acquire.lock().unwrap_or_else(PoisonError::into_inner).write(&mut out, "api_db_pool_acquire_seconds", "");
+        // Copied, then written: every request's BEGIN records into it.
+        let acquire = stats.acquire.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        acquire.write(&mut out, "api_db_pool_acquire_seconds", "");
         counter(
             &mut out,
             "api_db_pool_timeouts_total",
@@ -251,14 +266,22 @@ impl Metrics {
             "histogram",
             "GraphQL requests by operation name and outcome.",
         );
-        let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut keys: Vec<_> = requests.keys().collect();
-        keys.sort();
-        for key in keys {
-            let labels = format!("operation=\"{}\",outcome=\"{}\"", escape(&key.0), key.1);
-            requests[key].write(&mut out, "api_graphql_request_duration_seconds", &labels);
+        // A copy (bounded: at most MAX_OPERATIONS names times four
+        // outcomes), so requests record while the text is written.
+        let mut requests: Vec<_> = self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .flat_map(|(name, outcomes)| {
+                outcomes.iter().map(|(outcome, histogram)| ((name.clone(), *outcome), histogram.clone()))
+            })
+            .collect();
+        requests.sort_by(|(a, _), (b, _)| a.cmp(b));
+        for ((operation, outcome), histogram) in &requests {
+            let labels = format!("operation=\"{}\",outcome=\"{outcome}\"", escape(operation));
+            histogram.write(&mut out, "api_graphql_request_duration_seconds", &labels);
         }
-        drop(requests);
         out.push_str(&self.database.lock().unwrap_or_else(PoisonError::into_inner));
         out
     }

@@ -10,8 +10,9 @@ mod subscriptions;
 mod types;
 mod validate;
 
+/// The shared text check, under the name other domains used before it moved
+/// to [`crate::graphql::validate::text`] (which new code should call).
+pub use crate::graphql::validate::text as validate_text;
 pub use loader::PlaceLoader;
 pub use resolvers::{PlacesMutation, PlacesQuery};
 pub use subscriptions::PlacesSubscription;
-/// Trimmed, non-empty text of at most `max` characters; shared by domains.
-pub use validate::text as validate_text;

@@ -23,6 +23,10 @@ const DEFAULT_RADIUS_KM: f64 = 5.0;
 const DEFAULT_RECOMMENDATIONS: i32 = 10;
 /// The widest recommendation radius, in kilometres.
 const MAX_RADIUS_KM: f64 = 100.0;
+/// The narrowest recommendation radius, in kilometres (one metre): below
+/// it the distance arithmetic underflows (1e-320 is a valid float but not a
+/// valid radius), and nothing that small is a useful search.
+const MIN_RADIUS_KM: f64 = 0.001;
 /// The most recommendations one call returns.
 const MAX_RECOMMENDATIONS: i32 = 100;
 
@@ -32,6 +36,7 @@ pub struct PlacesQuery;
 #[Object]
 impl PlacesQuery {
     /// Places, filtered and ordered, a page at a time. Public.
+    #[graphql(complexity = "crate::graphql::cost::searched_page(first, search.as_deref(), child_complexity)")]
     async fn places(
         &self,
         ctx: &Context<'_>,
@@ -54,6 +59,7 @@ impl PlacesQuery {
     }
 
     /// One place by its id.
+    #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
         let viewer = ctx.viewer()?;
         let tx = ctx.tx().await?;
@@ -61,6 +67,7 @@ impl PlacesQuery {
     }
 
     /// The signed-in user's reviews, newest first.
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn my_reviews(
         &self,
         ctx: &Context<'_>,
@@ -76,6 +83,7 @@ impl PlacesQuery {
     }
 
     /// The signed-in user's category preferences, by category.
+    #[graphql(complexity = "crate::graphql::cost::unsized_list(child_complexity)")]
     async fn my_preferences(&self, ctx: &Context<'_>) -> ApiResult<Vec<Preference>> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
@@ -84,12 +92,13 @@ impl PlacesQuery {
     }
 
     /// Places near a point in the categories the signed-in user likes, best first.
+    #[graphql(complexity = "crate::graphql::cost::recommendations(limit, DEFAULT_RECOMMENDATIONS, child_complexity)")]
     async fn recommendations(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Latitude of the point, -90 to 90.")] lat: f64,
         #[graphql(desc = "Longitude of the point, -180 to 180.")] lng: f64,
-        #[graphql(desc = "Search radius in kilometres, up to 100.", default_with = "Some(DEFAULT_RADIUS_KM)")]
+        #[graphql(desc = "Search radius in kilometres, 0.001 to 100.", default_with = "Some(DEFAULT_RADIUS_KM)")]
         radius_km: Option<f64>,
         #[graphql(desc = "How many to return, 1 to 100.", default_with = "Some(DEFAULT_RECOMMENDATIONS)")]
         limit: Option<i32>,
@@ -100,10 +109,10 @@ impl PlacesQuery {
         let lng = validate::lng("lng", lng)?;
         let radius_km = radius_km.unwrap_or(DEFAULT_RADIUS_KM);
         let limit = limit.unwrap_or(DEFAULT_RECOMMENDATIONS);
-        if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= MAX_RADIUS_KM) {
+        if !(MIN_RADIUS_KM..=MAX_RADIUS_KM).contains(&radius_km) {
             return Err(ApiError::bad_input(
                 "radiusKm",
-                format!("radiusKm must be above 0 and at most {MAX_RADIUS_KM}"),
+                format!("radiusKm must be between {MIN_RADIUS_KM} and {MAX_RADIUS_KM}"),
             ));
         }
         if !(1..=MAX_RECOMMENDATIONS).contains(&limit) {

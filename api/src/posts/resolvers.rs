@@ -17,6 +17,7 @@ pub struct PostsQuery;
 impl PostsQuery {
     /// Posts the viewer can see (published ones, and their own drafts),
     /// newest first, optionally by one author. Sign-in required.
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn posts(
         &self,
         ctx: &Context<'_>,
@@ -34,6 +35,7 @@ impl PostsQuery {
     }
 
     /// One post; NOT_FOUND for drafts of others.
+    #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Post> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
@@ -43,6 +45,7 @@ impl PostsQuery {
     }
 
     /// The signed-in user's posts, drafts included, newest first.
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn my_posts(
         &self,
         ctx: &Context<'_>,
@@ -69,7 +72,7 @@ impl PostsMutation {
         let me = viewer.require_role(&[crate::auth::Role::User, crate::auth::Role::Admin], "write posts")?;
         let row = post::ActiveModel {
             author_id: Set(me),
-            title: Set(crate::places::validate_text("title", &input.title, 300)?),
+            title: Set(crate::graphql::validate::text("title", &input.title, 300)?),
             body: Set(body(&input.body)?),
             published: Set(input.published),
             ..Default::default()
@@ -83,7 +86,7 @@ impl PostsMutation {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let id = parse_uuid("id", &id)?;
-        let title = input.title.as_deref().map(|t| crate::places::validate_text("title", t, 300)).transpose()?;
+        let title = input.title.as_deref().map(|t| crate::graphql::validate::text("title", t, 300)).transpose()?;
         let text = input.body.as_deref().map(body).transpose()?;
         let tx = ctx.tx().await?;
         let mut row = writable_post(&tx, &viewer, id).await?.into_active_model();
@@ -128,7 +131,7 @@ impl PostsMutation {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
         let post_id = parse_uuid("postId", &post_id)?;
-        let text = crate::places::validate_text("body", &body, 10_000)?;
+        let text = crate::graphql::validate::text("body", &body, 10_000)?;
         if !policy::can_comment(&viewer) {
             return Err(ApiError::Forbidden("your role may not comment".into()));
         }

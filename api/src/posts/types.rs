@@ -54,6 +54,7 @@ impl Post {
 
     /// Comments, oldest first, a page at a time (one query per post; their
     /// authors are batched).
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn comments(
         &self,
         ctx: &Context<'_>,

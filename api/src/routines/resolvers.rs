@@ -19,6 +19,7 @@ pub struct RoutinesQuery;
 #[Object]
 impl RoutinesQuery {
     /// The signed-in user's routines, newest first.
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn my_routines(
         &self,
         ctx: &Context<'_>,
@@ -34,6 +35,7 @@ impl RoutinesQuery {
     }
 
     /// One routine the viewer may see.
+    #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
@@ -43,6 +45,7 @@ impl RoutinesQuery {
     }
 
     /// Runs of a routine, latest first, optionally of one status.
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn runs(
         &self,
         ctx: &Context<'_>,
@@ -62,6 +65,7 @@ impl RoutinesQuery {
     }
 
     /// The signed-in user's totals (zeros before the first run).
+    #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn my_stats(&self, ctx: &Context<'_>) -> ApiResult<UserStats> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
@@ -78,6 +82,7 @@ impl RoutinesQuery {
     }
 
     /// Users by tokens earned (readers and admins).
+    #[graphql(complexity = "crate::graphql::cost::list(first, child_complexity)")]
     async fn leaderboard(
         &self,
         ctx: &Context<'_>,
@@ -116,7 +121,7 @@ impl RoutinesMutation {
     async fn create_routine(&self, ctx: &Context<'_>, input: CreateRoutineInput) -> ApiResult<Routine> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_writer()?;
-        let name = crate::places::validate_text("name", &input.name, 200)?;
+        let name = crate::graphql::validate::text("name", &input.name, 200)?;
         validate_steps(&input.steps)?;
         let row = routine::ActiveModel {
             id: NotSet,
@@ -136,7 +141,7 @@ impl RoutinesMutation {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let id = parse_uuid("id", &id)?;
-        let name = input.name.as_deref().map(|n| crate::places::validate_text("name", n, 200)).transpose()?;
+        let name = input.name.as_deref().map(|n| crate::graphql::validate::text("name", n, 200)).transpose()?;
         if let Some(steps) = &input.steps {
             validate_steps(steps)?;
         }
