@@ -121,14 +121,21 @@ async fn sign_ups_past_the_address_limit_are_rate_limited_and_create_nothing() {
 #[tokio::test]
 async fn forty_aliased_sign_ups_in_one_document_are_refused_and_create_no_account() {
     let app = TestApp::spawn().await;
-    let fields: String = (0..40)
-        .map(|i| {
-            format!(
-                "a{i}: signUp(input: {{email: \"u{i}@test.io\", username: \"user{i}\", password: \"password-{i}-x\", fullName: \"U{i}\"}}) {{ token }} "
-            )
-        })
-        .collect();
-    let body = app.graphql(None, &format!("mutation {{ {fields} }}"), json!({})).await;
+    let aliased = |n: usize| {
+        let fields: String = (0..n)
+            .map(|i| {
+                format!(
+                    "a{i}: signUp(input: {{email: \"u{i}@test.io\", username: \"user{i}\", password: \"password-{i}-x\", fullName: \"U{i}\"}}) {{ token }} "
+                )
+            })
+            .collect();
+        format!("mutation {{ {fields} }}")
+    };
+    // Forty trip the cap on mutation fields first; three, the one-per-document rule.
+    let body = app.graphql(None, &aliased(40), json!({})).await;
+    assert!(["BAD_USER_INPUT", "TOO_MANY_MUTATION_FIELDS"].contains(&error_code(&body)), "{body}");
+    assert_eq!(body["data"], Value::Null, "nothing ran: {body}");
+    let body = app.graphql(None, &aliased(3), json!({})).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     assert!(
         body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("at most one signUp or signIn")),
