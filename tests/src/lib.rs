@@ -346,6 +346,10 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         max_query_depth: 15,
         max_query_complexity: 5000,
         max_body_bytes: 1024 * 1024,
+        max_connections: 10_000,
+        http_header_read_timeout: 10,
+        http_body_read_timeout: 30,
+        http_idle_timeout: 60,
         log_format: api::config::LogFormat::Text,
     }
 }
