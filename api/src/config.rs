@@ -144,7 +144,8 @@ impl Config {
         }
         if self.http_header_read_timeout == 0 || self.http_body_read_timeout == 0 || self.http_idle_timeout == 0 {
             return Err(
-                "HTTP_HEADER_READ_TIMEOUT, HTTP_BODY_READ_TIMEOUT and HTTP_IDLE_TIMEOUT must be at least 1 second".into()
+                "HTTP_HEADER_READ_TIMEOUT, HTTP_BODY_READ_TIMEOUT and HTTP_IDLE_TIMEOUT must be at least 1 second"
+                    .into(),
             );
         }
         if self.max_body_bytes == 0 {

@@ -35,11 +35,8 @@ pub async fn read_body(State(limits): State<BodyLimits>, request: Request, next:
     if body.size_hint().exact() == Some(0) {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limits.max_bytes as u64) {
         return too_large(limits.max_bytes);
     }
@@ -59,9 +56,7 @@ pub async fn read_body(State(limits): State<BodyLimits>, request: Request, next:
     match tokio::time::timeout(limits.read_timeout, read).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Ok(Err(Unread::TooLarge)) => too_large(limits.max_bytes),
-        Ok(Err(Unread::Broken)) => {
-            closing(error(StatusCode::BAD_REQUEST, "the request body could not be read".into()))
-        }
+        Ok(Err(Unread::Broken)) => closing(error(StatusCode::BAD_REQUEST, "the request body could not be read".into())),
         Err(_) => closing(error(
             StatusCode::REQUEST_TIMEOUT,
             format!("the request body did not arrive within {} s", limits.read_timeout.as_secs()),

@@ -1,5 +1,6 @@
 //! HTTP routes: GraphQL over POST and GET, the websocket endpoint,
-//! GraphiQL, and health checks.
+//! GraphiQL, and health checks; the accept loop that serves them within
+//! connection limits ([`serve`]), and the request body limits.
 
 mod graphiql;
 mod graphql;

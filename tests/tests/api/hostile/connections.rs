@@ -204,7 +204,8 @@ async fn a_request_body_over_the_limit_gets_413_with_a_code_whether_declared_or_
     // Chunked: no length up front, found out while reading (17 chunks of
     // 64 KiB: just over the 1 MiB limit).
     let mut stream = connect(&app).await;
-    let head = "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head =
+        "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     stream.write_all(head.as_bytes()).await.expect("the head is sent");
     let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
     for _ in 0..17 {
@@ -261,4 +262,31 @@ async fn a_websocket_message_over_the_size_limit_closes_with_1009() {
     let mut next = app.subscriber(None).await;
     next.send(json!({ "type": "ping" })).await;
     assert_eq!(next.message().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn shutdown_still_finishes_the_requests_in_flight_and_does_not_wait_for_idle_connections() {
+    // Arrange: a request in flight (blocked on a table lock) and a
+    // connection that has sent nothing, under a long header timeout.
+    let app = server_with(50, 30, 30, 60).await;
+    let mut idle = connect(&app).await;
+    let (lock, in_flight) = app.hold_the_only_connection().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+
+    // Act: shut down, then let the request finish.
+    let started = Instant::now();
+    let stopping = tokio::spawn(app.shut_down());
+    assert!(closed_within(&mut idle, Duration::from_secs(5)).await, "the idle connection is closed at once");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(TcpStream::connect(&address).await.is_err(), "no new connections once shutdown has begun");
+    lock.rollback().await.expect("the lock is released");
+
+    // Assert: the request got its answer, and the server stopped long
+    // before the idle connection's header timeout.
+    assert_eq!(in_flight.await.expect("the request task"), Some(200));
+    tokio::time::timeout(Duration::from_secs(20), stopping)
+        .await
+        .expect("the server stops")
+        .expect("the shutdown task");
+    assert!(started.elapsed() < Duration::from_secs(20), "shutdown took {:?}", started.elapsed());
 }
