@@ -39,7 +39,12 @@ impl Drop for DataDir {
 }
 
 fn api(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(API);
+    configure(Command::new(API), data_dir)
+}
+
+/// The environment every run of the binary gets (`cmd` runs it, perhaps
+/// through a shell).
+fn configure(mut cmd: Command, data_dir: &Path) -> Command {
     cmd.env_remove("DATABASE_URL")
         .env_remove("JWT_SECRET")
         .env("DATA_DIR", data_dir)
@@ -66,9 +71,16 @@ fn serve(data_dir: &Path) -> (Child, String) {
 /// Starts `api serve` with extra environment; returns its address and its
 /// log lines (stderr) as they come.
 fn serve_with(data_dir: &Path, env: &[(&str, &str)]) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = api(data_dir)
+    let mut cmd = api(data_dir);
+    cmd.envs(env.iter().copied());
+    start(cmd)
+}
+
+/// Starts `cmd` (a server) on a free port; returns its address and its log
+/// lines (stderr) as they come.
+fn start(mut cmd: Command) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
         .env("PORT", "0")
-        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -468,4 +480,42 @@ async fn json_logs_carry_the_request_id_and_slow_queries_name_their_operation() 
     assert!(slow_query["fields"]["elapsed_ms"].is_u64(), "{slow_query}");
     let slow_request = of_request("slow request").unwrap_or_else(|| panic!("no slow request in {lines:#?}"));
     assert_eq!(slow_request["fields"]["operation"], "Nearby", "{slow_request}");
+}
+
+#[tokio::test]
+async fn with_few_open_files_the_server_raises_the_limit_fits_its_connection_cap_and_idle_connections_cannot_lock_clients_out()
+ {
+    let data = DataDir::new("nofile");
+    // A soft limit of 200 open files under a hard one of 400: unraised, 350
+    // idle connections would exhaust it and no client could connect.
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg("ulimit -S -n 200 && ulimit -H -n 400 && exec \"$0\"").arg(API);
+    let mut cmd = configure(shell, &data.0);
+    cmd.env("HTTP_HEADER_READ_TIMEOUT", "2").env("LOG_FORMAT", "json");
+    let (mut server, address, logs) = start(cmd);
+
+    // The soft limit is raised to the hard one, and the cap fits under it
+    // with the pool (20 + 10) and a reserve of 64 left.
+    let limits = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(10)).ok())
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+        .find(|line| line["fields"]["message"] == "connection limits")
+        .unwrap_or_else(|| panic!("no `connection limits` line"));
+    assert_eq!(limits["fields"]["open_files"], 400, "{limits}");
+    assert_eq!(limits["fields"]["max_connections"], 306, "{limits}");
+
+    // 350 idle connections, more than the cap and than the old soft limit.
+    let host = address.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..350 {
+        idle.push(tokio::net::TcpStream::connect(&host).await.unwrap_or_else(|e| panic!("locked out: {e}")));
+    }
+    let started = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+    let ready = client.get(format!("{address}/readyz")).send().await.unwrap_or_else(|e| panic!("locked out: {e}"));
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(15), "served only after {:?}", started.elapsed());
+
+    drop(idle);
+    signal(&server, "TERM");
+    assert!(wait_exit(&mut server).success());
 }
