@@ -115,6 +115,10 @@ pub struct Config {
 /// one server serves well, and below tokio's semaphore ceiling.
 const MAX_CONNECTIONS_CEILING: usize = 1_000_000;
 
+/// The longest HTTP timeout: a day is no protection any more, and far
+/// below what a deadline (an `Instant`) can hold.
+const HTTP_TIMEOUT_CEILING: u64 = 24 * 3600;
+
 impl Config {
     pub fn pool_max_connections(&self) -> u32 {
         self.database_pool_size + self.database_max_overflow
@@ -142,11 +146,11 @@ impl Config {
         if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_CEILING {
             return Err(format!("MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_CEILING}"));
         }
-        if self.http_header_read_timeout == 0 || self.http_body_read_timeout == 0 || self.http_idle_timeout == 0 {
-            return Err(
-                "HTTP_HEADER_READ_TIMEOUT, HTTP_BODY_READ_TIMEOUT and HTTP_IDLE_TIMEOUT must be at least 1 second"
-                    .into(),
-            );
+        let http_timeouts = [self.http_header_read_timeout, self.http_body_read_timeout, self.http_idle_timeout];
+        if http_timeouts.iter().any(|&seconds| seconds == 0 || seconds > HTTP_TIMEOUT_CEILING) {
+            return Err(format!(
+                "HTTP_HEADER_READ_TIMEOUT, HTTP_BODY_READ_TIMEOUT and HTTP_IDLE_TIMEOUT must be between 1 and {HTTP_TIMEOUT_CEILING} seconds"
+            ));
         }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be at least 1".into());

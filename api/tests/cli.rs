@@ -202,7 +202,7 @@ fn bad_configuration_exits_non_zero_with_one_clear_line() {
     let unreachable = ("DATABASE_URL", "postgres://x@localhost:1/x");
     /// Arguments, environment, and what stderr must say.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 7] = [
+    let cases: [Case; 9] = [
         (&[], &[("PORT", "eighty")], "invalid value 'eighty'"),
         (&[], &[("APP_ENV", "production"), unreachable], "JWT_SECRET is required"),
         (&[], &[("JWT_SECRET", "short")], "JWT_SECRET must be at least 32 characters"),
@@ -214,6 +214,8 @@ fn bad_configuration_exits_non_zero_with_one_clear_line() {
         ),
         (&["backup"], &[("PG_BIN", "/nonexistent"), unreachable], "PG_BIN=/nonexistent has no pg_dump, pg_restore"),
         (&[], &[("JWT_PREVIOUS_SECRET", "an-old-key-an-old-key-an-old-key-1")], "JWT_PREVIOUS_SECRET needs JWT_SECRET"),
+        (&[], &[("MAX_CONNECTIONS", "0")], "MAX_CONNECTIONS must be between 1 and"),
+        (&[], &[("HTTP_IDLE_TIMEOUT", "0")], "HTTP_IDLE_TIMEOUT must be between 1 and 86400 seconds"),
     ];
     for (args, env, expected) in cases {
         let mut cmd = api(&data.0);

@@ -339,3 +339,47 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::extract::ConnectInfo;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{ConnectionLimits, serve};
+
+    /// Handlers (per-IP rate limits, say) read the client's address as
+    /// they would under `into_make_service_with_connect_info`.
+    #[tokio::test]
+    async fn handlers_see_the_client_address_as_connect_info() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("its address");
+        let router =
+            Router::new().route("/", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }));
+        let limits = ConnectionLimits {
+            max_connections: 4,
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, limits, async move {
+            let _ = stopped.await;
+        }));
+
+        let mut client = TcpStream::connect(address).await.expect("connected");
+        let me = client.local_addr().expect("the client's address");
+        client.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").await.expect("sent");
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.expect("a response");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with(&me.to_string()), "{response} does not name {me}");
+
+        let _ = stop.send(());
+        server.await.expect("the server task").expect("a clean stop");
+    }
+}
