@@ -12,7 +12,13 @@
 //!   send its first request head within it, and a later request's head must
 //!   be complete within it of its first byte (slowloris);
 //! - an idle timeout (HTTP_IDLE_TIMEOUT): a keep-alive connection that sends
-//!   no new request, or a client that stops reading its response, is closed.
+//!   no new request, or a client that stops reading its response, is closed;
+//! - at the cap, connections that have waited a second or more for a
+//!   complete request (idle, or still sending its head) are closed to make
+//!   way for those queued behind them: a flood of idle connections then
+//!   delays a new client by about a second, not by a header timeout per
+//!   wave of MAX_CONNECTIONS. Requests in flight and websockets are left
+//!   alone.
 //!
 //! hyper's own header timeout starts whenever the connection waits for a
 //! request, so it cannot tell a slow head from an idle keep-alive connection;
@@ -21,13 +27,14 @@
 //! An upgraded connection (a websocket) keeps its slot until it closes: the
 //! slot travels with the socket. Its own protocol bounds it (http/ws.rs).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -57,6 +64,12 @@ pub struct ConnectionLimits {
 /// How often, at most, a full server says so in the log.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
+/// At the cap, a connection that has waited this long for a complete
+/// request makes way for the connections queued behind it; checked this
+/// often while the cap holds. Long enough for any client that means to
+/// send a request right after connecting or after its last response.
+const MAKE_WAY_AFTER: Duration = Duration::from_secs(1);
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
 /// accepting and waits for the HTTP requests in flight, as
 /// `axum::serve(..).with_graceful_shutdown(shutdown)` does. Handlers can
@@ -76,8 +89,10 @@ pub async fn serve(
         drop(signal_rx);
     });
     let (close_tx, close_rx) = watch::channel(());
+    let open = Arc::new(Open::default());
+    let shared = Shared { router, limits, open: Arc::clone(&open), signal_tx, close_rx };
     let mut warned_full: Option<Instant> = None;
-    loop {
+    'serve: loop {
         let slot = match Arc::clone(&slots).try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
@@ -85,25 +100,32 @@ pub async fn serve(
                     warned_full = Some(Instant::now());
                     tracing::warn!(
                         max_connections = limits.max_connections,
-                        "MAX_CONNECTIONS reached: new connections wait until others close"
+                        "MAX_CONNECTIONS reached: connections waiting for a request make way, new ones wait until others close"
                     );
                 }
-                tokio::select! {
-                    slot = Arc::clone(&slots).acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break, // never closed
-                    },
-                    () = signal_tx.closed() => break,
+                let mut make_way = tokio::time::interval(MAKE_WAY_AFTER);
+                loop {
+                    tokio::select! {
+                        slot = Arc::clone(&slots).acquire_owned() => match slot {
+                            Ok(slot) => break slot,
+                            Err(_) => break 'serve, // never closed
+                        },
+                        _ = make_way.tick() => {
+                            let closing = open.make_way(MAKE_WAY_AFTER);
+                            tracing::debug!(closing, "at MAX_CONNECTIONS: closing connections that wait for a request");
+                        }
+                        () = shared.signal_tx.closed() => break 'serve,
+                    }
                 }
             }
         };
         let (stream, remote) = tokio::select! {
             accepted = accept(&listener) => accepted,
-            () = signal_tx.closed() => break,
+            () = shared.signal_tx.closed() => break,
         };
-        tokio::spawn(connection(stream, remote, slot, router.clone(), limits, signal_tx.clone(), close_rx.clone()));
+        tokio::spawn(connection(stream, remote, slot, shared.clone()));
     }
-    drop(close_rx);
+    drop(shared);
     drop(listener);
     close_tx.closed().await;
     Ok(())
@@ -131,18 +153,24 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// Serves one connection until it ends, is upgraded, times out, or shutdown
-/// lets its last request finish.
-async fn connection(
-    stream: TcpStream,
-    remote: SocketAddr,
-    slot: OwnedSemaphorePermit,
+/// What every connection task shares with the accept loop.
+#[derive(Clone)]
+struct Shared {
     router: Router,
     limits: ConnectionLimits,
+    open: Arc<Open>,
+    /// Closed once shutdown begins (as in axum::serve).
     signal_tx: watch::Sender<()>,
+    /// Held by each connection task until it ends: shutdown waits for all.
     close_rx: watch::Receiver<()>,
-) {
+}
+
+/// Serves one connection until it ends, is upgraded, times out, or shutdown
+/// lets its last request finish.
+async fn connection(stream: TcpStream, remote: SocketAddr, slot: OwnedSemaphorePermit, shared: Shared) {
+    let Shared { router, limits, open, signal_tx, close_rx } = shared;
     let activity = Arc::new(Activity::new());
+    let _registered = open.register(Arc::clone(&activity));
     let io = TokioIo::new(Watched { inner: stream, activity: Arc::clone(&activity), _slot: slot });
     let service = {
         let activity = Arc::clone(&activity);
@@ -188,6 +216,41 @@ async fn connection(
     drop(close_rx);
 }
 
+/// The connections hyper is serving (upgraded ones are not), to find those
+/// that can make way at the cap.
+#[derive(Default)]
+struct Open {
+    next_id: AtomicU64,
+    connections: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Open {
+    fn register(self: &Arc<Self>, activity: Arc<Activity>) -> Registered {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner).insert(id, activity);
+        Registered { open: Arc::clone(self), id }
+    }
+
+    /// Tells every connection that has waited `after` or more for a
+    /// complete request to close; returns how many were told.
+    fn make_way(&self, after: Duration) -> usize {
+        let connections = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        connections.values().filter(|activity| activity.make_way(after)).count()
+    }
+}
+
+/// A connection's place in [`Open`], given up when the task ends.
+struct Registered {
+    open: Arc<Open>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.open.connections.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(24 * 3600)
 }
@@ -206,6 +269,8 @@ struct Activity {
     head_started: AtomicU64,
     /// When the response last made progress on the socket.
     last_write: AtomicU64,
+    /// Told to close at the cap (see [`Open::make_way`]).
+    making_way: AtomicBool,
     /// Wakes the watchdog when a deadline may have moved.
     changed: Notify,
 }
@@ -225,6 +290,7 @@ impl Activity {
             waiting_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NONE),
             last_write: AtomicU64::new(0),
+            making_way: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -236,6 +302,9 @@ impl Activity {
     fn request_started(&self) {
         self.phase.store(IN_REQUEST, Ordering::Release);
         self.head_started.store(NONE, Ordering::Release);
+        // Its request came in time after all: it must not be cut off while
+        // its response is written.
+        self.making_way.store(false, Ordering::Release);
         self.changed.notify_one();
     }
 
@@ -250,6 +319,22 @@ impl Activity {
 
     fn done(&self) {
         self.phase.store(DONE, Ordering::Release);
+    }
+
+    /// Closes the connection if it has waited `after` or more for a
+    /// complete request (since it was accepted, or since its last response
+    /// made progress); whether it will.
+    fn make_way(&self, after: Duration) -> bool {
+        if self.phase.load(Ordering::Acquire) != WAITING {
+            return false;
+        }
+        let since = self.waiting_since.load(Ordering::Acquire).max(self.last_write.load(Ordering::Acquire));
+        if self.now().saturating_sub(since) < u64::try_from(after.as_millis()).unwrap_or(u64::MAX) {
+            return false;
+        }
+        self.making_way.store(true, Ordering::Release);
+        self.changed.notify_one();
+        true
     }
 
     fn on_read(&self) {
@@ -271,6 +356,9 @@ impl Activity {
     fn deadline(&self, limits: ConnectionLimits) -> Option<Instant> {
         if self.phase.load(Ordering::Acquire) != WAITING {
             return None;
+        }
+        if self.making_way.load(Ordering::Acquire) {
+            return Some(self.epoch);
         }
         let since = self.waiting_since.load(Ordering::Acquire);
         let head_started = self.head_started.load(Ordering::Acquire);

@@ -129,16 +129,14 @@ async fn idle_and_half_sent_connections_beyond_the_cap_are_cut_off_and_a_normal_
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_and_are_served_as_soon_as_one_closes() {
-    // Arrange: every one of 20 slots held by an idle connection, with
-    // timeouts far longer than the test.
+async fn connections_beyond_the_cap_wait_while_it_is_held_by_websockets_and_are_served_as_soon_as_one_closes() {
+    // Arrange: every one of 20 slots held by an open websocket (a
+    // subscriber: never closed to make way), under long timeouts.
     let app = server_with(20, 60, 60, 60).await;
-    let mut idle = Vec::new();
+    let mut sockets = Vec::new();
     for _ in 0..20 {
-        idle.push(connect(&app).await);
+        sockets.push(app.subscriber(None).await);
     }
-    // Give the accept loop a moment to hand out the 20 slots.
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Act: a 21st connection asks.
     let mut waiting = tokio::spawn({
@@ -147,16 +145,62 @@ async fn connections_beyond_the_cap_wait_and_are_served_as_soon_as_one_closes() 
     });
 
     // Assert: it waits while the cap is reached...
-    let early = tokio::time::timeout(Duration::from_millis(1500), &mut waiting).await;
+    let early = tokio::time::timeout(Duration::from_secs(3), &mut waiting).await;
     assert!(early.is_err(), "answered although every slot was taken: {early:?}");
     // ...and is served as soon as one slot frees.
-    drop(idle.pop());
+    drop(sockets.pop());
     let status = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("served within 5 s of a slot freeing")
         .expect("the request task")
         .expect("the request");
     assert_eq!(status, StatusCode::OK);
+    // The other subscribers were left alone.
+    let ws = sockets.first_mut().expect("a subscriber");
+    ws.send(json!({ "type": "ping" })).await;
+    assert_eq!(ws.message().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn at_the_cap_connections_waiting_for_a_request_make_way_for_a_new_client_within_seconds() {
+    // Arrange: 20 slots, header and idle timeouts far longer than the test;
+    // the slots held by connections that send nothing, send a head a byte
+    // at a time, or sit idle after a first request.
+    let app = server_with(20, 60, 60, 60).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(connect(&app).await);
+    }
+    for _ in 0..8 {
+        let mut stream = connect(&app).await;
+        assert_eq!(exchange(&mut stream, HEALTH).await.0, 200);
+        held.push(stream);
+    }
+    let mut trickles = Vec::new();
+    for _ in 0..4 {
+        let (reader, mut writer) = connect(&app).await.into_split();
+        trickles.push(tokio::spawn(async move {
+            let _reader = reader;
+            for byte in "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: loris\r\n".bytes().cycle() {
+                if writer.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+
+    // Act: a new client asks.
+    let started = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
+    let response = client.get(format!("{}/healthz", app.address)).send().await.expect("the client is served");
+
+    // Assert: served within seconds, not after a 60 s timeout.
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(5), "served only after {:?}", started.elapsed());
+    for trickle in trickles {
+        trickle.abort();
+    }
 }
 
 #[tokio::test]
