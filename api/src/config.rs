@@ -94,7 +94,7 @@ pub struct Config {
     /// Largest request body in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
-    /// Connections open at once (websockets included); beyond it new connections wait until others close. Lowered at start to fit the open-files limit.
+    /// Connections open at once (websockets included); at it, connections waiting a second or more for a request are closed to make way, and new ones wait in the accept queue. Lowered at start to fit the open-files limit.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers: from accepting the connection, or from the first byte of a later request.
