@@ -10,7 +10,8 @@ use tests::{TestApp, error_code};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A server with `limits` (cap, header-read, body-read and idle timeouts).
+/// A server with this connection cap and these header-read, body-read and
+/// idle timeouts (seconds).
 async fn server_with(max_connections: usize, header_read: u64, body_read: u64, idle: u64) -> TestApp {
     let mut config = tests::test_config(&tests::create_database(true).await);
     config.max_connections = max_connections;
@@ -82,11 +83,11 @@ async fn idle_and_half_sent_connections_beyond_the_cap_are_cut_off_and_a_normal_
     for _ in 0..60 {
         idle.push(connect(&app).await);
     }
-    let mut slow_readers = Vec::new();
+    let mut slowloris = Vec::new();
     let mut trickles = Vec::new();
     for _ in 0..10 {
         let (reader, mut writer) = connect(&app).await.into_split();
-        slow_readers.push(reader);
+        slowloris.push(reader);
         trickles.push(tokio::spawn(async move {
             let head = "POST /graphql HTTP/1.1\r\nHost: test\r\n".to_owned() + &"X-Slow: loris\r\n".repeat(1000);
             for byte in head.bytes() {
@@ -110,7 +111,7 @@ async fn idle_and_half_sent_connections_beyond_the_cap_are_cut_off_and_a_normal_
     for (i, stream) in idle.iter_mut().enumerate() {
         assert!(closed_within(stream, Duration::from_secs(10)).await, "idle connection {i} is still open");
     }
-    for (i, reader) in slow_readers.iter_mut().enumerate() {
+    for (i, reader) in slowloris.iter_mut().enumerate() {
         let mut buf = [0u8; 1024];
         let closed = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
