@@ -14,7 +14,7 @@ use crate::config::{AppEnv, Config};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
-use crate::http::{AppState, CloseAll, Closing, WsConfig, router};
+use crate::http::{AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, WsConfig, router};
 use crate::ops::metrics::SharedMetrics;
 use crate::realtime::{self, Realtime, RealtimeConfig};
 
@@ -142,12 +142,66 @@ const WEBSOCKET_DRAIN: Duration = Duration::from_secs(5);
 /// How often /metrics' database statistics are refreshed.
 const DATABASE_STATS_EVERY: Duration = Duration::from_secs(15);
 
+/// File descriptors kept for everything but client connections: the
+/// request pool (counted apart), the change feed, the listener, logs,
+/// backups, DNS lookups.
+const RESERVED_FILES: u64 = 64;
+
+/// Raises the open-files soft limit to the hard limit (the default soft
+/// limit of 1024 is what 1,100 idle connections used to exhaust) and
+/// returns the soft limit now in force.
+fn raise_open_files_limit() -> u64 {
+    // An infinite hard limit cannot be the soft one: Linux caps it at nr_open.
+    let nr_open = || std::fs::read_to_string("/proc/sys/fs/nr_open").ok()?.trim().parse::<u64>().ok();
+    let raised = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|err| nr_open().map_or(Err(err), rlimit::increase_nofile_limit));
+    match raised {
+        Ok(limit) => limit,
+        Err(err) => {
+            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+            tracing::warn!(error = %err, soft, "cannot raise the open-files limit");
+            soft
+        }
+    }
+}
+
+/// MAX_CONNECTIONS and the HTTP timeouts, the cap lowered to what the
+/// open-files limit leaves once the pool and the rest are served: past
+/// that, accepting would fail (EMFILE) for clients and the database alike.
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    let open_files = raise_open_files_limit();
+    let reserved = RESERVED_FILES + u64::from(config.pool_max_connections());
+    let fits = usize::try_from(open_files.saturating_sub(reserved)).unwrap_or(usize::MAX).max(1);
+    if config.max_connections > fits {
+        tracing::warn!(
+            "MAX_CONNECTIONS={} lowered to {fits}: the open-files limit is {open_files}, {reserved} of them reserved (raise the hard limit, e.g. LimitNOFILE=, to allow more)",
+            config.max_connections
+        );
+    }
+    let limits = ConnectionLimits {
+        max_connections: config.max_connections.min(fits),
+        header_read_timeout: Duration::from_secs(config.http_header_read_timeout),
+        idle_timeout: Duration::from_secs(config.http_idle_timeout),
+    };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        open_files,
+        header_read_timeout_s = config.http_header_read_timeout,
+        body_read_timeout_s = config.http_body_read_timeout,
+        idle_timeout_s = config.http_idle_timeout,
+        max_body_bytes = config.max_body_bytes,
+        "connection limits"
+    );
+    limits
+}
+
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     close_all: CloseAll,
-    max_body_bytes: usize,
+    connections: ConnectionLimits,
+    body: BodyLimits,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -226,7 +280,17 @@ impl Application {
         };
         let address = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        Ok(Self { listener, state, close_all, max_body_bytes: config.max_body_bytes, embedded: target.embedded.take() })
+        Ok(Self {
+            listener,
+            state,
+            close_all,
+            connections: connection_limits(&config),
+            body: BodyLimits {
+                max_bytes: config.max_body_bytes,
+                read_timeout: Duration::from_secs(config.http_body_read_timeout),
+            },
+            embedded: target.embedded.take(),
+        })
     }
 
     /// The change feed (for tests and tools that watch it).
@@ -242,25 +306,20 @@ impl Application {
     /// flight, closes websockets with 1012 (service restart), closes the pool
     /// and stops the embedded database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, close_all, max_body_bytes, embedded } = self;
+        let Self { listener, state, close_all, connections, body, embedded } = self;
         let pool = state.pool.clone();
         let feed_pool = state.realtime.feed().clone();
         let listener_task = realtime::listener::spawn(state.realtime.clone());
         let stats = state.metrics.spawn_database_stats(state.pool.clone(), DATABASE_STATS_EVERY);
         // Websockets are told to close as soon as shutdown begins, while
-        // axum finishes the HTTP requests in flight.
+        // the server finishes the HTTP requests in flight.
         let (begun_tx, begun) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             shutdown.await;
             let _ = begun_tx.send(());
         };
-        // Connect info: the peer address is the client IP of the sign-in rate limits.
-        let serve = axum::serve(
-            listener,
-            router(state, max_body_bytes).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown);
-        let (result, begun) = tokio::join!(serve.into_future(), async {
+        let serve = crate::http::serve(listener, router(state, body), connections, shutdown);
+        let (result, begun) = tokio::join!(serve, async {
             let begun = begun.await.is_ok();
             if begun {
                 close_all.begin();

@@ -128,10 +128,30 @@ pub struct Config {
     /// Largest request body in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// Connections open at once (websockets included); at it, connections waiting a second or more for a request are closed to make way, and new ones wait in the accept queue. Lowered at start to fit the open-files limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers: from accepting the connection, or from the first byte of a later request.
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT", default_value_t = 10, global = true)]
+    pub http_header_read_timeout: u64,
+    /// Seconds a request body may take to arrive (408 after).
+    #[arg(long, env = "HTTP_BODY_READ_TIMEOUT", default_value_t = 30, global = true)]
+    pub http_body_read_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request, or a response wait for the client to read it, before the connection is closed.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value_t = 60, global = true)]
+    pub http_idle_timeout: u64,
     /// Log as text or as one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 }
+
+/// The most connections one process may be asked to hold: far beyond what
+/// one server serves well, and below tokio's semaphore ceiling.
+const MAX_CONNECTIONS_CEILING: usize = 1_000_000;
+
+/// The longest HTTP timeout: a day is no protection any more, and far
+/// below what a deadline (an `Instant`) can hold.
+const HTTP_TIMEOUT_CEILING: u64 = 24 * 3600;
 
 impl Config {
     pub fn pool_max_connections(&self) -> u32 {
@@ -174,6 +194,18 @@ impl Config {
         }
         if self.max_query_depth == 0 || self.max_query_complexity == 0 || self.max_mutation_fields == 0 {
             return Err("MAX_QUERY_DEPTH, MAX_QUERY_COMPLEXITY and MAX_MUTATION_FIELDS must be at least 1".into());
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_CEILING {
+            return Err(format!("MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_CEILING}"));
+        }
+        let http_timeouts = [self.http_header_read_timeout, self.http_body_read_timeout, self.http_idle_timeout];
+        if http_timeouts.iter().any(|&seconds| seconds == 0 || seconds > HTTP_TIMEOUT_CEILING) {
+            return Err(format!(
+                "HTTP_HEADER_READ_TIMEOUT, HTTP_BODY_READ_TIMEOUT and HTTP_IDLE_TIMEOUT must be between 1 and {HTTP_TIMEOUT_CEILING} seconds"
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err("MAX_BODY_BYTES must be at least 1".into());
         }
         if self.jwt_ttl_seconds == 0 {
             return Err("JWT_TTL_SECONDS must be at least 1".into());

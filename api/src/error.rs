@@ -311,6 +311,25 @@ fn uncoded_error_code(error: &ServerError) -> &'static str {
     }
 }
 
+/// The code of a failure at the HTTP layer, before any GraphQL runs (a body
+/// too large or too slow, a wrong method, one of axum's rejections): the
+/// status, spelled as a code, so such errors carry `extensions.code` too.
+pub fn http_status_code(status: u16) -> &'static str {
+    match status {
+        401 => "UNAUTHENTICATED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        408 => "REQUEST_TIMEOUT",
+        413 => "PAYLOAD_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        429 => "RATE_LIMITED",
+        503 => "SERVICE_UNAVAILABLE",
+        500.. => "INTERNAL_SERVER_ERROR",
+        _ => "BAD_REQUEST",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -39,7 +39,12 @@ impl Drop for DataDir {
 }
 
 fn api(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(API);
+    configure(Command::new(API), data_dir)
+}
+
+/// The environment every run of the binary gets (`cmd` runs it, perhaps
+/// through a shell).
+fn configure(mut cmd: Command, data_dir: &Path) -> Command {
     cmd.env_remove("DATABASE_URL")
         .env_remove("JWT_SECRET")
         .env("DATA_DIR", data_dir)
@@ -66,9 +71,16 @@ fn serve(data_dir: &Path) -> (Child, String) {
 /// Starts `api serve` with extra environment; returns its address and its
 /// log lines (stderr) as they come.
 fn serve_with(data_dir: &Path, env: &[(&str, &str)]) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = api(data_dir)
+    let mut cmd = api(data_dir);
+    cmd.envs(env.iter().copied());
+    start(cmd)
+}
+
+/// Starts `cmd` (a server) on a free port; returns its address and its log
+/// lines (stderr) as they come.
+fn start(mut cmd: Command) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
         .env("PORT", "0")
-        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -190,7 +202,7 @@ fn bad_configuration_exits_non_zero_with_one_clear_line() {
     let unreachable = ("DATABASE_URL", "postgres://x@localhost:1/x");
     /// Arguments, environment, and what stderr must say.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 7] = [
+    let cases: [Case; 9] = [
         (&[], &[("PORT", "eighty")], "invalid value 'eighty'"),
         (&[], &[("APP_ENV", "production"), unreachable], "JWT_SECRET is required"),
         (&[], &[("JWT_SECRET", "short")], "JWT_SECRET must be at least 32 characters"),
@@ -202,6 +214,8 @@ fn bad_configuration_exits_non_zero_with_one_clear_line() {
         ),
         (&["backup"], &[("PG_BIN", "/nonexistent"), unreachable], "PG_BIN=/nonexistent has no pg_dump, pg_restore"),
         (&[], &[("JWT_PREVIOUS_SECRET", "an-old-key-an-old-key-an-old-key-1")], "JWT_PREVIOUS_SECRET needs JWT_SECRET"),
+        (&[], &[("MAX_CONNECTIONS", "0")], "MAX_CONNECTIONS must be between 1 and"),
+        (&[], &[("HTTP_IDLE_TIMEOUT", "0")], "HTTP_IDLE_TIMEOUT must be between 1 and 86400 seconds"),
     ];
     for (args, env, expected) in cases {
         let mut cmd = api(&data.0);
@@ -535,4 +549,42 @@ async fn sixty_four_concurrent_sign_ins_keep_the_servers_memory_growth_under_128
     }
     let growth_mib = peak.saturating_sub(before) / 1024;
     assert!(growth_mib < 128, "64 concurrent sign-ins grew the server's peak memory by {growth_mib} MiB");
+}
+
+#[tokio::test]
+async fn with_few_open_files_the_server_raises_the_limit_fits_its_connection_cap_and_idle_connections_cannot_lock_clients_out()
+ {
+    let data = DataDir::new("nofile");
+    // A soft limit of 200 open files under a hard one of 400: unraised, 350
+    // idle connections would exhaust it and no client could connect.
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg("ulimit -S -n 200 && ulimit -H -n 400 && exec \"$0\"").arg(API);
+    let mut cmd = configure(shell, &data.0);
+    cmd.env("HTTP_HEADER_READ_TIMEOUT", "2").env("LOG_FORMAT", "json");
+    let (mut server, address, logs) = start(cmd);
+
+    // The soft limit is raised to the hard one, and the cap fits under it
+    // with the pool (20 + 10) and a reserve of 64 left.
+    let limits = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(10)).ok())
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+        .find(|line| line["fields"]["message"] == "connection limits")
+        .unwrap_or_else(|| panic!("no `connection limits` line"));
+    assert_eq!(limits["fields"]["open_files"], 400, "{limits}");
+    assert_eq!(limits["fields"]["max_connections"], 306, "{limits}");
+
+    // 350 idle connections, more than the cap and than the old soft limit.
+    let host = address.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..350 {
+        idle.push(tokio::net::TcpStream::connect(&host).await.unwrap_or_else(|e| panic!("locked out: {e}")));
+    }
+    let started = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+    let ready = client.get(format!("{address}/readyz")).send().await.unwrap_or_else(|e| panic!("locked out: {e}"));
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(15), "served only after {:?}", started.elapsed());
+
+    drop(idle);
+    signal(&server, "TERM");
+    assert!(wait_exit(&mut server).success());
 }

@@ -363,6 +363,10 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         max_query_complexity: 5000,
         max_mutation_fields: 10,
         max_body_bytes: 1024 * 1024,
+        max_connections: 10_000,
+        http_header_read_timeout: 10,
+        http_body_read_timeout: 30,
+        http_idle_timeout: 60,
         log_format: api::config::LogFormat::Text,
     }
 }
@@ -763,5 +767,38 @@ pub async fn eventually(what: &str, condition: impl AsyncFn() -> bool) {
     while !condition().await {
         assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+impl WsClient {
+    /// Sends `text` while reading what the server answers, and returns the
+    /// close code it ends the connection with: for a message the server
+    /// refuses before reading it whole, when sending would never finish.
+    pub async fn send_text_until_closed(&mut self, text: &str) -> Option<u16> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let (mut sink, mut stream) = (&mut self.socket).split();
+        let send = async {
+            let _ = sink.send(Message::Text(text.to_owned().into())).await;
+            std::future::pending::<()>().await;
+        };
+        let close = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        };
+        let closed = async {
+            tokio::select! {
+                code = close => code,
+                () = send => None,
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), closed)
+            .await
+            .unwrap_or_else(|_| panic!("the server did not close within 20 s"))
     }
 }

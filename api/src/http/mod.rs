@@ -1,12 +1,17 @@
 //! HTTP routes: GraphQL over POST and GET, the websocket endpoint,
-//! GraphiQL, and health checks.
+//! GraphiQL, and health checks; the accept loop that serves them within
+//! connection limits ([`serve`]), and the request body limits.
 
 mod graphiql;
 mod graphql;
 mod health;
+mod limits;
+mod serve;
 mod ws;
 
 pub use graphql::execute_as;
+pub use limits::BodyLimits;
+pub use serve::{ConnectionLimits, serve};
 pub use ws::WsConfig;
 
 use axum::Router;
@@ -85,7 +90,7 @@ impl CloseAll {
     }
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, body: BodyLimits) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/graphiql") }))
         .route("/graphql", get(graphql::get).post(graphql::post))
@@ -96,7 +101,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Reads the body within its limits (413, 408) before any handler;
+        // the handlers' own limit is then never reached.
+        .layer(axum::middleware::from_fn_with_state(body, limits::read_body))
+        .layer(DefaultBodyLimit::max(body.max_bytes))
         // One span per request with its id: every log line of the request
         // carries it (as a field in LOG_FORMAT=json).
         .layer(
@@ -110,6 +118,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(axum::middleware::from_fn(request_id))
         // A bug must cost one request a 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Outermost, so a caught panic's 500 is reshaped too.
+        .layer(axum::middleware::from_fn(limits::json_errors))
         .with_state(state)
 }
 

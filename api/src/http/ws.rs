@@ -67,6 +67,16 @@ const MAX_OPERATIONS: usize = 100;
 const READ_BUFFER: usize = 4 * 1024;
 /// The largest message a client may send (a GraphQL document and variables).
 const MAX_MESSAGE: usize = 1024 * 1024;
+/// How long a socket closed with 1009 stays open for the client to read why.
+const UNREAD_LINGER: Duration = Duration::from_secs(1);
+
+/// A message over [`MAX_MESSAGE`] (tungstenite's capacity error): the
+/// client is told 1009 (Message Too Big) rather than seeing the socket drop.
+fn is_too_big(err: &axum::Error) -> bool {
+    std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+        .is_some_and(|err| matches!(err, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -176,7 +186,7 @@ async fn serve(
     tokio::pin!(init_deadline);
     let mut keepalive = tokio::time::interval(ws.keepalive);
     keepalive.tick().await;
-    let close = loop {
+    let close: Option<Close> = loop {
         tokio::select! {
             () = closing.begun() => break Some(Close::new(1012, "Service restart: reconnect and resubscribe")),
             () = &mut init_deadline, if conn.session.is_none() => {
@@ -196,6 +206,9 @@ async fn serve(
                 }
                 Some(Ok(Message::Binary(_))) => break Some(Close::new(4400, "Binary messages are not supported")),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Err(err)) if is_too_big(&err) => {
+                    break Some(Close::new(1009, format!("Message too big: the limit is {MAX_MESSAGE} bytes")));
+                }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
             },
         }
@@ -203,6 +216,7 @@ async fn serve(
     for (_, task) in conn.subscriptions.drain() {
         task.abort();
     }
+    let unread = close.as_ref().is_some_and(|Close(code, _)| *code == 1009);
     if let Some(Close(code, reason)) = close {
         let _ = out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     }
@@ -210,6 +224,15 @@ async fn serve(
     drop(out);
     // `closing` lives until the close frame is out: shutdown waits for it.
     let _ = writer.await;
+    drop(closing);
+    if unread {
+        // The rest of the oversized message is still unread: closing the
+        // socket now would reset it, and a reset can discard the close frame
+        // before the client reads it. Keep it open (`incoming` holds it) a
+        // moment instead; after the error there is nothing more to read.
+        tokio::time::sleep(UNREAD_LINGER).await;
+    }
+    drop(incoming);
     metrics.ws_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
