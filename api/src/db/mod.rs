@@ -225,9 +225,9 @@ pub fn is_connection_lost(err: &DbErr) -> bool {
             Error::Io(_) | Error::Tls(_) | Error::Protocol(_) | Error::PoolClosed | Error::WorkerCrashed => true,
             // Class 08 (connection exception), and the server going away:
             // admin_shutdown, crash_shutdown, cannot_connect_now.
-            Error::Database(db) => db.code().is_some_and(|code| {
-                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
-            }),
+            Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")),
             _ => false,
         },
         _ => false,
