@@ -28,6 +28,10 @@ pub enum ApiError {
     Conflict { field: Option<&'static str>, message: String },
     /// A change-feed cursor older than the log's retention: refetch instead.
     CursorExpired(String),
+    /// A change-feed cursor this server did not issue to this viewer for
+    /// this database (forged, another account's, another database's, from
+    /// before a restore) or ahead of the log: refetch instead.
+    CursorInvalid(String),
     /// The database is unreachable or the pool is exhausted: retry later.
     Unavailable(String),
     /// A bug or an unexpected database failure; the cause has been logged.
@@ -44,7 +48,8 @@ impl ApiError {
             | Self::Forbidden(m)
             | Self::NotFound(m)
             | Self::Unavailable(m)
-            | Self::CursorExpired(m) => m.clone(),
+            | Self::CursorExpired(m)
+            | Self::CursorInvalid(m) => m.clone(),
             Self::BadUserInput { message, .. } | Self::Conflict { message, .. } => message.clone(),
             Self::Internal => "internal server error".into(),
         }
@@ -58,6 +63,7 @@ impl ApiError {
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
             Self::CursorExpired(_) => "CURSOR_EXPIRED",
+            Self::CursorInvalid(_) => "CURSOR_INVALID",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal => "INTERNAL_SERVER_ERROR",
         }

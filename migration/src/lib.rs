@@ -65,6 +65,8 @@ sql_migrations! {
     m20261122_000007_private_password_hash => "000007_private_password_hash",
     /// Commit times on the change feed's commit stamps (listener lag).
     m20261123_000008_commit_time => "000008_commit_time",
+    /// The change feed's epoch: signed cursors name the database they came from.
+    m20261127_000010_feed_epoch => "000010_feed_epoch",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

@@ -748,3 +748,18 @@ pub async fn eventually(what: &str, condition: impl AsyncFn() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+impl TestApp {
+    /// The change feed's position now, as a cursor signed for `user`
+    /// (cursors are bound to the viewer they were issued to).
+    pub async fn change_cursor_for(&self, user: &TestUser) -> String {
+        let data = self.data(Some(&user.token), "{ changeCursor }", json!({})).await;
+        data["changeCursor"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Gives `user` a new role as an admin would, through `setUserRole`.
+    pub async fn set_role(&self, admin: &TestUser, user: &TestUser, role: &str) {
+        let set = "mutation($id: ID!, $role: Role!) { setUserRole(userId: $id, role: $role) { role } }";
+        self.data(Some(&admin.token), set, json!({ "id": user.id, "role": role })).await;
+    }
+}

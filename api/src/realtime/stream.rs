@@ -1,14 +1,24 @@
 //! One subscription's events: replay from the log, then live, filtered in
 //! memory by the subscription's row policy.
+//!
+//! A replay from a client's cursor delivers only what the viewer may see
+//! now: of the events committed before the subscription started (history),
+//! a row's creations and changes are replayed only if the viewer may still
+//! see the row (asked of PostgreSQL per batch, see [`super::now`]), and its
+//! removal (a deletion, a post unpublished) only if the client held the row
+//! at its cursor. Events committed after the subscription started are
+//! delivered as live ones are, by the in-memory policy.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::Stream;
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::log::{self, Operation};
-use super::{ChangeEvent, Cursor, Realtime};
-use crate::auth::Viewer;
+use super::{ChangeEvent, ChangeOperation, Cursor, Realtime, cursor, now};
+use crate::auth::{Role, Viewer};
 use crate::error::ApiError;
 
 /// Events read per query while replaying.
@@ -20,12 +30,24 @@ pub struct Request {
     pub tables: &'static [&'static str],
     /// Replay what happened after this cursor first.
     pub after: Option<Cursor>,
+    /// The viewer as the database knew them when the subscription started.
     pub viewer: Viewer,
     /// When the viewer's token expires (unix seconds).
     pub expires_at: Option<i64>,
     /// Account changes after this position end the stream; earlier ones
-    /// were already accounted for when the session was checked.
+    /// were already accounted for when the session was checked. Replayed
+    /// events up to it are history (filtered by what the viewer may see now).
     pub checked_at: Cursor,
+}
+
+/// One event for the subscriber, and what it means for them.
+pub struct Delivery {
+    pub event: Arc<ChangeEvent>,
+    /// The operation as this viewer sees it (a post unpublished is DELETED
+    /// for those who may no longer see it).
+    pub operation: ChangeOperation,
+    /// The event's cursor, signed for this viewer.
+    pub cursor: String,
 }
 
 enum Next {
@@ -35,21 +57,28 @@ enum Next {
     Expired,
 }
 
-/// The events of `request` that pass `visible`, in log order, each once.
+/// The events of `request` that `filter` lets through (it returns what the
+/// event means for the viewer, or `None`), in log order, each once. The
+/// filter sees every event of the request's tables, in order, exactly once.
 ///
 /// Ends with UNAUTHENTICATED when the viewer's token expires or their
-/// account is deactivated or deleted; with an error telling the client to
-/// refetch when its cursor is older than the log's retention.
+/// account is deactivated or deleted; with FORBIDDEN when their role
+/// changes (resubscribe to continue as the new role); with CURSOR_EXPIRED
+/// when the cursor is older than the log's retention and CURSOR_INVALID when
+/// it is ahead of the log.
 pub fn events(
     rt: Realtime,
     request: Request,
-    visible: impl Fn(&ChangeEvent) -> bool + Send + 'static,
-) -> impl Stream<Item = Result<Arc<ChangeEvent>, ApiError>> + Send {
+    mut filter: impl FnMut(&ChangeEvent) -> Option<ChangeOperation> + Send + 'static,
+) -> impl Stream<Item = Result<Delivery, ApiError>> + Send {
     async_stream::stream! {
         // Subscribe before reading the head, so nothing falls in between.
         let mut live = rt.subscribe();
         let mut last = request.after.unwrap_or_else(|| rt.head());
         let mut replay = request.after.is_some();
+        // Only a replay from the client's cursor has history to filter; a
+        // subscriber catching up after lagging behind is live.
+        let mut history = request.after.map(|_| History::default());
         let mut tables = request.tables.to_vec();
         tables.push("users");
         let expiry = expiry_sleep(request.expires_at);
@@ -57,9 +86,13 @@ pub fn events(
         loop {
             if replay {
                 replay = false;
-                match log::horizon(rt.pool()).await {
-                    Ok(horizon) if last < horizon => {
+                match log::bounds(rt.pool()).await {
+                    Ok(bounds) if last < bounds.horizon => {
                         yield Err(cursor_expired());
+                        return;
+                    }
+                    Ok(bounds) if last > bounds.head => {
+                        yield Err(cursor::cursor_invalid("it is ahead of the change log"));
                         return;
                     }
                     Ok(_) => {}
@@ -77,22 +110,67 @@ pub fn events(
                         }
                     };
                     let full = batch.len() as u64 == REPLAY_BATCH;
+                    let mut decided = Vec::with_capacity(batch.len());
                     for event in batch {
                         last = event.cursor;
                         // Account changes from before the session check are
                         // history (it may have been reactivated since).
-                        if event.cursor > request.checked_at && ends_session(&request.viewer, &event) {
-                            yield Err(session_ended());
-                            return;
+                        if event.cursor > request.checked_at && let Some(err) = account_change(&request.viewer, &event) {
+                            decided.push(Err(err));
+                            break;
                         }
-                        if visible(&event) {
-                            yield Ok(Arc::new(event));
+                        if !request.tables.contains(&event.table.as_str()) {
+                            continue;
                         }
+                        if let Some(operation) = filter(&event) {
+                            decided.push(Ok((event, operation)));
+                        }
+                    }
+                    let past = |event: &ChangeEvent| event.cursor <= request.checked_at;
+                    let shown: Vec<(&str, &str)> = decided
+                        .iter()
+                        .filter_map(|d| d.as_ref().ok())
+                        .filter(|(event, op)| history.is_some() && past(event) && *op != ChangeOperation::Deleted)
+                        .map(|(event, _)| (event.table.as_str(), event.key.as_str()))
+                        .collect();
+                    let visible_now = if shown.is_empty() {
+                        Default::default()
+                    } else {
+                        match now::visible(rt.pool(), request.viewer, &shown).await {
+                            Ok(found) if found.viewer != request.viewer => {
+                                yield Err(role_changed());
+                                return;
+                            }
+                            Ok(found) => found.rows,
+                            Err(err) => {
+                                yield Err(err);
+                                return;
+                            }
+                        }
+                    };
+                    for decision in decided {
+                        let (event, operation) = match decision {
+                            Ok(pair) => pair,
+                            Err(err) => {
+                                yield Err(err);
+                                return;
+                            }
+                        };
+                        if let Some(history) = history.as_mut().filter(|_| past(&event)) {
+                            let key = (event.table.clone(), event.key.clone());
+                            let now = visible_now.contains(&key);
+                            if !history.admit(key, operation, now) {
+                                continue;
+                            }
+                        }
+                        let cursor = rt.cursors().sign(&request.viewer, event.cursor);
+                        yield Ok(Delivery { event: Arc::new(event), operation, cursor });
                     }
                     if !full {
                         break;
                     }
                 }
+                history = None;
             }
             let next = tokio::select! {
                 () = &mut expiry => Next::Expired,
@@ -109,12 +187,16 @@ pub fn events(
                         continue;
                     }
                     last = event.cursor;
-                    if ends_session(&request.viewer, &event) {
-                        yield Err(session_ended());
+                    if let Some(err) = account_change(&request.viewer, &event) {
+                        yield Err(err);
                         return;
                     }
-                    if visible(&event) {
-                        yield Ok(event);
+                    if !request.tables.contains(&event.table.as_str()) {
+                        continue;
+                    }
+                    if let Some(operation) = filter(&event) {
+                        let cursor = rt.cursors().sign(&request.viewer, event.cursor);
+                        yield Ok(Delivery { event, operation, cursor });
                     }
                 }
                 // Fell behind the shared buffer: catch up from the log
@@ -136,6 +218,36 @@ pub fn events(
     }
 }
 
+/// Per row of a replay's history, whether the client holds it: it did at
+/// its cursor unless the row's first event here brings it into view, and it
+/// does after being shown one.
+#[derive(Default)]
+struct History {
+    held: HashMap<(String, String), bool>,
+}
+
+impl History {
+    /// Whether to deliver `operation` on the row `key`, given whether the
+    /// viewer may see the row now.
+    fn admit(&mut self, key: (String, String), operation: ChangeOperation, visible_now: bool) -> bool {
+        let held = self.held.entry(key).or_insert(operation != ChangeOperation::Inserted);
+        match operation {
+            ChangeOperation::Inserted | ChangeOperation::Updated if visible_now => {
+                *held = true;
+                true
+            }
+            ChangeOperation::Inserted => {
+                *held = false;
+                false
+            }
+            ChangeOperation::Updated => false,
+            // A row the client never received needs no removal, and its
+            // last state is not theirs to see.
+            ChangeOperation::Deleted => std::mem::replace(held, false),
+        }
+    }
+}
+
 async fn expiry_sleep(expires_at: Option<i64>) {
     match expires_at {
         Some(at) => {
@@ -146,21 +258,60 @@ async fn expiry_sleep(expires_at: Option<i64>) {
     }
 }
 
-/// The viewer's own account was deactivated or deleted.
-fn ends_session(viewer: &Viewer, event: &ChangeEvent) -> bool {
-    let Some(me) = viewer.user_id() else { return false };
-    event.table == "users"
-        && event.owner == Some(me)
-        && (event.op == Operation::Delete
-            || event.new_row.as_ref().and_then(|row| row.get("is_active")) == Some(&serde_json::Value::Bool(false)))
+/// A change to the viewer's own account that ends their subscriptions:
+/// deactivated or deleted (UNAUTHENTICATED), or a new role (FORBIDDEN: the
+/// filter was made for the old one).
+fn account_change(viewer: &Viewer, event: &ChangeEvent) -> Option<ApiError> {
+    let me = viewer.user_id()?;
+    if event.table != "users" || event.owner != Some(me) {
+        return None;
+    }
+    let Some(row) = event.new_row.as_ref().filter(|_| event.op != Operation::Delete) else {
+        return Some(session_ended());
+    };
+    if row.get("is_active") == Some(&Value::Bool(false)) {
+        return Some(session_ended());
+    }
+    let role = row.get("role").and_then(Value::as_str).and_then(Role::parse);
+    (role != viewer.role()).then(role_changed)
 }
 
 fn session_ended() -> ApiError {
     ApiError::Unauthenticated("this account is no longer active".into())
 }
 
+fn role_changed() -> ApiError {
+    ApiError::Forbidden("your role changed; resubscribe (with your last cursor) to continue under your new role".into())
+}
+
 fn cursor_expired() -> ApiError {
     ApiError::CursorExpired(
         "the cursor is older than the change log's retention; refetch, then subscribe without it".into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> (String, String) {
+        ("post".to_owned(), k.to_owned())
+    }
+
+    #[test]
+    fn history_replays_removals_only_of_rows_the_client_held() {
+        use ChangeOperation::{Deleted, Inserted, Updated};
+        let mut history = History::default();
+        // Held at the cursor, hidden since: only its removal.
+        assert!(!history.admit(key("a"), Updated, false));
+        assert!(history.admit(key("a"), Deleted, false));
+        // Appeared and disappeared after the cursor: nothing at all.
+        assert!(!history.admit(key("b"), Inserted, false));
+        assert!(!history.admit(key("b"), Updated, false));
+        assert!(!history.admit(key("b"), Deleted, false));
+        // Visible now: everything, and a later removal too.
+        assert!(history.admit(key("c"), Inserted, true));
+        assert!(history.admit(key("c"), Deleted, true));
+        assert!(!history.admit(key("c"), Deleted, true), "removed once");
+    }
 }
