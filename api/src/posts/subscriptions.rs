@@ -111,18 +111,19 @@ impl PostsSubscription {
         viewer.require_user()?;
         let post_id = parse_uuid("postId", &post_id)?;
         let request = ctx.change_request(&["comment", "post"], after.as_deref())?;
-        // Whether the viewer may see the post now: checked once here (after
-        // the session's check point), then kept current from the post's own
-        // events in the same stream.
+        // Whether the viewer may see the post now: checked once here, then
+        // kept current from the post's own events in the same stream. The
+        // log's head is read first: the check sees every event up to it.
+        let realtime = ctx.realtime()?;
+        let checked_at = realtime.committed_head().await?;
         let post = {
-            let realtime = ctx.realtime()?;
             let (tx, _) = crate::db::begin_request(realtime.pool(), viewer).await?;
             let post = store::find_post(&tx, &viewer, post_id).await?;
             realtime.pool().commit(tx).await?;
             post.ok_or_else(|| ApiError::not_found("post"))?
         };
-        let mut watch = CommentWatch::new(viewer, post_id, post.author_id, request.checked_at);
-        Ok(stream::events(ctx.realtime()?, request, move |event| watch.on(event)).map(|item| {
+        let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at);
+        Ok(stream::events(realtime, request, move |event| watch.on(event)).map(|item| {
             let delivery = item?;
             if delivery.event.table == "post" {
                 return Err(ApiError::not_found("post"));
@@ -139,7 +140,7 @@ impl PostsSubscription {
 /// machine over the post's events.
 ///
 /// It starts `Visible` (the resolver just checked). Post events up to the
-/// session's check point are history: the check already saw their outcome,
+/// log's head before that check are history: the check saw their outcome,
 /// so a replay from an old cursor never ends the stream on a past state (a
 /// post that was a draft then and is published now). A later event that
 /// hides the post moves it to `Gone`, reported once as the stream's end;

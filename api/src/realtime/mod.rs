@@ -161,6 +161,12 @@ impl Realtime {
         &self.inner.cursors
     }
 
+    /// The newest position committed to the log, as the database has it now
+    /// (the listener's [`Realtime::head`] may not have reached it yet).
+    pub async fn committed_head(&self) -> crate::error::ApiResult<Cursor> {
+        Ok(log::bounds(self.pool()).await?.head)
+    }
+
     /// The position up to which events have been broadcast.
     pub fn head(&self) -> Cursor {
         *self.inner.head.borrow()

@@ -2,14 +2,17 @@
 //! memory by the subscription's row policy.
 //!
 //! A replay from a client's cursor delivers only what the viewer may see
-//! now: of the events committed before the subscription started (history),
-//! a row's creations and changes are replayed only if the viewer may still
-//! see the row (asked of PostgreSQL per batch, see [`super::now`]), and its
-//! removal (a deletion, a post unpublished) only if the client held the row
-//! at its cursor. Events committed after the subscription started are
-//! delivered as live ones are, by the in-memory policy.
+//! now. Of the events committed before the replay started (history), a
+//! row's creations and changes are replayed only if the viewer may still see
+//! the row (asked of PostgreSQL per batch, see [`super::now`]): a post
+//! published and unpublished since, or a row since deleted, shows nothing of
+//! its history. Its removal (a deletion, a post unpublished: a DELETED event)
+//! is replayed when the viewer could see the row just before it, because a
+//! client that fetched data after taking its cursor may hold the row and
+//! must drop it; the row it carries is its last state that this viewer was
+//! allowed to see. Events committed after the replay started are delivered
+//! as live ones are, by the in-memory policy.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::Stream;
@@ -35,8 +38,7 @@ pub struct Request {
     /// When the viewer's token expires (unix seconds).
     pub expires_at: Option<i64>,
     /// Account changes after this position end the stream; earlier ones
-    /// were already accounted for when the session was checked. Replayed
-    /// events up to it are history (filtered by what the viewer may see now).
+    /// were already accounted for when the session was checked.
     pub checked_at: Cursor,
 }
 
@@ -78,7 +80,10 @@ pub fn events(
         let mut replay = request.after.is_some();
         // Only a replay from the client's cursor has history to filter; a
         // subscriber catching up after lagging behind is live.
-        let mut history = request.after.map(|_| History::default());
+        let mut from_cursor = request.after.is_some();
+        // The last position that is history (only while replaying from the
+        // client's cursor).
+        let mut history: Option<Cursor> = None;
         let mut tables = request.tables.to_vec();
         tables.push("users");
         let expiry = expiry_sleep(request.expires_at);
@@ -95,6 +100,11 @@ pub fn events(
                         yield Err(cursor::cursor_invalid("it is ahead of the change log"));
                         return;
                     }
+                    // History ends at the log's head as the replay starts:
+                    // everything committed by then is filtered by what the
+                    // viewer may see now; what commits later is delivered as
+                    // it would be live.
+                    Ok(bounds) if from_cursor => history = Some(bounds.head),
                     Ok(_) => {}
                     Err(err) => {
                         yield Err(err);
@@ -126,11 +136,11 @@ pub fn events(
                             decided.push(Ok((event, operation)));
                         }
                     }
-                    let past = |event: &ChangeEvent| event.cursor <= request.checked_at;
+                    let past = |event: &ChangeEvent| history.is_some_and(|until| event.cursor <= until);
                     let shown: Vec<(&str, &str)> = decided
                         .iter()
                         .filter_map(|d| d.as_ref().ok())
-                        .filter(|(event, op)| history.is_some() && past(event) && *op != ChangeOperation::Deleted)
+                        .filter(|(event, op)| past(event) && *op != ChangeOperation::Deleted)
                         .map(|(event, _)| (event.table.as_str(), event.key.as_str()))
                         .collect();
                     let visible_now = if shown.is_empty() {
@@ -156,12 +166,11 @@ pub fn events(
                                 return;
                             }
                         };
-                        if let Some(history) = history.as_mut().filter(|_| past(&event)) {
-                            let key = (event.table.clone(), event.key.clone());
-                            let now = visible_now.contains(&key);
-                            if !history.admit(key, operation, now) {
-                                continue;
-                            }
+                        if past(&event)
+                            && operation != ChangeOperation::Deleted
+                            && !visible_now.contains(&(event.table.clone(), event.key.clone()))
+                        {
+                            continue;
                         }
                         let cursor = rt.cursors().sign(&request.viewer, event.cursor);
                         yield Ok(Delivery { event: Arc::new(event), operation, cursor });
@@ -171,6 +180,7 @@ pub fn events(
                     }
                 }
                 history = None;
+                from_cursor = false;
             }
             let next = tokio::select! {
                 () = &mut expiry => Next::Expired,
@@ -218,36 +228,6 @@ pub fn events(
     }
 }
 
-/// Per row of a replay's history, whether the client holds it: it did at
-/// its cursor unless the row's first event here brings it into view, and it
-/// does after being shown one.
-#[derive(Default)]
-struct History {
-    held: HashMap<(String, String), bool>,
-}
-
-impl History {
-    /// Whether to deliver `operation` on the row `key`, given whether the
-    /// viewer may see the row now.
-    fn admit(&mut self, key: (String, String), operation: ChangeOperation, visible_now: bool) -> bool {
-        let held = self.held.entry(key).or_insert(operation != ChangeOperation::Inserted);
-        match operation {
-            ChangeOperation::Inserted | ChangeOperation::Updated if visible_now => {
-                *held = true;
-                true
-            }
-            ChangeOperation::Inserted => {
-                *held = false;
-                false
-            }
-            ChangeOperation::Updated => false,
-            // A row the client never received needs no removal, and its
-            // last state is not theirs to see.
-            ChangeOperation::Deleted => std::mem::replace(held, false),
-        }
-    }
-}
-
 async fn expiry_sleep(expires_at: Option<i64>) {
     match expires_at {
         Some(at) => {
@@ -288,30 +268,4 @@ fn cursor_expired() -> ApiError {
     ApiError::CursorExpired(
         "the cursor is older than the change log's retention; refetch, then subscribe without it".into(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(k: &str) -> (String, String) {
-        ("post".to_owned(), k.to_owned())
-    }
-
-    #[test]
-    fn history_replays_removals_only_of_rows_the_client_held() {
-        use ChangeOperation::{Deleted, Inserted, Updated};
-        let mut history = History::default();
-        // Held at the cursor, hidden since: only its removal.
-        assert!(!history.admit(key("a"), Updated, false));
-        assert!(history.admit(key("a"), Deleted, false));
-        // Appeared and disappeared after the cursor: nothing at all.
-        assert!(!history.admit(key("b"), Inserted, false));
-        assert!(!history.admit(key("b"), Updated, false));
-        assert!(!history.admit(key("b"), Deleted, false));
-        // Visible now: everything, and a later removal too.
-        assert!(history.admit(key("c"), Inserted, true));
-        assert!(history.admit(key("c"), Deleted, true));
-        assert!(!history.admit(key("c"), Deleted, true), "removed once");
-    }
 }
