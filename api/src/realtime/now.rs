@@ -21,8 +21,8 @@ use crate::error::{ApiError, ApiResult};
 fn key_of(table: &str) -> Option<(&'static str, &'static str, &'static str)> {
     Some(match table {
         "place" => ("place", "id", "text"),
-        "review" => ("review", "id", "uuid"),
-        "preference" => ("preference", "id", "uuid"),
+        "review" => ("review", "id", "bigint"),
+        "preference" => ("preference", "id", "bigint"),
         "routine" => ("routine", "id", "uuid"),
         "routine_run" => ("routine_run", "id", "uuid"),
         "user_stats" => ("user_stats", "user_id", "uuid"),

@@ -250,3 +250,24 @@ async fn comment_added_replayed_from_before_its_post_was_published_streams_its_c
     assert_eq!(ended["type"], "error", "{ended}");
     assert_eq!(ended["payload"][0]["extensions"]["code"], "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn preference_and_stats_subscriptions_replay_from_a_cursor_too() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let cursor = app.change_cursor_for(&ada).await;
+    let set = "mutation { setPreference(input: {category: \"cafe\", rating: 3}) { category } }";
+    app.data(Some(&ada.token), set, json!({})).await;
+    let create = "mutation { createRoutine(input: {name: \"farm\", steps: [], tokensPerRun: 1}) { id } }";
+    let routine = app.data(Some(&ada.token), create, json!({})).await["createRoutine"]["id"].clone();
+    app.data(Some(&ada.token), "mutation($r: ID!) { startRun(routineId: $r) { id } }", json!({ "r": routine })).await;
+    caught_up(&app).await;
+
+    let mut ws = app.subscriber(Some(&ada.token)).await;
+    let preferences = "subscription($a: String) { myPreferenceChanged(after: $a) { preference { category } } }";
+    ws.subscribe("1", preferences, json!({ "a": cursor })).await;
+    assert_eq!(ws.next_data("1").await["myPreferenceChanged"]["preference"]["category"], "cafe");
+    let stats = "subscription($a: String) { myStatsChanged(after: $a) { stats { totalRoutineRuns } } }";
+    ws.subscribe("2", stats, json!({ "a": cursor })).await;
+    assert_eq!(ws.next_data("2").await["myStatsChanged"]["stats"]["totalRoutineRuns"], 1);
+}
