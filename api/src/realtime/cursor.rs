@@ -68,12 +68,18 @@ pub struct CursorKeys {
     /// From JWT_PREVIOUS_SECRET: cursors handed out before a key rotation
     /// keep working through it.
     previous: Option<HmacSha256>,
+    identity: FeedIdentity,
 }
 
 impl CursorKeys {
     /// Keys for the feed `identity`, derived from the JWT secret(s).
     pub fn new(secret: &[u8], previous: Option<&[u8]>, identity: FeedIdentity) -> Self {
-        Self { current: keyed(secret, identity), previous: previous.map(|p| keyed(p, identity)) }
+        Self { current: keyed(secret, identity), previous: previous.map(|p| keyed(p, identity)), identity }
+    }
+
+    /// The feed these keys sign for.
+    pub fn identity(&self) -> FeedIdentity {
+        self.identity
     }
 
     /// The opaque cursor for `at`, for `viewer` alone.

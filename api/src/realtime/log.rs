@@ -137,6 +137,8 @@ pub async fn current_head(db: &Pool) -> ApiResult<Cursor> {
 pub struct Bounds {
     pub horizon: Cursor,
     pub head: Cursor,
+    /// The feed's epoch now (a restore renews it).
+    pub epoch: Uuid,
 }
 
 /// The log's [`Bounds`], in one snapshot.
@@ -145,7 +147,7 @@ pub async fn bounds(db: &Pool) -> ApiResult<Bounds> {
     let row = tx
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT h.seq, h.id, n.seq AS head_seq, n.id AS head_id
+            "SELECT h.seq, h.id, n.seq AS head_seq, n.id AS head_id, (SELECT epoch FROM change_feed_epoch) AS epoch
              FROM change_log_horizon h
              LEFT JOIN LATERAL (
                  SELECT c.seq, l.id FROM change_commit c JOIN change_log l ON l.txid = c.txid
@@ -154,16 +156,14 @@ pub async fn bounds(db: &Pool) -> ApiResult<Bounds> {
         ))
         .await?;
     db.commit(tx).await?;
-    let Some(row) = row else {
-        return Ok(Bounds { horizon: Cursor::default(), head: Cursor::default() });
-    };
+    let row = row.ok_or_else(|| ApiError::internal("change_log_horizon is empty"))?;
     let horizon = Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? };
     let head = match (row.try_get::<Option<i64>>("", "head_seq")?, row.try_get::<Option<i64>>("", "head_id")?) {
         (Some(seq), Some(id)) => Cursor { seq, id },
         _ => Cursor::default(),
     };
     // Everything may have been pruned: the horizon is then the newest position.
-    Ok(Bounds { horizon, head: head.max(horizon) })
+    Ok(Bounds { horizon, head: head.max(horizon), epoch: row.try_get("", "epoch")? })
 }
 
 /// The identity cursors are bound to: the feed epoch and the database.

@@ -13,8 +13,8 @@
 //! - [`stream`]: each subscription filters events in memory with its
 //!   viewer's row policy; it replays from the log when given a cursor or
 //!   when it falls behind the channel, and deduplicates by cursor at the seam.
-//!   A replay from a cursor shows only rows the viewer may see now ([`now`]).
-//! - [`cursor`]: cursors are signed, bound to the database's feed and to
+//!   A replay from a cursor shows only rows the viewer may see now (`now`).
+//! - `cursor`: cursors are signed, bound to the database's feed and to
 //!   the viewer, so they cannot be forged or carried elsewhere.
 //! - The websocket transport is in `http::ws`.
 

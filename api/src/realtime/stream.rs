@@ -4,7 +4,7 @@
 //! A replay from a client's cursor delivers only what the viewer may see
 //! now. Of the events committed before the replay started (history), a
 //! row's creations and changes are replayed only if the viewer may still see
-//! the row (asked of PostgreSQL per batch, see [`super::now`]): a post
+//! the row (asked of PostgreSQL per batch, see `realtime::now`): a post
 //! published and unpublished since, or a row since deleted, shows nothing of
 //! its history. Its removal (a deletion, a post unpublished: a DELETED event)
 //! is replayed when the viewer could see the row just before it, because a
@@ -98,6 +98,13 @@ pub fn events(
                     }
                     Ok(bounds) if last > bounds.head => {
                         yield Err(cursor::cursor_invalid("it is ahead of the change log"));
+                        return;
+                    }
+                    // Restored under this running server: its keys and its
+                    // listener's position belong to the old log.
+                    Ok(bounds) if from_cursor && bounds.epoch != rt.cursors().identity().epoch => {
+                        tracing::error!("the change feed's epoch changed (api restore?) since this server started: restart it");
+                        yield Err(cursor::cursor_invalid("the database was restored since this server started"));
                         return;
                     }
                     // History ends at the log's head as the replay starts:

@@ -211,7 +211,13 @@ async fn cursors_from_before_a_restore_are_refused() {
     api::commands::restore(&config, &file, true).await.unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_dir_all(dir);
 
-    // Servers read the epoch at start (restart them after a restore).
+    // A server left running through the restore refuses to replay (its
+    // keys are of the old epoch, and it says it needs a restart)...
+    let mut stale = app.subscriber(Some(&ada.token)).await;
+    stale.subscribe("1", PLACES, json!({ "a": before })).await;
+    assert_cursor_invalid(&mut stale).await;
+
+    // ...and a restarted one refuses cursors from before the restore.
     let restarted = TestApp::spawn_with(tests::test_config(&app.database)).await;
     let mut ws = restarted.subscriber(Some(&ada.token)).await;
     ws.subscribe("1", PLACES, json!({ "a": before })).await;
