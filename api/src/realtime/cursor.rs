@@ -11,10 +11,11 @@
 //! database, or from before a restore, is refused) and to the viewer they
 //! were issued to (another account's cursor is refused).
 //!
-//! A cursor issued to the anonymous viewer is accepted from any viewer: it
-//! is a position anybody could have asked for (`changeCursor` needs no
-//! sign-in), and what a replay delivers is filtered for the viewer who
-//! subscribes, by what they may see now (see `stream`).
+//! A cursor works for the viewer it was issued to only: an account's for
+//! that account, an anonymous one for anonymous subscribers. So a replay
+//! never reaches back before the subscriber was there to take a cursor
+//! (what it delivers is further filtered by what they may see now, see
+//! `stream`).
 
 use std::fmt;
 
@@ -93,9 +94,9 @@ impl CursorKeys {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// The position of a cursor this feed issued to `viewer` (or to the
-    /// anonymous viewer). Text that is no cursor at all is BAD_USER_INPUT;
-    /// a cursor that does not verify is CURSOR_INVALID.
+    /// The position of a cursor this feed issued to `viewer`. Text that is
+    /// no cursor at all is BAD_USER_INPUT; a cursor that does not verify is
+    /// CURSOR_INVALID.
     pub fn verify(&self, field: &'static str, viewer: &Viewer, text: &str) -> ApiResult<Cursor> {
         let bytes = URL_SAFE_NO_PAD.decode(text).unwrap_or_default();
         if bytes.len() != ENCODED || bytes[0] != VERSION {
@@ -106,16 +107,11 @@ impl CursorKeys {
         }
         let at = Cursor { seq: i64_at(&bytes[1..9]), id: i64_at(&bytes[9..17]) };
         let given = &bytes[17..];
-        // Issued to this viewer, or to the anonymous one.
-        let owners = [viewer.user_id(), None];
-        let owners = if viewer.user_id().is_some() { &owners[..] } else { &owners[..1] };
         for key in std::iter::once(&self.current).chain(self.previous.as_ref()) {
-            for &owner in owners {
-                let mut mac = key.clone();
-                feed(&mut mac, owner, at);
-                if mac.verify_truncated_left(given).is_ok() {
-                    return Ok(at);
-                }
+            let mut mac = key.clone();
+            feed(&mut mac, viewer.user_id(), at);
+            if mac.verify_truncated_left(given).is_ok() {
+                return Ok(at);
             }
         }
         Err(cursor_invalid("it was not issued to you by this database's change feed"))
@@ -206,10 +202,9 @@ mod tests {
         assert_eq!(keys.verify("after", &admin, &mine).ok(), Some(AT));
         assert_eq!(code(keys.verify("after", &user(2), &mine)), "CURSOR_INVALID");
         assert_eq!(code(keys.verify("after", &Viewer::Anonymous, &mine)), "CURSOR_INVALID");
-        // An anonymous cursor is a public position.
-        let public = keys.sign(&Viewer::Anonymous, AT);
-        assert_eq!(keys.verify("after", &user(2), &public).ok(), Some(AT));
-        assert_eq!(keys.verify("after", &Viewer::Anonymous, &public).ok(), Some(AT));
+        let anonymous = keys.sign(&Viewer::Anonymous, AT);
+        assert_eq!(keys.verify("after", &Viewer::Anonymous, &anonymous).ok(), Some(AT));
+        assert_eq!(code(keys.verify("after", &user(1), &anonymous)), "CURSOR_INVALID");
     }
 
     #[test]

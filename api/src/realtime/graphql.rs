@@ -13,8 +13,8 @@ impl RealtimeQuery {
     /// delivered, including those made before the subscription started.
     ///
     /// The cursor is signed for you: it works only on this database, and
-    /// only for your account (a cursor taken without signing in works for
-    /// anyone).
+    /// only for the account (or the anonymous viewer) that asked for it, so
+    /// ask with the token you subscribe with.
     async fn change_cursor(&self, ctx: &Context<'_>) -> ApiResult<String> {
         let realtime = ctx.realtime()?;
         Ok(realtime.cursors().sign(&ctx.viewer()?, realtime.head()))
