@@ -127,60 +127,15 @@ pub fn events(
                         }
                     };
                     let full = batch.len() as u64 == REPLAY_BATCH;
-                    let mut decided = Vec::with_capacity(batch.len());
-                    for event in batch {
-                        last = event.cursor;
-                        // Account changes from before the session check are
-                        // history (it may have been reactivated since).
-                        if event.cursor > request.checked_at && let Some(err) = account_change(&request.viewer, &event) {
-                            decided.push(Err(err));
-                            break;
-                        }
-                        if !request.tables.contains(&event.table.as_str()) {
-                            continue;
-                        }
-                        if let Some(operation) = filter(&event) {
-                            decided.push(Ok((event, operation)));
-                        }
+                    if let Some(newest) = batch.last() {
+                        last = newest.cursor;
                     }
-                    let past = |event: &ChangeEvent| history.is_some_and(|until| event.cursor <= until);
-                    let shown: Vec<(&str, &str)> = decided
-                        .iter()
-                        .filter_map(|d| d.as_ref().ok())
-                        .filter(|(event, op)| past(event) && *op != ChangeOperation::Deleted)
-                        .map(|(event, _)| (event.table.as_str(), event.key.as_str()))
-                        .collect();
-                    let visible_now = if shown.is_empty() {
-                        Default::default()
-                    } else {
-                        match now::visible(rt.pool(), request.viewer, &shown).await {
-                            Ok(found) if found.viewer != request.viewer => {
-                                yield Err(role_changed());
-                                return;
-                            }
-                            Ok(found) => found.rows,
-                            Err(err) => {
-                                yield Err(err);
-                                return;
-                            }
+                    for item in replayed(&rt, &request, history, batch, &mut filter).await {
+                        let end = item.is_err();
+                        yield item;
+                        if end {
+                            return;
                         }
-                    };
-                    for decision in decided {
-                        let (event, operation) = match decision {
-                            Ok(pair) => pair,
-                            Err(err) => {
-                                yield Err(err);
-                                return;
-                            }
-                        };
-                        if past(&event)
-                            && operation != ChangeOperation::Deleted
-                            && !visible_now.contains(&(event.table.clone(), event.key.clone()))
-                        {
-                            continue;
-                        }
-                        let cursor = rt.cursors().sign(&request.viewer, event.cursor);
-                        yield Ok(Delivery { event: Arc::new(event), operation, cursor });
                     }
                     if !full {
                         break;
@@ -233,6 +188,65 @@ pub fn events(
             }
         }
     }
+}
+
+/// What one replayed batch delivers, in order; an error, if any, is last
+/// and ends the stream. `history`: the last position filtered by what the
+/// viewer may see now (None: a subscriber catching up after lagging).
+async fn replayed(
+    rt: &Realtime,
+    request: &Request,
+    history: Option<Cursor>,
+    batch: Vec<ChangeEvent>,
+    filter: &mut (impl FnMut(&ChangeEvent) -> Option<ChangeOperation> + Send),
+) -> Vec<Result<Delivery, ApiError>> {
+    let mut decided = Vec::with_capacity(batch.len());
+    let mut end = None;
+    for event in batch {
+        // Account changes from before the session check are history (it
+        // may have been reactivated since).
+        if event.cursor > request.checked_at
+            && let Some(err) = account_change(&request.viewer, &event)
+        {
+            end = Some(err);
+            break;
+        }
+        if !request.tables.contains(&event.table.as_str()) {
+            continue;
+        }
+        if let Some(operation) = filter(&event) {
+            decided.push((event, operation));
+        }
+    }
+    let past = |event: &ChangeEvent| history.is_some_and(|until| event.cursor <= until);
+    let shown: Vec<(&str, &str)> = decided
+        .iter()
+        .filter(|(event, op)| past(event) && *op != ChangeOperation::Deleted)
+        .map(|(event, _)| (event.table.as_str(), event.key.as_str()))
+        .collect();
+    let visible_now = if shown.is_empty() {
+        Default::default()
+    } else {
+        match now::visible(rt.pool(), request.viewer, &shown).await {
+            Ok(found) if found.viewer != request.viewer => return vec![Err(role_changed())],
+            Ok(found) => found.rows,
+            Err(err) => return vec![Err(err)],
+        }
+    };
+    let mut out: Vec<Result<Delivery, ApiError>> = decided
+        .into_iter()
+        .filter(|(event, operation)| {
+            !past(event)
+                || *operation == ChangeOperation::Deleted
+                || visible_now.contains(&(event.table.clone(), event.key.clone()))
+        })
+        .map(|(event, operation)| {
+            let cursor = rt.cursors().sign(&request.viewer, event.cursor);
+            Ok(Delivery { event: Arc::new(event), operation, cursor })
+        })
+        .collect();
+    out.extend(end.map(Err));
+    out
 }
 
 async fn expiry_sleep(expires_at: Option<i64>) {
