@@ -6,6 +6,7 @@
 use async_graphql::{Context, ID, SimpleObject, Subscription};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::policy;
 use super::store;
@@ -15,7 +16,6 @@ use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
 use crate::realtime::{ChangeEvent, ChangeOperation, Cursor, Operation, stream};
-use uuid::Uuid;
 
 /// A change to a post, as the viewer sees it.
 #[derive(SimpleObject)]
