@@ -122,3 +122,18 @@ async fn a_promotion_also_ends_running_subscriptions_so_they_restart_under_the_n
     post(&app, &bob, "bob's draft", false).await;
     assert_eq!(title(&next_of(&mut ws, "new").await), "bob's draft", "an admin now");
 }
+
+#[tokio::test]
+async fn a_subscription_whose_account_cannot_be_checked_is_refused_rather_than_run_with_a_stale_role() {
+    let app = TestApp::spawn_with_one_connection().await;
+    let ada = app.sign_up("ada").await;
+    let mut ws = app.subscriber(Some(&ada.token)).await;
+    let (blocker, slow) = app.hold_the_only_connection().await;
+
+    ws.subscribe("1", POSTS, json!({})).await;
+    let refused = next_of(&mut ws, "1").await;
+    assert_ended_with(&refused, "SERVICE_UNAVAILABLE");
+
+    blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(slow.await.ok().flatten(), Some(200));
+}
