@@ -114,9 +114,25 @@ async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(
 /// The JWT key: JWT_SECRET, or in development one generated once into DATA_DIR.
 fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
     let ttl = Duration::from_secs(config.jwt_ttl_seconds);
+    let (secret, previous) = jwt_secrets(config)?;
+    Ok(JwtKeys::new(secret.as_bytes(), previous.as_deref().map(str::as_bytes), ttl))
+}
+
+/// Change-feed cursor keys, derived from the JWT secrets (so rotating
+/// JWT_SECRET with JWT_PREVIOUS_SECRET keeps cursors working too).
+async fn cursor_keys(config: &Config, feed: &db::Pool) -> Result<realtime::CursorKeys, String> {
+    let identity = realtime::listener::feed_identity(feed)
+        .await
+        .map_err(|e| format!("cannot read the change feed's epoch: {}", e.message()))?;
+    let (secret, previous) = jwt_secrets(config)?;
+    Ok(realtime::CursorKeys::new(secret.as_bytes(), previous.as_deref().map(str::as_bytes), identity))
+}
+
+/// JWT_SECRET and JWT_PREVIOUS_SECRET, or in development a secret
+/// generated once into DATA_DIR.
+fn jwt_secrets(config: &Config) -> Result<(String, Option<String>), String> {
     if let Some(secret) = &config.jwt_secret {
-        let previous = config.jwt_previous_secret.as_deref().map(str::as_bytes);
-        return Ok(JwtKeys::new(secret.as_bytes(), previous, ttl));
+        return Ok((secret.clone(), config.jwt_previous_secret.clone()));
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create DATA_DIR: {e}"))?;
     let path = config.data_dir.join("jwt.secret");
@@ -128,7 +144,7 @@ fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
             secret
         }
     };
-    Ok(JwtKeys::new(secret.as_bytes(), None, ttl))
+    Ok((secret, None))
 }
 
 /// Where the change feed starts: the newest finished position of the log.
@@ -252,6 +268,7 @@ impl Application {
                 retention: Duration::from_secs(config.realtime_retention_hours * 3600),
                 poll_interval: Duration::from_millis(500),
             },
+            cursor_keys(&config, &feed).await?,
         );
         let (closing, close_all) = Closing::new();
         let state = AppState {

@@ -290,6 +290,12 @@ pub async fn restore(config: &Config, file: &Path, yes: bool) -> Result<ExitCode
     }
     tools.restore(file, &target.admin_url).await?;
     println!("restored {}", file.display());
+    // The restored log starts over at the backup's positions: cursors
+    // handed out since would replay the wrong events or skip new ones.
+    crate::realtime::renew_epoch(&conn)
+        .await
+        .map_err(|e| format!("restored, but renewing the change feed's epoch failed: {e}"))?;
+    println!("renewed the change feed's epoch: cursors issued before the restore are refused; restart running servers");
     if let Some(manifest) = manifest {
         // The backup's tables only: --clean leaves others (say, of newer
         // migrations) as they were.

@@ -28,6 +28,10 @@ pub enum ApiError {
     Conflict { field: Option<&'static str>, message: String },
     /// A change-feed cursor older than the log's retention: refetch instead.
     CursorExpired(String),
+    /// A change-feed cursor this server did not issue to this viewer for
+    /// this database (forged, another account's, another database's, from
+    /// before a restore) or ahead of the log: refetch instead.
+    CursorInvalid(String),
     /// The database is unreachable or the pool is exhausted: retry later.
     Unavailable(String),
     /// A statement ran past DATABASE_STATEMENT_TIMEOUT_MS and was cancelled;
@@ -51,7 +55,8 @@ impl ApiError {
             | Self::NotFound(m)
             | Self::Unavailable(m)
             | Self::QueryTimeout(m)
-            | Self::CursorExpired(m) => m.clone(),
+            | Self::CursorExpired(m)
+            | Self::CursorInvalid(m) => m.clone(),
             Self::BadUserInput { message, .. } | Self::Conflict { message, .. } | Self::RateLimited { message, .. } => {
                 message.clone()
             }
@@ -67,6 +72,7 @@ impl ApiError {
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
             Self::CursorExpired(_) => "CURSOR_EXPIRED",
+            Self::CursorInvalid(_) => "CURSOR_INVALID",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::QueryTimeout(_) => "QUERY_TIMEOUT",
             Self::RateLimited { .. } => "RATE_LIMITED",

@@ -67,6 +67,8 @@ sql_migrations! {
     m20261123_000008_commit_time => "000008_commit_time",
     /// Sign-in functions only the request login can call (as `app_signin`).
     m20261127_000009_private_sign_in => "000009_private_sign_in",
+    /// The change feed's epoch: signed cursors name the database they came from.
+    m20261127_000010_feed_epoch => "000010_feed_epoch",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

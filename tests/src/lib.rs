@@ -802,3 +802,18 @@ impl WsClient {
             .unwrap_or_else(|_| panic!("the server did not close within 20 s"))
     }
 }
+
+impl TestApp {
+    /// The change feed's position now, as a cursor signed for `user`
+    /// (cursors are bound to the viewer they were issued to).
+    pub async fn change_cursor_for(&self, user: &TestUser) -> String {
+        let data = self.data(Some(&user.token), "{ changeCursor }", json!({})).await;
+        data["changeCursor"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Gives `user` a new role as an admin would, through `setUserRole`.
+    pub async fn set_role(&self, admin: &TestUser, user: &TestUser, role: &str) {
+        let set = "mutation($id: ID!, $role: Role!) { setUserRole(userId: $id, role: $role) { role } }";
+        self.data(Some(&admin.token), set, json!({ "id": user.id, "role": role })).await;
+    }
+}

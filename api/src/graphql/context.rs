@@ -6,7 +6,7 @@ use async_graphql::Context;
 use crate::auth::{JwtKeys, Viewer};
 use crate::db::{RequestDb, TxGuard};
 use crate::error::{ApiError, ApiResult};
-use crate::realtime::{Cursor, Realtime, Session, stream};
+use crate::realtime::{Realtime, Session, stream};
 
 pub trait ContextExt {
     /// The viewer of this request.
@@ -19,7 +19,7 @@ pub trait ContextExt {
     /// The change feed, for subscriptions.
     fn realtime(&self) -> ApiResult<Realtime>;
     /// What a subscription over the change feed asks for: the viewer, the
-    /// session's expiry and check point, and `after` parsed.
+    /// session's expiry and check point, and `after` verified for the viewer.
     fn change_request(&self, tables: &'static [&'static str], after: Option<&str>) -> ApiResult<stream::Request>;
 }
 
@@ -50,13 +50,14 @@ impl ContextExt for Context<'_> {
 
     fn change_request(&self, tables: &'static [&'static str], after: Option<&str>) -> ApiResult<stream::Request> {
         let session = self.data_opt::<Session>().copied();
+        let viewer = self.viewer()?;
+        let realtime = self.realtime()?;
         Ok(stream::Request {
             tables,
-            after: after.map(|cursor| Cursor::decode("after", cursor)).transpose()?,
-            viewer: self.viewer()?,
+            after: after.map(|cursor| realtime.cursors().verify("after", &viewer, cursor)).transpose()?,
+            viewer,
             expires_at: session.and_then(|s| s.expires_at),
-            checked_at: session
-                .map_or_else(|| self.realtime().map(|rt| rt.head()).unwrap_or_default(), |s| s.checked_at),
+            checked_at: session.map_or_else(|| realtime.head(), |s| s.checked_at),
         })
     }
 }

@@ -129,7 +129,8 @@ impl Close {
     }
 }
 
-/// A signed-in (or anonymous) session, after `connection_init`.
+/// A signed-in (or anonymous) session, after `connection_init`. The viewer
+/// is the account as it was at the last check (each operation re-checks it).
 #[derive(Clone, Copy)]
 struct Session {
     viewer: Viewer,
@@ -332,17 +333,32 @@ impl Connection {
             .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
             .ok_or_else(|| Close::new(4400, "Invalid message received: subscribe needs an id of 1 to 128 bytes"))?
             .to_owned();
-        // The account may have been deactivated since connection_init: check
-        // it again, as every HTTP request does. Changes after this point end
-        // the subscription; earlier ones are covered by this check.
+        // The account may have been deactivated, or its role changed, since
+        // connection_init: check it again, as every HTTP request does, and
+        // run the operation as the account is now. Changes after this point
+        // end the subscription; earlier ones are covered by this check.
         let checked_at = self.state.realtime.head();
+        let mut session = session;
         if session.viewer.user_id().is_some() {
             match begin_request(&self.state.pool, session.viewer).await {
-                Ok((tx, _)) => {
+                Ok((tx, current)) => {
                     let _ = tx.rollback().await;
+                    session.viewer = current;
+                    self.session = Some(session);
                 }
                 Err(ApiError::Unauthenticated(_)) => return Err(Close::new(4403, "Forbidden")),
-                Err(_) => {}
+                // Not checked, so not started: the stale viewer may see
+                // more than the account may now.
+                Err(err) => {
+                    let operation = Operation {
+                        id,
+                        protocol: self.protocol,
+                        out: self.out.clone(),
+                        metrics: self.state.metrics.clone(),
+                    };
+                    operation.error(&async_graphql::Response::from_errors(vec![server_error(&err)])).await;
+                    return Ok(());
+                }
             }
         }
         self.subscriptions.retain(|_, task| !task.is_finished());

@@ -77,18 +77,18 @@ impl PlacesSubscription {
         }
         let viewer = ctx.viewer()?;
         let request = ctx.change_request(&["place"], after.as_deref())?;
-        let visible = move |event: &ChangeEvent| {
-            event.table == "place"
-                && policy::place::event_visible_to(&viewer)
+        let filter = move |event: &ChangeEvent| {
+            (policy::place::event_visible_to(&viewer)
                 && (matches_place(event.new_row.as_ref(), category.as_deref(), near)
-                    || matches_place(event.old_row.as_ref(), category.as_deref(), near))
+                    || matches_place(event.old_row.as_ref(), category.as_deref(), near)))
+            .then(|| event.op.into())
         };
-        Ok(stream::events(ctx.realtime()?, request, visible).map(|item| {
-            let event = item?;
+        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
+            let delivery = item?;
             Ok(PlaceChangeEvent {
-                operation: event.op.into(),
-                place: event.decode_row::<entity::place::Model>()?.into(),
-                cursor: event.cursor.encode(),
+                operation: delivery.operation,
+                place: delivery.event.decode_row::<entity::place::Model>()?.into(),
+                cursor: delivery.cursor,
             })
         }))
     }
@@ -102,15 +102,15 @@ impl PlacesSubscription {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
         let request = ctx.change_request(&["review"], after.as_deref())?;
-        let visible = move |event: &ChangeEvent| {
-            event.table == "review" && event.owner == Some(me) && policy::review::event_visible_to(&viewer, event.owner)
+        let filter = move |event: &ChangeEvent| {
+            (event.owner == Some(me) && policy::review::event_visible_to(&viewer, event.owner)).then(|| event.op.into())
         };
-        Ok(stream::events(ctx.realtime()?, request, visible).map(|item| {
-            let event = item?;
+        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
+            let delivery = item?;
             Ok(ReviewChangeEvent {
-                operation: event.op.into(),
-                review: event.decode_row::<entity::review::Model>()?.into(),
-                cursor: event.cursor.encode(),
+                operation: delivery.operation,
+                review: delivery.event.decode_row::<entity::review::Model>()?.into(),
+                cursor: delivery.cursor,
             })
         }))
     }
@@ -124,17 +124,16 @@ impl PlacesSubscription {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
         let request = ctx.change_request(&["preference"], after.as_deref())?;
-        let visible = move |event: &ChangeEvent| {
-            event.table == "preference"
-                && event.owner == Some(me)
-                && policy::preference::event_visible_to(&viewer, event.owner)
+        let filter = move |event: &ChangeEvent| {
+            (event.owner == Some(me) && policy::preference::event_visible_to(&viewer, event.owner))
+                .then(|| event.op.into())
         };
-        Ok(stream::events(ctx.realtime()?, request, visible).map(|item| {
-            let event = item?;
+        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
+            let delivery = item?;
             Ok(PreferenceChangeEvent {
-                operation: event.op.into(),
-                preference: event.decode_row::<entity::preference::Model>()?.into(),
-                cursor: event.cursor.encode(),
+                operation: delivery.operation,
+                preference: delivery.event.decode_row::<entity::preference::Model>()?.into(),
+                cursor: delivery.cursor,
             })
         }))
     }

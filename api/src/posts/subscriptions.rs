@@ -3,11 +3,10 @@
 //! signed-in viewer; when unpublished or deleted, those viewers receive a
 //! DELETED event and nothing after.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use async_graphql::{Context, ID, SimpleObject, Subscription};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::policy;
 use super::store;
@@ -16,7 +15,7 @@ use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::realtime::{ChangeEvent, ChangeOperation, Operation, stream};
+use crate::realtime::{ChangeEvent, ChangeOperation, Cursor, Operation, stream};
 
 /// A change to a post, as the viewer sees it.
 #[derive(SimpleObject)]
@@ -77,24 +76,31 @@ impl PostsSubscription {
         viewer.require_user()?;
         let author = author_id.map(|id| parse_uuid("authorId", &id)).transpose()?;
         let request = ctx.change_request(&["post"], after.as_deref())?;
-        let visible = move |event: &ChangeEvent| {
-            event.table == "post"
-                && author.is_none_or(|a| event.owner == Some(a))
-                && post_event_for(&viewer, event).is_some()
+        let filter = move |event: &ChangeEvent| {
+            if author.is_some_and(|a| event.owner != Some(a)) {
+                return None;
+            }
+            post_event_for(&viewer, event)
         };
-        Ok(stream::events(ctx.realtime()?, request, visible).map(move |item| {
-            let event = item?;
-            let operation = post_event_for(&viewer, &event).ok_or(ApiError::Internal)?;
-            let row =
-                if operation == ChangeOperation::Deleted { event.old_row.as_ref() } else { event.new_row.as_ref() };
+        Ok(stream::events(ctx.realtime()?, request, filter).map(move |item| {
+            let delivery = item?;
+            let event = &delivery.event;
+            let row = if delivery.operation == ChangeOperation::Deleted {
+                event.old_row.as_ref()
+            } else {
+                event.new_row.as_ref()
+            };
             let model: entity::post::Model =
                 serde_json::from_value(row.cloned().unwrap_or_default()).map_err(ApiError::internal)?;
-            Ok(PostChangeEvent { operation, post: model.into(), cursor: event.cursor.encode() })
+            Ok(PostChangeEvent { operation: delivery.operation, post: model.into(), cursor: delivery.cursor })
         }))
     }
 
     /// Comments added to a post the viewer can see. Ends with NOT_FOUND
-    /// when the post is unpublished or deleted for this viewer.
+    /// when the post is unpublished or deleted for this viewer after the
+    /// subscription started. With `after`, first replays the comments added
+    /// since that cursor that the viewer may see now (whatever the post's
+    /// state was in between).
     async fn comment_added(
         &self,
         ctx: &Context<'_>,
@@ -104,41 +110,78 @@ impl PostsSubscription {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let post_id = parse_uuid("postId", &post_id)?;
+        let request = ctx.change_request(&["comment", "post"], after.as_deref())?;
         // Whether the viewer may see the post now: checked once here, then
-        // kept current from the post's own events in the same stream.
+        // kept current from the post's own events in the same stream. The
+        // log's head is read first: the check sees every event up to it.
+        let realtime = ctx.realtime()?;
+        let checked_at = realtime.committed_head().await?;
         let post = {
-            let realtime = ctx.realtime()?;
             let (tx, _) = crate::db::begin_request(realtime.pool(), viewer).await?;
             let post = store::find_post(&tx, &viewer, post_id).await?;
             realtime.pool().commit(tx).await?;
             post.ok_or_else(|| ApiError::not_found("post"))?
         };
-        let author = post.author_id;
-        let key = post_id.to_string();
-        let can_see = AtomicBool::new(true);
-        let request = ctx.change_request(&["comment", "post"], after.as_deref())?;
-        let visible = move |event: &ChangeEvent| {
-            if event.table == "post" && event.key == key {
-                let now = event.op != Operation::Delete
-                    && published(event.new_row.as_ref()).is_some_and(|p| policy::post_visible(&viewer, author, p));
-                let was = can_see.swap(now, Ordering::SeqCst);
-                // Reported once, as the end of the stream (below).
-                return was && !now;
-            }
-            event.table == "comment"
-                && event.op == Operation::Insert
-                && can_see.load(Ordering::SeqCst)
-                && event.new_row.as_ref().and_then(|r| r.get("post_id")).and_then(Value::as_str) == Some(key.as_str())
-        };
-        Ok(stream::events(ctx.realtime()?, request, visible).map(|item| {
-            let event = item?;
-            if event.table == "post" {
+        let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at);
+        Ok(stream::events(realtime, request, move |event| watch.on(event)).map(|item| {
+            let delivery = item?;
+            if delivery.event.table == "post" {
                 return Err(ApiError::not_found("post"));
             }
             Ok(CommentAddedEvent {
-                comment: event.decode_row::<entity::comment::Model>()?.into(),
-                cursor: event.cursor.encode(),
+                comment: delivery.event.decode_row::<entity::comment::Model>()?.into(),
+                cursor: delivery.cursor,
             })
         }))
+    }
+}
+
+/// Whether a `commentAdded` subscriber may see its post, as a small state
+/// machine over the post's events.
+///
+/// It starts `Visible` (the resolver just checked). Post events up to the
+/// log's head before that check are history: the check saw their outcome,
+/// so a replay from an old cursor never ends the stream on a past state (a
+/// post that was a draft then and is published now). A later event that
+/// hides the post moves it to `Gone`, reported once as the stream's end;
+/// comments are passed only while `Visible` (a replay's comments are further
+/// filtered by what the viewer may see now, see `realtime::stream`).
+struct CommentWatch {
+    viewer: Viewer,
+    post: String,
+    author: Uuid,
+    checked_at: Cursor,
+    state: PostState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PostState {
+    Visible,
+    Gone,
+}
+
+impl CommentWatch {
+    fn new(viewer: Viewer, post: Uuid, author: Uuid, checked_at: Cursor) -> Self {
+        Self { viewer, post: post.to_string(), author, checked_at, state: PostState::Visible }
+    }
+
+    /// What `event` means for the subscriber: a comment (INSERTED), the end
+    /// of the stream (a post event reported as DELETED), or nothing.
+    fn on(&mut self, event: &ChangeEvent) -> Option<ChangeOperation> {
+        if event.table == "post" {
+            if event.key != self.post || event.cursor <= self.checked_at {
+                return None;
+            }
+            let visible = event.op != Operation::Delete
+                && published(event.new_row.as_ref())
+                    .is_some_and(|p| policy::post_visible(&self.viewer, self.author, p));
+            let was = self.state;
+            self.state = if visible { PostState::Visible } else { PostState::Gone };
+            return (was == PostState::Visible && self.state == PostState::Gone).then_some(ChangeOperation::Deleted);
+        }
+        let on_this_post =
+            event.new_row.as_ref().and_then(|r| r.get("post_id")).and_then(Value::as_str) == Some(self.post.as_str());
+        (event.table == "comment" && event.op == Operation::Insert && self.state == PostState::Visible && on_this_post)
+            .then_some(ChangeOperation::Inserted)
     }
 }

@@ -22,6 +22,12 @@ pub async fn start_position(pool: &crate::db::Pool) -> ApiResult<super::Cursor> 
     log::current_head(pool).await
 }
 
+/// The identity of the feed this server hands out cursors for: read once at
+/// start (restart servers after `api restore`, which renews it).
+pub async fn feed_identity(pool: &crate::db::Pool) -> ApiResult<super::FeedIdentity> {
+    log::identity(pool).await
+}
+
 /// Runs the listener until the returned task is aborted.
 pub fn spawn(rt: Realtime) -> JoinHandle<()> {
     tokio::spawn(async move {

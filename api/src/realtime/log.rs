@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
-use super::Cursor;
+use super::{Cursor, FeedIdentity};
 use crate::db::Pool;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 /// The log is readable only by the realtime role, which the request login
 /// may switch to.
@@ -129,16 +129,72 @@ pub async fn current_head(db: &Pool) -> ApiResult<Cursor> {
     })
 }
 
-/// The newest pruned position: a cursor at or before it has lost events.
-pub async fn horizon(db: &Pool) -> ApiResult<Cursor> {
+/// Where a replay may start: after the newest pruned position (a cursor at
+/// or before it has lost events), and at or before the newest committed one
+/// (a cursor past it is not from this log as it is now: say, issued before a
+/// point-in-time recovery).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub horizon: Cursor,
+    pub head: Cursor,
+    /// The feed's epoch now (a restore renews it).
+    pub epoch: Uuid,
+}
+
+/// The log's [`Bounds`], in one snapshot.
+pub async fn bounds(db: &Pool) -> ApiResult<Bounds> {
     let tx = begin_as_realtime(db).await?;
-    let row =
-        tx.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT seq, id FROM change_log_horizon")).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT h.seq, h.id, n.seq AS head_seq, n.id AS head_id, (SELECT epoch FROM change_feed_epoch) AS epoch
+             FROM change_log_horizon h
+             LEFT JOIN LATERAL (
+                 SELECT c.seq, l.id FROM change_commit c JOIN change_log l ON l.txid = c.txid
+                 WHERE c.seq IS NOT NULL ORDER BY c.seq DESC, l.id DESC LIMIT 1
+             ) n ON true",
+        ))
+        .await?;
     db.commit(tx).await?;
-    Ok(match row {
-        Some(row) => Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? },
-        None => Cursor::default(),
-    })
+    let row = row.ok_or_else(|| ApiError::internal("change_log_horizon is empty"))?;
+    let horizon = Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? };
+    let head = match (row.try_get::<Option<i64>>("", "head_seq")?, row.try_get::<Option<i64>>("", "head_id")?) {
+        (Some(seq), Some(id)) => Cursor { seq, id },
+        _ => Cursor::default(),
+    };
+    // Everything may have been pruned: the horizon is then the newest position.
+    Ok(Bounds { horizon, head: head.max(horizon), epoch: row.try_get("", "epoch")? })
+}
+
+/// The identity cursors are bound to: the feed epoch and the database.
+pub async fn identity(db: &Pool) -> ApiResult<FeedIdentity> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT e.epoch, d.oid::bigint AS database
+             FROM change_feed_epoch e, pg_database d WHERE d.datname = current_database()",
+        ))
+        .await?;
+    db.commit(tx).await?;
+    let row = row.ok_or_else(|| ApiError::internal("change_feed_epoch is empty: run the migrations"))?;
+    Ok(FeedIdentity { epoch: row.try_get("", "epoch")?, database: row.try_get("", "database")? })
+}
+
+/// Gives the feed a new epoch, so every cursor issued before is refused:
+/// `api restore` runs it (as the tables' owner) after restoring a backup,
+/// whose log has older positions than cursors handed out since. Servers
+/// read the epoch at start: restart them after a restore.
+pub async fn renew_epoch(db: &impl ConnectionTrait) -> Result<(), sea_orm::DbErr> {
+    db.execute_unprepared(
+        "DO $$ BEGIN
+             IF to_regclass('change_feed_epoch') IS NOT NULL THEN
+                 UPDATE change_feed_epoch SET epoch = gen_random_uuid();
+             END IF;
+         END $$",
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Deletes events older than `retention_secs` that this listener has

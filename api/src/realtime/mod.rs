@@ -13,21 +13,25 @@
 //! - [`stream`]: each subscription filters events in memory with its
 //!   viewer's row policy; it replays from the log when given a cursor or
 //!   when it falls behind the channel, and deduplicates by cursor at the seam.
+//!   A replay from a cursor shows only rows the viewer may see now (`now`).
+//! - `cursor`: cursors are signed, bound to the database's feed and to
+//!   the viewer, so they cannot be forged or carried elsewhere.
 //! - The websocket transport is in `http::ws`.
 
 mod cursor;
 mod graphql;
 pub mod listener;
 mod log;
+mod now;
 pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use cursor::Cursor;
+pub use cursor::{Cursor, CursorKeys, FeedIdentity};
 pub use graphql::RealtimeQuery;
-pub use log::{ChangeEvent, Operation};
+pub use log::{ChangeEvent, Operation, renew_epoch};
 use tokio::sync::{broadcast, watch};
 
 use crate::db::Pool;
@@ -117,10 +121,12 @@ struct Inner {
     lag_ms: AtomicU64,
     /// Whether the listener is connected (false while it reconnects).
     connected: AtomicBool,
+    /// Signs the cursors this server hands out and verifies those it gets.
+    cursors: CursorKeys,
 }
 
 impl Realtime {
-    pub fn new(pool: Pool, feed: Pool, start: Cursor, config: RealtimeConfig) -> Self {
+    pub fn new(pool: Pool, feed: Pool, start: Cursor, config: RealtimeConfig, cursors: CursorKeys) -> Self {
         let (events, _) = broadcast::channel(config.buffer.max(16));
         let (head, _) = watch::channel(start);
         Self {
@@ -133,6 +139,7 @@ impl Realtime {
                 lag_recoveries: AtomicU64::new(0),
                 lag_ms: AtomicU64::new(0),
                 connected: AtomicBool::new(false),
+                cursors,
             }),
         }
     }
@@ -147,6 +154,17 @@ impl Realtime {
 
     pub fn feed(&self) -> &Pool {
         &self.inner.feed
+    }
+
+    /// The keys cursors are signed and verified with.
+    pub fn cursors(&self) -> &CursorKeys {
+        &self.inner.cursors
+    }
+
+    /// The newest position committed to the log, as the database has it now
+    /// (the listener's [`Realtime::head`] may not have reached it yet).
+    pub async fn committed_head(&self) -> crate::error::ApiResult<Cursor> {
+        Ok(log::bounds(self.pool()).await?.head)
     }
 
     /// The position up to which events have been broadcast.

@@ -1,14 +1,27 @@
 //! One subscription's events: replay from the log, then live, filtered in
 //! memory by the subscription's row policy.
+//!
+//! A replay from a client's cursor delivers only what the viewer may see
+//! now. Of the events committed before the replay started (history), a
+//! row's creations and changes are replayed only if the viewer may still see
+//! the row (asked of PostgreSQL per batch, see `realtime::now`): a post
+//! published and unpublished since, or a row since deleted, shows nothing of
+//! its history. Its removal (a deletion, a post unpublished: a DELETED event)
+//! is replayed when the viewer could see the row just before it, because a
+//! client that fetched data after taking its cursor may hold the row and
+//! must drop it; the row it carries is its last state that this viewer was
+//! allowed to see. Events committed after the replay started are delivered
+//! as live ones are, by the in-memory policy.
 
 use std::sync::Arc;
 
 use futures_util::Stream;
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::log::{self, Operation};
-use super::{ChangeEvent, Cursor, Realtime};
-use crate::auth::Viewer;
+use super::{ChangeEvent, ChangeOperation, Cursor, Realtime, cursor, now};
+use crate::auth::{Role, Viewer};
 use crate::error::ApiError;
 
 /// Events read per query while replaying.
@@ -20,12 +33,23 @@ pub struct Request {
     pub tables: &'static [&'static str],
     /// Replay what happened after this cursor first.
     pub after: Option<Cursor>,
+    /// The viewer as the database knew them when the subscription started.
     pub viewer: Viewer,
     /// When the viewer's token expires (unix seconds).
     pub expires_at: Option<i64>,
     /// Account changes after this position end the stream; earlier ones
     /// were already accounted for when the session was checked.
     pub checked_at: Cursor,
+}
+
+/// One event for the subscriber, and what it means for them.
+pub struct Delivery {
+    pub event: Arc<ChangeEvent>,
+    /// The operation as this viewer sees it (a post unpublished is DELETED
+    /// for those who may no longer see it).
+    pub operation: ChangeOperation,
+    /// The event's cursor, signed for this viewer.
+    pub cursor: String,
 }
 
 enum Next {
@@ -35,21 +59,31 @@ enum Next {
     Expired,
 }
 
-/// The events of `request` that pass `visible`, in log order, each once.
+/// The events of `request` that `filter` lets through (it returns what the
+/// event means for the viewer, or `None`), in log order, each once. The
+/// filter sees every event of the request's tables, in order, exactly once.
 ///
 /// Ends with UNAUTHENTICATED when the viewer's token expires or their
-/// account is deactivated or deleted; with an error telling the client to
-/// refetch when its cursor is older than the log's retention.
+/// account is deactivated or deleted; with FORBIDDEN when their role
+/// changes (resubscribe to continue as the new role); with CURSOR_EXPIRED
+/// when the cursor is older than the log's retention and CURSOR_INVALID when
+/// it is ahead of the log.
 pub fn events(
     rt: Realtime,
     request: Request,
-    visible: impl Fn(&ChangeEvent) -> bool + Send + 'static,
-) -> impl Stream<Item = Result<Arc<ChangeEvent>, ApiError>> + Send {
+    mut filter: impl FnMut(&ChangeEvent) -> Option<ChangeOperation> + Send + 'static,
+) -> impl Stream<Item = Result<Delivery, ApiError>> + Send {
     async_stream::stream! {
         // Subscribe before reading the head, so nothing falls in between.
         let mut live = rt.subscribe();
         let mut last = request.after.unwrap_or_else(|| rt.head());
         let mut replay = request.after.is_some();
+        // Only a replay from the client's cursor has history to filter; a
+        // subscriber catching up after lagging behind is live.
+        let mut from_cursor = request.after.is_some();
+        // The last position that is history (only while replaying from the
+        // client's cursor).
+        let mut history: Option<Cursor> = None;
         let mut tables = request.tables.to_vec();
         tables.push("users");
         let expiry = expiry_sleep(request.expires_at);
@@ -57,11 +91,27 @@ pub fn events(
         loop {
             if replay {
                 replay = false;
-                match log::horizon(rt.pool()).await {
-                    Ok(horizon) if last < horizon => {
+                match log::bounds(rt.pool()).await {
+                    Ok(bounds) if last < bounds.horizon => {
                         yield Err(cursor_expired());
                         return;
                     }
+                    Ok(bounds) if last > bounds.head => {
+                        yield Err(cursor::cursor_invalid("it is ahead of the change log"));
+                        return;
+                    }
+                    // Restored under this running server: its keys and its
+                    // listener's position belong to the old log.
+                    Ok(bounds) if from_cursor && bounds.epoch != rt.cursors().identity().epoch => {
+                        tracing::error!("the change feed's epoch changed (api restore?) since this server started: restart it");
+                        yield Err(cursor::cursor_invalid("the database was restored since this server started"));
+                        return;
+                    }
+                    // History ends at the log's head as the replay starts:
+                    // everything committed by then is filtered by what the
+                    // viewer may see now; what commits later is delivered as
+                    // it would be live.
+                    Ok(bounds) if from_cursor => history = Some(bounds.head),
                     Ok(_) => {}
                     Err(err) => {
                         yield Err(err);
@@ -77,22 +127,22 @@ pub fn events(
                         }
                     };
                     let full = batch.len() as u64 == REPLAY_BATCH;
-                    for event in batch {
-                        last = event.cursor;
-                        // Account changes from before the session check are
-                        // history (it may have been reactivated since).
-                        if event.cursor > request.checked_at && ends_session(&request.viewer, &event) {
-                            yield Err(session_ended());
+                    if let Some(newest) = batch.last() {
+                        last = newest.cursor;
+                    }
+                    for item in replayed(&rt, &request, history, batch, &mut filter).await {
+                        let end = item.is_err();
+                        yield item;
+                        if end {
                             return;
-                        }
-                        if visible(&event) {
-                            yield Ok(Arc::new(event));
                         }
                     }
                     if !full {
                         break;
                     }
                 }
+                history = None;
+                from_cursor = false;
             }
             let next = tokio::select! {
                 () = &mut expiry => Next::Expired,
@@ -109,12 +159,16 @@ pub fn events(
                         continue;
                     }
                     last = event.cursor;
-                    if ends_session(&request.viewer, &event) {
-                        yield Err(session_ended());
+                    if let Some(err) = account_change(&request.viewer, &event) {
+                        yield Err(err);
                         return;
                     }
-                    if visible(&event) {
-                        yield Ok(event);
+                    if !request.tables.contains(&event.table.as_str()) {
+                        continue;
+                    }
+                    if let Some(operation) = filter(&event) {
+                        let cursor = rt.cursors().sign(&request.viewer, event.cursor);
+                        yield Ok(Delivery { event, operation, cursor });
                     }
                 }
                 // Fell behind the shared buffer: catch up from the log
@@ -136,6 +190,65 @@ pub fn events(
     }
 }
 
+/// What one replayed batch delivers, in order; an error, if any, is last
+/// and ends the stream. `history`: the last position filtered by what the
+/// viewer may see now (None: a subscriber catching up after lagging).
+async fn replayed(
+    rt: &Realtime,
+    request: &Request,
+    history: Option<Cursor>,
+    batch: Vec<ChangeEvent>,
+    filter: &mut (impl FnMut(&ChangeEvent) -> Option<ChangeOperation> + Send),
+) -> Vec<Result<Delivery, ApiError>> {
+    let mut decided = Vec::with_capacity(batch.len());
+    let mut end = None;
+    for event in batch {
+        // Account changes from before the session check are history (it
+        // may have been reactivated since).
+        if event.cursor > request.checked_at
+            && let Some(err) = account_change(&request.viewer, &event)
+        {
+            end = Some(err);
+            break;
+        }
+        if !request.tables.contains(&event.table.as_str()) {
+            continue;
+        }
+        if let Some(operation) = filter(&event) {
+            decided.push((event, operation));
+        }
+    }
+    let past = |event: &ChangeEvent| history.is_some_and(|until| event.cursor <= until);
+    let shown: Vec<(&str, &str)> = decided
+        .iter()
+        .filter(|(event, op)| past(event) && *op != ChangeOperation::Deleted)
+        .map(|(event, _)| (event.table.as_str(), event.key.as_str()))
+        .collect();
+    let visible_now = if shown.is_empty() {
+        Default::default()
+    } else {
+        match now::visible(rt.pool(), request.viewer, &shown).await {
+            Ok(found) if found.viewer != request.viewer => return vec![Err(role_changed())],
+            Ok(found) => found.rows,
+            Err(err) => return vec![Err(err)],
+        }
+    };
+    let mut out: Vec<Result<Delivery, ApiError>> = decided
+        .into_iter()
+        .filter(|(event, operation)| {
+            !past(event)
+                || *operation == ChangeOperation::Deleted
+                || visible_now.contains(&(event.table.clone(), event.key.clone()))
+        })
+        .map(|(event, operation)| {
+            let cursor = rt.cursors().sign(&request.viewer, event.cursor);
+            Ok(Delivery { event: Arc::new(event), operation, cursor })
+        })
+        .collect();
+    out.extend(end.map(Err));
+    out
+}
+
 async fn expiry_sleep(expires_at: Option<i64>) {
     match expires_at {
         Some(at) => {
@@ -146,17 +259,30 @@ async fn expiry_sleep(expires_at: Option<i64>) {
     }
 }
 
-/// The viewer's own account was deactivated or deleted.
-fn ends_session(viewer: &Viewer, event: &ChangeEvent) -> bool {
-    let Some(me) = viewer.user_id() else { return false };
-    event.table == "users"
-        && event.owner == Some(me)
-        && (event.op == Operation::Delete
-            || event.new_row.as_ref().and_then(|row| row.get("is_active")) == Some(&serde_json::Value::Bool(false)))
+/// A change to the viewer's own account that ends their subscriptions:
+/// deactivated or deleted (UNAUTHENTICATED), or a new role (FORBIDDEN: the
+/// filter was made for the old one).
+fn account_change(viewer: &Viewer, event: &ChangeEvent) -> Option<ApiError> {
+    let me = viewer.user_id()?;
+    if event.table != "users" || event.owner != Some(me) {
+        return None;
+    }
+    let Some(row) = event.new_row.as_ref().filter(|_| event.op != Operation::Delete) else {
+        return Some(session_ended());
+    };
+    if row.get("is_active") == Some(&Value::Bool(false)) {
+        return Some(session_ended());
+    }
+    let role = row.get("role").and_then(Value::as_str).and_then(Role::parse);
+    (role != viewer.role()).then(role_changed)
 }
 
 fn session_ended() -> ApiError {
     ApiError::Unauthenticated("this account is no longer active".into())
+}
+
+fn role_changed() -> ApiError {
+    ApiError::Forbidden("your role changed; resubscribe (with your last cursor) to continue under your new role".into())
 }
 
 fn cursor_expired() -> ApiError {

@@ -49,19 +49,19 @@ impl RoutinesSubscription {
         viewer.require_user()?;
         let routine_id = routine_id.map(|id| parse_uuid("routineId", &id)).transpose()?.map(|id| id.to_string());
         let request = ctx.change_request(&["routine_run"], after.as_deref())?;
-        let visible = move |event: &ChangeEvent| {
-            event.table == "routine_run"
-                && policy::event_visible_to(&viewer, event.owner)
+        let filter = move |event: &ChangeEvent| {
+            (policy::event_visible_to(&viewer, event.owner)
                 && routine_id.as_deref().is_none_or(|want| {
                     event.row().and_then(|row| row.get("routine_id")).and_then(serde_json::Value::as_str) == Some(want)
-                })
+                }))
+            .then(|| event.op.into())
         };
-        Ok(stream::events(ctx.realtime()?, request, visible).map(|item| {
-            let event = item?;
+        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
+            let delivery = item?;
             Ok(RunChangeEvent {
-                operation: event.op.into(),
-                run: event.decode_row::<entity::routine_run::Model>()?.into(),
-                cursor: event.cursor.encode(),
+                operation: delivery.operation,
+                run: delivery.event.decode_row::<entity::routine_run::Model>()?.into(),
+                cursor: delivery.cursor,
             })
         }))
     }
@@ -75,13 +75,13 @@ impl RoutinesSubscription {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
         let request = ctx.change_request(&["user_stats"], after.as_deref())?;
-        let visible = move |event: &ChangeEvent| event.table == "user_stats" && event.owner == Some(me);
-        Ok(stream::events(ctx.realtime()?, request, visible).map(|item| {
-            let event = item?;
+        let filter = move |event: &ChangeEvent| (event.owner == Some(me)).then(|| event.op.into());
+        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
+            let delivery = item?;
             Ok(StatsChangeEvent {
-                operation: event.op.into(),
-                stats: event.decode_row::<entity::user_stats::Model>()?.into(),
-                cursor: event.cursor.encode(),
+                operation: delivery.operation,
+                stats: delivery.event.decode_row::<entity::user_stats::Model>()?.into(),
+                cursor: delivery.cursor,
             })
         }))
     }

@@ -192,7 +192,7 @@ async fn metrics_expose_every_family_with_live_values_after_traffic() {
     ws.subscribe(
         "1",
         "subscription($a: String) { placeChanged(after: $a) { cursor } }",
-        json!({ "a": app.change_cursor().await }),
+        json!({ "a": app.change_cursor_for(&ada).await }),
     )
     .await;
     app.insert_place("p2", "cafe", 0.0, 0.0, None, None).await;

@@ -34,7 +34,7 @@ async fn the_npm_graphql_ws_client_receives_its_own_new_review_and_nothing_of_an
     app.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
-    let after = app.change_cursor().await;
+    let after = app.change_cursor_for(&ada).await;
     let query =
         "subscription($after: String) { myReviewChanged(after: $after) { operation review { id userId rating } } }";
     let mut node = tokio::process::Command::new("node")

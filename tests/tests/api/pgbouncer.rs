@@ -31,7 +31,7 @@ async fn queries_mutations_and_subscriptions_work_through_pgbouncer_in_transacti
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
     let mut ws = app.subscriber(Some(&ada.token)).await;
-    ws.subscribe("1", MY_REVIEWS, json!({ "after": app.change_cursor().await })).await;
+    ws.subscribe("1", MY_REVIEWS, json!({ "after": app.change_cursor_for(&ada).await })).await;
 
     // Mutations, reads and failing requests at once, many more than there
     // are server connections.

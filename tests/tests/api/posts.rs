@@ -91,12 +91,13 @@ async fn a_drafts_events_reach_its_author_only_until_it_is_published_and_unpubli
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
-    let after = app.change_cursor().await;
+    // Cursors are signed for the viewer they are handed to.
+    let (adas_after, bobs_after) = (app.change_cursor_for(&ada).await, app.change_cursor_for(&bob).await);
     let query = "subscription($a: String) { postChanged(after: $a) { operation post { title published } } }";
     let mut adas = app.subscriber(Some(&ada.token)).await;
-    adas.subscribe("1", query, json!({ "a": after })).await;
+    adas.subscribe("1", query, json!({ "a": adas_after })).await;
     let mut bobs = app.subscriber(Some(&bob.token)).await;
-    bobs.subscribe("1", query, json!({ "a": after })).await;
+    bobs.subscribe("1", query, json!({ "a": bobs_after })).await;
 
     let id = post(&app, &ada, "draft", false).await;
     app.data(
@@ -173,7 +174,7 @@ async fn comment_added_streams_new_comments_of_a_visible_post() {
     assert_eq!(refused["payload"][0]["extensions"]["code"], "NOT_FOUND");
 
     let mut ws = app.subscriber(Some(&bob.token)).await;
-    ws.subscribe("1", query, json!({ "p": live, "a": app.change_cursor().await })).await;
+    ws.subscribe("1", query, json!({ "p": live, "a": app.change_cursor_for(&bob).await })).await;
     app.data(
         Some(&ada.token),
         "mutation($p: ID!) { addComment(postId: $p, body: \"first\") { id } }",

@@ -39,7 +39,7 @@ async fn a_subscriber_receives_its_own_review_changes_and_nothing_of_another_use
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
     let mut ws = app.subscriber(Some(&ada.token)).await;
-    ws.subscribe("1", MY_REVIEWS, json!({ "after": app.change_cursor().await })).await;
+    ws.subscribe("1", MY_REVIEWS, json!({ "after": app.change_cursor_for(&ada).await })).await;
 
     create_review(&app, &bob.token, "p1", 1.0).await;
     let review = create_review(&app, &ada.token, "p1", 4.0).await;
@@ -326,7 +326,7 @@ async fn deactivating_a_user_ends_their_live_subscriptions() {
     let admin = app.sign_up_as("root", "admin").await;
     let ada = app.sign_up("ada").await;
     let mut ws = app.subscriber(Some(&ada.token)).await;
-    ws.subscribe("1", MY_REVIEWS, json!({ "after": app.change_cursor().await })).await;
+    ws.subscribe("1", MY_REVIEWS, json!({ "after": app.change_cursor_for(&ada).await })).await;
 
     app.data(
         Some(&admin.token),
@@ -476,7 +476,7 @@ async fn replaying_past_a_deactivation_that_was_undone_does_not_end_the_subscrip
     let app = TestApp::spawn().await;
     let admin = app.sign_up_as("root", "admin").await;
     let ada = app.sign_up("ada").await;
-    let before = app.change_cursor().await;
+    let before = app.change_cursor_for(&ada).await;
     let set = "mutation($id: ID!, $on: Boolean!) { setUserActive(userId: $id, isActive: $on) { id } }";
     app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": false })).await;
     app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": true })).await;

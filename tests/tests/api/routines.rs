@@ -170,7 +170,7 @@ async fn run_and_stats_changes_reach_their_owner_only() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
-    let after = app.change_cursor().await;
+    let after = app.change_cursor_for(&ada).await;
     let mut ws = app.subscriber(Some(&ada.token)).await;
     ws.subscribe(
         "runs",

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS change_feed_epoch;
