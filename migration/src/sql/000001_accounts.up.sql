@@ -70,6 +70,11 @@ GRANT INSERT, UPDATE (last_login) ON users TO app_auth;
 -- role may not read or write `users`. These SECURITY DEFINER functions are the
 -- only door: they run as app_auth (not the table owner, so RLS still applies
 -- to them) and a fixed search_path keeps callers from shadowing objects.
+-- `api migrate fresh` drops the tables but not functions that outlive them:
+-- a later migration's auth_sign_up (000009 returns no users row, so it does
+-- not go with the table) would make CREATE OR REPLACE fail on the new
+-- return type.
+DROP FUNCTION IF EXISTS auth_sign_up(text, text, text, text);
 CREATE OR REPLACE FUNCTION auth_sign_up(p_email text, p_username text, p_password_hash text, p_full_name text)
 RETURNS SETOF users
 LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$

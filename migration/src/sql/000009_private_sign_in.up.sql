@@ -27,7 +27,7 @@ DROP FUNCTION auth_touch_login(uuid);
 DROP FUNCTION auth_sign_up(text, text, text, text);
 
 -- What checking a password needs, and no more: no email, no name.
-CREATE FUNCTION auth_sign_in_lookup(p_login text)
+CREATE OR REPLACE FUNCTION auth_sign_in_lookup(p_login text)
 RETURNS TABLE (id uuid, password_hash text, is_active boolean, role text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT u.id, u.password_hash::text, u.is_active, u.role::text FROM users u
@@ -37,7 +37,7 @@ $$;
 
 -- After the password matched: records the sign-in and returns the account
 -- for the session (its owner's own row, without the hash).
-CREATE FUNCTION auth_signed_in(p_id uuid)
+CREATE OR REPLACE FUNCTION auth_signed_in(p_id uuid)
 RETURNS TABLE (id uuid, email varchar, username varchar, full_name varchar, role varchar,
                is_active boolean, created_at timestamptz, last_login timestamptz)
 LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
