@@ -180,16 +180,17 @@ fn classify_db_error(err: &DbErr) -> ApiError {
         "42501" => ApiError::Forbidden("not allowed for your role".into()),
         // serialization_failure, deadlock_detected
         "40001" | "40P01" => ApiError::Conflict { field: None, message: "concurrent update; retry the request".into() },
-        // query_canceled by our statement_timeout (the message is the only
-        // thing that tells it from a cancel request)
-        "57014" if err.to_string().contains("statement timeout") => {
+        // query_canceled: the server never sends cancel requests of its
+        // own, so this is the request's statement_timeout (whatever
+        // language lc_messages makes the message).
+        "57014" => {
             tracing::warn!(error = %err, "statement timeout");
             ApiError::QueryTimeout(
                 "a statement of this request ran longer than the server allows and was cancelled; the request was rolled back: ask for less (smaller pages, fewer fields)".into(),
             )
         }
-        // query_canceled otherwise, admin_shutdown, cannot_connect_now
-        "57014" | "57P01" | "57P03" => {
+        // admin_shutdown, cannot_connect_now
+        "57P01" | "57P03" => {
             tracing::warn!(error = %err, "database cancelled the statement");
             ApiError::Unavailable("the database is busy; retry shortly".into())
         }

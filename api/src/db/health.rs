@@ -4,16 +4,20 @@
 //! sqlx's pool retries a refused connection until DATABASE_POOL_TIMEOUT
 //! (30 s by default): with PostgreSQL down, every request and `/readyz`
 //! would hang that long before answering 503, holding a client connection
-//! and a task each. Instead, a caller that has waited [`SUSPECT_AFTER`] for
-//! a connection, or that lost one mid-request, asks for a probe: one fresh
-//! connection with a short timeout, at most one at a time. If it fails the
-//! database is marked unreachable: callers waiting for a connection are
-//! released with SERVICE_UNAVAILABLE, new ones are refused at once, and a
-//! prober retries every [`PROBE_EVERY`] until the database answers again,
-//! when everything goes back to normal by itself.
+//! and a task each. Instead, a probe is asked for when a caller has waited
+//! [`SUSPECT_AFTER`] for a connection, when BEGIN or COMMIT fails because
+//! the connection is gone, and when `/readyz` gets no answer in time: one
+//! fresh connection with a short timeout, at most one at a time. If it
+//! fails the database is marked unreachable: callers waiting for a
+//! connection are released with SERVICE_UNAVAILABLE, new ones are refused
+//! at once, and a prober retries every [`PROBE_EVERY`] until the database
+//! answers again, when everything goes back to normal by itself.
 //!
-//! A busy database (every connection taken, the probe connects fine) is not
-//! "down": those callers keep waiting for the pool as before.
+//! A busy database is not "down": when every pooled connection is taken
+//! the probe still connects, and when the server has no connection slot
+//! left for it (`too_many_connections`, as when `max_connections` or a
+//! pooler's limit is sized to the pool) it has answered all the same.
+//! Those callers keep waiting for the pool as before.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,7 +94,12 @@ impl Health {
 
     async fn probe(&self) -> Result<(), String> {
         let check = async {
-            let mut conn = self.inner.options.connect().await.map_err(|e| e.to_string())?;
+            let mut conn = match self.inner.options.connect().await {
+                Ok(conn) => conn,
+                // It answered: full, not gone (see the module doc).
+                Err(sea_orm::sqlx::Error::Database(db)) if db.code().as_deref() == Some("53300") => return Ok(()),
+                Err(err) => return Err(err.to_string()),
+            };
             conn.ping().await.map_err(|e| e.to_string())?;
             let _ = conn.close().await;
             Ok(())
