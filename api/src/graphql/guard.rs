@@ -7,7 +7,9 @@
 //!   keeps its older code, `QUERY_TOO_COMPLEX`, which clients may branch on);
 //! - how many root fields a mutation has (`TOO_MANY_MUTATION_FIELDS`): each
 //!   is a write in one all-or-nothing transaction, so one request could
-//!   otherwise hold row locks for as long as it likes;
+//!   otherwise hold row locks for as long as it likes; and at most one of
+//!   them signs up or in ([`crate::accounts::ONE_PER_DOCUMENT`]): aliases
+//!   would otherwise make one request 40 sign-ups or 40 password guesses;
 //! - a NUL character in any argument or variable (BAD_USER_INPUT naming the
 //!   field): PostgreSQL refuses 0x00 in `text` and `jsonb`, and checking
 //!   here covers every argument of every resolver at once.
@@ -134,8 +136,9 @@ impl GuardExtension {
             && operation.node.ty == OperationType::Mutation
         {
             let limit = self.limits.max_mutation_fields;
-            let count =
-                root_fields(document, &operation.node.selection_set.node, limit.saturating_add(1), &mut Vec::new());
+            let set = &operation.node.selection_set.node;
+            let any_field = |name: &str| name != "__typename";
+            let count = root_fields(document, set, limit.saturating_add(1), any_field, &mut Vec::new());
             if count > limit {
                 return Err(coded(
                     format!(
@@ -146,6 +149,15 @@ impl GuardExtension {
                     Some(operation.pos),
                     &[("limit", limit)],
                 ));
+            }
+            let signs_in = |name: &str| crate::accounts::ONE_PER_DOCUMENT.contains(&name);
+            if root_fields(document, set, 2, signs_in, &mut Vec::new()) > 1 {
+                let err: async_graphql::Error = crate::error::ApiError::bad_input(
+                    "signIn",
+                    "a request may have at most one signUp or signIn field: send each in a request of its own",
+                )
+                .into();
+                return Err(err.into_server_error(operation.pos));
             }
         }
         Ok(())
@@ -274,6 +286,7 @@ fn root_fields<'a>(
     document: &'a ExecutableDocument,
     set: &'a SelectionSet,
     stop: usize,
+    counts: impl Fn(&str) -> bool + Copy,
     path: &mut Vec<&'a str>,
 ) -> usize {
     let mut count = 0;
@@ -282,16 +295,16 @@ fn root_fields<'a>(
             break;
         }
         count += match &item.node {
-            Selection::Field(field) => usize::from(field.node.name.node.as_str() != "__typename"),
+            Selection::Field(field) => usize::from(counts(field.node.name.node.as_str())),
             Selection::InlineFragment(inline) => {
-                root_fields(document, &inline.node.selection_set.node, stop - count, path)
+                root_fields(document, &inline.node.selection_set.node, stop - count, counts, path)
             }
             Selection::FragmentSpread(spread) => {
                 let name = spread.node.fragment_name.node.as_str();
                 match document.fragments.get(name) {
                     Some(fragment) if !path.contains(&name) => {
                         path.push(name);
-                        let n = root_fields(document, &fragment.node.selection_set.node, stop - count, path);
+                        let n = root_fields(document, &fragment.node.selection_set.node, stop - count, counts, path);
                         path.pop();
                         n
                     }
@@ -392,7 +405,7 @@ mod tests {
     fn mutation_fields(query: &str, stop: usize) -> usize {
         let document = parse_query(query).unwrap_or_else(|e| panic!("{e}"));
         let Some((_, operation)) = select_operation(&document, None) else { panic!("one operation") };
-        root_fields(&document, &operation.node.selection_set.node, stop, &mut Vec::new())
+        root_fields(&document, &operation.node.selection_set.node, stop, |name| name != "__typename", &mut Vec::new())
     }
 
     #[test]
