@@ -4,10 +4,12 @@
 //! the new role may not see, and new operations on the same socket run as
 //! the new role.
 
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 use tests::{TestApp, TestUser, WsClient};
 
 const POSTS: &str = "subscription($a: String) { postChanged(after: $a) { operation post { title published } } }";
+const COMMENTS: &str = "subscription($p: ID!) { commentAdded(postId: $p) { comment { body } } }";
 const RUNS: &str = "subscription($a: String) { runChanged(after: $a) { operation run { userId } } }";
 
 async fn post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
@@ -136,4 +138,37 @@ async fn a_subscription_whose_account_cannot_be_checked_is_refused_rather_than_r
 
     blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(slow.await.ok().flatten(), Some(200));
+}
+
+#[tokio::test]
+async fn a_demotion_that_commits_while_a_subscription_is_starting_ends_it_instead_of_being_missed() {
+    let app = TestApp::spawn().await;
+    let root = app.sign_up_as("root", "admin").await;
+    let boss = app.sign_up_as("boss", "admin").await;
+    let ada = app.sign_up("ada").await;
+    let post_id = post(&app, &ada, "ada's post", true).await;
+    let mut ws = app.subscriber(Some(&boss.token)).await;
+
+    // commentAdded reads its post before its stream starts: hold that read
+    // on a lock, so the subscription is accepted (its account checked, as
+    // an admin) but its stream has not started yet.
+    let lock = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    lock.execute_unprepared("LOCK TABLE post IN ACCESS EXCLUSIVE MODE").await.unwrap_or_else(|e| panic!("{e}"));
+    ws.subscribe("1", COMMENTS, json!({ "p": post_id })).await;
+    let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'post'::regclass";
+    tests::eventually("the subscription's start waits on the lock", async || app.count(waiting).await > 0).await;
+
+    // The demotion commits and is broadcast in that window...
+    app.set_role(&root, &boss, "USER").await;
+    let committed = app.count("SELECT coalesce(max(seq), 0) FROM change_commit").await;
+    tests::eventually("the listener has broadcast the demotion", async || app.realtime.head().seq >= committed).await;
+    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // ...and still ends the subscription: it never runs as an admin, who
+    // would be shown a comment on Ada's post once it is a draft.
+    let unpublish = "mutation($id: ID!) { publishPost(id: $id, published: false) { id } }";
+    app.data(Some(&ada.token), unpublish, json!({ "id": post_id })).await;
+    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }";
+    app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "on a draft now" })).await;
+    assert_ended_with(&next_of(&mut ws, "1").await, "FORBIDDEN");
 }
