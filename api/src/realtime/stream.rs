@@ -61,7 +61,9 @@ pub struct Delivery {
     pub cursor: String,
     /// A replayed removal of a row the viewer may not see now (unpublished
     /// or deleted since): show only what identifies the row, none of its
-    /// content. Only ever set on a DELETED operation.
+    /// content. Only ever set on a DELETED operation. `postChanged` blanks
+    /// the post; the other feeds' rows are the viewer's own, public, or
+    /// shown by role, so their last visible state is still theirs to read.
     pub tombstone: bool,
 }
 
@@ -254,8 +256,7 @@ async fn replayed(
     let mut out: Vec<Result<Delivery, ApiError>> = decided
         .into_iter()
         .filter_map(|(event, operation)| {
-            let hidden_now =
-                past(&event) && !visible_now.contains(&(event.table.clone(), event.key.clone()));
+            let hidden_now = past(&event) && !visible_now.contains(&(event.table.clone(), event.key.clone()));
             let tombstone = hidden_now && operation == ChangeOperation::Deleted;
             if hidden_now && !tombstone {
                 return None;

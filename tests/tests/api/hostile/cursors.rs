@@ -200,12 +200,15 @@ async fn a_replayed_removal_of_a_post_hidden_since_names_the_post_but_carries_no
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
     let cursor = app.change_cursor_for(&bob).await;
-    let create = "mutation($t: String!, $b: String!) { createPost(input: {title: $t, body: $b, published: true}) { id } }";
+    let create =
+        "mutation($t: String!, $b: String!) { createPost(input: {title: $t, body: $b, published: true}) { id } }";
     let mut ids = Vec::new();
     for title in ["unpublished since", "deleted since", "unpublished, then published again"] {
         let data = app.data(Some(&ada.token), create, json!({ "t": title, "b": format!("body of {title}") })).await;
         ids.push(data["createPost"]["id"].as_str().unwrap_or_default().to_owned());
     }
+    // The cursor is the broadcast position: past the three creations.
+    caught_up(&app).await;
     let cursor_after_creation = app.change_cursor_for(&bob).await;
     publish(&app, &ada, &ids[0], false).await;
     app.data(Some(&ada.token), "mutation($id: ID!) { deletePost(id: $id) { id } }", json!({ "id": ids[1] })).await;
@@ -220,7 +223,8 @@ async fn a_replayed_removal_of_a_post_hidden_since_names_the_post_but_carries_no
     for _ in 0..3 {
         seen.push(ws.next_data("1").await["postChanged"].clone());
     }
-    let tombstone = |id: &str| json!({ "operation": "DELETED", "post": { "id": id, "title": "", "body": "", "published": false } });
+    let tombstone =
+        |id: &str| json!({ "operation": "DELETED", "post": { "id": id, "title": "", "body": "", "published": false } });
     assert_eq!(seen[0], tombstone(&ids[0]), "the id to drop it by, nothing of what it said");
     assert_eq!(seen[1], tombstone(&ids[1]));
     // Visible again now: its removal and return are replayed whole.
