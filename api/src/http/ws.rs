@@ -336,7 +336,10 @@ impl Connection {
         // The account may have been deactivated, or its role changed, since
         // connection_init: check it again, as every HTTP request does, and
         // run the operation as the account is now. Changes after this point
-        // end the subscription; earlier ones are covered by this check.
+        // end the subscription; earlier ones are covered by this check. A
+        // stream without `after` starts at this position (not where the
+        // broadcast is when it first runs), so a change that commits while
+        // the operation starts still ends it (`realtime::stream`).
         let checked_at = self.state.realtime.head();
         let mut session = session;
         if session.viewer.user_id().is_some() {

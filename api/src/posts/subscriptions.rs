@@ -23,7 +23,12 @@ pub struct PostChangeEvent {
     /// What happened, for this viewer: a post unpublished is DELETED for
     /// those who may no longer see it.
     pub operation: ChangeOperation,
-    /// The post after the change (before it, for DELETED).
+    /// The post after the change (before it, for DELETED). A DELETED event
+    /// replayed from `after` for a post the viewer may no longer see
+    /// (unpublished or deleted since) is a tombstone: only `id`, the author
+    /// and `createdAt` are the post's; `title` and `body` are empty,
+    /// `published` is false and `updatedAt` is `createdAt`. Drop the post
+    /// by its `id`.
     pub post: Post,
     /// Pass as `after` when resubscribing to continue right after this event.
     pub cursor: String,
@@ -56,6 +61,19 @@ fn post_event_for(viewer: &Viewer, event: &ChangeEvent) -> Option<ChangeOperatio
         // Unpublished: it disappears for this viewer.
         (Operation::Update, true, false) | (Operation::Delete, true, _) => Some(ChangeOperation::Deleted),
         _ => None,
+    }
+}
+
+/// A post as a replayed removal shows it to a viewer who may no longer see
+/// it: what identifies it (to drop it from a cache), none of its content,
+/// nor when it was last edited.
+fn tombstone(post: entity::post::Model) -> entity::post::Model {
+    entity::post::Model {
+        title: String::new(),
+        body: String::new(),
+        published: false,
+        updated_at: post.created_at,
+        ..post
     }
 }
 
@@ -92,6 +110,7 @@ impl PostsSubscription {
             };
             let model: entity::post::Model =
                 serde_json::from_value(row.cloned().unwrap_or_default()).map_err(ApiError::internal)?;
+            let model = if delivery.tombstone { tombstone(model) } else { model };
             Ok(PostChangeEvent { operation: delivery.operation, post: model.into(), cursor: delivery.cursor })
         }))
     }

@@ -43,7 +43,9 @@ pub enum ChangeOperation {
     Inserted,
     /// The row was changed.
     Updated,
-    /// The row was deleted; the event carries it as it was.
+    /// The row was deleted (or hidden from this viewer); the event carries
+    /// it as it was, or, replayed for a viewer who may not see the row now,
+    /// as a tombstone that only identifies it.
     Deleted,
 }
 

@@ -9,9 +9,18 @@
 //! its history. Its removal (a deletion, a post unpublished: a DELETED event)
 //! is replayed when the viewer could see the row just before it, because a
 //! client that fetched data after taking its cursor may hold the row and
-//! must drop it; the row it carries is its last state that this viewer was
-//! allowed to see. Events committed after the replay started are delivered
-//! as live ones are, by the in-memory policy.
+//! must drop it. If the viewer may not see the row now, that removal is a
+//! tombstone ([`Delivery::tombstone`]): it identifies the row and nothing
+//! more, as its content is no longer theirs to read. Events committed after
+//! the replay started are delivered as live ones are, by the in-memory
+//! policy.
+//!
+//! A subscription without a cursor starts where its account was checked
+//! (`Request::checked_at`), not where the broadcast is when the stream is
+//! first polled: an account change committed in between (a demotion racing
+//! the subscribe) must end the stream, so the events of that window are read
+//! from the log. They are not history: they committed after the
+//! subscription was accepted, so they are delivered as live ones would be.
 
 use std::sync::Arc;
 
@@ -50,6 +59,12 @@ pub struct Delivery {
     pub operation: ChangeOperation,
     /// The event's cursor, signed for this viewer.
     pub cursor: String,
+    /// A replayed removal of a row the viewer may not see now (unpublished
+    /// or deleted since): show only what identifies the row, none of its
+    /// content. Only ever set on a DELETED operation. `postChanged` blanks
+    /// the post; the other feeds' rows are the viewer's own, public, or
+    /// shown by role, so their last visible state is still theirs to read.
+    pub tombstone: bool,
 }
 
 enum Next {
@@ -76,8 +91,11 @@ pub fn events(
     async_stream::stream! {
         // Subscribe before reading the head, so nothing falls in between.
         let mut live = rt.subscribe();
-        let mut last = request.after.unwrap_or_else(|| rt.head());
-        let mut replay = request.after.is_some();
+        // Without a cursor, start where the account was checked: what was
+        // broadcast since (an account change racing the subscribe) is read
+        // from the log, as a lagging subscriber catches up.
+        let mut last = request.after.unwrap_or(request.checked_at);
+        let mut replay = request.after.is_some() || rt.head() > last;
         // Only a replay from the client's cursor has history to filter; a
         // subscriber catching up after lagging behind is live.
         let mut from_cursor = request.after.is_some();
@@ -168,7 +186,7 @@ pub fn events(
                     }
                     if let Some(operation) = filter(&event) {
                         let cursor = rt.cursors().sign(&request.viewer, event.cursor);
-                        yield Ok(Delivery { event, operation, cursor });
+                        yield Ok(Delivery { event, operation, cursor, tombstone: false });
                     }
                 }
                 // Fell behind the shared buffer: catch up from the log
@@ -219,9 +237,11 @@ async fn replayed(
         }
     }
     let past = |event: &ChangeEvent| history.is_some_and(|until| event.cursor <= until);
+    // Removals too: one of a row visible now may carry its content, one of
+    // a row hidden since is a tombstone.
     let shown: Vec<(&str, &str)> = decided
         .iter()
-        .filter(|(event, op)| past(event) && *op != ChangeOperation::Deleted)
+        .filter(|(event, _)| past(event))
         .map(|(event, _)| (event.table.as_str(), event.key.as_str()))
         .collect();
     let visible_now = if shown.is_empty() {
@@ -235,14 +255,14 @@ async fn replayed(
     };
     let mut out: Vec<Result<Delivery, ApiError>> = decided
         .into_iter()
-        .filter(|(event, operation)| {
-            !past(event)
-                || *operation == ChangeOperation::Deleted
-                || visible_now.contains(&(event.table.clone(), event.key.clone()))
-        })
-        .map(|(event, operation)| {
+        .filter_map(|(event, operation)| {
+            let hidden_now = past(&event) && !visible_now.contains(&(event.table.clone(), event.key.clone()));
+            let tombstone = hidden_now && operation == ChangeOperation::Deleted;
+            if hidden_now && !tombstone {
+                return None;
+            }
             let cursor = rt.cursors().sign(&request.viewer, event.cursor);
-            Ok(Delivery { event: Arc::new(event), operation, cursor })
+            Some(Ok(Delivery { event: Arc::new(event), operation, cursor, tombstone }))
         })
         .collect();
     out.extend(end.map(Err));

@@ -4,10 +4,12 @@
 //! the new role may not see, and new operations on the same socket run as
 //! the new role.
 
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 use tests::{TestApp, TestUser, WsClient};
 
 const POSTS: &str = "subscription($a: String) { postChanged(after: $a) { operation post { title published } } }";
+const COMMENTS: &str = "subscription($p: ID!) { commentAdded(postId: $p) { comment { body } } }";
 const RUNS: &str = "subscription($a: String) { runChanged(after: $a) { operation run { userId } } }";
 
 async fn post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
@@ -136,4 +138,83 @@ async fn a_subscription_whose_account_cannot_be_checked_is_refused_rather_than_r
 
     blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(slow.await.ok().flatten(), Some(200));
+}
+
+/// Holds every read of `table` on a lock until the transaction returned
+/// is rolled back. commentAdded reads the log's bounds and then its post
+/// before its stream starts, so a subscription to it sent now is accepted
+/// (its account checked) but its stream does not start while the lock on
+/// `post` or `change_log_horizon` is held.
+async fn hold_reads_of(app: &TestApp, table: &str) -> sea_orm::DatabaseTransaction {
+    let lock = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let sql = format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
+    lock.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+    lock
+}
+
+/// Until a read of `table` waits on [`hold_reads_of`]'s lock.
+async fn until_a_read_waits_on(app: &TestApp, table: &str) {
+    let waiting = format!("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{table}'::regclass");
+    tests::eventually("the subscription's start waits on the lock", async || app.count(&waiting).await > 0).await;
+}
+
+/// Until the server's listener has broadcast everything committed.
+async fn caught_up(app: &TestApp) {
+    let committed = app.count("SELECT coalesce(max(seq), 0) FROM change_commit").await;
+    tests::eventually("the listener has caught up", async || app.realtime.head().seq >= committed).await;
+}
+
+#[tokio::test]
+async fn a_demotion_that_commits_while_a_subscription_is_starting_ends_it_instead_of_being_missed() {
+    let app = TestApp::spawn().await;
+    let root = app.sign_up_as("root", "admin").await;
+    let boss = app.sign_up_as("boss", "admin").await;
+    let ada = app.sign_up("ada").await;
+    let post_id = post(&app, &ada, "ada's post", true).await;
+    let mut ws = app.subscriber(Some(&boss.token)).await;
+
+    // Accepted as an admin, its stream not started yet...
+    let lock = hold_reads_of(&app, "post").await;
+    ws.subscribe("1", COMMENTS, json!({ "p": post_id })).await;
+    until_a_read_waits_on(&app, "post").await;
+    // ...when the demotion commits and is broadcast.
+    app.set_role(&root, &boss, "USER").await;
+    caught_up(&app).await;
+    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // It still ends the subscription: it never runs as an admin, who would
+    // be shown a comment on Ada's post once it is a draft.
+    let unpublish = "mutation($id: ID!) { publishPost(id: $id, published: false) { id } }";
+    app.data(Some(&ada.token), unpublish, json!({ "id": post_id })).await;
+    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }";
+    app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "on a draft now" })).await;
+    assert_ended_with(&next_of(&mut ws, "1").await, "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn events_that_commit_while_a_subscription_is_starting_are_delivered_as_live_ones() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let post_id = post(&app, &ada, "ada's post", true).await;
+    let mut ws = app.subscriber(Some(&bob.token)).await;
+
+    // Not `post`, which adding a comment reads too.
+    let lock = hold_reads_of(&app, "change_log_horizon").await;
+    ws.subscribe("1", COMMENTS, json!({ "p": post_id })).await;
+    until_a_read_waits_on(&app, "change_log_horizon").await;
+    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }";
+    app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "while Bob's subscription starts" })).await;
+    caught_up(&app).await;
+    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "after" })).await;
+
+    // The stream starts where Bob's subscribe was accepted, not later.
+    let first = next_of(&mut ws, "1").await;
+    assert_eq!(
+        first["payload"]["data"]["commentAdded"]["comment"]["body"], "while Bob's subscription starts",
+        "{first}"
+    );
+    let second = next_of(&mut ws, "1").await;
+    assert_eq!(second["payload"]["data"]["commentAdded"]["comment"]["body"], "after", "{second}");
 }
