@@ -25,6 +25,8 @@ use async_graphql::Context;
 use async_graphql::connection::PageInfo;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::future::BoxFuture;
+use sea_orm::DbErr;
 use sea_orm::sea_query::{ColumnType, Expr, ExprTrait, NullOrdering, Order, SelectStatement, Value};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
@@ -84,8 +86,8 @@ impl<E: EntityTrait> SortKey<E> {
     fn segment(&self, segment: usize) -> (&'static [E::Column], Option<sea_orm::sea_query::SimpleExpr>) {
         match (self.nullable_lead, segment) {
             (false, _) => (self.columns, None),
-            (true, 0) => (self.columns, Some(Expr::col(self.columns[0]).is_not_null())),
-            (true, _) => (&self.columns[1..], Some(Expr::col(self.columns[0]).is_null())),
+            (true, 0) => (self.columns, Some(qualified(self.columns[0]).is_not_null())),
+            (true, _) => (&self.columns[1..], Some(qualified(self.columns[0]).is_null())),
         }
     }
 
@@ -179,6 +181,22 @@ impl Page {
         E: EntityTrait,
         E::Model: Send + Sync,
     {
+        self.fetch_with(query, key, |q| Box::pin(q.all(db)), |row| row).await
+    }
+
+    /// [`fetch`](Self::fetch) with rows read by `run`, e.g. each with a
+    /// joined row (`find_also_related`) so a nested object costs no query of
+    /// its own; `model` gives the row's own model (for its cursor).
+    pub async fn fetch_with<'a, E, T>(
+        &self,
+        query: Select<E>,
+        key: &SortKey<E>,
+        run: impl Fn(Select<E>) -> BoxFuture<'a, Result<Vec<T>, DbErr>>,
+        model: impl Fn(&T) -> &E::Model,
+    ) -> ApiResult<PageOf<T>>
+    where
+        E: EntityTrait,
+    {
         let total = TotalCount::of(query.as_query().clone());
         let start = self.cursor.as_ref().map(|raw| self.check_cursor(raw, key)).transpose()?;
         let want = self.limit + 1;
@@ -189,7 +207,7 @@ impl Page {
             order.reverse();
         }
         let first_segment = start.as_ref().map_or(order[0], |values| key.segment_of(values));
-        let mut rows: Vec<E::Model> = Vec::new();
+        let mut rows: Vec<T> = Vec::new();
         for &segment in order.iter().skip_while(|&&s| s != first_segment) {
             let (columns, filter) = key.segment(segment);
             let mut q = query.clone();
@@ -215,7 +233,7 @@ impl Page {
                 };
             }
             let missing = want - rows.len() as u64;
-            rows.extend(q.limit(missing).all(db).await?);
+            rows.extend(run(q.limit(missing)).await?);
             if rows.len() as u64 >= want {
                 break;
             }
@@ -225,7 +243,7 @@ impl Page {
         if !forward {
             rows.reverse();
         }
-        let edges: Vec<(String, E::Model)> = rows.into_iter().map(|row| (encode_cursor(key, &row), row)).collect();
+        let edges: Vec<(String, T)> = rows.into_iter().map(|row| (encode_cursor(key, model(&row)), row)).collect();
         // Relay: going forward, rows exist before `after` (its own row, at
         // least, when it was issued); going backward, after `before`.
         let page_info = PageInfo {
@@ -262,11 +280,16 @@ impl Page {
 /// comparison so PostgreSQL uses it as an index condition.
 fn past<Col: ColumnTrait>(columns: &[Col], values: &[Value], descending: bool) -> sea_orm::sea_query::SimpleExpr {
     let (left, right): (Expr, Expr) = if columns.len() == 1 {
-        (Expr::col(columns[0]), Expr::val(values[0].clone()))
+        (qualified(columns[0]), Expr::val(values[0].clone()))
     } else {
-        (Expr::tuple(columns.iter().map(|c| Expr::col(*c))), Expr::tuple(values.iter().map(|v| Expr::val(v.clone()))))
+        (Expr::tuple(columns.iter().map(|c| qualified(*c))), Expr::tuple(values.iter().map(|v| Expr::val(v.clone()))))
     };
     if descending { left.lt(right) } else { left.gt(right) }
+}
+
+/// `"table"."column"`: a page may join another table with the same names.
+fn qualified<Col: ColumnTrait>(column: Col) -> Expr {
+    Expr::col(column.as_column_ref())
 }
 
 fn is_null(value: &Value) -> bool {

@@ -16,5 +16,6 @@ DROP INDEX idx_users_oldest;
 DROP INDEX idx_place_newest_keyset;
 CREATE INDEX idx_place_newest ON place (created_at DESC, id);
 
+DROP INDEX idx_place_category_rating;
 DROP INDEX idx_place_rating_keyset;
 CREATE INDEX idx_place_rating ON place (rating DESC NULLS LAST, id);

@@ -13,6 +13,10 @@
 -- (`rating IS NULL`, an index condition too) by id.
 DROP INDEX idx_place_rating;
 CREATE INDEX idx_place_rating_keyset ON place (rating DESC NULLS LAST, id DESC);
+-- The same within one category (the common filter): a page is an index range
+-- instead of every place of the category sorted (0.06 ms instead of 0.26 ms
+-- for 667 cafes of `api seed --scale 1000`).
+CREATE INDEX idx_place_category_rating ON place (category, rating DESC NULLS LAST, id DESC);
 
 -- places(orderBy: NEWEST).
 DROP INDEX idx_place_newest;

@@ -323,3 +323,49 @@ async fn every_connection_pages_forward_and_backward_by_its_cursors() {
     assert_eq!(error_code(&users), "BAD_USER_INPUT", "a post cursor is no user cursor");
     assert_eq!(users["errors"][0]["extensions"]["field"], "after");
 }
+
+async fn calls(app: &TestApp, like: &str) -> i64 {
+    app.count(&format!(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+         WHERE d.datname = current_database() AND s.query LIKE '{like}'"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 6).await;
+    let ada = app.sign_up("ada").await;
+    let review = "mutation($p: ID!) { createReview(input: { placeId: $p, rating: 3 }) { id } }";
+    for i in 0..6 {
+        app.data(Some(&ada.token), review, json!({ "p": format!("p{i:02}") })).await;
+    }
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+    let place_alone = r#"%FROM "place"%"#;
+    let joined = r#"%FROM "review" LEFT JOIN "place"%"#;
+    let (places_before, joined_before) = (calls(&app, place_alone).await, calls(&app, joined).await);
+
+    let page = app
+        .data(
+            Some(&ada.token),
+            "{ myReviews(first: 4) { edges { cursor node { place { id name } } } nodes { place { name } } pageInfo { hasNextPage } } }",
+            json!({}),
+        )
+        .await;
+    let places: Vec<&Value> =
+        page["myReviews"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["place"]["id"]).collect();
+    assert_eq!(places, ["p05", "p04", "p03", "p02"], "newest review first, each with its place");
+    assert_eq!(page["myReviews"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(calls(&app, place_alone).await, places_before, "no separate place query");
+    assert_eq!(calls(&app, joined).await, joined_before + 1, "the page and its places in one statement");
+
+    let next = app
+        .data(
+            Some(&ada.token),
+            "query($a: String) { myReviews(first: 4, after: $a) { nodes { place { id } } } }",
+            json!({ "a": page["myReviews"]["edges"][3]["cursor"] }),
+        )
+        .await;
+    assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "id": "p01" } }, { "place": { "id": "p00" } }]));
+}
