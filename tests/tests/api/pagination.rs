@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 use tests::{TestApp, error_code};
 
@@ -368,4 +368,56 @@ async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
         )
         .await;
     assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "id": "p01" } }, { "place": { "id": "p00" } }]));
+}
+
+#[tokio::test]
+async fn a_deep_page_starts_at_its_cursor_in_the_index_instead_of_scanning_the_pages_before_it() {
+    let app = TestApp::spawn().await;
+    app.db
+        .execute_unprepared(
+            "INSERT INTO place (id, name, lat, lng, rating) \
+             SELECT 'q' || lpad(i::text, 5, '0'), 'Place ' || i, 0, 0, CASE WHEN i % 7 = 0 THEN NULL ELSE (i % 50) / 10.0 END \
+             FROM generate_series(1, 5000) i; ANALYZE place",
+        )
+        .await
+        .expect("places");
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+    let deep = app.data(None, PLACES, json!({ "first": 100 })).await;
+    let mut after = deep["places"]["pageInfo"]["endCursor"].clone();
+    for _ in 0..20 {
+        let page = app.data(None, PLACES, json!({ "first": 100, "after": after })).await;
+        after = page["places"]["pageInfo"]["endCursor"].clone();
+    }
+
+    // The statement the server ran for those pages, as PostgreSQL saw it.
+    let statement = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT s.query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+             WHERE d.datname = current_database() AND s.query LIKE 'SELECT%FROM \"place\" WHERE%(\"place\".\"rating\", \"place\".\"id\") <%' \
+             ORDER BY s.calls DESC LIMIT 1"
+                .to_owned(),
+        ))
+        .await
+        .expect("statement")
+        .map(|row| row.try_get_by_index::<String>(0).expect("text"))
+        .expect("the keyset page statement was recorded");
+    // One connection for PREPARE and EXPLAIN (app.db is a pool).
+    let tx = app.db.begin().await.expect("begin");
+    tx.execute_unprepared(&format!("PREPARE deep_page AS {statement}")).await.expect("prepare");
+    let plan: Vec<String> = tx
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "EXPLAIN EXECUTE deep_page(2.0, 'q02000', 101)".to_owned(),
+        ))
+        .await
+        .expect("explain")
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("plan line"))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_place_rating_keyset"), "{statement}\n{plan}");
+    assert!(plan.contains("Index Cond: ((rating IS NOT NULL) AND (ROW(rating, (id)::text) <"), "{plan}");
+    assert!(!plan.contains("Sort"), "no sort of the rows before the cursor: {plan}");
 }
