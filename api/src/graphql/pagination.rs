@@ -185,8 +185,8 @@ impl Page {
     }
 
     /// [`fetch`](Self::fetch) with rows read by `run`, e.g. each with a
-    /// joined row (`find_also_related`) so a nested object costs no query of
-    /// its own; `model` gives the row's own model (for its cursor).
+    /// joined row (`join` + `select_also`) so a nested object costs no query
+    /// of its own; `model` gives the row's own model (for its cursor).
     pub async fn fetch_with<'a, E, T>(
         &self,
         query: Select<E>,
