@@ -69,6 +69,8 @@ sql_migrations! {
     m20261127_000009_private_sign_in => "000009_private_sign_in",
     /// The change feed's epoch: signed cursors name the database they came from.
     m20261127_000010_feed_epoch => "000010_feed_epoch",
+    /// One-direction indexes for keyset pagination (cursors that are sort keys).
+    m20261127_000011_keyset_indexes => "000011_keyset_indexes",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

@@ -4,14 +4,18 @@
 
 use entity::users;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, Set, Statement,
+    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Set, Statement,
 };
 use uuid::Uuid;
 
 use super::policy;
 use crate::auth::{Role, Viewer};
 use crate::error::ApiResult;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, PageOf, SortKey};
+
+/// Oldest accounts first; index `idx_users_oldest`.
+const USERS: SortKey<users::Entity> =
+    SortKey::new("user.oldest", false, &[users::Column::CreatedAt, users::Column::Id]);
 
 /// Creates an account with role `user` (as `app_signin`: no viewer role
 /// may call `auth_sign_up`).
@@ -94,13 +98,9 @@ pub async fn find_visible(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) 
     Ok(users::Entity::find_by_id(id).filter(policy::visible_to(viewer)).one(db).await?)
 }
 
-pub async fn list_visible(
-    db: &impl ConnectionTrait,
-    viewer: &Viewer,
-    page: Page,
-) -> ApiResult<(u64, Vec<users::Model>)> {
+pub async fn list_visible(db: &impl ConnectionTrait, viewer: &Viewer, page: &Page) -> ApiResult<PageOf<users::Model>> {
     let query = users::Entity::find().filter(policy::visible_to(viewer));
-    page.fetch(db, query, |q| q.order_by_asc(users::Column::CreatedAt).order_by_asc(users::Column::Id)).await
+    page.fetch(db, query, &USERS).await
 }
 
 pub async fn update_admin_fields(

@@ -19,27 +19,29 @@ pub struct AirdropsQuery;
 impl AirdropsQuery {
     /// Airdrop projects, latest start first. `active`: only those running
     /// today (true) or only those not running today (false).
-    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
     async fn airdrop_projects(
         &self,
         ctx: &Context<'_>,
         active: Option<bool>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
     ) -> ApiResult<AirdropProjectConnection> {
-        let page = Page::from_args(first, after.as_deref())?;
+        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let today = chrono::Utc::now().date_naive();
         let tx = ctx.tx().await?;
-        let (total, rows) = store::list_projects(&*tx, active.map(|a| (a, today)), page).await?;
-        let totals = store::totals(&*tx, rows.iter().map(|r| r.id).collect()).await?;
-        let nodes = rows
-            .into_iter()
+        let rows = store::list_projects(&*tx, active.map(|a| (a, today)), &page).await?;
+        let totals = store::totals(&*tx, rows.nodes().map(|r| r.id).collect()).await?;
+        Ok(rows
             .map(|row| {
                 let (participants, distributed) = totals.get(&row.id).copied().unwrap_or_default();
                 AirdropProject::new(row, participants, distributed)
             })
-            .collect();
-        Ok(page.of(total, nodes).into())
+            .into())
     }
 
     /// One project, with its public totals.

@@ -13,13 +13,17 @@ use uuid::Uuid;
 use super::policy;
 use crate::auth::Viewer;
 use crate::error::ApiResult;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, PageOf, SortKey};
+
+/// Latest start first; index `idx_airdrop_project_latest`.
+const PROJECTS: SortKey<airdrop_project::Entity> =
+    SortKey::new("airdrop.latest", true, &[airdrop_project::Column::StartDate, airdrop_project::Column::Id]);
 
 pub async fn list_projects(
     db: &impl ConnectionTrait,
     active_on: Option<(bool, chrono::NaiveDate)>,
-    page: Page,
-) -> ApiResult<(u64, Vec<airdrop_project::Model>)> {
+    page: &Page,
+) -> ApiResult<PageOf<airdrop_project::Model>> {
     let mut query = airdrop_project::Entity::find();
     if let Some((active, today)) = active_on {
         let running = Expr::col(airdrop_project::Column::StartDate)
@@ -27,10 +31,7 @@ pub async fn list_projects(
             .and(Expr::col(airdrop_project::Column::EndDate).gte(today));
         query = query.filter(if active { running } else { running.not() });
     }
-    page.fetch(db, query, |q| {
-        q.order_by_desc(airdrop_project::Column::StartDate).order_by_asc(airdrop_project::Column::Id)
-    })
-    .await
+    page.fetch(db, query, &PROJECTS).await
 }
 
 pub async fn find_project(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<Option<airdrop_project::Model>> {

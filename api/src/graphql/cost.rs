@@ -20,8 +20,10 @@ use crate::graphql::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// One SQL statement (a round trip and an indexed lookup).
 pub const STATEMENT: usize = 10;
-/// A connection: a `count(*)` for `totalCount` and the page itself. The
-/// count runs whether or not `totalCount` is selected.
+/// A connection: the page itself and a `count(*)` for `totalCount` (run only
+/// when selected, priced anyway: this is an upper bound), or a second page
+/// statement when a page crosses from a nullable sort key's values to its
+/// NULLs.
 pub const CONNECTION: usize = 2 * STATEMENT;
 /// A text search (`ILIKE '%…%'`): a scan of the table, not an index lookup.
 pub const SEARCH: usize = 5 * STATEMENT;
@@ -48,15 +50,21 @@ fn list_of(base: usize, items: usize, item: usize) -> usize {
     base.saturating_add(items.saturating_mul(item)).min(FIELD_CAP)
 }
 
-/// A Relay connection with `first` (default [`DEFAULT_PAGE_SIZE`]).
-pub fn page(first: Option<i32>, child: usize) -> usize {
-    list_of(CONNECTION, rows(first, DEFAULT_PAGE_SIZE), child)
+/// A Relay connection with `first` or `last` (default
+/// [`DEFAULT_PAGE_SIZE`]); the larger when a client gives both (the resolver
+/// refuses that, but the cost is computed before it runs).
+pub fn page(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
+    let size = match (first, last) {
+        (Some(f), Some(l)) => Some(f.max(l)),
+        (f, l) => f.or(l),
+    };
+    list_of(CONNECTION, rows(size, DEFAULT_PAGE_SIZE), child)
 }
 
 /// A connection that also filters by a text search when `search` is given.
-pub fn searched_page(first: Option<i32>, search: Option<&str>, child: usize) -> usize {
+pub fn searched_page(first: Option<i32>, last: Option<i32>, search: Option<&str>, child: usize) -> usize {
     let extra = if search.is_some_and(|s| !s.trim().is_empty()) { SEARCH } else { 0 };
-    page(first, child).saturating_add(extra).min(FIELD_CAP)
+    page(first, last, child).saturating_add(extra).min(FIELD_CAP)
 }
 
 /// A plain list of at most `first` rows, from one statement.
@@ -85,15 +93,17 @@ mod tests {
 
     #[test]
     fn a_page_costs_its_size_times_its_items() {
-        assert_eq!(page(Some(10), 3), CONNECTION + 30);
-        assert_eq!(page(None, 3), CONNECTION + 60, "the default page size");
-        assert_eq!(page(Some(-5), 3), CONNECTION, "a negative first is refused, never run");
-        assert_eq!(page(Some(i32::MAX), 3), CONNECTION + 300, "clamped to what can run");
+        assert_eq!(page(Some(10), None, 3), CONNECTION + 30);
+        assert_eq!(page(None, None, 3), CONNECTION + 60, "the default page size");
+        assert_eq!(page(Some(-5), None, 3), CONNECTION, "a negative first is refused, never run");
+        assert_eq!(page(Some(i32::MAX), None, 3), CONNECTION + 300, "clamped to what can run");
+        assert_eq!(page(None, Some(10), 3), CONNECTION + 30, "last counts like first");
+        assert_eq!(page(Some(1), Some(100), 3), CONNECTION + 300, "both: the larger");
     }
 
     #[test]
     fn no_field_costs_more_than_the_cap() {
-        assert_eq!(page(Some(100), usize::MAX), FIELD_CAP);
-        assert_eq!(searched_page(Some(100), Some("x"), usize::MAX), FIELD_CAP);
+        assert_eq!(page(Some(100), None, usize::MAX), FIELD_CAP);
+        assert_eq!(searched_page(Some(100), None, Some("x"), usize::MAX), FIELD_CAP);
     }
 }

@@ -1,30 +1,429 @@
-//! Relay-style pagination with opaque cursors and a capped page size.
+//! Relay-style pagination by keyset, with opaque cursors, a capped page size
+//! and a total count that runs only when it is selected.
 //!
-//! A cursor encodes the position of an edge in the ordered result; `after`
-//! continues from the edge after it. Cursors are opaque to clients (base64)
-//! so the encoding can change without breaking them.
+//! Every connection is ordered by a [`SortKey`]: a few columns that end in a
+//! unique one, all in one direction, optionally led by a nullable column
+//! whose NULLs sort after every value. A cursor carries the sort-key values of
+//! its row, so `after` becomes `WHERE (rating, id) < ($1, $2)` on the
+//! ordering's index: page 500 costs what page 1 costs, and rows inserted
+//! while a client walks the pages never shift the rows after its cursor (an
+//! OFFSET would repeat or skip them).
+//!
+//! Why one direction per key: a row comparison `(a, b) < (x, y)` is an index
+//! condition only when every column runs the same way; with mixed directions
+//! PostgreSQL can only filter, which scans every tie of the leading column.
+//! Why nulls are a separate segment: NULL never compares, so a nullable lead
+//! splits the list in two runs (its values, then its NULLs by the rest of the
+//! key), each a plain keyset scan of the same index; a page that crosses from
+//! one to the other takes a second statement, every other page one.
+//!
+//! Cursors are base64 of a small versioned JSON form that names the ordering;
+//! a cursor of another ordering, another version or a forged one is
+//! BAD_USER_INPUT naming the argument, never an SQL error.
 
+use async_graphql::Context;
 use async_graphql::connection::PageInfo;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QuerySelect, Select};
+use futures_util::future::BoxFuture;
+use sea_orm::DbErr;
+use sea_orm::sea_query::{ColumnType, Expr, ExprTrait, NullOrdering, Order, SelectStatement, Value};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
 use crate::error::{ApiError, ApiResult};
+use crate::graphql::ContextExt;
 
 /// The largest page a client may ask for.
 pub const MAX_PAGE_SIZE: i32 = 100;
-/// The page size when `first` is not given.
+/// The page size when neither `first` nor `last` is given.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
-/// The largest offset a cursor may point at (offsets bind as signed 64-bit).
-const MAX_OFFSET: u64 = i64::MAX as u64 / 2;
+/// The cursor format; bump it when the encoding changes, so old cursors are
+/// refused as bad input rather than misread.
+const CURSOR_VERSION: u8 = 1;
+/// The longest cursor accepted (base64 characters). The longest real one is a
+/// few keys of at most a few hundred characters; anything longer is forged
+/// and is refused before it is decoded.
+const MAX_CURSOR_LEN: usize = 2048;
+
+/// The order of one connection: columns compared left to right, all in one
+/// direction, the last one unique (so the order is total and a cursor names
+/// exactly one position).
+pub struct SortKey<E: EntityTrait> {
+    /// Written into every cursor: a cursor of another ordering is refused.
+    pub name: &'static str,
+    /// Descending (largest first) or ascending.
+    pub descending: bool,
+    /// The key's columns, the unique one last.
+    pub columns: &'static [E::Column],
+    /// The first column may be NULL; its NULLs come after all its values,
+    /// ordered by the remaining columns (`NULLS LAST`).
+    pub nullable_lead: bool,
+}
+
+impl<E: EntityTrait> SortKey<E> {
+    /// A key of NOT NULL columns.
+    pub const fn new(name: &'static str, descending: bool, columns: &'static [E::Column]) -> Self {
+        Self { name, descending, columns, nullable_lead: false }
+    }
+
+    /// A key whose first column may be NULL (NULLs last).
+    pub const fn nulls_last(self) -> Self {
+        Self { nullable_lead: true, ..self }
+    }
+
+    /// Which run of the list a row with these key values is in: 0 for rows
+    /// whose lead has a value, 1 for rows whose lead is NULL.
+    fn segment_of(&self, values: &[Value]) -> usize {
+        usize::from(self.nullable_lead && values.first().is_some_and(is_null))
+    }
+
+    /// The columns a segment is ordered by (the NULL run is ordered by the
+    /// rest of the key) and the filter that selects it.
+    fn segment(&self, segment: usize) -> (&'static [E::Column], Option<sea_orm::sea_query::SimpleExpr>) {
+        match (self.nullable_lead, segment) {
+            (false, _) => (self.columns, None),
+            (true, 0) => (self.columns, Some(qualified(self.columns[0]).is_not_null())),
+            (true, _) => (&self.columns[1..], Some(qualified(self.columns[0]).is_null())),
+        }
+    }
+
+    fn segments(&self) -> usize {
+        if self.nullable_lead { 2 } else { 1 }
+    }
+}
+
+/// Which way a page runs from its cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// `first` / `after`: the rows after the cursor, in order.
+    Forward,
+    /// `last` / `before`: the rows before the cursor, still returned in order.
+    Backward,
+}
+
+/// Which rows one page covers: a size, a direction and where to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    limit: u64,
+    direction: Direction,
+    cursor: Option<RawCursor>,
+}
+
+/// A decoded cursor whose values are not yet checked against an ordering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RawCursor {
+    /// Format version ([`CURSOR_VERSION`]).
+    v: u8,
+    /// The ordering's name ([`SortKey::name`]).
+    o: String,
+    /// The sort-key values of the row, in key order.
+    k: Vec<Json>,
+}
+
+impl Page {
+    /// Validates the Relay arguments: `first`/`after` page forward,
+    /// `last`/`before` backward, and the two do not mix. BAD_USER_INPUT on
+    /// a negative or oversized size, on a mix, and on a cursor this server
+    /// did not issue.
+    pub fn from_args(
+        first: Option<i32>,
+        after: Option<&str>,
+        last: Option<i32>,
+        before: Option<&str>,
+    ) -> ApiResult<Self> {
+        if first.is_some() && last.is_some() {
+            return Err(ApiError::bad_input("last", "give first (forward) or last (backward), not both"));
+        }
+        if after.is_some() && before.is_some() {
+            return Err(ApiError::bad_input("before", "give after (forward) or before (backward), not both"));
+        }
+        let backward = last.is_some() || before.is_some();
+        if backward && (first.is_some() || after.is_some()) {
+            let field = if last.is_some() { "last" } else { "before" };
+            return Err(ApiError::bad_input(field, "first/after page forward, last/before backward: do not mix them"));
+        }
+        let (size_field, size, cursor_field, cursor) =
+            if backward { ("last", last, "before", before) } else { ("first", first, "after", after) };
+        let size = size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(0..=MAX_PAGE_SIZE).contains(&size) {
+            return Err(ApiError::bad_input(size_field, format!("{size_field} must be between 0 and {MAX_PAGE_SIZE}")));
+        }
+        Ok(Self {
+            limit: u64::try_from(size).unwrap_or(0),
+            direction: if backward { Direction::Backward } else { Direction::Forward },
+            cursor: cursor.map(|c| decode_cursor(cursor_field, c)).transpose()?,
+        })
+    }
+
+    fn cursor_field(&self) -> &'static str {
+        match self.direction {
+            Direction::Forward => "after",
+            Direction::Backward => "before",
+        }
+    }
+
+    fn bad_cursor(&self) -> ApiError {
+        let field = self.cursor_field();
+        ApiError::bad_input(field, format!("{field} is not a cursor of this list and ordering"))
+    }
+
+    /// This page of `query` in the order of `key`: `limit + 1` rows are read
+    /// so `hasNextPage` (or `hasPreviousPage` backward) is exact without a
+    /// count. The count of `query` is prepared, not run: the connection's
+    /// `totalCount` runs it only when it is selected.
+    pub async fn fetch<C, E>(&self, db: &C, query: Select<E>, key: &SortKey<E>) -> ApiResult<PageOf<E::Model>>
+    where
+        C: ConnectionTrait,
+        E: EntityTrait,
+        E::Model: Send + Sync,
+    {
+        self.fetch_with(query, key, |q| Box::pin(q.all(db)), |row| row).await
+    }
+
+    /// [`fetch`](Self::fetch) with rows read by `run`, e.g. each with a
+    /// joined row (`join` + `select_also`) so a nested object costs no query
+    /// of its own; `model` gives the row's own model (for its cursor).
+    pub async fn fetch_with<'a, E, T>(
+        &self,
+        query: Select<E>,
+        key: &SortKey<E>,
+        run: impl Fn(Select<E>) -> BoxFuture<'a, Result<Vec<T>, DbErr>>,
+        model: impl Fn(&T) -> &E::Model,
+    ) -> ApiResult<PageOf<T>>
+    where
+        E: EntityTrait,
+    {
+        let total = TotalCount::of(query.as_query().clone());
+        let start = self.cursor.as_ref().map(|raw| self.check_cursor(raw, key)).transpose()?;
+        let want = self.limit + 1;
+        let forward = self.direction == Direction::Forward;
+        // Segments in the order this page walks them.
+        let mut order: Vec<usize> = (0..key.segments()).collect();
+        if !forward {
+            order.reverse();
+        }
+        let first_segment = start.as_ref().map_or(order[0], |values| key.segment_of(values));
+        let mut rows: Vec<T> = Vec::new();
+        for &segment in order.iter().skip_while(|&&s| s != first_segment) {
+            let (columns, filter) = key.segment(segment);
+            let mut q = query.clone();
+            if let Some(filter) = filter {
+                q = q.filter(filter);
+            }
+            // Only the cursor's own segment starts at the cursor; later
+            // segments are read from their beginning.
+            if let Some(values) = start.as_ref().filter(|_| segment == first_segment) {
+                let values = &values[values.len() - columns.len()..];
+                q = q.filter(past(columns, values, key.descending == forward));
+            }
+            let descending = key.descending == forward;
+            for (i, column) in columns.iter().enumerate() {
+                let dir = if descending { Order::Desc } else { Order::Asc };
+                q = if i == 0 && key.nullable_lead && segment == 0 {
+                    // Spelled out so the ORDER BY matches the index
+                    // `(lead DESC NULLS LAST, ..)` read either way.
+                    let nulls = if forward { NullOrdering::Last } else { NullOrdering::First };
+                    q.order_by_with_nulls(*column, dir, nulls)
+                } else {
+                    q.order_by(*column, dir)
+                };
+            }
+            let missing = want - rows.len() as u64;
+            rows.extend(run(q.limit(missing)).await?);
+            if rows.len() as u64 >= want {
+                break;
+            }
+        }
+        let more = rows.len() as u64 > self.limit;
+        rows.truncate(usize::try_from(self.limit).unwrap_or(usize::MAX));
+        if !forward {
+            rows.reverse();
+        }
+        let edges: Vec<(String, T)> = rows.into_iter().map(|row| (encode_cursor(key, model(&row)), row)).collect();
+        // Relay: going forward, rows exist before `after` (its own row, at
+        // least, when it was issued); going backward, after `before`.
+        let page_info = PageInfo {
+            has_previous_page: if forward { self.cursor.is_some() } else { more },
+            has_next_page: if forward { more } else { self.cursor.is_some() },
+            start_cursor: edges.first().map(|(cursor, _)| cursor.clone()),
+            end_cursor: edges.last().map(|(cursor, _)| cursor.clone()),
+        };
+        Ok(PageOf { edges, page_info, total })
+    }
+
+    /// The cursor's values, typed by the key's columns; bad input when they
+    /// do not fit the key (another ordering, a forged value).
+    fn check_cursor<E: EntityTrait>(&self, raw: &RawCursor, key: &SortKey<E>) -> ApiResult<Vec<Value>> {
+        if raw.v != CURSOR_VERSION || raw.o != key.name || raw.k.len() != key.columns.len() {
+            return Err(self.bad_cursor());
+        }
+        let values = key
+            .columns
+            .iter()
+            .zip(&raw.k)
+            .enumerate()
+            .map(|(i, (column, json))| {
+                let nullable = i == 0 && key.nullable_lead;
+                value_of(column.def().get_column_type(), json, nullable)
+            })
+            .collect::<Option<Vec<Value>>>()
+            .ok_or_else(|| self.bad_cursor())?;
+        Ok(values)
+    }
+}
+
+/// Rows strictly past `values` in the scan's direction, as one row
+/// comparison so PostgreSQL uses it as an index condition.
+fn past<Col: ColumnTrait>(columns: &[Col], values: &[Value], descending: bool) -> sea_orm::sea_query::SimpleExpr {
+    let (left, right): (Expr, Expr) = if columns.len() == 1 {
+        (qualified(columns[0]), Expr::val(values[0].clone()))
+    } else {
+        (Expr::tuple(columns.iter().map(|c| qualified(*c))), Expr::tuple(values.iter().map(|v| Expr::val(v.clone()))))
+    };
+    if descending { left.lt(right) } else { left.gt(right) }
+}
+
+/// `"table"."column"`: a page may join another table with the same names.
+fn qualified<Col: ColumnTrait>(column: Col) -> Expr {
+    Expr::col(column.as_column_ref())
+}
+
+fn is_null(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::String(None)
+            | Value::Double(None)
+            | Value::Float(None)
+            | Value::BigInt(None)
+            | Value::Int(None)
+            | Value::Uuid(None)
+            | Value::ChronoDate(None)
+            | Value::ChronoDateTimeWithTimeZone(None)
+    )
+}
+
+/// A sort-key value as it is written into a cursor. Timestamps keep their
+/// microseconds, floats their exact value (JSON numbers round-trip f64).
+fn json_of(value: &Value) -> Json {
+    match value {
+        Value::String(Some(s)) => Json::from(s.as_str()),
+        Value::Double(Some(f)) => Json::from(*f),
+        Value::Float(Some(f)) => Json::from(f64::from(*f)),
+        Value::BigInt(Some(i)) => Json::from(*i),
+        Value::Int(Some(i)) => Json::from(*i),
+        Value::Uuid(Some(u)) => Json::from(u.to_string()),
+        Value::ChronoDate(Some(d)) => Json::from(d.to_string()),
+        Value::ChronoDateTimeWithTimeZone(Some(t)) => {
+            Json::from(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        }
+        _ => Json::Null,
+    }
+}
+
+/// The value of a cursor's JSON for a column of `kind`; `None` when it does
+/// not fit (a forged or foreign cursor).
+fn value_of(kind: &ColumnType, json: &Json, nullable: bool) -> Option<Value> {
+    if json.is_null() {
+        // Only the nullable lead may be NULL; its kind decides the variant.
+        return nullable.then(|| null_of(kind)).flatten();
+    }
+    Some(match kind {
+        ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_) => {
+            Value::String(Some(json.as_str()?.to_owned()))
+        }
+        ColumnType::Double | ColumnType::Float => Value::Double(Some(json.as_f64()?)),
+        ColumnType::BigInteger => Value::BigInt(Some(json.as_i64()?)),
+        ColumnType::Integer => Value::Int(Some(i32::try_from(json.as_i64()?).ok()?)),
+        ColumnType::Uuid => Value::Uuid(Some(uuid::Uuid::parse_str(json.as_str()?).ok()?)),
+        ColumnType::Date => Value::ChronoDate(Some(json.as_str()?.parse().ok()?)),
+        ColumnType::TimestampWithTimeZone => {
+            Value::ChronoDateTimeWithTimeZone(Some(chrono::DateTime::parse_from_rfc3339(json.as_str()?).ok()?))
+        }
+        _ => return None,
+    })
+}
+
+fn null_of(kind: &ColumnType) -> Option<Value> {
+    Some(match kind {
+        ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_) => Value::String(None),
+        ColumnType::Double | ColumnType::Float => Value::Double(None),
+        ColumnType::BigInteger => Value::BigInt(None),
+        ColumnType::Integer => Value::Int(None),
+        ColumnType::Uuid => Value::Uuid(None),
+        ColumnType::Date => Value::ChronoDate(None),
+        ColumnType::TimestampWithTimeZone => Value::ChronoDateTimeWithTimeZone(None),
+        _ => return None,
+    })
+}
+
+fn encode_cursor<E: EntityTrait>(key: &SortKey<E>, row: &E::Model) -> String {
+    let raw = RawCursor {
+        v: CURSOR_VERSION,
+        o: key.name.to_owned(),
+        k: key.columns.iter().map(|column| json_of(&row.get(*column))).collect(),
+    };
+    // Serialising plain strings and numbers cannot fail.
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&raw).unwrap_or_default())
+}
+
+fn decode_cursor(field: &'static str, cursor: &str) -> ApiResult<RawCursor> {
+    Some(cursor)
+        .filter(|c| c.len() <= MAX_CURSOR_LEN)
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|bytes| serde_json::from_slice::<RawCursor>(&bytes).ok())
+        .ok_or_else(|| ApiError::bad_input(field, format!("{field} is not a cursor from this API")))
+}
+
+/// The count of a connection's rows, prepared with its page and run only if
+/// a client selects `totalCount` (a `COUNT(*)` of a large list costs more
+/// than the page itself).
+#[derive(Clone)]
+pub struct TotalCount(SelectStatement);
+
+impl TotalCount {
+    fn of(mut query: SelectStatement) -> Self {
+        Self(query.clear_order_by().to_owned())
+    }
+
+    /// Counts the rows in the request transaction.
+    pub async fn resolve(&self, ctx: &Context<'_>) -> ApiResult<u64> {
+        let tx = ctx.tx().await?;
+        let count = SelectStatement::new()
+            .expr(Expr::cust("COUNT(*) AS num_items"))
+            .from_subquery(self.0.clone(), "sub_query")
+            .to_owned();
+        let Some(row) = tx.query_one(&count).await? else { return Ok(0) };
+        let total: i64 = row.try_get("", "num_items")?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+}
 
 /// One page of rows with their cursors, before it becomes a domain's
 /// connection type (see [`connection_type!`](crate::connection_type)).
 pub struct PageOf<N> {
     pub edges: Vec<(String, N)>,
     pub page_info: PageInfo,
-    pub total_count: u64,
+    pub total: TotalCount,
+}
+
+impl<N> PageOf<N> {
+    /// The page's rows.
+    pub fn nodes(&self) -> impl Iterator<Item = &N> {
+        self.edges.iter().map(|(_, node)| node)
+    }
+
+    /// The same page with every row converted (e.g. model to GraphQL type).
+    pub fn map<M>(self, mut f: impl FnMut(N) -> M) -> PageOf<M> {
+        PageOf {
+            edges: self.edges.into_iter().map(|(cursor, node)| (cursor, f(node))).collect(),
+            page_info: self.page_info,
+            total: self.total,
+        }
+    }
 }
 
 /// Declares a documented Relay connection and edge type for one node type,
@@ -35,6 +434,7 @@ macro_rules! connection_type {
     ($connection:ident, $edge:ident, $node:ty, $what:literal) => {
         #[doc = concat!("A page of ", $what, " (a Relay connection).")]
         #[derive(async_graphql::SimpleObject)]
+        #[graphql(complex)]
         pub struct $connection {
             /// The items of this page, each with its cursor.
             pub edges: Vec<$edge>,
@@ -42,14 +442,24 @@ macro_rules! connection_type {
             pub nodes: Vec<$node>,
             /// Where this page sits in the whole list.
             pub page_info: async_graphql::connection::PageInfo,
-            /// How many items match, across all pages.
-            pub total_count: u64,
+            #[graphql(skip)]
+            pub total: $crate::graphql::pagination::TotalCount,
+        }
+
+        #[async_graphql::ComplexObject]
+        impl $connection {
+            /// How many items match, across all pages (one more query: select
+            /// it only when you need it).
+            async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> $crate::error::ApiResult<u64> {
+                self.total.resolve(ctx).await
+            }
         }
 
         #[doc = concat!("One of ", $what, " and its cursor.")]
         #[derive(async_graphql::SimpleObject)]
         pub struct $edge {
-            /// Pass as `after` to continue after this item.
+            /// Pass as `after` to continue after this item, or as `before`
+            /// to page back from it.
             pub cursor: String,
             /// The item.
             pub node: $node,
@@ -62,116 +472,81 @@ macro_rules! connection_type {
                     edges: page.edges.into_iter().map(|(cursor, node)| $edge { cursor, node }).collect(),
                     nodes,
                     page_info: page.page_info,
-                    total_count: page.total_count,
+                    total: page.total,
                 }
             }
         }
     };
 }
 
-/// Which rows one page covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub offset: u64,
-    pub limit: u64,
-}
-
-impl Page {
-    /// Validates `first` and `after`: BAD_USER_INPUT on a negative or
-    /// oversized `first` and on a cursor this server did not issue.
-    pub fn from_args(first: Option<i32>, after: Option<&str>) -> ApiResult<Self> {
-        let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(0..=MAX_PAGE_SIZE).contains(&first) {
-            return Err(ApiError::bad_input("first", format!("first must be between 0 and {MAX_PAGE_SIZE}")));
-        }
-        let offset = match after {
-            None => 0,
-            Some(cursor) => decode_cursor(cursor)? + 1,
-        };
-        // Offsets are bound as signed 64-bit integers; a forged cursor past
-        // that must be bad input, not a panic in the driver.
-        if offset > MAX_OFFSET {
-            return Err(ApiError::bad_input("after", "after is not a cursor from this API"));
-        }
-        Ok(Self { offset, limit: u64::try_from(first).unwrap_or(0) })
-    }
-
-    /// The total count of `query`, then this page of it in `order`. Counting
-    /// happens before ordering, so the count query does not sort.
-    pub async fn fetch<C, E>(
-        self,
-        db: &C,
-        query: Select<E>,
-        order: impl FnOnce(Select<E>) -> Select<E>,
-    ) -> ApiResult<(u64, Vec<E::Model>)>
-    where
-        C: ConnectionTrait,
-        E: EntityTrait,
-        E::Model: Send + Sync,
-    {
-        let total = query.clone().count(db).await?;
-        let rows = order(query).offset(self.offset).limit(self.limit).all(db).await?;
-        Ok((total, rows))
-    }
-
-    /// The rows of this page with their cursors; convert it into the
-    /// domain's connection type with `.into()`.
-    pub fn of<N>(self, total_count: u64, nodes: Vec<N>) -> PageOf<N> {
-        let end = self.offset + nodes.len() as u64;
-        let edges: Vec<(String, N)> =
-            nodes.into_iter().zip(self.offset..).map(|(node, position)| (encode_cursor(position), node)).collect();
-        let page_info = PageInfo {
-            has_previous_page: self.offset > 0,
-            has_next_page: end < total_count,
-            start_cursor: edges.first().map(|(cursor, _)| cursor.clone()),
-            end_cursor: edges.last().map(|(cursor, _)| cursor.clone()),
-        };
-        PageOf { edges, page_info, total_count }
-    }
-}
-
-fn encode_cursor(position: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o:{position}"))
-}
-
-fn decode_cursor(cursor: &str) -> ApiResult<u64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("o:")?.parse::<u64>().ok())
-        .filter(|position| *position < MAX_OFFSET)
-        .ok_or_else(|| ApiError::bad_input("after", "after is not a cursor from this API"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_cursor_continues_after_its_own_position() {
-        let page = Page::from_args(Some(2), Some(&encode_cursor(4))).unwrap_or_else(|e| panic!("{}", e.message()));
-        assert_eq!(page, Page { offset: 5, limit: 2 });
+    fn cursor(o: &str, k: Json) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&serde_json::json!({ "v": 1, "o": o, "k": k })).unwrap_or_default())
     }
 
     #[test]
-    fn a_foreign_cursor_is_bad_input() {
-        assert!(matches!(Page::from_args(None, Some("bm9wZQ")), Err(ApiError::BadUserInput { field: "after", .. })));
+    fn a_foreign_cursor_is_bad_input_naming_its_argument() {
+        assert!(matches!(
+            Page::from_args(None, Some("bm9wZQ"), None, None),
+            Err(ApiError::BadUserInput { field: "after", .. })
+        ));
+        assert!(matches!(
+            Page::from_args(None, None, None, Some("bm9wZQ")),
+            Err(ApiError::BadUserInput { field: "before", .. })
+        ));
     }
 
     #[test]
-    fn a_forged_huge_cursor_is_bad_input_not_a_panic() {
-        for position in [u64::MAX, i64::MAX as u64] {
-            let cursor = URL_SAFE_NO_PAD.encode(format!("o:{position}"));
-            assert!(matches!(Page::from_args(None, Some(&cursor)), Err(ApiError::BadUserInput { field: "after", .. })));
+    fn an_old_offset_cursor_is_bad_input() {
+        let old = URL_SAFE_NO_PAD.encode("o:4");
+        assert!(matches!(
+            Page::from_args(None, Some(&old), None, None),
+            Err(ApiError::BadUserInput { field: "after", .. })
+        ));
+    }
+
+    #[test]
+    fn a_cursor_of_another_ordering_or_with_values_of_the_wrong_type_is_bad_input() {
+        let key: SortKey<entity::place::Entity> =
+            SortKey::new("place.name", false, &[entity::place::Column::Name, entity::place::Column::Id]);
+        for forged in [
+            cursor("place.rating", serde_json::json!(["a", "b"])),
+            cursor("place.name", serde_json::json!([1, "b"])),
+            cursor("place.name", serde_json::json!(["a"])),
+            cursor("place.name", serde_json::json!([null, "b"])),
+        ] {
+            let page = Page::from_args(None, Some(&forged), None, None).unwrap_or_else(|e| panic!("{}", e.message()));
+            let raw = page.cursor.clone().unwrap_or_else(|| panic!("a cursor"));
+            assert!(
+                matches!(page.check_cursor(&raw, &key), Err(ApiError::BadUserInput { field: "after", .. })),
+                "{forged}"
+            );
         }
+        let good = cursor("place.name", serde_json::json!(["a", "b"]));
+        let page = Page::from_args(None, Some(&good), None, None).unwrap_or_else(|e| panic!("{}", e.message()));
+        let raw = page.cursor.clone().unwrap_or_else(|| panic!("a cursor"));
+        assert!(page.check_cursor(&raw, &key).is_ok());
     }
 
     #[test]
     fn a_page_over_the_cap_is_bad_input() {
         assert!(matches!(
-            Page::from_args(Some(MAX_PAGE_SIZE + 1), None),
+            Page::from_args(Some(MAX_PAGE_SIZE + 1), None, None, None),
             Err(ApiError::BadUserInput { field: "first", .. })
         ));
+        assert!(matches!(
+            Page::from_args(None, None, Some(-1), None),
+            Err(ApiError::BadUserInput { field: "last", .. })
+        ));
+    }
+
+    #[test]
+    fn forward_and_backward_arguments_do_not_mix() {
+        assert!(Page::from_args(Some(1), None, Some(1), None).is_err());
+        assert!(Page::from_args(None, Some("x"), None, Some("y")).is_err());
+        assert!(Page::from_args(Some(1), None, None, Some("y")).is_err());
     }
 }

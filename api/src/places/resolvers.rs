@@ -36,26 +36,33 @@ pub struct PlacesQuery;
 #[Object]
 impl PlacesQuery {
     /// Places, filtered and ordered, a page at a time. Public.
-    #[graphql(complexity = "crate::graphql::cost::searched_page(first, search.as_deref(), child_complexity)")]
+    #[graphql(complexity = "crate::graphql::cost::searched_page(first, last, search.as_deref(), child_complexity)")]
+    // Relay's four paging arguments plus the filters: GraphQL arguments,
+    // not a Rust API to shrink.
+    #[allow(clippy::too_many_arguments)]
     async fn places(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "A cursor from a previous page's edges.")] after: Option<String>,
+        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
         #[graphql(desc = "Only places of this category.")] category: Option<String>,
         #[graphql(desc = "Only places whose name contains this text (case-insensitive).")] search: Option<String>,
         #[graphql(desc = "Ordering.", default_with = "Some(PlaceOrder::RatingDesc)")] order_by: Option<PlaceOrder>,
     ) -> ApiResult<PlaceConnection> {
         let viewer = ctx.viewer()?;
-        let page = Page::from_args(first, after.as_deref())?;
+        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let filter = PlaceFilter {
             category: validate::optional_text("category", category.as_deref(), 100)?,
             search: validate::optional_text("search", search.as_deref(), 200)?,
             order: order_by.unwrap_or_default(),
         };
         let tx = ctx.tx().await?;
-        let (total, rows) = store::list_places(&*tx, &viewer, &filter, page).await?;
-        Ok(page.of(total, rows.into_iter().map(Place::from).collect()).into())
+        let rows = store::list_places(&*tx, &viewer, &filter, &page).await?;
+        Ok(rows.map(Place::from).into())
     }
 
     /// One place by its id.
@@ -67,19 +74,32 @@ impl PlacesQuery {
     }
 
     /// The signed-in user's reviews, newest first.
-    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
     async fn my_reviews(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
     ) -> ApiResult<ReviewConnection> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let page = Page::from_args(first, after.as_deref())?;
+        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
+        // Review.place selected: the places come with the page, in its one
+        // statement, instead of a second query from the place loader.
+        let look_ahead = ctx.look_ahead();
+        let with_places = look_ahead.field("nodes").field("place").exists()
+            || look_ahead.field("edges").field("node").field("place").exists();
         let tx = ctx.tx().await?;
-        let (total, rows) = store::list_reviews(&*tx, &viewer, me, page).await?;
-        Ok(page.of(total, rows.into_iter().map(Review::from).collect()).into())
+        if with_places {
+            let rows = store::list_reviews_with_places(&*tx, &viewer, me, &page).await?;
+            return Ok(rows.map(|(review, place)| Review::with_place(review, place.map(Place::from))).into());
+        }
+        let rows = store::list_reviews(&*tx, &viewer, me, &page).await?;
+        Ok(rows.map(Review::from).into())
     }
 
     /// The signed-in user's category preferences, by category.

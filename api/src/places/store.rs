@@ -3,9 +3,10 @@
 
 use entity::{place, preference, review};
 use sea_orm::sea_query::extension::postgres::PgExpr;
-use sea_orm::sea_query::{Expr, NullOrdering, OnConflict, Order};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 
@@ -13,7 +14,19 @@ use super::policy;
 use super::types::PlaceOrder;
 use crate::auth::Viewer;
 use crate::error::ApiResult;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, PageOf, SortKey};
+
+/// Best rated first, unrated places last; index `idx_place_rating_keyset`
+/// (`idx_place_category_rating` within a category).
+const BY_RATING: SortKey<place::Entity> =
+    SortKey::new("place.rating", true, &[place::Column::Rating, place::Column::Id]).nulls_last();
+/// By name; index `idx_place_name`.
+const BY_NAME: SortKey<place::Entity> = SortKey::new("place.name", false, &[place::Column::Name, place::Column::Id]);
+/// Newest first; index `idx_place_newest_keyset`.
+const NEWEST: SortKey<place::Entity> =
+    SortKey::new("place.newest", true, &[place::Column::CreatedAt, place::Column::Id]);
+/// A user's reviews, newest (highest id) first; index `idx_review_user_id`.
+const REVIEWS: SortKey<review::Entity> = SortKey::new("review.newest", true, &[review::Column::Id]);
 
 /// Filters of `places`.
 pub struct PlaceFilter {
@@ -26,8 +39,8 @@ pub async fn list_places(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     filter: &PlaceFilter,
-    page: Page,
-) -> ApiResult<(u64, Vec<place::Model>)> {
+    page: &Page,
+) -> ApiResult<PageOf<place::Model>> {
     let mut query = place::Entity::find().filter(policy::place::visible_to(viewer));
     if let Some(category) = &filter.category {
         query = query.filter(place::Column::Category.eq(category.as_str()));
@@ -36,16 +49,12 @@ pub async fn list_places(
         // ILIKE on name uses the trigram index; the term is a literal, not a pattern.
         query = query.filter(Expr::col(place::Column::Name).ilike(format!("%{}%", escape_like(search))));
     }
-    let order = filter.order;
-    page.fetch(db, query, |q| {
-        match order {
-            PlaceOrder::RatingDesc => q.order_by_with_nulls(place::Column::Rating, Order::Desc, NullOrdering::Last),
-            PlaceOrder::Name => q.order_by_asc(place::Column::Name),
-            PlaceOrder::Newest => q.order_by_desc(place::Column::CreatedAt),
-        }
-        .order_by_asc(place::Column::Id)
-    })
-    .await
+    let key = match filter.order {
+        PlaceOrder::RatingDesc => &BY_RATING,
+        PlaceOrder::Name => &BY_NAME,
+        PlaceOrder::Newest => &NEWEST,
+    };
+    page.fetch(db, query, key).await
 }
 
 fn escape_like(term: &str) -> String {
@@ -96,11 +105,35 @@ pub async fn list_reviews(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     owner: Uuid,
-    page: Page,
-) -> ApiResult<(u64, Vec<review::Model>)> {
+    page: &Page,
+) -> ApiResult<PageOf<review::Model>> {
     let query =
         review::Entity::find().filter(policy::review::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
-    page.fetch(db, query, |q| q.order_by_desc(review::Column::Id)).await
+    page.fetch(db, query, &REVIEWS).await
+}
+
+/// [`list_reviews`] with each review's place, joined in the same statement:
+/// a page of reviews that selects `place` costs one query, not two. A place
+/// the viewer may not see is `None` (the policy is part of the join, and
+/// RLS hides the row), exactly as the place loader would leave it.
+pub async fn list_reviews_with_places(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    owner: Uuid,
+    page: &Page,
+) -> ApiResult<PageOf<(review::Model, Option<place::Model>)>> {
+    let query =
+        review::Entity::find().filter(policy::review::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
+    let viewer = *viewer;
+    let to_place =
+        review::Relation::Place.def().on_condition(move |_review, _place| policy::place::visible_to(&viewer));
+    page.fetch_with(
+        query,
+        &REVIEWS,
+        |q| Box::pin(q.join(JoinType::LeftJoin, to_place.clone()).select_also(place::Entity).all(db)),
+        |(review, _)| review,
+    )
+    .await
 }
 
 pub async fn find_review(db: &impl ConnectionTrait, viewer: &Viewer, id: i64) -> ApiResult<Option<review::Model>> {

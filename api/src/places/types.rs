@@ -77,16 +77,31 @@ pub struct Review {
     pub created_at: DateTime<FixedOffset>,
     /// When the review last changed.
     pub updated_at: DateTime<FixedOffset>,
+    /// The place when it was read with the review (a join); `None` leaves
+    /// it to the place loader.
+    #[graphql(skip)]
+    pub place: Option<Place>,
 }
 
 #[ComplexObject]
 impl Review {
-    /// The reviewed place, batched across all reviews of a response.
+    /// The reviewed place: read with the reviews when they are listed,
+    /// otherwise batched across all reviews of a response.
     async fn place(&self, ctx: &Context<'_>) -> ApiResult<Place> {
+        if let Some(place) = &self.place {
+            return Ok(place.clone());
+        }
         let loader = ctx
             .data_opt::<DataLoader<PlaceLoader>>()
             .ok_or_else(|| ApiError::internal("place loader missing from the request context"))?;
         loader.load_one(self.place_id.to_string()).await?.ok_or_else(|| ApiError::not_found("place"))
+    }
+}
+
+impl Review {
+    /// A review with its place read in the same statement.
+    pub fn with_place(m: entity::review::Model, place: Option<Place>) -> Self {
+        Self { place, ..Self::from(m) }
     }
 }
 
@@ -100,6 +115,7 @@ impl From<entity::review::Model> for Review {
             comment: m.comment,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            place: None,
         }
     }
 }

@@ -1,25 +1,31 @@
 //! Queries of the posts domain, scoped by the row policies.
 
 use entity::{comment, post};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::policy;
 use crate::auth::Viewer;
 use crate::error::ApiResult;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, PageOf, SortKey};
+
+/// Newest first; index `idx_post_newest` (`idx_post_author_id` for one author).
+const POSTS: SortKey<post::Entity> = SortKey::new("post.newest", true, &[post::Column::CreatedAt, post::Column::Id]);
+/// A post's comments, oldest first; index `idx_comment_post_id`.
+const COMMENTS: SortKey<comment::Entity> =
+    SortKey::new("comment.oldest", false, &[comment::Column::CreatedAt, comment::Column::Id]);
 
 pub async fn list_posts(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     author: Option<Uuid>,
-    page: Page,
-) -> ApiResult<(u64, Vec<post::Model>)> {
+    page: &Page,
+) -> ApiResult<PageOf<post::Model>> {
     let mut query = post::Entity::find().filter(policy::posts_visible_to(viewer));
     if let Some(author) = author {
         query = query.filter(post::Column::AuthorId.eq(author));
     }
-    page.fetch(db, query, |q| q.order_by_desc(post::Column::CreatedAt).order_by_asc(post::Column::Id)).await
+    page.fetch(db, query, &POSTS).await
 }
 
 pub async fn find_post(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<post::Model>> {
@@ -43,11 +49,11 @@ pub async fn list_comments(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     post_id: Uuid,
-    page: Page,
-) -> ApiResult<(u64, Vec<comment::Model>)> {
+    page: &Page,
+) -> ApiResult<PageOf<comment::Model>> {
     let query =
         comment::Entity::find().filter(policy::comments_visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
-    page.fetch(db, query, |q| q.order_by_asc(comment::Column::CreatedAt).order_by_asc(comment::Column::Id)).await
+    page.fetch(db, query, &COMMENTS).await
 }
 
 pub async fn find_comment(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<comment::Model>> {

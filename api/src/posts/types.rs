@@ -54,22 +54,26 @@ impl Post {
 
     /// Comments, oldest first, a page at a time (one query per post; their
     /// authors are batched).
-    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
     async fn comments(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
     ) -> ApiResult<CommentConnection> {
         if ctx.data_opt::<crate::db::RequestDb>().is_none() {
             return Err(ApiError::bad_input("comments", "comments are not part of change events; query post(id)"));
         }
         let viewer = ctx.viewer()?;
-        let page = crate::graphql::pagination::Page::from_args(first, after.as_deref())?;
+        let page = crate::graphql::pagination::Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let post_id = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
         let tx = ctx.tx().await?;
-        let (total, rows) = super::store::list_comments(&*tx, &viewer, post_id, page).await?;
-        Ok(page.of(total, rows.into_iter().map(Comment::from).collect()).into())
+        let rows = super::store::list_comments(&*tx, &viewer, post_id, &page).await?;
+        Ok(rows.map(Comment::from).into())
     }
 }
 

@@ -19,19 +19,23 @@ pub struct RoutinesQuery;
 #[Object]
 impl RoutinesQuery {
     /// The signed-in user's routines, newest first.
-    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
     async fn my_routines(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
     ) -> ApiResult<RoutineConnection> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let page = Page::from_args(first, after.as_deref())?;
+        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
-        let (total, rows) = store::list_routines(&*tx, &viewer, me, page).await?;
-        Ok(page.of(total, rows.into_iter().map(Routine::from).collect()).into())
+        let rows = store::list_routines(&*tx, &viewer, me, &page).await?;
+        Ok(rows.map(Routine::from).into())
     }
 
     /// One routine the viewer may see.
@@ -45,23 +49,30 @@ impl RoutinesQuery {
     }
 
     /// Runs of a routine, latest first, optionally of one status.
-    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
+    // Relay's four paging arguments plus the filters: GraphQL arguments,
+    // not a Rust API to shrink.
+    #[allow(clippy::too_many_arguments)]
     async fn runs(
         &self,
         ctx: &Context<'_>,
         routine_id: ID,
         status: Option<RunStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
     ) -> ApiResult<RoutineRunConnection> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let routine_id = parse_uuid("routineId", &routine_id)?;
-        let page = Page::from_args(first, after.as_deref())?;
+        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
         store::find_routine(&*tx, &viewer, routine_id).await?.ok_or_else(|| ApiError::not_found("routine"))?;
-        let (total, rows) = store::list_runs(&*tx, &viewer, routine_id, status.map(RunStatus::as_str), page).await?;
-        Ok(page.of(total, rows.into_iter().map(RoutineRun::from).collect()).into())
+        let rows = store::list_runs(&*tx, &viewer, routine_id, status.map(RunStatus::as_str), &page).await?;
+        Ok(rows.map(RoutineRun::from).into())
     }
 
     /// The signed-in user's totals (zeros before the first run).

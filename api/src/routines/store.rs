@@ -2,25 +2,31 @@
 
 use entity::{routine, routine_run, user_stats};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
 };
 use uuid::Uuid;
 
 use super::policy;
 use crate::auth::Viewer;
 use crate::error::ApiResult;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, PageOf, SortKey};
+
+/// A user's routines, newest first; index `idx_routine_user_id`.
+const ROUTINES: SortKey<routine::Entity> =
+    SortKey::new("routine.newest", true, &[routine::Column::CreatedAt, routine::Column::Id]);
+/// A routine's runs, latest start first; index `idx_routine_run_routine_id`.
+const RUNS: SortKey<routine_run::Entity> =
+    SortKey::new("run.latest", true, &[routine_run::Column::StartTime, routine_run::Column::Id]);
 
 pub async fn list_routines(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     owner: Uuid,
-    page: Page,
-) -> ApiResult<(u64, Vec<routine::Model>)> {
+    page: &Page,
+) -> ApiResult<PageOf<routine::Model>> {
     let query =
         routine::Entity::find().filter(policy::routines_visible_to(viewer)).filter(routine::Column::UserId.eq(owner));
-    page.fetch(db, query, |q| q.order_by_desc(routine::Column::CreatedAt).order_by_asc(routine::Column::Id)).await
+    page.fetch(db, query, &ROUTINES).await
 }
 
 pub async fn find_routine(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<routine::Model>> {
@@ -45,16 +51,15 @@ pub async fn list_runs(
     viewer: &Viewer,
     routine_id: Uuid,
     status: Option<&str>,
-    page: Page,
-) -> ApiResult<(u64, Vec<routine_run::Model>)> {
+    page: &Page,
+) -> ApiResult<PageOf<routine_run::Model>> {
     let mut query = routine_run::Entity::find()
         .filter(policy::runs_visible_to(viewer))
         .filter(routine_run::Column::RoutineId.eq(routine_id));
     if let Some(status) = status {
         query = query.filter(routine_run::Column::Status.eq(status));
     }
-    page.fetch(db, query, |q| q.order_by_desc(routine_run::Column::StartTime).order_by_asc(routine_run::Column::Id))
-        .await
+    page.fetch(db, query, &RUNS).await
 }
 
 pub async fn find_run(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<routine_run::Model>> {

@@ -9,6 +9,7 @@ mod hostile;
 mod http;
 mod js_client;
 mod migrations;
+mod pagination;
 mod pgbouncer;
 mod places;
 mod posts;

@@ -1,0 +1,423 @@
+//! Keyset pagination: cursors that carry the sort key, pages that stay put
+//! under concurrent writes, `last`/`before`, and a `totalCount` that costs
+//! nothing unless it is selected.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde_json::{Value, json};
+use tests::{TestApp, error_code};
+
+const PLACES: &str = "query($first: Int, $after: String, $last: Int, $before: String, $orderBy: PlaceOrder) {
+  places(first: $first, after: $after, last: $last, before: $before, orderBy: $orderBy) {
+    edges { cursor node { id } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}";
+
+fn ids(connection: &Value) -> Vec<String> {
+    connection["edges"]
+        .as_array()
+        .map(|edges| edges.iter().map(|e| e["node"]["id"].as_str().unwrap_or_default().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Places `p00`..: ratings with ties and NULLs, so every ordering has ties
+/// to break and RATING_DESC has an unrated tail.
+async fn places_with_ties_and_nulls(app: &TestApp, how_many: usize) {
+    let rows: Vec<String> = (0..how_many)
+        .map(|i| {
+            let rating = match i % 4 {
+                0 => "NULL".to_owned(),
+                1 => "4.5".to_owned(),
+                _ => format!("{}.0", i % 5),
+            };
+            format!(
+                "('p{i:02}', 'Place {}', 38.7, -9.1, 'cafe', {rating}, now() - interval '{} minutes')",
+                i % 3,
+                i % 2
+            )
+        })
+        .collect();
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO place (id, name, lat, lng, category, rating, created_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .await
+        .expect("insert places");
+}
+
+/// The ids in the order PostgreSQL gives for `order_by` (as the superuser).
+async fn expected(app: &TestApp, order_by: &str) -> Vec<String> {
+    app.db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT id FROM place ORDER BY {order_by}"),
+        ))
+        .await
+        .expect("ordered ids")
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("an id"))
+        .collect()
+}
+
+/// Every page forward with `first: size`, the ids in order.
+async fn walk_forward(app: &TestApp, order: &str, size: i32) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = app.data(None, PLACES, json!({ "first": size, "after": after, "orderBy": order })).await;
+        seen.extend(ids(&page["places"]));
+        assert_eq!(page["places"]["pageInfo"]["hasPreviousPage"], !after.is_null(), "{order}");
+        if page["places"]["pageInfo"]["hasNextPage"] != true {
+            return seen;
+        }
+        after = page["places"]["pageInfo"]["endCursor"].clone();
+    }
+}
+
+/// Every page backward from the end with `last: size`, the ids in order.
+async fn walk_backward(app: &TestApp, order: &str, size: i32) -> Vec<String> {
+    let mut pages = Vec::new();
+    let mut before = Value::Null;
+    loop {
+        let page = app.data(None, PLACES, json!({ "last": size, "before": before, "orderBy": order })).await;
+        assert_eq!(page["places"]["pageInfo"]["hasNextPage"], !before.is_null(), "{order}");
+        pages.push(ids(&page["places"]));
+        if page["places"]["pageInfo"]["hasPreviousPage"] != true {
+            break;
+        }
+        before = page["places"]["pageInfo"]["startCursor"].clone();
+    }
+    pages.into_iter().rev().flatten().collect()
+}
+
+async fn count_query_calls(app: &TestApp) -> i64 {
+    app.count(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+         WHERE d.datname = current_database() AND s.query ILIKE '%count(*) as num_items%'",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_count_query_runs_only_when_total_count_is_selected() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 5).await;
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+    // Deltas, not a reset: pg_stat_statements is shared with tests running
+    // at the same time in other databases.
+    let start = count_query_calls(&app).await;
+
+    let page =
+        app.data(None, "{ places(first: 2) { edges { node { id } } pageInfo { hasNextPage } } }", json!({})).await;
+    assert_eq!(ids(&page["places"]).len(), 2);
+    assert_eq!(page["places"]["pageInfo"]["hasNextPage"], true, "exact without a count");
+    assert_eq!(count_query_calls(&app).await, start, "no count without totalCount");
+
+    let counted = app.data(None, "{ places(first: 2) { totalCount } }", json!({})).await;
+    assert_eq!(counted["places"]["totalCount"], 5);
+    assert_eq!(count_query_calls(&app).await, start + 1, "one count when selected");
+
+    let in_fragment = app
+        .data(None, "{ places(first: 1) { ...Total } } fragment Total on PlaceConnection { totalCount }", json!({}))
+        .await;
+    assert_eq!(in_fragment["places"]["totalCount"], 5);
+    assert_eq!(count_query_calls(&app).await, start + 2, "selected through a fragment counts too");
+}
+
+#[tokio::test]
+async fn keyset_pages_are_stable_under_concurrent_inserts() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 40).await;
+    let original = expected(&app, "rating DESC NULLS LAST, id DESC").await;
+
+    // Rows that sort before, between and after the original ones, inserted
+    // while the client walks: from another task all along, and once between
+    // every two pages so at least one lands before each cursor.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (app.db.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let rating = ["5.0", "4.5", "2.0", "NULL"][n % 4];
+                db.execute_unprepared(&format!(
+                    "INSERT INTO place (id, name, lat, lng, rating) VALUES ('w{n:04}', 'New', 0, 0, {rating})"
+                ))
+                .await
+                .expect("concurrent insert");
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    for page_number in 0.. {
+        let page = app.data(None, PLACES, json!({ "first": 3, "after": after })).await;
+        seen.extend(ids(&page["places"]));
+        if page["places"]["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["places"]["pageInfo"]["endCursor"].clone();
+        app.db
+            .execute_unprepared(&format!(
+                "INSERT INTO place (id, name, lat, lng, rating) VALUES ('x{page_number:03}', 'Ahead', 0, 0, 5.0), ('z{page_number:03}', 'Between', 0, 0, 4.5)"
+            ))
+            .await
+            .expect("insert between pages");
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+
+    let originals: Vec<&String> = seen.iter().filter(|id| id.starts_with('p')).collect();
+    assert_eq!(originals, original.iter().collect::<Vec<_>>(), "every original row once, in order");
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no row repeated: {seen:?}");
+}
+
+#[tokio::test]
+async fn last_and_before_walk_backwards_through_the_same_rows_as_forward() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 23).await;
+    for (order, sql) in [
+        ("RATING_DESC", "rating DESC NULLS LAST, id DESC"),
+        ("NAME", "name, id"),
+        ("NEWEST", "created_at DESC, id DESC"),
+    ] {
+        let all = expected(&app, sql).await;
+        for size in [1, 4, 7] {
+            assert_eq!(walk_forward(&app, order, size).await, all, "{order} forward by {size}");
+            assert_eq!(walk_backward(&app, order, size).await, all, "{order} backward by {size}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_page_before_a_cursor_ends_just_before_it() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 12).await;
+    let all = expected(&app, "rating DESC NULLS LAST, id DESC").await;
+    let page = app.data(None, PLACES, json!({ "first": 6 })).await;
+    let sixth = page["places"]["edges"][5]["cursor"].clone();
+
+    let before = app.data(None, PLACES, json!({ "last": 2, "before": sixth })).await;
+    assert_eq!(ids(&before["places"]), all[3..5]);
+    assert_eq!(before["places"]["pageInfo"]["hasPreviousPage"], true);
+    assert_eq!(before["places"]["pageInfo"]["hasNextPage"], true);
+
+    let last = app.data(None, PLACES, json!({ "last": 3 })).await;
+    assert_eq!(ids(&last["places"]), all[9..], "last alone is the end of the list");
+    assert_eq!(last["places"]["pageInfo"]["hasNextPage"], false);
+}
+
+#[tokio::test]
+async fn places_with_null_ratings_paginate_exactly() {
+    let app = TestApp::spawn().await;
+    for i in 0..9 {
+        let rating = if i % 3 == 0 { Some(4.0) } else { None };
+        app.insert_place(&format!("n{i}"), "cafe", 38.7, -9.1, rating, None).await;
+    }
+    let all = expected(&app, "rating DESC NULLS LAST, id DESC").await;
+    assert_eq!(all[..3], ["n6", "n3", "n0"], "rated first");
+    for size in [1, 2, 3, 4, 9, 10] {
+        assert_eq!(walk_forward(&app, "RATING_DESC", size).await, all, "forward by {size}");
+        assert_eq!(walk_backward(&app, "RATING_DESC", size).await, all, "backward by {size}");
+    }
+}
+
+#[tokio::test]
+async fn a_forged_or_foreign_cursor_is_bad_user_input_naming_its_argument() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 4).await;
+    let by_name = app.data(None, PLACES, json!({ "first": 1, "orderBy": "NAME" })).await;
+    let name_cursor = by_name["places"]["pageInfo"]["endCursor"].clone();
+    let forge = |json: Value| URL_SAFE_NO_PAD.encode(json.to_string());
+    let forged = [
+        json!("not-a-cursor"),
+        json!(URL_SAFE_NO_PAD.encode("o:5")),
+        json!(forge(json!({ "v": 1, "o": "place.rating", "k": ["4.5", "p01"] }))),
+        json!(forge(json!({ "v": 1, "o": "place.rating", "k": [4.5] }))),
+        json!(forge(json!({ "v": 1, "o": "place.rating", "k": [4.5, 7] }))),
+        json!(forge(json!({ "v": 1, "o": "place.newest", "k": ["yesterday", "p01"] }))),
+        json!(forge(json!({ "v": 2, "o": "place.rating", "k": [4.5, "p01"] }))),
+        json!("A".repeat(100_000)),
+        name_cursor,
+    ];
+    for cursor in forged {
+        for (field, args) in [("after", json!({ "after": cursor })), ("before", json!({ "before": cursor }))] {
+            let body = app.graphql(None, PLACES, args).await;
+            assert_eq!(error_code(&body), "BAD_USER_INPUT", "{cursor}: {body}");
+            assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+        }
+    }
+    // A well-formed cursor with odd values is just a position: bound, never
+    // spliced into SQL.
+    let odd = forge(json!({ "v": 1, "o": "place.rating", "k": [1e308, "'; DROP TABLE place; --"] }));
+    let body = app.graphql(None, PLACES, json!({ "after": odd })).await;
+    assert_eq!(ids(&body["data"]["places"]).len(), 4, "everything rated sorts after 1e308: {body}");
+    assert_eq!(app.count("SELECT count(*) FROM place").await, 4);
+}
+
+#[tokio::test]
+async fn first_and_last_do_not_mix() {
+    let app = TestApp::spawn().await;
+    let both = app.graphql(None, PLACES, json!({ "first": 1, "last": 1 })).await;
+    assert_eq!(error_code(&both), "BAD_USER_INPUT");
+    assert_eq!(both["errors"][0]["extensions"]["field"], "last");
+    let too_many = app.graphql(None, PLACES, json!({ "last": 101 })).await;
+    assert_eq!(error_code(&too_many), "BAD_USER_INPUT");
+    assert_eq!(too_many["errors"][0]["extensions"]["field"], "last");
+}
+
+#[tokio::test]
+async fn every_connection_pages_forward_and_backward_by_its_cursors() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    for i in 0..5 {
+        app.data(
+            Some(&ada.token),
+            "mutation($t: String!) { createPost(input: { title: $t, published: true }) { id } }",
+            json!({ "t": format!("post {i}") }),
+        )
+        .await;
+    }
+    // Same created_at for all: the tie-breaker alone orders them.
+    app.db.execute_unprepared("UPDATE post SET created_at = '2026-01-01T00:00:00Z'").await.expect("tie");
+    let query = "query($first: Int, $after: String, $last: Int, $before: String) {
+      posts(first: $first, after: $after, last: $last, before: $before) {
+        nodes { title } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
+    let titles = |v: &Value| -> Vec<String> {
+        v["posts"]["nodes"].as_array().expect("nodes").iter().map(|n| n["title"].to_string()).collect()
+    };
+    let all = titles(&app.data(Some(&ada.token), query, json!({ "first": 10 })).await);
+    assert_eq!(all.len(), 5);
+
+    let first = app.data(Some(&ada.token), query, json!({ "first": 2 })).await;
+    let second = app
+        .data(Some(&ada.token), query, json!({ "first": 2, "after": first["posts"]["pageInfo"]["endCursor"] }))
+        .await;
+    assert_eq!([titles(&first), titles(&second)].concat(), all[..4]);
+    let back = app
+        .data(Some(&ada.token), query, json!({ "last": 3, "before": second["posts"]["pageInfo"]["endCursor"] }))
+        .await;
+    assert_eq!(titles(&back), all[..3]);
+    assert_eq!(back["posts"]["pageInfo"]["hasPreviousPage"], false);
+
+    let foreign =
+        app.graphql(Some(&ada.token), query, json!({ "after": first["posts"]["pageInfo"]["endCursor"] })).await;
+    assert!(foreign["errors"].is_null(), "its own cursor is fine: {foreign}");
+    let users = app
+        .graphql(
+            Some(&ada.token),
+            "query($a: String) { users(after: $a) { nodes { username } } }",
+            json!({ "a": first["posts"]["pageInfo"]["endCursor"] }),
+        )
+        .await;
+    assert_eq!(error_code(&users), "BAD_USER_INPUT", "a post cursor is no user cursor");
+    assert_eq!(users["errors"][0]["extensions"]["field"], "after");
+}
+
+async fn calls(app: &TestApp, like: &str) -> i64 {
+    app.count(&format!(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+         WHERE d.datname = current_database() AND s.query LIKE '{like}'"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 6).await;
+    let ada = app.sign_up("ada").await;
+    let review = "mutation($p: ID!) { createReview(input: { placeId: $p, rating: 3 }) { id } }";
+    for i in 0..6 {
+        app.data(Some(&ada.token), review, json!({ "p": format!("p{i:02}") })).await;
+    }
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+    let place_alone = r#"%FROM "place"%"#;
+    let joined = r#"%FROM "review" LEFT JOIN "place"%"#;
+    let (places_before, joined_before) = (calls(&app, place_alone).await, calls(&app, joined).await);
+
+    let page = app
+        .data(
+            Some(&ada.token),
+            "{ myReviews(first: 4) { edges { cursor node { place { id name } } } nodes { place { name } } pageInfo { hasNextPage } } }",
+            json!({}),
+        )
+        .await;
+    let places: Vec<&Value> =
+        page["myReviews"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["place"]["id"]).collect();
+    assert_eq!(places, ["p05", "p04", "p03", "p02"], "newest review first, each with its place");
+    assert_eq!(page["myReviews"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(calls(&app, place_alone).await, places_before, "no separate place query");
+    assert_eq!(calls(&app, joined).await, joined_before + 1, "the page and its places in one statement");
+
+    let next = app
+        .data(
+            Some(&ada.token),
+            "query($a: String) { myReviews(first: 4, after: $a) { nodes { place { id } } } }",
+            json!({ "a": page["myReviews"]["edges"][3]["cursor"] }),
+        )
+        .await;
+    assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "id": "p01" } }, { "place": { "id": "p00" } }]));
+}
+
+#[tokio::test]
+async fn a_deep_page_starts_at_its_cursor_in_the_index_instead_of_scanning_the_pages_before_it() {
+    let app = TestApp::spawn().await;
+    app.db
+        .execute_unprepared(
+            "INSERT INTO place (id, name, lat, lng, rating) \
+             SELECT 'q' || lpad(i::text, 5, '0'), 'Place ' || i, 0, 0, CASE WHEN i % 7 = 0 THEN NULL ELSE (i % 50) / 10.0 END \
+             FROM generate_series(1, 5000) i; ANALYZE place",
+        )
+        .await
+        .expect("places");
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+    let deep = app.data(None, PLACES, json!({ "first": 100 })).await;
+    let mut after = deep["places"]["pageInfo"]["endCursor"].clone();
+    for _ in 0..20 {
+        let page = app.data(None, PLACES, json!({ "first": 100, "after": after })).await;
+        after = page["places"]["pageInfo"]["endCursor"].clone();
+    }
+
+    // The statement the server ran for those pages, as PostgreSQL saw it.
+    let statement = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT s.query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+             WHERE d.datname = current_database() AND s.query LIKE 'SELECT%FROM \"place\" WHERE%(\"place\".\"rating\", \"place\".\"id\") <%' \
+             ORDER BY s.calls DESC LIMIT 1"
+                .to_owned(),
+        ))
+        .await
+        .expect("statement")
+        .map(|row| row.try_get_by_index::<String>(0).expect("text"))
+        .expect("the keyset page statement was recorded");
+    // One connection for PREPARE and EXPLAIN (app.db is a pool).
+    let tx = app.db.begin().await.expect("begin");
+    tx.execute_unprepared(&format!("PREPARE deep_page AS {statement}")).await.expect("prepare");
+    let plan: Vec<String> = tx
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "EXPLAIN EXECUTE deep_page(2.0, 'q02000', 101)".to_owned(),
+        ))
+        .await
+        .expect("explain")
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("plan line"))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_place_rating_keyset"), "{statement}\n{plan}");
+    assert!(plan.contains("Index Cond: ((rating IS NOT NULL) AND (ROW(rating, (id)::text) <"), "{plan}");
+    assert!(!plan.contains("Sort"), "no sort of the rows before the cursor: {plan}");
+}
