@@ -21,6 +21,18 @@ fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0))
 }
 
+/// The server's warnings and errors during the run (its log is at warn level).
+fn print_server_warnings(data_dir: &Path) {
+    let log = std::fs::read_to_string(data_dir.join("api.log")).unwrap_or_default();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    let slow = warnings.iter().filter(|l| l.contains(" slow ")).count();
+    println!("server warnings/errors      {} ({slow} of them slow requests or queries)", warnings.len());
+    let warnings: Vec<&&str> = warnings.iter().filter(|l| !l.contains(" slow ")).collect();
+    for line in warnings.iter().take(3) {
+        println!("  {}", line.chars().take(400).collect::<String>());
+    }
+}
+
 /// A service account to write places with.
 async fn service_token(api: &Path, server: &Server) -> String {
     let args = ["user", "create", "--email", "bench@bench.test", "--username", "bench", "--role", "service"];
@@ -199,14 +211,28 @@ pub async fn run(args: Args) {
         writers.push(tokio::spawn(async move {
             let query = "mutation($id: ID!, $d: String!) { createPlace(input: {id: $id, name: \"bench\", lat: 38.7, lng: -9.1, category: \"bench\", description: $d}) { id } }";
             let vars = json!({ "id": format!("b{seq:09}"), "d": now_micros().to_string() });
-            let _ = http.post(url).bearer_auth(token).json(&json!({ "query": query, "variables": vars })).send().await;
+            let sent = http.post(url).bearer_auth(token).json(&json!({ "query": query, "variables": vars })).send().await;
+            // A write that failed is no event: say so, or it would count as lost.
+            match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    (status.is_success() && !text.contains("\"errors\"")).then_some(()).ok_or(format!("{status} {text}"))
+                }
+                Err(e) => Err(e.to_string()),
+            }
         }));
     }
+    let (mut failed_writes, mut first_failure) = (0u64, None);
     for w in writers {
-        let _ = w.await;
+        if let Ok(Err(failure)) = w.await {
+            failed_writes += 1;
+            first_failure.get_or_insert(failure);
+        }
     }
     let write_secs = write_started.elapsed().as_secs_f64();
-    let expected = writes * subscribers as u64;
+    // Deliveries of the writes that succeeded.
+    let expected = (writes - failed_writes) * subscribers as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     while totals.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -225,6 +251,10 @@ pub async fn run(args: Args) {
     println!("writes                      {writes} at {rate}/s (sent in {write_secs:.1} s)");
     println!("deliveries expected         {expected}");
     println!("deliveries received         {delivered}");
+    println!(
+        "writes failed               {failed_writes}{}",
+        first_failure.map(|f| format!(" (first: {f})")).unwrap_or_default()
+    );
     println!("events lost                 {}", expected.saturating_sub(delivered));
     println!("subscribers with all events {} ({} saw a different order than the first)", orders.len(), disagreeing);
     println!("delivered/s (whole run)     {:.0}", delivered as f64 / all_secs);
@@ -235,6 +265,7 @@ pub async fn run(args: Args) {
         "server memory per idle subscriber  {:.1} KiB",
         rss_idle.saturating_sub(rss_before) as f64 / subscribers.max(1) as f64
     );
+    print_server_warnings(&server.data_dir);
     for t in tasks {
         t.abort();
     }

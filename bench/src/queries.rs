@@ -251,7 +251,10 @@ fn pg_bin() -> PathBuf {
         .filter(|(_, dir)| dir.join("pgbench").is_file() && dir.join("psql").is_file())
         .collect();
     versions.sort();
-    versions.pop().map(|(_, dir)| dir).unwrap_or_else(|| panic!("no pgbench: apt-get install postgresql-15, or set PG_BIN"))
+    versions
+        .pop()
+        .map(|(_, dir)| dir)
+        .unwrap_or_else(|| panic!("no pgbench: apt-get install postgresql-15, or set PG_BIN"))
 }
 
 fn check(args: &Args) -> Result<(), String> {
@@ -305,14 +308,7 @@ pub async fn run(args: Args) {
     let users = sign_in(&server, args.connections).await;
     let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
 
-    let idle_from = (pg.cpu(), cpu_seconds(&server.pid().to_string()), Instant::now());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle_secs = idle_from.2.elapsed().as_secs_f64();
-    println!(
-        "idle, before load: server {:.3} cores, PostgreSQL {:.3} cores (background work, included below)",
-        (cpu_seconds(&server.pid().to_string()) - idle_from.1) / idle_secs,
-        (pg.cpu() - idle_from.0) / idle_secs
-    );
+    settle(&server, &pg).await;
     println!("load average: {} (other work on the machine skews every number)", load_average());
     println!(
         "{} connections, {} s warm-up + {} s measured per case and side, {} runs, scale {}; server {}",
@@ -380,12 +376,35 @@ async fn prepare_data(api: &Path, data_dir: &Path, scale: u32) -> bool {
     seeded
 }
 
+/// Waits (at most a minute) until PostgreSQL's background work after a
+/// start (the change listener catching up on the log, autovacuum after a
+/// seed) has calmed down, then prints what the idle server and cluster
+/// cost: that much is in every window below.
+async fn settle(server: &Server, pg: &Pg) {
+    let server_pid = server.pid().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let from = (pg.cpu(), cpu_seconds(&server_pid), Instant::now());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let secs = from.2.elapsed().as_secs_f64();
+        let (pg_cores, server_cores) = ((pg.cpu() - from.0) / secs, (cpu_seconds(&server_pid) - from.1) / secs);
+        // Below a fifth of a core, or as calm as it gets within the minute.
+        if pg_cores < 0.2 || Instant::now() > deadline {
+            println!(
+                "idle, before load: server {server_cores:.3} cores, PostgreSQL {pg_cores:.3} cores (background work, in every window below)"
+            );
+            return;
+        }
+    }
+}
+
 /// Signs in seeded users user0000000.. (one per connection): their ids and tokens.
 async fn sign_in(server: &Server, connections: usize) -> Vec<(String, String)> {
     let http = reqwest::Client::new();
     let mut users = Vec::with_capacity(connections);
     for i in 0..connections {
-        let query = "mutation($l: String!, $p: String!) { signIn(input: {login: $l, password: $p}) { token user { id } } }";
+        let query =
+            "mutation($l: String!, $p: String!) { signIn(input: {login: $l, password: $p}) { token user { id } } }";
         let vars = json!({ "l": format!("user{i:07}"), "p": SEED_PASSWORD });
         let body: Value = http
             .post(server.graphql_url())
@@ -413,7 +432,13 @@ struct Phase {
 }
 
 /// Latencies (µs) of successful requests and the count of failed ones, inside the window.
-async fn worker(url: String, token: String, bodies: Arc<Vec<String>>, offset: usize, phase: Arc<Phase>) -> (Vec<u32>, u64) {
+async fn worker(
+    url: String,
+    token: String,
+    bodies: Arc<Vec<String>>,
+    offset: usize,
+    phase: Arc<Phase>,
+) -> (Vec<u32>, u64) {
     // One connection per worker, kept alive, as a browser tab would.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -458,7 +483,9 @@ async fn measure_server(server: &Server, pg: &Pg, case: &Case, users: &[(String,
     let workers: Vec<_> = users
         .iter()
         .enumerate()
-        .map(|(i, (_, token))| tokio::spawn(worker(server.graphql_url(), token.clone(), bodies.clone(), i, phase.clone())))
+        .map(|(i, (_, token))| {
+            tokio::spawn(worker(server.graphql_url(), token.clone(), bodies.clone(), i, phase.clone()))
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     pg.reset_statements().await;
@@ -585,7 +612,12 @@ async fn measure_pgbench(pg: &Pg, data_dir: &Path, case: &Case, user_ids: &[Stri
 
 /// /proc/loadavg's 1, 5 and 15 minute averages.
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn now_micros() -> u64 {
@@ -598,7 +630,8 @@ fn percentiles(micros: &mut [u32]) -> (f64, f64) {
         return (0.0, 0.0);
     }
     micros.sort_unstable();
-    let at = |p: f64| f64::from(micros[((micros.len() as f64 * p).ceil() as usize).clamp(1, micros.len()) - 1]) / 1000.0;
+    let at =
+        |p: f64| f64::from(micros[((micros.len() as f64 * p).ceil() as usize).clamp(1, micros.len()) - 1]) / 1000.0;
     (at(0.50), at(0.99))
 }
 
@@ -656,7 +689,11 @@ fn print_summary(cases: &[Case], results: &[(Vec<Window>, Vec<Window>)], args: &
                 m(ws, &Window::per_second),
                 m(ws, &|w| w.p50_ms),
                 m(ws, &|w| w.p99_ms),
-                if side == "server" { format!("{:.3}", m(ws, &|w| w.ms_per_request(w.server_cpu))) } else { "–".into() },
+                if side == "server" {
+                    format!("{:.3}", m(ws, &|w| w.ms_per_request(w.server_cpu)))
+                } else {
+                    "–".into()
+                },
                 m(ws, &|w| w.ms_per_request(w.pg_cpu)),
                 m(ws, &|w| w.ms_per_request(w.client_cpu)),
                 m(ws, &Window::statements_per_request),

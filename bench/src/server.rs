@@ -59,7 +59,8 @@ impl Server {
     pub async fn start(api: &Path, data_dir: PathBuf, remove_data_dir: bool, env: &[(String, String)]) -> Self {
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", data_dir.display()));
         let log_path = data_dir.join("api.log");
-        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("cannot write {}: {e}", log_path.display()));
+        let log =
+            std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("cannot write {}: {e}", log_path.display()));
         let mut command = tokio::process::Command::new(api);
         command
             .env("DATA_DIR", &data_dir)
@@ -81,7 +82,11 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("the server exited ({status}): see {}", log_path.display());
             }
-            assert!(started.elapsed() < Duration::from_secs(120), "the server did not start: see {}", log_path.display());
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the server did not start: see {}",
+                log_path.display()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         Self { child, address, data_dir, remove_data_dir }
@@ -142,8 +147,7 @@ pub fn cpu_seconds(pid: &str) -> f64 {
 pub fn cluster_cpu_seconds(postmaster: u32) -> f64 {
     let postmaster = postmaster.to_string();
     let own = stat_fields(&postmaster);
-    let mut total: f64 =
-        (11..=14).filter_map(|i| own.get(i)?.parse::<f64>().ok()).sum::<f64>() / TICKS_PER_SECOND;
+    let mut total: f64 = (11..=14).filter_map(|i| own.get(i)?.parse::<f64>().ok()).sum::<f64>() / TICKS_PER_SECOND;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok) {
         let name = entry.file_name();
         let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
