@@ -269,6 +269,9 @@ fn check(args: &Args) -> Result<(), String> {
     if args.connections as u64 > u64::from(args.scale) {
         return Err("--connections must not exceed --scale: each connection signs in as its own seeded user".into());
     }
+    if let Some(pair) = args.server_env.iter().find(|pair| !pair.contains('=')) {
+        return Err(format!("--server-env {pair}: expected KEY=VALUE"));
+    }
     if args.cases.is_empty() {
         return Err("--cases needs at least one of a, b, c".into());
     }
@@ -294,7 +297,7 @@ pub async fn run(args: Args) {
         ("MAX_CONNECTIONS".to_owned(), (args.connections + 100).to_string()),
     ];
     for pair in &args.server_env {
-        let (key, value) = pair.split_once('=').unwrap_or_else(|| panic!("--server-env {pair}: expected KEY=VALUE"));
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         env.retain(|(k, _)| k != key);
         env.push((key.to_owned(), value.to_owned()));
     }
@@ -526,6 +529,8 @@ async fn measure_server(server: &Server, pg: &Pg, case: &Case, users: &[(String,
 fn pgbench_script(case: &Case, user_ids: &[String]) -> String {
     let mut pick = String::from("CASE :client_id::int");
     for (k, id) in user_ids.iter().enumerate() {
+        // Inlined into SQL: only a UUID's characters may pass.
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'), "not a user id: {id}");
         let _ = write!(pick, " WHEN {k} THEN '{id}'");
     }
     pick.push_str(" END");
