@@ -1,0 +1,273 @@
+//! `bench fanout`: N graphql-ws subscribers to `placeChanged` on loopback,
+//! places written at a steady rate through the API, and what arrives
+//! measured. Latency is measured from the moment a write is sent (its
+//! timestamp travels in the place's description) to the moment a
+//! subscriber has parsed the event: it includes the HTTP request, the
+//! commit, the listener, fan-out and the websocket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::server::{Server, api_binary, api_command, cpu_seconds, rss_kib};
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0))
+}
+
+/// The server's warnings and errors during the run (its log is at warn level).
+fn print_server_warnings(data_dir: &Path) {
+    let log = std::fs::read_to_string(data_dir.join("api.log")).unwrap_or_default();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    let slow = warnings.iter().filter(|l| l.contains(" slow ")).count();
+    println!("server warnings/errors      {} ({slow} of them slow requests or queries)", warnings.len());
+    let warnings: Vec<&&str> = warnings.iter().filter(|l| !l.contains(" slow ")).collect();
+    for line in warnings.iter().take(3) {
+        println!("  {}", line.chars().take(400).collect::<String>());
+    }
+}
+
+/// A service account to write places with.
+async fn service_token(api: &Path, server: &Server) -> String {
+    let args = ["user", "create", "--email", "bench@bench.test", "--username", "bench", "--role", "service"];
+    api_command(api, &server.data_dir, &args, Some("bench-password\n")).await;
+    let body: Value = reqwest::Client::new()
+        .post(server.graphql_url())
+        .json(&json!({ "query": "mutation { signIn(input: {login: \"bench\", password: \"bench-password\"}) { token } }" }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    body["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("sign-in failed: {body}")).to_owned()
+}
+
+/// Latency histogram in 100 µs buckets up to 60 s, shared by all subscribers
+/// without locks.
+struct Histogram(Vec<AtomicU64>);
+
+impl Histogram {
+    const BUCKET_MICROS: u64 = 100;
+
+    fn new() -> Self {
+        Self((0..600_000).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn record(&self, micros: u64) {
+        let bucket = usize::try_from(micros / Self::BUCKET_MICROS).unwrap_or(usize::MAX).min(self.0.len() - 1);
+        self.0[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `p` quantile in milliseconds (upper edge of its bucket).
+    fn quantile_ms(&self, p: f64) -> f64 {
+        let counts: Vec<u64> = self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let target = ((total as f64) * p).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return ((i as u64 + 1) * Self::BUCKET_MICROS) as f64 / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    delivered: AtomicU64,
+}
+
+/// Order fingerprints: every subscriber must see the same sequence.
+type Fingerprints = Arc<std::sync::Mutex<Vec<u64>>>;
+
+async fn subscriber(
+    url: String,
+    latencies: Arc<Histogram>,
+    totals: Arc<Totals>,
+    ready: Arc<AtomicU64>,
+    expected: u64,
+    fingerprints: Fingerprints,
+) {
+    let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("connect: {e}"));
+    let send = |v: Value| Message::Text(v.to_string().into());
+    let _ = ws.send(send(json!({ "type": "connection_init" }))).await;
+    let _ = ws.next().await; // connection_ack
+    let query = "subscription { placeChanged { place { id description } } }";
+    let _ = ws.send(send(json!({ "type": "subscribe", "id": "1", "payload": { "query": query } }))).await;
+    ready.fetch_add(1, Ordering::Relaxed);
+    let mut fingerprint = 0xcbf2_9ce4_8422_2325_u64;
+    let mut received = 0u64;
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else { continue };
+        let value: Value = match serde_json::from_str(text.as_str()) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        match value["type"].as_str() {
+            Some("ping") => {
+                let _ = ws.send(send(json!({ "type": "pong" }))).await;
+            }
+            Some("next") => {
+                let place = &value["payload"]["data"]["placeChanged"]["place"];
+                let seq: u64 = place["id"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
+                let sent: u64 = place["description"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0);
+                latencies.record(now_micros().saturating_sub(sent));
+                fingerprint = (fingerprint ^ seq).wrapping_mul(0x0100_0000_01b3);
+                received += 1;
+                totals.delivered.fetch_add(1, Ordering::Relaxed);
+                if received == expected {
+                    fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(fingerprint);
+                }
+            }
+            Some("complete" | "error") => break,
+            _ => {}
+        }
+    }
+}
+
+/// Options of `bench fanout`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Writes per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    /// How long to write.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Connections opened at once while connecting.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// The server binary (default: `api` next to this binary), e.g. an older build for an A/B run.
+    #[arg(long)]
+    api: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) {
+    let Args { subscribers, rate, seconds, connect_concurrency, api } = args;
+    let api = api_binary(api.as_deref());
+    let data_dir = PathBuf::from(format!("/tmp/bench-{}", std::process::id()));
+    let env = [
+        ("RUST_LOG".to_owned(), "warn,api::commands=info".to_owned()),
+        // Subscribers are the point here: the server's connection cap
+        // (MAX_CONNECTIONS, default 10,000) must not refuse any of them or the writers.
+        ("MAX_CONNECTIONS".to_owned(), (subscribers + 1000).to_string()),
+    ];
+    let server = Server::start(&api, data_dir, true, &env).await;
+    let token = service_token(&api, &server).await;
+    let ws_url = format!("{}/graphql/ws", server.address.replacen("http", "ws", 1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = rss_kib(server.pid());
+
+    println!("connecting {subscribers} subscribers to {ws_url} ...");
+    let latencies = Arc::new(Histogram::new());
+    let fingerprints: Fingerprints = Arc::default();
+    let writes = u64::from(rate) * seconds;
+    let totals = Arc::new(Totals::default());
+    let ready = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(subscribers);
+    let connect_started = Instant::now();
+    for _ in 0..subscribers {
+        let (url, lat, tot, rdy) = (ws_url.clone(), latencies.clone(), totals.clone(), ready.clone());
+        tasks.push(tokio::spawn(subscriber(url, lat, tot, rdy, writes, fingerprints.clone())));
+        // At most `connect_concurrency` handshakes in flight (the listen backlog is finite).
+        while ready.load(Ordering::Relaxed) + (connect_concurrency as u64) < tasks.len() as u64 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    while ready.load(Ordering::Relaxed) < subscribers as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("connected in {:.1} s", connect_started.elapsed().as_secs_f64());
+    // Let subscriptions attach and the server settle before measuring memory.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_idle = rss_kib(server.pid());
+
+    println!("writing {writes} places at {rate}/s for {seconds} s ...");
+    let http = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let write_started = Instant::now();
+    let server_pid = server.pid().to_string();
+    let (server_cpu_start, client_cpu_start) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+    let mut writers = Vec::new();
+    for seq in 1..=writes {
+        ticker.tick().await;
+        let (http, url, token) = (http.clone(), format!("{}/graphql", server.address), token.clone());
+        writers.push(tokio::spawn(async move {
+            let query = "mutation($id: ID!, $d: String!) { createPlace(input: {id: $id, name: \"bench\", lat: 38.7, lng: -9.1, category: \"bench\", description: $d}) { id } }";
+            let vars = json!({ "id": format!("b{seq:09}"), "d": now_micros().to_string() });
+            let sent = http.post(url).bearer_auth(token).json(&json!({ "query": query, "variables": vars })).send().await;
+            // A write that failed is no event: say so, or it would count as lost.
+            match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    (status.is_success() && !text.contains("\"errors\"")).then_some(()).ok_or(format!("{status} {text}"))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }));
+    }
+    let (mut failed_writes, mut first_failure) = (0u64, None);
+    for w in writers {
+        if let Ok(Err(failure)) = w.await {
+            failed_writes += 1;
+            first_failure.get_or_insert(failure);
+        }
+    }
+    let write_secs = write_started.elapsed().as_secs_f64();
+    // Deliveries of the writes that succeeded.
+    let expected = (writes - failed_writes) * subscribers as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while totals.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_secs = write_started.elapsed().as_secs_f64();
+    let server_cores = (cpu_seconds(&server_pid) - server_cpu_start) / all_secs;
+    let client_cores = (cpu_seconds("self") - client_cpu_start) / all_secs;
+    let delivered = totals.delivered.load(Ordering::Relaxed);
+    let rss_busy = rss_kib(server.pid());
+
+    let pct = |p: f64| latencies.quantile_ms(p);
+    let orders = fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let disagreeing = orders.iter().filter(|f| **f != orders[0]).count();
+    println!();
+    println!("subscribers                 {subscribers}");
+    println!("writes                      {writes} at {rate}/s (sent in {write_secs:.1} s)");
+    println!("deliveries expected         {expected}");
+    println!("deliveries received         {delivered}");
+    println!(
+        "writes failed               {failed_writes}{}",
+        first_failure.map(|f| format!(" (first: {f})")).unwrap_or_default()
+    );
+    println!("events lost                 {}", expected.saturating_sub(delivered));
+    println!("subscribers with all events {} ({} saw a different order than the first)", orders.len(), disagreeing);
+    println!("delivered/s (whole run)     {:.0}", delivered as f64 / all_secs);
+    println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
+    println!("CPU used (cores of 2)       server {server_cores:.2}, this client {client_cores:.2}");
+    println!("server RSS before/idle/busy {} / {} / {} MiB", rss_before / 1024, rss_idle / 1024, rss_busy / 1024);
+    println!(
+        "server memory per idle subscriber  {:.1} KiB",
+        rss_idle.saturating_sub(rss_before) as f64 / subscribers.max(1) as f64
+    );
+    print_server_warnings(&server.data_dir);
+    for t in tasks {
+        t.abort();
+    }
+    server.stop().await;
+}
