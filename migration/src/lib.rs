@@ -69,6 +69,8 @@ sql_migrations! {
     m20261127_000009_private_sign_in => "000009_private_sign_in",
     /// The change feed's epoch: signed cursors name the database they came from.
     m20261127_000010_feed_epoch => "000010_feed_epoch",
+    /// A request's start (viewer, timeout, access mode, account check) in one statement.
+    m20261127_000011_start_request => "000011_start_request",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The
