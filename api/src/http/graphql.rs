@@ -71,11 +71,13 @@ pub async fn get(
 
 /// The types of the operations a request may run (the named one, or all of
 /// them); empty when the document does not parse (execution reports that).
-pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+/// Parses the document into the request, which keeps it for execution.
+pub fn operation_types(request: &mut async_graphql::Request) -> Vec<OperationType> {
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
         return Vec::new();
     };
-    types_of(&document, request.operation_name.as_deref()).collect()
+    types_of(document, name.as_deref()).collect()
 }
 
 fn types_of<'a>(
@@ -99,11 +101,12 @@ fn access_of(document: &async_graphql::parser::types::ExecutableDocument, name: 
 
 /// The name of the operation a request runs, for its log span and metric
 /// label: see [`guard::operation_name`]. Never a client-chosen name that
-/// names no operation. (Parses the document; [`execute_as`] instead parses
-/// once and hands the document on to async-graphql.)
-pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
-    let document = async_graphql::parser::parse_query(&request.query).ok()?;
-    guard::operation_name(&document, request.operation_name.as_deref())
+/// names no operation. (Parses the document into the request, once: it
+/// keeps it for execution.)
+pub fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
+    let name = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    guard::operation_name(document, name.as_deref())
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request: async_graphql::Request) -> Response {
