@@ -47,11 +47,7 @@ pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTr
 /// that sets the role, `app.user_id`, the statement timeout and the access
 /// mode and checks the account. The check answers only when it fails, as an
 /// error; a changed role (rare) costs a second start as the new role.
-pub async fn begin_request_as(
-    pool: &Pool,
-    viewer: Viewer,
-    access: Access,
-) -> ApiResult<(DatabaseTransaction, Viewer)> {
+pub async fn begin_request_as(pool: &Pool, viewer: Viewer, access: Access) -> ApiResult<(DatabaseTransaction, Viewer)> {
     let err = match pool.begin_with(&start_sql(&viewer, access, pool.statement_timeout_ms())).await {
         Ok(tx) => return Ok((tx, viewer)),
         Err(err) => err,
@@ -113,10 +109,7 @@ fn start_sql(viewer: &Viewer, access: Access, statement_timeout_ms: u64) -> Stri
     // statement_timeout at i32::MAX ms anyway.
     let timeout = i32::try_from(statement_timeout_ms).unwrap_or(i32::MAX);
     let read_only = access == Access::ReadOnly;
-    format!(
-        "SELECT app_start_request('{}', {user_id}, {claimed}, {timeout}, {read_only})",
-        viewer.db_role()
-    )
+    format!("SELECT app_start_request('{}', {user_id}, {claimed}, {timeout}, {read_only})", viewer.db_role())
 }
 
 /// The request transaction, shared by the resolvers and the DataLoaders of

@@ -146,7 +146,9 @@ pub async fn execute_as(
     // is left to it, to report the syntax error).
     let requested = request.operation_name.clone();
     let (operation, access) = match request.parsed_query() {
-        Ok(document) => (guard::operation_name(document, requested.as_deref()), access_of(document, requested.as_deref())),
+        Ok(document) => {
+            (guard::operation_name(document, requested.as_deref()), access_of(document, requested.as_deref()))
+        }
         Err(_) => (None, Access::ReadOnly),
     };
     let operation = operation.as_deref();

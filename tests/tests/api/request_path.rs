@@ -69,9 +69,7 @@ async fn request_statements(app: &TestApp) -> Vec<(String, i64)> {
         ))
         .await
         .expect("read pg_stat_statements");
-    rows.iter()
-        .map(|row| (row.try_get_by_index(0).expect("query"), row.try_get_by_index(1).expect("calls")))
-        .collect()
+    rows.iter().map(|row| (row.try_get_by_index(0).expect("query"), row.try_get_by_index(1).expect("calls"))).collect()
 }
 
 /// How often statements containing `pattern` (any case) ran.
