@@ -24,7 +24,9 @@
 --
 -- p_read_only makes the transaction READ ONLY (query operations): turning it
 -- on is allowed at any point of a transaction, unlike turning it off.
-CREATE FUNCTION app_start_request(
+-- OR REPLACE: nothing depends on a table here, so `Migrator::fresh` (which
+-- drops tables and types, not functions) leaves it behind for the re-run.
+CREATE OR REPLACE FUNCTION app_start_request(
     p_role text,
     p_user_id uuid,
     p_claimed_role text,
