@@ -198,3 +198,69 @@ async fn a_mutation_still_writes() {
         "the mutation's read of place ran read-write"
     );
 }
+
+/// The backends of the server's request pool on this database.
+async fn pool_backends(app: &TestApp) -> std::collections::BTreeSet<i32> {
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'api'",
+        ))
+        .await
+        .expect("read pg_stat_activity");
+    rows.iter().map(|row| row.try_get_by_index::<i32>(0).expect("pid")).collect()
+}
+
+/// Issue 11: right after clients closed their connections mid-request, the
+/// default pool waited seconds for a connection. A pool that closes a
+/// connection whenever a request is cancelled at the wrong moment (sqlx
+/// drops one whose acquire, ping included, is cancelled) must open new ones,
+/// and under load PostgreSQL may refuse them for a while ("too many
+/// clients"), which sqlx retries with a backoff of up to a fifth of the
+/// pool timeout. Here no hang-up costs the pool a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_hang_up_mid_request_cost_the_pool_no_connection() {
+    use tokio::io::AsyncWriteExt;
+    // Arrange: a pool of 3, all open.
+    let database = create_database(true).await;
+    let mut config = test_config(&database);
+    config.database_pool_size = 3;
+    config.database_max_overflow = 0;
+    let app = TestApp::spawn_with(config).await;
+    let ada = places_and_reviews(&app).await;
+    let busy = (0..9).map(|_| app.data(Some(&ada.token), MY_REVIEWS, json!({})));
+    futures_util::future::join_all(busy).await;
+    let before = pool_backends(&app).await;
+    assert!(!before.is_empty(), "the pool is open");
+
+    // Act: requests whose clients hang up at moments from before the
+    // request is read to after its response is written.
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let body = json!({ "query": MY_REVIEWS }).to_string();
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        ada.token,
+        body.len()
+    );
+    for n in 0..40u64 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        socket.write_all(request.as_bytes()).await.expect("send");
+        tokio::time::sleep(std::time::Duration::from_micros(n * n * 10)).await;
+        drop(socket);
+    }
+    let after_hang_ups = app.data(Some(&ada.token), MY_REVIEWS, json!({})).await;
+
+    // Assert
+    assert_eq!(after_hang_ups["myReviews"]["edges"].as_array().map(Vec::len), Some(20));
+    tests::eventually("no pooled connection is left inside a transaction", async || {
+        app.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'api' AND state LIKE 'idle in transaction%'",
+        )
+        .await
+            == 0
+    })
+    .await;
+    let after = pool_backends(&app).await;
+    assert!(before.is_subset(&after), "no connection was closed: {before:?} then {after:?}");
+}
