@@ -90,8 +90,10 @@ impl Pool {
             tokio::select! {
                 joined = &mut begin => {
                     let tx = joined.map_err(|e| DbErr::Custom(format!("BEGIN task failed: {e}")))?;
-                    if tx.as_ref().is_err_and(is_connection_lost) {
-                        self.health.suspect();
+                    match &tx {
+                        Ok(_) => self.health.answered(),
+                        Err(err) if is_connection_lost(err) => self.health.suspect(),
+                        Err(_) => {}
                     }
                     return tx;
                 }
@@ -171,7 +173,12 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
         // sqlx has one pool size; the seed's size + overflow is its ceiling,
         // and the idle timeout closes what bursts opened.
         .max_connections(config.pool_max_connections())
-        .min_connections(0)
+        // DATABASE_POOL_SIZE connections are opened at start, in the
+        // background, and kept (the idle timeout closes only the overflow):
+        // a new connection costs a backend fork, a SCRAM exchange and the
+        // backend's catalog caches, and a burst that finds the pool cold
+        // would pay that for every connection at once (issue 11's stall).
+        .min_connections(config.database_pool_size)
         .acquire_timeout(config.pool_timeout())
         .connect_timeout(Duration::from_secs(10))
         .idle_timeout(Duration::from_secs(config.database_idle_timeout))
