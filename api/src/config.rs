@@ -31,7 +31,7 @@ pub struct Config {
     /// PostgreSQL URL. Unset: the server runs its own embedded PostgreSQL in DATA_DIR.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Connections the pool keeps for steady load.
+    /// Connections the pool keeps for steady load, opened at start.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20, global = true)]
     pub database_pool_size: u32,
     /// Extra connections the pool may open under bursts (pool max = size + overflow).
@@ -40,7 +40,7 @@ pub struct Config {
     /// Seconds a request waits for a free connection before failing with SERVICE_UNAVAILABLE.
     #[arg(long, env = "DATABASE_POOL_TIMEOUT", default_value_t = 30, global = true)]
     pub database_pool_timeout: u64,
-    /// Seconds an idle connection is kept before it is closed.
+    /// Seconds an idle overflow connection is kept before it is closed.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value_t = 300, global = true)]
     pub database_idle_timeout: u64,
     /// Longest one SQL statement of a request may run, in milliseconds; past it the request fails with QUERY_TIMEOUT and rolls back.

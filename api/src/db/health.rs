@@ -18,9 +18,16 @@
 //! left for it (`too_many_connections`, as when `max_connections` or a
 //! pooler's limit is sized to the pool) it has answered all the same.
 //! Those callers keep waiting for the pool as before.
+//!
+//! Nor is one whose probe times out while other callers get connections:
+//! under a burst on a small machine (a cold pool of 30 opening every
+//! connection at once, each a fork and a SCRAM exchange, beside the server
+//! and its clients on two cores), a fresh connection can take over a
+//! second. Counting that as "down" refused every request with 503 for a
+//! second or more (issue 11: the default pool's stall).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgConnectOptions;
@@ -49,12 +56,20 @@ struct Inner {
     down: watch::Sender<bool>,
     /// A probe (or the prober loop) is running: at most one at a time.
     probing: AtomicBool,
+    /// Transactions started so far: moving during a probe that timed out
+    /// means the database answers, only slowly.
+    answered: AtomicU64,
 }
 
 impl Health {
     pub fn new(options: PgConnectOptions) -> Self {
         let (down, _) = watch::channel(false);
-        Self { inner: Arc::new(Inner { options, down, probing: AtomicBool::new(false) }) }
+        Self { inner: Arc::new(Inner { options, down, probing: AtomicBool::new(false), answered: AtomicU64::new(0) }) }
+    }
+
+    /// Records that a transaction started: the database answers.
+    pub fn answered(&self) {
+        self.inner.answered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the database is known to be unreachable right now.
@@ -78,7 +93,15 @@ impl Health {
         }
         let health = self.clone();
         tokio::spawn(async move {
+            let mut answered = health.inner.answered.load(Ordering::Relaxed);
             while let Err(err) = health.probe().await {
+                let now = health.inner.answered.load(Ordering::Relaxed);
+                if now != answered && !health.is_down() {
+                    // Slow, not down: requests got connections meanwhile.
+                    tracing::warn!(error = %err, "database slow to accept a connection; still serving");
+                    break;
+                }
+                answered = now;
                 if !health.is_down() {
                     tracing::error!(error = %err, "database unreachable: requests fail fast until it is back");
                     health.inner.down.send_replace(true);

@@ -6,7 +6,7 @@ mod health;
 mod request;
 
 pub use health::Health;
-pub use request::{LoaderDb, RequestDb, TxGuard, begin_request};
+pub use request::{Access, LoaderDb, RequestDb, TxGuard, begin_request, begin_request_as};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,8 +90,10 @@ impl Pool {
             tokio::select! {
                 joined = &mut begin => {
                     let tx = joined.map_err(|e| DbErr::Custom(format!("BEGIN task failed: {e}")))?;
-                    if tx.as_ref().is_err_and(is_connection_lost) {
-                        self.health.suspect();
+                    match &tx {
+                        Ok(_) => self.health.answered(),
+                        Err(err) if is_connection_lost(err) => self.health.suspect(),
+                        Err(_) => {}
                     }
                     return tx;
                 }
@@ -159,6 +161,10 @@ impl Pool {
     }
 }
 
+/// A pooled connection idle at least this long is pinged before it is
+/// handed out (PgBouncer's server_check_delay, 30 s by default).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// Opens the request pool with the seed's pool settings.
 pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
     let transaction_pooler = config.database_transaction_pooler;
@@ -167,10 +173,29 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
         // sqlx has one pool size; the seed's size + overflow is its ceiling,
         // and the idle timeout closes what bursts opened.
         .max_connections(config.pool_max_connections())
-        .min_connections(0)
+        // DATABASE_POOL_SIZE connections are opened at start, in the
+        // background, and kept (the idle timeout closes only the overflow):
+        // a new connection costs a backend fork, a SCRAM exchange and the
+        // backend's catalog caches, and a burst that finds the pool cold
+        // would pay that for every connection at once (issue 11's stall).
+        .min_connections(config.database_pool_size)
         .acquire_timeout(config.pool_timeout())
         .connect_timeout(Duration::from_secs(10))
         .idle_timeout(Duration::from_secs(config.database_idle_timeout))
+        // sqlx pings a connection on every acquire by default: one more
+        // round trip per request, and a wakeup of its backend. Only a
+        // connection idle for a while is likely to have been dropped (by
+        // the server, a pooler or a firewall), so only those are checked,
+        // as PgBouncer's server_check_delay does. A hot connection that
+        // died anyway fails its request's BEGIN as "connection lost"
+        // (SERVICE_UNAVAILABLE, and the health probe runs).
+        //
+        // sqlx also pings every connection on release (return_to_pool),
+        // unconditionally: that cannot be turned off without forking sqlx.
+        // It runs after the response is sent, in the task that returns the
+        // connection, and it is what flushes the ROLLBACK queued by a
+        // cancelled request before the connection serves anyone else.
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .set_application_name("api")
         .map_sqlx_postgres_opts(

@@ -16,61 +16,100 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use sea_orm::{DatabaseTransaction, DbErr, RuntimeErr};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::Pool;
 use crate::auth::{Role, Viewer};
 use crate::error::{ApiError, ApiResult};
 
+/// Whether a request may write: a GraphQL query runs READ ONLY, so no
+/// resolver (or function it calls) can change data by mistake, and
+/// PostgreSQL knows the transaction takes no row locks or XIDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// Starts a read-write request transaction for `viewer`; see
+/// [`begin_request_as`].
+pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTransaction, Viewer)> {
+    begin_request_as(pool, viewer, Access::ReadWrite).await
+}
+
 /// Starts the request transaction for `viewer`, re-reading the account so a
 /// deactivated user's tokens stop working and a role change applies at once.
 /// Returns the viewer as the database knows it.
-pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTransaction, Viewer)> {
-    let tx = pool.begin_with(&set_viewer_sql(&viewer, pool.statement_timeout_ms())).await?;
-    let Viewer::User { id, role } = viewer else {
-        return Ok((tx, viewer));
+///
+/// Two round trips: sqlx's BEGIN (sea-orm offers no way to send our SQL
+/// with it), then one statement, `app_start_request` (migration 000013),
+/// that sets the role, `app.user_id`, the statement timeout and the access
+/// mode and checks the account. The check answers only when it fails, as an
+/// error; a changed role (rare) costs a second start as the new role.
+pub async fn begin_request_as(pool: &Pool, viewer: Viewer, access: Access) -> ApiResult<(DatabaseTransaction, Viewer)> {
+    let err = match pool.begin_with(&start_sql(&viewer, access, pool.statement_timeout_ms())).await {
+        Ok(tx) => return Ok((tx, viewer)),
+        Err(err) => err,
     };
-    // Runs as the viewer: every role may read its own users row.
-    let row = tx
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT role, is_active FROM users WHERE id = $1",
-            [id.into()],
-        ))
-        .await?;
-    let Some(row) = row else {
-        return Err(ApiError::Unauthenticated("this account no longer exists".into()));
+    let Viewer::User { id, .. } = viewer else {
+        return Err(err.into());
     };
-    if !row.try_get::<bool>("", "is_active")? {
-        return Err(ApiError::Unauthenticated("this account is deactivated".into()));
+    match account_check(&err) {
+        Some(AccountCheck::Gone) => Err(ApiError::Unauthenticated("this account no longer exists".into())),
+        Some(AccountCheck::Deactivated) => Err(ApiError::Unauthenticated("this account is deactivated".into())),
+        Some(AccountCheck::RoleIs(role)) => {
+            // The failed transaction was rolled back when begin_with dropped
+            // it. Should the role change again in between, this start fails
+            // as an internal error rather than looping.
+            let viewer = Viewer::User { id, role };
+            let tx = pool.begin_with(&start_sql(&viewer, access, pool.statement_timeout_ms())).await?;
+            Ok((tx, viewer))
+        }
+        None => Err(err.into()),
     }
-    let current = row.try_get::<String>("", "role")?;
-    let current = Role::parse(&current).ok_or_else(|| ApiError::internal(format!("unknown role {current}")))?;
-    let viewer = Viewer::User { id, role: current };
-    if current != role {
-        pool.execute_unprepared(&tx, &set_viewer_sql(&viewer, pool.statement_timeout_ms())).await?;
-    }
-    Ok((tx, viewer))
 }
 
-/// Switches the transaction to the viewer's role and user id, and bounds
-/// each of its statements by `statement_timeout_ms` (0: the server's own
-/// setting), so one runaway query cannot hold a pooled connection for long.
-/// Inlined rather than bound so it rides in the transaction's first round
-/// trip: the role is one of our fixed role names, the id a formatted UUID
-/// and the timeout a number, never user text.
-fn set_viewer_sql(viewer: &Viewer, statement_timeout_ms: u64) -> String {
-    let user_id = viewer.user_id().map(|id| id.to_string()).unwrap_or_default();
-    let timeout = if statement_timeout_ms == 0 {
-        String::new()
-    } else {
-        format!(", set_config('statement_timeout', '{statement_timeout_ms}', true)")
+/// What `app_start_request` said about the account, when it refused it.
+enum AccountCheck {
+    Gone,
+    Deactivated,
+    RoleIs(Role),
+}
+
+/// Reads the account check's answer out of a failed start; `None` for any
+/// other error (the database is down, the timeout hit, ...).
+fn account_check(err: &DbErr) -> Option<AccountCheck> {
+    let (DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e))) = err else {
+        return None;
     };
-    format!(
-        "SELECT set_config('role', '{}', true), set_config('app.user_id', '{user_id}', true){timeout}",
-        viewer.db_role()
-    )
+    let db = e.as_database_error()?;
+    match db.code()?.as_ref() {
+        "AS001" => Some(AccountCheck::Gone),
+        "AS002" => Some(AccountCheck::Deactivated),
+        "AS003" => Role::parse(db.message()).map(AccountCheck::RoleIs),
+        _ => None,
+    }
+}
+
+/// The request's start: one call of `app_start_request` (migration 000013).
+/// Inlined rather than bound so it is one simple-protocol round trip with no
+/// statement to prepare (and nothing cached behind a transaction pooler):
+/// the role is one of our fixed role names, the ids formatted UUIDs, the
+/// claimed role a fixed name and the timeout a number, never user text.
+/// `statement_timeout_ms` bounds each statement of the request (0: the
+/// server's own setting), so one runaway query cannot hold a pooled
+/// connection for long.
+fn start_sql(viewer: &Viewer, access: Access, statement_timeout_ms: u64) -> String {
+    let (user_id, claimed) = match viewer {
+        Viewer::Anonymous => ("NULL".to_owned(), "NULL".to_owned()),
+        Viewer::User { id, role } => (format!("'{id}'"), format!("'{}'", role.as_str())),
+    };
+    // Larger values would not fit the function's integer; PostgreSQL caps
+    // statement_timeout at i32::MAX ms anyway.
+    let timeout = i32::try_from(statement_timeout_ms).unwrap_or(i32::MAX);
+    let read_only = access == Access::ReadOnly;
+    format!("SELECT app_start_request('{}', {user_id}, {claimed}, {timeout}, {read_only})", viewer.db_role())
 }
 
 /// The request transaction, shared by the resolvers and the DataLoaders of
@@ -142,7 +181,7 @@ impl LoaderDb {
         match self {
             Self::Request(db) => query(&*db.lock().await?).await,
             Self::Pool(pool) => {
-                let (tx, _) = begin_request(pool, viewer).await?;
+                let (tx, _) = begin_request_as(pool, viewer, Access::ReadOnly).await?;
                 let result = query(&tx).await?;
                 pool.commit(tx).await?;
                 Ok(result)

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use crate::auth::{PeerAddr, Viewer, viewer_from_authorization};
-use crate::db::{RequestDb, begin_request};
+use crate::db::{Access, RequestDb, begin_request_as};
 use crate::error::{ApiError, ensure_codes, retry_after};
 use crate::graphql::guard;
 use crate::places::PlaceLoader;
@@ -71,11 +71,13 @@ pub async fn get(
 
 /// The types of the operations a request may run (the named one, or all of
 /// them); empty when the document does not parse (execution reports that).
-pub fn operation_types(request: &async_graphql::Request) -> Vec<OperationType> {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+/// Parses the document into the request, which keeps it for execution.
+pub fn operation_types(request: &mut async_graphql::Request) -> Vec<OperationType> {
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
         return Vec::new();
     };
-    types_of(&document, request.operation_name.as_deref()).collect()
+    types_of(document, name.as_deref()).collect()
 }
 
 fn types_of<'a>(
@@ -89,13 +91,22 @@ fn types_of<'a>(
         .map(|(_, op)| op.node.ty)
 }
 
+/// How the request's transaction may touch data: READ ONLY unless the
+/// document may run a mutation (the named operation, or any when none is
+/// named: async-graphql then refuses a document with several). A document
+/// that names no operation of its own fails before any SQL, so read only.
+fn access_of(document: &async_graphql::parser::types::ExecutableDocument, name: Option<&str>) -> Access {
+    if types_of(document, name).any(|ty| ty == OperationType::Mutation) { Access::ReadWrite } else { Access::ReadOnly }
+}
+
 /// The name of the operation a request runs, for its log span and metric
 /// label: see [`guard::operation_name`]. Never a client-chosen name that
-/// names no operation. (Parses the document; [`execute_as`] instead parses
-/// once and hands the document on to async-graphql.)
-pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
-    let document = async_graphql::parser::parse_query(&request.query).ok()?;
-    guard::operation_name(&document, request.operation_name.as_deref())
+/// names no operation. (Parses the document into the request, once: it
+/// keeps it for execution.)
+pub fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
+    let name = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    guard::operation_name(document, name.as_deref())
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request: async_graphql::Request) -> Response {
@@ -134,13 +145,17 @@ pub async fn execute_as(
     // rather than parsing the text again (a document that does not parse
     // is left to it, to report the syntax error).
     let requested = request.operation_name.clone();
-    let operation =
-        request.parsed_query().ok().and_then(|document| guard::operation_name(document, requested.as_deref()));
+    let (operation, access) = match request.parsed_query() {
+        Ok(document) => {
+            (guard::operation_name(document, requested.as_deref()), access_of(document, requested.as_deref()))
+        }
+        Err(_) => (None, Access::ReadOnly),
+    };
     let operation = operation.as_deref();
     // Every log line of the execution (a slow statement, say) names the
     // operation; over HTTP the request's span adds its id.
     let span = tracing::info_span!("graphql", operation = operation.unwrap_or("anonymous"));
-    let result = run(state, viewer, request).instrument(span).await;
+    let result = run(state, viewer, request, access).instrument(span).await;
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(response) if response.errors.is_empty() => "ok",
@@ -160,8 +175,9 @@ async fn run(
     state: &AppState,
     viewer: Viewer,
     request: async_graphql::Request,
+    access: Access,
 ) -> Result<async_graphql::Response, ApiError> {
-    let (tx, viewer) = begin_request(&state.pool, viewer).await?;
+    let (tx, viewer) = begin_request_as(&state.pool, viewer, access).await?;
     let db = RequestDb::new(tx, state.pool.clone());
     let request = request
         .data(viewer)

@@ -399,7 +399,9 @@ struct Operation {
 
 impl Operation {
     async fn run(self, state: AppState, session: Session, checked_at: Cursor, request: async_graphql::Request) {
-        let is_subscription = operation_types(&request).contains(&OperationType::Subscription);
+        // Parsed once, here: execution reuses the document.
+        let mut request = request;
+        let is_subscription = operation_types(&mut request).contains(&OperationType::Subscription);
         if !is_subscription {
             let response = execute_as(&state, session.viewer, request)
                 .await
@@ -409,7 +411,7 @@ impl Operation {
             return;
         }
         // As execute_as does for queries: log lines name the operation.
-        let operation = operation_name(&request);
+        let operation = operation_name(&mut request);
         let span = tracing::info_span!("graphql", operation = operation.as_deref().unwrap_or("anonymous"));
         self.stream(state, session, checked_at, request).instrument(span).await;
     }

@@ -15,6 +15,7 @@ mod places;
 mod posts;
 mod realtime;
 mod recommendations;
+mod request_path;
 mod rls;
 mod routines;
 mod schema;
