@@ -94,7 +94,11 @@ impl Server {
             .env("PORT", "0")
             .env("RUST_LOG", "warn,api::commands=info")
             .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
-            // Subscribers are the point here: let the server hold many sockets.
+            // Subscribers are the point here: let the server hold many sockets,
+            // all from this one address (fanout opens 10,000).
+            .env("MAX_CONNECTIONS", "20000")
+            .env("MAX_WS_CONNECTIONS", "15000")
+            .env("MAX_WS_PER_IP", "15000")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

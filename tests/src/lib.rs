@@ -364,6 +364,11 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         max_mutation_fields: 10,
         max_body_bytes: 1024 * 1024,
         max_connections: 10_000,
+        // Websockets: three quarters of max_connections, and (tests open
+        // many from 127.0.0.1) no per-address cap in practice; the caps are
+        // tested with low values of their own (hostile::connections).
+        max_ws_connections: None,
+        max_ws_per_ip: 10_000,
         http_header_read_timeout: 10,
         http_body_read_timeout: 30,
         http_idle_timeout: 60,
