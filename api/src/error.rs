@@ -98,9 +98,7 @@ impl ApiError {
     /// (`extensions.retryAfter`, and the `Retry-After` header over HTTP).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after, .. } | Self::TooManyConnections { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            Self::RateLimited { retry_after, .. } | Self::TooManyConnections { retry_after, .. } => Some(*retry_after),
             Self::Unavailable(_) => Some(1),
             _ => None,
         }

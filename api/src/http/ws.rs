@@ -30,8 +30,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::AppState;
-use super::ws_caps::WsSlot;
 use super::graphql::{execute_as, operation_name, operation_types, server_error, spawn_in_span};
+use super::ws_caps::WsSlot;
 use crate::auth::{ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::begin_request;
 use crate::error::{ApiError, ensure_codes};

@@ -58,7 +58,10 @@ impl WsCaps {
         if open.total >= self.max_total {
             if open.warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
                 open.warned_full = Some(Instant::now());
-                tracing::warn!(max_ws_connections = self.max_total, "MAX_WS_CONNECTIONS reached: new websockets get 503");
+                tracing::warn!(
+                    max_ws_connections = self.max_total,
+                    "MAX_WS_CONNECTIONS reached: new websockets get 503"
+                );
             }
             return Err(refused("too many websockets are open on this server"));
         }
@@ -112,11 +115,11 @@ mod tests {
         let caps = Arc::new(WsCaps::new(3, 2));
         let a1 = caps.acquire(ip("10.0.0.1")).expect("first from a");
         let _a2 = caps.acquire(ip("10.0.0.1")).expect("second from a");
-        let err = caps.acquire(ip("10.0.0.1")).err().expect("third from a: per address");
+        let Err(err) = caps.acquire(ip("10.0.0.1")) else { panic!("third from a: per address") };
         assert_eq!(err.code(), "TOO_MANY_CONNECTIONS");
         assert_eq!(err.retry_after(), Some(RETRY_AFTER));
         let _b1 = caps.acquire(ip("10.0.0.2")).expect("first from b");
-        let err = caps.acquire(ip("10.0.0.3")).err().expect("fourth in all: server-wide");
+        let Err(err) = caps.acquire(ip("10.0.0.3")) else { panic!("fourth in all: server-wide") };
         assert_eq!(err.code(), "TOO_MANY_CONNECTIONS");
         drop(a1);
         let _c1 = caps.acquire(ip("10.0.0.3")).expect("a freed place is reused");

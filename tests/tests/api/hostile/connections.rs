@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tests::{TestApp, error_code};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -144,7 +144,7 @@ async fn http_clients_are_served_while_websockets_hold_their_cap_and_one_more_we
     // Act: one more websocket; then, with the last 5 slots held by
     // connections that send nothing, a plain HTTP client.
     let started = Instant::now();
-    let refused = upgrade(&app, "graphql-transport-ws", None).await.err().expect("a 16th websocket is refused");
+    let refused = upgrade(&app, "graphql-transport-ws", None).await.expect_err("a 16th websocket is refused");
     let refused_after = started.elapsed();
     let mut idle = Vec::new();
     for _ in 0..5 {
@@ -188,8 +188,8 @@ async fn websockets_from_one_client_address_are_capped_and_other_addresses_still
     }
 
     // Act: a third from each address (IPv6: the same /64), and one from elsewhere.
-    let third = upgrade(&app, "graphql-ws", Some("203.0.113.7")).await.err().expect("a third from one IPv4 address");
-    let same_64 = upgrade(&app, "graphql-ws", Some("2001:db8::3")).await.err().expect("a third from one /64");
+    let third = upgrade(&app, "graphql-ws", Some("203.0.113.7")).await.expect_err("a third from one IPv4 address");
+    let same_64 = upgrade(&app, "graphql-ws", Some("2001:db8::3")).await.expect_err("a third from one /64");
     let other = upgrade(&app, "graphql-ws", Some("203.0.113.8")).await;
 
     // Assert
@@ -224,8 +224,9 @@ async fn a_legacy_websocket_client_that_never_answers_pings_is_closed_after_the_
     // Act: take what the server sends until it closes (30 s at most).
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let closed_after = loop {
-        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Err(_) => panic!("still open 30 s after connection_init: {:?}", server_frames(&received)),
             Ok(Ok(0) | Err(_)) => break initialised.elapsed(),
             Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
@@ -477,11 +478,7 @@ async fn upgrade(app: &TestApp, subprotocol: &str, forwarded_for: Option<&str>) 
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok()),
-            body: response
-                .body()
-                .as_deref()
-                .and_then(|body| serde_json::from_slice(body).ok())
-                .unwrap_or(Value::Null),
+            body: response.body().as_deref().and_then(|body| serde_json::from_slice(body).ok()).unwrap_or(Value::Null),
         }),
         Err(err) => panic!("websocket: {err}"),
     }
