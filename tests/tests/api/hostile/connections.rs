@@ -216,9 +216,9 @@ async fn a_legacy_websocket_client_that_never_answers_pings_is_closed_after_the_
     config.ws_keepalive = 1;
     let app = TestApp::spawn_with(config).await;
     let mut stream = connect(&app).await;
-    let head = raw_upgrade(&mut stream, "graphql-ws").await;
+    let head = tests::raw_upgrade(&mut stream, "graphql-ws").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    stream.write_all(&client_text_frame(r#"{"type":"connection_init","payload":{}}"#)).await.expect("init sent");
+    stream.write_all(&tests::client_text_frame(r#"{"type":"connection_init","payload":{}}"#)).await.expect("init sent");
     let initialised = Instant::now();
 
     // Act: take what the server sends until it closes (30 s at most).
@@ -227,7 +227,7 @@ async fn a_legacy_websocket_client_that_never_answers_pings_is_closed_after_the_
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let closed_after = loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => panic!("still open 30 s after connection_init: {:?}", server_frames(&received)),
+            Err(_) => panic!("still open 30 s after connection_init: {:?}", tests::server_frames(&received)),
             Ok(Ok(0) | Err(_)) => break initialised.elapsed(),
             Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
         }
@@ -235,7 +235,7 @@ async fn a_legacy_websocket_client_that_never_answers_pings_is_closed_after_the_
 
     // Assert: acknowledged, pinged with websocket Pings (and `ka`), then
     // closed with 1011 once MAX_MISSED_PONGS (2) pings went unanswered.
-    let frames = server_frames(&received);
+    let frames = tests::server_frames(&received);
     assert!(frames.iter().any(|(op, text)| *op == 0x1 && text.contains("connection_ack")), "{frames:?}");
     assert!(frames.iter().filter(|(op, _)| *op == 0x9).count() >= 2, "no websocket pings: {frames:?}");
     assert!(frames.iter().any(|(op, text)| *op == 0x1 && text.contains("\"ka\"")), "{frames:?}");
@@ -484,51 +484,18 @@ async fn upgrade(app: &TestApp, subprotocol: &str, forwarded_for: Option<&str>) 
     }
 }
 
-/// Sends a websocket upgrade on `stream` by hand and returns the response
-/// head (so the socket stays a plain one that answers nothing by itself).
-async fn raw_upgrade(stream: &mut TcpStream, subprotocol: &str) -> String {
-    let request = format!(
-        "GET /graphql/ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {subprotocol}\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("the upgrade is sent");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await;
-        assert_eq!(read.expect("an answer within 10 s").expect("the upgrade's answer"), 1, "closed mid-head");
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// A client's text frame: final, masked (with a zero key, so the payload
-/// reads as is), shorter than 126 bytes.
-fn client_text_frame(text: &str) -> Vec<u8> {
-    let length = u8::try_from(text.len()).ok().filter(|&n| n < 126).expect("a short message");
-    let mut frame = vec![0x81, 0x80 | length, 0, 0, 0, 0];
-    frame.extend_from_slice(text.as_bytes());
-    frame
-}
-
-/// The server's frames in `bytes` (unmasked, unfragmented): each opcode
-/// with its text, or for a close its code.
-fn server_frames(mut bytes: &[u8]) -> Vec<(u8, String)> {
-    let mut frames = Vec::new();
-    while bytes.len() >= 2 {
-        let opcode = bytes[0] & 0x0f;
-        let (length, start) = match bytes[1] & 0x7f {
-            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
-            126 | 127 => break,
-            n => (usize::from(n), 2),
-        };
-        let Some(payload) = bytes.get(start..start + length) else { break };
-        let text = if opcode == 0x8 && payload.len() >= 2 {
-            u16::from_be_bytes([payload[0], payload[1]]).to_string()
-        } else {
-            String::from_utf8_lossy(payload).into_owned()
-        };
-        frames.push((opcode, text));
-        bytes = &bytes[start + length..];
-    }
-    frames
+#[tokio::test]
+async fn the_server_refuses_to_start_with_a_websocket_cap_that_leaves_plain_http_no_reserve() {
+    let mut config = tests::test_config("never_connected");
+    config.max_connections = 20;
+    config.max_ws_connections = Some(19);
+    let err = api::Application::build(config.clone()).await.err().unwrap_or_default();
+    assert!(err.contains("MAX_WS_CONNECTIONS must be between 1 and 18"), "{err}");
+    config.max_ws_connections = Some(0);
+    let err = api::Application::build(config.clone()).await.err().unwrap_or_default();
+    assert!(err.contains("MAX_WS_CONNECTIONS"), "{err}");
+    config.max_ws_connections = None;
+    config.max_ws_per_ip = 0;
+    let err = api::Application::build(config).await.err().unwrap_or_default();
+    assert!(err.contains("MAX_WS_PER_IP"), "{err}");
 }
