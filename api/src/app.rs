@@ -14,7 +14,7 @@ use crate::config::{AppEnv, Config};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
-use crate::http::{AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, WsConfig, router};
+use crate::http::{AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, WsCaps, WsConfig, router};
 use crate::ops::metrics::SharedMetrics;
 use crate::realtime::{self, Realtime, RealtimeConfig};
 
@@ -211,6 +211,26 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
     limits
 }
 
+/// MAX_WS_CONNECTIONS (by default three quarters of the effective
+/// MAX_CONNECTIONS) and MAX_WS_PER_IP. When MAX_CONNECTIONS was lowered to
+/// fit the open-files limit, a configured websocket cap is lowered with it,
+/// so plain HTTP keeps its reserve (config::http_reserve).
+fn ws_caps(config: &Config, max_connections: usize) -> WsCaps {
+    let most = max_connections - crate::config::http_reserve(max_connections);
+    let max_ws = match config.max_ws_connections {
+        None => crate::config::default_max_ws_connections(max_connections),
+        Some(wanted) if wanted > most => {
+            tracing::warn!(
+                "MAX_WS_CONNECTIONS={wanted} lowered to {most}: the effective MAX_CONNECTIONS is {max_connections}, and a tenth of it is kept for plain HTTP"
+            );
+            most
+        }
+        Some(wanted) => wanted,
+    };
+    tracing::info!(max_ws_connections = max_ws, max_ws_per_ip = config.max_ws_per_ip, "websocket limits");
+    WsCaps::new(max_ws, config.max_ws_per_ip)
+}
+
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -271,6 +291,7 @@ impl Application {
             cursor_keys(&config, &feed).await?,
         );
         let (closing, close_all) = Closing::new();
+        let connections = connection_limits(&config);
         let state = AppState {
             pool,
             schema: build_schema(Limits {
@@ -284,6 +305,7 @@ impl Application {
                 init_timeout: Duration::from_secs(config.ws_init_timeout),
                 keepalive: Duration::from_secs(config.ws_keepalive),
             },
+            ws_caps: std::sync::Arc::new(ws_caps(&config, connections.max_connections)),
             metrics: SharedMetrics::default(),
             slow_request: Duration::from_millis(config.database_slow_query_ms),
             closing,
@@ -301,7 +323,7 @@ impl Application {
             listener,
             state,
             close_all,
-            connections: connection_limits(&config),
+            connections,
             body: BodyLimits {
                 max_bytes: config.max_body_bytes,
                 read_timeout: Duration::from_secs(config.http_body_read_timeout),

@@ -131,6 +131,12 @@ pub struct Config {
     /// Connections open at once (websockets included); at it, connections waiting a second or more for a request are closed to make way, and new ones wait in the accept queue. Lowered at start to fit the open-files limit.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
     pub max_connections: usize,
+    /// Websockets open at once (default: three quarters of the effective MAX_CONNECTIONS); an upgrade past it gets 503 TOO_MANY_CONNECTIONS at once, so plain HTTP always keeps the rest of the connections. At most MAX_CONNECTIONS minus a tenth of it (at least 1).
+    #[arg(long, env = "MAX_WS_CONNECTIONS", global = true)]
+    pub max_ws_connections: Option<usize>,
+    /// Websockets open at once from one client address (IPv6: per /64; see TRUST_X_FORWARDED_FOR); past it: 503 TOO_MANY_CONNECTIONS.
+    #[arg(long, env = "MAX_WS_PER_IP", default_value_t = 100, global = true)]
+    pub max_ws_per_ip: usize,
     /// Seconds a client has to send a request's headers: from accepting the connection, or from the first byte of a later request.
     #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT", default_value_t = 10, global = true)]
     pub http_header_read_timeout: u64,
@@ -152,6 +158,19 @@ const MAX_CONNECTIONS_CEILING: usize = 1_000_000;
 /// The longest HTTP timeout: a day is no protection any more, and far
 /// below what a deadline (an `Instant`) can hold.
 const HTTP_TIMEOUT_CEILING: u64 = 24 * 3600;
+
+/// Connections kept for plain HTTP out of `max_connections`: websockets may
+/// hold the rest, never these, so a full set of sockets (one client's, say)
+/// cannot keep anyone from making a request.
+pub fn http_reserve(max_connections: usize) -> usize {
+    (max_connections / 10).max(1)
+}
+
+/// The websocket cap when MAX_WS_CONNECTIONS is not set: three quarters of
+/// the connections (0, so no websockets, only for a cap of 1).
+pub fn default_max_ws_connections(max_connections: usize) -> usize {
+    max_connections.saturating_mul(3) / 4
+}
 
 impl Config {
     pub fn pool_max_connections(&self) -> u32 {
@@ -197,6 +216,17 @@ impl Config {
         }
         if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_CEILING {
             return Err(format!("MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_CEILING}"));
+        }
+        if let Some(max_ws) = self.max_ws_connections {
+            let most = self.max_connections - http_reserve(self.max_connections);
+            if max_ws == 0 || max_ws > most {
+                return Err(format!(
+                    "MAX_WS_CONNECTIONS must be between 1 and {most} (MAX_CONNECTIONS minus a tenth of it, kept for plain HTTP)"
+                ));
+            }
+        }
+        if self.max_ws_per_ip == 0 || self.max_ws_per_ip > MAX_CONNECTIONS_CEILING {
+            return Err(format!("MAX_WS_PER_IP must be between 1 and {MAX_CONNECTIONS_CEILING}"));
         }
         let http_timeouts = [self.http_header_read_timeout, self.http_body_read_timeout, self.http_idle_timeout];
         if http_timeouts.iter().any(|&seconds| seconds == 0 || seconds > HTTP_TIMEOUT_CEILING) {

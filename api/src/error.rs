@@ -40,6 +40,10 @@ pub enum ApiError {
     QueryTimeout(String),
     /// Too many attempts (sign-up, sign-in): retry after `retry_after` seconds.
     RateLimited { message: String, retry_after: u64 },
+    /// Too many websockets open (on the server, or from one client
+    /// address): the upgrade is refused at once; retry after `retry_after`
+    /// seconds, or close another socket first.
+    TooManyConnections { message: String, retry_after: u64 },
     /// A bug or an unexpected database failure; the cause has been logged.
     Internal,
 }
@@ -57,9 +61,10 @@ impl ApiError {
             | Self::QueryTimeout(m)
             | Self::CursorExpired(m)
             | Self::CursorInvalid(m) => m.clone(),
-            Self::BadUserInput { message, .. } | Self::Conflict { message, .. } | Self::RateLimited { message, .. } => {
-                message.clone()
-            }
+            Self::BadUserInput { message, .. }
+            | Self::Conflict { message, .. }
+            | Self::RateLimited { message, .. }
+            | Self::TooManyConnections { message, .. } => message.clone(),
             Self::Internal => "internal server error".into(),
         }
     }
@@ -76,6 +81,7 @@ impl ApiError {
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::QueryTimeout(_) => "QUERY_TIMEOUT",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::TooManyConnections { .. } => "TOO_MANY_CONNECTIONS",
             Self::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -92,7 +98,7 @@ impl ApiError {
     /// (`extensions.retryAfter`, and the `Retry-After` header over HTTP).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::RateLimited { retry_after, .. } | Self::TooManyConnections { retry_after, .. } => Some(*retry_after),
             Self::Unavailable(_) => Some(1),
             _ => None,
         }

@@ -164,8 +164,14 @@ pub async fn run(args: Args) {
     let env = [
         ("RUST_LOG".to_owned(), "warn,api::commands=info".to_owned()),
         // Subscribers are the point here: the server's connection cap
-        // (MAX_CONNECTIONS, default 10,000) must not refuse any of them or the writers.
-        ("MAX_CONNECTIONS".to_owned(), (subscribers + 1000).to_string()),
+        // (MAX_CONNECTIONS, default 10,000) must not refuse any of them or
+        // the writers, and must leave plain HTTP its reserve (a tenth)
+        // beside the websocket cap below.
+        ("MAX_CONNECTIONS".to_owned(), (2 * subscribers + 1000).to_string()),
+        // Websockets have caps of their own (server-wide and per client
+        // address), and every subscriber here comes from one address.
+        ("MAX_WS_CONNECTIONS".to_owned(), (subscribers + 100).to_string()),
+        ("MAX_WS_PER_IP".to_owned(), (subscribers + 100).to_string()),
     ];
     let server = Server::start(&api, data_dir, true, &env).await;
     let token = service_token(&api, &server).await;

@@ -47,6 +47,14 @@ pub struct RateLimitConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub Option<IpAddr>);
 
+impl ClientIp {
+    /// The host the address stands for: IPv6 by its /64 (see [`per_host`]).
+    /// Per-address limits count by this.
+    pub fn per_host(self) -> Option<IpAddr> {
+        self.0.map(per_host)
+    }
+}
+
 /// The TCP peer of an HTTP request, when the server was started with
 /// connect info (an extractor that never fails, unlike `ConnectInfo`).
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +128,7 @@ impl RateLimits {
             Attempt::SignIn => (&self.sign_in_ip, &self.sign_in_login, "sign-in"),
             Attempt::SignUp => (&self.sign_up_ip, &self.sign_up_login, "sign-up"),
         };
-        let ip_key = self.hasher.hash_one(ip.0.map(per_host));
+        let ip_key = self.hasher.hash_one(ip.per_host());
         by_ip.check(ip_key).map_err(|wait| limited(&format!("too many {what} attempts from your address"), wait))?;
         let login_key = self.hasher.hash_one(login.trim().to_lowercase());
         by_login.check(login_key).map_err(|wait| limited(&format!("too many {what} attempts for this account"), wait))

@@ -8,11 +8,13 @@ mod health;
 mod limits;
 mod serve;
 mod ws;
+mod ws_caps;
 
 pub use graphql::execute_as;
 pub use limits::BodyLimits;
 pub use serve::{ConnectionLimits, serve};
 pub use ws::WsConfig;
+pub use ws_caps::WsCaps;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub realtime: Realtime,
     pub ws: WsConfig,
+    /// MAX_WS_CONNECTIONS and MAX_WS_PER_IP, and the websockets open now.
+    pub ws_caps: std::sync::Arc<WsCaps>,
     pub metrics: SharedMetrics,
     /// Requests slower than this are counted and logged.
     pub slow_request: std::time::Duration,

@@ -25,7 +25,12 @@
 //! a small per-connection watchdog applies both instead.
 //!
 //! An upgraded connection (a websocket) keeps its slot until it closes: the
-//! slot travels with the socket. Its own protocol bounds it (http/ws.rs).
+//! slot travels with the socket, and it is never closed to make way. So
+//! websockets have caps of their own below this one (MAX_WS_CONNECTIONS,
+//! MAX_WS_PER_IP; http/ws_caps.rs): an upgrade past them gets a 503 at
+//! once, and the slots they leave are always there for plain HTTP, where
+//! making way works. A socket whose client stops answering pings is closed
+//! by its protocol (http/ws.rs).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -53,7 +58,8 @@ use tower::ServiceExt;
 /// The connection limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// Connections open at once, upgraded ones included.
+    /// Connections open at once, upgraded ones included (those are capped
+    /// lower, before the upgrade: see http/ws_caps.rs).
     pub max_connections: usize,
     /// How long a request head may take (see the module doc).
     pub header_read_timeout: Duration,

@@ -21,8 +21,8 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::parser::types::OperationType;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::graphql::{execute_as, operation_name, operation_types, server_error, spawn_in_span};
+use super::ws_caps::WsSlot;
 use crate::auth::{ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::begin_request;
 use crate::error::{ApiError, ensure_codes};
@@ -43,7 +44,9 @@ use crate::realtime::{Cursor, Session as FeedSession};
 pub struct WsConfig {
     /// How long a client may take to send `connection_init`.
     pub init_timeout: Duration,
-    /// How often the server pings (or sends `ka`, in the legacy protocol).
+    /// How often the server pings: a websocket Ping frame in both
+    /// protocols, plus the protocol's own `ping` (graphql-transport-ws) or
+    /// `ka` (legacy, once initialised).
     pub keepalive: Duration,
 }
 
@@ -55,7 +58,11 @@ const OUTBOX: usize = 64;
 /// How long one message may take to reach the client's socket; a client
 /// that stops reading is disconnected instead of pinning its tasks.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pings a graphql-transport-ws client may leave unanswered in a row.
+/// Pings a client may leave unanswered in a row, in either protocol; the
+/// socket is closed (1011) at the next keepalive tick, so after about
+/// (MAX_MISSED_PONGS + 1) x WS_KEEPALIVE of silence. Without it a client
+/// that never reads keeps its socket for hours: the keepalives fit in the
+/// kernel's send buffer, so sending never fails.
 const MAX_MISSED_PONGS: u32 = 2;
 
 /// The longest operation id a client may use.
@@ -106,6 +113,12 @@ pub async fn upgrade(
         };
     let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let client_ip = state.auth.limits.client_ip(peer.0, &headers);
+    // Past MAX_WS_CONNECTIONS or MAX_WS_PER_IP: refused now, before the
+    // upgrade, so the connection goes back to serving HTTP or closes.
+    let slot = match state.ws_caps.acquire(client_ip) {
+        Ok(slot) => slot,
+        Err(err) => return refused(&err),
+    };
     // The connection outlives this handler, in a task of its own: it keeps
     // the upgrade request's span, so its log lines carry that request id.
     let span = tracing::Span::current();
@@ -117,7 +130,17 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth, client_ip).instrument(span))
+        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth, client_ip, slot).instrument(span))
+}
+
+/// A refused upgrade: 503 with the error as GraphQL JSON, and when to retry.
+fn refused(err: &ApiError) -> Response {
+    let body = axum::Json(async_graphql::Response::from_errors(vec![server_error(err)]));
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    if let Some(seconds) = err.retry_after() {
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 /// Why the server closes a connection.
@@ -144,7 +167,8 @@ struct Connection {
     header_auth: Option<String>,
     session: Option<Session>,
     subscriptions: HashMap<String, JoinHandle<()>>,
-    /// Server pings not answered yet (graphql-transport-ws).
+    /// Keepalive pings not answered yet: a websocket Pong frame, or in
+    /// graphql-transport-ws a protocol `pong`, answers all of them.
     missed_pongs: u32,
     /// Where the connection comes from: sign-in over the socket is rate limited like over HTTP.
     client_ip: ClientIp,
@@ -156,6 +180,8 @@ async fn serve(
     state: AppState,
     header_auth: Option<String>,
     client_ip: ClientIp,
+    // Its place under MAX_WS_CONNECTIONS and MAX_WS_PER_IP, until it closes.
+    _slot: WsSlot,
 ) {
     state.metrics.ws_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let metrics = state.metrics.clone();
@@ -194,7 +220,7 @@ async fn serve(
                 break Some(Close::new(4408, "Connection initialisation timeout"));
             }
             _ = keepalive.tick() => {
-                if conn.protocol == Protocol::TransportWs && conn.missed_pongs >= MAX_MISSED_PONGS {
+                if conn.missed_pongs >= MAX_MISSED_PONGS {
                     break Some(Close::new(1011, "Keepalive timeout: no pong"));
                 }
                 conn.keepalive().await;
@@ -206,7 +232,9 @@ async fn serve(
                     }
                 }
                 Some(Ok(Message::Binary(_))) => break Some(Close::new(4400, "Binary messages are not supported")),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                // tungstenite answers a Ping itself.
+                Some(Ok(Message::Ping(_))) => {}
+                Some(Ok(Message::Pong(_))) => conn.missed_pongs = 0,
                 Some(Err(err)) if is_too_big(&err) => {
                     break Some(Close::new(1009, format!("Message too big: the limit is {MAX_MESSAGE} bytes")));
                 }
@@ -243,12 +271,14 @@ impl Connection {
         let _ = self.out.send(Message::Text(message.to_string().into())).await;
     }
 
+    /// One keepalive tick: a websocket Ping, which browsers and client
+    /// libraries answer on their own, in both protocols; and the protocol's
+    /// own message, which some clients rely on to detect a dead server.
     async fn keepalive(&mut self) {
+        self.missed_pongs += 1;
+        let _ = self.out.send(Message::Ping(axum::body::Bytes::new())).await;
         match (self.protocol, self.session.is_some()) {
-            (Protocol::TransportWs, _) => {
-                self.missed_pongs += 1;
-                self.send(json!({ "type": "ping" })).await;
-            }
+            (Protocol::TransportWs, _) => self.send(json!({ "type": "ping" })).await,
             (Protocol::Legacy, true) => self.send(json!({ "type": "ka" })).await,
             (Protocol::Legacy, false) => {}
         }

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use tests::{Received, TestApp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PLACES: &str = "subscription { placeChanged { operation place { id } } }";
 
@@ -140,19 +141,27 @@ async fn a_client_that_never_answers_pings_is_disconnected() {
     let mut config = tests::test_config(&tests::create_database(true).await);
     config.ws_keepalive = 1;
     let app = TestApp::spawn_with(config).await;
-    let mut ws = app.websocket("graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init" })).await;
-    // Read raw frames (no automatic pong) until the server gives up.
-    let mut pings = 0;
+    // A raw socket: a websocket library would answer the server's
+    // websocket Pings by itself, and those count as answers too.
+    let mut stream =
+        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
+    let head = tests::raw_upgrade(&mut stream, "graphql-transport-ws").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream.write_all(&tests::client_text_frame(r#"{"type":"connection_init"}"#)).await.expect("init sent");
+    // Read until the server gives up (20 s at most).
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let text = ws.raw_text_or_close().await;
-        match text {
-            Some(t) if t.contains("\"ping\"") => pings += 1,
-            Some(_) => {}
-            None => break,
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.expect("closed within 20 s") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
         }
     }
-    assert!(pings >= 2, "pinged {pings} times before closing");
+    let frames = tests::server_frames(&received);
+    let pings = frames.iter().filter(|(op, text)| *op == 0x1 && text.contains("\"ping\"")).count();
+    assert!(pings >= 2, "pinged {pings} times before closing: {frames:?}");
+    assert!(frames.iter().any(|(op, code)| *op == 0x8 && code == "1011"), "{frames:?}");
 }
 
 #[tokio::test]

@@ -4,11 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tests::{TestApp, error_code};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 
 /// A server with this connection cap and these header-read, body-read and
 /// idle timeouts (seconds).
@@ -130,36 +132,146 @@ async fn idle_and_half_sent_connections_beyond_the_cap_are_cut_off_and_a_normal_
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_while_it_is_held_by_websockets_and_are_served_as_soon_as_one_closes() {
-    // Arrange: every one of 20 slots held by an open websocket (a
-    // subscriber: never closed to make way), under long timeouts.
+async fn http_clients_are_served_while_websockets_hold_their_cap_and_one_more_websocket_is_refused_at_once_with_503() {
+    // Arrange: 20 connection slots, so by default 15 for websockets, all
+    // held by subscribers (never closed to make way), under long timeouts.
     let app = server_with(20, 60, 60, 60).await;
     let mut sockets = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..15 {
         sockets.push(app.subscriber(None).await);
     }
 
-    // Act: a 21st connection asks.
-    let mut waiting = tokio::spawn({
-        let url = format!("{}/healthz", app.address);
-        async move { reqwest::get(url).await.map(|r| r.status()) }
-    });
+    // Act: one more websocket; then, with the last 5 slots held by
+    // connections that send nothing, a plain HTTP client.
+    let started = Instant::now();
+    let refused = upgrade(&app, "graphql-transport-ws", None).await.expect_err("a 16th websocket is refused");
+    let refused_after = started.elapsed();
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(connect(&app).await);
+    }
+    let started = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
+    let response = client.get(format!("{}/healthz", app.address)).send().await.expect("the client is served");
 
-    // Assert: it waits while the cap is reached...
-    let early = tokio::time::timeout(Duration::from_secs(3), &mut waiting).await;
-    assert!(early.is_err(), "answered although every slot was taken: {early:?}");
-    // ...and is served as soon as one slot frees.
+    // Assert: the upgrade got 503 with a code and a Retry-After at once,
+    // not a place in the queue; HTTP was served within seconds (the idle
+    // connections made way), while every subscriber stayed.
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(error_code(&refused.body), "TOO_MANY_CONNECTIONS", "{refused:?}");
+    assert!(refused.retry_after.is_some_and(|s| s >= 1), "{refused:?}");
+    assert!(refused_after < Duration::from_secs(2), "refused only after {refused_after:?}");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(5), "served only after {:?}", started.elapsed());
+    for ws in &mut sockets {
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.message().await["type"], "pong");
+    }
+    // A websocket that closes gives its place to the next one.
     drop(sockets.pop());
-    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("served within 5 s of a slot freeing")
-        .expect("the request task")
-        .expect("the request");
-    assert_eq!(status, StatusCode::OK);
-    // The other subscribers were left alone.
-    let ws = sockets.first_mut().expect("a subscriber");
-    ws.send(json!({ "type": "ping" })).await;
-    assert_eq!(ws.message().await["type"], "pong");
+    tests::eventually("a freed websocket place is reused", async || {
+        upgrade(&app, "graphql-transport-ws", None).await.is_ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn websockets_from_one_client_address_are_capped_and_other_addresses_still_connect() {
+    // Arrange: two websockets per address, addresses from a trusted proxy.
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.max_ws_per_ip = 2;
+    config.trust_x_forwarded_for = true;
+    let app = TestApp::spawn_with(config).await;
+    let mut held = Vec::new();
+    for from in ["203.0.113.7", "203.0.113.7", "2001:db8::1", "2001:db8::2"] {
+        held.push(upgrade(&app, "graphql-ws", Some(from)).await.expect("within the per-address cap"));
+    }
+
+    // Act: a third from each address (IPv6: the same /64), and one from elsewhere.
+    let third = upgrade(&app, "graphql-ws", Some("203.0.113.7")).await.expect_err("a third from one IPv4 address");
+    let same_64 = upgrade(&app, "graphql-ws", Some("2001:db8::3")).await.expect_err("a third from one /64");
+    let other = upgrade(&app, "graphql-ws", Some("203.0.113.8")).await;
+
+    // Assert
+    for refused in [&third, &same_64] {
+        assert_eq!(refused.status, 503, "{refused:?}");
+        assert_eq!(error_code(&refused.body), "TOO_MANY_CONNECTIONS", "{refused:?}");
+        assert!(refused.retry_after.is_some(), "{refused:?}");
+    }
+    assert!(other.is_ok(), "another address is not limited: {:?}", other.err());
+    // Once one of its sockets closes, the address may open another.
+    drop(held.remove(0));
+    tests::eventually("the address gets its place back", async || {
+        upgrade(&app, "graphql-ws", Some("203.0.113.7")).await.is_ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_legacy_websocket_client_that_never_answers_pings_is_closed_after_the_missed_pings() {
+    // Arrange: a one-second keepalive; a graphql-ws (legacy) client on a
+    // raw socket that initialises and then never writes again, so it
+    // answers neither websocket Pings nor anything else.
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.ws_keepalive = 1;
+    let app = TestApp::spawn_with(config).await;
+    let mut stream = connect(&app).await;
+    let head = tests::raw_upgrade(&mut stream, "graphql-ws").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream.write_all(&tests::client_text_frame(r#"{"type":"connection_init","payload":{}}"#)).await.expect("init sent");
+    let initialised = Instant::now();
+
+    // Act: take what the server sends until it closes (30 s at most).
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let closed_after = loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!("still open 30 s after connection_init: {:?}", tests::server_frames(&received)),
+            Ok(Ok(0) | Err(_)) => break initialised.elapsed(),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    };
+
+    // Assert: acknowledged, pinged with websocket Pings (and `ka`), then
+    // closed with 1011 once MAX_MISSED_PONGS (2) pings went unanswered.
+    let frames = tests::server_frames(&received);
+    assert!(frames.iter().any(|(op, text)| *op == 0x1 && text.contains("connection_ack")), "{frames:?}");
+    assert!(frames.iter().filter(|(op, _)| *op == 0x9).count() >= 2, "no websocket pings: {frames:?}");
+    assert!(frames.iter().any(|(op, text)| *op == 0x1 && text.contains("\"ka\"")), "{frames:?}");
+    assert!(frames.iter().any(|(op, code)| *op == 0x8 && code == "1011"), "no close with 1011: {frames:?}");
+    assert!(closed_after >= Duration::from_secs(2), "closed too early: {closed_after:?}");
+    assert!(closed_after < Duration::from_secs(10), "closed only after {closed_after:?}");
+}
+
+#[tokio::test]
+async fn a_graphql_transport_ws_client_that_answers_only_websocket_pings_stays_open() {
+    // Arrange: a one-second keepalive; a client library that answers
+    // websocket Pings (tungstenite does, as browsers do) but ignores the
+    // protocol's own `ping` messages.
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.ws_keepalive = 1;
+    let app = TestApp::spawn_with(config).await;
+    let mut socket = upgrade(&app, "graphql-transport-ws", None).await.expect("a websocket");
+    socket.send(Message::Text(json!({ "type": "connection_init" }).to_string().into())).await.expect("init sent");
+
+    // Act: read (answering Pings) for five keepalive intervals.
+    let mut pings = 0;
+    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await;
+
+    // Assert: never closed, and pinged all along.
+    assert!(outcome.is_err(), "closed with {outcome:?} although every websocket Ping was answered");
+    assert!(pings >= 3, "{pings} websocket pings in 5 s");
 }
 
 #[tokio::test]
@@ -334,4 +446,56 @@ async fn shutdown_still_finishes_the_requests_in_flight_and_does_not_wait_for_id
         .expect("the server stops")
         .expect("the shutdown task");
     assert!(started.elapsed() < Duration::from_secs(20), "shutdown took {:?}", started.elapsed());
+}
+
+/// A websocket refused at the upgrade: its status, `Retry-After` and JSON body.
+#[derive(Debug)]
+struct Refused {
+    status: u16,
+    retry_after: Option<u64>,
+    body: Value,
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A websocket to `/graphql/ws` speaking `subprotocol`, from `forwarded_for`
+/// (an `X-Forwarded-For` address) if given; the refusal if the server
+/// refuses the upgrade.
+async fn upgrade(app: &TestApp, subprotocol: &str, forwarded_for: Option<&str>) -> Result<Socket, Refused> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/graphql/ws", app.address.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("a request");
+    request.headers_mut().insert("sec-websocket-protocol", subprotocol.parse().expect("a header"));
+    if let Some(from) = forwarded_for {
+        request.headers_mut().insert("x-forwarded-for", from.parse().expect("a header"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(Refused {
+            status: response.status().as_u16(),
+            retry_after: response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            body: response.body().as_deref().and_then(|body| serde_json::from_slice(body).ok()).unwrap_or(Value::Null),
+        }),
+        Err(err) => panic!("websocket: {err}"),
+    }
+}
+
+#[tokio::test]
+async fn the_server_refuses_to_start_with_a_websocket_cap_that_leaves_plain_http_no_reserve() {
+    let mut config = tests::test_config("never_connected");
+    config.max_connections = 20;
+    config.max_ws_connections = Some(19);
+    let err = api::Application::build(config.clone()).await.err().unwrap_or_default();
+    assert!(err.contains("MAX_WS_CONNECTIONS must be between 1 and 18"), "{err}");
+    config.max_ws_connections = Some(0);
+    let err = api::Application::build(config.clone()).await.err().unwrap_or_default();
+    assert!(err.contains("MAX_WS_CONNECTIONS"), "{err}");
+    config.max_ws_connections = None;
+    config.max_ws_per_ip = 0;
+    let err = api::Application::build(config).await.err().unwrap_or_default();
+    assert!(err.contains("MAX_WS_PER_IP"), "{err}");
 }
