@@ -13,6 +13,7 @@ mod pgbouncer;
 mod places;
 mod posts;
 mod realtime;
+mod realtime_capture;
 mod recommendations;
 mod rls;
 mod routines;

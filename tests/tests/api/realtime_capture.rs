@@ -1,0 +1,71 @@
+//! The capture side of realtime: what the change listener costs the
+//! database, and what the capture triggers write.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::ConnectionTrait;
+use tests::TestApp;
+
+/// The listener's log read, in pg_stat_statements: calls, rows and shared
+/// buffers touched, in the test's database since the last reset.
+const LOG_READS: &str = "SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(rows), 0)::bigint AS rows,
+        coalesce(sum(shared_blks_hit + shared_blks_read), 0)::bigint AS blocks
+    FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+    WHERE d.datname = current_database() AND s.query LIKE '%committed_ms_ago%'";
+
+async fn log_reads(app: &TestApp) -> (i64, i64, i64) {
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, LOG_READS))
+        .await
+        .expect("pg_stat_statements is readable")
+        .expect("one row");
+    let get = |column| row.try_get::<i64>("", column).expect("a bigint");
+    (get("calls"), get("rows"), get("blocks"))
+}
+
+/// Waits until the listener has broadcast everything in the log.
+async fn until_delivered(app: &TestApp) {
+    let newest = app.count("SELECT max(id) FROM change_log").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while app.realtime.head().id < newest {
+        assert!(
+            Instant::now() < deadline,
+            "the listener never delivered the transaction (head {})",
+            app.realtime.head()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_listener_reads_nothing_after_a_large_transaction_is_delivered() {
+    let app = TestApp::spawn().await;
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+    // One transaction, 100,000 events: the cursor ends inside it.
+    app.db
+        .execute_unprepared(
+            "INSERT INTO place (id, name, lat, lng, category)
+             SELECT 'bulk-' || n, 'Bulk ' || n, 38.7, -9.1, 'bulk' FROM generate_series(1, 100000) n",
+        )
+        .await
+        .expect("bulk insert");
+    until_delivered(&app).await;
+
+    app.db
+        .execute_unprepared(
+            "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)",
+        )
+        .await
+        .expect("reset");
+    // Several of the listener's 500 ms polls, with nothing new to read.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (calls, rows, blocks) = log_reads(&app).await;
+
+    assert!(calls >= 3, "the listener polled {calls} times in 2.6 s");
+    assert_eq!(rows, 0, "idle polls returned events");
+    assert!(
+        blocks <= calls * 16,
+        "idle polls touched {blocks} buffers in {calls} calls: they re-read the delivered transaction"
+    );
+}
