@@ -69,6 +69,9 @@ sql_migrations! {
     m20261127_000009_private_sign_in => "000009_private_sign_in",
     /// The change feed's epoch: signed cursors name the database they came from.
     m20261127_000010_feed_epoch => "000010_feed_epoch",
+    /// A capture function per published table and operation, generated
+    /// once, instead of SQL built and planned on every write.
+    m20261127_000012_compiled_capture => "000012_compiled_capture",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

@@ -69,3 +69,71 @@ async fn an_idle_listener_reads_nothing_after_a_large_transaction_is_delivered()
         "idle polls touched {blocks} buffers in {calls} calls: they re-read the delivered transaction"
     );
 }
+
+#[tokio::test]
+async fn every_capture_trigger_runs_a_generated_function_without_dynamic_sql() {
+    let app = TestApp::spawn().await;
+
+    let generic =
+        app.count("SELECT count(*) FROM pg_trigger WHERE tgfoid = 'app_capture_changes()'::regprocedure").await;
+    let generated = app
+        .count(
+            "SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+             WHERE t.tgname LIKE '%\\_capture\\_%' AND p.proname LIKE 'app\\_capture\\_%' AND p.prosrc NOT LIKE '%EXECUTE%'",
+        )
+        .await;
+
+    assert_eq!(generic, 0, "triggers still build their SQL on every write");
+    assert!(generated >= 30, "{generated} capture triggers run a generated function");
+}
+
+/// The same writes, captured: published rows without their timestamps
+/// (`updated_at` is set by a trigger at write time), in log order.
+async fn capture_of_the_same_writes(app: &TestApp, user_id: &str) -> String {
+    let before = app.count("SELECT coalesce(max(id), 0) FROM change_log").await;
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO place (id, name, lat, lng, category) VALUES ('eq-1', 'One', 1, 2, 'x'), ('eq-2', 'Two', 3, 4, NULL);
+             UPDATE place SET name = name || '!' WHERE id LIKE 'eq-%';
+             UPDATE place SET name = name WHERE id = 'eq-1';
+             DELETE FROM place WHERE id LIKE 'eq-%';
+             UPDATE users SET last_login = now() WHERE id = '{user_id}';
+             UPDATE users SET role = 'admin' WHERE id = '{user_id}';
+             UPDATE users SET role = 'user' WHERE id = '{user_id}';"
+        ))
+        .await
+        .expect("the writes");
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT coalesce(json_agg(json_build_array(table_name, op, row_key, owner_id,
+                        new_row - 'updated_at' - 'created_at', old_row - 'updated_at' - 'created_at') ORDER BY id), '[]')::text AS log
+                 FROM change_log WHERE id > {before}"
+            ),
+        ))
+        .await
+        .expect("the log")
+        .expect("one row");
+    row.try_get::<String>("", "log").expect("text")
+}
+
+#[tokio::test]
+async fn generated_capture_functions_log_exactly_what_the_generic_one_logged() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+
+    let generated = capture_of_the_same_writes(&app, &ada.id).await;
+    // The down migration puts every trigger back on app_capture_changes.
+    app.db
+        .execute_unprepared(include_str!("../../../migration/src/sql/000012_compiled_capture.down.sql"))
+        .await
+        .expect("the down migration");
+    let generic = capture_of_the_same_writes(&app, &ada.id).await;
+
+    assert_eq!(generated, generic);
+    assert!(generated.contains("\"eq-2\"") && generated.contains("\"admin\""), "{generated}");
+    // Insert 2, update 2 (the no-op update is no event), delete 2, role 2 (last_login is not published).
+    assert_eq!(generated.matches("\"place\"").count() + generated.matches("\"users\"").count(), 8, "{generated}");
+}
