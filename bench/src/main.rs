@@ -27,6 +27,8 @@ use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod writes;
+
 #[derive(Parser)]
 #[command(about = "Load tools for the api server")]
 struct Cli {
@@ -49,6 +51,21 @@ enum Command {
         /// Connections opened at once while connecting.
         #[arg(long, default_value_t = 200)]
         connect_concurrency: usize,
+    },
+    /// Single-row writes on a published table over SQL, with capture off, generic and compiled.
+    Writes {
+        /// Concurrent writers (one connection each).
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Length of each measured phase.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Rounds over all capture modes (the median round is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The writers' synchronous_commit: `off` takes the WAL flush out of each commit, leaving CPU and locks.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        synchronous_commit: String,
     },
 }
 
@@ -242,7 +259,14 @@ async fn subscriber(
 
 #[tokio::main]
 async fn main() {
-    let Cli { command: Command::Fanout { subscribers, rate, seconds, connect_concurrency } } = Cli::parse();
+    let (subscribers, rate, seconds, connect_concurrency) = match Cli::parse().command {
+        Command::Fanout { subscribers, rate, seconds, connect_concurrency } => {
+            (subscribers, rate, seconds, connect_concurrency)
+        }
+        Command::Writes { writers, seconds, rounds, synchronous_commit } => {
+            return writes::run(writers, seconds, rounds, synchronous_commit == "on").await;
+        }
+    };
     let server = Server::start().await;
     let token = service_token(&server).await;
     let ws_url = format!("{}/graphql/ws", server.address.replacen("http", "ws", 1));
