@@ -4,7 +4,10 @@
 -- statement PostgreSQL parses and plans it again. Here each capture trigger
 -- gets a function of its own, generated once from the same arguments with
 -- the same SQL written out, so PL/pgSQL prepares it once per connection and
--- reuses the plan. Same change_log rows, same commit stamp, same NOTIFY.
+-- reuses the plan. Same change_log rows, same commit stamp, same NOTIFY;
+-- but a statement that logs no row no longer registers its transaction:
+-- it took the commit-order lock and woke every listener for nothing, and
+-- its empty commit was walked by every listener read until pruned.
 --
 -- The triggers keep their names and arguments (which now only record what
 -- their function was generated from): `app_capture_compile()` regenerates
@@ -70,10 +73,15 @@ BEGIN
             $f$CREATE OR REPLACE FUNCTION %I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $body$
 BEGIN
-    INSERT INTO change_commit (txid) VALUES (pg_current_xact_id()::text::bigint) ON CONFLICT (txid) DO NOTHING;
     INSERT INTO change_log (table_name, op, row_key, owner_id, new_row, old_row)
     %s;
-    PERFORM pg_notify('app_changes', '');
+    -- A statement that published nothing (a no-op update, a sign-in that
+    -- only sets last_login) leaves its transaction out of the commit order:
+    -- no stamp, no lock at commit, no notification.
+    IF FOUND THEN
+        INSERT INTO change_commit (txid) VALUES (pg_current_xact_id()::text::bigint) ON CONFLICT (txid) DO NOTHING;
+        PERFORM pg_notify('app_changes', '');
+    END IF;
     RETURN NULL;
 END
 $body$$f$,

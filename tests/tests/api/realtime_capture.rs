@@ -137,3 +137,26 @@ async fn generated_capture_functions_log_exactly_what_the_generic_one_logged() {
     // Insert 2, update 2 (the no-op update is no event), delete 2, role 2 (last_login is not published).
     assert_eq!(generated.matches("\"place\"").count() + generated.matches("\"users\"").count(), 8, "{generated}");
 }
+
+#[tokio::test]
+async fn a_write_that_publishes_nothing_takes_no_place_in_the_commit_order() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let commits = "SELECT count(*) FROM change_commit";
+    let before = app.count(commits).await;
+
+    // Signing in sets users.last_login, which is not published.
+    app.db
+        .execute_unprepared(&format!("UPDATE users SET last_login = now() WHERE id = '{}'", ada.id))
+        .await
+        .expect("the update");
+    app.db.execute_unprepared("UPDATE place SET name = name").await.expect("a no-op update");
+    let after_silent = app.count(commits).await;
+    app.db
+        .execute_unprepared(&format!("UPDATE users SET role = 'reader' WHERE id = '{}'", ada.id))
+        .await
+        .expect("a published update");
+
+    assert_eq!(after_silent, before, "a write with no event was stamped into the commit order");
+    assert_eq!(app.count(commits).await, before + 1);
+}
