@@ -101,9 +101,17 @@ fn embedded(server: &Server) -> (String, String) {
     (format!("postgres://postgres:{}@127.0.0.1:{port}/app", password.trim()), pid)
 }
 
-/// CPU seconds of the postmaster and all its children (the backends).
+/// CPU seconds of the postmaster and all its children (the backends):
+/// those still running, and those that exited (autovacuum workers, closed
+/// connections), which the kernel adds to the postmaster's cutime/cstime.
 fn cluster_cpu_seconds(postmaster: &str) -> f64 {
-    let mut total = super::cpu_seconds(postmaster);
+    let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect())
+        .unwrap_or_default();
+    // After the command name: utime, stime, cutime, cstime are the 12th to 15th fields.
+    let mut total = fields.get(11..15).map_or(0.0, |t| t.iter().sum::<f64>()) / 100.0;
     let Ok(entries) = std::fs::read_dir("/proc") else { return total };
     for entry in entries.flatten() {
         let pid = entry.file_name().to_string_lossy().into_owned();
