@@ -18,6 +18,7 @@
 mod fanout;
 mod queries;
 mod server;
+mod writes;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,21 @@ enum Command {
     Fanout(fanout::Args),
     /// Two read cases and a write at C connections, beside pgbench running their SQL.
     Queries(queries::Args),
+    /// Single-row writes on a published table over SQL, with capture off, generic and compiled.
+    Writes {
+        /// Concurrent writers (one connection each).
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Length of each measured phase.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Rounds over all capture modes (the median round is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The writers' synchronous_commit: `off` takes the WAL flush out of each commit, leaving CPU and locks.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        synchronous_commit: String,
+    },
 }
 
 #[tokio::main]
@@ -41,5 +57,8 @@ async fn main() {
     match Cli::parse().command {
         Command::Fanout(args) => fanout::run(args).await,
         Command::Queries(args) => queries::run(args).await,
+        Command::Writes { writers, seconds, rounds, synchronous_commit } => {
+            writes::run(writers, seconds, rounds, synchronous_commit == "on").await;
+        }
     }
 }

@@ -71,6 +71,9 @@ sql_migrations! {
     m20261127_000010_feed_epoch => "000010_feed_epoch",
     /// One-direction indexes for keyset pagination (cursors that are sort keys).
     m20261127_000011_keyset_indexes => "000011_keyset_indexes",
+    /// A capture function per published table and operation, generated
+    /// once, instead of SQL built and planned on every write.
+    m20261127_000012_compiled_capture => "000012_compiled_capture",
     /// A request's start (viewer, timeout, access mode, account check) in one statement.
     m20261127_000013_start_request => "000013_start_request",
 }

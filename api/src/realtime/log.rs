@@ -10,9 +10,11 @@ use crate::db::Pool;
 use crate::error::{ApiError, ApiResult};
 
 /// The log is readable only by the realtime role, which the request login
-/// may switch to.
+/// may switch to. No JIT: every read here is a few index probes, but a log
+/// with many commits makes the planner's estimates (commits × rows each)
+/// large enough to compile the query, which costs far more than running it.
 async fn begin_as_realtime(db: &Pool) -> ApiResult<DatabaseTransaction> {
-    Ok(db.begin_with(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?)
+    Ok(db.begin_with(&format!("SET LOCAL ROLE {}; SET LOCAL jit = off", migration::REALTIME_ROLE)).await?)
 }
 
 /// One committed change of one row.
@@ -88,6 +90,14 @@ impl From<LogRow> for ChangeEvent {
 /// read (empty: all tables). Commit sequence numbers are taken at commit
 /// under a lock (migration 000003), so a committed seq N implies every
 /// smaller one is committed too: nothing can appear later below `after`.
+///
+/// Shape: commits from `after.seq` on, in seq order (the `seq` index), and
+/// for each its events past the cursor, at most `limit`, as one range of
+/// the `(txid, id)` key: `id > after.id` in the cursor's own transaction,
+/// all of them in later ones. A row comparison `(seq, id) > (..)` across
+/// the join cannot be an index condition: it read every event of the
+/// cursor's transaction on each call (154,100 rows per idle poll after a
+/// large seed), where this reads none once they are delivered.
 pub async fn read_after(db: &Pool, after: Cursor, tables: &[&str], limit: u64) -> ApiResult<Vec<ChangeEvent>> {
     let tx = begin_as_realtime(db).await?;
     let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
@@ -97,9 +107,15 @@ pub async fn read_after(db: &Pool, after: Cursor, tables: &[&str], limit: u64) -
                 (extract(epoch FROM clock_timestamp() - coalesce(c.committed_at, l.created_at)) * 1000)::bigint
                     AS committed_ms_ago
          FROM change_commit c
-         JOIN change_log l ON l.txid = c.txid
-         WHERE c.seq >= $1 AND (c.seq, l.id) > ($1, $2)
-           AND (cardinality($3::text[]) = 0 OR l.table_name = ANY($3::text[]))
+         CROSS JOIN LATERAL (
+             SELECT l.id, l.table_name, l.op, l.row_key, l.owner_id, l.new_row, l.old_row, l.created_at
+             FROM change_log l
+             WHERE l.txid = c.txid AND l.id > CASE WHEN c.seq = $1 THEN $2 ELSE 0 END
+               AND (cardinality($3::text[]) = 0 OR l.table_name = ANY($3::text[]))
+             ORDER BY l.id
+             LIMIT $4
+         ) l
+         WHERE c.seq >= $1
          ORDER BY c.seq, l.id
          LIMIT $4",
         [after.seq.into(), after.id.into(), tables.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
@@ -110,18 +126,19 @@ pub async fn read_after(db: &Pool, after: Cursor, tables: &[&str], limit: u64) -
     Ok(rows.into_iter().map(ChangeEvent::from).collect())
 }
 
+/// The newest committed event's position: the newest stamped commit that
+/// has events (a commit whose statements published nothing has none), and
+/// its last event, one index probe per commit from the newest. Joining
+/// first and sorting by `(seq, id)` read the whole log.
+const NEWEST_EVENT: &str = "SELECT c.seq, l.id FROM change_commit c
+     CROSS JOIN LATERAL (SELECT l.id FROM change_log l WHERE l.txid = c.txid ORDER BY l.id DESC LIMIT 1) l
+     WHERE c.seq IS NOT NULL ORDER BY c.seq DESC LIMIT 1";
+
 /// The newest committed position: where a listener that has no history to
 /// deliver starts.
 pub async fn current_head(db: &Pool) -> ApiResult<Cursor> {
     let tx = begin_as_realtime(db).await?;
-    let row = tx
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT c.seq, l.id FROM change_commit c JOIN change_log l ON l.txid = c.txid
-             WHERE c.seq IS NOT NULL
-             ORDER BY c.seq DESC, l.id DESC LIMIT 1",
-        ))
-        .await?;
+    let row = tx.query_one_raw(Statement::from_string(DbBackend::Postgres, NEWEST_EVENT)).await?;
     db.commit(tx).await?;
     Ok(match row {
         Some(row) => Cursor { seq: row.try_get("", "seq")?, id: row.try_get("", "id")? },
@@ -147,12 +164,11 @@ pub async fn bounds(db: &Pool) -> ApiResult<Bounds> {
     let row = tx
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT h.seq, h.id, n.seq AS head_seq, n.id AS head_id, (SELECT epoch FROM change_feed_epoch) AS epoch
+            format!(
+                "SELECT h.seq, h.id, n.seq AS head_seq, n.id AS head_id, (SELECT epoch FROM change_feed_epoch) AS epoch
              FROM change_log_horizon h
-             LEFT JOIN LATERAL (
-                 SELECT c.seq, l.id FROM change_commit c JOIN change_log l ON l.txid = c.txid
-                 WHERE c.seq IS NOT NULL ORDER BY c.seq DESC, l.id DESC LIMIT 1
-             ) n ON true",
+             LEFT JOIN LATERAL ({NEWEST_EVENT}) n ON true"
+            ),
         ))
         .await?;
     db.commit(tx).await?;

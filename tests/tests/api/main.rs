@@ -14,6 +14,7 @@ mod pgbouncer;
 mod places;
 mod posts;
 mod realtime;
+mod realtime_capture;
 mod recommendations;
 mod request_path;
 mod rls;

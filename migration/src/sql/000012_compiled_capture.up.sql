@@ -1,0 +1,106 @@
+-- Capture without building SQL on every write. `app_capture_changes`
+-- (migration 000003) assembles its INSERT .. SELECT with format() from the
+-- trigger's arguments and runs it with EXECUTE: on every published
+-- statement PostgreSQL parses and plans it again. Here each capture trigger
+-- gets a function of its own, generated once from the same arguments with
+-- the same SQL written out, so PL/pgSQL prepares it once per connection and
+-- reuses the plan. Same change_log rows, same commit stamp, same NOTIFY;
+-- but a statement that logs no row no longer registers its transaction:
+-- it took the commit-order lock and woke every listener for nothing, and
+-- its empty commit was walked by every listener read until pruned.
+--
+-- The triggers keep their names and arguments (which now only record what
+-- their function was generated from): `app_capture_compile()` regenerates
+-- every trigger still on the generic function, so a later migration that
+-- publishes a table creates its triggers with `app_capture_changes(..)` as
+-- before and then runs `SELECT app_capture_compile();`.
+
+-- The SELECT that feeds change_log for one table and operation: the text
+-- app_capture_changes builds, except that a column list is read with
+-- jsonb_build_object (one value per column) instead of expanding the whole
+-- row into jsonb and filtering it.
+CREATE OR REPLACE FUNCTION app_capture_source(table_name text, op text, key_col text, owner_col text, columns text[])
+RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = public, pg_temp AS $$
+DECLARE
+    owner text := CASE WHEN owner_col IS NULL THEN 'NULL::uuid' ELSE '%1$s.' || quote_ident(owner_col) END;
+    row_json text;
+BEGIN
+    IF columns IS NULL THEN
+        row_json := 'to_jsonb(%1$s)';
+    ELSE
+        SELECT 'jsonb_build_object(' || string_agg(format('%L, %%1$s.%I', c, c), ', ' ORDER BY i) || ')'
+        INTO row_json FROM unnest(columns) WITH ORDINALITY AS u(c, i);
+    END IF;
+    IF op = 'I' THEN
+        RETURN format('SELECT %L, ''I'', n.%I::text, ' || format(owner, 'n') || ', ' || format(row_json, 'n') || ', NULL FROM new_rows n',
+                      table_name, key_col);
+    ELSIF op = 'U' THEN
+        -- Rows whose published columns did not change are not events.
+        RETURN format('SELECT %L, ''U'', n.%I::text, ' || format(owner, 'n') || ', ' || format(row_json, 'n') || ', ' || format(row_json, 'o')
+                      || ' FROM new_rows n JOIN old_rows o ON o.%I = n.%I WHERE ' || format(row_json, 'n') || ' IS DISTINCT FROM ' || format(row_json, 'o'),
+                      table_name, key_col, key_col, key_col);
+    ELSE
+        RETURN format('SELECT %L, ''D'', o.%I::text, ' || format(owner, 'o') || ', NULL, ' || format(row_json, 'o') || ' FROM old_rows o',
+                      table_name, key_col);
+    END IF;
+END
+$$;
+
+-- Generates a function per trigger that runs app_capture_changes, named
+-- app_capture_<table>_<insert|update|delete>, and points the trigger at it.
+-- Returns how many triggers it compiled.
+CREATE OR REPLACE FUNCTION app_capture_compile() RETURNS integer
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $compile$
+DECLARE
+    t        record;
+    op       text;
+    fn       text;
+    args     text[];
+    compiled integer := 0;
+BEGIN
+    FOR t IN
+        SELECT tg.oid, tg.tgname, tg.tgtype, tg.tgnargs, tg.tgargs, tg.tgrelid, c.relname
+        FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+        WHERE tg.tgfoid = 'app_capture_changes()'::regprocedure AND NOT tg.tgisinternal
+        ORDER BY c.relname, tg.tgname
+    LOOP
+        -- pg_trigger.tgtype bits: 4 INSERT, 8 DELETE, 16 UPDATE (one each here).
+        op := CASE WHEN t.tgtype & 4 <> 0 THEN 'insert' WHEN t.tgtype & 16 <> 0 THEN 'update' ELSE 'delete' END;
+        -- tgargs: the arguments, each followed by a zero byte.
+        args := (string_to_array(encode(t.tgargs, 'escape'), '\000'))[1:t.tgnargs];
+        fn := format('app_capture_%s_%s', t.relname, op);
+        EXECUTE format(
+            $f$CREATE OR REPLACE FUNCTION %I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $body$
+BEGIN
+    INSERT INTO change_log (table_name, op, row_key, owner_id, new_row, old_row)
+    %s;
+    -- A statement that published nothing (a no-op update, a sign-in that
+    -- only sets last_login) leaves its transaction out of the commit order:
+    -- no stamp, no lock at commit, no notification.
+    IF FOUND THEN
+        INSERT INTO change_commit (txid) VALUES (pg_current_xact_id()::text::bigint) ON CONFLICT (txid) DO NOTHING;
+        PERFORM pg_notify('app_changes', '');
+    END IF;
+    RETURN NULL;
+END
+$body$$f$,
+            fn,
+            app_capture_source(t.relname, upper(left(op, 1)), args[1], NULLIF(args[2], ''),
+                               CASE WHEN t.tgnargs > 2 THEN string_to_array(args[3], ',') END));
+        EXECUTE format('COMMENT ON FUNCTION %I() IS %L', fn,
+                       format('Capture for %s, generated by app_capture_compile() from trigger %s', t.relname, t.tgname));
+        EXECUTE format('ALTER FUNCTION %I() OWNER TO app_realtime', fn);
+        EXECUTE format('REVOKE ALL ON FUNCTION %I() FROM PUBLIC', fn);
+        -- Same trigger (name, timing, transition tables, arguments), new function.
+        EXECUTE regexp_replace(
+            regexp_replace(pg_get_triggerdef(t.oid), '^CREATE TRIGGER', 'CREATE OR REPLACE TRIGGER'),
+            'EXECUTE FUNCTION (public\.)?app_capture_changes\(', format('EXECUTE FUNCTION %I(', fn));
+        compiled := compiled + 1;
+    END LOOP;
+    RETURN compiled;
+END
+$compile$;
+REVOKE ALL ON FUNCTION app_capture_compile() FROM PUBLIC;
+
+SELECT app_capture_compile();
