@@ -10,9 +10,6 @@ mod subscriptions;
 mod types;
 mod validate;
 
-/// The shared text check, under the name other domains used before it moved
-/// to [`crate::graphql::validate::text`] (which new code should call).
-pub use crate::graphql::validate::text as validate_text;
 pub use loader::PlaceLoader;
 pub use resolvers::{PlacesMutation, PlacesQuery};
 pub use subscriptions::PlacesSubscription;
