@@ -308,6 +308,7 @@ impl Application {
             ws_caps: std::sync::Arc::new(ws_caps(&config, connections.max_connections)),
             metrics: SharedMetrics::default(),
             slow_request: Duration::from_millis(config.database_slow_query_ms),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
             closing,
             auth: AuthGuard {
                 hashing: HashPool::new(

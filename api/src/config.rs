@@ -46,6 +46,9 @@ pub struct Config {
     /// Longest one SQL statement of a request may run, in milliseconds; past it the request fails with QUERY_TIMEOUT and rolls back.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5000, global = true)]
     pub database_statement_timeout_ms: u64,
+    /// Longest a whole query or mutation may run, in milliseconds (every statement together); past it the request fails with QUERY_TIMEOUT and rolls back.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 15000, global = true)]
+    pub request_timeout_ms: u64,
     /// Requests slower than this many milliseconds are counted and logged with their operation name.
     #[arg(long, env = "DATABASE_SLOW_QUERY_MS", default_value_t = 200, global = true)]
     pub database_slow_query_ms: u64,
@@ -201,6 +204,9 @@ impl Config {
         }
         if self.database_statement_timeout_ms < 100 {
             return Err("DATABASE_STATEMENT_TIMEOUT_MS must be at least 100".into());
+        }
+        if self.request_timeout_ms < 100 {
+            return Err("REQUEST_TIMEOUT_MS must be at least 100".into());
         }
         if self.database_pool_timeout == 0 {
             return Err("DATABASE_POOL_TIMEOUT must be at least 1 second".into());

@@ -336,6 +336,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         database_idle_timeout: 300,
         database_slow_query_ms: 200,
         database_statement_timeout_ms: 5000,
+        request_timeout_ms: 15000,
         database_listen_url: None,
         database_transaction_pooler: false,
         realtime_buffer: 4096,

@@ -155,7 +155,19 @@ pub async fn execute_as(
     // Every log line of the execution (a slow statement, say) names the
     // operation; over HTTP the request's span adds its id.
     let span = tracing::info_span!("graphql", operation = operation.unwrap_or("anonymous"));
-    let result = run(state, viewer, request, access).instrument(span).await;
+    // A whole request is bounded too, not only each of its statements: a
+    // document of many statements each just under the statement timeout
+    // would otherwise hold its pooled connection for as long as it likes.
+    // Dropping `run` at the deadline rolls its transaction back (see db).
+    let result = match tokio::time::timeout(state.request_timeout, run(state, viewer, request, access).instrument(span))
+        .await
+    {
+        Ok(result) => result,
+        Err(_) => Ok(async_graphql::Response::from_errors(vec![server_error(&ApiError::QueryTimeout(format!(
+            "the request ran longer than the server allows ({} ms) and was rolled back: ask for less (smaller pages, fewer fields)",
+            state.request_timeout.as_millis()
+        )))])),
+    };
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(response) if response.errors.is_empty() => "ok",

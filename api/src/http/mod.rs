@@ -41,6 +41,8 @@ pub struct AppState {
     pub metrics: SharedMetrics,
     /// Requests slower than this are counted and logged.
     pub slow_request: std::time::Duration,
+    /// The longest a query or mutation may run, all of it (REQUEST_TIMEOUT_MS).
+    pub request_timeout: std::time::Duration,
     /// Tells open websockets that the server is shutting down.
     pub closing: Closing,
     /// Password hashing threads and sign-up/sign-in rate limits.

@@ -13,8 +13,15 @@ use crate::error::{ApiError, ApiResult};
 /// may switch to. No JIT: every read here is a few index probes, but a log
 /// with many commits makes the planner's estimates (commits × rows each)
 /// large enough to compile the query, which costs far more than running it.
+/// On the request pool (a subscriber's replay) the statements are bounded
+/// like a request's, so replays cannot hold its connections for long; the
+/// feed's own pool has no timeout (0) and keeps the server's setting.
 async fn begin_as_realtime(db: &Pool) -> ApiResult<DatabaseTransaction> {
-    Ok(db.begin_with(&format!("SET LOCAL ROLE {}; SET LOCAL jit = off", migration::REALTIME_ROLE)).await?)
+    let timeout = match db.statement_timeout_ms() {
+        0 => String::new(),
+        ms => format!("; SET LOCAL statement_timeout = {ms}"),
+    };
+    Ok(db.begin_with(&format!("SET LOCAL ROLE {}; SET LOCAL jit = off{timeout}", migration::REALTIME_ROLE)).await?)
 }
 
 /// One committed change of one row.

@@ -131,3 +131,31 @@ async fn a_runaway_statement_ends_at_the_statement_timeout_with_its_own_code() {
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(!message.contains("canceling statement"), "no database text reaches the client: {message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_ends_at_the_request_timeout_however_short_each_statement_is() {
+    // Arrange: statements may run 5 s, the whole request 500 ms; the
+    // request waits on a lock, so only the request's deadline can end it.
+    let database = tests::create_database(true).await;
+    let mut config = tests::test_config(&database);
+    config.request_timeout_ms = 500;
+    let app = TestApp::spawn_with(config).await;
+    let user = app.sign_up("deadline").await;
+    let lock = app.db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+
+    // Act: a mutation that writes, then waits on the lock.
+    let mutation = "mutation { setPreference(input: {category: \"before-the-lock\", rating: 1}) { category } createReview(input: {placeId: \"x\", rating: 4}) { id } }";
+    let answer = tokio::time::timeout(Duration::from_secs(10), timed(&app, Some(&user.token), mutation)).await;
+    lock.rollback().await.expect("unlock");
+    let (took, _, _, body) = answer.expect("the request is ended, not left waiting");
+
+    // Assert: ended at about the deadline, coded, and nothing of it kept.
+    assert_eq!(error_code(&body), "QUERY_TIMEOUT", "{body}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    tests::eventually("the ended request's transaction is gone", async || {
+        app.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'").await == 0
+    })
+    .await;
+    assert_eq!(app.count("SELECT count(*) FROM preference WHERE category = 'before-the-lock'").await, 0);
+}
