@@ -93,8 +93,8 @@ async fn enable_embedded_login(admin: &DatabaseConnection, data_dir: &Path) -> R
 }
 
 /// Development applies pending migrations; staging and production refuse to
-/// start with any, naming them.
-async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(), String> {
+/// start (or seed) with any, naming them.
+pub(crate) async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(), String> {
     let pending = db::pending_migrations(admin).await.map_err(|e| format!("cannot read migration status: {e}"))?;
     if pending.is_empty() {
         return Ok(());

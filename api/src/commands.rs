@@ -106,10 +106,10 @@ fn read_password() -> Result<String, String> {
 
 pub async fn seed(config: &Config, args: &SeedArgs) -> Result<ExitCode, String> {
     let (conn, _target) = admin(config).await?;
-    let pending = db::pending_migrations(&conn).await.map_err(|e| e.to_string())?;
-    if !pending.is_empty() {
-        return Err(format!("{} pending migration(s): run `api migrate up` first", pending.len()));
-    }
+    // As serving does: development applies pending migrations (so `api seed
+    // --demo` works on a fresh DATA_DIR, before the server ever started);
+    // staging and production refuse, naming them.
+    crate::app::prepare_schema(config, &conn).await?;
     let summary = match args.scale {
         Some(n) => crate::seed::scale(&conn, n).await,
         None => crate::seed::demo(&conn).await,

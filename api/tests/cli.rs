@@ -155,6 +155,18 @@ async fn the_server_runs_on_its_embedded_database_and_survives_sigterm_and_sigki
 }
 
 #[test]
+fn seeding_a_fresh_data_dir_in_development_applies_the_migrations_first() {
+    let data = DataDir::new("seedfresh");
+
+    let seeded = run(api(&data.0).args(["seed", "--demo"]));
+
+    assert!(seeded.status.success(), "{}", text(&seeded.stderr));
+    assert!(text(&seeded.stdout).contains("300 places"), "{}", text(&seeded.stdout));
+    let status = run(api(&data.0).args(["migrate", "status"]));
+    assert_eq!(status.status.code(), Some(0), "no migration left pending: {}", text(&status.stdout));
+}
+
+#[test]
 fn cli_commands_migrate_create_users_and_seed_the_embedded_database() {
     let data = DataDir::new("cli");
 
