@@ -159,7 +159,12 @@ impl Tools {
     pub fn backup(&self, url: &str, dir: &Path, snapshot: &str, at: DateTime<Utc>) -> Result<(PathBuf, u64), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let file = dir.join(file_name(at));
-        let mut child = Command::new(&self.pg_dump)
+        let (url, password) = split_password(url);
+        let mut command = Command::new(&self.pg_dump);
+        if let Some(password) = password {
+            command.env("PGPASSWORD", password);
+        }
+        let mut child = command
             .args(["--format=custom", "--verbose", "--no-password"])
             .arg(format!("--snapshot={snapshot}"))
             .arg(format!("--file={}", file.display()))
@@ -196,7 +201,12 @@ impl Tools {
     /// never blocking a runtime thread: pg_restore waits for the locks of
     /// whatever else runs on it, a server's transactions included.
     pub async fn restore(&self, file: &Path, url: &str) -> Result<(), String> {
-        let output = tokio::process::Command::new(&self.pg_restore)
+        let (url, password) = split_password(url);
+        let mut command = tokio::process::Command::new(&self.pg_restore);
+        if let Some(password) = password {
+            command.env("PGPASSWORD", password);
+        }
+        let output = command
             .args(["--clean", "--if-exists", "--no-password", "--single-transaction"])
             .arg(format!("--dbname={url}"))
             .arg(file)
@@ -355,8 +365,34 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// `url` without its password, and the password: pg_dump and pg_restore get
+/// it through their environment (PGPASSWORD), never on the command line,
+/// where every local user could read it in /proc/<pid>/cmdline.
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Ok(mut parsed) = url::Url::parse(url) else { return (url.to_owned(), None) };
+    let Some(password) =
+        parsed.password().map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+    else {
+        return (url.to_owned(), None);
+    };
+    if parsed.set_password(None).is_err() {
+        return (url.to_owned(), None);
+    }
+    (parsed.to_string(), Some(password))
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_password_goes_to_the_environment_not_the_command_line() {
+        let (url, password) =
+            super::split_password("postgres://app:s%40cr%3At@db.internal:5432/app?sslmode=verify-full");
+        assert_eq!(url, "postgres://app@db.internal:5432/app?sslmode=verify-full");
+        assert_eq!(password.as_deref(), Some("s@cr:t"));
+        let socket = "postgres://postgres@localhost:5432/app?host=/tmp/sock";
+        assert_eq!(super::split_password(socket), (socket.to_owned(), None));
+    }
     use chrono::TimeZone;
 
     use super::*;
