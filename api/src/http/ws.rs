@@ -33,7 +33,7 @@ use super::AppState;
 use super::graphql::{execute_as, operation_name, operation_types, server_error, spawn_in_span};
 use super::ws_caps::WsSlot;
 use crate::auth::{ClientIp, PeerAddr, Viewer, claims_from_authorization};
-use crate::db::begin_request;
+use crate::db::{Access, begin_request_as};
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
@@ -345,7 +345,7 @@ impl Connection {
     async fn authenticate(&self, authorization: Option<&str>) -> Result<Session, ApiError> {
         let claims = claims_from_authorization(authorization, &self.state.jwt)?;
         let viewer = claims.as_ref().map_or(Viewer::Anonymous, |c| Viewer::User { id: c.sub, role: c.role });
-        let (tx, viewer) = begin_request(&self.state.pool, viewer).await?;
+        let (tx, viewer) = begin_request_as(&self.state.pool, viewer, Access::ReadOnly).await?;
         tx.rollback().await?;
         Ok(Session { viewer, expires_at: claims.map(|c| c.exp) })
     }
@@ -373,7 +373,7 @@ impl Connection {
         let checked_at = self.state.realtime.head();
         let mut session = session;
         if session.viewer.user_id().is_some() {
-            match begin_request(&self.state.pool, session.viewer).await {
+            match begin_request_as(&self.state.pool, session.viewer, Access::ReadOnly).await {
                 Ok((tx, current)) => {
                     let _ = tx.rollback().await;
                     session.viewer = current;

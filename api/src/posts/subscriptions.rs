@@ -136,7 +136,7 @@ impl PostsSubscription {
         let realtime = ctx.realtime()?;
         let checked_at = realtime.committed_head().await?;
         let post = {
-            let (tx, _) = crate::db::begin_request(realtime.pool(), viewer).await?;
+            let (tx, _) = crate::db::begin_request_as(realtime.pool(), viewer, crate::db::Access::ReadOnly).await?;
             let post = store::find_post(&tx, &viewer, post_id).await?;
             realtime.pool().commit(tx).await?;
             post.ok_or_else(|| ApiError::not_found("post"))?

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::{DbBackend, FromQueryResult, Statement};
 
 use crate::auth::Viewer;
-use crate::db::{Pool, begin_request};
+use crate::db::{Access, Pool, begin_request_as};
 use crate::error::{ApiError, ApiResult};
 
 /// A published table's key column and its SQL type, as the capture
@@ -53,7 +53,7 @@ pub async fn visible(pool: &Pool, viewer: Viewer, rows: &[(&str, &str)]) -> ApiR
     for (table, key) in rows {
         by_table.entry(*table).or_default().push((*key).to_owned());
     }
-    let (tx, viewer) = begin_request(pool, viewer).await?;
+    let (tx, viewer) = begin_request_as(pool, viewer, Access::ReadOnly).await?;
     let mut visible = HashSet::new();
     for (table, keys) in by_table {
         let (name, column, ty) =
