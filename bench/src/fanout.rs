@@ -42,10 +42,10 @@ async fn service_token(api: &Path, server: &Server) -> String {
         .json(&json!({ "query": "mutation { signIn(input: {login: \"bench\", password: \"bench-password\"}) { token } }" }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("sending the request")
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the JSON body");
     body["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("sign-in failed: {body}")).to_owned()
 }
 
@@ -97,11 +97,11 @@ async fn subscriber(
     expected: u64,
     fingerprints: Fingerprints,
 ) {
-    let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    let mut request = url.into_client_request().expect("building the websocket request");
     request
         .headers_mut()
-        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("connect: {e}"));
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a valid header value"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("opening the websocket");
     let send = |v: Value| Message::Text(v.to_string().into());
     let _ = ws.send(send(json!({ "type": "connection_init" }))).await;
     let _ = ws.next().await; // connection_ack

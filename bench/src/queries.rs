@@ -175,17 +175,17 @@ struct Pg {
 impl Pg {
     fn open(data_dir: &Path) -> Self {
         let pid_file = std::fs::read_to_string(data_dir.join("pg/postmaster.pid"))
-            .unwrap_or_else(|e| panic!("the embedded PostgreSQL is not running: {e}"));
+            .expect("the embedded PostgreSQL is not running");
         let line = |n: usize| pid_file.lines().nth(n).unwrap_or_default().trim().to_owned();
         let password = std::fs::read_to_string(data_dir.join("pg.password"))
-            .unwrap_or_else(|e| panic!("cannot read the cluster's password: {e}"))
+            .expect("cannot read the cluster's password")
             .trim()
             .to_owned();
         Self {
             bin: pg_bin(),
-            port: line(3).parse().unwrap_or_else(|e| panic!("postmaster.pid: bad port: {e}")),
+            port: line(3).parse().expect("postmaster.pid: bad port"),
             password,
-            postmaster: line(0).parse().unwrap_or_else(|e| panic!("postmaster.pid: bad pid: {e}")),
+            postmaster: line(0).parse().expect("postmaster.pid: bad pid"),
         }
     }
 
@@ -206,7 +206,7 @@ impl Pg {
             .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", "app", "-c", sql])
             .output()
             .await
-            .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
+            .expect("cannot run psql");
         assert!(output.status.success(), "psql failed on {sql}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
@@ -251,10 +251,7 @@ fn pg_bin() -> PathBuf {
         .filter(|(_, dir)| dir.join("pgbench").is_file() && dir.join("psql").is_file())
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .map(|(_, dir)| dir)
-        .unwrap_or_else(|| panic!("no pgbench: apt-get install postgresql-15, or set PG_BIN"))
+    versions.pop().map(|(_, dir)| dir).expect("no pgbench: apt-get install postgresql-15, or set PG_BIN")
 }
 
 fn check(args: &Args) -> Result<(), String> {
@@ -360,7 +357,7 @@ async fn prepare_data(api: &Path, data_dir: &Path, scale: u32) -> bool {
         let started = Instant::now();
         api_command(api, data_dir, &["migrate", "up"], None).await;
         api_command(api, data_dir, &["seed", "--scale", &scale.to_string()], None).await;
-        std::fs::write(&marker, b"").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&marker, b"").expect("writing the marker file");
         println!("seeded in {:.0} s", started.elapsed().as_secs_f64());
         true
     };
@@ -369,12 +366,12 @@ async fn prepare_data(api: &Path, data_dir: &Path, scale: u32) -> bool {
     let conf = data_dir.join("pg/postgresql.conf");
     let text = std::fs::read_to_string(&conf).unwrap_or_else(|e| panic!("cannot read {}: {e}", conf.display()));
     if !text.contains("pg_stat_statements") {
-        let mut file = std::fs::OpenOptions::new().append(true).open(&conf).unwrap_or_else(|e| panic!("{e}"));
+        let mut file = std::fs::OpenOptions::new().append(true).open(&conf).expect("opening postgresql.conf");
         std::io::Write::write_all(
             &mut file,
             b"\n# bench queries: count statements per request\nshared_preload_libraries = 'pg_stat_statements'\n",
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("appending to postgresql.conf");
     }
     seeded
 }
@@ -414,10 +411,10 @@ async fn sign_in(server: &Server, connections: usize) -> Vec<(String, String)> {
             .json(&json!({ "query": query, "variables": vars }))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("sending the request")
             .json()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("reading the JSON body");
         let signed = &body["data"]["signIn"];
         match (signed["user"]["id"].as_str(), signed["token"].as_str()) {
             (Some(id), Some(token)) => users.push((id.to_owned(), token.to_owned())),
@@ -447,7 +444,7 @@ async fn worker(
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("building the HTTP client");
     let auth = format!("Bearer {token}");
     let (mut latencies, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
     let mut n = offset;
@@ -546,9 +543,9 @@ fn pgbench_script(case: &Case, user_ids: &[String]) -> String {
 async fn measure_pgbench(pg: &Pg, data_dir: &Path, case: &Case, user_ids: &[String], args: &Args) -> Window {
     let work = data_dir.join("pgbench");
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&work).expect("creating the work folder");
     let script = work.join(format!("case-{}.sql", case.name));
-    std::fs::write(&script, pgbench_script(case, user_ids)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&script, pgbench_script(case, user_ids)).expect("writing the pgbench script");
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(args.connections);
     let total = args.warmup + args.seconds + 1;
     let child = pg
@@ -562,7 +559,7 @@ async fn measure_pgbench(pg: &Pg, data_dir: &Path, case: &Case, user_ids: &[Stri
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run pgbench: {e}"));
+        .expect("cannot run pgbench");
     let pgbench_pid = child.id().unwrap_or(0).to_string();
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     pg.reset_statements().await;
@@ -572,7 +569,7 @@ async fn measure_pgbench(pg: &Pg, data_dir: &Path, case: &Case, user_ids: &[Stri
     let (to, seconds) = (now_micros(), started.elapsed().as_secs_f64());
     let after = (pg.cpu(), cpu_seconds(&pgbench_pid));
     let (statements, top) = pg.statements().await;
-    let output = child.wait_with_output().await.unwrap_or_else(|e| panic!("pgbench: {e}"));
+    let output = child.wait_with_output().await.expect("waiting for pgbench");
     assert!(
         output.status.success(),
         "pgbench failed: {}{}",

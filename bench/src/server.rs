@@ -12,7 +12,7 @@ pub const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-00";
 /// The `api` binary: `--api` if given, else the one next to this binary.
 pub fn api_binary(explicit: Option<&Path>) -> PathBuf {
     let api = explicit.map_or_else(
-        || std::env::current_exe().unwrap_or_else(|e| panic!("{e}")).with_file_name("api"),
+        || std::env::current_exe().expect("locating this executable").with_file_name("api"),
         Path::to_path_buf,
     );
     assert!(api.exists(), "no server at {}: cargo build --release -p api", api.display());
@@ -32,7 +32,7 @@ pub async fn api_command(api: &Path, data_dir: &Path, args: &[&str], stdin: Opti
         .env("DATA_DIR", data_dir)
         .env("JWT_SECRET", JWT_SECRET)
         .stdin(Stdio::piped())
-        .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
+        .stdout(log.try_clone().expect("cloning the log file handle"))
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", api.display()));

@@ -91,10 +91,10 @@ struct Figures {
 
 /// The embedded cluster's superuser URL and postmaster pid, from DATA_DIR.
 fn embedded(server: &Server) -> (String, String) {
-    let password = std::fs::read_to_string(server.data_dir.join("pg.password"))
-        .unwrap_or_else(|e| panic!("the embedded database's password: {e}"));
+    let password =
+        std::fs::read_to_string(server.data_dir.join("pg.password")).expect("the embedded database's password");
     let pid_file = std::fs::read_to_string(server.data_dir.join("pg/postmaster.pid"))
-        .unwrap_or_else(|e| panic!("the embedded database's postmaster.pid: {e}"));
+        .expect("the embedded database's postmaster.pid");
     let mut lines = pid_file.lines();
     let pid = lines.next().unwrap_or_default().trim().to_owned();
     let port = lines.nth(2).unwrap_or_default().trim().to_owned();
@@ -180,7 +180,10 @@ async fn phase(run: &Run, writers: usize, phase: usize) -> Figures {
     for w in 0..writers {
         let mut conn = PgConnection::connect(&run.url).await.unwrap_or_else(|e| panic!("writer {w}: {e}"));
         if !run.synchronous_commit {
-            sqlx::raw_sql("SET synchronous_commit = off").execute(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+            sqlx::raw_sql("SET synchronous_commit = off")
+                .execute(&mut conn)
+                .await
+                .expect("turning synchronous_commit off");
         }
         connections.push(conn);
     }
@@ -192,7 +195,7 @@ async fn phase(run: &Run, writers: usize, phase: usize) -> Figures {
     let mut latencies = Vec::new();
     let mut connections = Vec::with_capacity(writers);
     for task in tasks {
-        let (mine, conn) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        let (mine, conn) = task.await.expect("joining the task");
         latencies.extend(mine);
         connections.push(conn);
     }
@@ -222,7 +225,7 @@ pub async fn run(writers: usize, seconds: u64, rounds: usize, synchronous_commit
     let server = Server::start(&api_binary(None), data_dir, true, &[]).await;
     let (url, postmaster) = embedded(&server);
     let run = Run { url: url.clone(), postmaster, seconds, synchronous_commit };
-    let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut admin = PgConnection::connect(&url).await.expect("connecting to the database");
     // Rows for the updates: ROWS_PER_WRITER per writer, none shared.
     let setup = format!(
         "INSERT INTO place (id, name, lat, lng, category)
@@ -231,13 +234,13 @@ pub async fn run(writers: usize, seconds: u64, rounds: usize, synchronous_commit
         writers.max(1) - 1,
         ROWS_PER_WRITER - 1
     );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&mut admin).await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&mut admin).await.expect("running the setup SQL");
     let settings: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_level') ORDER BY name",
     )
     .fetch_all(&mut admin)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("reading pg_settings");
     println!(
         "embedded PostgreSQL: {}; writers' synchronous_commit={}",
         settings.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(", "),

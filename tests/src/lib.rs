@@ -10,6 +10,12 @@
 //!   restricted `app_authenticator` login (not a superuser, owns nothing),
 //!   exactly as in production.
 
+// A failed step in a test (or a load run) is the failure report: panicking
+// with the step's message is the point, so the workspace's ban on
+// `unwrap` (meant for the server) does not apply here. Prefer `expect` with
+// what was being done.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -104,15 +110,15 @@ impl Cluster {
     /// spaces) and `hba_first`: lines put at the top of pg_hba.conf, where
     /// they win over initdb's `trust` lines.
     pub fn start_with(settings: &[&str], hba_first: &str) -> Self {
-        let bin = api::db::embedded::find_pg_bin(None).unwrap_or_else(|e| panic!("{e}"));
-        let run_as = api::db::embedded::postgres_user_if_root().unwrap_or_else(|e| panic!("{e}"));
+        let bin = api::db::embedded::find_pg_bin(None).expect("finding the PostgreSQL binaries");
+        let run_as = api::db::embedded::postgres_user_if_root().expect("looking up the postgres user");
         // Short path: unix socket paths are limited to ~107 bytes.
         let dir = PathBuf::from(format!("/tmp/apitest-{}-{}", std::process::id(), api::db::embedded::random_hex(3)));
         let data = dir.join("data");
         std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         if let Some((uid, gid)) = run_as {
             for path in [&dir, &data] {
-                std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown: {e}"));
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("giving the folder to the postgres user");
             }
         }
         let as_postgres = |program: &Path| {
@@ -156,19 +162,21 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the cluster watchdog: {e}"));
+            .expect("cannot start the cluster watchdog");
         cluster
     }
 
     /// A new database on this cluster with every migration applied.
     pub async fn migrated_database(&self, name: &str) -> String {
-        let admin = Database::connect(self.url("postgres", "postgres")).await.unwrap_or_else(|e| panic!("{e}"));
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap_or_else(|e| panic!("{e}"));
-        let db = Database::connect(self.url("postgres", name)).await.unwrap_or_else(|e| panic!("{e}"));
-        Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("migrating failed: {e}"));
-        db.execute_unprepared("ALTER ROLE app_authenticator LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
-        db.close().await.unwrap_or_else(|e| panic!("{e}"));
-        admin.close().await.unwrap_or_else(|e| panic!("{e}"));
+        let admin = Database::connect(self.url("postgres", "postgres")).await.expect("connecting to the database");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("creating the database");
+        let db = Database::connect(self.url("postgres", name)).await.expect("connecting to the database");
+        Migrator::up(&db, None).await.expect("migrating failed");
+        db.execute_unprepared("ALTER ROLE app_authenticator LOGIN")
+            .await
+            .expect("running ALTER ROLE app_authenticator");
+        db.close().await.expect("closing the connection");
+        admin.close().await.expect("closing the connection");
         name.to_owned()
     }
 }
@@ -192,7 +200,7 @@ impl PgBouncer {
             .into_iter()
             .map(PathBuf::from)
             .find(|path| path.exists())
-            .unwrap_or_else(|| panic!("pgbouncer is not installed: apt-get install pgbouncer (.ci/run does)"));
+            .expect("pgbouncer is not installed: apt-get install pgbouncer (.ci/run does)");
         let dir =
             PathBuf::from(format!("/tmp/apitest-bouncer-{}-{}", std::process::id(), api::db::embedded::random_hex(3)));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
@@ -209,18 +217,18 @@ impl PgBouncer {
             pg_port = cluster.port,
             dir = dir.display(),
         );
-        std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("pgbouncer.ini"), ini).expect("writing pgbouncer.ini");
         std::fs::write(dir.join("users.txt"), "\"app_authenticator\" \"\"\n\"postgres\" \"\"\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("writing the pgbouncer users file");
         let mut cmd = Command::new(binary);
         cmd.arg(dir.join("pgbouncer.ini")).current_dir("/").stdin(Stdio::null()).stdout(Stdio::null());
         cmd.stderr(Stdio::null()).process_group(0);
         // PgBouncer refuses to run as root.
         if let Some((uid, gid)) = cluster.run_as {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown: {e}"));
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("giving the folder to the postgres user");
             cmd.uid(uid).gid(gid);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start pgbouncer: {e}"));
+        let child = cmd.spawn().expect("cannot start pgbouncer");
         let script = format!(
             "while [ -d /proc/{pid} ]; do sleep 1; done; kill {child} 2>/dev/null; rm -rf \"$0\"",
             pid = std::process::id(),
@@ -236,7 +244,7 @@ impl PgBouncer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the pgbouncer watchdog: {e}"));
+            .expect("cannot start the pgbouncer watchdog");
         let bouncer = Self { port, dir, child };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -265,10 +273,7 @@ impl Drop for PgBouncer {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -293,14 +298,17 @@ pub fn superuser_url(database: &str) -> String {
 async fn ensure_template() {
     TEMPLATE_READY
         .get_or_init(|| async {
-            let admin = Database::connect(superuser_url("postgres")).await.unwrap_or_else(|e| panic!("{e}"));
-            admin.execute_unprepared(&format!("CREATE DATABASE {TEMPLATE}")).await.unwrap_or_else(|e| panic!("{e}"));
-            let template = Database::connect(superuser_url(TEMPLATE)).await.unwrap_or_else(|e| panic!("{e}"));
-            Migrator::up(&template, None).await.unwrap_or_else(|e| panic!("migrating the template failed: {e}"));
+            let admin = Database::connect(superuser_url("postgres")).await.expect("connecting to the database");
+            admin.execute_unprepared(&format!("CREATE DATABASE {TEMPLATE}")).await.expect("creating the database");
+            let template = Database::connect(superuser_url(TEMPLATE)).await.expect("connecting to the database");
+            Migrator::up(&template, None).await.expect("migrating the template failed");
             // The request login may log in here (trust auth on a private socket).
-            template.execute_unprepared("ALTER ROLE app_authenticator LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
-            template.close().await.unwrap_or_else(|e| panic!("{e}"));
-            admin.close().await.unwrap_or_else(|e| panic!("{e}"));
+            template
+                .execute_unprepared("ALTER ROLE app_authenticator LOGIN")
+                .await
+                .expect("running ALTER ROLE app_authenticator");
+            template.close().await.expect("closing the connection");
+            admin.close().await.expect("closing the connection");
         })
         .await;
 }
@@ -312,10 +320,10 @@ pub async fn create_database(migrated: bool) -> String {
     // cluster-wide, and two tests migrating at once would both create them.
     ensure_template().await;
     let name = format!("t_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
-    let admin = Database::connect(superuser_url("postgres")).await.unwrap_or_else(|e| panic!("{e}"));
+    let admin = Database::connect(superuser_url("postgres")).await.expect("connecting to the database");
     let template = if migrated { format!(" TEMPLATE {TEMPLATE}") } else { String::new() };
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}{template}")).await.unwrap_or_else(|e| panic!("{e}"));
-    admin.close().await.unwrap_or_else(|e| panic!("{e}"));
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}{template}")).await.expect("creating the database");
+    admin.close().await.expect("closing the connection");
     name
 }
 
@@ -423,7 +431,7 @@ impl TestApp {
             .and_then(|url| url.split('?').next()?.rsplit('/').next())
             .unwrap_or_default()
             .to_owned();
-        let app = api::Application::build(config).await.unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let app = api::Application::build(config).await.expect("server did not start");
         let address = format!("http://127.0.0.1:{}", app.port());
         let realtime = app.realtime();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -433,7 +441,7 @@ impl TestApp {
                 std::future::pending::<()>().await;
             }
         }));
-        let db = Database::connect(on.url("postgres", &database)).await.unwrap_or_else(|e| panic!("{e}"));
+        let db = Database::connect(on.url("postgres", &database)).await.expect("connecting to the database");
         Self { address, realtime, database, http: reqwest::Client::new(), db, stop, server }
     }
 
@@ -451,8 +459,8 @@ impl TestApp {
     /// only connection. Roll the returned lock back to let it finish; the
     /// task yields the request's HTTP status.
     pub async fn hold_the_only_connection(&self) -> (DatabaseTransaction, tokio::task::JoinHandle<Option<u16>>) {
-        let lock = self.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
-        lock.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.unwrap_or_else(|e| panic!("{e}"));
+        let lock = self.db.begin().await.expect("beginning a transaction");
+        lock.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.expect("running LOCK TABLE place");
         let slow = tokio::spawn({
             let (http, url) = (self.http.clone(), format!("{}/graphql", self.address));
             async move {
@@ -477,8 +485,8 @@ impl TestApp {
     pub async fn shut_down(self) {
         let _ = self.stop.send(());
         let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), self.server).await;
-        let result = stopped.unwrap_or_else(|_| panic!("the server did not stop within 30 s"));
-        result.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        let result = stopped.expect("the server did not stop within 30 s");
+        result.expect("the server task panicked").expect("the server stopped with an error");
     }
 
     /// POSTs a GraphQL request and returns the JSON body (whatever the status).
@@ -490,8 +498,8 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("request failed: {e}"));
-        response.json().await.unwrap_or_else(|e| panic!("body is not JSON: {e}"))
+        let response = request.send().await.expect("request failed");
+        response.json().await.expect("body is not JSON")
     }
 
     /// Like `graphql`, but fails the test on any error and returns `data`.
@@ -523,7 +531,7 @@ impl TestApp {
         self.db
             .execute_unprepared(&format!("UPDATE users SET role = '{role}' WHERE id = '{}'", user.id))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("running UPDATE users");
         user
     }
 
@@ -555,17 +563,17 @@ impl TestApp {
                 "INSERT INTO place (id, name, lat, lng, category, rating, user_ratings_total) VALUES ('{id}', 'Place {id}', {lat}, {lng}, '{category}', {rating}, {total})"
             ))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("running INSERT INTO place");
     }
 
     /// A transaction on the test database running exactly as a request of
     /// `user` would: the viewer role and `app.user_id` set locally. For
     /// proving what row-level security allows with no resolver in between.
     pub async fn as_request_role(&self, role: &str, user_id: &str) -> DatabaseTransaction {
-        let tx = self.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        let tx = self.db.begin().await.expect("beginning a transaction");
         tx.execute_unprepared(&format!("SET LOCAL ROLE {role}; SELECT set_config('app.user_id', '{user_id}', true)"))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("switching to the request role");
         tx
     }
 }
@@ -608,10 +616,9 @@ impl WsClient {
     pub async fn connect(http_address: &str, subprotocol: &str) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/graphql/ws", http_address.replacen("http", "ws", 1));
-        let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
-        request.headers_mut().insert("sec-websocket-protocol", subprotocol.parse().unwrap_or_else(|e| panic!("{e}")));
-        let (socket, response) =
-            tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("websocket: {e}"));
+        let mut request = url.into_client_request().expect("building the websocket request");
+        request.headers_mut().insert("sec-websocket-protocol", subprotocol.parse().expect("a valid header value"));
+        let (socket, response) = tokio_tungstenite::connect_async(request).await.expect("opening the websocket");
         assert_eq!(
             response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
             Some(subprotocol),
@@ -631,7 +638,7 @@ impl WsClient {
         self.socket
             .send(tokio_tungstenite::tungstenite::Message::Text(text.to_owned().into()))
             .await
-            .unwrap_or_else(|e| panic!("send: {e}"));
+            .expect("sending a websocket frame");
     }
 
     /// Sends `connection_init` with the token and returns the answer.
@@ -658,7 +665,7 @@ impl WsClient {
         loop {
             let next = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .unwrap_or_else(|_| panic!("no message from the server within 20 s"));
+                .expect("no message from the server within 20 s");
             match next {
                 Some(Ok(Message::Text(text))) => {
                     let message: Value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -684,7 +691,7 @@ impl WsClient {
         loop {
             let next = tokio::time::timeout(std::time::Duration::from_secs(20), self.socket.next())
                 .await
-                .unwrap_or_else(|_| panic!("no message from the server within 20 s"));
+                .expect("no message from the server within 20 s");
             match next {
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => return text.as_str().to_owned(),
                 Some(Ok(_)) => {}
@@ -700,7 +707,7 @@ impl WsClient {
         loop {
             let next = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .unwrap_or_else(|_| panic!("the server neither wrote nor closed within 20 s"));
+                .expect("the server neither wrote nor closed within 20 s");
             match next {
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => return Some(text.as_str().to_owned()),
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_)) | None => return None,
@@ -805,7 +812,7 @@ impl WsClient {
         };
         tokio::time::timeout(std::time::Duration::from_secs(20), closed)
             .await
-            .unwrap_or_else(|_| panic!("the server did not close within 20 s"))
+            .expect("the server did not close within 20 s")
     }
 }
 

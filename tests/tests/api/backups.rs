@@ -13,7 +13,7 @@ async fn fingerprint(db: &sea_orm::DatabaseConnection) -> Vec<(String, String)> 
             "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1".to_owned(),
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("listing the tables");
     let mut out = Vec::new();
     for row in tables {
         let table: String = row.try_get_by_index(0).unwrap_or_default();
@@ -43,11 +43,10 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
     let url = tests::superuser_url(&app.database);
     let before = fingerprint(&app.db).await;
 
-    let tools = api::ops::backup::Tools::find(None).unwrap_or_else(|e| panic!("{e}"));
+    let tools = api::ops::backup::Tools::find(None).expect("finding pg_dump and pg_restore");
     let dir = std::env::temp_dir().join(format!("apibackup-{}", std::process::id()));
-    let source = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
-    let (file, bytes, manifest) =
-        api::ops::backup::take(&tools, &source, &url, &dir).await.unwrap_or_else(|e| panic!("{e}"));
+    let source = Database::connect(url.as_str()).await.expect("connecting to the database");
+    let (file, bytes, manifest) = api::ops::backup::take(&tools, &source, &url, &dir).await.expect("taking a backup");
     assert!(bytes > 0 && tools.list(&file).await.unwrap_or(0) > 50);
     // The manifest counted the rows the archive holds.
     for (table, digest) in &before {
@@ -57,11 +56,11 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
     assert_eq!(api::ops::backup::Manifest::read(&file).ok().flatten(), Some(manifest));
 
     // Wipe: every table dropped and recreated empty.
-    let admin = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
-    Migrator::fresh(&admin).await.unwrap_or_else(|e| panic!("{e}"));
+    let admin = Database::connect(url.as_str()).await.expect("connecting to the database");
+    Migrator::fresh(&admin).await.expect("migrating fresh");
     assert_eq!(app.count("SELECT count(*) FROM place").await, 0);
 
-    tools.restore(&file, &url).await.unwrap_or_else(|e| panic!("{e}"));
+    tools.restore(&file, &url).await.expect("restoring the backup");
     assert_eq!(fingerprint(&admin).await, before, "every row of every table is back");
     // Roles, grants and policies came back too: the server serves Ada as before.
     let mine = app
@@ -79,17 +78,17 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
 async fn a_backup_taken_while_rows_are_written_holds_exactly_what_its_manifest_says() {
     let database = tests::create_database(true).await;
     let url = tests::superuser_url(&database);
-    let source = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
+    let source = Database::connect(url.as_str()).await.expect("connecting to the database");
     // A writer adding places all through the backup.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn({
         let (stop, url) = (stop.clone(), url.clone());
         async move {
-            let db = Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
+            let db = Database::connect(url.as_str()).await.expect("connecting to the database");
             let mut written = 0_i64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let sql = format!("INSERT INTO place (id, name, lat, lng) VALUES ('w{written}', 'w', 0, 0)");
-                db.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+                db.execute_unprepared(&sql).await.expect("running the SQL");
                 written += 1;
             }
             written
@@ -103,18 +102,17 @@ async fn a_backup_taken_while_rows_are_written_holds_exactly_what_its_manifest_s
     })
     .await;
 
-    let tools = api::ops::backup::Tools::find(None).unwrap_or_else(|e| panic!("{e}"));
+    let tools = api::ops::backup::Tools::find(None).expect("finding pg_dump and pg_restore");
     let dir = std::env::temp_dir().join(format!("apibackup-busy-{}", std::process::id()));
-    let (file, _, manifest) =
-        api::ops::backup::take(&tools, &source, &url, &dir).await.unwrap_or_else(|e| panic!("{e}"));
+    let (file, _, manifest) = api::ops::backup::take(&tools, &source, &url, &dir).await.expect("taking a backup");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let written = writer.await.unwrap_or_else(|e| panic!("{e}"));
+    let written = writer.await.expect("joining the task");
 
     // Restored elsewhere, the archive holds exactly the manifest's rows,
     // though writes went on after the backup's snapshot.
     let copy = tests::create_database(false).await;
-    tools.restore(&file, &tests::superuser_url(&copy)).await.unwrap_or_else(|e| panic!("{e}"));
-    let restored = Database::connect(tests::superuser_url(&copy)).await.unwrap_or_else(|e| panic!("{e}"));
+    tools.restore(&file, &tests::superuser_url(&copy)).await.expect("restoring the backup");
+    let restored = Database::connect(tests::superuser_url(&copy)).await.expect("connecting to the database");
     assert_eq!(api::ops::backup::row_counts(&restored).await, Ok(manifest.rows.clone()));
     assert!(
         manifest.rows["place"] < written,

@@ -12,9 +12,9 @@ async fn routine_of(app: &TestApp, user: &TestUser) -> String {
             format!("INSERT INTO routine (user_id, name, steps, tokens_per_run) VALUES ('{}', 'farm', '[]', 5) RETURNING id::text", user.id),
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no row"));
-    row.try_get_by_index::<String>(0).unwrap_or_else(|e| panic!("{e}"))
+        .expect("inserting a routine")
+        .expect("RETURNING gives a row");
+    row.try_get_by_index::<String>(0).expect("reading a column")
 }
 
 #[tokio::test]
@@ -29,17 +29,17 @@ async fn user_stats_equal_a_recount_after_concurrent_runs_of_one_user() {
     for worker in 0..8 {
         let (app_db, ada_id, routine) = (app.db.clone(), ada.id.clone(), routine.clone());
         tasks.push(tokio::spawn(async move {
-            let tx = app_db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let tx = app_db.begin().await.expect("beginning a transaction");
             tx.execute_unprepared(&format!("SET LOCAL ROLE app_user; SELECT set_config('app.user_id', '{ada_id}', true)"))
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("switching to the request role");
             for i in 0..20 {
                 tx.execute_unprepared(&format!(
                     "INSERT INTO routine_run (routine_id, start_time) VALUES ('{routine}', now() - interval '{} minutes')",
                     worker * 20 + i
                 ))
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("running INSERT INTO routine_run");
             }
             tx.execute_unprepared(&format!(
                 "UPDATE routine_run SET status = 'success', end_time = now(), tokens_earned = {} WHERE id IN \
@@ -47,18 +47,18 @@ async fn user_stats_equal_a_recount_after_concurrent_runs_of_one_user() {
                 worker + 1
             ))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("running UPDATE routine_run");
             tx.execute_unprepared("UPDATE routine_run SET status = 'partial' WHERE id IN (SELECT id FROM routine_run WHERE status = 'success' LIMIT 2)")
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("running UPDATE routine_run");
             tx.execute_unprepared("DELETE FROM routine_run WHERE id IN (SELECT id FROM routine_run WHERE status = 'running' LIMIT 3)")
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+                .expect("running DELETE FROM routine_run");
+            tx.commit().await.expect("committing");
         }));
     }
     for task in tasks {
-        task.await.unwrap_or_else(|e| panic!("{e}"));
+        task.await.expect("joining the task");
     }
 
     let recount = format!(
@@ -77,7 +77,7 @@ async fn user_stats_equal_a_recount_after_concurrent_runs_of_one_user() {
     app.db
         .execute_unprepared(&format!("DELETE FROM routine WHERE id = '{routine}'"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running DELETE FROM routine");
     let emptied = format!(
         "SELECT count(*) FROM user_stats WHERE user_id = '{}' AND total_routine_runs = 0 AND total_tokens_earned = 0 AND last_run_date IS NULL",
         ada.id
@@ -91,14 +91,14 @@ async fn concurrent_credits_never_exceed_a_projects_allocation() {
     app.db
         .execute_unprepared("INSERT INTO airdrop_project (id, name, start_date, end_date, total_token_allocation) VALUES ('00000000-0000-0000-0000-0000000000aa', 'drop', '2026-01-01', '2026-12-31', 1000)")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO airdrop_project");
     let mut users = Vec::new();
     for i in 0..20 {
         let user = app.sign_up(&format!("farmer{i}")).await;
         app.db
             .execute_unprepared(&format!("INSERT INTO user_airdrop_participation (user_id, project_id) VALUES ('{}', '00000000-0000-0000-0000-0000000000aa')", user.id))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("running INSERT INTO user_airdrop_participation");
         users.push(user);
     }
 
@@ -107,8 +107,8 @@ async fn concurrent_credits_never_exceed_a_projects_allocation() {
     for user in &users {
         let (db, id) = (app.db.clone(), user.id.clone());
         tasks.push(tokio::spawn(async move {
-            let tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
-            tx.execute_unprepared("SET LOCAL ROLE app_service").await.unwrap_or_else(|e| panic!("{e}"));
+            let tx = db.begin().await.expect("beginning a transaction");
+            tx.execute_unprepared("SET LOCAL ROLE app_service").await.expect("running SET LOCAL ROLE");
             let credited = tx
                 .execute_unprepared(&format!(
                     "UPDATE user_airdrop_participation SET tokens_earned = tokens_earned + 100 WHERE user_id = '{id}'"
@@ -150,7 +150,7 @@ async fn drafts_are_their_authors_and_comments_follow_their_post() {
             ada.id, bob.id
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("inserting the comments");
 
     let as_bob = app.as_request_role("app_user", &bob.id).await;
     let posts =

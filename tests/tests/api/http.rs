@@ -8,20 +8,20 @@ use tests::{TestApp, error_code};
 #[tokio::test]
 async fn graphiql_is_served_with_local_assets_and_the_root_leads_there() {
     let app = TestApp::spawn().await;
-    let page = app.http.get(format!("{}/graphiql", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let page = app.http.get(format!("{}/graphiql", app.address)).send().await.expect("sending the request");
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap_or_default();
     assert!(html.contains("/graphiql/graphiql.min.js") && !html.contains("https://"), "no CDN: {html}");
     for asset in ["graphiql.min.js", "graphiql.min.css", "react.production.min.js", "react-dom.production.min.js"] {
         let response =
-            app.http.get(format!("{}/graphiql/{asset}", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+            app.http.get(format!("{}/graphiql/{asset}", app.address)).send().await.expect("sending the request");
         assert_eq!(response.status(), StatusCode::OK, "{asset}");
         assert_eq!(response.headers()["content-encoding"], "gzip");
         assert!(response.bytes().await.map(|b| b.len()).unwrap_or(0) > 1000);
     }
     let no_redirects =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
-    let root = no_redirects.get(format!("{}/", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let root = no_redirects.get(format!("{}/", app.address)).send().await.expect("sending the request");
     assert_eq!(root.headers()["location"], "/graphiql");
 }
 
@@ -29,7 +29,7 @@ async fn graphiql_is_served_with_local_assets_and_the_root_leads_there() {
 async fn health_and_readiness_report_ok_on_a_migrated_database() {
     let app = TestApp::spawn().await;
     for path in ["healthz", "readyz"] {
-        let response = app.http.get(format!("{}/{path}", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+        let response = app.http.get(format!("{}/{path}", app.address)).send().await.expect("sending the request");
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
 }
@@ -40,8 +40,8 @@ async fn readiness_fails_while_a_migration_is_pending() {
     app.db
         .execute_unprepared("DELETE FROM seaql_migrations WHERE version = 'm20261122_000002_places'")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let response = app.http.get(format!("{}/readyz", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+        .expect("running DELETE FROM seaql_migrations");
+    let response = app.http.get(format!("{}/readyz", app.address)).send().await.expect("sending the request");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.unwrap_or_default();
     assert_eq!(body["pending"], json!(["m20261122_000002_places"]));
@@ -51,13 +51,8 @@ async fn readiness_fails_while_a_migration_is_pending() {
 async fn a_get_runs_queries_but_never_mutations() {
     let app = TestApp::spawn().await;
     let url = format!("{}/graphql", app.address);
-    let query = app
-        .http
-        .get(&url)
-        .query(&[("query", "{ places { totalCount } }")])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let query =
+        app.http.get(&url).query(&[("query", "{ places { totalCount } }")]).send().await.expect("sending the request");
     assert_eq!(query.json::<Value>().await.unwrap_or_default()["data"]["places"]["totalCount"], 0);
     let mutation = app
         .http
@@ -65,7 +60,7 @@ async fn a_get_runs_queries_but_never_mutations() {
         .query(&[("query", "mutation { signUp(input: {email: \"a@b.io\", username: \"abc\", password: \"password1\", fullName: \"A\"}) { token } }")])
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending the request");
     assert_eq!(mutation.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(app.count("SELECT count(*) FROM users").await, 0);
 }
@@ -81,7 +76,7 @@ async fn transport_errors_get_http_statuses_and_codes() {
         .body("{ places { totalCount } }")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending the request");
     assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error_code(&text.json().await.unwrap_or_default()), "UNSUPPORTED_MEDIA_TYPE");
     let broken = app
@@ -91,11 +86,11 @@ async fn transport_errors_get_http_statuses_and_codes() {
         .body("{not json")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending the request");
     assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&broken.json().await.unwrap_or_default()), "BAD_REQUEST");
     let huge = "x".repeat(2 * 1024 * 1024);
-    let too_big = app.http.post(&url).json(&json!({ "query": huge })).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let too_big = app.http.post(&url).json(&json!({ "query": huge })).send().await.expect("sending the request");
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let bad_token = app
         .http
@@ -104,7 +99,7 @@ async fn transport_errors_get_http_statuses_and_codes() {
         .json(&json!({ "query": "{ places { totalCount } }" }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending the request");
     assert_eq!(bad_token.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -154,7 +149,7 @@ async fn an_exhausted_pool_answers_503_after_the_timeout_instead_of_hanging() {
         .json(&json!({ "query": "query Second { places { totalCount } }" }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending the request");
     let waited = started.elapsed();
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(second.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
@@ -174,7 +169,7 @@ async fn an_exhausted_pool_answers_503_after_the_timeout_instead_of_hanging() {
         1.0
     );
 
-    blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    blocker.rollback().await.expect("rolling back");
     assert_eq!(first.await.ok().flatten(), Some(200), "the first request completes once the lock is gone");
     tests::eventually("no wait is left counted", async || app.metrics().await.value("api_db_pool_waiting") == 0.0)
         .await;
@@ -235,7 +230,7 @@ async fn metrics_expose_every_family_with_live_values_after_traffic() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = TestApp::spawn().await;
-    let fresh = app.http.get(format!("{}/healthz", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let fresh = app.http.get(format!("{}/healthz", app.address)).send().await.expect("sending the request");
     let id = fresh.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert_eq!(id.len(), 36, "a new uuid: {id}");
     let given = app
@@ -244,6 +239,6 @@ async fn every_response_carries_a_request_id() {
         .header("x-request-id", "trace-42")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending the request");
     assert_eq!(given.headers()["x-request-id"], "trace-42");
 }

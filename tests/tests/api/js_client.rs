@@ -22,7 +22,7 @@ fn ensure_node_modules() {
             .args(["ci", "--no-audit", "--no-fund", "--silent"])
             .current_dir(js_dir())
             .status()
-            .unwrap_or_else(|e| panic!("npm is needed for this test (apt-get install nodejs npm): {e}"));
+            .expect("npm is needed for this test (apt-get install nodejs npm)");
         assert!(status.success(), "npm ci failed in {}", js_dir().display());
     });
 }
@@ -46,8 +46,8 @@ async fn the_npm_graphql_ws_client_receives_its_own_new_review_and_nothing_of_an
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("node is needed for this test: {e}"));
-    let mut lines = BufReader::new(node.stdout.take().unwrap_or_else(|| panic!("no stdout"))).lines();
+        .expect("node is needed for this test");
+    let mut lines = BufReader::new(node.stdout.take().expect("no stdout")).lines();
 
     let create = "mutation($r: Float!) { createReview(input: {placeId: \"p1\", rating: $r}) { id } }";
     let bobs = app.data(Some(&bob.token), create, json!({ "r": 1 })).await["createReview"]["id"].clone();
@@ -55,7 +55,7 @@ async fn the_npm_graphql_ws_client_receives_its_own_new_review_and_nothing_of_an
 
     let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
         .await
-        .unwrap_or_else(|_| panic!("no event within 20 s"))
+        .expect("no event within 20 s")
         .ok()
         .flatten()
         .unwrap_or_default();

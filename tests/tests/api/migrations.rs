@@ -26,9 +26,9 @@ use sea_orm::ConnectionTrait;
 #[tokio::test]
 async fn every_migration_goes_up_down_to_an_empty_schema_and_up_again() {
     let name = tests::create_database(false).await;
-    let db = Database::connect(tests::superuser_url(&name)).await.unwrap_or_else(|e| panic!("{e}"));
+    let db = Database::connect(tests::superuser_url(&name)).await.expect("connecting to the database");
 
-    Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("up: {e}"));
+    Migrator::up(&db, None).await.expect("migrating up");
     let (tables, functions, extensions) = footprint(&db).await;
     assert_eq!(
         tables, 15,
@@ -36,11 +36,11 @@ async fn every_migration_goes_up_down_to_an_empty_schema_and_up_again() {
     );
     assert!(functions > 0 && extensions == 3);
 
-    Migrator::down(&db, None).await.unwrap_or_else(|e| panic!("down: {e}"));
+    Migrator::down(&db, None).await.expect("migrating down");
     assert_eq!(footprint(&db).await, (0, 0, 0), "down leaves an empty schema");
     assert_eq!(Migrator::get_pending_migrations(&db).await.map(|p| p.len()).unwrap_or(0), Migrator::migrations().len());
 
-    Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("up again: {e}"));
+    Migrator::up(&db, None).await.expect("migrating up again");
     assert_eq!(footprint(&db).await, (tables, functions, extensions));
 }
 
@@ -54,7 +54,7 @@ async fn rows(db: &sea_orm::DatabaseConnection) -> std::collections::BTreeMap<St
             "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'seaql_migrations'",
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("listing the tables");
     let mut out = std::collections::BTreeMap::new();
     for row in tables {
         let table: String = row.try_get_by_index(0).unwrap_or_default();
@@ -76,7 +76,7 @@ async fn rows(db: &sea_orm::DatabaseConnection) -> std::collections::BTreeMap<St
 #[tokio::test]
 async fn every_migration_goes_down_and_up_again_over_the_demo_data_and_the_earlier_tables_keep_their_rows() {
     let name = tests::create_database(true).await;
-    let db = Database::connect(tests::superuser_url(&name)).await.unwrap_or_else(|e| panic!("{e}"));
+    let db = Database::connect(tests::superuser_url(&name)).await.expect("connecting to the database");
     api::seed::demo(&db).await.unwrap_or_else(|e| panic!("{}", e.message()));
     let seeded = rows(&db).await;
     for domain in ["users", "place", "review", "routine_run", "user_stats", "user_airdrop_participation", "comment"] {
@@ -113,7 +113,7 @@ async fn every_migration_goes_down_and_up_again_over_the_demo_data_and_the_earli
     // row of the full demo set, hashes included: sign-in still works.
     let db = Database::connect(tests::superuser_url(&tests::create_database(true).await))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("connecting to the database");
     api::seed::demo(&db).await.unwrap_or_else(|e| panic!("{}", e.message()));
     // The change feed's epoch is new each time its migration applies, by
     // design (cursors of the old one are refused).
@@ -123,8 +123,8 @@ async fn every_migration_goes_down_and_up_again_over_the_demo_data_and_the_earli
         rows
     };
     let before = without_epoch().await;
-    Migrator::down(&db, Some(2)).await.unwrap_or_else(|e| panic!("down: {e}"));
-    Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("up: {e}"));
+    Migrator::down(&db, Some(2)).await.expect("migrating down two steps");
+    Migrator::up(&db, None).await.expect("migrating up again");
     assert_eq!(without_epoch().await, before, "the newest migrations keep every row");
     let signed_in = db
         .query_one_raw(sea_orm::Statement::from_string(
@@ -132,7 +132,7 @@ async fn every_migration_goes_down_and_up_again_over_the_demo_data_and_the_earli
             "SELECT count(*) FROM users WHERE username = 'alice' AND password_hash LIKE '$argon2id$%'",
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("counting alice's password hash")
         .and_then(|r| r.try_get_by_index::<i64>(0).ok());
     assert_eq!(signed_in, Some(1), "alice's password hash survived");
 }

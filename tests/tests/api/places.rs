@@ -51,7 +51,7 @@ async fn places_filter_by_category_and_search_and_order_by_name() {
     app.db
         .execute_unprepared("UPDATE place SET name = 'Zebra 100% Cafe' WHERE id = 'a'")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running UPDATE place");
 
     let cafes = app.data(None, PLACES, json!({ "category": "cafe", "orderBy": "NAME" })).await;
     assert_eq!(cafes["places"]["totalCount"], 3);
@@ -70,7 +70,7 @@ async fn newest_places_come_first() {
     app.db
         .execute_unprepared("UPDATE place SET created_at = now() + interval '1 hour' WHERE id = 'c'")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running UPDATE place");
     let newest = app.data(None, PLACES, json!({ "first": 1, "orderBy": "NEWEST" })).await;
     assert_eq!(ids(&newest), ["c"]);
 }
@@ -234,7 +234,7 @@ async fn review_places_are_read_in_one_statement() {
     app.db
         .execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating pg_stat_statements");
     let place_reads = "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
                        WHERE d.datname = current_database() AND s.query LIKE '%\"place\"%'";
     let before = app.count(place_reads).await;

@@ -125,15 +125,15 @@ async fn a_transaction_that_commits_late_is_delivered_not_skipped() {
     ws.subscribe("1", PLACES, json!({ "after": app.change_cursor().await })).await;
 
     // The first transaction takes its id first, then stays open...
-    let first = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let first = app.db.begin().await.expect("beginning a transaction");
     first
         .execute_unprepared("INSERT INTO place (id, name, lat, lng) VALUES ('early', 'early', 0, 0)")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO place");
     // ...while a second one commits.
     app.insert_place("late", "cafe", 0.0, 0.0, None, None).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    first.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    first.commit().await.expect("committing");
 
     // Both arrive, in commit order: the second transaction committed first.
     assert_eq!(next_place(&mut ws, "1").await, ("INSERTED".to_owned(), "late".to_owned()));
@@ -151,14 +151,14 @@ async fn changes_to_one_row_arrive_in_the_order_they_took_effect() {
     // The first transaction takes its id by writing another row, then waits;
     // the second changes the place and commits; then the first changes the
     // same place (after the second: its change is the one that stays).
-    let first = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let first = app.db.begin().await.expect("beginning a transaction");
     first
         .execute_unprepared("INSERT INTO place (id, name, lat, lng) VALUES ('other', 'o', 0, 0)")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    app.db.execute_unprepared("UPDATE place SET rating = 2 WHERE id = 'p'").await.unwrap_or_else(|e| panic!("{e}"));
-    first.execute_unprepared("UPDATE place SET rating = 3 WHERE id = 'p'").await.unwrap_or_else(|e| panic!("{e}"));
-    first.commit().await.unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO place");
+    app.db.execute_unprepared("UPDATE place SET rating = 2 WHERE id = 'p'").await.expect("running UPDATE place");
+    first.execute_unprepared("UPDATE place SET rating = 3 WHERE id = 'p'").await.expect("running UPDATE place");
+    first.commit().await.expect("committing");
 
     // Read until both updates of `p` arrived (the setup's own insert may
     // come first), then check their order.
@@ -228,7 +228,7 @@ async fn a_lagging_subscriber_catches_up_from_the_log_without_slowing_others() {
     app.db
         .execute_unprepared("INSERT INTO place (id, name, lat, lng) SELECT 'p' || lpad(g::text, 4, '0'), 'n', 0, 0 FROM generate_series(1, 500) g")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO place");
 
     for i in 1..=500 {
         assert_eq!(next_place(&mut fast, "1").await.1, format!("p{i:04}"));
@@ -269,7 +269,7 @@ async fn a_cursor_older_than_retention_is_refused_with_a_clear_error() {
     app.db
         .execute_unprepared("UPDATE change_log SET created_at = now() - interval '2 days'")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running UPDATE change_log");
     let second = TestApp::spawn_with(tests::test_config(&app.database)).await;
     let mut pruned = false;
     for _ in 0..50 {
@@ -391,7 +391,7 @@ async fn a_bulk_write_of_ten_thousand_rows_is_one_log_insert_and_reaches_subscri
             "INSERT INTO place (id, name, lat, lng) SELECT 'bulk' || g, 'n', 0, 0 FROM generate_series(1, 10000) g",
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO place");
     assert_eq!(app.count("SELECT count(DISTINCT txid) FROM change_log").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM change_log").await, 10_000);
 
@@ -424,11 +424,11 @@ async fn while_the_database_is_down_subscribers_stay_connected_and_then_miss_not
     cluster.start_again();
 
     let superuser =
-        sea_orm::Database::connect(cluster.url("postgres", &database)).await.unwrap_or_else(|e| panic!("{e}"));
+        sea_orm::Database::connect(cluster.url("postgres", &database)).await.expect("connecting to the database");
     superuser
         .execute_unprepared("INSERT INTO place (id, name, lat, lng) VALUES ('after', 'after', 0, 0)")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO place");
     assert_eq!(next_place(&mut ws, "1").await.1, "at-the-edge");
     assert_eq!(next_place(&mut ws, "1").await.1, "after", "nothing lost, nothing invented");
     tests::eventually("the listener reports it is back", async || feed.listener_connected()).await;
@@ -444,12 +444,12 @@ async fn listener_lag_counts_from_commit_so_a_long_writing_transaction_is_not_la
     ws.subscribe("1", PLACES, json!({ "after": app.change_cursor().await })).await;
 
     // The write happens at once; the commit two seconds later.
-    let tx = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let tx = app.db.begin().await.expect("beginning a transaction");
     tx.execute_unprepared("INSERT INTO place (id, name, lat, lng) VALUES ('slow', 'slow', 0, 0)")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO place");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.expect("committing");
     assert_eq!(next_place(&mut ws, "1").await.1, "slow");
 
     let lag = app.realtime.lag_ms();
@@ -464,7 +464,7 @@ async fn only_changes_to_published_columns_are_events() {
     app.data(None, "mutation { signIn(input: {login: \"ada\", password: \"password-ada\"}) { token } }", json!({}))
         .await;
     assert_eq!(app.count("SELECT count(*) FROM change_log WHERE table_name = 'users'").await, 0);
-    app.db.execute_unprepared("UPDATE users SET is_active = false").await.unwrap_or_else(|e| panic!("{e}"));
+    app.db.execute_unprepared("UPDATE users SET is_active = false").await.expect("running UPDATE users");
     assert_eq!(app.count("SELECT count(*) FROM change_log WHERE table_name = 'users'").await, 1);
     let published =
         app.count("SELECT count(*) FROM change_log WHERE new_row ? 'email' OR new_row ? 'password_hash'").await;
@@ -510,10 +510,10 @@ async fn live_changes_keep_flowing_while_slow_requests_hold_every_pooled_connect
             ada.id
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running INSERT INTO preference");
     let event = ws.next_data("1").await["myPreferenceChanged"].clone();
     assert_eq!(event["preference"]["category"], "bakery", "delivered while the pool is exhausted: {event}");
 
-    blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    blocker.rollback().await.expect("rolling back");
     assert_eq!(slow.await.ok().flatten(), Some(200));
 }

@@ -80,8 +80,8 @@ async fn recommendations_validate_their_arguments_and_need_a_user() {
 async fn the_radius_filter_is_answered_by_the_gist_index() {
     let app = TestApp::spawn().await;
     // With sequential scans priced out, the plan shows whether the index can answer the filter at all.
-    let tx = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    tx.execute_unprepared("SET LOCAL enable_seqscan = off").await.unwrap_or_else(|e| panic!("{e}"));
+    let tx = app.db.begin().await.expect("beginning a transaction");
+    tx.execute_unprepared("SET LOCAL enable_seqscan = off").await.expect("running SET LOCAL enable_seqscan");
     let rows = tx
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -89,7 +89,7 @@ async fn the_radius_filter_is_answered_by_the_gist_index() {
                 .to_owned(),
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("explaining the query");
     let plan: String = rows.iter().filter_map(|r| r.try_get_by_index::<String>(0).ok()).collect::<Vec<_>>().join("\n");
     assert!(plan.contains("idx_place_location"), "{plan}");
 }

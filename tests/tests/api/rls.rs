@@ -140,8 +140,8 @@ async fn the_database_denies_user_b_even_when_the_resolver_is_bypassed() {
 async fn an_unset_user_id_on_a_pooled_connection_means_nobody() {
     let app = TestApp::spawn().await;
     two_users_and_a_review(&app).await;
-    let tx = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    tx.execute_unprepared("SET LOCAL ROLE app_user").await.unwrap_or_else(|e| panic!("{e}"));
+    let tx = app.db.begin().await.expect("beginning a transaction");
+    tx.execute_unprepared("SET LOCAL ROLE app_user").await.expect("running SET LOCAL ROLE");
     for sql in ["SELECT count(*) FROM review", "SELECT count(*) FROM users", "SELECT count(*) FROM preference"] {
         let row = tx.query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned())).await;
         let count = row

@@ -19,7 +19,7 @@ fn openssl(dir: &Path, args: &str) {
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+        .expect("cannot run openssl");
     assert!(output.status.success(), "openssl {args} failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
@@ -46,7 +46,7 @@ fn server_certificate(dir: &Path, ca: &str) {
          -keyout server.key -out server.csr -subj /CN=localhost",
     );
     std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("writing server.ext");
     openssl(
         dir,
         &format!("x509 -req -in server.csr -CA {ca}.crt -CAkey {ca}.key -days 1 -extfile server.ext -out server.crt"),
@@ -54,9 +54,9 @@ fn server_certificate(dir: &Path, ca: &str) {
     // PostgreSQL refuses a private key that others can read: mode 0600,
     // owned by the user it runs as (`postgres` when root runs the tests).
     let key = dir.join("server.key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap_or_else(|e| panic!("{e}"));
-    if let Some((uid, gid)) = api::db::embedded::postgres_user_if_root().unwrap_or_else(|e| panic!("{e}")) {
-        std::os::unix::fs::chown(&key, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown: {e}"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("setting the key's permissions");
+    if let Some((uid, gid)) = api::db::embedded::postgres_user_if_root().expect("looking up the postgres user") {
+        std::os::unix::fs::chown(&key, Some(uid), Some(gid)).expect("giving the folder to the postgres user");
     }
 }
 
@@ -66,8 +66,8 @@ async fn build_error(config: api::Config) -> String {
     // In a task of its own, so that a panic is told apart from an error.
     let built = tokio::spawn(api::Application::build(config))
         .await
-        .unwrap_or_else(|e| panic!("building the server panicked instead of returning an error: {e}"));
-    built.err().unwrap_or_else(|| panic!("the server started"))
+        .expect("building the server panicked instead of returning an error");
+    built.err().expect("the server started")
 }
 
 #[tokio::test]
@@ -121,12 +121,12 @@ async fn the_server_talks_to_the_database_only_over_verified_tls_and_plaintext_o
             ),
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the server's connections");
     let backends: Vec<(String, String, bool)> = rows
         .iter()
         .map(|row| {
-            let column = |i| row.try_get_by_index::<String>(i).unwrap_or_else(|e| panic!("{e}"));
-            (column(0), column(1), row.try_get_by_index::<bool>(2).unwrap_or_else(|e| panic!("{e}")))
+            let column = |i| row.try_get_by_index::<String>(i).expect("reading a column");
+            (column(0), column(1), row.try_get_by_index::<bool>(2).expect("reading a column"))
         })
         .collect();
     assert!(backends.iter().all(|(_, _, ssl)| *ssl), "every connection uses TLS: {backends:?}");

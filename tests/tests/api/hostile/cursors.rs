@@ -125,7 +125,7 @@ async fn a_cursor_ahead_of_the_log_is_refused_not_silently_accepted() {
     app.db
         .execute_unprepared("DELETE FROM change_log; DELETE FROM change_commit")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("emptying the change log");
 
     let mut again = app.subscriber(Some(&ada.token)).await;
     again.subscribe("1", PLACES, json!({ "a": cursor })).await;
@@ -246,14 +246,14 @@ async fn cursors_from_before_a_restore_are_refused() {
     let before = app.change_cursor_for(&ada).await;
 
     let url = tests::superuser_url(&app.database);
-    let tools = api::ops::backup::Tools::find(None).unwrap_or_else(|e| panic!("{e}"));
+    let tools = api::ops::backup::Tools::find(None).expect("finding pg_dump and pg_restore");
     let dir = std::env::temp_dir().join(format!("apibackup-cursors-{}", std::process::id()));
-    let source = sea_orm::Database::connect(url.as_str()).await.unwrap_or_else(|e| panic!("{e}"));
-    let (file, _, _) = api::ops::backup::take(&tools, &source, &url, &dir).await.unwrap_or_else(|e| panic!("{e}"));
+    let source = sea_orm::Database::connect(url.as_str()).await.expect("connecting to the database");
+    let (file, _, _) = api::ops::backup::take(&tools, &source, &url, &dir).await.expect("taking a backup");
     // `api restore FILE --yes`, as an operator runs it.
     let mut config = tests::test_config(&app.database);
     config.database_url = Some(url);
-    api::commands::restore(&config, &file, true).await.unwrap_or_else(|e| panic!("{e}"));
+    api::commands::restore(&config, &file, true).await.expect("restoring through the CLI");
     let _ = std::fs::remove_dir_all(dir);
 
     // A server left running through the restore refuses to replay (its

@@ -136,7 +136,7 @@ async fn a_subscription_whose_account_cannot_be_checked_is_refused_rather_than_r
     let refused = next_of(&mut ws, "1").await;
     assert_ended_with(&refused, "SERVICE_UNAVAILABLE");
 
-    blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    blocker.rollback().await.expect("rolling back");
     assert_eq!(slow.await.ok().flatten(), Some(200));
 }
 
@@ -146,9 +146,9 @@ async fn a_subscription_whose_account_cannot_be_checked_is_refused_rather_than_r
 /// (its account checked) but its stream does not start while the lock on
 /// `post` or `change_log_horizon` is held.
 async fn hold_reads_of(app: &TestApp, table: &str) -> sea_orm::DatabaseTransaction {
-    let lock = app.db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let lock = app.db.begin().await.expect("beginning a transaction");
     let sql = format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
-    lock.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+    lock.execute_unprepared(&sql).await.expect("running the SQL");
     lock
 }
 
@@ -180,7 +180,7 @@ async fn a_demotion_that_commits_while_a_subscription_is_starting_ends_it_instea
     // ...when the demotion commits and is broadcast.
     app.set_role(&root, &boss, "USER").await;
     caught_up(&app).await;
-    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    lock.rollback().await.expect("rolling back");
 
     // It still ends the subscription: it never runs as an admin, who would
     // be shown a comment on Ada's post once it is a draft.
@@ -206,7 +206,7 @@ async fn events_that_commit_while_a_subscription_is_starting_are_delivered_as_li
     let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }";
     app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "while Bob's subscription starts" })).await;
     caught_up(&app).await;
-    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    lock.rollback().await.expect("rolling back");
     app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "after" })).await;
 
     // The stream starts where Bob's subscribe was accepted, not later.
