@@ -5,7 +5,7 @@
 //!   process stops it and deletes the folder when the test process exits.
 //! - A template database migrated once; each test gets its own database
 //!   cloned from it (`CREATE DATABASE .. TEMPLATE`), so tests are isolated
-//!   and run in parallel.
+//!   and run in parallel, and dropped when the test ends.
 //! - Each test spawns the server in-process on port 0, connected as the
 //!   restricted `app_authenticator` login (not a superuser, owns nothing),
 //!   exactly as in production.

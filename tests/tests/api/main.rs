@@ -11,6 +11,7 @@ mod accounts;
 mod airdrops;
 mod backups;
 mod dropfarm_allogator_db;
+mod harness;
 mod hostile;
 mod http;
 mod js_client;
