@@ -80,7 +80,7 @@ impl Cluster {
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("creating the database");
         drop_when_the_test_ends(self, name);
         let db = Database::connect(self.url("postgres", name)).await.expect("connecting to the database");
-        Migrator::up(&db, None).await.expect("migrating failed");
+        Migrator::up(&db, None).await.expect("migrating");
         db.execute_unprepared("ALTER ROLE app_authenticator LOGIN")
             .await
             .expect("running ALTER ROLE app_authenticator");
@@ -96,7 +96,7 @@ async fn ensure_template() {
             let admin = Database::connect(superuser_url("postgres")).await.expect("connecting to the database");
             admin.execute_unprepared(&format!("CREATE DATABASE {TEMPLATE}")).await.expect("creating the database");
             let template = Database::connect(superuser_url(TEMPLATE)).await.expect("connecting to the database");
-            Migrator::up(&template, None).await.expect("migrating the template failed");
+            Migrator::up(&template, None).await.expect("migrating the template");
             // The request login may log in here (trust auth on a private socket).
             template
                 .execute_unprepared("ALTER ROLE app_authenticator LOGIN")

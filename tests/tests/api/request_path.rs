@@ -243,7 +243,7 @@ async fn clients_that_hang_up_mid_request_cost_the_pool_no_connection() {
     );
     for n in 0..40u64 {
         let mut socket = tokio::net::TcpStream::connect(&address).await.expect("connect");
-        socket.write_all(request.as_bytes()).await.expect("sending a websocket frame");
+        socket.write_all(request.as_bytes()).await.expect("sending the request");
         tokio::time::sleep(std::time::Duration::from_micros(n * n * 10)).await;
         drop(socket);
     }

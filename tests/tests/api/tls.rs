@@ -56,7 +56,7 @@ fn server_certificate(dir: &Path, ca: &str) {
     let key = dir.join("server.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("setting the key's permissions");
     if let Some((uid, gid)) = api::db::embedded::postgres_user_if_root().expect("looking up the postgres user") {
-        std::os::unix::fs::chown(&key, Some(uid), Some(gid)).expect("giving the folder to the postgres user");
+        std::os::unix::fs::chown(&key, Some(uid), Some(gid)).expect("giving the key to the postgres user");
     }
 }
 

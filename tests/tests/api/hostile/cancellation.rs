@@ -177,7 +177,7 @@ async fn a_client_that_hangs_up_mid_mutation_leaves_none_of_its_writes_while_oth
             body.len()
         );
         let mut socket = tokio::net::TcpStream::connect(&address).await.expect("connect");
-        socket.write_all(request.as_bytes()).await.expect("sending a websocket frame");
+        socket.write_all(request.as_bytes()).await.expect("sending the request");
         // From 0 to ~40 ms: the later ones are blocked on the lock.
         tokio::time::sleep(Duration::from_micros(n * n * 70)).await;
         drop(socket);
