@@ -1,8 +1,9 @@
 //! Every error a client can see, and its `extensions.code`, is decided here.
 //!
 //! Resolvers return [`ApiError`]; database errors are classified by SQLSTATE
-//! and by the *name* of the violated constraint, so a duplicate review becomes
-//! a CONFLICT on `placeId` without any resolver parsing SQL text. Anything not
+//! and by the *name* of the violated constraint (each domain declares what its
+//! constraints mean, [`crate::domain::Constraint`]), so a duplicate review
+//! becomes a CONFLICT on `placeId` without any resolver parsing SQL text. Anything not
 //! recognised becomes INTERNAL_SERVER_ERROR with a generic message: the cause
 //! is logged, never sent, so database text cannot reach a client.
 
@@ -165,7 +166,7 @@ fn classify_db_error(err: &DbErr) -> ApiError {
     let Some((sqlstate, constraint)) = database_error(err) else {
         return ApiError::internal(err);
     };
-    if let Some(known) = constraint.as_deref().and_then(named_constraint) {
+    if let Some(known) = constraint.as_deref().and_then(crate::domain::constraint_error) {
         return known;
     }
     match sqlstate.as_str() {
@@ -202,54 +203,6 @@ fn classify_db_error(err: &DbErr) -> ApiError {
         }
         _ => ApiError::internal(err),
     }
-}
-
-/// Constraints named in the migrations that have a precise client meaning.
-fn named_constraint(name: &str) -> Option<ApiError> {
-    Some(match name {
-        "users_email_key" => ApiError::conflict("email", "this email is already registered"),
-        "users_username_key" => ApiError::conflict("username", "this username is taken"),
-        "users_email_check" => ApiError::bad_input("email", "email is not a valid address"),
-        "users_username_check" => {
-            ApiError::bad_input("username", "username must be 3 to 50 letters, digits, '.', '_' or '-'")
-        }
-        "place_pkey" => ApiError::conflict("id", "a place with this id already exists"),
-        "place_name_check" => ApiError::bad_input("name", "name must not be empty"),
-        "place_lat_check" => ApiError::bad_input("lat", "lat must be between -90 and 90"),
-        "place_lng_check" => ApiError::bad_input("lng", "lng must be between -180 and 180"),
-        "place_rating_check" => ApiError::bad_input("rating", "rating must be between 0 and 5"),
-        "review_user_id_place_id_key" => ApiError::conflict("placeId", "you have already reviewed this place"),
-        "review_place_id_fkey" => ApiError::not_found("place"),
-        "review_rating_check" | "preference_rating_check" => {
-            ApiError::bad_input("rating", "rating must be between 0 and 5")
-        }
-        "review_comment_check" => ApiError::bad_input("comment", "comment is too long"),
-        "preference_category_check" => ApiError::bad_input("category", "category must not be empty"),
-        "routine_name_check" => ApiError::bad_input("name", "name must not be empty"),
-        "routine_steps_check" => ApiError::bad_input("steps", "steps must be a JSON array"),
-        "routine_tokens_per_run_check" => ApiError::bad_input("tokensPerRun", "tokensPerRun must be 0 or more"),
-        "routine_run_tokens_earned_check" => ApiError::bad_input("tokensEarned", "tokensEarned must be 0 or more"),
-        "routine_run_end_after_start" => ApiError::bad_input("endTime", "endTime must not be before the run's start"),
-        "routine_run_routine_id_fkey" => ApiError::not_found("routine"),
-        "airdrop_project_name_check" => ApiError::bad_input("name", "name must not be empty"),
-        "airdrop_project_dates_check" => ApiError::bad_input("endDate", "endDate must not be before startDate"),
-        "airdrop_project_allocation_check" => {
-            ApiError::bad_input("totalTokenAllocation", "totalTokenAllocation must be 0 or more")
-        }
-        "user_airdrop_participation_tokens_check" => ApiError::bad_input("tokens", "tokens must be 0 or more"),
-        "user_airdrop_participation_user_project_key" => {
-            ApiError::conflict("projectId", "you already take part in this project")
-        }
-        "user_airdrop_participation_project_id_fkey" => ApiError::not_found("airdrop project"),
-        "airdrop_allocation_exceeded" => {
-            ApiError::conflict("tokens", "the project does not have that many tokens left")
-        }
-        "post_title_check" => ApiError::bad_input("title", "title must not be empty"),
-        "post_body_check" => ApiError::bad_input("body", "body is too long"),
-        "comment_body_check" => ApiError::bad_input("body", "body must have 1 to 10000 characters"),
-        "comment_post_id_fkey" => ApiError::not_found("post"),
-        _ => return None,
-    })
 }
 
 /// Gives every error of a response a code, so clients can always branch on
