@@ -56,6 +56,7 @@ impl Default for Limits {
 pub fn build_schema(limits: Limits) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .extension(guard::Guard(limits))
+        .extension(crate::error::ErrorKinds)
         .finish()
 }
 

@@ -141,13 +141,7 @@ impl PlacesQuery {
         }
         let tx = ctx.tx().await?;
         let rows = recommend::recommend(&*tx, me, lat, lng, radius_km, i64::from(limit)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let (place, distance_km, preference_rating, score) = row.into_place();
-                Recommendation { place: place.into(), distance_km, preference_rating, score }
-            })
-            .collect())
+        Ok(rows.into_iter().map(Recommendation::from).collect())
     }
 }
 
