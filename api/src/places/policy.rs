@@ -5,63 +5,39 @@
 //! - review, preference: the owner reads and writes their own; reader reads
 //!   all; service and admin read and write all.
 
+use entity::{preference as preferences, review as reviews};
 use sea_orm::Condition;
 
-use crate::auth::{Role, Viewer, ownership};
+use crate::auth::{Role, Viewer};
 use crate::domain::Policy;
-use crate::error::{ApiError, ApiResult};
 
 pub struct Places;
 
 impl Policy for Places {
     type Entity = entity::place::Entity;
     const NAME: &'static str = "place";
+    const WRITERS: &'static [Role] = &[Role::Admin, Role::Service];
+    const DENIED: Option<&'static str> = Some("only admin and service accounts change places");
 
     fn visible_to(_viewer: &Viewer) -> Condition {
         Condition::all()
-    }
-
-    fn can_write(viewer: &Viewer, _row: &entity::place::Model) -> bool {
-        matches!(viewer.role(), Some(Role::Admin | Role::Service))
-    }
-
-    fn require_writer(viewer: &Viewer) -> ApiResult<uuid::Uuid> {
-        viewer.require_role(&[Role::Admin, Role::Service], "change places")
-    }
-
-    fn write_denied() -> ApiError {
-        ApiError::Forbidden("only admin and service accounts change places".into())
     }
 }
 
 pub struct Reviews;
 
 impl Policy for Reviews {
-    type Entity = entity::review::Entity;
+    type Entity = reviews::Entity;
     const NAME: &'static str = "review";
-
-    fn visible_to(viewer: &Viewer) -> Condition {
-        ownership::visible_to(viewer, entity::review::Column::UserId)
-    }
-
-    fn can_write(viewer: &Viewer, row: &entity::review::Model) -> bool {
-        ownership::can_write(viewer, row.user_id)
-    }
+    const OWNER: Option<reviews::Column> = Some(reviews::Column::UserId);
 }
 
 pub struct Preferences;
 
 impl Policy for Preferences {
-    type Entity = entity::preference::Entity;
+    type Entity = preferences::Entity;
     const NAME: &'static str = "preference";
-
-    fn visible_to(viewer: &Viewer) -> Condition {
-        ownership::visible_to(viewer, entity::preference::Column::UserId)
-    }
-
-    fn can_write(viewer: &Viewer, row: &entity::preference::Model) -> bool {
-        ownership::can_write(viewer, row.user_id)
-    }
+    const OWNER: Option<preferences::Column> = Some(preferences::Column::UserId);
 }
 
 /// The in-memory twins of the policies above, for change events (used by

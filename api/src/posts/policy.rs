@@ -11,13 +11,16 @@ use uuid::Uuid;
 
 use crate::auth::{Role, Viewer, ownership};
 use crate::domain::Policy;
-use crate::error::{ApiError, ApiResult};
 
 pub struct Posts;
 
 impl Policy for Posts {
     type Entity = post::Entity;
     const NAME: &'static str = "post";
+    const OWNER: Option<post::Column> = Some(post::Column::AuthorId);
+    /// Readers and services read posts; only people write them.
+    const WRITERS: &'static [Role] = &[Role::User, Role::Admin];
+    const DENIED: Option<&'static str> = Some("only the author may change this post");
 
     fn visible_to(viewer: &Viewer) -> Condition {
         match viewer {
@@ -29,19 +32,6 @@ impl Policy for Posts {
             Viewer::User { .. } => Condition::all().add(post::Column::Published.eq(true)),
         }
     }
-
-    fn can_write(viewer: &Viewer, row: &post::Model) -> bool {
-        is_author_or_admin(viewer, row.author_id)
-    }
-
-    /// Readers and services read posts; only people write them.
-    fn require_writer(viewer: &Viewer) -> ApiResult<Uuid> {
-        viewer.require_role(&[Role::User, Role::Admin], "write posts")
-    }
-
-    fn write_denied() -> ApiError {
-        ApiError::Forbidden("only the author may change this post".into())
-    }
 }
 
 pub struct Comments;
@@ -49,6 +39,10 @@ pub struct Comments;
 impl Policy for Comments {
     type Entity = comment::Entity;
     const NAME: &'static str = "comment";
+    const OWNER: Option<comment::Column> = Some(comment::Column::AuthorId);
+    /// Comments are added by users and admins to posts they can see.
+    const WRITERS: &'static [Role] = &[Role::User, Role::Admin];
+    const DENIED: Option<&'static str> = Some("only the comment's or the post's author may delete it");
 
     /// Comments of posts the viewer can see.
     fn visible_to(viewer: &Viewer) -> Condition {
@@ -59,32 +53,11 @@ impl Policy for Comments {
             _ => Condition::all().add(Expr::cust("EXISTS (SELECT 1 FROM post p WHERE p.id = comment.post_id)")),
         }
     }
-
-    fn can_write(viewer: &Viewer, row: &comment::Model) -> bool {
-        is_author_or_admin(viewer, row.author_id)
-    }
-
-    /// Comments are added by users and admins to posts they can see.
-    fn require_writer(viewer: &Viewer) -> ApiResult<Uuid> {
-        viewer.require_role(&[Role::User, Role::Admin], "comment")
-    }
-
-    fn write_denied() -> ApiError {
-        ApiError::Forbidden("only the comment's or the post's author may delete it".into())
-    }
 }
 
 /// A comment may also be deleted by the author of the post it is on.
 pub fn can_delete_comment(viewer: &Viewer, row: &comment::Model, on: &post::Model) -> bool {
-    Comments::can_write(viewer, row) || is_author_or_admin(viewer, on.author_id)
-}
-
-fn is_author_or_admin(viewer: &Viewer, author: Uuid) -> bool {
-    match viewer {
-        Viewer::User { role: Role::Admin, .. } => true,
-        Viewer::User { id, role: Role::User } => *id == author,
-        _ => false,
-    }
+    Comments::can_write(viewer, row) || Posts::can_write(viewer, on)
 }
 
 /// The in-memory twin of [`Posts::visible_to`], for change events.

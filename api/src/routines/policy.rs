@@ -3,27 +3,19 @@
 //! runs for any user; admins everything. Stats are read-only for all.
 
 use entity::{routine, routine_run, user_stats};
-use sea_orm::Condition;
 use uuid::Uuid;
 
 use crate::auth::{Role, Viewer, ownership};
 use crate::domain::Policy;
-use crate::error::ApiError;
 
 pub struct Routines;
 
+/// Services record runs but do not edit routines.
 impl Policy for Routines {
     type Entity = routine::Entity;
     const NAME: &'static str = "routine";
-
-    fn visible_to(viewer: &Viewer) -> Condition {
-        ownership::visible_to(viewer, routine::Column::UserId)
-    }
-
-    /// Services record runs but do not edit routines.
-    fn can_write(viewer: &Viewer, row: &routine::Model) -> bool {
-        viewer.role() != Some(Role::Service) && ownership::can_write(viewer, row.user_id)
-    }
+    const OWNER: Option<routine::Column> = Some(routine::Column::UserId);
+    const WRITERS: &'static [Role] = &[Role::User, Role::Admin];
 }
 
 pub struct Runs;
@@ -31,18 +23,8 @@ pub struct Runs;
 impl Policy for Runs {
     type Entity = routine_run::Entity;
     const NAME: &'static str = "run";
-
-    fn visible_to(viewer: &Viewer) -> Condition {
-        ownership::visible_to(viewer, routine_run::Column::UserId)
-    }
-
-    fn can_write(viewer: &Viewer, row: &routine_run::Model) -> bool {
-        can_record_run(viewer, row.user_id)
-    }
-
-    fn write_denied() -> ApiError {
-        ApiError::Forbidden("your role may not record runs".into())
-    }
+    const OWNER: Option<routine_run::Column> = Some(routine_run::Column::UserId);
+    const DENIED: Option<&'static str> = Some("your role may not record runs");
 }
 
 /// Whether `viewer` may record a run of a routine owned by `owner`.
@@ -50,20 +32,14 @@ pub fn can_record_run(viewer: &Viewer, owner: Uuid) -> bool {
     ownership::can_write(viewer, owner)
 }
 
+/// Kept by the database's triggers alone: no role writes stats.
 pub struct Stats;
 
 impl Policy for Stats {
     type Entity = user_stats::Entity;
     const NAME: &'static str = "stats";
-
-    fn visible_to(viewer: &Viewer) -> Condition {
-        ownership::visible_to(viewer, user_stats::Column::UserId)
-    }
-
-    /// Kept by the database's triggers alone.
-    fn can_write(_viewer: &Viewer, _row: &user_stats::Model) -> bool {
-        false
-    }
+    const OWNER: Option<user_stats::Column> = Some(user_stats::Column::UserId);
+    const WRITERS: &'static [Role] = &[];
 }
 
 /// Change events of a routine, run or stats row owned by `owner`.
