@@ -251,7 +251,7 @@ const DOCUMENT_INVALID: &str = "GRAPHQL_VALIDATION_FAILED";
 
 /// Classifies async-graphql's own errors by the stage that raised them,
 /// not by their wording (which changes between releases):
-/// - the parse and validation stages: [`DOCUMENT_INVALID`], except a
+/// - the parse and validation stages: `GRAPHQL_VALIDATION_FAILED`, except a
 ///   failure located at an argument whose value is a variable: async-graphql
 ///   checks variable values against argument types while validating, so
 ///   that is the value the client sent, `BAD_USER_INPUT`;
@@ -523,7 +523,8 @@ mod tests {
         let mut response = Response::from_errors(vec![coercion, leaked]);
         classify_after_validation(&mut response, false);
         ensure_codes(&mut response);
-        let codes: Vec<_> = response.errors.iter().map(|e| e.extensions.as_ref().and_then(|x| x.get("code")).cloned()).collect();
+        let codes: Vec<_> =
+            response.errors.iter().map(|e| e.extensions.as_ref().and_then(|x| x.get("code")).cloned()).collect();
         assert_eq!(codes[0], Some(async_graphql::Value::from("BAD_USER_INPUT")));
         assert_eq!(codes[1], Some(async_graphql::Value::from("INTERNAL_SERVER_ERROR")));
         assert!(!response.errors[1].message.contains("10.0.0.1"), "a Rust error's text never reaches the client");

@@ -5,7 +5,7 @@
 //! transaction running as `app_admin`, so seeding goes through row-level
 //! security like every other write, and a failed seed leaves nothing behind.
 //! Both are idempotent: rows that exist already are skipped. One function
-//! per domain ([`accounts`] first: every other domain's rows belong to its
+//! per domain (`accounts` first: every other domain's rows belong to its
 //! users), each returning what it wrote for the summary line.
 
 use std::io::Write;

@@ -1,8 +1,8 @@
 use async_graphql::{Context, ID, Object};
 
-use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
 use super::policy::Users;
 use super::store;
+use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
 use crate::auth::{Attempt, AuthGuard, ClientIp, Role};
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};

@@ -2,11 +2,11 @@ use async_graphql::{Context, ID, Object};
 use entity::airdrop_project;
 use sea_orm::{IntoActiveModel, Set};
 
+use super::policy::{Participations, Projects};
+use super::store;
 use super::types::{
     AirdropProject, AirdropProjectConnection, CreateAirdropProjectInput, Participation, UpdateAirdropProjectInput,
 };
-use super::policy::{Participations, Projects};
-use super::store;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ids::parse_uuid;

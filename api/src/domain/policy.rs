@@ -36,7 +36,7 @@ pub trait Policy {
     /// read-only one.
     const WRITERS: &'static [Role] = &[Role::User, Role::Service, Role::Admin];
     /// Why a role may not write, when the default ("your role may not
-    /// change this <NAME>") says too little.
+    /// change this `NAME`") says too little.
     const DENIED: Option<&'static str> = None;
 
     /// The rows `viewer` may read, as a condition on every query. By

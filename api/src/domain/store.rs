@@ -1,8 +1,6 @@
 //! The reads and writes every table has, written once over its [`Policy`].
 
-use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-};
+use sea_orm::{ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
 
 use super::policy::{Model, Policy, PrimaryKey};
 use crate::auth::Viewer;

@@ -2,13 +2,13 @@ use async_graphql::{Context, ID, MaybeUndefined, Object};
 use entity::{place, review};
 use sea_orm::{ActiveValue, IntoActiveModel, Set};
 
+use super::policy::{Places, Preferences, Reviews};
 use super::recommend;
 use super::store::{self, PlaceFilter};
 use super::types::{
     CreateReviewInput, ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference,
     PreferenceInput, Recommendation, Review, ReviewConnection, UpdatePlaceInput, UpdateReviewInput,
 };
-use super::policy::{Places, Preferences, Reviews};
 use super::validate;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
@@ -280,7 +280,10 @@ fn place_row(input: PlaceInput) -> ApiResult<place::ActiveModel> {
         types: Set(validate::types(&input.types)?),
         category: Set(validate::optional_text("category", input.category.as_deref(), 100)?),
         rating: Set(input.rating.map(|r| validate::rating("rating", r)).transpose()?),
-        user_ratings_total: Set(input.user_ratings_total.map(|n| validate::count("userRatingsTotal", n)).transpose()?),
+        user_ratings_total: Set(input
+            .user_ratings_total
+            .map(|n| validate::count("userRatingsTotal", n))
+            .transpose()?),
         description: Set(input.description),
         created_at: ActiveValue::NotSet,
         updated_at: ActiveValue::NotSet,

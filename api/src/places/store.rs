@@ -6,8 +6,8 @@ use entity::{place, preference, review};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Set,
 };
 use uuid::Uuid;
 
@@ -92,8 +92,7 @@ pub async fn list_reviews(
     owner: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<review::Model>> {
-    let query =
-        review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
+    let query = review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
     page.fetch(db, query, &REVIEWS).await
 }
 
@@ -107,11 +106,9 @@ pub async fn list_reviews_with_places(
     owner: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<(review::Model, Option<place::Model>)>> {
-    let query =
-        review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
+    let query = review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
     let viewer = *viewer;
-    let to_place =
-        review::Relation::Place.def().on_condition(move |_review, _place| Places::visible_to(&viewer));
+    let to_place = review::Relation::Place.def().on_condition(move |_review, _place| Places::visible_to(&viewer));
     page.fetch_with(
         query,
         &REVIEWS,

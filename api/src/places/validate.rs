@@ -2,8 +2,8 @@
 //! ratings, coordinates, counts) are [`crate::graphql::validate`]'s, and are
 //! re-exported so this domain names one module.
 
-pub use crate::graphql::validate::{count, lat, lng, optional_text, rating, text};
 use crate::error::{ApiError, ApiResult};
+pub use crate::graphql::validate::{count, lat, lng, optional_text, rating, text};
 
 pub fn comment(value: Option<&str>) -> ApiResult<Option<String>> {
     optional_text("comment", value, 5000)

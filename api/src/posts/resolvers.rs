@@ -2,14 +2,14 @@ use async_graphql::{Context, ID, Object};
 use entity::{comment, post};
 use sea_orm::{IntoActiveModel, Set};
 
-use super::types::{Comment, CreatePostInput, Post, PostConnection, UpdatePostInput};
 use super::policy::{self, Comments, Posts};
 use super::store;
+use super::types::{Comment, CreatePostInput, Post, PostConnection, UpdatePostInput};
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::{ContextExt, validate};
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
+use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct PostsQuery;

@@ -41,6 +41,7 @@ pub async fn list_comments(
     post_id: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<comment::Model>> {
-    let query = comment::Entity::find().filter(Comments::visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
+    let query =
+        comment::Entity::find().filter(Comments::visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
     page.fetch(db, query, &COMMENTS).await
 }

@@ -2,17 +2,17 @@ use async_graphql::{Context, ID, Object};
 use entity::{routine, routine_run};
 use sea_orm::{ActiveValue::NotSet, IntoActiveModel, Set};
 
+use super::policy::{self, Routines, Runs, Stats};
+use super::store;
 use super::types::{
     CreateRoutineInput, LeaderboardEntry, Routine, RoutineConnection, RoutineRun, RoutineRunConnection, RunStatus,
     UpdateRoutineInput, UserStats, validate_steps,
 };
-use super::policy::{self, Routines, Runs, Stats};
-use super::store;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::{ContextExt, validate};
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::{MAX_PAGE_SIZE, Page};
+use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct RoutinesQuery;

@@ -2,9 +2,7 @@
 //! scoped by the row policy.
 
 use entity::{routine, routine_run};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
 use uuid::Uuid;
 
 use super::policy::{Routines, Runs};
@@ -26,8 +24,7 @@ pub async fn list_routines(
     owner: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<routine::Model>> {
-    let query =
-        routine::Entity::find().filter(Routines::visible_to(viewer)).filter(routine::Column::UserId.eq(owner));
+    let query = routine::Entity::find().filter(Routines::visible_to(viewer)).filter(routine::Column::UserId.eq(owner));
     page.fetch(db, query, &ROUTINES).await
 }
 
