@@ -25,11 +25,8 @@ impl AccountsQuery {
 
     /// One account, if the viewer may see it (users see only themselves).
     async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<User> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::visible::<Users>(&*tx, &viewer, id).await?.into())
+        ctx.viewer()?.require_user()?;
+        Ok(domain::resolve::one::<Users>(ctx, &id).await?.into())
     }
 
     /// Accounts the viewer may see, oldest first (all of them for readers,

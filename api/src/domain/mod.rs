@@ -17,6 +17,7 @@
 
 mod constraint;
 mod policy;
+pub mod resolve;
 pub mod store;
 
 pub use constraint::Constraint;

@@ -69,9 +69,7 @@ impl PlacesQuery {
     /// One place by its id.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
-        let viewer = ctx.viewer()?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::visible::<Places>(&*tx, &viewer, id.to_string()).await?.into())
+        Ok(domain::resolve::one::<Places>(ctx, &id).await?.into())
     }
 
     /// The signed-in user's reviews, newest first.
@@ -191,10 +189,7 @@ impl PlacesMutation {
     /// Deletes a review and returns it. NOT_FOUND for reviews the viewer
     /// cannot see, FORBIDDEN for ones it sees but may not change.
     async fn delete_review(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Review> {
-        let viewer = ctx.viewer()?;
-        let id = parse_int_id("id", &id)?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::delete::<Reviews>(&*tx, &viewer, id).await?.into())
+        Ok(domain::resolve::delete::<Reviews>(ctx, &id).await?.into())
     }
 
     /// Sets how much the signed-in user likes a category (creates or replaces).
@@ -240,10 +235,8 @@ impl PlacesMutation {
 
     /// Deletes a place and its reviews (admin and service), returning it.
     async fn delete_place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
-        let viewer = ctx.viewer()?;
-        Places::require_writer(&viewer)?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::delete::<Places>(&*tx, &viewer, id.to_string()).await?.into())
+        Places::require_writer(&ctx.viewer()?)?;
+        Ok(domain::resolve::delete::<Places>(ctx, &id).await?.into())
     }
 
     /// Creates or overwrites up to 1000 places by id in one statement

@@ -42,11 +42,8 @@ impl PostsQuery {
     /// One post; NOT_FOUND for drafts of others.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Post> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::visible::<Posts>(&*tx, &viewer, id).await?.into())
+        ctx.viewer()?.require_user()?;
+        Ok(domain::resolve::one::<Posts>(ctx, &id).await?.into())
     }
 
     /// The signed-in user's posts, drafts included, newest first.
@@ -124,10 +121,7 @@ impl PostsMutation {
 
     /// Deletes a post and its comments, returning it.
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Post> {
-        let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::delete::<Posts>(&*tx, &viewer, id).await?.into())
+        Ok(domain::resolve::delete::<Posts>(ctx, &id).await?.into())
     }
 
     /// Comments on a post the viewer can see.

@@ -42,11 +42,8 @@ impl RoutinesQuery {
     /// One routine the viewer may see.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::visible::<Routines>(&*tx, &viewer, id).await?.into())
+        ctx.viewer()?.require_user()?;
+        Ok(domain::resolve::one::<Routines>(ctx, &id).await?.into())
     }
 
     /// Runs of a routine, latest first, optionally of one status.
@@ -173,10 +170,7 @@ impl RoutinesMutation {
 
     /// Deletes a routine and its runs (the owner's stats follow), returning it.
     async fn delete_routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
-        let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        Ok(domain::store::delete::<Routines>(&*tx, &viewer, id).await?.into())
+        Ok(domain::resolve::delete::<Routines>(ctx, &id).await?.into())
     }
 
     /// Starts a run of a routine (its owner, or a service for any user).
