@@ -9,8 +9,8 @@
 //! - [`auth`]: viewers, roles, tokens, password hashes.
 //! - [`error`]: every client-visible error and its code.
 //! - [`domain`]: what every domain shares: a [`domain::Policy`] per table,
-//!   the generic reads and writes over it ([`domain::store`]), and the
-//!   constraint tables ([`domain::Constraint`]).
+//!   the generic reads and writes over it ([`domain::store`],
+//!   [`domain::resolve`]), and the constraint tables ([`domain::Constraint`]).
 //! - [`graphql`]: schema assembly, context access, pagination, and the
 //!   text and number rules of every input ([`graphql::validate`]).
 //! - [`http`]: routes, GraphiQL, health checks, metrics, request ids, the
@@ -36,8 +36,9 @@
 //!   orderings, joins, upserts), each scoped by `P::visible_to`. Finding a
 //!   row by id, a row the viewer may change, insert, update and delete are
 //!   [`domain::store`]'s: `visible::<P>`, `writable::<P>`, `insert`,
-//!   `update`, `delete::<P>`. Role checks before any SQL are
-//!   `P::require_writer`; resolvers do not test roles themselves.
+//!   `update`, `delete::<P>`, and from an `ID` argument
+//!   [`domain::resolve`]'s `one::<P>` and `delete::<P>`. Role checks before
+//!   any SQL are `P::require_writer`; resolvers do not test roles themselves.
 //! - `types.rs`: GraphQL types (`///` on each field becomes the schema's
 //!   description), `From<entity::x::Model>` conversions, input objects.
 //!   Entities never derive GraphQL traits.
