@@ -1,12 +1,27 @@
 //! Every error a client can see, and its `extensions.code`, is decided here.
 //!
 //! Resolvers return [`ApiError`]; database errors are classified by SQLSTATE
-//! and by the *name* of the violated constraint, so a duplicate review becomes
-//! a CONFLICT on `placeId` without any resolver parsing SQL text. Anything not
+//! and by the *name* of the violated constraint (each domain declares what its
+//! constraints mean, [`crate::domain::Constraint`]), so a duplicate review
+//! becomes a CONFLICT on `placeId` without any resolver parsing SQL text. Anything not
 //! recognised becomes INTERNAL_SERVER_ERROR with a generic message: the cause
 //! is logged, never sent, so database text cannot reach a client.
 
-use async_graphql::{ErrorExtensions, Response, ServerError};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
+    NextValidation,
+};
+use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{
+    ErrorExtensions, Name, Pos, Positioned, Response, ServerError, ServerResult, ValidationResult, Variables,
+};
+use async_graphql_value::Value;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
 
 /// A failure a resolver or the request pipeline reports to the client.
@@ -165,7 +180,7 @@ fn classify_db_error(err: &DbErr) -> ApiError {
     let Some((sqlstate, constraint)) = database_error(err) else {
         return ApiError::internal(err);
     };
-    if let Some(known) = constraint.as_deref().and_then(named_constraint) {
+    if let Some(known) = constraint.as_deref().and_then(crate::domain::constraint_error) {
         return known;
     }
     match sqlstate.as_str() {
@@ -204,77 +219,201 @@ fn classify_db_error(err: &DbErr) -> ApiError {
     }
 }
 
-/// Constraints named in the migrations that have a precise client meaning.
-fn named_constraint(name: &str) -> Option<ApiError> {
-    Some(match name {
-        "users_email_key" => ApiError::conflict("email", "this email is already registered"),
-        "users_username_key" => ApiError::conflict("username", "this username is taken"),
-        "users_email_check" => ApiError::bad_input("email", "email is not a valid address"),
-        "users_username_check" => {
-            ApiError::bad_input("username", "username must be 3 to 50 letters, digits, '.', '_' or '-'")
-        }
-        "place_pkey" => ApiError::conflict("id", "a place with this id already exists"),
-        "place_name_check" => ApiError::bad_input("name", "name must not be empty"),
-        "place_lat_check" => ApiError::bad_input("lat", "lat must be between -90 and 90"),
-        "place_lng_check" => ApiError::bad_input("lng", "lng must be between -180 and 180"),
-        "place_rating_check" => ApiError::bad_input("rating", "rating must be between 0 and 5"),
-        "review_user_id_place_id_key" => ApiError::conflict("placeId", "you have already reviewed this place"),
-        "review_place_id_fkey" => ApiError::not_found("place"),
-        "review_rating_check" | "preference_rating_check" => {
-            ApiError::bad_input("rating", "rating must be between 0 and 5")
-        }
-        "review_comment_check" => ApiError::bad_input("comment", "comment is too long"),
-        "preference_category_check" => ApiError::bad_input("category", "category must not be empty"),
-        "routine_name_check" => ApiError::bad_input("name", "name must not be empty"),
-        "routine_steps_check" => ApiError::bad_input("steps", "steps must be a JSON array"),
-        "routine_tokens_per_run_check" => ApiError::bad_input("tokensPerRun", "tokensPerRun must be 0 or more"),
-        "routine_run_tokens_earned_check" => ApiError::bad_input("tokensEarned", "tokensEarned must be 0 or more"),
-        "routine_run_end_after_start" => ApiError::bad_input("endTime", "endTime must not be before the run's start"),
-        "routine_run_routine_id_fkey" => ApiError::not_found("routine"),
-        "airdrop_project_name_check" => ApiError::bad_input("name", "name must not be empty"),
-        "airdrop_project_dates_check" => ApiError::bad_input("endDate", "endDate must not be before startDate"),
-        "airdrop_project_allocation_check" => {
-            ApiError::bad_input("totalTokenAllocation", "totalTokenAllocation must be 0 or more")
-        }
-        "user_airdrop_participation_tokens_check" => ApiError::bad_input("tokens", "tokens must be 0 or more"),
-        "user_airdrop_participation_user_project_key" => {
-            ApiError::conflict("projectId", "you already take part in this project")
-        }
-        "user_airdrop_participation_project_id_fkey" => ApiError::not_found("airdrop project"),
-        "airdrop_allocation_exceeded" => {
-            ApiError::conflict("tokens", "the project does not have that many tokens left")
-        }
-        "post_title_check" => ApiError::bad_input("title", "title must not be empty"),
-        "post_body_check" => ApiError::bad_input("body", "body is too long"),
-        "comment_body_check" => ApiError::bad_input("body", "body must have 1 to 10000 characters"),
-        "comment_post_id_fkey" => ApiError::not_found("post"),
-        _ => return None,
-    })
-}
-
 /// Gives every error of a response a code, so clients can always branch on
 /// `extensions.code`. Errors raised by our resolvers and by the document
-/// guard (`graphql::guard`: cost, depth, mutation fields, NUL bytes) already
-/// carry one; the rest come from async-graphql itself: syntax and validation
-/// errors (no path), argument coercion errors, and choosing the operation.
+/// guard (`graphql::guard`) carry one, and [`ErrorKinds`] gives async-graphql's
+/// own errors theirs by the stage that raised them; what is still uncoded
+/// here is a bug (a resolver error that skipped [`ApiError`]): logged, and
+/// sent as INTERNAL_SERVER_ERROR without its text.
 pub fn ensure_codes(response: &mut Response) {
-    for error in &mut response.errors {
-        if error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some()) {
-            continue;
+    for error in response.errors.iter_mut().filter(|error| !has_code(error)) {
+        tracing::error!(message = %error.message, "uncoded error");
+        error.message = "internal server error".into();
+        error.extensions.get_or_insert_with(Default::default).set("code", "INTERNAL_SERVER_ERROR");
+    }
+}
+
+fn has_code(error: &ServerError) -> bool {
+    error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some())
+}
+
+fn set_code(mut error: ServerError, code: &'static str) -> ServerError {
+    if !has_code(&error) {
+        error.extensions.get_or_insert_with(Default::default).set("code", code);
+    }
+    error
+}
+
+/// The code of a document that cannot run as written: it does not parse,
+/// or it breaks a validation rule (an unknown field, a literal argument of
+/// the wrong type). GraphQL's spec calls both "request errors".
+const DOCUMENT_INVALID: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// Classifies async-graphql's own errors by the stage that raised them,
+/// not by their wording (which changes between releases):
+/// - the parse and validation stages: `GRAPHQL_VALIDATION_FAILED`, except a
+///   failure located at an argument whose value is a variable: async-graphql
+///   checks variable values against argument types while validating, so
+///   that is the value the client sent, `BAD_USER_INPUT`;
+/// - after validation, before execution (no path; async-graphql's only
+///   failures there are choosing the operation): `OPERATION_RESOLUTION_FAILURE`
+///   (Apollo Server's code), with a message that does not echo the
+///   client's `operationName`;
+/// - during execution, errors with no code and no Rust source:
+///   async-graphql coercing a value the client sent (an argument or a
+///   variable of the wrong type, a missing field of an input object) into
+///   a resolver's argument type, so `BAD_USER_INPUT`. Our resolvers' errors
+///   always carry a code ([`ApiError`]), and a Rust error converted by `?`
+///   keeps its source: those stay uncoded for [`ensure_codes`].
+pub struct ErrorKinds;
+
+impl ExtensionFactory for ErrorKinds {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorKindsExtension::default())
+    }
+}
+
+/// One per request; remembers whether the request named an operation, and
+/// where the document's arguments take variables.
+#[derive(Default)]
+struct ErrorKindsExtension {
+    named_operation: Arc<AtomicBool>,
+    variable_arguments: Mutex<Vec<Pos>>,
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorKindsExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        classify_after_validation(&mut response, self.named_operation.load(Ordering::Relaxed));
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let named = self.named_operation.clone();
+        next.run(ctx, stream)
+            .map(move |mut response| {
+                classify_after_validation(&mut response, named.load(Ordering::Relaxed));
+                response
+            })
+            .boxed()
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        self.named_operation.store(request.operation_name.is_some(), Ordering::Relaxed);
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await.map_err(|error| set_code(error, DOCUMENT_INVALID))?;
+        if let Ok(mut positions) = self.variable_arguments.lock() {
+            *positions = arguments_taking_variables(&document);
         }
-        let code = uncoded_error_code(error);
-        match code {
-            "INTERNAL_SERVER_ERROR" => {
-                tracing::error!(message = %error.message, "uncoded resolver error");
-                error.message = "internal server error".into();
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let errors = match next.run(ctx).await {
+            Ok(result) => return Ok(result),
+            Err(errors) => errors,
+        };
+        let at_variables = self.variable_arguments.lock().map(|p| p.clone()).unwrap_or_default();
+        Err(errors
+            .into_iter()
+            .map(|error| {
+                // A value rule that fails at an argument fed by a variable
+                // failed on the value the client sent: async-graphql checks
+                // variable values during validation.
+                let about_variables =
+                    !error.locations.is_empty() && error.locations.iter().all(|pos| at_variables.contains(pos));
+                set_code(error, if about_variables { "BAD_USER_INPUT" } else { DOCUMENT_INVALID })
+            })
+            .collect())
+    }
+}
+
+/// Where the document's field and directive arguments whose value uses a
+/// variable are named: the positions async-graphql's value rule reports.
+fn arguments_taking_variables(document: &ExecutableDocument) -> Vec<Pos> {
+    fn uses_variable(value: &Value) -> bool {
+        match value {
+            Value::Variable(_) => true,
+            Value::List(items) => items.iter().any(uses_variable),
+            Value::Object(fields) => fields.values().any(uses_variable),
+            _ => false,
+        }
+    }
+    fn visit_arguments(arguments: &[(Positioned<Name>, Positioned<Value>)], found: &mut Vec<Pos>) {
+        found.extend(arguments.iter().filter(|(_, value)| uses_variable(&value.node)).map(|(name, _)| name.pos));
+    }
+    fn visit_directives(directives: &[Positioned<Directive>], found: &mut Vec<Pos>) {
+        for directive in directives {
+            visit_arguments(&directive.node.arguments, found);
+        }
+    }
+    fn visit(set: &SelectionSet, found: &mut Vec<Pos>) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    visit_arguments(&field.node.arguments, found);
+                    visit_directives(&field.node.directives, found);
+                    visit(&field.node.selection_set.node, found);
+                }
+                Selection::FragmentSpread(spread) => visit_directives(&spread.node.directives, found),
+                Selection::InlineFragment(inline) => {
+                    visit_directives(&inline.node.directives, found);
+                    visit(&inline.node.selection_set.node, found);
+                }
             }
+        }
+    }
+    let mut found = Vec::new();
+    for (_, operation) in document.operations.iter() {
+        visit_directives(&operation.node.directives, &mut found);
+        visit(&operation.node.selection_set.node, &mut found);
+    }
+    for fragment in document.fragments.values() {
+        visit_directives(&fragment.node.directives, &mut found);
+        visit(&fragment.node.selection_set.node, &mut found);
+    }
+    found
+}
+
+/// The codes of errors the parse and validation stages did not raise.
+fn classify_after_validation(response: &mut Response, named_operation: bool) {
+    for error in response.errors.iter_mut().filter(|error| !has_code(error)) {
+        let code = if error.path.is_empty() {
             // async-graphql quotes the client's operationName, which may be
             // as long as the body: say what is wrong without echoing it.
-            "OPERATION_RESOLUTION_FAILURE" if error.message.starts_with(UNKNOWN_OPERATION) => {
+            if named_operation {
                 error.message = "operationName names no operation of the document".into();
             }
-            _ => {}
-        }
+            "OPERATION_RESOLUTION_FAILURE"
+        } else if error.source.is_none() {
+            "BAD_USER_INPUT"
+        } else {
+            continue;
+        };
         error.extensions.get_or_insert_with(Default::default).set("code", code);
     }
 }
@@ -291,37 +430,6 @@ pub fn retry_after(response: &Response) -> Option<u64> {
             _ => None,
         })
         .max()
-}
-
-/// async-graphql's message when `operationName` names no operation.
-const UNKNOWN_OPERATION: &str = "Unknown operation named";
-/// async-graphql's message when a document of several operations comes
-/// without `operationName`.
-const OPERATION_NAME_REQUIRED: &str = "Operation name required in request";
-
-/// The code of an error async-graphql raised itself. Its errors carry no
-/// kind (no source, no extensions), so the decision is by where the error
-/// is (a path means execution had started) and, for the kinds a client must
-/// tell apart, by the start of async-graphql's message. The unit tests
-/// below pin each message, so an upgrade that rewords one fails loudly.
-fn uncoded_error_code(error: &ServerError) -> &'static str {
-    let message = error.message.as_str();
-    if message.starts_with(UNKNOWN_OPERATION) || message.starts_with(OPERATION_NAME_REQUIRED) {
-        // The request names no runnable operation (Apollo Server's code).
-        "OPERATION_RESOLUTION_FAILURE"
-    } else if message.starts_with("Failed to parse")
-        || message.starts_with("Invalid value")
-        || message.starts_with("Expected input type")
-        || message.contains("(occurred while parsing")
-    {
-        // Argument and input-object coercion: the client sent a wrong type or a null.
-        "BAD_USER_INPUT"
-    } else if error.path.is_empty() {
-        // Parse and validation errors refer to the document, not to a field.
-        "GRAPHQL_VALIDATION_FAILED"
-    } else {
-        "INTERNAL_SERVER_ERROR"
-    }
 }
 
 /// The code of a failure at the HTTP layer, before any GraphQL runs (a body
@@ -368,24 +476,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn async_graphql_messages_we_classify_still_read_as_expected() {
-        let cases: [(&str, Option<&str>, serde_json::Value, &str); 7] = [
-            ("query A { changeCursor }", Some("B"), json!({}), "OPERATION_RESOLUTION_FAILURE"),
-            ("{ changeCursor }", Some("B"), json!({}), "OPERATION_RESOLUTION_FAILURE"),
-            ("query A { changeCursor } query B { changeCursor }", None, json!({}), "OPERATION_RESOLUTION_FAILURE"),
-            ("{ places(first: \"ten\") { totalCount } }", None, json!({}), "BAD_USER_INPUT"),
-            ("query($f: Int) { places(first: $f) { totalCount } }", None, json!({ "f": "ten" }), "BAD_USER_INPUT"),
-            (
-                "mutation($i: CreatePostInput!) { createPost(input: $i) { id } }",
-                None,
-                json!({ "i": { "title": ["not", "text"] } }),
-                "BAD_USER_INPUT",
-            ),
-            ("{ noSuchField }", None, json!({}), "GRAPHQL_VALIDATION_FAILED"),
+    async fn a_document_that_does_not_parse_is_a_validation_failure() {
+        assert_eq!(code_of("{ places {", None, json!({})).await, "GRAPHQL_VALIDATION_FAILED");
+    }
+
+    #[tokio::test]
+    async fn a_document_breaking_a_rule_is_a_validation_failure_even_with_a_wrong_literal() {
+        assert_eq!(code_of("{ noSuchField }", None, json!({})).await, "GRAPHQL_VALIDATION_FAILED");
+        // A literal of the wrong type is in the document, not a value sent
+        // beside it: the spec's "values of correct type" rule.
+        let literal = "{ places(first: \"ten\") { totalCount } }";
+        assert_eq!(code_of(literal, None, json!({})).await, "GRAPHQL_VALIDATION_FAILED");
+    }
+
+    #[tokio::test]
+    async fn a_variable_of_the_wrong_type_is_bad_user_input() {
+        let query = "query($f: Int) { places(first: $f) { totalCount } }";
+        assert_eq!(code_of(query, None, json!({ "f": "ten" })).await, "BAD_USER_INPUT");
+        let nested = "mutation($i: CreatePostInput!) { createPost(input: $i) { id } }";
+        assert_eq!(code_of(nested, None, json!({ "i": { "title": ["not", "text"] } })).await, "BAD_USER_INPUT");
+        let inside = "query($c: String) { places(first: 1, category: $c) @include(if: $c) { totalCount } }";
+        assert_eq!(code_of(inside, None, json!({ "c": "cafe" })).await, "BAD_USER_INPUT");
+    }
+
+    #[tokio::test]
+    async fn a_request_naming_no_runnable_operation_is_an_operation_resolution_failure() {
+        let cases: [(&str, Option<&str>); 3] = [
+            ("query A { changeCursor }", Some("B")),
+            ("{ changeCursor }", Some("B")),
+            ("query A { changeCursor } query B { changeCursor }", None),
         ];
-        for (query, operation, variables, expected) in cases {
-            assert_eq!(code_of(query, operation, variables).await, expected, "{query}");
+        for (query, operation) in cases {
+            assert_eq!(code_of(query, operation, json!({})).await, "OPERATION_RESOLUTION_FAILURE", "{query}");
         }
+    }
+
+    #[test]
+    fn an_uncoded_execution_error_is_bad_input_without_a_source_and_internal_with_one() {
+        let at_field = |error: async_graphql::Error| {
+            let mut error = error.into_server_error(async_graphql::Pos::default());
+            error.path = vec![async_graphql::PathSegment::Field("places".into())];
+            error
+        };
+        let coercion = at_field(async_graphql::Error::new("Failed to parse \"Int\""));
+        let leaked = at_field(async_graphql::Error::from(std::io::Error::other("connection refused at 10.0.0.1")));
+        let mut response = Response::from_errors(vec![coercion, leaked]);
+        classify_after_validation(&mut response, false);
+        ensure_codes(&mut response);
+        let codes: Vec<_> =
+            response.errors.iter().map(|e| e.extensions.as_ref().and_then(|x| x.get("code")).cloned()).collect();
+        assert_eq!(codes[0], Some(async_graphql::Value::from("BAD_USER_INPUT")));
+        assert_eq!(codes[1], Some(async_graphql::Value::from("INTERNAL_SERVER_ERROR")));
+        assert!(!response.errors[1].message.contains("10.0.0.1"), "a Rust error's text never reaches the client");
     }
 
     #[tokio::test]

@@ -8,7 +8,11 @@
 //!   into PostgreSQL (`SET LOCAL ROLE` + `app.user_id`), the embedded database.
 //! - [`auth`]: viewers, roles, tokens, password hashes.
 //! - [`error`]: every client-visible error and its code.
-//! - [`graphql`]: schema assembly, context access, pagination.
+//! - [`domain`]: what every domain shares: a [`domain::Policy`] per table,
+//!   the generic reads and writes over it ([`domain::store`],
+//!   [`domain::resolve`]), and the constraint tables ([`domain::Constraint`]).
+//! - [`graphql`]: schema assembly, context access, pagination, and the
+//!   text and number rules of every input ([`graphql::validate`]).
 //! - [`http`]: routes, GraphiQL, health checks, metrics, request ids, the
 //!   websocket protocol.
 //! - [`ops`]: backups with retention, Prometheus metrics.
@@ -16,6 +20,56 @@
 //!   [`accounts`], [`places`], [`routines`], [`airdrops`], [`posts`].
 //! - [`realtime`]: the change feed: listener, subscriber streams, cursors.
 //! - [`commands`], [`seed`]: the CLI's non-serving commands.
+//!
+//! # How to write a domain
+//!
+//! A domain is a folder; each file has one job, and a resolver reads like
+//! parse input -> policy -> store -> map:
+//!
+//! - `policy.rs`: one unit struct per table implementing
+//!   [`domain::Policy`]. Mostly data: the entity, a `NAME` for messages,
+//!   the `OWNER` column for a table whose rows belong to a user (the
+//!   ownership rule is the default), the `WRITERS` roles and the `DENIED`
+//!   message. Override `visible_to`/`can_write` only where the rule
+//!   differs; it mirrors the table's RLS policies in its migration.
+//! - `store.rs`: only the queries that are the domain's own (filters,
+//!   orderings, joins, upserts), each scoped by `P::visible_to`. Finding a
+//!   row by id, a row the viewer may change, insert, update and delete are
+//!   [`domain::store`]'s: `visible::<P>`, `writable::<P>`, `insert`,
+//!   `update`, `delete::<P>`, and from an `ID` argument
+//!   [`domain::resolve`]'s `one::<P>` and `delete::<P>`. Role checks before
+//!   any SQL are `P::require_writer`; resolvers do not test roles themselves.
+//! - `types.rs`: GraphQL types (`///` on each field becomes the schema's
+//!   description), `From<entity::x::Model>` conversions, input objects.
+//!   Entities never derive GraphQL traits.
+//! - `resolvers.rs`: the `XQuery`/`XMutation` objects. Inputs are checked
+//!   with [`graphql::validate`] (text, counts, tokens, ratings,
+//!   coordinates) before any SQL; ids with [`graphql::ids`]; pages with
+//!   [`graphql::pagination`].
+//! - `subscriptions.rs` (if the tables are published on the change feed).
+//! - `mod.rs`: the module list, what the domain exports, and `CONSTRAINTS`:
+//!   each named constraint of its tables and the client error its violation
+//!   means (a CONFLICT on a field, a BAD_USER_INPUT, a NOT_FOUND).
+//!
+//! Errors are [`error::ApiError`] everywhere: a row the viewer cannot see
+//! is NOT_FOUND (as if it did not exist), a row it sees but may not change
+//! is FORBIDDEN.
+//!
+//! # What a new table or domain touches
+//!
+//! A new table of an existing domain:
+//! - its migration: `migration/src/sql/0000NN_x.{up,down}.sql` (table, RLS
+//!   policies, the change-feed trigger if published) and its line in
+//!   `migration/src/lib.rs`;
+//! - its entity: `entity/src/x.rs` and its line in `entity/src/lib.rs`;
+//! - the domain folder: a policy struct, the store queries of its own, its
+//!   types and resolvers, its constraints in `CONSTRAINTS`.
+//!
+//! If it is published on the change feed, also its key in
+//! [`realtime`]'s table list (`realtime/now.rs`), used to re-check replayed
+//! rows. A new domain is that, plus three lines: `pub mod x;` here, its
+//! objects in the merges of [`graphql`] (`graphql/mod.rs`), and its
+//! `CONSTRAINTS` in [`domain::DOMAINS`]. Nothing in [`error`] changes.
 
 pub mod accounts;
 pub mod airdrops;
@@ -25,6 +79,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;

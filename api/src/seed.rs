@@ -4,14 +4,16 @@
 //! Rows are written in multi-row INSERTs of `BATCH` rows inside one
 //! transaction running as `app_admin`, so seeding goes through row-level
 //! security like every other write, and a failed seed leaves nothing behind.
-//! Both are idempotent: rows that exist already are skipped.
+//! Both are idempotent: rows that exist already are skipped. One function
+//! per domain (`accounts` first: every other domain's rows belong to its
+//! users), each returning what it wrote for the summary line.
 
 use std::io::Write;
 
-use entity::{place, preference, review};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Set, Statement, TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Set, Statement,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -137,30 +139,25 @@ async fn run(db: &DatabaseConnection, plan: Plan) -> Result<String, ApiError> {
     let mut rng = Rng(if plan.label == "demo" { 0x5EED } else { 0x5CA1E });
     let tx = db.begin().await?;
     tx.execute_unprepared("SET LOCAL ROLE app_admin").await?;
+    let users = accounts(&tx, &mut rng, &plan).await?;
+    let done = [
+        format!("{} users", users.len()),
+        places(&tx, &mut rng, &plan, &users).await?,
+        routines(&tx, &mut rng, &users).await?,
+        airdrops(&tx, &mut rng, &users).await?,
+        posts(&tx, &mut rng, &users).await?,
+    ];
+    tx.commit().await?;
+    Ok(format!(
+        "seeded {}: {} (existing rows skipped); password for the users: {DEMO_PASSWORD}",
+        plan.label,
+        done.join(", ")
+    ))
+}
 
-    let place_ids: Vec<String> = (0..plan.places).map(|i| format!("{}-place-{i:06}", plan.label)).collect();
-    let places = place_ids.iter().enumerate().map(|(i, id)| {
-        let category = CATEGORIES[i % CATEGORIES.len()];
-        let (dlat, dlng) = ((rng.unit() * 2.0 - 1.0) * plan.spread, (rng.unit() * 2.0 - 1.0) * plan.spread * 1.28);
-        place::ActiveModel {
-            id: Set(id.clone()),
-            name: Set(format!("{} {} {}", ADJECTIVES[rng.below(ADJECTIVES.len())], title(category), i + 1)),
-            lat: Set(CENTRE.0 + dlat),
-            lng: Set(CENTRE.1 + dlng),
-            types: Set(Some(format!("{category},point_of_interest"))),
-            category: Set(Some(category.to_owned())),
-            rating: Set(Some((rng.unit() * 40.0).round() / 10.0 + 1.0)),
-            user_ratings_total: Set(Some(i32::try_from(rng.below(5000)).unwrap_or(0))),
-            description: Set(Some(format!("A {} in Lisbon.", category.replace('_', " ")))),
-            ..Default::default()
-        }
-    });
-    let places: Vec<_> = places.collect();
-    insert_batches(&tx, "places", places, |tx, batch| {
-        Box::pin(async move { place::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await })
-    })
-    .await?;
-
+/// The accounts domain: `plan.users` users (the demo's five by name), all
+/// with [`DEMO_PASSWORD`]; returns their ids.
+async fn accounts(tx: &DatabaseTransaction, rng: &mut Rng, plan: &Plan) -> Result<Vec<Uuid>, ApiError> {
     // One hash for all generated accounts: argon2 is slow by design, and
     // these share a documented password anyway.
     let hash = hash_password(DEMO_PASSWORD.to_owned()).await?;
@@ -177,7 +174,7 @@ async fn run(db: &DatabaseConnection, plan: Plan) -> Result<String, ApiError> {
         })
         .collect();
     // Raw SQL: the users entity has no password column (see entity::users).
-    insert_batches(&tx, "users", accounts, move |tx, batch| {
+    insert_batches(tx, "users", accounts, move |tx, batch| {
         let hash = hash.clone();
         Box::pin(async move {
             let mut columns: [Vec<String>; 4] = Default::default();
@@ -201,10 +198,39 @@ async fn run(db: &DatabaseConnection, plan: Plan) -> Result<String, ApiError> {
         })
     })
     .await?;
+    Ok(user_ids)
+}
 
-    let mut reviews = Vec::with_capacity(plan.users * plan.reviews_per_user);
-    let mut preferences = Vec::with_capacity(plan.users * plan.preferences_per_user);
-    for user_id in &user_ids {
+/// The places domain: places around [`CENTRE`], each user's reviews of
+/// consecutive places and their category preferences.
+async fn places(tx: &DatabaseTransaction, rng: &mut Rng, plan: &Plan, users: &[Uuid]) -> Result<String, ApiError> {
+    use entity::{place, preference, review};
+    let place_ids: Vec<String> = (0..plan.places).map(|i| format!("{}-place-{i:06}", plan.label)).collect();
+    let places: Vec<_> = place_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let category = CATEGORIES[i % CATEGORIES.len()];
+            let (dlat, dlng) = ((rng.unit() * 2.0 - 1.0) * plan.spread, (rng.unit() * 2.0 - 1.0) * plan.spread * 1.28);
+            place::ActiveModel {
+                id: Set(id.clone()),
+                name: Set(format!("{} {} {}", ADJECTIVES[rng.below(ADJECTIVES.len())], title(category), i + 1)),
+                lat: Set(CENTRE.0 + dlat),
+                lng: Set(CENTRE.1 + dlng),
+                types: Set(Some(format!("{category},point_of_interest"))),
+                category: Set(Some(category.to_owned())),
+                rating: Set(Some((rng.unit() * 40.0).round() / 10.0 + 1.0)),
+                user_ratings_total: Set(Some(i32::try_from(rng.below(5000)).unwrap_or(0))),
+                description: Set(Some(format!("A {} in Lisbon.", category.replace('_', " ")))),
+                ..Default::default()
+            }
+        })
+        .collect();
+    insert_rows(tx, "places", places).await?;
+
+    let mut reviews = Vec::with_capacity(users.len() * plan.reviews_per_user);
+    let mut preferences = Vec::with_capacity(users.len() * plan.preferences_per_user);
+    for user_id in users {
         // Consecutive places from a random start: distinct, as UNIQUE(user_id, place_id) needs.
         let start = rng.below(plan.places);
         for k in 0..plan.reviews_per_user {
@@ -226,38 +252,18 @@ async fn run(db: &DatabaseConnection, plan: Plan) -> Result<String, ApiError> {
             });
         }
     }
-    insert_batches(&tx, "reviews", reviews, |tx, batch| {
-        Box::pin(async move { review::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await })
-    })
-    .await?;
-    insert_batches(&tx, "preferences", preferences, |tx, batch| {
-        Box::pin(
-            async move { preference::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await },
-        )
-    })
-    .await?;
-    let others = dropfarm_and_allogator(&tx, &mut rng, &user_ids).await?;
-    tx.commit().await?;
-    Ok(format!(
-        "seeded {}: {} users, {} places, {} reviews, {} preferences, {others} (existing rows skipped); password for the users: {DEMO_PASSWORD}",
-        plan.label,
-        plan.users,
-        plan.places,
-        plan.users * plan.reviews_per_user,
-        plan.users * plan.preferences_per_user
-    ))
+    let (review_count, preference_count) = (reviews.len(), preferences.len());
+    insert_rows(tx, "reviews", reviews).await?;
+    insert_rows(tx, "preferences", preferences).await?;
+    Ok(format!("{} places, {review_count} reviews, {preference_count} preferences", plan.places))
 }
 
-/// Routines with finished runs (stats follow by trigger), airdrop projects
-/// with participations, posts (some drafts) with comments by other users.
-async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: &[Uuid]) -> Result<String, ApiError> {
-    use entity::{airdrop_project, comment, post, routine, routine_run, user_airdrop_participation};
+/// The routines domain: routines with finished runs (stats follow by trigger).
+async fn routines(tx: &DatabaseTransaction, rng: &mut Rng, users: &[Uuid]) -> Result<String, ApiError> {
+    use entity::{routine, routine_run};
     const ROUTINES_PER_USER: usize = 2;
     const RUNS_PER_ROUTINE: usize = 5;
-    const POSTS_PER_USER: usize = 2;
-    const COMMENTS_PER_POST: usize = 2;
     let now = chrono::Utc::now().fixed_offset();
-
     let routines: Vec<(Uuid, Uuid)> =
         users.iter().flat_map(|u| (0..ROUTINES_PER_USER).map(move |_| *u)).map(|u| (rng.uuid(), u)).collect();
     let rows: Vec<_> = routines
@@ -272,12 +278,7 @@ async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: 
             ..Default::default()
         })
         .collect();
-    insert_batches(tx, "routines", rows, |tx, batch| {
-        Box::pin(
-            async move { routine::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await },
-        )
-    })
-    .await?;
+    insert_rows(tx, "routines", rows).await?;
     let mut runs = Vec::with_capacity(routines.len() * RUNS_PER_ROUTINE);
     for (routine_id, user) in &routines {
         for k in 0..RUNS_PER_ROUTINE {
@@ -295,15 +296,15 @@ async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: 
         }
     }
     let run_count = runs.len();
-    insert_batches(tx, "runs", runs, |tx, batch| {
-        Box::pin(
-            async move { routine_run::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await },
-        )
-    })
-    .await?;
+    insert_rows(tx, "runs", runs).await?;
+    Ok(format!("{} routines, {run_count} runs", routines.len()))
+}
 
+/// The airdrops domain: running projects, each user taking part in one.
+async fn airdrops(tx: &DatabaseTransaction, rng: &mut Rng, users: &[Uuid]) -> Result<String, ApiError> {
+    use entity::{airdrop_project, user_airdrop_participation};
+    let today = chrono::Utc::now().date_naive();
     let project_count = (users.len() / 10).max(3);
-    let today = now.date_naive();
     let projects: Vec<Uuid> = (0..project_count).map(|_| rng.uuid()).collect();
     let rows: Vec<_> = projects
         .iter()
@@ -318,12 +319,7 @@ async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: 
             ..Default::default()
         })
         .collect();
-    insert_batches(tx, "projects", rows, |tx, batch| {
-        Box::pin(async move {
-            airdrop_project::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await
-        })
-    })
-    .await?;
+    insert_rows(tx, "projects", rows).await?;
     let rows: Vec<_> = users
         .iter()
         .enumerate()
@@ -335,13 +331,15 @@ async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: 
             ..Default::default()
         })
         .collect();
-    insert_batches(tx, "participations", rows, |tx, batch| {
-        Box::pin(async move {
-            user_airdrop_participation::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await
-        })
-    })
-    .await?;
+    insert_rows(tx, "participations", rows).await?;
+    Ok(format!("{project_count} airdrop projects, {} participations", users.len()))
+}
 
+/// The posts domain: posts (some drafts) with comments by other users.
+async fn posts(tx: &DatabaseTransaction, rng: &mut Rng, users: &[Uuid]) -> Result<String, ApiError> {
+    use entity::{comment, post};
+    const POSTS_PER_USER: usize = 2;
+    const COMMENTS_PER_POST: usize = 2;
     let posts: Vec<(Uuid, Uuid)> =
         users.iter().flat_map(|u| (0..POSTS_PER_USER).map(move |_| *u)).map(|u| (rng.uuid(), u)).collect();
     let rows: Vec<_> = posts
@@ -357,10 +355,7 @@ async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: 
             ..Default::default()
         })
         .collect();
-    insert_batches(tx, "posts", rows, |tx, batch| {
-        Box::pin(async move { post::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await })
-    })
-    .await?;
+    insert_rows(tx, "posts", rows).await?;
     let mut comments = Vec::with_capacity(posts.len() * COMMENTS_PER_POST);
     for (post_id, author) in &posts {
         for k in 0..COMMENTS_PER_POST {
@@ -375,23 +370,23 @@ async fn dropfarm_and_allogator(tx: &DatabaseTransaction, rng: &mut Rng, users: 
         }
     }
     let comment_count = comments.len();
-    insert_batches(tx, "comments", comments, |tx, batch| {
-        Box::pin(
-            async move { comment::Entity::insert_many(batch).on_conflict(skip()).exec_without_returning(tx).await },
-        )
-    })
-    .await?;
-    Ok(format!(
-        "{} routines, {run_count} runs, {project_count} airdrop projects, {} participations, {} posts, {comment_count} comments",
-        routines.len(),
-        users.len(),
-        posts.len()
-    ))
+    insert_rows(tx, "comments", comments).await?;
+    Ok(format!("{} posts, {comment_count} comments", posts.len()))
 }
 
-/// `ON CONFLICT DO NOTHING` on any unique constraint: re-seeding skips rows.
-fn skip() -> OnConflict {
-    OnConflict::new().do_nothing().to_owned()
+/// Inserts entity rows in batches, skipping rows that exist already
+/// (`ON CONFLICT DO NOTHING` on any unique constraint): re-seeding is a no-op.
+async fn insert_rows<A>(tx: &DatabaseTransaction, what: &str, rows: Vec<A>) -> Result<(), ApiError>
+where
+    A: ActiveModelTrait + Send + 'static,
+{
+    insert_batches(tx, what, rows, |tx, batch| {
+        Box::pin(async move {
+            let skip = OnConflict::new().do_nothing().to_owned();
+            A::Entity::insert_many(batch).on_conflict(skip).exec_without_returning(tx).await
+        })
+    })
+    .await
 }
 
 type BatchFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u64, sea_orm::DbErr>> + Send + 'a>>;

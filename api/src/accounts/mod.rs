@@ -1,5 +1,7 @@
 //! Accounts: one `users` table for every domain, sign-up, sign-in and roles.
 
+use crate::domain::Constraint;
+
 mod policy;
 mod resolvers;
 mod store;
@@ -15,3 +17,16 @@ pub use types::User;
 /// the price of one request. The rate limits count attempts, but refusing
 /// the document is clearer and costs nothing.
 pub const ONE_PER_DOCUMENT: [&str; 2] = ["signUp", "signIn"];
+
+/// The named constraints of this domain's tables (its migrations) and the
+/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
+pub const CONSTRAINTS: &[Constraint] = &[
+    Constraint::conflict("users_email_key", "email", "this email is already registered"),
+    Constraint::conflict("users_username_key", "username", "this username is taken"),
+    Constraint::bad_input("users_email_check", "email", "email is not a valid address"),
+    Constraint::bad_input(
+        "users_username_check",
+        "username",
+        "username must be 3 to 50 letters, digits, '.', '_' or '-'",
+    ),
+];

@@ -3,19 +3,19 @@
 //! the anonymous viewer sees none. Only admins change other accounts.
 
 use entity::users;
-use sea_orm::{ColumnTrait, Condition};
 
-use crate::auth::{Role, Viewer, ownership};
+use crate::auth::Role;
+use crate::domain::Policy;
 
-pub fn visible_to(viewer: &Viewer) -> Condition {
-    match viewer {
-        Viewer::Anonymous => ownership::nothing(),
-        Viewer::User { id, role: Role::User } => Condition::all().add(users::Column::Id.eq(*id)),
-        Viewer::User { .. } => Condition::all(),
-    }
-}
+/// The ownership rule with the row's own id as its owner; written (role,
+/// active flag) by admins only. Sign-up and password changes are not
+/// writes of this policy: they go through their own paths.
+pub struct Users;
 
-/// Whether `viewer` may change `row`'s role or active flag.
-pub fn can_administer(viewer: &Viewer, _row: &users::Model) -> bool {
-    viewer.role() == Some(Role::Admin)
+impl Policy for Users {
+    type Entity = users::Entity;
+    const NAME: &'static str = "user";
+    const OWNER: Option<users::Column> = Some(users::Column::Id);
+    const WRITERS: &'static [Role] = &[Role::Admin];
+    const DENIED: Option<&'static str> = Some("your role may not manage accounts");
 }

@@ -1,8 +1,10 @@
 use async_graphql::{Context, ID, Object};
 
+use super::policy::Users;
+use super::store;
 use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
-use super::{policy, store};
 use crate::auth::{Attempt, AuthGuard, ClientIp, Role};
+use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
@@ -18,16 +20,13 @@ impl AccountsQuery {
         let viewer = ctx.viewer()?;
         let Some(id) = viewer.user_id() else { return Ok(None) };
         let tx = ctx.tx().await?;
-        Ok(store::find_visible(&*tx, &viewer, id).await?.map(User::from))
+        Ok(domain::store::find_visible::<Users>(&*tx, &viewer, id).await?.map(User::from))
     }
 
     /// One account, if the viewer may see it (users see only themselves).
     async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<User> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        store::find_visible(&*tx, &viewer, id).await?.map(User::from).ok_or_else(|| ApiError::not_found("user"))
+        ctx.viewer()?.require_user()?;
+        Ok(domain::resolve::one::<Users>(ctx, &id).await?.into())
     }
 
     /// Accounts the viewer may see, oldest first (all of them for readers,
@@ -151,13 +150,10 @@ fn session(ctx: &Context<'_>, user: entity::users::Model) -> ApiResult<AuthPaylo
 
 async fn administer(ctx: &Context<'_>, user_id: &ID, role: Option<Role>, is_active: Option<bool>) -> ApiResult<User> {
     let viewer = ctx.viewer()?;
-    viewer.require_role(&[Role::Admin], "manage accounts")?;
+    Users::require_writer(&viewer)?;
     let id = parse_uuid("userId", user_id)?;
     let tx = ctx.tx().await?;
-    let row = store::find_visible(&*tx, &viewer, id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    if !policy::can_administer(&viewer, &row) {
-        return Err(ApiError::Forbidden("your role may not manage accounts".into()));
-    }
+    domain::store::writable::<Users>(&*tx, &viewer, id).await?;
     Ok(store::update_admin_fields(&*tx, id, role, is_active).await?.into())
 }
 

@@ -8,8 +8,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::policy;
+use super::policy::Users;
 use crate::auth::{Role, Viewer};
+use crate::domain::Policy;
 use crate::error::ApiResult;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
@@ -94,12 +95,8 @@ fn set_role_sql(role: &str) -> String {
     format!("SELECT set_config('role', '{role}', true)")
 }
 
-pub async fn find_visible(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<users::Model>> {
-    Ok(users::Entity::find_by_id(id).filter(policy::visible_to(viewer)).one(db).await?)
-}
-
 pub async fn list_visible(db: &impl ConnectionTrait, viewer: &Viewer, page: &Page) -> ApiResult<PageOf<users::Model>> {
-    let query = users::Entity::find().filter(policy::visible_to(viewer));
+    let query = users::Entity::find().filter(Users::visible_to(viewer));
     page.fetch(db, query, &USERS).await
 }
 

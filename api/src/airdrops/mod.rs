@@ -2,9 +2,32 @@
 //! cap is enforced by the database under concurrent credits (migration
 //! 000005); public totals come from a function that reveals no one's share.
 
+use crate::domain::Constraint;
+
 mod policy;
 mod resolvers;
 mod store;
 mod types;
 
 pub use resolvers::{AirdropsMutation, AirdropsQuery};
+
+/// The named constraints of this domain's tables (its migrations) and the
+/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
+pub const CONSTRAINTS: &[Constraint] = &[
+    Constraint::bad_input("airdrop_project_name_check", "name", "name must not be empty"),
+    Constraint::bad_input("airdrop_project_dates_check", "endDate", "endDate must not be before startDate"),
+    Constraint::bad_input(
+        "airdrop_project_allocation_check",
+        "totalTokenAllocation",
+        "totalTokenAllocation must be 0 or more",
+    ),
+    Constraint::bad_input("user_airdrop_participation_tokens_check", "tokens", "tokens must be 0 or more"),
+    Constraint::conflict(
+        "user_airdrop_participation_user_project_key",
+        "projectId",
+        "you already take part in this project",
+    ),
+    Constraint::not_found("user_airdrop_participation_project_id_fkey", "airdrop project"),
+    // Raised by the credit trigger under concurrent credits, not a CHECK.
+    Constraint::conflict("airdrop_allocation_exceeded", "tokens", "the project does not have that many tokens left"),
+];

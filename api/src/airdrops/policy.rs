@@ -2,19 +2,36 @@
 //! public and written by admins; a user joins and sees their own
 //! participations; services credit tokens; readers read all.
 
-use entity::user_airdrop_participation as participation;
+use entity::{airdrop_project, user_airdrop_participation as participation};
 use sea_orm::Condition;
 
-use crate::auth::{Role, Viewer, ownership};
+use crate::auth::{Role, Viewer};
+use crate::domain::Policy;
 
-pub fn can_write_projects(viewer: &Viewer) -> bool {
-    viewer.role() == Some(Role::Admin)
+pub struct Projects;
+
+impl Policy for Projects {
+    type Entity = airdrop_project::Entity;
+    const NAME: &'static str = "airdrop project";
+    const WRITERS: &'static [Role] = &[Role::Admin];
+    const DENIED: Option<&'static str> = Some("only admins manage airdrop projects");
+
+    fn visible_to(_viewer: &Viewer) -> Condition {
+        Condition::all()
+    }
 }
 
-pub fn participations_visible_to(viewer: &Viewer) -> Condition {
-    ownership::visible_to(viewer, participation::Column::UserId)
-}
+/// A user joins (creates) their own participations; the tokens on one are
+/// credited (written) by services and admins, never by the participant.
+pub struct Participations;
 
-pub fn can_credit(viewer: &Viewer) -> bool {
-    matches!(viewer.role(), Some(Role::Service | Role::Admin))
+impl Policy for Participations {
+    type Entity = participation::Entity;
+    const NAME: &'static str = "participation";
+    const OWNER: Option<participation::Column> = Some(participation::Column::UserId);
+    const DENIED: Option<&'static str> = Some("only services and admins credit tokens");
+
+    fn can_write(viewer: &Viewer, _row: &participation::Model) -> bool {
+        matches!(viewer.role(), Some(Role::Service | Role::Admin))
+    }
 }

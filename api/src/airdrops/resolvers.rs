@@ -2,11 +2,12 @@ use async_graphql::{Context, ID, Object};
 use entity::airdrop_project;
 use sea_orm::{IntoActiveModel, Set};
 
+use super::policy::{Participations, Projects};
+use super::store;
 use super::types::{
     AirdropProject, AirdropProjectConnection, CreateAirdropProjectInput, Participation, UpdateAirdropProjectInput,
 };
-use super::{policy, store};
-use crate::auth::Viewer;
+use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
@@ -47,9 +48,10 @@ impl AirdropsQuery {
     /// One project, with its public totals.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn airdrop_project(&self, ctx: &Context<'_>, id: ID) -> ApiResult<AirdropProject> {
+        let viewer = ctx.viewer()?;
         let id = parse_uuid("id", &id)?;
         let tx = ctx.tx().await?;
-        with_totals(&tx, store::find_project(&*tx, id).await?).await
+        with_totals(&tx, domain::store::find_visible::<Projects>(&*tx, &viewer, id).await?).await
     }
 
     /// The signed-in user's participations, latest first.
@@ -74,9 +76,9 @@ impl AirdropsMutation {
         input: CreateAirdropProjectInput,
     ) -> ApiResult<AirdropProject> {
         let viewer = ctx.viewer()?;
-        require_admin(&viewer)?;
+        Projects::require_writer(&viewer)?;
         let row = airdrop_project::ActiveModel {
-            name: Set(crate::graphql::validate::text("name", &input.name, 200)?),
+            name: Set(validate::text("name", &input.name, 200)?),
             description: Set(input.description),
             start_date: Set(input.start_date),
             end_date: Set(input.end_date),
@@ -87,7 +89,7 @@ impl AirdropsMutation {
             return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
         }
         let tx = ctx.tx().await?;
-        let created = store::insert_project(&*tx, row).await?;
+        let created = domain::store::insert(&*tx, row).await?;
         Ok(AirdropProject::new(created, 0, 0))
     }
 
@@ -100,10 +102,10 @@ impl AirdropsMutation {
         input: UpdateAirdropProjectInput,
     ) -> ApiResult<AirdropProject> {
         let viewer = ctx.viewer()?;
-        require_admin(&viewer)?;
+        Projects::require_writer(&viewer)?;
         let id = parse_uuid("id", &id)?;
         let tx = ctx.tx().await?;
-        let existing = store::find_project(&*tx, id).await?.ok_or_else(|| ApiError::not_found("airdrop project"))?;
+        let existing = domain::store::writable::<Projects>(&*tx, &viewer, id).await?;
         let (start, end) =
             (input.start_date.unwrap_or(existing.start_date), input.end_date.unwrap_or(existing.end_date));
         if end < start {
@@ -113,7 +115,7 @@ impl AirdropsMutation {
         let distributed = totals.get(&id).map_or(0, |t| t.1);
         let mut row = existing.into_active_model();
         if let Some(name) = input.name {
-            row.name = Set(crate::graphql::validate::text("name", &name, 200)?);
+            row.name = Set(validate::text("name", &name, 200)?);
         }
         if let Some(description) = input.description {
             row.description = Set(Some(description));
@@ -129,18 +131,17 @@ impl AirdropsMutation {
             }
             row.total_token_allocation = Set(allocation);
         }
-        let updated = store::update_project(&*tx, row).await?;
+        let updated = domain::store::update(&*tx, row).await?;
         with_totals(&tx, Some(updated)).await
     }
 
     /// Joins a project as the signed-in user (once per project).
     async fn join_airdrop(&self, ctx: &Context<'_>, project_id: ID) -> ApiResult<Participation> {
         let viewer = ctx.viewer()?;
-        let me = viewer.require_writer()?;
+        let me = Participations::require_writer(&viewer)?;
         let project_id = parse_uuid("projectId", &project_id)?;
         let tx = ctx.tx().await?;
-        let project =
-            store::find_project(&*tx, project_id).await?.ok_or_else(|| ApiError::not_found("airdrop project"))?;
+        let project = domain::store::visible::<Projects>(&*tx, &viewer, project_id).await?;
         if project.end_date < chrono::Utc::now().date_naive() {
             return Err(ApiError::conflict("projectId", "this project has ended"));
         }
@@ -159,14 +160,8 @@ impl AirdropsMutation {
         viewer.require_user()?;
         let id = parse_uuid("participationId", &participation_id)?;
         let tokens = validate::positive_tokens("tokens", tokens)?;
-        if !policy::can_credit(&viewer) {
-            return Err(ApiError::Forbidden("only services and admins credit tokens".into()));
-        }
         let tx = ctx.tx().await?;
-        store::credit(&*tx, &viewer, id, tokens)
-            .await?
-            .map(Participation::from)
-            .ok_or_else(|| ApiError::not_found("participation"))
+        Ok(store::credit(&*tx, &viewer, id, tokens).await?.into())
     }
 }
 
@@ -178,13 +173,4 @@ async fn with_totals(
     let totals = store::totals(tx, vec![project.id]).await?;
     let (participants, distributed) = totals.get(&project.id).copied().unwrap_or_default();
     Ok(AirdropProject::new(project, participants, distributed))
-}
-
-fn require_admin(viewer: &Viewer) -> ApiResult<()> {
-    viewer.require_user()?;
-    if policy::can_write_projects(viewer) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("only admins manage airdrop projects".into()))
-    }
 }

@@ -1,4 +1,4 @@
-//! Queries of the airdrops domain.
+//! Queries of the airdrops domain beyond [`crate::domain::store`]'s.
 
 use std::collections::HashMap;
 
@@ -10,9 +10,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::policy;
+use super::policy::Participations;
 use crate::auth::Viewer;
-use crate::error::ApiResult;
+use crate::domain::Policy;
+use crate::error::{ApiError, ApiResult};
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
 /// Latest start first; index `idx_airdrop_project_latest`.
@@ -32,24 +33,6 @@ pub async fn list_projects(
         query = query.filter(if active { running } else { running.not() });
     }
     page.fetch(db, query, &PROJECTS).await
-}
-
-pub async fn find_project(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<Option<airdrop_project::Model>> {
-    Ok(airdrop_project::Entity::find_by_id(id).one(db).await?)
-}
-
-pub async fn insert_project(
-    db: &impl ConnectionTrait,
-    row: airdrop_project::ActiveModel,
-) -> ApiResult<airdrop_project::Model> {
-    Ok(row.insert(db).await?)
-}
-
-pub async fn update_project(
-    db: &impl ConnectionTrait,
-    row: airdrop_project::ActiveModel,
-) -> ApiResult<airdrop_project::Model> {
-    Ok(row.update(db).await?)
 }
 
 #[derive(FromQueryResult)]
@@ -78,7 +61,7 @@ pub async fn list_participations(
     owner: Uuid,
 ) -> ApiResult<Vec<participation::Model>> {
     Ok(participation::Entity::find()
-        .filter(policy::participations_visible_to(viewer))
+        .filter(Participations::visible_to(viewer))
         .filter(participation::Column::UserId.eq(owner))
         .order_by_desc(participation::Column::ParticipationDate)
         .all(db)
@@ -95,23 +78,22 @@ pub async fn join(db: &impl ConnectionTrait, user: Uuid, project: Uuid) -> ApiRe
 }
 
 /// Adds tokens in one statement, so concurrent credits never overwrite each
-/// other; the database refuses what would exceed the allocation.
+/// other; the database refuses what would exceed the allocation. NOT_FOUND
+/// for a participation the viewer cannot see, FORBIDDEN for a role that
+/// may not credit.
 pub async fn credit(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     id: Uuid,
     tokens: i64,
-) -> ApiResult<Option<participation::Model>> {
-    let visible =
-        participation::Entity::find_by_id(id).filter(policy::participations_visible_to(viewer)).one(db).await?;
-    if visible.is_none() {
-        return Ok(None);
-    }
-    Ok(participation::Model::find_by_statement(Statement::from_sql_and_values(
+) -> ApiResult<participation::Model> {
+    crate::domain::store::writable::<Participations>(db, viewer, id).await?;
+    participation::Model::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "UPDATE user_airdrop_participation SET tokens_earned = tokens_earned + $1 WHERE id = $2 RETURNING *",
         [tokens.into(), id.into()],
     ))
     .one(db)
-    .await?)
+    .await?
+    .ok_or_else(|| ApiError::not_found("participation"))
 }

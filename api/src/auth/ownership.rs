@@ -39,3 +39,9 @@ pub fn can_write(viewer: &Viewer, owner: Uuid) -> bool {
         Viewer::User { .. } => true,
     }
 }
+
+/// [`can_read`] for a change event, whose owner may be unknown: such an
+/// event reaches no one.
+pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
+    owner.is_some_and(|owner| can_read(viewer, owner))
+}

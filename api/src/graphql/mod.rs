@@ -52,10 +52,12 @@ impl Default for Limits {
 /// limits are not async-graphql's own (`limit_depth`, `limit_complexity`):
 /// those refuse with an English sentence and no numbers, so the guard
 /// compares async-graphql's computed figures itself and says which limit,
-/// the figure and the limit, with a code.
+/// the figure and the limit, with a code. [`crate::error::ErrorKinds`]
+/// gives async-graphql's own errors their codes by the stage that raised them.
 pub fn build_schema(limits: Limits) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .extension(guard::Guard(limits))
+        .extension(crate::error::ErrorKinds)
         .finish()
 }
 

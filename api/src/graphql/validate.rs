@@ -3,9 +3,9 @@
 //! before any SQL runs. The database's CHECK constraints and the SQLSTATE
 //! mapping in [`crate::error`] stay the backstop.
 //!
-//! Domain-specific ranges (a rating, a latitude) live with their domain;
-//! what lives here is what several domains need: text, counts and token
-//! amounts. A NUL byte in any text is refused for every argument at once by
+//! Every domain's text and number rules live here, one function per kind of
+//! value (text, a count, a token amount, a 0-5 rating, a coordinate), so a
+//! domain names the rule instead of restating it. A NUL byte in any text is refused for every argument at once by
 //! [`super::guard`], so the checks here need not repeat it.
 
 use crate::error::{ApiError, ApiResult};
@@ -32,6 +32,36 @@ pub fn text(field: &'static str, value: &str, max: usize) -> ApiResult<String> {
 /// [`text`] when given and not blank; `None` for a missing or blank value.
 pub fn optional_text(field: &'static str, value: Option<&str>, max: usize) -> ApiResult<Option<String>> {
     value.map(str::trim).filter(|v| !v.is_empty()).map(|v| text(field, v, max)).transpose()
+}
+
+/// A number in `min..=max`, finite (NaN and infinities are no number a
+/// client means).
+pub fn within(field: &'static str, value: f64, min: f64, max: f64) -> ApiResult<f64> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_input(field, format!("{field} must be between {min} and {max}")))
+    }
+}
+
+/// A rating of stars, `0..=5` (reviews, preferences, places).
+pub fn rating(field: &'static str, value: f64) -> ApiResult<f64> {
+    within(field, value, 0.0, 5.0)
+}
+
+/// A latitude in degrees.
+pub fn lat(field: &'static str, value: f64) -> ApiResult<f64> {
+    within(field, value, -90.0, 90.0)
+}
+
+/// A longitude in degrees.
+pub fn lng(field: &'static str, value: f64) -> ApiResult<f64> {
+    within(field, value, -180.0, 180.0)
+}
+
+/// A count stored as a 32-bit integer, `0..=i32::MAX`.
+pub fn count(field: &'static str, value: i32) -> ApiResult<i32> {
+    at_most(field, value, i32::MAX)
 }
 
 /// A count or amount that may be zero: `0..=max`.
@@ -69,6 +99,16 @@ mod tests {
         assert!(text("name", "   ", 10).is_err());
         assert_eq!(text("name", " Café ", 10).ok().as_deref(), Some("Café"));
         assert!(text("name", "abcdefghijk", 10).is_err());
+    }
+
+    #[test]
+    fn ratings_outside_zero_to_five_and_non_numbers_are_rejected() {
+        assert!(rating("rating", 7.0).is_err());
+        assert!(rating("rating", -0.1).is_err());
+        assert!(rating("rating", f64::NAN).is_err());
+        assert!(lat("lat", f64::INFINITY).is_err());
+        assert_eq!(rating("rating", 5.0).ok(), Some(5.0));
+        assert!(matches!(count("n", -1), Err(ApiError::BadUserInput { field: "n", .. })));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Places, reviews and preferences (the Planwise seed), and the seed's
 //! recommendation query.
 
+use crate::domain::Constraint;
+
 mod loader;
 mod policy;
 mod recommend;
@@ -13,3 +15,19 @@ mod validate;
 pub use loader::PlaceLoader;
 pub use resolvers::{PlacesMutation, PlacesQuery};
 pub use subscriptions::PlacesSubscription;
+
+/// The named constraints of this domain's tables (its migrations) and the
+/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
+pub const CONSTRAINTS: &[Constraint] = &[
+    Constraint::conflict("place_pkey", "id", "a place with this id already exists"),
+    Constraint::bad_input("place_name_check", "name", "name must not be empty"),
+    Constraint::bad_input("place_lat_check", "lat", "lat must be between -90 and 90"),
+    Constraint::bad_input("place_lng_check", "lng", "lng must be between -180 and 180"),
+    Constraint::bad_input("place_rating_check", "rating", "rating must be between 0 and 5"),
+    Constraint::conflict("review_user_id_place_id_key", "placeId", "you have already reviewed this place"),
+    Constraint::not_found("review_place_id_fkey", "place"),
+    Constraint::bad_input("review_rating_check", "rating", "rating must be between 0 and 5"),
+    Constraint::bad_input("preference_rating_check", "rating", "rating must be between 0 and 5"),
+    Constraint::bad_input("review_comment_check", "comment", "comment is too long"),
+    Constraint::bad_input("preference_category_check", "category", "category must not be empty"),
+];

@@ -5,21 +5,48 @@
 //! - review, preference: the owner reads and writes their own; reader reads
 //!   all; service and admin read and write all.
 
+use entity::{preference as preferences, review as reviews};
 use sea_orm::Condition;
-use uuid::Uuid;
 
-use crate::auth::ownership;
 use crate::auth::{Role, Viewer};
+use crate::domain::Policy;
 
-pub mod place {
-    use super::{Condition, Role, Viewer};
+pub struct Places;
 
-    pub fn visible_to(_viewer: &Viewer) -> Condition {
+impl Policy for Places {
+    type Entity = entity::place::Entity;
+    const NAME: &'static str = "place";
+    const WRITERS: &'static [Role] = &[Role::Admin, Role::Service];
+    const DENIED: Option<&'static str> = Some("only admin and service accounts change places");
+
+    fn visible_to(_viewer: &Viewer) -> Condition {
         Condition::all()
     }
+}
 
-    pub fn can_write(viewer: &Viewer) -> bool {
-        matches!(viewer.role(), Some(Role::Admin | Role::Service))
+pub struct Reviews;
+
+impl Policy for Reviews {
+    type Entity = reviews::Entity;
+    const NAME: &'static str = "review";
+    const OWNER: Option<reviews::Column> = Some(reviews::Column::UserId);
+}
+
+pub struct Preferences;
+
+impl Policy for Preferences {
+    type Entity = preferences::Entity;
+    const NAME: &'static str = "preference";
+    const OWNER: Option<preferences::Column> = Some(preferences::Column::UserId);
+}
+
+/// The in-memory twins of the policies above, for change events (used by
+/// the subscriptions and the place loader).
+pub mod place {
+    use super::{Condition, Places, Policy, Viewer};
+
+    pub fn visible_to(viewer: &Viewer) -> Condition {
+        Places::visible_to(viewer)
     }
 
     /// Place events reach everyone, like place rows.
@@ -29,39 +56,23 @@ pub mod place {
 }
 
 pub mod review {
-    use entity::review;
+    use uuid::Uuid;
 
-    use super::{Condition, Viewer};
-
-    pub fn visible_to(viewer: &Viewer) -> Condition {
-        super::ownership::visible_to(viewer, review::Column::UserId)
-    }
-
-    pub fn can_write(viewer: &Viewer, row: &review::Model) -> bool {
-        super::ownership::can_write(viewer, row.user_id)
-    }
+    use super::Viewer;
 
     /// Whether a change event of a review owned by `owner` may reach `viewer`.
-    pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
-        owner.is_some_and(|owner| super::ownership::can_read(viewer, owner))
+    pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
+        crate::auth::ownership::event_visible_to(viewer, owner)
     }
 }
 
 pub mod preference {
-    use entity::preference;
+    use uuid::Uuid;
 
-    use super::{Condition, Viewer};
-
-    pub fn visible_to(viewer: &Viewer) -> Condition {
-        super::ownership::visible_to(viewer, preference::Column::UserId)
-    }
-
-    pub fn can_write(viewer: &Viewer, row: &preference::Model) -> bool {
-        super::ownership::can_write(viewer, row.user_id)
-    }
+    use super::Viewer;
 
     /// Whether a change event of a preference owned by `owner` may reach `viewer`.
-    pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
-        owner.is_some_and(|owner| super::ownership::can_read(viewer, owner))
+    pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
+        crate::auth::ownership::event_visible_to(viewer, owner)
     }
 }

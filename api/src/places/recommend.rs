@@ -17,6 +17,7 @@
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
+use super::types::Recommendation;
 use crate::error::ApiResult;
 
 const RECOMMENDATIONS_SQL: &str = r"
@@ -44,40 +45,25 @@ ORDER BY score DESC, d.distance_km, p.id
 LIMIT $5
 ";
 
+/// One recommended place and why, as the query returns it: the place's
+/// columns (read by name into the place row), then the three figures.
 #[derive(Debug, FromQueryResult)]
 pub struct RecommendationRow {
-    pub id: String,
-    pub name: String,
-    pub lat: f64,
-    pub lng: f64,
-    pub types: Option<String>,
-    pub category: Option<String>,
-    pub rating: Option<f64>,
-    pub user_ratings_total: Option<i32>,
-    pub description: Option<String>,
-    pub created_at: chrono::DateTime<chrono::FixedOffset>,
-    pub updated_at: chrono::DateTime<chrono::FixedOffset>,
-    pub preference_rating: f64,
+    #[sea_orm(nested)]
+    pub place: entity::place::Model,
     pub distance_km: f64,
+    pub preference_rating: f64,
     pub score: f64,
 }
 
-impl RecommendationRow {
-    pub fn into_place(self) -> (entity::place::Model, f64, f64, f64) {
-        let place = entity::place::Model {
-            id: self.id,
-            name: self.name,
-            lat: self.lat,
-            lng: self.lng,
-            types: self.types,
-            category: self.category,
-            rating: self.rating,
-            user_ratings_total: self.user_ratings_total,
-            description: self.description,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        };
-        (place, self.distance_km, self.preference_rating, self.score)
+impl From<RecommendationRow> for Recommendation {
+    fn from(row: RecommendationRow) -> Self {
+        Self {
+            place: row.place.into(),
+            distance_km: row.distance_km,
+            preference_rating: row.preference_rating,
+            score: row.score,
+        }
     }
 }
 

@@ -2,14 +2,15 @@ use async_graphql::{Context, ID, MaybeUndefined, Object};
 use entity::{place, review};
 use sea_orm::{ActiveValue, IntoActiveModel, Set};
 
+use super::policy::{Places, Preferences, Reviews};
 use super::recommend;
 use super::store::{self, PlaceFilter};
 use super::types::{
     CreateReviewInput, ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference,
     PreferenceInput, Recommendation, Review, ReviewConnection, UpdatePlaceInput, UpdateReviewInput,
 };
-use super::{policy, validate};
-use crate::auth::Viewer;
+use super::validate;
+use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_int_id;
@@ -68,9 +69,7 @@ impl PlacesQuery {
     /// One place by its id.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
-        let viewer = ctx.viewer()?;
-        let tx = ctx.tx().await?;
-        store::find_place(&*tx, &viewer, &id).await?.map(Place::from).ok_or_else(|| ApiError::not_found("place"))
+        Ok(domain::resolve::one::<Places>(ctx, &id).await?.into())
     }
 
     /// The signed-in user's reviews, newest first.
@@ -140,13 +139,7 @@ impl PlacesQuery {
         }
         let tx = ctx.tx().await?;
         let rows = recommend::recommend(&*tx, me, lat, lng, radius_km, i64::from(limit)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let (place, distance_km, preference_rating, score) = row.into_place();
-                Recommendation { place: place.into(), distance_km, preference_rating, score }
-            })
-            .collect())
+        Ok(rows.into_iter().map(Recommendation::from).collect())
     }
 }
 
@@ -158,7 +151,7 @@ impl PlacesMutation {
     /// Reviews a place as the signed-in user; one review per user and place.
     async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<Review> {
         let viewer = ctx.viewer()?;
-        let me = viewer.require_writer()?;
+        let me = Reviews::require_writer(&viewer)?;
         let place_id = validate::text("placeId", &input.place_id, 100)?;
         let row = review::ActiveModel {
             user_id: Set(me),
@@ -168,13 +161,13 @@ impl PlacesMutation {
             ..Default::default()
         };
         let tx = ctx.tx().await?;
-        Ok(store::insert_review(&*tx, row).await?.into())
+        Ok(domain::store::insert(&*tx, row).await?.into())
     }
 
-    /// Changes a review. NOT_FOUND for reviews the viewer cannot see.
+    /// Changes a review. NOT_FOUND for reviews the viewer cannot see,
+    /// FORBIDDEN for ones it sees but may not change.
     async fn update_review(&self, ctx: &Context<'_>, id: ID, input: UpdateReviewInput) -> ApiResult<Review> {
         let viewer = ctx.viewer()?;
-        viewer.require_user()?;
         let id = parse_int_id("id", &id)?;
         let rating = input.rating.map(|r| validate::rating("rating", r)).transpose()?;
         let comment = match input.comment {
@@ -183,32 +176,26 @@ impl PlacesMutation {
             MaybeUndefined::Value(text) => Some(validate::comment(Some(&text))?),
         };
         let tx = ctx.tx().await?;
-        let existing = writable_review(&tx, &viewer, id).await?;
-        let mut row = existing.into_active_model();
+        let mut row = domain::store::writable::<Reviews>(&*tx, &viewer, id).await?.into_active_model();
         if let Some(rating) = rating {
             row.rating = Set(rating);
         }
         if let Some(comment) = comment {
             row.comment = Set(comment);
         }
-        Ok(store::update_review(&*tx, row).await?.into())
+        Ok(domain::store::update(&*tx, row).await?.into())
     }
 
-    /// Deletes a review and returns it. NOT_FOUND for reviews the viewer cannot see.
+    /// Deletes a review and returns it. NOT_FOUND for reviews the viewer
+    /// cannot see, FORBIDDEN for ones it sees but may not change.
     async fn delete_review(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Review> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_int_id("id", &id)?;
-        let tx = ctx.tx().await?;
-        let existing = writable_review(&tx, &viewer, id).await?;
-        store::delete_review(&*tx, id).await?;
-        Ok(existing.into())
+        Ok(domain::resolve::delete::<Reviews>(ctx, &id).await?.into())
     }
 
     /// Sets how much the signed-in user likes a category (creates or replaces).
     async fn set_preference(&self, ctx: &Context<'_>, input: PreferenceInput) -> ApiResult<Preference> {
         let viewer = ctx.viewer()?;
-        let me = viewer.require_writer()?;
+        let me = Preferences::require_writer(&viewer)?;
         let category = validate::text("category", &input.category, 100)?;
         let rating = validate::rating("rating", input.rating)?;
         let tx = ctx.tx().await?;
@@ -218,47 +205,38 @@ impl PlacesMutation {
     /// Removes the signed-in user's preference for a category and returns it.
     async fn delete_preference(&self, ctx: &Context<'_>, category: String) -> ApiResult<Preference> {
         let viewer = ctx.viewer()?;
-        let me = viewer.require_writer()?;
+        let me = Preferences::require_writer(&viewer)?;
         let category = validate::text("category", &category, 100)?;
         let tx = ctx.tx().await?;
         let existing = store::find_preference(&*tx, &viewer, me, &category)
             .await?
             .ok_or_else(|| ApiError::not_found("preference"))?;
-        if !policy::preference::can_write(&viewer, &existing) {
-            return Err(ApiError::not_found("preference"));
-        }
-        store::delete_preference(&*tx, existing.id).await?;
-        Ok(existing.into())
+        Ok(domain::store::delete::<Preferences>(&*tx, &viewer, existing.id).await?.into())
     }
 
     /// Adds a place (admin and service).
     async fn create_place(&self, ctx: &Context<'_>, input: PlaceInput) -> ApiResult<Place> {
         let viewer = ctx.viewer()?;
-        require_place_writer(&viewer)?;
+        Places::require_writer(&viewer)?;
         let row = place_row(input)?;
         let tx = ctx.tx().await?;
-        Ok(store::insert_place(&*tx, row).await?.into())
+        Ok(domain::store::insert(&*tx, row).await?.into())
     }
 
     /// Changes a place (admin and service).
     async fn update_place(&self, ctx: &Context<'_>, id: ID, input: UpdatePlaceInput) -> ApiResult<Place> {
         let viewer = ctx.viewer()?;
-        require_place_writer(&viewer)?;
+        Places::require_writer(&viewer)?;
         let tx = ctx.tx().await?;
-        let existing = store::find_place(&*tx, &viewer, &id).await?.ok_or_else(|| ApiError::not_found("place"))?;
-        let mut row = existing.into_active_model();
+        let mut row = domain::store::writable::<Places>(&*tx, &viewer, id.to_string()).await?.into_active_model();
         apply_place_changes(&mut row, input)?;
-        Ok(store::update_place(&*tx, row).await?.into())
+        Ok(domain::store::update(&*tx, row).await?.into())
     }
 
     /// Deletes a place and its reviews (admin and service), returning it.
     async fn delete_place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
-        let viewer = ctx.viewer()?;
-        require_place_writer(&viewer)?;
-        let tx = ctx.tx().await?;
-        let existing = store::find_place(&*tx, &viewer, &id).await?.ok_or_else(|| ApiError::not_found("place"))?;
-        store::delete_place(&*tx, &existing.id).await?;
-        Ok(existing.into())
+        Places::require_writer(&ctx.viewer()?)?;
+        Ok(domain::resolve::delete::<Places>(ctx, &id).await?.into())
     }
 
     /// Creates or overwrites up to 1000 places by id in one statement
@@ -266,7 +244,7 @@ impl PlacesMutation {
     /// the second time; within one list, the last entry for an id wins.
     async fn import_places(&self, ctx: &Context<'_>, places: Vec<PlaceInput>) -> ApiResult<ImportPlacesPayload> {
         let viewer = ctx.viewer()?;
-        require_place_writer(&viewer)?;
+        Places::require_writer(&viewer)?;
         if places.len() > MAX_IMPORT {
             return Err(ApiError::bad_input("places", format!("at most {MAX_IMPORT} places per call")));
         }
@@ -286,25 +264,6 @@ impl PlacesMutation {
     }
 }
 
-/// The review if the viewer may change it. A review the viewer cannot see
-/// and one that does not exist look the same: NOT_FOUND.
-async fn writable_review(db: &sea_orm::DatabaseTransaction, viewer: &Viewer, id: i64) -> ApiResult<review::Model> {
-    let existing = store::find_review(db, viewer, id).await?.ok_or_else(|| ApiError::not_found("review"))?;
-    if !policy::review::can_write(viewer, &existing) {
-        return Err(ApiError::Forbidden("your role may not change this review".into()));
-    }
-    Ok(existing)
-}
-
-fn require_place_writer(viewer: &Viewer) -> ApiResult<()> {
-    viewer.require_user()?;
-    if policy::place::can_write(viewer) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("only admin and service accounts change places".into()))
-    }
-}
-
 fn place_row(input: PlaceInput) -> ApiResult<place::ActiveModel> {
     Ok(place::ActiveModel {
         id: Set(validate::text("id", &input.id, 100)?),
@@ -314,7 +273,10 @@ fn place_row(input: PlaceInput) -> ApiResult<place::ActiveModel> {
         types: Set(validate::types(&input.types)?),
         category: Set(validate::optional_text("category", input.category.as_deref(), 100)?),
         rating: Set(input.rating.map(|r| validate::rating("rating", r)).transpose()?),
-        user_ratings_total: Set(input.user_ratings_total.map(validate::ratings_total).transpose()?),
+        user_ratings_total: Set(input
+            .user_ratings_total
+            .map(|n| validate::count("userRatingsTotal", n))
+            .transpose()?),
         description: Set(input.description),
         created_at: ActiveValue::NotSet,
         updated_at: ActiveValue::NotSet,
@@ -349,7 +311,7 @@ fn apply_place_changes(row: &mut place::ActiveModel, input: UpdatePlaceInput) ->
     match input.user_ratings_total {
         MaybeUndefined::Undefined => {}
         MaybeUndefined::Null => row.user_ratings_total = Set(None),
-        MaybeUndefined::Value(n) => row.user_ratings_total = Set(Some(validate::ratings_total(n)?)),
+        MaybeUndefined::Value(n) => row.user_ratings_total = Set(Some(validate::count("userRatingsTotal", n)?)),
     }
     match input.description {
         MaybeUndefined::Undefined => {}

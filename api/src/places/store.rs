@@ -1,18 +1,20 @@
-//! Queries of the places domain. Every read is scoped by the row policy;
+//! Queries of the places domain beyond [`crate::domain::store`]'s: filters,
+//! orderings, joins and upserts. Every read is scoped by the row policy;
 //! PostgreSQL's RLS applies on top of it.
 
 use entity::{place, preference, review};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Set,
 };
 use uuid::Uuid;
 
-use super::policy;
+use super::policy::{Places, Preferences, Reviews};
 use super::types::PlaceOrder;
 use crate::auth::Viewer;
+use crate::domain::Policy;
 use crate::error::ApiResult;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
@@ -41,7 +43,7 @@ pub async fn list_places(
     filter: &PlaceFilter,
     page: &Page,
 ) -> ApiResult<PageOf<place::Model>> {
-    let mut query = place::Entity::find().filter(policy::place::visible_to(viewer));
+    let mut query = place::Entity::find().filter(Places::visible_to(viewer));
     if let Some(category) = &filter.category {
         query = query.filter(place::Column::Category.eq(category.as_str()));
     }
@@ -59,23 +61,6 @@ pub async fn list_places(
 
 fn escape_like(term: &str) -> String {
     term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
-pub async fn find_place(db: &impl ConnectionTrait, viewer: &Viewer, id: &str) -> ApiResult<Option<place::Model>> {
-    Ok(place::Entity::find_by_id(id.to_owned()).filter(policy::place::visible_to(viewer)).one(db).await?)
-}
-
-pub async fn insert_place(db: &impl ConnectionTrait, row: place::ActiveModel) -> ApiResult<place::Model> {
-    Ok(row.insert(db).await?)
-}
-
-pub async fn update_place(db: &impl ConnectionTrait, row: place::ActiveModel) -> ApiResult<place::Model> {
-    Ok(row.update(db).await?)
-}
-
-pub async fn delete_place(db: &impl ConnectionTrait, id: &str) -> ApiResult<()> {
-    place::Entity::delete_by_id(id.to_owned()).exec(db).await?;
-    Ok(())
 }
 
 /// Upserts places by id in one statement; returns how many existed before.
@@ -107,8 +92,7 @@ pub async fn list_reviews(
     owner: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<review::Model>> {
-    let query =
-        review::Entity::find().filter(policy::review::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
+    let query = review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
     page.fetch(db, query, &REVIEWS).await
 }
 
@@ -122,11 +106,9 @@ pub async fn list_reviews_with_places(
     owner: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<(review::Model, Option<place::Model>)>> {
-    let query =
-        review::Entity::find().filter(policy::review::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
+    let query = review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
     let viewer = *viewer;
-    let to_place =
-        review::Relation::Place.def().on_condition(move |_review, _place| policy::place::visible_to(&viewer));
+    let to_place = review::Relation::Place.def().on_condition(move |_review, _place| Places::visible_to(&viewer));
     page.fetch_with(
         query,
         &REVIEWS,
@@ -136,30 +118,13 @@ pub async fn list_reviews_with_places(
     .await
 }
 
-pub async fn find_review(db: &impl ConnectionTrait, viewer: &Viewer, id: i64) -> ApiResult<Option<review::Model>> {
-    Ok(review::Entity::find_by_id(id).filter(policy::review::visible_to(viewer)).one(db).await?)
-}
-
-pub async fn insert_review(db: &impl ConnectionTrait, row: review::ActiveModel) -> ApiResult<review::Model> {
-    Ok(row.insert(db).await?)
-}
-
-pub async fn update_review(db: &impl ConnectionTrait, row: review::ActiveModel) -> ApiResult<review::Model> {
-    Ok(row.update(db).await?)
-}
-
-pub async fn delete_review(db: &impl ConnectionTrait, id: i64) -> ApiResult<()> {
-    review::Entity::delete_by_id(id).exec(db).await?;
-    Ok(())
-}
-
 pub async fn list_preferences(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     owner: Uuid,
 ) -> ApiResult<Vec<preference::Model>> {
     Ok(preference::Entity::find()
-        .filter(policy::preference::visible_to(viewer))
+        .filter(Preferences::visible_to(viewer))
         .filter(preference::Column::UserId.eq(owner))
         .order_by_asc(preference::Column::Category)
         .all(db)
@@ -173,7 +138,7 @@ pub async fn find_preference(
     category: &str,
 ) -> ApiResult<Option<preference::Model>> {
     Ok(preference::Entity::find()
-        .filter(policy::preference::visible_to(viewer))
+        .filter(Preferences::visible_to(viewer))
         .filter(preference::Column::UserId.eq(owner))
         .filter(preference::Column::Category.eq(category))
         .one(db)
@@ -197,9 +162,4 @@ pub async fn upsert_preference(
         .update_column(preference::Column::Rating)
         .to_owned();
     Ok(preference::Entity::insert(row).on_conflict(on_conflict).exec_with_returning(db).await?)
-}
-
-pub async fn delete_preference(db: &impl ConnectionTrait, id: i64) -> ApiResult<()> {
-    preference::Entity::delete_by_id(id).exec(db).await?;
-    Ok(())
 }

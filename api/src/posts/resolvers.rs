@@ -2,13 +2,14 @@ use async_graphql::{Context, ID, Object};
 use entity::{comment, post};
 use sea_orm::{IntoActiveModel, Set};
 
+use super::policy::{self, Comments, Posts};
+use super::store;
 use super::types::{Comment, CreatePostInput, Post, PostConnection, UpdatePostInput};
-use super::{policy, store};
-use crate::auth::Viewer;
+use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
+use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct PostsQuery;
@@ -41,11 +42,8 @@ impl PostsQuery {
     /// One post; NOT_FOUND for drafts of others.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Post> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        store::find_post(&*tx, &viewer, id).await?.map(Post::from).ok_or_else(|| ApiError::not_found("post"))
+        ctx.viewer()?.require_user()?;
+        Ok(domain::resolve::one::<Posts>(ctx, &id).await?.into())
     }
 
     /// The signed-in user's posts, drafts included, newest first.
@@ -77,34 +75,33 @@ impl PostsMutation {
     /// Writes a post as the signed-in user (a draft unless `published`).
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> ApiResult<Post> {
         let viewer = ctx.viewer()?;
-        let me = viewer.require_role(&[crate::auth::Role::User, crate::auth::Role::Admin], "write posts")?;
+        let me = Posts::require_writer(&viewer)?;
         let row = post::ActiveModel {
             author_id: Set(me),
-            title: Set(crate::graphql::validate::text("title", &input.title, 300)?),
+            title: Set(validate::text("title", &input.title, 300)?),
             body: Set(body(&input.body)?),
             published: Set(input.published),
             ..Default::default()
         };
         let tx = ctx.tx().await?;
-        Ok(store::insert_post(&*tx, row).await?.into())
+        Ok(domain::store::insert(&*tx, row).await?.into())
     }
 
     /// Changes a post's title or body (its author or an admin).
     async fn update_post(&self, ctx: &Context<'_>, id: ID, input: UpdatePostInput) -> ApiResult<Post> {
         let viewer = ctx.viewer()?;
-        viewer.require_user()?;
         let id = parse_uuid("id", &id)?;
-        let title = input.title.as_deref().map(|t| crate::graphql::validate::text("title", t, 300)).transpose()?;
+        let title = input.title.as_deref().map(|t| validate::text("title", t, 300)).transpose()?;
         let text = input.body.as_deref().map(body).transpose()?;
         let tx = ctx.tx().await?;
-        let mut row = writable_post(&tx, &viewer, id).await?.into_active_model();
+        let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
         if let Some(title) = title {
             row.title = Set(title);
         }
         if let Some(text) = text {
             row.body = Set(text);
         }
-        Ok(store::update_post(&*tx, row).await?.into())
+        Ok(domain::store::update(&*tx, row).await?.into())
     }
 
     /// Publishes a post, or with `published: false` takes it back to draft.
@@ -115,39 +112,29 @@ impl PostsMutation {
         #[graphql(default = true)] published: bool,
     ) -> ApiResult<Post> {
         let viewer = ctx.viewer()?;
-        viewer.require_user()?;
         let id = parse_uuid("id", &id)?;
         let tx = ctx.tx().await?;
-        let mut row = writable_post(&tx, &viewer, id).await?.into_active_model();
+        let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
         row.published = Set(published);
-        Ok(store::update_post(&*tx, row).await?.into())
+        Ok(domain::store::update(&*tx, row).await?.into())
     }
 
     /// Deletes a post and its comments, returning it.
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Post> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        let existing = writable_post(&tx, &viewer, id).await?;
-        store::delete_post(&*tx, id).await?;
-        Ok(existing.into())
+        Ok(domain::resolve::delete::<Posts>(ctx, &id).await?.into())
     }
 
     /// Comments on a post the viewer can see.
     async fn add_comment(&self, ctx: &Context<'_>, post_id: ID, body: String) -> ApiResult<Comment> {
         let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
+        let me = Comments::require_writer(&viewer)?;
         let post_id = parse_uuid("postId", &post_id)?;
-        let text = crate::graphql::validate::text("body", &body, 10_000)?;
-        if !policy::can_comment(&viewer) {
-            return Err(ApiError::Forbidden("your role may not comment".into()));
-        }
+        let text = validate::text("body", &body, 10_000)?;
         let tx = ctx.tx().await?;
-        store::find_post(&*tx, &viewer, post_id).await?.ok_or_else(|| ApiError::not_found("post"))?;
+        domain::store::visible::<Posts>(&*tx, &viewer, post_id).await?;
         let row =
             comment::ActiveModel { post_id: Set(post_id), author_id: Set(me), body: Set(text), ..Default::default() };
-        Ok(store::insert_comment(&*tx, row).await?.into())
+        Ok(domain::store::insert(&*tx, row).await?.into())
     }
 
     /// Deletes a comment (its author, the post's author, or an admin).
@@ -156,24 +143,14 @@ impl PostsMutation {
         viewer.require_user()?;
         let id = parse_uuid("id", &id)?;
         let tx = ctx.tx().await?;
-        let existing = store::find_comment(&*tx, &viewer, id).await?.ok_or_else(|| ApiError::not_found("comment"))?;
-        let on =
-            store::find_post(&*tx, &viewer, existing.post_id).await?.ok_or_else(|| ApiError::not_found("comment"))?;
+        let existing = domain::store::visible::<Comments>(&*tx, &viewer, id).await?;
+        // A visible comment's post is visible (the comment policy says so).
+        let on = domain::store::visible::<Posts>(&*tx, &viewer, existing.post_id).await?;
         if !policy::can_delete_comment(&viewer, &existing, &on) {
-            return Err(ApiError::Forbidden("only the comment's or the post's author may delete it".into()));
+            return Err(Comments::write_denied());
         }
-        store::delete_comment(&*tx, id).await?;
-        Ok(existing.into())
+        Ok(domain::store::remove(&*tx, existing).await?.into())
     }
-}
-
-/// The post if the viewer may change it; others' drafts are NOT_FOUND.
-async fn writable_post(db: &sea_orm::DatabaseTransaction, viewer: &Viewer, id: uuid::Uuid) -> ApiResult<post::Model> {
-    let existing = store::find_post(db, viewer, id).await?.ok_or_else(|| ApiError::not_found("post"))?;
-    if !policy::can_write_post(viewer, &existing) {
-        return Err(ApiError::Forbidden("only the author may change this post".into()));
-    }
-    Ok(existing)
 }
 
 fn body(text: &str) -> ApiResult<String> {

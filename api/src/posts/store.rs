@@ -1,11 +1,13 @@
-//! Queries of the posts domain, scoped by the row policies.
+//! Queries of the posts domain beyond [`crate::domain::store`]'s, scoped by
+//! the row policies.
 
 use entity::{comment, post};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::policy;
+use super::policy::{Comments, Posts};
 use crate::auth::Viewer;
+use crate::domain::{self, Policy};
 use crate::error::ApiResult;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
@@ -21,28 +23,16 @@ pub async fn list_posts(
     author: Option<Uuid>,
     page: &Page,
 ) -> ApiResult<PageOf<post::Model>> {
-    let mut query = post::Entity::find().filter(policy::posts_visible_to(viewer));
+    let mut query = post::Entity::find().filter(Posts::visible_to(viewer));
     if let Some(author) = author {
         query = query.filter(post::Column::AuthorId.eq(author));
     }
     page.fetch(db, query, &POSTS).await
 }
 
+/// The post if the viewer may see it (for `commentAdded`'s check).
 pub async fn find_post(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<post::Model>> {
-    Ok(post::Entity::find_by_id(id).filter(policy::posts_visible_to(viewer)).one(db).await?)
-}
-
-pub async fn insert_post(db: &impl ConnectionTrait, row: post::ActiveModel) -> ApiResult<post::Model> {
-    Ok(row.insert(db).await?)
-}
-
-pub async fn update_post(db: &impl ConnectionTrait, row: post::ActiveModel) -> ApiResult<post::Model> {
-    Ok(row.update(db).await?)
-}
-
-pub async fn delete_post(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
-    post::Entity::delete_by_id(id).exec(db).await?;
-    Ok(())
+    domain::store::find_visible::<Posts>(db, viewer, id).await
 }
 
 pub async fn list_comments(
@@ -52,19 +42,6 @@ pub async fn list_comments(
     page: &Page,
 ) -> ApiResult<PageOf<comment::Model>> {
     let query =
-        comment::Entity::find().filter(policy::comments_visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
+        comment::Entity::find().filter(Comments::visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
     page.fetch(db, query, &COMMENTS).await
-}
-
-pub async fn find_comment(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<comment::Model>> {
-    Ok(comment::Entity::find_by_id(id).filter(policy::comments_visible_to(viewer)).one(db).await?)
-}
-
-pub async fn insert_comment(db: &impl ConnectionTrait, row: comment::ActiveModel) -> ApiResult<comment::Model> {
-    Ok(row.insert(db).await?)
-}
-
-pub async fn delete_comment(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
-    comment::Entity::delete_by_id(id).exec(db).await?;
-    Ok(())
 }

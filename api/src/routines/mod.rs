@@ -1,6 +1,8 @@
 //! Routines, their runs and per-user stats (the Dropfarm seed). Stats are
 //! kept by the database (migration 000004); this domain only reads them.
 
+use crate::domain::Constraint;
+
 mod policy;
 mod resolvers;
 mod store;
@@ -9,3 +11,14 @@ mod types;
 
 pub use resolvers::{RoutinesMutation, RoutinesQuery};
 pub use subscriptions::RoutinesSubscription;
+
+/// The named constraints of this domain's tables (its migrations) and the
+/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
+pub const CONSTRAINTS: &[Constraint] = &[
+    Constraint::bad_input("routine_name_check", "name", "name must not be empty"),
+    Constraint::bad_input("routine_steps_check", "steps", "steps must be a JSON array"),
+    Constraint::bad_input("routine_tokens_per_run_check", "tokensPerRun", "tokensPerRun must be 0 or more"),
+    Constraint::bad_input("routine_run_tokens_earned_check", "tokensEarned", "tokensEarned must be 0 or more"),
+    Constraint::bad_input("routine_run_end_after_start", "endTime", "endTime must not be before the run's start"),
+    Constraint::not_found("routine_run_routine_id_fkey", "routine"),
+];

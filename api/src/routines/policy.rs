@@ -3,35 +3,48 @@
 //! runs for any user; admins everything. Stats are read-only for all.
 
 use entity::{routine, routine_run, user_stats};
-use sea_orm::Condition;
 use uuid::Uuid;
 
 use crate::auth::{Role, Viewer, ownership};
+use crate::domain::Policy;
 
-pub fn routines_visible_to(viewer: &Viewer) -> Condition {
-    ownership::visible_to(viewer, routine::Column::UserId)
-}
+pub struct Routines;
 
 /// Services record runs but do not edit routines.
-pub fn can_write_routine(viewer: &Viewer, row: &routine::Model) -> bool {
-    viewer.role() != Some(Role::Service) && ownership::can_write(viewer, row.user_id)
+impl Policy for Routines {
+    type Entity = routine::Entity;
+    const NAME: &'static str = "routine";
+    const OWNER: Option<routine::Column> = Some(routine::Column::UserId);
+    const WRITERS: &'static [Role] = &[Role::User, Role::Admin];
 }
 
-pub fn runs_visible_to(viewer: &Viewer) -> Condition {
-    ownership::visible_to(viewer, routine_run::Column::UserId)
+pub struct Runs;
+
+impl Policy for Runs {
+    type Entity = routine_run::Entity;
+    const NAME: &'static str = "run";
+    const OWNER: Option<routine_run::Column> = Some(routine_run::Column::UserId);
+    const DENIED: Option<&'static str> = Some("your role may not record runs");
 }
 
-pub fn can_write_run(viewer: &Viewer, owner: Uuid) -> bool {
+/// Whether `viewer` may record a run of a routine owned by `owner`.
+pub fn can_record_run(viewer: &Viewer, owner: Uuid) -> bool {
     ownership::can_write(viewer, owner)
 }
 
-pub fn stats_visible_to(viewer: &Viewer) -> Condition {
-    ownership::visible_to(viewer, user_stats::Column::UserId)
+/// Kept by the database's triggers alone: no role writes stats.
+pub struct Stats;
+
+impl Policy for Stats {
+    type Entity = user_stats::Entity;
+    const NAME: &'static str = "stats";
+    const OWNER: Option<user_stats::Column> = Some(user_stats::Column::UserId);
+    const WRITERS: &'static [Role] = &[];
 }
 
 /// Change events of a routine, run or stats row owned by `owner`.
 pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
-    owner.is_some_and(|owner| ownership::can_read(viewer, owner))
+    ownership::event_visible_to(viewer, owner)
 }
 
 /// The leaderboard ranks everyone, so only roles that read all rows see it.

@@ -2,16 +2,17 @@ use async_graphql::{Context, ID, Object};
 use entity::{routine, routine_run};
 use sea_orm::{ActiveValue::NotSet, IntoActiveModel, Set};
 
+use super::policy::{self, Routines, Runs, Stats};
+use super::store;
 use super::types::{
     CreateRoutineInput, LeaderboardEntry, Routine, RoutineConnection, RoutineRun, RoutineRunConnection, RunStatus,
-    UpdateRoutineInput, UserStats, validate_steps, validate_tokens,
+    UpdateRoutineInput, UserStats, validate_steps,
 };
-use super::{policy, store};
-use crate::auth::Viewer;
+use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::{MAX_PAGE_SIZE, Page};
+use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct RoutinesQuery;
@@ -41,11 +42,8 @@ impl RoutinesQuery {
     /// One routine the viewer may see.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        store::find_routine(&*tx, &viewer, id).await?.map(Routine::from).ok_or_else(|| ApiError::not_found("routine"))
+        ctx.viewer()?.require_user()?;
+        Ok(domain::resolve::one::<Routines>(ctx, &id).await?.into())
     }
 
     /// Runs of a routine, latest first, optionally of one status.
@@ -70,7 +68,7 @@ impl RoutinesQuery {
         let routine_id = parse_uuid("routineId", &routine_id)?;
         let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
-        store::find_routine(&*tx, &viewer, routine_id).await?.ok_or_else(|| ApiError::not_found("routine"))?;
+        domain::store::visible::<Routines>(&*tx, &viewer, routine_id).await?;
         let rows = store::list_runs(&*tx, &viewer, routine_id, status.map(RunStatus::as_str), &page).await?;
         Ok(rows.map(RoutineRun::from).into())
     }
@@ -81,7 +79,7 @@ impl RoutinesQuery {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
         let tx = ctx.tx().await?;
-        Ok(store::find_stats(&*tx, &viewer, me).await?.map_or(
+        Ok(domain::store::find_visible::<Stats>(&*tx, &viewer, me).await?.map_or(
             UserStats {
                 user_id: ID(me.to_string()),
                 total_routine_runs: 0,
@@ -131,35 +129,33 @@ impl RoutinesMutation {
     /// Creates a routine for the signed-in user.
     async fn create_routine(&self, ctx: &Context<'_>, input: CreateRoutineInput) -> ApiResult<Routine> {
         let viewer = ctx.viewer()?;
-        let me = viewer.require_writer()?;
-        let name = crate::graphql::validate::text("name", &input.name, 200)?;
+        let me = Routines::require_writer(&viewer)?;
+        let name = validate::text("name", &input.name, 200)?;
         validate_steps(&input.steps)?;
         let row = routine::ActiveModel {
             id: NotSet,
             user_id: Set(me),
             name: Set(name),
             steps: Set(input.steps.0),
-            tokens_per_run: Set(validate_tokens("tokensPerRun", input.tokens_per_run)?),
+            tokens_per_run: Set(validate::count("tokensPerRun", input.tokens_per_run)?),
             created_at: NotSet,
             updated_at: NotSet,
         };
         let tx = ctx.tx().await?;
-        Ok(store::insert_routine(&*tx, row).await?.into())
+        Ok(domain::store::insert(&*tx, row).await?.into())
     }
 
     /// Changes a routine (its owner or an admin).
     async fn update_routine(&self, ctx: &Context<'_>, id: ID, input: UpdateRoutineInput) -> ApiResult<Routine> {
         let viewer = ctx.viewer()?;
-        viewer.require_user()?;
         let id = parse_uuid("id", &id)?;
-        let name = input.name.as_deref().map(|n| crate::graphql::validate::text("name", n, 200)).transpose()?;
+        let name = input.name.as_deref().map(|n| validate::text("name", n, 200)).transpose()?;
         if let Some(steps) = &input.steps {
             validate_steps(steps)?;
         }
-        let tokens = input.tokens_per_run.map(|t| validate_tokens("tokensPerRun", t)).transpose()?;
+        let tokens = input.tokens_per_run.map(|t| validate::count("tokensPerRun", t)).transpose()?;
         let tx = ctx.tx().await?;
-        let existing = writable_routine(&tx, &viewer, id).await?;
-        let mut row = existing.into_active_model();
+        let mut row = domain::store::writable::<Routines>(&*tx, &viewer, id).await?.into_active_model();
         if let Some(name) = name {
             row.name = Set(name);
         }
@@ -169,18 +165,12 @@ impl RoutinesMutation {
         if let Some(tokens) = tokens {
             row.tokens_per_run = Set(tokens);
         }
-        Ok(store::update_routine(&*tx, row).await?.into())
+        Ok(domain::store::update(&*tx, row).await?.into())
     }
 
     /// Deletes a routine and its runs (the owner's stats follow), returning it.
     async fn delete_routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
-        let tx = ctx.tx().await?;
-        let existing = writable_routine(&tx, &viewer, id).await?;
-        store::delete_routine(&*tx, id).await?;
-        Ok(existing.into())
+        Ok(domain::resolve::delete::<Routines>(ctx, &id).await?.into())
     }
 
     /// Starts a run of a routine (its owner, or a service for any user).
@@ -189,17 +179,16 @@ impl RoutinesMutation {
         viewer.require_user()?;
         let routine_id = parse_uuid("routineId", &routine_id)?;
         let tx = ctx.tx().await?;
-        let routine =
-            store::find_routine(&*tx, &viewer, routine_id).await?.ok_or_else(|| ApiError::not_found("routine"))?;
-        if !policy::can_write_run(&viewer, routine.user_id) {
-            return Err(ApiError::Forbidden("your role may not record runs".into()));
+        let routine = domain::store::visible::<Routines>(&*tx, &viewer, routine_id).await?;
+        if !policy::can_record_run(&viewer, routine.user_id) {
+            return Err(Runs::write_denied());
         }
         let row = routine_run::ActiveModel {
             routine_id: Set(routine_id),
             user_id: Set(routine.user_id),
             ..Default::default()
         };
-        Ok(store::insert_run(&*tx, row).await?.into())
+        Ok(domain::store::insert(&*tx, row).await?.into())
     }
 
     /// Finishes a running run with its outcome and the tokens it earned.
@@ -213,17 +202,13 @@ impl RoutinesMutation {
         end_time: Option<chrono::DateTime<chrono::FixedOffset>>,
     ) -> ApiResult<RoutineRun> {
         let viewer = ctx.viewer()?;
-        viewer.require_user()?;
         let id = parse_uuid("id", &id)?;
         if status == RunStatus::Running {
             return Err(ApiError::bad_input("status", "a finished run cannot be RUNNING"));
         }
-        let tokens = validate_tokens("tokensEarned", tokens_earned)?;
+        let tokens = validate::count("tokensEarned", tokens_earned)?;
         let tx = ctx.tx().await?;
-        let run = store::find_run(&*tx, &viewer, id).await?.ok_or_else(|| ApiError::not_found("run"))?;
-        if !policy::can_write_run(&viewer, run.user_id) {
-            return Err(ApiError::Forbidden("your role may not record runs".into()));
-        }
+        let run = domain::store::writable::<Runs>(&*tx, &viewer, id).await?;
         if run.status != RunStatus::Running.as_str() {
             return Err(ApiError::conflict("id", "this run has already finished"));
         }
@@ -235,19 +220,6 @@ impl RoutinesMutation {
         row.status = Set(status.as_str().to_owned());
         row.tokens_earned = Set(tokens);
         row.end_time = Set(Some(end));
-        Ok(store::update_run(&*tx, row).await?.into())
+        Ok(domain::store::update(&*tx, row).await?.into())
     }
-}
-
-/// The routine if the viewer may change it; hidden routines are NOT_FOUND.
-async fn writable_routine(
-    db: &sea_orm::DatabaseTransaction,
-    viewer: &Viewer,
-    id: uuid::Uuid,
-) -> ApiResult<routine::Model> {
-    let existing = store::find_routine(db, viewer, id).await?.ok_or_else(|| ApiError::not_found("routine"))?;
-    if !policy::can_write_routine(viewer, &existing) {
-        return Err(ApiError::Forbidden("your role may not change this routine".into()));
-    }
-    Ok(existing)
 }

@@ -1,13 +1,13 @@
-//! Queries of the routines domain, each scoped by the row policy.
+//! Queries of the routines domain beyond [`crate::domain::store`]'s, each
+//! scoped by the row policy.
 
-use entity::{routine, routine_run, user_stats};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
-};
+use entity::{routine, routine_run};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
 use uuid::Uuid;
 
-use super::policy;
+use super::policy::{Routines, Runs};
 use crate::auth::Viewer;
+use crate::domain::Policy;
 use crate::error::ApiResult;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
@@ -24,26 +24,8 @@ pub async fn list_routines(
     owner: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<routine::Model>> {
-    let query =
-        routine::Entity::find().filter(policy::routines_visible_to(viewer)).filter(routine::Column::UserId.eq(owner));
+    let query = routine::Entity::find().filter(Routines::visible_to(viewer)).filter(routine::Column::UserId.eq(owner));
     page.fetch(db, query, &ROUTINES).await
-}
-
-pub async fn find_routine(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<routine::Model>> {
-    Ok(routine::Entity::find_by_id(id).filter(policy::routines_visible_to(viewer)).one(db).await?)
-}
-
-pub async fn insert_routine(db: &impl ConnectionTrait, row: routine::ActiveModel) -> ApiResult<routine::Model> {
-    Ok(row.insert(db).await?)
-}
-
-pub async fn update_routine(db: &impl ConnectionTrait, row: routine::ActiveModel) -> ApiResult<routine::Model> {
-    Ok(row.update(db).await?)
-}
-
-pub async fn delete_routine(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
-    routine::Entity::delete_by_id(id).exec(db).await?;
-    Ok(())
 }
 
 pub async fn list_runs(
@@ -54,32 +36,12 @@ pub async fn list_runs(
     page: &Page,
 ) -> ApiResult<PageOf<routine_run::Model>> {
     let mut query = routine_run::Entity::find()
-        .filter(policy::runs_visible_to(viewer))
+        .filter(Runs::visible_to(viewer))
         .filter(routine_run::Column::RoutineId.eq(routine_id));
     if let Some(status) = status {
         query = query.filter(routine_run::Column::Status.eq(status));
     }
     page.fetch(db, query, &RUNS).await
-}
-
-pub async fn find_run(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<routine_run::Model>> {
-    Ok(routine_run::Entity::find_by_id(id).filter(policy::runs_visible_to(viewer)).one(db).await?)
-}
-
-pub async fn insert_run(db: &impl ConnectionTrait, row: routine_run::ActiveModel) -> ApiResult<routine_run::Model> {
-    Ok(row.insert(db).await?)
-}
-
-pub async fn update_run(db: &impl ConnectionTrait, row: routine_run::ActiveModel) -> ApiResult<routine_run::Model> {
-    Ok(row.update(db).await?)
-}
-
-pub async fn find_stats(
-    db: &impl ConnectionTrait,
-    viewer: &Viewer,
-    user: Uuid,
-) -> ApiResult<Option<user_stats::Model>> {
-    Ok(user_stats::Entity::find_by_id(user).filter(policy::stats_visible_to(viewer)).one(db).await?)
 }
 
 #[derive(FromQueryResult)]

@@ -184,12 +184,6 @@ pub fn validate_steps(steps: &serde_json::Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// Tokens of a routine or a run: 0 or more (an `i32`, so always within
-/// [`crate::graphql::validate::MAX_TOKENS`]).
-pub fn validate_tokens(field: &'static str, tokens: i32) -> ApiResult<i32> {
-    crate::graphql::validate::at_most(field, tokens, i32::MAX)
-}
-
 crate::connection_type!(RoutineConnection, RoutineEdge, Routine, "routines");
 crate::connection_type!(RoutineRunConnection, RoutineRunEdge, RoutineRun, "routine runs");
 

@@ -280,3 +280,48 @@ async fn no_request_role_can_read_a_password_hash_not_even_an_admin() {
         .await;
     assert_eq!(data["signIn"]["user"]["id"], ada.id.as_str());
 }
+
+/// One rule for every table: a row you may see but not change answers
+/// FORBIDDEN (you can act on it: ask someone who may); a row you may not
+/// see answers NOT_FOUND, exactly like one that does not exist.
+#[tokio::test]
+async fn a_row_you_see_but_may_not_change_is_forbidden_and_one_you_cannot_see_is_not_found() {
+    let app = TestApp::spawn().await;
+    let (ada, bob, review) = two_users_and_a_review(&app).await;
+    let reader = app.sign_up_as("rita", "reader").await;
+    let service = app.sign_up_as("bot", "service").await;
+    let update_review = "mutation($id: ID!) { updateReview(id: $id, input: {rating: 1}) { id } }";
+    let delete_review = "mutation($id: ID!) { deleteReview(id: $id) { id } }";
+    for query in [update_review, delete_review] {
+        let seen = app.graphql(Some(&reader.token), query, json!({ "id": review })).await;
+        assert_eq!(error_code(&seen), "FORBIDDEN", "a reader sees every review: {seen}");
+        let unseen = app.graphql(Some(&bob.token), query, json!({ "id": review })).await;
+        assert_eq!(error_code(&unseen), "NOT_FOUND", "bob does not see ada's review: {unseen}");
+    }
+
+    let routine = app
+        .data(
+            Some(&ada.token),
+            "mutation { createRoutine(input: {name: \"r\", steps: [{action: \"swap\"}], tokensPerRun: 1}) { id } }",
+            json!({}),
+        )
+        .await["createRoutine"]["id"]
+        .clone();
+    let rename = "mutation($id: ID!) { updateRoutine(id: $id, input: {name: \"x\"}) { id } }";
+    let by_service = app.graphql(Some(&service.token), rename, json!({ "id": routine })).await;
+    assert_eq!(error_code(&by_service), "FORBIDDEN", "services read routines but do not edit them: {by_service}");
+    let by_bob = app.graphql(Some(&bob.token), rename, json!({ "id": routine })).await;
+    assert_eq!(error_code(&by_bob), "NOT_FOUND", "{by_bob}");
+
+    let create_post = "mutation($p: Boolean) { createPost(input: {title: \"t\", body: \"b\", published: $p}) { id } }";
+    let published = app.data(Some(&ada.token), create_post, json!({ "p": true })).await["createPost"]["id"].clone();
+    let draft = app.data(Some(&ada.token), create_post, json!({ "p": false })).await["createPost"]["id"].clone();
+    let delete_post = "mutation($id: ID!) { deletePost(id: $id) { id } }";
+    let seen = app.graphql(Some(&bob.token), delete_post, json!({ "id": published })).await;
+    assert_eq!(error_code(&seen), "FORBIDDEN", "{seen}");
+    let unseen = app.graphql(Some(&bob.token), delete_post, json!({ "id": draft })).await;
+    assert_eq!(error_code(&unseen), "NOT_FOUND", "{unseen}");
+
+    assert_eq!(app.count("SELECT count(*) FROM review").await, 1, "nothing was changed");
+    assert_eq!(app.count("SELECT count(*) FROM post").await, 2);
+}
