@@ -76,7 +76,7 @@ pub async fn signed_in(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> 
 /// role, within the request transaction (both switches are transaction-local,
 /// like the viewer's own). The request login may switch to any role it is a
 /// member of, whatever role it has switched to; viewer roles are not members.
-async fn one_as_signin(
+pub(super) async fn one_as_signin(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     statement: Statement,
