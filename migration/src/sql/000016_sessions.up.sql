@@ -185,7 +185,7 @@ $$;
 ALTER FUNCTION auth_session_live(uuid) OWNER TO app_auth;
 ALTER FUNCTION auth_sign_out(uuid) OWNER TO app_auth;
 REVOKE ALL ON FUNCTION auth_session_live(uuid), auth_sign_out(uuid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION auth_session_live(uuid) TO app_anon, app_user, app_read, app_service, app_admin;
+GRANT EXECUTE ON FUNCTION auth_session_live(uuid) TO app_user, app_read, app_service, app_admin;
 GRANT EXECUTE ON FUNCTION auth_sign_out(uuid) TO app_user, app_read, app_service, app_admin;
 
 -- Open websockets of an ended session end at once: a session's deletion is
