@@ -33,7 +33,12 @@ pub(super) async fn start_session(
     payload(ctx, user, session, refresh.token)
 }
 
-fn payload(ctx: &Context<'_>, user: entity::users::Model, session: uuid::Uuid, refresh: String) -> ApiResult<AuthPayload> {
+fn payload(
+    ctx: &Context<'_>,
+    user: entity::users::Model,
+    session: uuid::Uuid,
+    refresh: String,
+) -> ApiResult<AuthPayload> {
     let keys = ctx.jwt()?;
     let guard = auth_guard(ctx)?;
     let role = Role::parse(&user.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", user.role)))?;

@@ -144,8 +144,8 @@ pub async fn update_profile(
     full_name: Option<&str>,
     username: Option<&str>,
 ) -> ApiResult<Option<entity::users::Model>> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
     use entity::users;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
     let mut update = users::Entity::update_many().filter(users::Column::Id.eq(user_id));
     if let Some(name) = full_name {
         update = update.col_expr(users::Column::FullName, Expr::value(name));

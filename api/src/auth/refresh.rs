@@ -21,7 +21,8 @@ pub struct RefreshToken {
 impl RefreshToken {
     pub fn generate() -> ApiResult<Self> {
         let mut bytes = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness for a refresh token: {e}")))?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| ApiError::internal(format!("no randomness for a refresh token: {e}")))?;
         let token = URL_SAFE_NO_PAD.encode(bytes);
         Ok(Self { hash: Sha256::digest(token.as_bytes()).to_vec(), token })
     }

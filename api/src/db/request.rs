@@ -134,10 +134,7 @@ fn start_sql(viewer: &Viewer, session: Option<uuid::Uuid>, access: Access, state
         (Viewer::User { .. }, Some(id)) => format!("'{id}'"),
         _ => "NULL".to_owned(),
     };
-    format!(
-        "SELECT app_start_request('{}', {user_id}, {claimed}, {timeout}, {read_only}, {session})",
-        viewer.db_role()
-    )
+    format!("SELECT app_start_request('{}', {user_id}, {claimed}, {timeout}, {read_only}, {session})", viewer.db_role())
 }
 
 /// The request transaction, shared by the resolvers and the DataLoaders of

@@ -23,7 +23,14 @@ use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, AccountSelfMutation, PlacesMutation, RoutinesMutation, AirdropsMutation, PostsMutation);
+pub struct Mutation(
+    AccountsMutation,
+    AccountSelfMutation,
+    PlacesMutation,
+    RoutinesMutation,
+    AirdropsMutation,
+    PostsMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(PlacesSubscription, RoutinesSubscription, PostsSubscription);

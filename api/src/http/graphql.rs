@@ -171,8 +171,11 @@ pub async fn execute_in_session(
     // document of many statements each just under the statement timeout
     // would otherwise hold its pooled connection for as long as it likes.
     // Dropping `run` at the deadline rolls its transaction back (see db).
-    let result = match tokio::time::timeout(state.request_timeout, run(state, viewer, session, request, access).instrument(span))
-        .await
+    let result = match tokio::time::timeout(
+        state.request_timeout,
+        run(state, viewer, session, request, access).instrument(span),
+    )
+    .await
     {
         Ok(result) => result,
         Err(_) => Ok(async_graphql::Response::from_errors(vec![server_error(&ApiError::QueryTimeout(format!(

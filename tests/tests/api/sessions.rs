@@ -9,7 +9,8 @@ const ME: &str = "{ me { id username fullName } }";
 const SIGN_IN: &str = "mutation($login: String!, $password: String!) {
   signIn(input: {login: $login, password: $password}) { token expiresIn refreshToken refreshExpiresIn user { id } }
 }";
-const REFRESH: &str = "mutation($t: String!) { refreshSession(input: {refreshToken: $t}) { token refreshToken user { id } } }";
+const REFRESH: &str =
+    "mutation($t: String!) { refreshSession(input: {refreshToken: $t}) { token refreshToken user { id } } }";
 const SIGN_OUT: &str = "mutation { signOut(input: {clientMutationId: \"m1\"}) { endedSessions clientMutationId } }";
 const SIGN_OUT_EVERYWHERE: &str = "mutation { signOutEverywhere { endedSessions } }";
 const CHANGE_PASSWORD: &str = "mutation($current: String!, $new: String!) {
@@ -77,7 +78,10 @@ async fn sign_up_returns_a_refresh_token_that_rotates_on_use() {
     assert!(third.get("errors").is_none(), "{third}");
     assert_eq!(app.count("SELECT count(*) FROM refresh_tokens WHERE rotated_at IS NOT NULL").await, 2);
     let stored = app
-        .count(&format!("SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to('{}', 'UTF8')", first.refresh))
+        .count(&format!(
+            "SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to('{}', 'UTF8')",
+            first.refresh
+        ))
         .await;
     assert_eq!(stored, 0, "the token itself is never stored");
 }
@@ -181,9 +185,8 @@ async fn changing_the_password_signs_out_every_other_session_but_not_this_one() 
     let here = another_session(&app, &ada).await;
     let elsewhere = another_session(&app, &ada).await;
 
-    let changed = app
-        .data(Some(&here.token), CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "a new secret" }))
-        .await;
+    let changed =
+        app.data(Some(&here.token), CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "a new secret" })).await;
 
     assert_eq!(changed["changePassword"], json!({ "user": { "id": ada.id }, "clientMutationId": "c" }));
     assert_eq!(me_code(&app, &here.token).await, "OK");
@@ -201,10 +204,13 @@ async fn changing_the_password_needs_the_current_one_and_a_valid_new_one() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
 
-    let wrong =
-        app.graphql(Some(&ada.token), CHANGE_PASSWORD, json!({ "current": "not-it-at-all", "new": "a new secret" })).await;
-    let short = app.graphql(Some(&ada.token), CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "short" })).await;
-    let anonymous = app.graphql(None, CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "a new secret" })).await;
+    let wrong = app
+        .graphql(Some(&ada.token), CHANGE_PASSWORD, json!({ "current": "not-it-at-all", "new": "a new secret" }))
+        .await;
+    let short =
+        app.graphql(Some(&ada.token), CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "short" })).await;
+    let anonymous =
+        app.graphql(None, CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "a new secret" })).await;
 
     assert_eq!(error_code(&wrong), "UNAUTHENTICATED", "{wrong}");
     assert_eq!(wrong["errors"][0]["message"], "wrong login or password", "as sign-in says it");
