@@ -163,11 +163,17 @@ GRANT EXECUTE ON FUNCTION auth_session_start(uuid, bytea, integer), auth_session
 -- The viewer's own sessions, for signOut / signOutEverywhere and the request
 -- start: keyed by `app.user_id`, so a viewer can only ever see or end their
 -- own, and learns nothing but whether a session id of theirs is live.
+-- PL/pgSQL, not SQL, for the request start's sake: a SQL function that
+-- cannot be inlined (SECURITY DEFINER) is planned again on every call,
+-- which measured +0.12 ms per request start; PL/pgSQL keeps the plan for
+-- the connection's life (+0.02 ms, within noise).
 CREATE OR REPLACE FUNCTION auth_session_live(p_session_id uuid)
 RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT EXISTS (SELECT 1 FROM sessions s WHERE s.id = p_session_id
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM sessions s WHERE s.id = p_session_id
                    AND s.user_id = NULLIF(current_setting('app.user_id', true), '')::uuid);
+END
 $$;
 
 -- Ends the viewer's sessions: p_session_id only, or (NULL) all of them.
