@@ -324,3 +324,20 @@ async fn a_token_from_before_sessions_still_works_until_it_expires() {
     let out = app.graphql(Some(&legacy), SIGN_OUT, json!({})).await;
     assert_eq!(error_code(&out), "BAD_USER_INPUT", "it has no session to end: {out}");
 }
+
+#[tokio::test]
+async fn one_document_may_check_one_password_only() {
+    // Aliases would make one request many password guesses (and argon2
+    // hashes): refused before anything runs, as for signIn.
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let guesses = "mutation {
+      a: changePassword(input: {currentPassword: \"guess-one-1\", newPassword: \"a new secret\"}) { user { id } }
+      b: deleteAccount(input: {password: \"guess-two-22\"}) { deletedUserId }
+    }";
+
+    let body = app.graphql(Some(&ada.token), guesses, json!({})).await;
+
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(me_code(&app, &ada.token).await, "OK");
+}
