@@ -2,6 +2,7 @@
 //! (issue 14): refresh-token rotation and reuse, signing out here or
 //! everywhere, password changes, profile changes, account deletion.
 
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::{TestApp, TestUser, error_code};
 
@@ -340,4 +341,35 @@ async fn one_document_may_check_one_password_only() {
 
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     assert_eq!(me_code(&app, &ada.token).await, "OK");
+}
+
+#[tokio::test]
+async fn an_expired_session_or_a_deactivated_account_cannot_refresh() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let ada_session = another_session(&app, &ada).await;
+    let bob_session = another_session(&app, &bob).await;
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = '{}'",
+            ada.id
+        ))
+        .await
+        .expect("expiring ada's sessions");
+    app.data(
+        Some(&admin.token),
+        "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { id } }",
+        json!({ "id": bob.id }),
+    )
+    .await;
+
+    let expired = refresh(&app, &ada_session.refresh).await;
+    let deactivated = refresh(&app, &bob_session.refresh).await;
+
+    assert_eq!(error_code(&expired), "UNAUTHENTICATED", "{expired}");
+    assert_eq!(expired["errors"][0]["message"], "this session has expired; sign in again");
+    assert_eq!(error_code(&deactivated), "UNAUTHENTICATED", "{deactivated}");
+    assert_eq!(deactivated["errors"][0]["message"], "this account is deactivated");
 }
