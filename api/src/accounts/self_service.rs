@@ -171,7 +171,7 @@ impl AccountSelfMutation {
         let user = if full_name.is_none() && username.is_none() {
             store::find_visible(&*tx, &viewer, user_id).await?
         } else {
-            sessions::update_profile(&*tx, user_id, full_name, username).await?
+            store::update_profile(&*tx, user_id, full_name, username).await?
         };
         let user = user.ok_or_else(|| ApiError::not_found("user"))?;
         Ok(UpdateProfilePayload { user: user.into(), client_mutation_id: input.client_mutation_id })

@@ -76,7 +76,10 @@ pub async fn refresh(
 
 /// Ends `session` in a transaction of its own, committed whatever the
 /// request does: a reused refresh token is answered with an error, which
-/// rolls the request back, yet the family must stay revoked.
+/// rolls the request back, yet the family must stay revoked. It takes a
+/// second pooled connection while the request holds its own (no lock is
+/// shared: the request's refresh matched no row to update, so it locked
+/// none).
 pub async fn revoke_now(pool: &Pool, session: Uuid) -> ApiResult<()> {
     let (tx, viewer) = begin_request_as(pool, Viewer::Anonymous, Access::ReadWrite).await?;
     let statement =
@@ -134,24 +137,4 @@ pub async fn delete_account(db: &impl ConnectionTrait, viewer: &Viewer, user_id:
     );
     let row = one_as_signin(db, viewer, statement).await?;
     Ok(row.map(|row| row.try_get("", "deleted")).transpose()?.unwrap_or(false))
-}
-
-/// Renames the viewer's own account (`None`: unchanged); runs as the
-/// viewer, under `users`' row policies and column grants.
-pub async fn update_profile(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    full_name: Option<&str>,
-    username: Option<&str>,
-) -> ApiResult<Option<entity::users::Model>> {
-    use entity::users;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-    let mut update = users::Entity::update_many().filter(users::Column::Id.eq(user_id));
-    if let Some(name) = full_name {
-        update = update.col_expr(users::Column::FullName, Expr::value(name));
-    }
-    if let Some(name) = username {
-        update = update.col_expr(users::Column::Username, Expr::value(name));
-    }
-    Ok(update.exec_with_returning(db).await?.into_iter().next())
 }

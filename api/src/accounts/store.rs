@@ -119,6 +119,26 @@ pub async fn update_admin_fields(
     Ok(row.update(db).await?)
 }
 
+/// Renames the viewer's own account (`None`: unchanged); runs as the
+/// viewer, under `users`' row policies and column grants.
+pub async fn update_profile(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    full_name: Option<&str>,
+    username: Option<&str>,
+) -> ApiResult<Option<entity::users::Model>> {
+    use entity::users;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let mut update = users::Entity::update_many().filter(users::Column::Id.eq(user_id));
+    if let Some(name) = full_name {
+        update = update.col_expr(users::Column::FullName, Expr::value(name));
+    }
+    if let Some(name) = username {
+        update = update.col_expr(users::Column::Username, Expr::value(name));
+    }
+    Ok(update.exec_with_returning(db).await?.into_iter().next())
+}
+
 /// An account made by an operator (CLI) or the demo seed, over an
 /// administrative connection.
 pub struct CreateUser<'a> {
