@@ -373,3 +373,20 @@ async fn an_expired_session_or_a_deactivated_account_cannot_refresh() {
     assert_eq!(error_code(&deactivated), "UNAUTHENTICATED", "{deactivated}");
     assert_eq!(deactivated["errors"][0]["message"], "this account is deactivated");
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_is_rate_limited_as_sign_in_is() {
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.sign_in_per_login_per_minute = 2;
+    let app = TestApp::spawn_with(config).await;
+    let ada = app.sign_up("ada").await;
+
+    let mut codes = Vec::new();
+    for guess in ["guess-one-1", "guess-two-22", "password-ada"] {
+        let body = app.graphql(Some(&ada.token), DELETE_ACCOUNT, json!({ "p": guess })).await;
+        codes.push(error_code(&body).to_owned());
+    }
+
+    assert_eq!(codes, ["UNAUTHENTICATED", "UNAUTHENTICATED", "RATE_LIMITED"], "even the right password, once limited");
+    assert_eq!(app.count(&format!("SELECT count(*) FROM users WHERE id = '{}'", ada.id)).await, 1);
+}
