@@ -316,6 +316,7 @@ impl Application {
                     Duration::from_millis(config.password_hash_wait_ms),
                 )?,
                 limits: std::sync::Arc::new(RateLimits::new(&config.rate_limits())),
+                session_ttl: Duration::from_secs(config.session_ttl_seconds),
             },
         };
         let address = format!("{}:{}", config.host, config.port);

@@ -88,9 +88,12 @@ pub struct Config {
     /// The HS256 key being rotated out: tokens it signed stay valid until they expire, new ones use JWT_SECRET. Remove it after JWT_TTL_SECONDS.
     #[arg(long, env = "JWT_PREVIOUS_SECRET", global = true, hide_env_values = true)]
     pub jwt_previous_secret: Option<String>,
-    /// Token lifetime in seconds.
-    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 3600, global = true)]
+    /// Access token lifetime in seconds. Short, because a client renews it with its refresh token (refreshSession); an ended session's tokens are refused at their next request anyway.
+    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 900, global = true)]
     pub jwt_ttl_seconds: u64,
+    /// How long a session lasts without a refresh, in seconds (each refreshSession extends it by this much). 60 to 31536000 (a year); default 30 days.
+    #[arg(long, env = "SESSION_TTL_SECONDS", default_value_t = 2_592_000, global = true)]
+    pub session_ttl_seconds: u64,
     /// Threads that hash passwords (argon2, 19 MiB each once used); sign-ups and sign-ins beyond them wait. 0: one per core, at most 4.
     #[arg(long, env = "PASSWORD_HASH_THREADS", default_value_t = 0, global = true)]
     pub password_hash_threads: usize,
@@ -245,6 +248,9 @@ impl Config {
         }
         if self.jwt_ttl_seconds == 0 {
             return Err("JWT_TTL_SECONDS must be at least 1".into());
+        }
+        if !(60..=31_536_000).contains(&self.session_ttl_seconds) {
+            return Err("SESSION_TTL_SECONDS must be between 60 and 31536000 (a year)".into());
         }
         if self.password_hash_threads > 256 {
             return Err("PASSWORD_HASH_THREADS must be at most 256 (each holds 19 MiB)".into());

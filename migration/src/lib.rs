@@ -76,6 +76,10 @@ sql_migrations! {
     m20261127_000012_compiled_capture => "000012_compiled_capture",
     /// A request's start (viewer, timeout, access mode, account check) in one statement.
     m20261127_000013_start_request => "000013_start_request",
+    /// Sessions that can end: refresh tokens (hashed, rotated), the
+    /// session check at request start, profile and password changes,
+    /// account deletion.
+    m20261127_000016_sessions => "000016_sessions",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

@@ -38,6 +38,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         jwt_secret: Some(JWT_SECRET.into()),
         jwt_previous_secret: None,
         jwt_ttl_seconds: 3600,
+        session_ttl_seconds: 2_592_000,
         password_hash_threads: 0,
         password_hash_wait_ms: 10_000,
         // Tests sign many users up and in from 127.0.0.1: the limits are

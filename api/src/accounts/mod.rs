@@ -4,10 +4,14 @@ use crate::domain::Constraint;
 
 mod policy;
 mod resolvers;
+mod rules;
+mod self_service;
+mod sessions;
 mod store;
 mod types;
 
 pub use resolvers::{AccountsMutation, AccountsQuery};
+pub use self_service::AccountSelfMutation;
 pub use store::{CreateUser, create_user_as_admin};
 pub use types::User;
 
@@ -15,8 +19,9 @@ pub use types::User;
 /// schema's guard refuses more before anything runs): aliases would make
 /// one request 40 sign-ups, or 40 password guesses and argon2 hashes for
 /// the price of one request. The rate limits count attempts, but refusing
-/// the document is clearer and costs nothing.
-pub const ONE_PER_DOCUMENT: [&str; 2] = ["signUp", "signIn"];
+/// the document is clearer and costs nothing. The same goes for every
+/// field that checks or hashes a password.
+pub const ONE_PER_DOCUMENT: [&str; 4] = ["signUp", "signIn", "changePassword", "deleteAccount"];
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean; registered in [`crate::domain::DOMAINS`].

@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, Object};
 
 use super::policy::Users;
-use super::store;
+use super::{rules, self_service, store};
 use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
 use crate::auth::{Attempt, AuthGuard, ClientIp, Role};
 use crate::domain::{self, Policy};
@@ -73,7 +73,7 @@ impl AccountsMutation {
             store::sign_up(&*tx, &viewer, &email, &username, &hash, &full_name).await?
         }
         .ok_or_else(|| ApiError::internal("auth_sign_up returned no row"))?;
-        session(ctx, user)
+        self_service::start_session(ctx, &viewer, user).await
     }
 
     /// Signs in with an email or username and a password. Limited per
@@ -112,7 +112,7 @@ impl AccountsMutation {
             store::signed_in(&*tx, &viewer, account.id).await?
         };
         // Deleted between the two statements: as if it never existed.
-        session(ctx, user.ok_or_else(wrong)?)
+        self_service::start_session(ctx, &viewer, user.ok_or_else(wrong)?).await
     }
 
     /// Changes an account's role (admins only). Takes effect on the
@@ -130,22 +130,15 @@ impl AccountsMutation {
 
 /// The longest email (and so login) an account can have.
 const MAX_LOGIN_BYTES: usize = 254;
-/// The longest password sign-up accepts.
-const MAX_PASSWORD_BYTES: usize = 1024;
+use super::rules::MAX_PASSWORD_BYTES;
 
-fn auth_guard<'a>(ctx: &Context<'a>) -> ApiResult<&'a AuthGuard> {
+pub(super) fn auth_guard<'a>(ctx: &Context<'a>) -> ApiResult<&'a AuthGuard> {
     ctx.data_opt::<AuthGuard>().ok_or_else(|| ApiError::internal("auth guard missing from the request context"))
 }
 
 /// Where the request came from; unknown (one shared bucket) if the transport did not say.
-fn client_ip(ctx: &Context<'_>) -> ClientIp {
+pub(super) fn client_ip(ctx: &Context<'_>) -> ClientIp {
     ctx.data_opt::<ClientIp>().copied().unwrap_or(ClientIp(None))
-}
-
-fn session(ctx: &Context<'_>, user: entity::users::Model) -> ApiResult<AuthPayload> {
-    let keys = ctx.jwt()?;
-    let role = Role::parse(&user.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", user.role)))?;
-    Ok(AuthPayload { token: keys.issue(user.id, role)?, expires_in: keys.ttl().as_secs(), user: user.into() })
 }
 
 async fn administer(ctx: &Context<'_>, user_id: &ID, role: Option<Role>, is_active: Option<bool>) -> ApiResult<User> {
@@ -166,19 +159,8 @@ fn validate_sign_up(email: &str, username: &str, password: &str, full_name: &str
     if !valid_email {
         return Err(ApiError::bad_input("email", "email is not a valid address"));
     }
-    let valid_username = (3..=50).contains(&username.len())
-        && username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid_username {
-        return Err(ApiError::bad_input("username", "username must be 3 to 50 letters, digits, '.', '_' or '-'"));
-    }
-    if password.chars().count() < 8 {
-        return Err(ApiError::bad_input("password", "password must have at least 8 characters"));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::bad_input("password", "password must have at most 1024 bytes"));
-    }
-    if full_name.is_empty() || full_name.chars().count() > 100 {
-        return Err(ApiError::bad_input("fullName", "fullName must have 1 to 100 characters"));
-    }
+    rules::username(username)?;
+    rules::password("password", password)?;
+    rules::full_name(full_name)?;
     Ok(())
 }

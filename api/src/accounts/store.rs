@@ -77,7 +77,7 @@ pub async fn signed_in(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> 
 /// role, within the request transaction (both switches are transaction-local,
 /// like the viewer's own). The request login may switch to any role it is a
 /// member of, whatever role it has switched to; viewer roles are not members.
-async fn one_as_signin(
+pub(super) async fn one_as_signin(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     statement: Statement,
@@ -114,6 +114,26 @@ pub async fn update_admin_fields(
         row.is_active = Set(active);
     }
     Ok(row.update(db).await?)
+}
+
+/// Renames the viewer's own account (`None`: unchanged); runs as the
+/// viewer, under `users`' row policies and column grants.
+pub async fn update_profile(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    full_name: Option<&str>,
+    username: Option<&str>,
+) -> ApiResult<Option<entity::users::Model>> {
+    use entity::users;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let mut update = users::Entity::update_many().filter(users::Column::Id.eq(user_id));
+    if let Some(name) = full_name {
+        update = update.col_expr(users::Column::FullName, Expr::value(name));
+    }
+    if let Some(name) = username {
+        update = update.col_expr(users::Column::Username, Expr::value(name));
+    }
+    Ok(update.exec_with_returning(db).await?.into_iter().next())
 }
 
 /// An account made by an operator (CLI) or the demo seed, over an

@@ -45,13 +45,25 @@ impl From<entity::users::Model> for User {
 
 crate::connection_type!(UserConnection, UserEdge, User, "accounts");
 
-/// A signed-in session.
+/// A signed-in session: a short-lived access token and the refresh token
+/// that renews it (`refreshSession`).
 #[derive(SimpleObject)]
 pub struct AuthPayload {
-    /// A bearer token: send it as `Authorization: Bearer <token>`.
+    /// A bearer token: send it as `Authorization: Bearer <token>`. Short-lived
+    /// (JWT_TTL_SECONDS, 15 minutes by default); it stops working at once
+    /// when its session ends (signOut, signOutEverywhere, a password change
+    /// elsewhere, a reused refresh token, the account deleted or deactivated).
     pub token: String,
     /// Seconds until the token expires.
     pub expires_in: u64,
+    /// Exchange it for a new token with `refreshSession` before the token
+    /// expires or after. Single use: each refresh returns the next one, and
+    /// presenting one already used ends the session (a copy was stolen, or
+    /// this is the copy). Keep it out of reach of scripts where you can.
+    pub refresh_token: String,
+    /// Seconds the session lasts without a refresh (SESSION_TTL_SECONDS);
+    /// each refresh starts this again.
+    pub refresh_expires_in: u64,
     /// The signed-in account.
     pub user: User,
 }
@@ -63,7 +75,9 @@ pub struct SignUpInput {
     pub email: String,
     /// 3 to 50 letters, digits, '.', '_' or '-'.
     pub username: String,
-    /// At least 8 characters.
+    /// At least 8 characters and at most 1024 bytes; nothing else is
+    /// required (no character classes) and it is not checked against
+    /// breached-password lists.
     pub password: String,
     /// Display name, 1 to 100 characters.
     pub full_name: String,

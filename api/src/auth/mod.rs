@@ -7,6 +7,7 @@
 mod limits;
 pub mod ownership;
 mod password;
+pub mod refresh;
 mod token;
 
 pub use limits::{Attempt, ClientIp, PeerAddr, RateLimitConfig, RateLimits};
@@ -24,7 +25,15 @@ use crate::error::{ApiError, ApiResult};
 pub struct AuthGuard {
     pub hashing: HashPool,
     pub limits: std::sync::Arc<RateLimits>,
+    /// How long a session lasts without a refresh (SESSION_TTL_SECONDS).
+    pub session_ttl: std::time::Duration,
 }
+
+/// The session of the request's access token (its `sid` claim): `None`
+/// for anonymous requests and tokens issued without one. In every request's
+/// context, for `signOut` and `changePassword`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccessSession(pub Option<Uuid>);
 
 /// What an account may do. Stored in `users.role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize, serde::Deserialize)]

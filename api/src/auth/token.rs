@@ -16,6 +16,12 @@ pub struct Claims {
     pub role: Role,
     pub iat: i64,
     pub exp: i64,
+    /// The session the token belongs to (`sessions.id`): each request checks
+    /// that it has not ended (signed out, refresh token reused, password
+    /// changed). Tokens issued before sessions existed have none; they only
+    /// expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// Signing and verifying keys, and how long new tokens live.
@@ -55,7 +61,15 @@ impl JwtKeys {
     pub fn issue(&self, user_id: Uuid, role: Role) -> ApiResult<String> {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims { sub: user_id, role, iat: now, exp: now.saturating_add(ttl) };
+        let claims = Claims { sub: user_id, role, iat: now, exp: now.saturating_add(ttl), sid: None };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
+    }
+
+    /// An access token of session `session` (its `sid` claim).
+    pub fn issue_for_session(&self, user_id: Uuid, role: Role, session: Uuid) -> ApiResult<String> {
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims { sub: user_id, role, iat: now, exp: now.saturating_add(ttl), sid: Some(session) };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
     }
 
@@ -114,7 +128,7 @@ mod tests {
     fn an_expired_token_of_the_previous_key_says_it_expired() {
         let old = JwtKeys::new(OLD, None, HOUR);
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims { sub: Uuid::new_v4(), role: Role::User, iat: now - 7200, exp: now - 3600 };
+        let claims = Claims { sub: Uuid::new_v4(), role: Role::User, iat: now - 7200, exp: now - 3600, sid: None };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.encoding).unwrap_or_default();
         let error = JwtKeys::new(NEW, Some(OLD), HOUR).verify(&expired).err().map(|e| e.message());
         assert_eq!(error.as_deref(), Some("the token has expired; sign in again"));

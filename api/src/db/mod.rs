@@ -6,7 +6,7 @@ mod health;
 mod request;
 
 pub use health::Health;
-pub use request::{Access, LoaderDb, RequestDb, TxGuard, begin_request, begin_request_as};
+pub use request::{Access, LoaderDb, RequestDb, TxGuard, begin_request, begin_request_as, begin_session_request};
 
 use std::sync::Arc;
 use std::time::Duration;

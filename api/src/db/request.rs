@@ -48,7 +48,21 @@ pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTr
 /// mode and checks the account. The check answers only when it fails, as an
 /// error; a changed role (rare) costs a second start as the new role.
 pub async fn begin_request_as(pool: &Pool, viewer: Viewer, access: Access) -> ApiResult<(DatabaseTransaction, Viewer)> {
-    let err = match pool.begin_with(&start_sql(&viewer, access, pool.statement_timeout_ms())).await {
+    begin_session_request(pool, viewer, None, access).await
+}
+
+/// [`begin_request_as`] for an access token of session `session` (its
+/// `sid` claim): the same statement also checks that the session has not
+/// ended (signed out, its refresh token reused, the password changed), so
+/// an ended session's tokens stop working at their next request, at no
+/// extra round trip.
+pub async fn begin_session_request(
+    pool: &Pool,
+    viewer: Viewer,
+    session: Option<uuid::Uuid>,
+    access: Access,
+) -> ApiResult<(DatabaseTransaction, Viewer)> {
+    let err = match pool.begin_with(&start_sql(&viewer, session, access, pool.statement_timeout_ms())).await {
         Ok(tx) => return Ok((tx, viewer)),
         Err(err) => err,
     };
@@ -58,12 +72,15 @@ pub async fn begin_request_as(pool: &Pool, viewer: Viewer, access: Access) -> Ap
     match account_check(&err) {
         Some(AccountCheck::Gone) => Err(ApiError::Unauthenticated("this account no longer exists".into())),
         Some(AccountCheck::Deactivated) => Err(ApiError::Unauthenticated("this account is deactivated".into())),
+        Some(AccountCheck::SessionEnded) => {
+            Err(ApiError::Unauthenticated("this session has ended (signed out); sign in again".into()))
+        }
         Some(AccountCheck::RoleIs(role)) => {
             // The failed transaction was rolled back when begin_with dropped
             // it. Should the role change again in between, this start fails
             // as an internal error rather than looping.
             let viewer = Viewer::User { id, role };
-            let tx = pool.begin_with(&start_sql(&viewer, access, pool.statement_timeout_ms())).await?;
+            let tx = pool.begin_with(&start_sql(&viewer, session, access, pool.statement_timeout_ms())).await?;
             Ok((tx, viewer))
         }
         None => Err(err.into()),
@@ -74,6 +91,7 @@ pub async fn begin_request_as(pool: &Pool, viewer: Viewer, access: Access) -> Ap
 enum AccountCheck {
     Gone,
     Deactivated,
+    SessionEnded,
     RoleIs(Role),
 }
 
@@ -88,11 +106,13 @@ fn account_check(err: &DbErr) -> Option<AccountCheck> {
         "AS001" => Some(AccountCheck::Gone),
         "AS002" => Some(AccountCheck::Deactivated),
         "AS003" => Role::parse(db.message()).map(AccountCheck::RoleIs),
+        "AS004" => Some(AccountCheck::SessionEnded),
         _ => None,
     }
 }
 
-/// The request's start: one call of `app_start_request` (migration 000013).
+/// The request's start: one call of `app_start_request` (migration 000013,
+/// with the session check of 000016).
 /// Inlined rather than bound so it is one simple-protocol round trip with no
 /// statement to prepare (and nothing cached behind a transaction pooler):
 /// the role is one of our fixed role names, the ids formatted UUIDs, the
@@ -100,7 +120,7 @@ fn account_check(err: &DbErr) -> Option<AccountCheck> {
 /// `statement_timeout_ms` bounds each statement of the request (0: the
 /// server's own setting), so one runaway query cannot hold a pooled
 /// connection for long.
-fn start_sql(viewer: &Viewer, access: Access, statement_timeout_ms: u64) -> String {
+fn start_sql(viewer: &Viewer, session: Option<uuid::Uuid>, access: Access, statement_timeout_ms: u64) -> String {
     let (user_id, claimed) = match viewer {
         Viewer::Anonymous => ("NULL".to_owned(), "NULL".to_owned()),
         Viewer::User { id, role } => (format!("'{id}'"), format!("'{}'", role.as_str())),
@@ -109,7 +129,12 @@ fn start_sql(viewer: &Viewer, access: Access, statement_timeout_ms: u64) -> Stri
     // statement_timeout at i32::MAX ms anyway.
     let timeout = i32::try_from(statement_timeout_ms).unwrap_or(i32::MAX);
     let read_only = access == Access::ReadOnly;
-    format!("SELECT app_start_request('{}', {user_id}, {claimed}, {timeout}, {read_only})", viewer.db_role())
+    // Only a signed-in viewer has a session to check.
+    let session = match (viewer, session) {
+        (Viewer::User { .. }, Some(id)) => format!("'{id}'"),
+        _ => "NULL".to_owned(),
+    };
+    format!("SELECT app_start_request('{}', {user_id}, {claimed}, {timeout}, {read_only}, {session})", viewer.db_role())
 }
 
 /// The request transaction, shared by the resolvers and the DataLoaders of

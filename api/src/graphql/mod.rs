@@ -12,7 +12,7 @@ pub use context::ContextExt;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
-use crate::accounts::{AccountsMutation, AccountsQuery};
+use crate::accounts::{AccountSelfMutation, AccountsMutation, AccountsQuery};
 use crate::airdrops::{AirdropsMutation, AirdropsQuery};
 use crate::places::{PlacesMutation, PlacesQuery, PlacesSubscription};
 use crate::posts::{PostsMutation, PostsQuery, PostsSubscription};
@@ -23,7 +23,14 @@ use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, PlacesMutation, RoutinesMutation, AirdropsMutation, PostsMutation);
+pub struct Mutation(
+    AccountsMutation,
+    AccountSelfMutation,
+    PlacesMutation,
+    RoutinesMutation,
+    AirdropsMutation,
+    PostsMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(PlacesSubscription, RoutinesSubscription, PostsSubscription);

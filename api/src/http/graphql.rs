@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
-use crate::auth::{PeerAddr, Viewer, viewer_from_authorization};
-use crate::db::{Access, RequestDb, begin_request_as};
+use crate::auth::{AccessSession, PeerAddr, Viewer, claims_from_authorization};
+use crate::db::{Access, RequestDb, begin_session_request};
 use crate::error::{ApiError, ensure_codes, retry_after};
 use crate::graphql::guard;
 use crate::places::PlaceLoader;
@@ -111,13 +111,14 @@ pub fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
 
 async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request: async_graphql::Request) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let viewer = match viewer_from_authorization(authorization, &state.jwt) {
-        Ok(viewer) => viewer,
+    let claims = match claims_from_authorization(authorization, &state.jwt) {
+        Ok(claims) => claims,
         Err(err) => return api_error(&err),
     };
+    let viewer = claims.as_ref().map_or(Viewer::Anonymous, |c| Viewer::User { id: c.sub, role: c.role });
     // Sign-up and sign-in are rate limited per client address.
     let request = request.data(state.auth.limits.client_ip(peer.0, headers));
-    match execute_as(state, viewer, request).await {
+    match execute_in_session(state, viewer, AccessSession(claims.and_then(|c| c.sid)), request).await {
         Ok(response) => {
             // RATE_LIMITED and SERVICE_UNAVAILABLE errors say when to retry.
             let retry = retry_after(&response);
@@ -137,6 +138,17 @@ async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request:
 pub async fn execute_as(
     state: &AppState,
     viewer: Viewer,
+    request: async_graphql::Request,
+) -> Result<async_graphql::Response, ApiError> {
+    execute_in_session(state, viewer, AccessSession(None), request).await
+}
+
+/// [`execute_as`] for an access token of `session`: the request's start
+/// checks that the session has not ended, and `signOut` knows which to end.
+pub async fn execute_in_session(
+    state: &AppState,
+    viewer: Viewer,
+    session: AccessSession,
     request: async_graphql::Request,
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
@@ -159,8 +171,11 @@ pub async fn execute_as(
     // document of many statements each just under the statement timeout
     // would otherwise hold its pooled connection for as long as it likes.
     // Dropping `run` at the deadline rolls its transaction back (see db).
-    let result = match tokio::time::timeout(state.request_timeout, run(state, viewer, request, access).instrument(span))
-        .await
+    let result = match tokio::time::timeout(
+        state.request_timeout,
+        run(state, viewer, session, request, access).instrument(span),
+    )
+    .await
     {
         Ok(result) => result,
         Err(_) => Ok(async_graphql::Response::from_errors(vec![server_error(&ApiError::QueryTimeout(format!(
@@ -186,13 +201,15 @@ pub async fn execute_as(
 async fn run(
     state: &AppState,
     viewer: Viewer,
+    session: AccessSession,
     request: async_graphql::Request,
     access: Access,
 ) -> Result<async_graphql::Response, ApiError> {
-    let (tx, viewer) = begin_request_as(&state.pool, viewer, access).await?;
+    let (tx, viewer) = begin_session_request(&state.pool, viewer, session.0, access).await?;
     let db = RequestDb::new(tx, state.pool.clone());
     let request = request
         .data(viewer)
+        .data(session)
         .data(db.clone())
         .data(state.jwt.clone())
         .data(state.realtime.clone())

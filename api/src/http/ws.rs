@@ -30,10 +30,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::AppState;
-use super::graphql::{execute_as, operation_name, operation_types, server_error, spawn_in_span};
+use super::graphql::{execute_in_session, operation_name, operation_types, server_error, spawn_in_span};
 use super::ws_caps::WsSlot;
-use crate::auth::{ClientIp, PeerAddr, Viewer, claims_from_authorization};
-use crate::db::{Access, begin_request_as};
+use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authorization};
+use crate::db::{Access, begin_session_request};
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
@@ -158,6 +158,8 @@ impl Close {
 struct Session {
     viewer: Viewer,
     expires_at: Option<i64>,
+    /// The token's session (`sid`): when it ends, the connection closes.
+    session: AccessSession,
 }
 
 struct Connection {
@@ -209,6 +211,9 @@ async fn serve(
         client_ip,
     };
 
+    // Taken before connection_init: a session that ends after it is seen
+    // here, one that ended before it fails the check in `authenticate`.
+    let mut endings = conn.state.realtime.session_endings();
     let init_deadline = tokio::time::sleep(ws.init_timeout);
     tokio::pin!(init_deadline);
     let mut keepalive = tokio::time::interval(ws.keepalive);
@@ -219,6 +224,18 @@ async fn serve(
             () = &mut init_deadline, if conn.session.is_none() => {
                 break Some(Close::new(4408, "Connection initialisation timeout"));
             }
+            ended = endings.recv() => match ended {
+                Ok(id) if conn.session.is_some_and(|s| s.session.0 == Some(id)) => {
+                    break Some(Close::new(4403, "Forbidden: the session has ended"));
+                }
+                // Missed some endings: ask the database about this one.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) if !conn.session_live().await => {
+                    break Some(Close::new(4403, "Forbidden: the session has ended"));
+                }
+                // The sender lives as long as the server's state, which this
+                // connection holds: never closed while it runs.
+                Ok(_) | Err(_) => {}
+            },
             _ = keepalive.tick() => {
                 if conn.missed_pongs >= MAX_MISSED_PONGS {
                     break Some(Close::new(1011, "Keepalive timeout: no pong"));
@@ -345,9 +362,24 @@ impl Connection {
     async fn authenticate(&self, authorization: Option<&str>) -> Result<Session, ApiError> {
         let claims = claims_from_authorization(authorization, &self.state.jwt)?;
         let viewer = claims.as_ref().map_or(Viewer::Anonymous, |c| Viewer::User { id: c.sub, role: c.role });
-        let (tx, viewer) = begin_request_as(&self.state.pool, viewer, Access::ReadOnly).await?;
+        let session = AccessSession(claims.as_ref().and_then(|c| c.sid));
+        let (tx, viewer) = begin_session_request(&self.state.pool, viewer, session.0, Access::ReadOnly).await?;
         tx.rollback().await?;
-        Ok(Session { viewer, expires_at: claims.map(|c| c.exp) })
+        Ok(Session { viewer, expires_at: claims.map(|c| c.exp), session })
+    }
+
+    /// Whether the connection's session (if its token has one) is still
+    /// live, asked of the database. A failure to ask keeps the connection:
+    /// its next operation checks again.
+    async fn session_live(&self) -> bool {
+        let Some(session) = self.session.filter(|s| s.session.0.is_some()) else { return true };
+        match begin_session_request(&self.state.pool, session.viewer, session.session.0, Access::ReadOnly).await {
+            Ok((tx, _)) => {
+                let _ = tx.rollback().await;
+                true
+            }
+            Err(err) => !matches!(err, ApiError::Unauthenticated(_)),
+        }
     }
 
     async fn subscribe(&mut self, message: &Value) -> Result<(), Close> {
@@ -373,7 +405,7 @@ impl Connection {
         let checked_at = self.state.realtime.head();
         let mut session = session;
         if session.viewer.user_id().is_some() {
-            match begin_request_as(&self.state.pool, session.viewer, Access::ReadOnly).await {
+            match begin_session_request(&self.state.pool, session.viewer, session.session.0, Access::ReadOnly).await {
                 Ok((tx, current)) => {
                     let _ = tx.rollback().await;
                     session.viewer = current;
@@ -433,7 +465,7 @@ impl Operation {
         let mut request = request;
         let is_subscription = operation_types(&mut request).contains(&OperationType::Subscription);
         if !is_subscription {
-            let response = execute_as(&state, session.viewer, request)
+            let response = execute_in_session(&state, session.viewer, session.session, request)
                 .await
                 .unwrap_or_else(|err| async_graphql::Response::from_errors(vec![server_error(&err)]));
             self.next(&response).await;

@@ -125,12 +125,23 @@ struct Inner {
     connected: AtomicBool,
     /// Signs the cursors this server hands out and verifies those it gets.
     cursors: CursorKeys,
+    /// Sessions that ended (their `sessions` row was deleted: signed out,
+    /// refresh token reused, password changed, account deleted), as the
+    /// change log reports them to every server. Websocket connections of
+    /// such a session close at once. Its own channel, not `events`: each
+    /// connection waits on it, and wakes only for session endings.
+    ended_sessions: broadcast::Sender<uuid::Uuid>,
 }
+
+/// Session endings buffered per process. A connection that falls further
+/// behind (a burst of sign-outs) re-checks its session in the database.
+const ENDED_SESSIONS_BUFFER: usize = 256;
 
 impl Realtime {
     pub fn new(pool: Pool, feed: Pool, start: Cursor, config: RealtimeConfig, cursors: CursorKeys) -> Self {
         let (events, _) = broadcast::channel(config.buffer.max(16));
         let (head, _) = watch::channel(start);
+        let (ended_sessions, _) = broadcast::channel(ENDED_SESSIONS_BUFFER);
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -142,6 +153,7 @@ impl Realtime {
                 lag_ms: AtomicU64::new(0),
                 connected: AtomicBool::new(false),
                 cursors,
+                ended_sessions,
             }),
         }
     }
@@ -176,6 +188,11 @@ impl Realtime {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
         self.inner.events.subscribe()
+    }
+
+    /// Ids of sessions as they end, from now on.
+    pub fn session_endings(&self) -> broadcast::Receiver<uuid::Uuid> {
+        self.inner.ended_sessions.subscribe()
     }
 
     /// How many subscription streams are attached.
@@ -214,6 +231,13 @@ impl Realtime {
         // Head first: a subscriber that reads the head after subscribing
         // treats everything up to it as the past, and receives the rest.
         self.inner.head.send_replace(cursor);
+        if event.table == "sessions"
+            && event.op == log::Operation::Delete
+            && let Ok(session) = event.key.parse::<uuid::Uuid>()
+        {
+            // No receivers: no websocket is open right now.
+            let _ = self.inner.ended_sessions.send(session);
+        }
         // No receivers is not an error: nobody is subscribed right now.
         let _ = self.inner.events.send(Arc::new(event));
     }

@@ -27,5 +27,6 @@ mod request_path;
 mod rls;
 mod routines;
 mod schema;
+mod sessions;
 mod tls;
 mod websocket;

@@ -38,6 +38,12 @@ async fn no_viewer_role_may_call_the_functions_that_read_password_hashes_or_crea
             "SELECT * FROM auth_sign_in_lookup('ada')".to_owned(),
             format!("SELECT * FROM auth_signed_in('{}')", ada.id),
             "SELECT * FROM auth_sign_up('eve@x.io', 'eve', 'x', 'Eve')".to_owned(),
+            format!("SELECT * FROM auth_password_of('{}')", ada.id),
+            format!("SELECT auth_set_password('{}', 'x', NULL)", ada.id),
+            format!("SELECT auth_delete_account('{}')", ada.id),
+            format!("SELECT auth_session_start('{}', sha256('x'), 60)", ada.id),
+            "SELECT * FROM auth_session_refresh(sha256('x'), sha256('y'), 60)".to_owned(),
+            format!("SELECT auth_session_revoke('{}')", ada.id),
         ] {
             let error = error_as(&app, role, &ada.id, &sql).await;
             assert!(
@@ -74,11 +80,13 @@ async fn the_security_definer_functions_each_viewer_role_may_call_are_exactly_th
             ),
         )
         .await;
-        // Each was read for what it returns: totals of airdrop projects, and
-        // public profiles (id, username, full name; no email).
+        // Each was read for what it returns: totals of airdrop projects,
+        // public profiles (id, username, full name; no email), and the
+        // viewer's own sessions (whether one is live, ending them: keyed by
+        // app.user_id, so only ever the caller's).
         let expected: &[&str] = match role {
             "app_anon" => &["airdrop_project_totals"],
-            _ => &["airdrop_project_totals", "public_profiles"],
+            _ => &["airdrop_project_totals", "auth_session_live", "auth_sign_out", "public_profiles"],
         };
         assert_eq!(callable, expected, "SECURITY DEFINER functions {role} may execute");
 
