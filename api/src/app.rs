@@ -318,6 +318,7 @@ impl Application {
                 limits: std::sync::Arc::new(RateLimits::new(&config.rate_limits())),
                 session_ttl: Duration::from_secs(config.session_ttl_seconds),
             },
+            examples: config.app_env == AppEnv::Development,
         };
         let address = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;

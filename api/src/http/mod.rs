@@ -2,6 +2,7 @@
 //! GraphiQL, and health checks; the accept loop that serves them within
 //! connection limits ([`serve`]), and the request body limits.
 
+mod examples;
 mod graphiql;
 mod graphql;
 mod health;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub closing: Closing,
     /// Password hashing threads and sign-up/sign-in rate limits.
     pub auth: crate::auth::AuthGuard,
+    /// Serve the example pages under /examples/ (APP_ENV=development only).
+    pub examples: bool,
 }
 
 /// Shutdown's word to open websockets. axum's graceful shutdown waits for
@@ -97,7 +100,14 @@ impl CloseAll {
 }
 
 pub fn router(state: AppState, body: BodyLimits) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if state.examples {
+        routes = routes
+            .route("/examples/live-places", get(examples::live_places_redirect))
+            .route("/examples/live-places/", get(examples::live_places_index))
+            .route("/examples/live-places/{*path}", get(examples::live_places_file));
+    }
+    routes
         .route("/", get(|| async { Redirect::temporary("/graphiql") }))
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(ws::upgrade))
