@@ -69,8 +69,30 @@ async fn graphiql_and_the_live_places_page_show_changes_from_other_clients_withi
         .find_map(|line| line.strip_prefix("OK "))
         .map(|json| serde_json::from_str(json).expect("timings are JSON"))
         .unwrap_or_else(|| panic!("no OK line:\n{stdout}"));
+    println!("browser timings (ms): {timings}");
     for step in ["graphiqlEventMs", "placeLiveMs", "reviewLiveMs", "resumeMs", "afterResumeMs"] {
         let ms = timings[step].as_u64().unwrap_or_else(|| panic!("no {step} in {timings}"));
         assert!(ms < 1000, "{step} took {ms} ms (at most a second): {stdout}");
     }
+}
+
+#[tokio::test]
+async fn the_example_page_is_served_in_development_and_nowhere_else() {
+    let app = TestApp::spawn().await;
+    let get = |path: &str| app.http.get(format!("{}{path}", app.address)).send();
+    let page = get("/examples/live-places/").await.expect("GET the page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("page text").contains("vendor/graphql-ws.min.js"));
+    let script = get("/examples/live-places/vendor/graphql-ws.min.js").await.expect("GET graphql-ws");
+    assert_eq!(script.status(), 200);
+    assert!(script.text().await.expect("script text").contains("createClient"));
+    for path in ["/examples/live-places/README.md", "/examples/live-places/../../Cargo.toml"] {
+        assert_eq!(get(path).await.expect("GET").status(), 404, "{path}");
+    }
+
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.app_env = api::config::AppEnv::Staging;
+    let staging = TestApp::spawn_with(config).await;
+    let page = staging.http.get(format!("{}/examples/live-places/", staging.address)).send().await.expect("GET");
+    assert_eq!(page.status(), 404, "staging serves no examples");
 }
