@@ -26,10 +26,9 @@ fn file(path: &str) -> Response {
     let (body, content_type): (&'static str, &str) = match path {
         "index.html" => (include_str!("../../../examples/live-places/index.html"), "text/html; charset=utf-8"),
         "app.js" => (include_str!("../../../examples/live-places/app.js"), "text/javascript; charset=utf-8"),
-        "vendor/graphql-ws.min.js" => (
-            include_str!("../../../examples/live-places/vendor/graphql-ws.min.js"),
-            "text/javascript; charset=utf-8",
-        ),
+        "vendor/graphql-ws.min.js" => {
+            (include_str!("../../../examples/live-places/vendor/graphql-ws.min.js"), "text/javascript; charset=utf-8")
+        }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     // no-cache: an edited example shows on the next reload after a rebuild.
