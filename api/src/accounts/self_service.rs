@@ -9,9 +9,9 @@
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
+use super::policy::Users;
 use super::resolvers::{auth_guard, client_ip};
 use super::types::{AuthPayload, User};
-use super::policy::Users;
 use super::{rules, sessions, store};
 use crate::auth::refresh::{RefreshToken, hash_presented};
 use crate::auth::{AccessSession, Attempt, Role, Viewer};
