@@ -16,6 +16,7 @@
 //! ```
 
 mod fanout;
+mod postgraphile;
 mod queries;
 mod server;
 mod writes;
