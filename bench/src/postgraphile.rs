@@ -6,7 +6,8 @@
 //! Viewer: the same as the server's, as far as PostGraphile allows. Its
 //! `pgSettings` verifies the bench user's bearer token (our HS256 JWT, with
 //! `jsonwebtoken`, which PostGraphile ships) and runs each request as role
-//! `app_user` with `app.user_id` = the token's `sub`, transaction-local: the
+//! `app_user` with `app.user_id` = the token's `sub`, transaction-local (no
+//! token: `app_anon`, as the server; the start-up probe has none): the
 //! same RLS policies as the server's requests (PostGraphile's own JWT
 //! support would put the claims under `jwt.claims.*`, which our policies do
 //! not read). It connects as the cluster's superuser (the only login the
@@ -29,8 +30,9 @@ const { postgraphile } = require('postgraphile');
 const [url, secret] = process.argv.slice(2);
 const middleware = postgraphile(url, 'public', {
   pgSettings: (req) => {
-    const token = (req.headers.authorization || '').replace(/^Bearer /, '');
-    const claims = jwt.verify(token, secret, { algorithms: ['HS256'] });
+    const header = req.headers.authorization;
+    if (!header) return { role: 'app_anon' };
+    const claims = jwt.verify(header.replace(/^Bearer /, ''), secret, { algorithms: ['HS256'] });
     return { role: 'app_user', 'app.user_id': claims.sub };
   },
   disableQueryLog: true,

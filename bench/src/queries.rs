@@ -342,7 +342,8 @@ pub async fn run(args: Args) {
     }
     let users = sign_in(&server, args.connections).await;
     let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
-    let postgraphile = if args.postgraphile { Some(PostGraphile::start(&data_dir, &pg.url(), JWT_SECRET).await) } else { None };
+    let postgraphile =
+        if args.postgraphile { Some(PostGraphile::start(&data_dir, &pg.url(), JWT_SECRET).await) } else { None };
 
     settle(&server, &pg).await;
     println!("load average: {} (other work on the machine skews every number)", load_average());
@@ -762,8 +763,11 @@ fn print_summary(cases: &[Case], results: &[[Vec<Window>; 3]], args: &Args) {
             if ws.is_empty() {
                 continue;
             }
-            let (vs_pgbench, vs_postgraphile) =
-                if side == Side::Server { (ratio(Side::Pgbench), ratio(Side::PostGraphile)) } else { Default::default() };
+            let (vs_pgbench, vs_postgraphile) = if side == Side::Server {
+                (ratio(Side::Pgbench), ratio(Side::PostGraphile))
+            } else {
+                Default::default()
+            };
             println!(
                 "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.3} | {:.3} | {:.2} | {} | {vs_pgbench} | {vs_postgraphile} |",
                 case.name,
