@@ -6,7 +6,9 @@
 //!   at a steady rate, every delivery measured.
 //! - [`queries`]: GraphQL reads and a write at C keep-alive connections on a
 //!   `--scale` data set: req/s, latency, CPU and SQL statements per request,
-//!   with pgbench running the same SQL as the ceiling, in the same run.
+//!   with pgbench running the same SQL as the ceiling, in the same run, and
+//!   with `--postgraphile`, PostGraphile 4.14.1 answering the reads too.
+//! - [`postgraphile`]: installing and starting PostGraphile for that.
 //! - [`server`]: starting the server, and its CPU and memory from /proc.
 //!
 //! ```text
@@ -22,6 +24,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fanout;
+mod postgraphile;
 mod queries;
 mod server;
 mod writes;

@@ -16,6 +16,10 @@
 //! printed, because a 2-core machine drifts by more than the differences
 //! we look for.
 //!
+//! With `--postgraphile`, PostGraphile 4.14.1 answers the read cases too,
+//! on the same database, data and RLS, as a third side of every run (see
+//! [`crate::postgraphile`]).
+//!
 //! The embedded cluster gets `shared_preload_libraries=pg_stat_statements`
 //! in its postgresql.conf before the server starts it; everything stays on
 //! loopback, with bounded counts and durations.
@@ -29,7 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, api_binary, api_command, cluster_cpu_seconds, cpu_seconds};
+use crate::postgraphile::PostGraphile;
+use crate::server::{JWT_SECRET, Server, api_binary, api_command, cluster_cpu_seconds, cpu_seconds};
 
 /// The seeded users' password (api/src/seed.rs, DEMO_PASSWORD).
 const SEED_PASSWORD: &str = "demo-password";
@@ -70,6 +75,10 @@ pub struct Args {
     /// Skip the pgbench ceiling.
     #[arg(long)]
     no_pgbench: bool,
+    /// Also run the read cases against PostGraphile 4.14.1 (installed with
+    /// npm into DATA_DIR/postgraphile once; needs Node.js), as a third side.
+    #[arg(long)]
+    postgraphile: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,6 +96,9 @@ struct Case {
     bodies: Vec<String>,
     /// The case's one statement for pgbench; `:r` is a random 0..=10.
     sql: &'static str,
+    /// The same read as a PostGraphile request body (none for the write:
+    /// PostGraphile 4 has no upsert without a plugin).
+    postgraphile: Option<String>,
 }
 
 impl Case {
@@ -102,6 +114,11 @@ impl Case {
                 )],
                 sql: "SELECT r.rating, r.comment, p.name FROM review r JOIN place p ON p.id = r.place_id \
                       WHERE r.user_id = current_setting('app.user_id')::uuid ORDER BY r.id DESC LIMIT 21",
+                // RLS (review_owner) leaves the viewer's own reviews, as myReviews reads them.
+                postgraphile: Some(body(
+                    "query CaseA { allReviews(first: 20, orderBy: ID_DESC) { nodes { rating comment placeByPlaceId { name } } } }",
+                    json!({}),
+                )),
             },
             CaseName::B => Self {
                 name: "b",
@@ -112,6 +129,10 @@ impl Case {
                 )],
                 sql: "SELECT id, name, rating FROM place WHERE category = 'cafe' \
                       ORDER BY rating DESC NULLS LAST, id LIMIT 21",
+                postgraphile: Some(body(
+                    "query CaseB($c: String!) { allPlaces(first: 20, condition: {category: $c}, orderBy: RATING_DESC) { nodes { id name rating } } }",
+                    json!({ "c": CATEGORY }),
+                )),
             },
             CaseName::C => Self {
                 name: "c",
@@ -128,6 +149,7 @@ impl Case {
                       VALUES (current_setting('app.user_id')::uuid, 'cafe', :r::int / 2.0) \
                       ON CONFLICT (user_id, category) DO UPDATE SET rating = EXCLUDED.rating \
                       RETURNING id, category, rating, created_at, updated_at",
+                postgraphile: None,
             },
         }
     }
@@ -236,6 +258,16 @@ impl Pg {
     fn cpu(&self) -> f64 {
         cluster_cpu_seconds(self.postmaster)
     }
+
+    /// The superuser's URL of the app database (loopback), for PostGraphile.
+    fn url(&self) -> String {
+        let password: String = self
+            .password
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        format!("postgres://postgres:{password}@127.0.0.1:{}/app", self.port)
+    }
 }
 
 /// PG_BIN, else the newest /usr/lib/postgresql/*/bin with psql and pgbench.
@@ -307,6 +339,8 @@ pub async fn run(args: Args) {
     }
     let users = sign_in(&server, args.connections).await;
     let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
+    let postgraphile =
+        if args.postgraphile { Some(PostGraphile::start(&data_dir, &pg.url(), JWT_SECRET).await) } else { None };
 
     settle(&server, &pg).await;
     println!("load average: {} (other work on the machine skews every number)", load_average());
@@ -321,28 +355,62 @@ pub async fn run(args: Args) {
     );
 
     let cases: Vec<Case> = args.cases.iter().map(|c| Case::new(*c)).collect();
-    let mut results: Vec<(Vec<Window>, Vec<Window>)> = vec![(Vec::new(), Vec::new()); cases.len()];
+    let mut results: Vec<[Vec<Window>; 3]> = vec![Default::default(); cases.len()];
     for run in 0..args.runs {
         for k in 0..cases.len() {
-            // Rotate the case order per run, and alternate which side goes first.
+            // Rotate the case order per run, and which side goes first.
             let index = (k + run) % cases.len();
             let case = &cases[index];
-            let server_first = (run + k) % 2 == 0;
-            for side in 0..2 {
-                if (side == 0) == server_first {
-                    let w = measure_server(&server, &pg, case, &users, &args).await;
-                    print_window(run, case.name, "server ", &w);
-                    results[index].0.push(w);
-                } else if !args.no_pgbench {
-                    let w = measure_pgbench(&pg, &data_dir, case, &ids, &args).await;
-                    print_window(run, case.name, "pgbench", &w);
-                    results[index].1.push(w);
-                }
+            let mut sides = vec![Side::Server];
+            if !args.no_pgbench {
+                sides.push(Side::Pgbench);
+            }
+            if postgraphile.is_some() && case.postgraphile.is_some() {
+                sides.push(Side::PostGraphile);
+            }
+            let first = (run + k) % sides.len();
+            sides.rotate_left(first);
+            for side in sides {
+                let w = match (side, &postgraphile, &case.postgraphile) {
+                    (Side::Server, _, _) => {
+                        measure_http(&server.graphql_url(), server.pid(), &pg, &case.bodies, &users, &args).await
+                    }
+                    (Side::Pgbench, _, _) => measure_pgbench(&pg, &data_dir, case, &ids, &args).await,
+                    (Side::PostGraphile, Some(pgl), Some(body)) => {
+                        measure_http(&pgl.url, pgl.pid(), &pg, std::slice::from_ref(body), &users, &args).await
+                    }
+                    (Side::PostGraphile, _, _) => continue,
+                };
+                print_window(run, case.name, side.label(), &w);
+                results[index][side as usize].push(w);
             }
         }
     }
     print_summary(&cases, &results, &args);
+    if let Some(pgl) = postgraphile {
+        pgl.stop().await;
+    }
     server.stop().await;
+}
+
+/// Who answers a window's load.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Server = 0,
+    Pgbench = 1,
+    PostGraphile = 2,
+}
+
+impl Side {
+    const ALL: [Side; 3] = [Side::Server, Side::Pgbench, Side::PostGraphile];
+
+    fn label(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Pgbench => "pgbench",
+            Side::PostGraphile => "postgraphile",
+        }
+    }
 }
 
 /// Migrates and seeds `data_dir` unless a previous run did (a marker file
@@ -477,19 +545,26 @@ async fn worker(
     (latencies, errors)
 }
 
-async fn measure_server(server: &Server, pg: &Pg, case: &Case, users: &[(String, String)], args: &Args) -> Window {
+/// One window of GraphQL load on `url`, served by process `pid` (the
+/// server, or PostGraphile): every connection signed in as its own user.
+async fn measure_http(
+    url: &str,
+    pid: u32,
+    pg: &Pg,
+    bodies: &[String],
+    users: &[(String, String)],
+    args: &Args,
+) -> Window {
     let phase = Arc::new(Phase::default());
-    let bodies = Arc::new(case.bodies.clone());
+    let bodies = Arc::new(bodies.to_vec());
     let workers: Vec<_> = users
         .iter()
         .enumerate()
-        .map(|(i, (_, token))| {
-            tokio::spawn(worker(server.graphql_url(), token.clone(), bodies.clone(), i, phase.clone()))
-        })
+        .map(|(i, (_, token))| tokio::spawn(worker(url.to_owned(), token.clone(), bodies.clone(), i, phase.clone())))
         .collect();
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     pg.reset_statements().await;
-    let server_pid = server.pid().to_string();
+    let server_pid = pid.to_string();
     let before = (cpu_seconds(&server_pid), pg.cpu(), cpu_seconds("self"));
     let started = Instant::now();
     phase.measuring.store(true, Ordering::Relaxed);
@@ -648,7 +723,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn print_window(run: usize, case: &str, side: &str, w: &Window) {
     println!(
-        "run {} case {case} {side}: {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  CPU ms/req: server {:.3}, PostgreSQL {:.3}, client {:.3}  statements/req {:.2}  errors {}",
+        "run {} case {case} {side:<12}: {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  CPU ms/req: server {:.3}, PostgreSQL {:.3}, client {:.3}  statements/req {:.2}  errors {}",
         run + 1,
         w.per_second(),
         w.p50_ms,
@@ -661,40 +736,46 @@ fn print_window(run: usize, case: &str, side: &str, w: &Window) {
     );
 }
 
-fn print_summary(cases: &[Case], results: &[(Vec<Window>, Vec<Window>)], args: &Args) {
+fn print_summary(cases: &[Case], results: &[[Vec<Window>; 3]], args: &Args) {
     let m = |ws: &[Window], f: &dyn Fn(&Window) -> f64| median(ws.iter().map(f).collect());
     println!();
     println!(
-        "Medians of {} runs; {} connections, {} s per window, scale {}. pgbench: BEGIN; set_config(role, app.user_id); the one statement; COMMIT.",
+        "Medians of {} runs; {} connections, {} s per window, scale {}. pgbench: BEGIN; set_config(role, app.user_id); the one statement; COMMIT. \
+         For PostGraphile, \"server CPU\" is its Node process.",
         args.runs, args.connections, args.seconds, args.scale
     );
     println!();
     println!(
-        "| case | side | req/s | p50 ms | p99 ms | server CPU ms/req | PostgreSQL CPU ms/req | client CPU ms/req | statements/req | errors | server ÷ pgbench |"
+        "| case | side | req/s | p50 ms | p99 ms | server CPU ms/req | PostgreSQL CPU ms/req | client CPU ms/req | statements/req | errors | server ÷ pgbench | server ÷ PostGraphile |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (case, (server, pgbench)) in cases.iter().zip(results) {
-        let server_rate = m(server, &Window::per_second);
-        let pgbench_rate = m(pgbench, &Window::per_second);
-        for (side, ws) in [("server", server), ("pgbench", pgbench)] {
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (case, sides) in cases.iter().zip(results) {
+        let rate = |side: Side| m(&sides[side as usize], &Window::per_second);
+        let ratio = |other: Side| {
+            let (ours, theirs) = (rate(Side::Server), rate(other));
+            if theirs > 0.0 { format!("{:.2}", ours / theirs) } else { String::new() }
+        };
+        for side in Side::ALL {
+            let ws = &sides[side as usize];
             if ws.is_empty() {
                 continue;
             }
-            let ratio = if side == "server" && pgbench_rate > 0.0 {
-                format!("{:.2}", server_rate / pgbench_rate)
+            let (vs_pgbench, vs_postgraphile) = if side == Side::Server {
+                (ratio(Side::Pgbench), ratio(Side::PostGraphile))
             } else {
-                String::new()
+                Default::default()
             };
             println!(
-                "| {} | {side} | {:.0} | {:.2} | {:.2} | {} | {:.3} | {:.3} | {:.2} | {} | {ratio} |",
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.3} | {:.3} | {:.2} | {} | {vs_pgbench} | {vs_postgraphile} |",
                 case.name,
+                side.label(),
                 m(ws, &Window::per_second),
                 m(ws, &|w| w.p50_ms),
                 m(ws, &|w| w.p99_ms),
-                if side == "server" {
-                    format!("{:.3}", m(ws, &|w| w.ms_per_request(w.server_cpu)))
-                } else {
+                if side == Side::Pgbench {
                     "–".into()
+                } else {
+                    format!("{:.3}", m(ws, &|w| w.ms_per_request(w.server_cpu)))
                 },
                 m(ws, &|w| w.ms_per_request(w.pg_cpu)),
                 m(ws, &|w| w.ms_per_request(w.client_cpu)),
@@ -703,6 +784,16 @@ fn print_summary(cases: &[Case], results: &[(Vec<Window>, Vec<Window>)], args: &
             );
         }
     }
+    let server_p99: Vec<(&str, f64)> =
+        cases.iter().zip(results).map(|(c, sides)| (c.name, m(&sides[Side::Server as usize], &|w| w.p99_ms))).collect();
+    let worst = server_p99.iter().map(|(_, p)| *p).fold(0.0, f64::max);
+    println!();
+    println!(
+        "server p99 at {} connections (target <= 50 ms): {} -> {}",
+        args.connections,
+        server_p99.iter().map(|(c, p)| format!("{c} {p:.1} ms")).collect::<Vec<_>>().join(", "),
+        if worst <= 50.0 { "met" } else { "NOT met" }
+    );
     println!();
     println!(
         "Statements are pg_stat_statements calls in the window over requests. They include the change listener's \
@@ -711,12 +802,12 @@ fn print_summary(cases: &[Case], results: &[(Vec<Window>, Vec<Window>)], args: &
     );
     println!("load average at the end: {}", load_average());
     println!();
-    for (case, (server, pgbench)) in cases.iter().zip(results) {
+    for (case, sides) in cases.iter().zip(results) {
         println!("case {}: {}", case.name, case.what);
         println!("  pgbench statement: {}", case.sql);
-        for (side, ws) in [("server", server), ("pgbench", pgbench)] {
-            let Some(last) = ws.last() else { continue };
-            println!("  statements per request, {side} (last run; background work shows as < 1):");
+        for side in Side::ALL {
+            let Some(last) = sides[side as usize].last() else { continue };
+            println!("  statements per request, {} (last run; background work shows as < 1):", side.label());
             for (calls, query) in &last.top {
                 let per = *calls as f64 / last.requests.max(1) as f64;
                 if per >= 0.01 {

@@ -15,7 +15,7 @@ use super::AppState;
 use crate::auth::{AccessSession, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, RequestDb, begin_session_request};
 use crate::error::{ApiError, ensure_codes, retry_after};
-use crate::graphql::guard;
+use crate::graphql::{documents, guard};
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
 
@@ -60,8 +60,7 @@ pub async fn get(
     };
     // Parsed once: the request keeps the document for execution.
     let name = request.operation_name.clone();
-    let selects_mutation = request
-        .parsed_query()
+    let selects_mutation = documents::parsed(&mut request)
         .is_ok_and(|document| types_of(document, name.as_deref()).any(|ty| ty != OperationType::Query));
     if selects_mutation {
         return http_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
@@ -74,7 +73,7 @@ pub async fn get(
 /// Parses the document into the request, which keeps it for execution.
 pub fn operation_types(request: &mut async_graphql::Request) -> Vec<OperationType> {
     let name = request.operation_name.clone();
-    let Ok(document) = request.parsed_query() else {
+    let Ok(document) = documents::parsed(request) else {
         return Vec::new();
     };
     types_of(document, name.as_deref()).collect()
@@ -105,7 +104,7 @@ fn access_of(document: &async_graphql::parser::types::ExecutableDocument, name: 
 /// keeps it for execution.)
 pub fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
     let name = request.operation_name.clone();
-    let document = request.parsed_query().ok()?;
+    let document = documents::parsed(request).ok()?;
     guard::operation_name(document, name.as_deref())
 }
 
@@ -153,11 +152,12 @@ pub async fn execute_in_session(
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
     let mut request = request;
-    // Parsed here, once: async-graphql executes this parsed document
-    // rather than parsing the text again (a document that does not parse
-    // is left to it, to report the syntax error).
+    // Parsed here, once (or copied from the documents parsed before):
+    // async-graphql executes this parsed document rather than parsing the
+    // text again (a document that does not parse is left to it, to report
+    // the syntax error).
     let requested = request.operation_name.clone();
-    let (operation, access) = match request.parsed_query() {
+    let (operation, access) = match documents::parsed(&mut request) {
         Ok(document) => {
             (guard::operation_name(document, requested.as_deref()), access_of(document, requested.as_deref()))
         }

@@ -262,3 +262,38 @@ async fn clients_that_hang_up_mid_request_cost_the_pool_no_connection() {
     let after = pool_backends(&app).await;
     assert!(before.is_subset(&after), "no connection was closed: {before:?} then {after:?}");
 }
+
+/// The server keeps parsed documents by their text (parsing was a steady
+/// share of a request's CPU), and async-graphql strips `@skip`/`@include`
+/// selections from the document it runs: every request must run its own
+/// copy, with its own variables deciding, over HTTP and over the socket.
+#[tokio::test]
+async fn a_document_sent_again_honours_each_requests_skip_and_include() {
+    let app = TestApp::spawn().await;
+    app.insert_place("a", "cafe", 48.0, 2.0, Some(4.0), Some(10)).await;
+    let query = "query($c: String, $rating: Boolean!) {
+      places(first: 5, category: $c) { edges { node { name rating @include(if: $rating) id @skip(if: $rating) } } }
+    }";
+    let node = |data: &Value| data["places"]["edges"][0]["node"].clone();
+
+    for rating in [true, false, true, false] {
+        let data = app.data(None, query, json!({ "c": "cafe", "rating": rating })).await;
+        let node = node(&data);
+        assert_eq!(node["name"], "Place a", "{data}");
+        assert_eq!(node.get("rating").is_some(), rating, "rating only when asked: {data}");
+        assert_eq!(node.get("id").is_some(), !rating, "id only when not skipped: {data}");
+    }
+    let mut socket = app.subscriber(None).await;
+    for (n, rating) in [false, true].into_iter().enumerate() {
+        socket.subscribe(&n.to_string(), query, json!({ "c": "cafe", "rating": rating })).await;
+        let id = n.to_string();
+        let message = loop {
+            let message = socket.message().await;
+            if message["type"] == "next" && message["id"] == id.as_str() {
+                break message;
+            }
+        };
+        let node = node(&message["payload"]["data"]);
+        assert_eq!(node.get("rating").is_some(), rating, "over the socket: {message}");
+    }
+}
