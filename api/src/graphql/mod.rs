@@ -6,6 +6,7 @@ pub mod cost;
 pub mod guard;
 pub mod ids;
 pub mod pagination;
+pub mod scalars;
 pub mod validate;
 
 pub use context::ContextExt;
