@@ -8,7 +8,7 @@ use super::types::{
     AirdropProject, AirdropProjectConnection, CreateAirdropProjectInput, Participation, UpdateAirdropProjectInput,
 };
 use crate::domain::{self, Policy};
-use crate::error::{ApiError, ApiResult, FoundExt};
+use crate::error::{ApiError, ApiResult};
 use crate::graphql::scalars::BigInt;
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
@@ -53,8 +53,8 @@ impl AirdropsQuery {
         let viewer = ctx.viewer()?;
         let id = parse_uuid("id", &id)?;
         let tx = ctx.tx().await?;
-        match domain::store::find_visible::<Projects>(&*tx, &viewer, id).await.found()? {
-            Some(row) => Ok(Some(with_totals(&tx, row).await?)),
+        match domain::store::find_visible::<Projects>(&*tx, &viewer, id).await? {
+            Some(row) => Ok(Some(with_totals(&tx, Some(row)).await?)),
             None => Ok(None),
         }
     }

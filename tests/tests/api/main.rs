@@ -10,6 +10,7 @@
 mod accounts;
 mod airdrops;
 mod backups;
+mod codegen;
 mod dropfarm_allogator_db;
 mod harness;
 mod hostile;
