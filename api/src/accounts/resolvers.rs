@@ -1,8 +1,8 @@
 use async_graphql::{Context, ID, Object};
 
 use super::policy::Users;
-use super::{rules, self_service, store};
 use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
+use super::{rules, self_service, store};
 use crate::auth::{Attempt, AuthGuard, ClientIp, Role};
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};

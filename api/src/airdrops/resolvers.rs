@@ -9,9 +9,9 @@ use super::types::{
 };
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::scalars::BigInt;
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
+use crate::graphql::scalars::BigInt;
 use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]

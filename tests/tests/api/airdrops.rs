@@ -131,7 +131,10 @@ async fn token_amounts_travel_as_big_int_strings_and_dates_as_iso_days() {
 
     // An inline Int literal is accepted for convenience.
     let inline = "mutation { createAirdropProject(input: {name: \"Small\", startDate: \"2026-01-01\", endDate: \"2026-01-02\", totalTokenAllocation: 5}) { totalTokenAllocation } }";
-    assert_eq!(app.data(Some(&admin.token), inline, json!({})).await["createAirdropProject"]["totalTokenAllocation"], "5");
+    assert_eq!(
+        app.data(Some(&admin.token), inline, json!({})).await["createAirdropProject"]["totalTokenAllocation"],
+        "5"
+    );
 }
 
 #[tokio::test]
@@ -139,9 +142,7 @@ async fn a_malformed_big_int_or_date_is_bad_user_input_and_writes_nothing() {
     let app = TestApp::spawn().await;
     let admin = app.sign_up_as("root", "admin").await;
     let create = "mutation($input: CreateAirdropProjectInput!) { createAirdropProject(input: $input) { id } }";
-    let with = |start: Value, allocation: Value| {
-        json!({ "input": { "name": "x", "startDate": start, "endDate": "2099-12-31", "totalTokenAllocation": allocation } })
-    };
+    let with = |start: Value, allocation: Value| json!({ "input": { "name": "x", "startDate": start, "endDate": "2099-12-31", "totalTokenAllocation": allocation } });
     let cases = [
         with(json!("2026-01-01"), json!("12abc")),
         with(json!("2026-01-01"), json!(1.5)),
