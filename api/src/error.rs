@@ -134,6 +134,23 @@ impl ApiError {
     }
 }
 
+/// Turns NOT_FOUND into `None`: lookups by id answer null for "not found or
+/// not yours" (RLS hides both alike), so one missing object does not null the
+/// whole `data` of a query. Every other error, e.g. a malformed id, stays.
+pub trait FoundExt<T> {
+    fn found(self) -> ApiResult<Option<T>>;
+}
+
+impl<T> FoundExt<T> for ApiResult<T> {
+    fn found(self) -> ApiResult<Option<T>> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(ApiError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+}
+
 impl From<ApiError> for async_graphql::Error {
     fn from(err: ApiError) -> Self {
         let field = match &err {

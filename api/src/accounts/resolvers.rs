@@ -5,7 +5,7 @@ use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
 use super::{rules, self_service, store};
 use crate::auth::{Attempt, AuthGuard, ClientIp, Role};
 use crate::domain::{self, Policy};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
@@ -23,10 +23,11 @@ impl AccountsQuery {
         Ok(domain::store::find_visible::<Users>(&*tx, &viewer, id).await?.map(User::from))
     }
 
-    /// One account, if the viewer may see it (users see only themselves).
-    async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<User> {
+    /// One account, or null if there is none the viewer may see (users see
+    /// only themselves).
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<User>> {
         ctx.viewer()?.require_user()?;
-        Ok(domain::resolve::one::<Users>(ctx, &id).await?.into())
+        Ok(domain::resolve::one::<Users>(ctx, &id).await.found()?.map(User::from))
     }
 
     /// Accounts the viewer may see, oldest first (all of them for readers,

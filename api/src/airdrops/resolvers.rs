@@ -11,6 +11,7 @@ use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
+use crate::graphql::scalars::BigInt;
 use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
@@ -45,13 +46,17 @@ impl AirdropsQuery {
             .into())
     }
 
-    /// One project, with its public totals.
+    /// One project with its public totals, or null if there is none the
+    /// viewer may see.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
-    async fn airdrop_project(&self, ctx: &Context<'_>, id: ID) -> ApiResult<AirdropProject> {
+    async fn airdrop_project(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<AirdropProject>> {
         let viewer = ctx.viewer()?;
         let id = parse_uuid("id", &id)?;
         let tx = ctx.tx().await?;
-        with_totals(&tx, domain::store::find_visible::<Projects>(&*tx, &viewer, id).await?).await
+        match domain::store::find_visible::<Projects>(&*tx, &viewer, id).await? {
+            Some(row) => Ok(Some(with_totals(&tx, Some(row)).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The signed-in user's participations, latest first.
@@ -80,9 +85,9 @@ impl AirdropsMutation {
         let row = airdrop_project::ActiveModel {
             name: Set(validate::text("name", &input.name, 200)?),
             description: Set(input.description),
-            start_date: Set(input.start_date),
-            end_date: Set(input.end_date),
-            total_token_allocation: Set(validate::tokens("totalTokenAllocation", input.total_token_allocation)?),
+            start_date: Set(input.start_date.0),
+            end_date: Set(input.end_date.0),
+            total_token_allocation: Set(validate::tokens("totalTokenAllocation", input.total_token_allocation.0)?),
             ..Default::default()
         };
         if input.end_date < input.start_date {
@@ -107,7 +112,7 @@ impl AirdropsMutation {
         let tx = ctx.tx().await?;
         let existing = domain::store::writable::<Projects>(&*tx, &viewer, id).await?;
         let (start, end) =
-            (input.start_date.unwrap_or(existing.start_date), input.end_date.unwrap_or(existing.end_date));
+            (input.start_date.map_or(existing.start_date, |d| d.0), input.end_date.map_or(existing.end_date, |d| d.0));
         if end < start {
             return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
         }
@@ -122,7 +127,7 @@ impl AirdropsMutation {
         }
         row.start_date = Set(start);
         row.end_date = Set(end);
-        if let Some(allocation) = input.total_token_allocation {
+        if let Some(BigInt(allocation)) = input.total_token_allocation {
             if validate::tokens("totalTokenAllocation", allocation)? < distributed {
                 return Err(ApiError::conflict(
                     "totalTokenAllocation",
@@ -154,12 +159,12 @@ impl AirdropsMutation {
         &self,
         ctx: &Context<'_>,
         participation_id: ID,
-        tokens: i64,
+        tokens: BigInt,
     ) -> ApiResult<Participation> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let id = parse_uuid("participationId", &participation_id)?;
-        let tokens = validate::positive_tokens("tokens", tokens)?;
+        let tokens = validate::positive_tokens("tokens", tokens.0)?;
         let tx = ctx.tx().await?;
         Ok(store::credit(&*tx, &viewer, id, tokens).await?.into())
     }

@@ -1,5 +1,7 @@
 use async_graphql::{ID, InputObject, SimpleObject};
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use chrono::{DateTime, FixedOffset};
+
+use crate::graphql::scalars::{BigInt, Date};
 
 /// A token distribution campaign. Public.
 #[derive(SimpleObject, Clone)]
@@ -11,11 +13,11 @@ pub struct AirdropProject {
     /// Free-text description.
     pub description: Option<String>,
     /// First day of the campaign.
-    pub start_date: NaiveDate,
+    pub start_date: Date,
     /// Last day of the campaign (not before the first).
-    pub end_date: NaiveDate,
+    pub end_date: Date,
     /// Tokens the campaign distributes in all.
-    pub total_token_allocation: i64,
+    pub total_token_allocation: BigInt,
     /// Public totals: how many take part and how much is left.
     pub stats: AirdropStats,
     /// When the project was created.
@@ -28,9 +30,9 @@ pub struct AirdropStats {
     /// Users taking part.
     pub participants: i64,
     /// Tokens credited so far.
-    pub tokens_distributed: i64,
+    pub tokens_distributed: BigInt,
     /// Tokens still to distribute.
-    pub tokens_left: i64,
+    pub tokens_left: BigInt,
 }
 
 impl AirdropProject {
@@ -39,14 +41,14 @@ impl AirdropProject {
             id: ID(m.id.to_string()),
             name: m.name,
             description: m.description,
-            start_date: m.start_date,
-            end_date: m.end_date,
+            start_date: m.start_date.into(),
+            end_date: m.end_date.into(),
             stats: AirdropStats {
                 participants,
-                tokens_distributed,
-                tokens_left: (m.total_token_allocation - tokens_distributed).max(0),
+                tokens_distributed: tokens_distributed.into(),
+                tokens_left: (m.total_token_allocation - tokens_distributed).max(0).into(),
             },
-            total_token_allocation: m.total_token_allocation,
+            total_token_allocation: m.total_token_allocation.into(),
             created_at: m.created_at,
         }
     }
@@ -62,7 +64,7 @@ pub struct Participation {
     /// The project.
     pub project_id: ID,
     /// Tokens credited to this participant.
-    pub tokens_earned: i64,
+    pub tokens_earned: BigInt,
     /// When the user joined.
     pub participation_date: DateTime<FixedOffset>,
 }
@@ -73,7 +75,7 @@ impl From<entity::user_airdrop_participation::Model> for Participation {
             id: ID(m.id.to_string()),
             user_id: ID(m.user_id.to_string()),
             project_id: ID(m.project_id.to_string()),
-            tokens_earned: m.tokens_earned,
+            tokens_earned: m.tokens_earned.into(),
             participation_date: m.participation_date,
         }
     }
@@ -87,11 +89,11 @@ pub struct CreateAirdropProjectInput {
     /// Free-text description.
     pub description: Option<String>,
     /// First day.
-    pub start_date: NaiveDate,
+    pub start_date: Date,
     /// Last day, not before the first.
-    pub end_date: NaiveDate,
+    pub end_date: Date,
     /// Tokens to distribute, 0 to 10^15.
-    pub total_token_allocation: i64,
+    pub total_token_allocation: BigInt,
 }
 
 /// Changes to a project; omitted fields stay as they are.
@@ -102,11 +104,11 @@ pub struct UpdateAirdropProjectInput {
     /// Free-text description.
     pub description: Option<String>,
     /// First day.
-    pub start_date: Option<NaiveDate>,
+    pub start_date: Option<Date>,
     /// Last day.
-    pub end_date: Option<NaiveDate>,
+    pub end_date: Option<Date>,
     /// Tokens to distribute, at most 10^15; not below what is already distributed.
-    pub total_token_allocation: Option<i64>,
+    pub total_token_allocation: Option<BigInt>,
 }
 
 crate::connection_type!(AirdropProjectConnection, AirdropProjectEdge, AirdropProject, "airdrop projects");

@@ -7,6 +7,7 @@ pub mod documents;
 pub mod guard;
 pub mod ids;
 pub mod pagination;
+pub mod scalars;
 pub mod validate;
 
 pub use context::ContextExt;

@@ -11,7 +11,7 @@ use super::types::{
 };
 use super::validate;
 use crate::domain::{self, Policy};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_int_id;
 use crate::graphql::pagination::Page;
@@ -66,10 +66,10 @@ impl PlacesQuery {
         Ok(rows.map(Place::from).into())
     }
 
-    /// One place by its id.
+    /// One place by its id, or null if there is none.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
-    async fn place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
-        Ok(domain::resolve::one::<Places>(ctx, &id).await?.into())
+    async fn place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Place>> {
+        Ok(domain::resolve::one::<Places>(ctx, &id).await.found()?.map(Place::from))
     }
 
     /// The signed-in user's reviews, newest first.

@@ -6,7 +6,7 @@ use super::policy::{self, Comments, Posts};
 use super::store;
 use super::types::{Comment, CreatePostInput, Post, PostConnection, UpdatePostInput};
 use crate::domain::{self, Policy};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::Page;
 use crate::graphql::{ContextExt, validate};
@@ -39,11 +39,12 @@ impl PostsQuery {
         Ok(rows.map(Post::from).into())
     }
 
-    /// One post; NOT_FOUND for drafts of others.
+    /// One post, or null if there is none the viewer may see (drafts of
+    /// others look the same as missing posts).
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
-    async fn post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Post> {
+    async fn post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Post>> {
         ctx.viewer()?.require_user()?;
-        Ok(domain::resolve::one::<Posts>(ctx, &id).await?.into())
+        Ok(domain::resolve::one::<Posts>(ctx, &id).await.found()?.map(Post::from))
     }
 
     /// The signed-in user's posts, drafts included, newest first.

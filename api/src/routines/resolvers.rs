@@ -9,7 +9,7 @@ use super::types::{
     UpdateRoutineInput, UserStats, validate_steps,
 };
 use crate::domain::{self, Policy};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ids::parse_uuid;
 use crate::graphql::pagination::{MAX_PAGE_SIZE, Page};
 use crate::graphql::{ContextExt, validate};
@@ -39,11 +39,11 @@ impl RoutinesQuery {
         Ok(rows.map(Routine::from).into())
     }
 
-    /// One routine the viewer may see.
+    /// One routine, or null if there is none the viewer may see.
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
-    async fn routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
+    async fn routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Routine>> {
         ctx.viewer()?.require_user()?;
-        Ok(domain::resolve::one::<Routines>(ctx, &id).await?.into())
+        Ok(domain::resolve::one::<Routines>(ctx, &id).await.found()?.map(Routine::from))
     }
 
     /// Runs of a routine, latest first, optionally of one status.
@@ -83,7 +83,7 @@ impl RoutinesQuery {
             UserStats {
                 user_id: ID(me.to_string()),
                 total_routine_runs: 0,
-                total_tokens_earned: 0,
+                total_tokens_earned: 0.into(),
                 last_run_date: None,
             },
             UserStats::from,
@@ -114,7 +114,7 @@ impl RoutinesQuery {
                 rank,
                 user_id: ID(row.user_id.to_string()),
                 username: row.username,
-                total_tokens_earned: row.total_tokens_earned,
+                total_tokens_earned: row.total_tokens_earned.into(),
                 total_routine_runs: row.total_routine_runs,
             })
             .collect())

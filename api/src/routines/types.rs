@@ -2,6 +2,7 @@ use async_graphql::{Enum, ID, InputObject, Json, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::error::{ApiError, ApiResult};
+use crate::graphql::scalars::BigInt;
 
 /// A repeatable sequence of steps that earns tokens when it runs.
 #[derive(SimpleObject, Clone)]
@@ -110,7 +111,7 @@ pub struct UserStats {
     /// Runs recorded, whatever their status.
     pub total_routine_runs: i32,
     /// Tokens earned over all runs.
-    pub total_tokens_earned: i64,
+    pub total_tokens_earned: BigInt,
     /// When the latest run started.
     pub last_run_date: Option<DateTime<FixedOffset>>,
 }
@@ -120,7 +121,7 @@ impl From<entity::user_stats::Model> for UserStats {
         Self {
             user_id: ID(m.user_id.to_string()),
             total_routine_runs: m.total_routine_runs,
-            total_tokens_earned: m.total_tokens_earned,
+            total_tokens_earned: m.total_tokens_earned.into(),
             last_run_date: m.last_run_date,
         }
     }
@@ -136,7 +137,7 @@ pub struct LeaderboardEntry {
     /// The user's public handle.
     pub username: String,
     /// Tokens earned over all runs.
-    pub total_tokens_earned: i64,
+    pub total_tokens_earned: BigInt,
     /// Runs recorded.
     pub total_routine_runs: i32,
 }

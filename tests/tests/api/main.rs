@@ -11,6 +11,7 @@ mod accounts;
 mod airdrops;
 mod backups;
 mod browser;
+mod codegen;
 mod dropfarm_allogator_db;
 mod harness;
 mod hostile;

@@ -87,13 +87,29 @@ async fn a_page_over_the_cap_and_a_foreign_cursor_are_bad_input() {
 }
 
 #[tokio::test]
-async fn a_place_is_found_by_id_and_an_unknown_id_is_not_found() {
+async fn a_place_is_found_by_id_and_an_unknown_id_is_null() {
     let app = TestApp::spawn().await;
     five_places(&app).await;
     let found = app.data(None, "{ place(id: \"b\") { name category rating types } }", json!({})).await;
     assert_eq!(found["place"]["name"], "Place b");
-    let missing = app.graphql(None, "{ place(id: \"zzz\") { name } }", json!({})).await;
-    assert_eq!(error_code(&missing), "NOT_FOUND");
+    let missing = app.data(None, "{ place(id: \"zzz\") { name } }", json!({})).await;
+    assert_eq!(missing["place"], Value::Null);
+}
+
+#[tokio::test]
+async fn one_missing_lookup_is_null_and_the_other_lookups_of_the_query_keep_their_data() {
+    let app = TestApp::spawn().await;
+    five_places(&app).await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let query = "query($me: ID!, $other: ID!) { found: place(id: \"b\") { name } missing: place(id: \"zzz\") { name } \
+                 me: user(id: $me) { username } other: user(id: $other) { username } }";
+    let body = app.graphql(Some(&ada.token), query, json!({ "me": ada.id, "other": bob.id })).await;
+    assert!(body.get("errors").is_none(), "not found is not an error: {body}");
+    assert_eq!(
+        body["data"],
+        json!({ "found": { "name": "Place b" }, "missing": null, "me": { "username": "ada" }, "other": null })
+    );
 }
 
 const CREATE_PLACE: &str = "mutation($input: PlaceInput!) { createPlace(input: $input) { id name types updatedAt } }";

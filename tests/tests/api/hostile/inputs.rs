@@ -73,9 +73,9 @@ async fn token_amounts_past_what_the_database_can_add_up_are_bad_user_input() {
     let admin = app.sign_up_as("root", "admin").await;
     let service = app.sign_up_as("bot", "service").await;
     let ada = app.sign_up("ada").await;
-    let create = "mutation($a: Int!) { createAirdropProject(input: {name: \"Drop\", startDate: \"2026-01-01\", endDate: \"2099-12-31\", totalTokenAllocation: $a}) { id } }";
+    let create = "mutation($a: BigInt!) { createAirdropProject(input: {name: \"Drop\", startDate: \"2026-01-01\", endDate: \"2099-12-31\", totalTokenAllocation: $a}) { id } }";
     let credit =
-        "mutation($id: ID!, $t: Int!) { creditAirdropTokens(participationId: $id, tokens: $t) { tokensEarned } }";
+        "mutation($id: ID!, $t: BigInt!) { creditAirdropTokens(participationId: $id, tokens: $t) { tokensEarned } }";
 
     // An allocation of 2^63 - 1 would let credits overflow the sum.
     let huge = app.graphql(Some(&admin.token), create, json!({ "a": i64::MAX })).await;
