@@ -85,7 +85,7 @@ impl Cluster {
 
     fn options(&self) -> String {
         format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements{}",
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements -c wal_level=logical -c max_replication_slots=100 -c max_slot_wal_keep_size=1024{}",
             self.port,
             self.socket_dir.display(),
             self.settings
@@ -167,6 +167,7 @@ impl Cluster {
         let db = Database::connect(self.url("postgres", name)).await.unwrap_or_else(|e| panic!("{e}"));
         Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("migrating failed: {e}"));
         db.execute_unprepared("ALTER ROLE app_authenticator LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
+        db.execute_unprepared("ALTER ROLE app_sequencer LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
         db.close().await.unwrap_or_else(|e| panic!("{e}"));
         admin.close().await.unwrap_or_else(|e| panic!("{e}"));
         name.to_owned()
@@ -285,6 +286,12 @@ fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(Cluster::start)
 }
 
+/// The cluster shared by the tests of this process, for tests that need
+/// URLs of other logins on it.
+pub fn shared_cluster() -> &'static Cluster {
+    cluster()
+}
+
 /// The superuser URL of a database on the test cluster.
 pub fn superuser_url(database: &str) -> String {
     cluster().url("postgres", database)
@@ -299,6 +306,7 @@ async fn ensure_template() {
             Migrator::up(&template, None).await.unwrap_or_else(|e| panic!("migrating the template failed: {e}"));
             // The request login may log in here (trust auth on a private socket).
             template.execute_unprepared("ALTER ROLE app_authenticator LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
+            template.execute_unprepared("ALTER ROLE app_sequencer LOGIN").await.unwrap_or_else(|e| panic!("{e}"));
             template.close().await.unwrap_or_else(|e| panic!("{e}"));
             admin.close().await.unwrap_or_else(|e| panic!("{e}"));
         })
@@ -317,6 +325,19 @@ pub async fn create_database(migrated: bool) -> String {
     admin.execute_unprepared(&format!("CREATE DATABASE {name}{template}")).await.unwrap_or_else(|e| panic!("{e}"));
     admin.close().await.unwrap_or_else(|e| panic!("{e}"));
     name
+}
+
+/// The capture mode test servers run in: TEST_CAPTURE_MODE (trigger,
+/// logical or auto), trigger when unset. CI runs the realtime tests once
+/// more with TEST_CAPTURE_MODE=logical.
+pub fn capture_mode_under_test() -> api::config::CaptureMode {
+    use api::config::CaptureMode;
+    match std::env::var("TEST_CAPTURE_MODE").as_deref() {
+        Err(_) | Ok("trigger") => CaptureMode::Trigger,
+        Ok("logical") => CaptureMode::Logical,
+        Ok("auto") => CaptureMode::Auto,
+        Ok(other) => panic!("TEST_CAPTURE_MODE={other}: expected trigger, logical or auto"),
+    }
 }
 
 /// Settings of a test server; tests may change them before `spawn_with`.
@@ -374,6 +395,9 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         http_body_read_timeout: 30,
         http_idle_timeout: 60,
         log_format: api::config::LogFormat::Text,
+        capture_mode: capture_mode_under_test(),
+        database_sequencer_url: (capture_mode_under_test() != api::config::CaptureMode::Trigger)
+            .then(|| on.url(migration::SEQUENCER_ROLE, database)),
     }
 }
 

@@ -250,3 +250,50 @@ pub async fn prune(db: &Pool, retention_secs: u64, head: Cursor) -> ApiResult<u6
     db.commit(tx).await?;
     Ok(row.and_then(|r| r.try_get::<i64>("", "deleted").ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
+
+/// Switches the database's capture to the trigger mode (as the realtime
+/// role, through `app_capture_set_mode`). Returns whether it was logical:
+/// the caller then stamps what the slot had not, with
+/// [`restamp_after_running`].
+pub async fn leave_logical(db: &Pool) -> ApiResult<bool> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT app_capture_set_mode('trigger') AS previous"))
+        .await?;
+    db.commit(tx).await?;
+    Ok(row.and_then(|r| r.try_get::<String>("", "previous").ok()).as_deref() == Some("logical"))
+}
+
+/// Whether the database still has this feed's replication slot (it keeps
+/// WAL for as long as it exists).
+pub async fn slot_exists(db: &Pool) -> ApiResult<bool> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_database d ON d.datname = s.database
+                            WHERE d.datname = current_database() AND s.slot_name = 'app_changes_' || d.oid) AS found",
+        ))
+        .await?;
+    db.commit(tx).await?;
+    Ok(row.and_then(|r| r.try_get::<bool>("", "found").ok()).unwrap_or(false))
+}
+
+/// After leaving the logical mode: waits until every transaction that was
+/// running then has ended (some ran the logical capture's body, which
+/// leaves them unstamped), then stamps the log's unstamped transactions in
+/// transaction-id order (`app_capture_restamp`). Returns how many.
+pub async fn restamp_after_running(db: &Pool) -> ApiResult<i64> {
+    let scalar = |sql: &'static str| async move {
+        let tx = begin_as_realtime(db).await?;
+        let row = tx.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await?;
+        db.commit(tx).await?;
+        let row = row.ok_or_else(|| ApiError::internal("no row"))?;
+        Ok::<i64, ApiError>(row.try_get::<i64>("", "v")?)
+    };
+    let running_before = scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS v").await?;
+    while scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS v").await? < running_before {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scalar("SELECT app_capture_restamp() AS v").await
+}

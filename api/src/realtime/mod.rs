@@ -14,6 +14,9 @@
 //!   viewer's row policy; it replays from the log when given a cursor or
 //!   when it falls behind the channel, and deduplicates by cursor at the seam.
 //!   A replay from a cursor shows only rows the viewer may see now (`now`).
+//! - [`sequencer`]: in the logical capture mode (migration 000014) the
+//!   triggers only append to the log, and one server's sequencer stamps the
+//!   commit order from a logical replication slot and sends the wake-up.
 //! - `cursor`: cursors are signed, bound to the database's feed and to
 //!   the viewer, so they cannot be forged or carried elsewhere.
 //! - The websocket transport is in `http::ws`.
@@ -23,6 +26,7 @@ mod graphql;
 pub mod listener;
 mod log;
 mod now;
+pub mod sequencer;
 pub mod stream;
 
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use std::time::Duration;
 pub use cursor::{Cursor, CursorKeys, FeedIdentity};
 pub use graphql::RealtimeQuery;
 pub use log::{ChangeEvent, Operation, renew_epoch};
+pub use sequencer::SequencerState;
 use tokio::sync::{broadcast, watch};
 
 use crate::db::Pool;
@@ -102,6 +107,31 @@ pub struct RealtimeConfig {
     pub poll_interval: Duration,
 }
 
+/// How this server's change feed gets its commit order (see
+/// [`crate::config::CaptureMode`]).
+#[derive(Debug, Clone)]
+pub enum Capture {
+    /// The writers stamp themselves (migrations 000003 and 000012).
+    Trigger,
+    /// A sequencer stamps from a logical slot; this server runs a candidate
+    /// that connects with `url`.
+    Logical { url: String, state: Arc<SequencerState> },
+}
+
+impl Capture {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Logical { .. } => "logical",
+        }
+    }
+
+    /// Whether this server is the one stamping the feed now.
+    pub fn is_sequencer(&self) -> bool {
+        matches!(self, Self::Logical { state, .. } if state.is_leader())
+    }
+}
+
 /// The handle that resolvers and the listener share. Cheap to clone.
 #[derive(Clone)]
 pub struct Realtime {
@@ -125,6 +155,8 @@ struct Inner {
     connected: AtomicBool,
     /// Signs the cursors this server hands out and verifies those it gets.
     cursors: CursorKeys,
+    /// The capture mode, set once at start (trigger until then).
+    capture: std::sync::OnceLock<Capture>,
 }
 
 impl Realtime {
@@ -142,7 +174,26 @@ impl Realtime {
                 lag_ms: AtomicU64::new(0),
                 connected: AtomicBool::new(false),
                 cursors,
+                capture: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sets the capture mode (once, at start; later calls are ignored).
+    pub fn set_capture(&self, capture: Capture) {
+        let _ = self.inner.capture.set(capture);
+    }
+
+    /// The capture mode this server runs.
+    pub fn capture(&self) -> &Capture {
+        self.inner.capture.get().unwrap_or(&Capture::Trigger)
+    }
+
+    /// Starts this server's sequencer candidate, in the logical mode.
+    pub fn spawn_sequencer(&self) -> Option<tokio::task::JoinHandle<()>> {
+        match self.capture() {
+            Capture::Logical { url, state } => Some(sequencer::spawn(url.clone(), state.clone())),
+            Capture::Trigger => None,
         }
     }
 
