@@ -122,7 +122,10 @@ async fn enable_embedded_login(admin: &DatabaseConnection, data_dir: &Path) -> R
     // The logical capture's sequencer (migration 000014 created the role).
     let password = sequencer_password(data_dir)?;
     admin
-        .execute_unprepared(&format!("ALTER ROLE {} LOGIN REPLICATION PASSWORD '{password}'", migration::SEQUENCER_ROLE))
+        .execute_unprepared(&format!(
+            "ALTER ROLE {} LOGIN REPLICATION PASSWORD '{password}'",
+            migration::SEQUENCER_ROLE
+        ))
         .await
         .map(|_| ())
         .map_err(|e| format!("cannot enable the sequencer login: {e}"))

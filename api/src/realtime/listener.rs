@@ -35,13 +35,21 @@ pub async fn feed_identity(pool: &crate::db::Pool) -> ApiResult<super::FeedIdent
 /// until it is dropped.
 pub async fn use_trigger_capture(pool: &crate::db::Pool) -> ApiResult<()> {
     if log::leave_logical(pool).await? {
-        tracing::warn!("the database's capture was logical; switched it to trigger (every server of a database should have the same CAPTURE_MODE)");
+        tracing::warn!(
+            "the database's capture was logical; switched it to trigger (every server of a database should have the same CAPTURE_MODE)"
+        );
         let pool = pool.clone();
         tokio::spawn(async move {
             match log::restamp_after_running(&pool).await {
                 Ok(0) => {}
-                Ok(n) => tracing::warn!(restamped = n, "stamped transactions the logical capture had left unsequenced (in transaction-id order)"),
-                Err(err) => tracing::error!(error = err.message(), "stamping the transactions left by the logical capture failed: restart to retry"),
+                Ok(n) => tracing::warn!(
+                    restamped = n,
+                    "stamped transactions the logical capture had left unsequenced (in transaction-id order)"
+                ),
+                Err(err) => tracing::error!(
+                    error = err.message(),
+                    "stamping the transactions left by the logical capture failed: restart to retry"
+                ),
             }
         });
     }

@@ -258,7 +258,10 @@ pub async fn prune(db: &Pool, retention_secs: u64, head: Cursor) -> ApiResult<u6
 pub async fn leave_logical(db: &Pool) -> ApiResult<bool> {
     let tx = begin_as_realtime(db).await?;
     let row = tx
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT app_capture_set_mode('trigger') AS previous"))
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT app_capture_set_mode('trigger') AS previous",
+        ))
         .await?;
     db.commit(tx).await?;
     Ok(row.and_then(|r| r.try_get::<String>("", "previous").ok()).as_deref() == Some("logical"))
@@ -296,4 +299,31 @@ pub async fn restamp_after_running(db: &Pool) -> ApiResult<i64> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     scalar("SELECT app_capture_restamp() AS v").await
+}
+
+/// The WAL insert position now: at or past the commit record of every
+/// transaction visible now.
+pub async fn wal_insert_position(db: &Pool) -> ApiResult<String> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_current_wal_insert_lsn()::text AS lsn"))
+        .await?;
+    db.commit(tx).await?;
+    Ok(row.ok_or_else(|| ApiError::internal("no WAL position"))?.try_get("", "lsn")?)
+}
+
+/// Whether the sequencer's slot has confirmed `lsn`: every transaction that
+/// committed before it is stamped.
+pub async fn sequenced_past(db: &Pool, slot: &str, lsn: &str) -> ApiResult<bool> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT coalesce(bool_or(confirmed_flush_lsn >= $2::pg_lsn), false) AS past
+             FROM pg_replication_slots WHERE slot_name = $1",
+            [slot.into(), lsn.into()],
+        ))
+        .await?;
+    db.commit(tx).await?;
+    Ok(row.and_then(|r| r.try_get::<bool>("", "past").ok()).unwrap_or(false))
 }

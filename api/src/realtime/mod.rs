@@ -41,6 +41,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::db::Pool;
 
+/// The longest [`Realtime::settled_head`] waits for the sequencer.
+pub const SETTLE_WITHIN: Duration = Duration::from_secs(2);
+
 /// What happened to a row.
 #[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ChangeOperation {
@@ -218,6 +221,44 @@ impl Realtime {
     /// (the listener's [`Realtime::head`] may not have reached it yet).
     pub async fn committed_head(&self) -> crate::error::ApiResult<Cursor> {
         Ok(log::bounds(self.pool()).await?.head)
+    }
+
+    /// A position at or past every change visible in the database now, once
+    /// this server has broadcast up to it: where an account check that
+    /// reads the account now may say "changes after this end the
+    /// subscription". (The websocket's check takes [`Realtime::head`]: a
+    /// change the check already saw but the listener had not broadcast
+    /// yet, such as a deactivation undone since, then ends the
+    /// subscription, which errs on the safe side; the window is wider in
+    /// the logical mode.)
+    ///
+    /// In the trigger mode that is [`Realtime::head`] (a commit is stamped
+    /// before it is visible; what the listener has not broadcast yet is
+    /// read from the log by the stream). In the logical mode a commit is
+    /// visible a little before the sequencer stamps it, so this waits (at
+    /// most [`SETTLE_WITHIN`]) until the slot has passed the WAL position
+    /// of now and the listener has broadcast what was stamped; otherwise a
+    /// change the check already saw (a deactivation undone since) would
+    /// look newer than the check and end the subscription.
+    pub async fn settled_head(&self) -> Cursor {
+        let Capture::Logical { .. } = self.capture() else { return self.head() };
+        let settle = async {
+            let slot = sequencer::slot_name(self.cursors().identity().database);
+            let now = log::wal_insert_position(self.pool()).await?;
+            while !log::sequenced_past(self.pool(), &slot, &now).await? {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let committed = self.committed_head().await?;
+            let mut head = self.inner.head.subscribe();
+            let _ = head.wait_for(|at| *at >= committed).await;
+            Ok::<(), crate::error::ApiError>(())
+        };
+        match tokio::time::timeout(SETTLE_WITHIN, settle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = err.message(), "settling the change feed's head failed"),
+            Err(_) => tracing::warn!("the change-feed sequencer did not catch up within {SETTLE_WITHIN:?}"),
+        }
+        self.head()
     }
 
     /// The position up to which events have been broadcast.

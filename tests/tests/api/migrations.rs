@@ -31,8 +31,8 @@ async fn every_migration_goes_up_down_to_an_empty_schema_and_up_again() {
     Migrator::up(&db, None).await.unwrap_or_else(|e| panic!("up: {e}"));
     let (tables, functions, extensions) = footprint(&db).await;
     assert_eq!(
-        tables, 15,
-        "users, place, review, preference, change_log(_horizon), change_commit, change_feed_epoch, routine, routine_run, user_stats, airdrop_project, user_airdrop_participation, post, comment"
+        tables, 16,
+        "users, place, review, preference, change_log(_horizon), change_commit, change_feed_epoch, change_capture, routine, routine_run, user_stats, airdrop_project, user_airdrop_participation, post, comment"
     );
     assert!(functions > 0 && extensions == 3);
 

@@ -14,7 +14,8 @@ const LOG_READS: &str = "SELECT coalesce(sum(calls), 0)::bigint AS calls, coales
     WHERE d.datname = current_database() AND s.query LIKE '%committed_ms_ago%'";
 
 /// Logged transactions with no commit stamp yet.
-const UNSTAMPED: &str = "SELECT count(*) FROM change_log l WHERE NOT EXISTS (SELECT 1 FROM change_commit c WHERE c.txid = l.txid)";
+const UNSTAMPED: &str =
+    "SELECT count(*) FROM change_log l WHERE NOT EXISTS (SELECT 1 FROM change_commit c WHERE c.txid = l.txid)";
 
 async fn log_reads(app: &TestApp) -> (i64, i64, i64) {
     let row = app

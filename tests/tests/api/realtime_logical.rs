@@ -36,7 +36,21 @@ async fn spawn_logical_on(on: &Cluster, database: &str) -> TestApp {
 /// A server in the logical mode on a database of its own.
 async fn spawn_logical() -> TestApp {
     let database = tests::create_database(true).await;
-    spawn_logical_on(tests::shared_cluster(), &database).await
+    let app = spawn_logical_on(tests::shared_cluster(), &database).await;
+    leading(&app).await;
+    app
+}
+
+/// Waits until `app`'s sequencer leads (its slot exists, the database is in
+/// the logical mode).
+/// Creating the slot waits for every transaction running in the cluster
+/// (other tests' too) to end, hence the long wait.
+async fn leading(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !app.realtime.capture().is_sequencer() {
+        assert!(tokio::time::Instant::now() < deadline, "the server's sequencer does not lead after 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn execute(db: &DatabaseConnection, sql: &str) {
@@ -57,8 +71,11 @@ async fn readyz(app: &TestApp) -> Value {
 /// Inserts places `prefix-0..n`, each its own transaction.
 async fn write_places(db: &DatabaseConnection, prefix: &str, n: usize) {
     for i in 0..n {
-        execute(db, &format!("INSERT INTO place (id, name, lat, lng, category) VALUES ('{prefix}-{i}', 'p', 1, 1, 'c')"))
-            .await;
+        execute(
+            db,
+            &format!("INSERT INTO place (id, name, lat, lng, category) VALUES ('{prefix}-{i}', 'p', 1, 1, 'c')"),
+        )
+        .await;
     }
 }
 
@@ -71,7 +88,14 @@ async fn receive_places(events: &mut broadcast::Receiver<Arc<ChangeEvent>>, expe
     while !missing.is_empty() {
         let event = tokio::time::timeout_at(deadline, events.recv())
             .await
-            .unwrap_or_else(|_| panic!("not delivered within 30 s: {} of {}, e.g. {:?}", missing.len(), expected.len(), missing.iter().next()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "not delivered within 30 s: {} of {}, e.g. {:?}",
+                    missing.len(),
+                    expected.len(),
+                    missing.iter().next()
+                )
+            })
             .unwrap_or_else(|e| panic!("the feed: {e}"));
         if event.table == "place" && expected.contains(&event.key) {
             missing.remove(&event.key);
@@ -149,7 +173,13 @@ async fn in_the_logical_mode_writers_only_append_and_the_sequencer_delivers_in_c
     let written: Vec<String> = (0..30).map(|i| format!("lg-{i}")).collect();
     assert_eq!(seen, written, "one event per write, in commit order");
     // Every logged transaction has its stamp, and only once.
-    assert_eq!(app.count("SELECT count(*) FROM change_log l WHERE NOT EXISTS (SELECT 1 FROM change_commit c WHERE c.txid = l.txid)").await, 0);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM change_log l WHERE NOT EXISTS (SELECT 1 FROM change_commit c WHERE c.txid = l.txid)"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -175,7 +205,7 @@ async fn when_the_sequencer_dies_another_server_takes_over_and_nothing_is_lost_o
     let database = tests::create_database(true).await;
     let on = tests::shared_cluster();
     let first = spawn_logical_on(on, &database).await;
-    eventually("a sequencer leads", async || sequencer_pid(&first).await.is_some()).await;
+    leading(&first).await;
     let second = spawn_logical_on(on, &database).await;
     let mut on_first = first.realtime.subscribe();
     let mut on_second = second.realtime.subscribe();
@@ -184,8 +214,11 @@ async fn when_the_sequencer_dies_another_server_takes_over_and_nothing_is_lost_o
         let db = Database::connect(on.url("postgres", &database)).await.unwrap_or_else(|e| panic!("{e}"));
         tokio::spawn(async move {
             for i in 0..200 {
-                execute(&db, &format!("INSERT INTO place (id, name, lat, lng, category) VALUES ('to-{i}', 'p', 1, 1, 'c')"))
-                    .await;
+                execute(
+                    &db,
+                    &format!("INSERT INTO place (id, name, lat, lng, category) VALUES ('to-{i}', 'p', 1, 1, 'c')"),
+                )
+                .await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -223,15 +256,27 @@ async fn a_dropped_slot_is_recreated_and_the_writes_made_without_it_are_delivere
     .await;
     write_places(&app.db, "gap", 10).await;
     // Committed with no slot and no sequencer: not stamped yet.
-    assert_eq!(app.count("SELECT count(*) FROM change_commit c JOIN change_log l USING (txid) WHERE l.row_key LIKE 'gap-%'").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM change_commit c JOIN change_log l USING (txid) WHERE l.row_key LIKE 'gap-%'")
+            .await,
+        0
+    );
     holder.close().await.unwrap_or_else(|e| panic!("{e}"));
 
     let gap = receive_places(&mut events, &keys("gap", 10)).await;
     assert_eq!(gap.len(), 10, "each write of the gap once: {gap:?}");
     write_places(&app.db, "after", 5).await;
     let after = receive_places(&mut events, &keys("after", 5)).await;
-    assert_eq!(after, (0..5).map(|i| format!("after-{i}")).collect::<Vec<_>>(), "the new slot sequences in commit order");
-    assert_eq!(app.count(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'", slot_name(&app).await)).await, 1);
+    assert_eq!(
+        after,
+        (0..5).map(|i| format!("after-{i}")).collect::<Vec<_>>(),
+        "the new slot sequences in commit order"
+    );
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'", slot_name(&app).await))
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -240,6 +285,7 @@ async fn a_slot_that_fell_behind_past_its_wal_limit_is_replaced_and_nothing_is_l
     let on = Cluster::start_with(&["max_slot_wal_keep_size=1", "max_wal_size=32MB", "min_wal_size=32MB"], "");
     let database = on.migrated_database("behind").await;
     let app = spawn_logical_on(&on, &database).await;
+    leading(&app).await;
     let mut events = app.realtime.subscribe();
     write_places(&app.db, "before", 3).await;
     receive_places(&mut events, &keys("before", 3)).await;
@@ -262,7 +308,10 @@ async fn a_slot_that_fell_behind_past_its_wal_limit_is_replaced_and_nothing_is_l
     write_places(&app.db, "after", 3).await;
     receive_places(&mut events, &keys("after", 3)).await;
     assert_eq!(
-        app.count(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND wal_status <> 'lost'")).await,
+        app.count(&format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND wal_status <> 'lost'"
+        ))
+        .await,
         1,
         "a new slot replaced it"
     );
