@@ -240,8 +240,14 @@ async fn ensure_slot(conn: &mut PgConnection, slot: &str) -> Result<(), String> 
             .map_err(|e| e.to_string())?;
         tracing::info!(slot, "created the change-feed slot");
     }
-    let restamped: i64 =
-        sqlx::query_scalar("SELECT app_capture_restamp()").fetch_one(&mut *conn).await.map_err(|e| e.to_string())?;
+    // An existing slot holds every transaction not stamped yet, in commit
+    // order (a takeover continues from it). A new one holds only those that
+    // commit from now on: the rest are in the log, unstamped.
+    let restamped: i64 = if create {
+        sqlx::query_scalar("SELECT app_capture_restamp()").fetch_one(&mut *conn).await.map_err(|e| e.to_string())?
+    } else {
+        0
+    };
     if restamped > 0 {
         tracing::error!(
             restamped,
