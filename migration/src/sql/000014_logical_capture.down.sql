@@ -68,7 +68,7 @@ REVOKE ALL ON FUNCTION app_capture_compile() FROM PUBLIC;
 DROP TRIGGER change_commit_stamp ON change_commit;
 CREATE CONSTRAINT TRIGGER change_commit_stamp AFTER INSERT ON change_commit
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app_stamp_commit();
-DROP TABLE change_capture;
-DROP PUBLICATION app_change_log;
+DROP TABLE IF EXISTS change_capture;
+DROP PUBLICATION IF EXISTS app_change_log;
 REVOKE app_realtime FROM app_sequencer;
 -- The role is cluster-wide (other databases may use it), as in 000003.

@@ -36,24 +36,31 @@ GRANT app_realtime TO app_sequencer;
 
 -- What the slot decodes: inserts into the change log, nothing else (the
 -- published tables' own rows are never sent to the sequencer).
+--
+-- Idempotent, as 000010: `migrate fresh` drops tables but not publications,
+-- and restoring a backup from before this migration keeps what it does
+-- not name, then runs the migration again.
+DROP PUBLICATION IF EXISTS app_change_log;
 CREATE PUBLICATION app_change_log FOR TABLE change_log WITH (publish = 'insert');
 
-CREATE TABLE change_capture (
+CREATE TABLE IF NOT EXISTS change_capture (
     singleton boolean PRIMARY KEY DEFAULT true CONSTRAINT change_capture_singleton CHECK (singleton),
     mode      text NOT NULL DEFAULT 'trigger' CONSTRAINT change_capture_mode_check CHECK (mode IN ('trigger', 'logical'))
 );
-INSERT INTO change_capture DEFAULT VALUES;
+INSERT INTO change_capture DEFAULT VALUES ON CONFLICT DO NOTHING;
 ALTER TABLE change_capture ENABLE ROW LEVEL SECURITY;
 ALTER TABLE change_capture FORCE ROW LEVEL SECURITY;
 -- Readable by whoever is granted SELECT (app_realtime); written through
 -- app_capture_set_mode only (as the owner).
+DROP POLICY IF EXISTS change_capture_read ON change_capture;
 CREATE POLICY change_capture_read ON change_capture FOR SELECT TO PUBLIC USING (true);
+DROP POLICY IF EXISTS change_capture_owner ON change_capture;
 CREATE POLICY change_capture_owner ON change_capture FOR UPDATE TO PUBLIC USING (true) WITH CHECK (true);
 GRANT SELECT ON change_capture TO app_realtime;
 
 -- The sequencer inserts change_commit rows already stamped: the deferred
 -- stamp of 000003 is for the trigger capture's unstamped rows only.
-DROP TRIGGER change_commit_stamp ON change_commit;
+DROP TRIGGER IF EXISTS change_commit_stamp ON change_commit;
 CREATE CONSTRAINT TRIGGER change_commit_stamp AFTER INSERT ON change_commit
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.seq IS NULL) EXECUTE FUNCTION app_stamp_commit();
 
