@@ -165,8 +165,47 @@ pub struct Bounds {
     pub epoch: Uuid,
 }
 
-/// The log's [`Bounds`], in one snapshot.
+/// The longest [`settle`] waits for the sequencer.
+pub const SETTLE_WITHIN: Duration = Duration::from_secs(2);
+
+/// In the logical capture mode, waits until the sequencer has stamped every
+/// transaction that is visible now (its slot has passed the WAL insert
+/// position of now), at most [`SETTLE_WITHIN`]; in the trigger mode a
+/// visible commit is already stamped, and this is one query. Positions read
+/// after it (the head of [`bounds`]) then cover everything a read of the
+/// data now sees: a replay's history and an account check's position must,
+/// or a change they already saw would be delivered as newer than them.
+pub async fn settle(db: &Pool) -> ApiResult<()> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT c.mode = 'logical' AS logical, pg_current_wal_insert_lsn()::text AS lsn,
+                    'app_changes_' || d.oid AS slot
+             FROM change_capture c, pg_database d WHERE d.datname = current_database()",
+        ))
+        .await?;
+    db.commit(tx).await?;
+    let Some(row) = row else { return Ok(()) };
+    if !row.try_get::<bool>("", "logical")? {
+        return Ok(());
+    }
+    let (lsn, slot): (String, String) = (row.try_get("", "lsn")?, row.try_get("", "slot")?);
+    let deadline = Instant::now() + SETTLE_WITHIN;
+    while !sequenced_past(db, &slot, &lsn).await? {
+        if Instant::now() >= deadline {
+            tracing::warn!("the change-feed sequencer did not catch up within {SETTLE_WITHIN:?}; is a server with CAPTURE_MODE=logical running?");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// The log's [`Bounds`], in one snapshot, once everything visible now is
+/// stamped ([`settle`]).
 pub async fn bounds(db: &Pool) -> ApiResult<Bounds> {
+    settle(db).await?;
     let tx = begin_as_realtime(db).await?;
     let row = tx
         .query_one_raw(Statement::from_string(
@@ -299,17 +338,6 @@ pub async fn restamp_after_running(db: &Pool) -> ApiResult<i64> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     scalar("SELECT app_capture_restamp() AS v").await
-}
-
-/// The WAL insert position now: at or past the commit record of every
-/// transaction visible now.
-pub async fn wal_insert_position(db: &Pool) -> ApiResult<String> {
-    let tx = begin_as_realtime(db).await?;
-    let row = tx
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_current_wal_insert_lsn()::text AS lsn"))
-        .await?;
-    db.commit(tx).await?;
-    Ok(row.ok_or_else(|| ApiError::internal("no WAL position"))?.try_get("", "lsn")?)
 }
 
 /// Whether the sequencer's slot has confirmed `lsn`: every transaction that

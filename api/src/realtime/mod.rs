@@ -41,9 +41,6 @@ use tokio::sync::{broadcast, watch};
 
 use crate::db::Pool;
 
-/// The longest [`Realtime::settled_head`] waits for the sequencer.
-pub const SETTLE_WITHIN: Duration = Duration::from_secs(2);
-
 /// What happened to a row.
 #[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ChangeOperation {
@@ -232,31 +229,23 @@ impl Realtime {
     /// subscription, which errs on the safe side; the window is wider in
     /// the logical mode.)
     ///
-    /// In the trigger mode that is [`Realtime::head`] (a commit is stamped
-    /// before it is visible; what the listener has not broadcast yet is
-    /// read from the log by the stream). In the logical mode a commit is
-    /// visible a little before the sequencer stamps it, so this waits (at
-    /// most [`SETTLE_WITHIN`]) until the slot has passed the WAL position
-    /// of now and the listener has broadcast what was stamped; otherwise a
-    /// change the check already saw (a deactivation undone since) would
-    /// look newer than the check and end the subscription.
+    /// It waits until the committed head ([`log::settle`]: in the logical
+    /// mode, once the sequencer has stamped what is visible now) has been
+    /// broadcast; otherwise a change the check already saw (a deactivation
+    /// undone since) would look newer than the check and end the
+    /// subscription.
     pub async fn settled_head(&self) -> Cursor {
-        let Capture::Logical { .. } = self.capture() else { return self.head() };
         let settle = async {
-            let slot = sequencer::slot_name(self.cursors().identity().database);
-            let now = log::wal_insert_position(self.pool()).await?;
-            while !log::sequenced_past(self.pool(), &slot, &now).await? {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
             let committed = self.committed_head().await?;
             let mut head = self.inner.head.subscribe();
             let _ = head.wait_for(|at| *at >= committed).await;
             Ok::<(), crate::error::ApiError>(())
         };
-        match tokio::time::timeout(SETTLE_WITHIN, settle).await {
+        let within = log::SETTLE_WITHIN * 2;
+        match tokio::time::timeout(within, settle).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = err.message(), "settling the change feed's head failed"),
-            Err(_) => tracing::warn!("the change-feed sequencer did not catch up within {SETTLE_WITHIN:?}"),
+            Err(_) => tracing::warn!("the change feed did not settle within {within:?}"),
         }
         self.head()
     }

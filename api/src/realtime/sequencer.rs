@@ -379,11 +379,18 @@ fn decode(rows: &[(String, Vec<u8>)]) -> Result<(Vec<Decoded>, Option<String>), 
     let mut transactions = Vec::new();
     let mut txid_column: Option<usize> = None;
     let mut current: Option<i64> = None;
+    // The transaction's 32-bit xid, from its Begin message.
+    let mut xid: u32 = 0;
     let mut last_commit = None;
     for (lsn, data) in rows {
         let mut m = Message::new(data);
         match m.byte()? {
-            b'B' => current = None,
+            b'B' => {
+                current = None;
+                m.int64()?;
+                m.int64()?;
+                xid = u32::from_be_bytes(m.take(4)?.try_into().map_err(|_| "xid")?);
+            }
             b'R' => {
                 m.int32()?;
                 m.cstr()?;
@@ -416,7 +423,14 @@ fn decode(rows: &[(String, Vec<u8>)]) -> Result<(Vec<Decoded>, Option<String>), 
                             let value = m.take(len)?;
                             if i == column {
                                 let text = std::str::from_utf8(value).map_err(|e| e.to_string())?;
-                                current = Some(text.parse().map_err(|e| format!("txid {text:?}: {e}"))?);
+                                let txid: i64 = text.parse().map_err(|e| format!("txid {text:?}: {e}"))?;
+                                // A row the capture wrote carries its own
+                                // transaction's id. One that does not was
+                                // copied in (`api restore` loads the log
+                                // with its commit stamps): not a new commit.
+                                if (txid & 0xffff_ffff) == i64::from(xid) {
+                                    current = Some(txid);
+                                }
                                 break;
                             }
                         }
@@ -507,6 +521,13 @@ mod tests {
         m
     }
 
+    fn begin(xid: u32) -> Vec<u8> {
+        let mut m = vec![b'B'];
+        m.extend_from_slice(&[0; 16]);
+        m.extend_from_slice(&xid.to_be_bytes());
+        m
+    }
+
     fn commit(us: i64) -> Vec<u8> {
         let mut m = vec![b'C', 0];
         m.extend_from_slice(&[0; 16]);
@@ -517,12 +538,12 @@ mod tests {
     #[test]
     fn decoding_yields_each_transaction_once_in_commit_order_with_its_end() {
         let rows = vec![
-            ("0/10".to_owned(), b"B".to_vec()),
+            ("0/10".to_owned(), begin(11)),
             ("0/10".to_owned(), relation()),
             ("0/10".to_owned(), insert("1", "4294967307")),
             ("0/10".to_owned(), insert("2", "4294967307")),
             ("0/20".to_owned(), commit(7)),
-            ("0/30".to_owned(), b"B".to_vec()),
+            ("0/30".to_owned(), begin(9)),
             ("0/30".to_owned(), insert("3", "9")),
             ("0/40".to_owned(), commit(8)),
         ];
@@ -535,6 +556,19 @@ mod tests {
             ]
         );
         assert_eq!(last.as_deref(), Some("0/40"));
+    }
+
+    #[test]
+    fn rows_copied_in_by_another_transaction_are_not_new_commits() {
+        let rows = vec![
+            ("0/10".to_owned(), begin(500)),
+            ("0/10".to_owned(), relation()),
+            ("0/10".to_owned(), insert("1", "42")),
+            ("0/20".to_owned(), commit(7)),
+        ];
+        let (txs, last) = decode(&rows).unwrap_or_else(|e| panic!("{e}"));
+        assert!(txs.is_empty(), "{txs:?}");
+        assert_eq!(last.as_deref(), Some("0/20"), "still read past");
     }
 
     #[test]
