@@ -194,7 +194,9 @@ pub async fn settle(db: &Pool) -> ApiResult<()> {
     let deadline = Instant::now() + SETTLE_WITHIN;
     while !sequenced_past(db, &slot, &lsn).await? {
         if Instant::now() >= deadline {
-            tracing::warn!("the change-feed sequencer did not catch up within {SETTLE_WITHIN:?}; is a server with CAPTURE_MODE=logical running?");
+            tracing::warn!(
+                "the change-feed sequencer did not catch up within {SETTLE_WITHIN:?}; is a server with CAPTURE_MODE=logical running?"
+            );
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -184,22 +184,33 @@ async fn lead(url: &str, state: &SequencerState, backoff: &mut Duration) -> Resu
                 }
                 tokio::time::sleep(idle).await;
             }
-            Err(Lost(why)) if slot_lost(&why) => {
-                tracing::error!(slot, error = %why, "the change-feed slot is gone; recreating it and stamping the log's unstamped transactions");
+            Err(Lost(why)) if slot_unusable(&why) => {
+                tracing::error!(slot, error = %why, "the change-feed slot is unusable; replacing it and stamping the log's unstamped transactions");
+                // Gone already, or unusable: either way a new one.
+                let _ = sqlx::query(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                )
+                .bind(&slot)
+                .execute(&mut conn)
+                .await;
                 ensure_slot(&mut conn, &slot).await?;
                 decoded_to = None;
+                tokio::time::sleep(BACKOFF_MIN).await;
             }
             Err(Lost(why)) => return Err(why),
         }
     }
 }
 
-/// The error of a slot that was dropped or invalidated.
-fn slot_lost(message: &str) -> bool {
-    message.contains("does not exist")
+/// The error of a slot that cannot deliver any more: dropped, invalidated
+/// (past `max_slot_wal_keep_size`), or stuck on WAL written while its
+/// publication did not exist (`api restore` drops and recreates it; the
+/// slot would fail on that WAL forever).
+fn slot_unusable(message: &str) -> bool {
+    (message.contains("replication slot") && message.contains("does not exist"))
+        || (message.contains("publication") && message.contains("does not exist"))
         || message.contains("can no longer get changes")
         || message.contains("has been invalidated")
-        || message.contains("this slot has been invalidated")
 }
 
 /// Creates the slot if it is missing (dropping it first if PostgreSQL
