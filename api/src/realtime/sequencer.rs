@@ -23,7 +23,9 @@
 //!   rows of N were visible, and skip them.
 //! - Exactly once: the slot is advanced only after the stamps commit; a
 //!   transaction read twice (after a crash, or by the next sequencer) is
-//!   already stamped and skipped (`ON CONFLICT DO NOTHING`).
+//!   already stamped and skipped (`ON CONFLICT .. WHERE seq IS NULL`: a
+//!   transaction that registered under the trigger mode and committed
+//!   after the switch has an unstamped row, and gets its stamp here).
 //! - One sequencer: stamping runs on the connection that holds the lock, so
 //!   a sequencer whose connection died cannot stamp any more; the slot also
 //!   serves one session at a time.
@@ -373,7 +375,8 @@ const STAMP: &str = "WITH batch AS (
          INSERT INTO change_commit (txid, seq, committed_at)
          SELECT b.txid, nextval('change_commit_seq'), timestamptz '2000-01-01 00:00:00+00' + b.us * interval '1 microsecond'
          FROM batch b WHERE b.n < (SELECT n FROM cut) ORDER BY b.n
-         ON CONFLICT (txid) DO NOTHING
+         ON CONFLICT (txid) DO UPDATE SET seq = EXCLUDED.seq, committed_at = EXCLUDED.committed_at
+             WHERE change_commit.seq IS NULL
          RETURNING 1
      ), counted AS (
          SELECT count(*) AS stamped FROM stamped

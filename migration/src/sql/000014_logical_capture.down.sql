@@ -65,6 +65,16 @@ $body$$f$,
 END
 $compile$;
 REVOKE ALL ON FUNCTION app_capture_compile() FROM PUBLIC;
+-- 000008's stamp.
+CREATE OR REPLACE FUNCTION app_stamp_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(7262018542);
+    UPDATE change_commit SET seq = nextval('change_commit_seq'), committed_at = clock_timestamp()
+    WHERE txid = NEW.txid;
+    RETURN NULL;
+END
+$$;
 DROP TRIGGER change_commit_stamp ON change_commit;
 CREATE CONSTRAINT TRIGGER change_commit_stamp AFTER INSERT ON change_commit
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app_stamp_commit();

@@ -64,6 +64,26 @@ DROP TRIGGER IF EXISTS change_commit_stamp ON change_commit;
 CREATE CONSTRAINT TRIGGER change_commit_stamp AFTER INSERT ON change_commit
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.seq IS NULL) EXECUTE FUNCTION app_stamp_commit();
 
+-- A transaction that registered under the trigger mode and commits after
+-- the switch to logical is decoded like every other: the sequencer stamps
+-- it in commit order. Stamping itself at commit would put it ahead of
+-- logical-mode transactions that committed before it but are stamped
+-- after (the sequencer's poll). The stamp lock serializes this check with
+-- the switch (app_capture_set_mode takes it too).
+CREATE OR REPLACE FUNCTION app_stamp_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    -- Held until the commit completes; the key is this feature's own.
+    PERFORM pg_advisory_xact_lock(7262018542);
+    IF (SELECT mode FROM change_capture) = 'logical' THEN
+        RETURN NULL;
+    END IF;
+    UPDATE change_commit SET seq = nextval('change_commit_seq'), committed_at = clock_timestamp()
+    WHERE txid = NEW.txid;
+    RETURN NULL;
+END
+$$;
+
 -- As in 000012, with the body chosen by change_capture.mode: `trigger`
 -- registers the transaction for its commit stamp and notifies; `logical`
 -- only appends to the log. Also recompiles triggers already compiled (the
@@ -149,6 +169,8 @@ BEGIN
         RAISE EXCEPTION 'capture mode must be trigger or logical, not %', new_mode;
     END IF;
     PERFORM pg_advisory_xact_lock(7262018543);
+    -- Commits stamping themselves wait for the switch (app_stamp_commit).
+    PERFORM pg_advisory_xact_lock(7262018542);
     SELECT mode INTO old_mode FROM change_capture FOR UPDATE;
     IF old_mode IS DISTINCT FROM new_mode THEN
         UPDATE change_capture SET mode = new_mode;
@@ -175,12 +197,13 @@ BEGIN
     PERFORM pg_advisory_xact_lock(7262018542);
     WITH unstamped AS (
         SELECT DISTINCT l.txid FROM change_log l
-        WHERE NOT EXISTS (SELECT 1 FROM change_commit c WHERE c.txid = l.txid)
+        WHERE NOT EXISTS (SELECT 1 FROM change_commit c WHERE c.txid = l.txid AND c.seq IS NOT NULL)
         ORDER BY l.txid
     ), ins AS (
         INSERT INTO change_commit (txid, seq, committed_at)
         SELECT u.txid, nextval('change_commit_seq'), clock_timestamp() FROM unstamped u ORDER BY u.txid
-        ON CONFLICT (txid) DO NOTHING
+        ON CONFLICT (txid) DO UPDATE SET seq = EXCLUDED.seq, committed_at = EXCLUDED.committed_at
+            WHERE change_commit.seq IS NULL
         RETURNING 1
     )
     SELECT count(*) INTO stamped FROM ins;
