@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthGuard, HashPool, JwtKeys, RateLimits};
-use crate::config::{AppEnv, Config};
+use crate::config::{AppEnv, CaptureMode, Config};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
@@ -26,6 +26,9 @@ pub struct DatabaseTarget {
     /// For requests: the DATABASE_URL role, or `app_authenticator` on the
     /// embedded database. Either way requests switch to a viewer role.
     pub serve_url: String,
+    /// The embedded database's sequencer login (`app_sequencer`), for the
+    /// logical capture; `None` with DATABASE_URL (see DATABASE_SEQUENCER_URL).
+    pub sequencer_url: Option<String>,
     /// Keeps the embedded PostgreSQL alive; dropping it stops the cluster.
     pub embedded: Option<EmbeddedPostgres>,
 }
@@ -34,7 +37,12 @@ pub struct DatabaseTarget {
 /// its `app` database created.
 pub async fn database_target(config: &Config) -> Result<DatabaseTarget, String> {
     if let Some(url) = &config.database_url {
-        return Ok(DatabaseTarget { admin_url: url.clone(), serve_url: url.clone(), embedded: None });
+        return Ok(DatabaseTarget {
+            admin_url: url.clone(),
+            serve_url: url.clone(),
+            sequencer_url: None,
+            embedded: None,
+        });
     }
     let data_dir = config.data_dir.clone();
     let pg_bin = config.pg_bin.clone();
@@ -66,11 +74,32 @@ pub async fn database_target(config: &Config) -> Result<DatabaseTarget, String> 
         pg.port(),
         embedded::DATABASE
     );
-    Ok(DatabaseTarget { admin_url: pg.superuser_url(embedded::DATABASE), serve_url, embedded: Some(pg) })
+    let sequencer_url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/{}",
+        migration::SEQUENCER_ROLE,
+        sequencer_password(&config.data_dir)?,
+        pg.port(),
+        embedded::DATABASE
+    );
+    Ok(DatabaseTarget {
+        admin_url: pg.superuser_url(embedded::DATABASE),
+        serve_url,
+        sequencer_url: Some(sequencer_url),
+        embedded: Some(pg),
+    })
 }
 
 fn authenticator_password(data_dir: &Path) -> Result<String, String> {
-    let path = data_dir.join("authenticator.password");
+    login_password(data_dir, "authenticator.password")
+}
+
+fn sequencer_password(data_dir: &Path) -> Result<String, String> {
+    login_password(data_dir, "sequencer.password")
+}
+
+/// A login's password, generated once into DATA_DIR.
+fn login_password(data_dir: &Path, file: &str) -> Result<String, String> {
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(password) => Ok(password.trim().to_owned()),
         Err(_) => {
@@ -89,7 +118,44 @@ async fn enable_embedded_login(admin: &DatabaseConnection, data_dir: &Path) -> R
         .execute_unprepared(&format!("ALTER ROLE {} LOGIN PASSWORD '{password}'", migration::AUTHENTICATOR_ROLE))
         .await
         .map(|_| ())
-        .map_err(|e| format!("cannot enable the request login: {e}"))
+        .map_err(|e| format!("cannot enable the request login: {e}"))?;
+    // The logical capture's sequencer (migration 000014 created the role).
+    let password = sequencer_password(data_dir)?;
+    admin
+        .execute_unprepared(&format!(
+            "ALTER ROLE {} LOGIN REPLICATION PASSWORD '{password}'",
+            migration::SEQUENCER_ROLE
+        ))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot enable the sequencer login: {e}"))
+}
+
+/// The capture mode to run: CAPTURE_MODE, with `auto` resolved by what the
+/// database allows. `logical` refuses to start without it; `auto` falls
+/// back to `trigger` and says why.
+async fn capture(config: &Config, target: &DatabaseTarget, feed: &db::Pool) -> Result<realtime::Capture, String> {
+    let url = config.database_sequencer_url.clone().or_else(|| target.sequencer_url.clone());
+    let logical = match (config.capture_mode, url) {
+        (CaptureMode::Trigger, _) => Err("CAPTURE_MODE=trigger".to_owned()),
+        (_, None) => Err("no sequencer login: set DATABASE_SEQUENCER_URL to a login with REPLICATION that is a member of app_realtime".to_owned()),
+        (_, Some(url)) => realtime::sequencer::check(&url).await.map(|()| url),
+    };
+    match logical {
+        Ok(url) => Ok(realtime::Capture::Logical { url, state: Default::default() }),
+        Err(why) if config.capture_mode == CaptureMode::Logical => {
+            Err(format!("CAPTURE_MODE=logical, but the database does not allow it: {why}"))
+        }
+        Err(why) => {
+            if config.capture_mode == CaptureMode::Auto {
+                tracing::warn!(reason = %why, "logical capture unavailable; using the trigger capture (docs/OPERATIONS.md, \"Change capture\")");
+            }
+            realtime::listener::use_trigger_capture(feed)
+                .await
+                .map_err(|e| format!("cannot switch the capture to trigger: {}", e.message()))?;
+            Ok(realtime::Capture::Trigger)
+        }
+    }
 }
 
 /// Development applies pending migrations; staging and production refuse to
@@ -290,6 +356,9 @@ impl Application {
             },
             cursor_keys(&config, &feed).await?,
         );
+        let capture = capture(&config, &target, &feed).await?;
+        tracing::info!(capture = capture.name(), "change capture");
+        realtime.set_capture(capture);
         let (closing, close_all) = Closing::new();
         let connections = connection_limits(&config);
         let state = AppState {
@@ -352,6 +421,7 @@ impl Application {
         let pool = state.pool.clone();
         let feed_pool = state.realtime.feed().clone();
         let listener_task = realtime::listener::spawn(state.realtime.clone());
+        let sequencer_task = state.realtime.spawn_sequencer();
         let stats = state.metrics.spawn_database_stats(state.pool.clone(), DATABASE_STATS_EVERY);
         // Websockets are told to close as soon as shutdown begins, while
         // the server finishes the HTTP requests in flight.
@@ -372,6 +442,9 @@ impl Application {
             tracing::warn!("websockets still open after {WEBSOCKET_DRAIN:?}; dropping them");
         }
         listener_task.abort();
+        if let Some(task) = sequencer_task {
+            task.abort();
+        }
         stats.abort();
         let _ = pool.close().await;
         let _ = feed_pool.close().await;

@@ -20,6 +20,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// How committed changes get their place in the change feed's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CaptureMode {
+    /// `logical` where the database allows it (wal_level=logical and a
+    /// sequencer login with REPLICATION), `trigger` otherwise.
+    Auto,
+    /// Writers only append to the change log; one server (the sequencer)
+    /// reads the commit order from a logical replication slot. Refuses to
+    /// start where the database does not allow it.
+    Logical,
+    /// Every writing transaction stamps its commit order itself, under a
+    /// lock held through its commit (one published commit at a time).
+    Trigger,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
@@ -58,6 +73,12 @@ pub struct Config {
     /// DATABASE_URL goes through a transaction-mode pooler (PgBouncer pool_mode=transaction): no statement cache, prepared statements live one transaction. Needs DATABASE_LISTEN_URL, which the server then also uses for the migrations it checks or applies at start.
     #[arg(long, env = "DATABASE_TRANSACTION_POOLER", global = true)]
     pub database_transaction_pooler: bool,
+    /// How the change feed learns the commit order: logical (a sequencer reads a logical replication slot; writers take no lock), trigger (each writing transaction stamps itself under a lock held through commit), or auto (logical where wal_level=logical and a sequencer login exist). Every server of one database should use the same mode.
+    #[arg(long, env = "CAPTURE_MODE", value_enum, default_value_t = CaptureMode::Auto, global = true)]
+    pub capture_mode: CaptureMode,
+    /// URL of the login the logical capture's sequencer uses (LOGIN REPLICATION, a member of app_realtime), on a direct connection. Unset: the embedded database's own; with DATABASE_URL, logical capture needs it.
+    #[arg(long, env = "DATABASE_SEQUENCER_URL", global = true, hide_env_values = true)]
+    pub database_sequencer_url: Option<String>,
     /// Change events buffered in memory; a subscriber further behind catches up from the log.
     #[arg(long, env = "REALTIME_BUFFER", default_value_t = 4096, global = true)]
     pub realtime_buffer: usize,
@@ -291,6 +312,9 @@ impl Config {
                 return Err("JWT_PREVIOUS_SECRET is the same as JWT_SECRET: set JWT_SECRET to the new key".into());
             }
             (Some(_), Some(_)) => {}
+        }
+        if self.database_sequencer_url.is_some() && self.capture_mode == CaptureMode::Trigger {
+            return Err("DATABASE_SEQUENCER_URL is set but CAPTURE_MODE=trigger never uses it: unset one".into());
         }
         if self.app_env == AppEnv::Production && self.database_url.is_none() {
             return Err(

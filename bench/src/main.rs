@@ -44,7 +44,7 @@ enum Command {
     Fanout(fanout::Args),
     /// Two read cases and a write at C connections, beside pgbench running their SQL.
     Queries(queries::Args),
-    /// Single-row writes on a published table over SQL, with capture off, generic and compiled.
+    /// Single-row writes on a published table over SQL, with capture off, trigger (fallback) and logical, interleaved.
     Writes {
         /// Concurrent writers (one connection each).
         #[arg(long, default_value_t = 16)]

@@ -11,12 +11,22 @@
 //! ```
 //!
 //! Capture modes, measured in one run on one database, interleaved
-//! (off, generic, compiled, off, ...) so that drift on a shared machine hits
+//! (off, trigger, logical, off, ...) so that drift on a shared machine hits
 //! them alike; the table reports the median round of each:
 //! - `off`: the capture triggers of `place` disabled (the ceiling);
-//! - `generic`: `app_capture_changes`, which builds its SQL per statement
-//!   (the capture before migration 000012);
-//! - `compiled`: the generated per-table functions of migration 000012.
+//! - `trigger`: the generated per-table functions (migration 000012) in the
+//!   trigger mode: each writing transaction stamps its commit order under a
+//!   lock and notifies (the fallback capture);
+//! - `logical`: the same functions in the logical mode (migration 000014):
+//!   writers only append to the log, and the server's sequencer stamps from
+//!   a logical replication slot.
+//!
+//! The server's sequencer runs during the logical phases only: for the
+//! others the bench ends its session and holds its lock (so decoding costs
+//! the off and trigger phases nothing), and before a logical phase it lets
+//! go and waits until the sequencer has caught up with the WAL. After each
+//! logical phase it reports how long the sequencer took to stamp what the
+//! writers had committed ("drain").
 //!
 //! Each mode runs twice per round: one writer (the latency a write gains)
 //! and `--writers` at once (throughput, and how the commit stamp's lock and
@@ -29,13 +39,12 @@ use sea_orm::sqlx::{self, Connection, PgConnection};
 
 use crate::server::{Server, api_binary, cpu_seconds};
 
-/// The capture triggers of `place` (migration 000003), and what each one
-/// runs in each mode.
-const TRIGGERS: [(&str, &str, &str); 3] = [
-    ("place_capture_insert", "AFTER INSERT ON place REFERENCING NEW TABLE AS new_rows", "insert"),
-    ("place_capture_update", "AFTER UPDATE ON place REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows", "update"),
-    ("place_capture_delete", "AFTER DELETE ON place REFERENCING OLD TABLE AS old_rows", "delete"),
-];
+/// The capture triggers of `place` (migration 000003).
+const TRIGGERS: [&str; 3] = ["place_capture_insert", "place_capture_update", "place_capture_delete"];
+
+/// The sequencer's session advisory lock (api/src/realtime/sequencer.rs),
+/// as pg_locks shows a bigint key: high and low 32 bits.
+const SEQUENCER_LOCK: i64 = 7_262_018_544;
 
 /// Rows each writer updates in turn.
 const ROWS_PER_WRITER: usize = 100;
@@ -43,39 +52,118 @@ const ROWS_PER_WRITER: usize = 100;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Off,
-    Generic,
-    Compiled,
+    Trigger,
+    Logical,
 }
 
 impl Mode {
-    const ALL: [Self; 3] = [Self::Off, Self::Generic, Self::Compiled];
+    const ALL: [Self; 3] = [Self::Off, Self::Trigger, Self::Logical];
 
     fn name(self) -> &'static str {
         match self {
             Self::Off => "off",
-            Self::Generic => "generic (before 000012)",
-            Self::Compiled => "compiled (000012)",
+            Self::Trigger => "trigger (fallback)",
+            Self::Logical => "logical (000014)",
         }
     }
 
-    /// Points the capture triggers of `place` at this mode's function.
+    /// Enables or disables the capture triggers of `place`, sets the
+    /// database's capture mode, and runs or stops the sequencer.
     async fn apply(self, admin: &mut PgConnection) {
+        if self != Self::Logical {
+            pause_sequencer(admin).await;
+        }
         let mut sql = String::new();
-        for (name, timing, op) in TRIGGERS {
-            let function = match self {
-                Self::Generic | Self::Off => "app_capture_changes".to_owned(),
-                Self::Compiled => format!("app_capture_place_{op}"),
-            };
+        for name in TRIGGERS {
             sql.push_str(&format!(
-                "CREATE OR REPLACE TRIGGER {name} {timing} FOR EACH STATEMENT EXECUTE FUNCTION {function}('id', '');
-                 ALTER TABLE place {} TRIGGER {name};",
+                "ALTER TABLE place {} TRIGGER {name};",
                 if self == Self::Off { "DISABLE" } else { "ENABLE" }
             ));
         }
+        sql.push_str(match self {
+            Self::Logical => "SELECT app_capture_set_mode('logical');",
+            _ => "SELECT app_capture_set_mode('trigger');",
+        });
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(admin)
+            .execute(&mut *admin)
             .await
             .unwrap_or_else(|e| panic!("switching capture to {self:?}: {e}"));
+        if self == Self::Logical {
+            resume_sequencer(admin).await;
+        }
+    }
+}
+
+/// Ends the server's sequencer session and holds its lock, so nothing
+/// decodes WAL (the server's candidate waits for the lock).
+async fn pause_sequencer(admin: &mut PgConnection) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+                            AND classid = $1 AND objid = $2)",
+        )
+        .bind(SEQUENCER_LOCK >> 32)
+        .bind(SEQUENCER_LOCK & 0xffff_ffff)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if held {
+            return;
+        }
+        sqlx::query(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+             WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted
+               AND l.classid = $1 AND l.objid = $2",
+        )
+        .bind(SEQUENCER_LOCK >> 32)
+        .bind(SEQUENCER_LOCK & 0xffff_ffff)
+        .execute(&mut *admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SEQUENCER_LOCK)
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Instant::now() < deadline, "cannot take the sequencer's lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Lets the server's sequencer lead again and waits until it has stamped
+/// everything committed so far. Returns how long that took.
+async fn resume_sequencer(admin: &mut PgConnection) -> Duration {
+    let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+        .bind(SEQUENCER_LOCK)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sequenced(admin).await
+}
+
+/// Waits until the sequencer's slot has passed the WAL flushed now (every
+/// commit before it stamped). Returns how long that took.
+async fn sequenced(admin: &mut PgConnection) -> Duration {
+    let started = Instant::now();
+    let target: String = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    loop {
+        let past: bool = sqlx::query_scalar(
+            "SELECT coalesce(bool_or(confirmed_flush_lsn >= $1::pg_lsn), false) FROM pg_replication_slots
+             WHERE database = current_database()",
+        )
+        .bind(&target)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if past {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the sequencer did not catch up within 120 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -247,6 +335,29 @@ pub async fn run(writers: usize, seconds: u64, rounds: usize, synchronous_commit
         if synchronous_commit { "on" } else { "off" }
     );
 
+    // The server runs in the logical mode (the embedded database allows
+    // it): wait for its sequencer to lead before switching anything.
+    let capture: String = {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mode: String = sqlx::query_scalar("SELECT mode FROM change_capture")
+                .fetch_one(&mut admin)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if mode == "logical" || Instant::now() > deadline {
+                break mode;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(
+        capture,
+        "logical",
+        "the server's sequencer did not take the database to the logical mode (see {}/api.log)",
+        server.data_dir.display()
+    );
+    let mut drains = Vec::new();
+
     let mut results: Vec<(Mode, Vec<Figures>, Vec<Figures>)> =
         Mode::ALL.iter().map(|&mode| (mode, Vec::new(), Vec::new())).collect();
     let mut phase_number = 0;
@@ -257,6 +368,9 @@ pub async fn run(writers: usize, seconds: u64, rounds: usize, synchronous_commit
             single.push(phase(&run, 1, phase_number).await);
             phase_number += 1;
             let figures = phase(&run, writers, phase_number).await;
+            if *mode == Mode::Logical {
+                drains.push(sequenced(&mut admin).await);
+            }
             println!(
                 "round {round} {:<24} 1 writer {:>7.0}/s   {writers} writers {:>7.0}/s p99 {:>6.2} ms",
                 mode.name(),
@@ -267,7 +381,7 @@ pub async fn run(writers: usize, seconds: u64, rounds: usize, synchronous_commit
             many.push(figures);
         }
     }
-    Mode::Compiled.apply(&mut admin).await;
+    Mode::Logical.apply(&mut admin).await;
 
     println!();
     println!("median of {rounds} rounds, {seconds} s each; single-row UPDATE and INSERT on place, alternately");
@@ -292,6 +406,13 @@ pub async fn run(writers: usize, seconds: u64, rounds: usize, synchronous_commit
             100.0 * all.writes_per_sec / ceiling
         );
     }
+    drains.sort();
+    println!();
+    println!(
+        "logical: time from the writers' last commit until the sequencer had stamped everything (median of {}): {:.0} ms",
+        drains.len(),
+        drains.get(drains.len() / 2).copied().unwrap_or_default().as_secs_f64() * 1000.0
+    );
     let _ = admin.close().await;
     server.stop().await;
 }

@@ -76,6 +76,9 @@ sql_migrations! {
     m20261127_000012_compiled_capture => "000012_compiled_capture",
     /// A request's start (viewer, timeout, access mode, account check) in one statement.
     m20261127_000013_start_request => "000013_start_request",
+    /// Logical capture: writers only append to the log; a sequencer stamps
+    /// the commit order from a logical replication slot.
+    m20261127_000014_logical_capture => "000014_logical_capture",
     /// Sessions that can end: refresh tokens (hashed, rotated), the
     /// session check at request start, profile and password changes,
     /// account deletion.
@@ -100,6 +103,14 @@ pub const SIGNIN_ROLE: &str = "app_signin";
 
 /// The role the server reads and prunes the change log as.
 pub const REALTIME_ROLE: &str = "app_realtime";
+
+/// The login the change-feed sequencer connects as (LOGIN REPLICATION,
+/// a member of [`REALTIME_ROLE`]): logical decoding needs REPLICATION,
+/// which the request login must not have.
+pub const SEQUENCER_ROLE: &str = "app_sequencer";
+
+/// The publication the sequencer's slot decodes: inserts into `change_log`.
+pub const CHANGE_LOG_PUBLICATION: &str = "app_change_log";
 
 /// The channel the capture triggers notify (with no payload).
 pub const CHANGES_CHANNEL: &str = "app_changes";

@@ -69,7 +69,7 @@ impl Cluster {
 
     fn options(&self) -> String {
         format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements{}",
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements -c wal_level=logical -c max_replication_slots=100 -c max_slot_wal_keep_size=1024{}",
             self.port,
             self.socket_dir.display(),
             self.settings
@@ -159,6 +159,12 @@ pub(crate) fn run(cmd: &mut Command, what: &str) {
 /// The cluster shared by the tests of this process.
 pub(crate) fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(Cluster::start)
+}
+
+/// The cluster shared by the tests of this process, for tests that need
+/// URLs of other logins on it.
+pub fn shared_cluster() -> &'static Cluster {
+    cluster()
 }
 
 /// The superuser URL of a database on the test cluster.

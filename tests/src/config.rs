@@ -63,5 +63,21 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         http_body_read_timeout: 30,
         http_idle_timeout: 60,
         log_format: api::config::LogFormat::Text,
+        capture_mode: capture_mode_under_test(),
+        database_sequencer_url: (capture_mode_under_test() != api::config::CaptureMode::Trigger)
+            .then(|| on.url(migration::SEQUENCER_ROLE, database)),
+    }
+}
+
+/// The capture mode test servers run in: TEST_CAPTURE_MODE (trigger,
+/// logical or auto), trigger when unset. CI runs the realtime tests once
+/// more with TEST_CAPTURE_MODE=logical.
+pub fn capture_mode_under_test() -> api::config::CaptureMode {
+    use api::config::CaptureMode;
+    match std::env::var("TEST_CAPTURE_MODE").as_deref() {
+        Err(_) | Ok("trigger") => CaptureMode::Trigger,
+        Ok("logical") => CaptureMode::Logical,
+        Ok("auto") => CaptureMode::Auto,
+        Ok(other) => panic!("TEST_CAPTURE_MODE={other}: expected trigger, logical or auto"),
     }
 }

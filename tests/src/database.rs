@@ -84,6 +84,7 @@ impl Cluster {
         db.execute_unprepared("ALTER ROLE app_authenticator LOGIN")
             .await
             .expect("running ALTER ROLE app_authenticator");
+        db.execute_unprepared("ALTER ROLE app_sequencer LOGIN").await.expect("running ALTER ROLE app_sequencer");
         db.close().await.expect("closing the connection");
         admin.close().await.expect("closing the connection");
         name.to_owned()
@@ -102,6 +103,10 @@ async fn ensure_template() {
                 .execute_unprepared("ALTER ROLE app_authenticator LOGIN")
                 .await
                 .expect("running ALTER ROLE app_authenticator");
+            template
+                .execute_unprepared("ALTER ROLE app_sequencer LOGIN")
+                .await
+                .expect("running ALTER ROLE app_sequencer");
             template.close().await.expect("closing the connection");
             admin.close().await.expect("closing the connection");
         })

@@ -44,8 +44,8 @@ pub mod ws;
 
 pub use accounts::TestUser;
 pub use app::{TestApp, error_code, eventually};
-pub use cluster::{Cluster, superuser_url};
-pub use config::{JWT_SECRET, test_config, test_config_on};
+pub use cluster::{Cluster, shared_cluster, superuser_url};
+pub use config::{JWT_SECRET, capture_mode_under_test, test_config, test_config_on};
 pub use database::create_database;
 pub use metrics::Scrape;
 pub use pgbouncer::PgBouncer;

@@ -140,7 +140,11 @@ impl EmbeddedPostgres {
 
     fn pg_ctl_start(&self) -> Result<(), String> {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200",
+            // wal_level=logical: the logical capture (a restart applies it);
+            // its slot keeps at most 1 GiB of WAL for a sequencer that is
+            // gone, then PostgreSQL invalidates it and the next sequencer
+            // recovers (api/src/realtime/sequencer.rs).
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c wal_level=logical -c max_slot_wal_keep_size=1024",
             self.port
         );
         let output = self

@@ -37,7 +37,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database not answering" })));
     };
     match pending {
-        Ok(pending) if pending.is_empty() => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(pending) if pending.is_empty() => {
+            // The capture mode, and whether this server is the one stamping
+            // the feed (logical mode: one server at a time).
+            let capture = state.realtime.capture();
+            (
+                StatusCode::OK,
+                Json(json!({ "status": "ready", "capture": capture.name(), "sequencer": capture.is_sequencer() })),
+            )
+        }
         Ok(pending) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "pending migrations", "pending": pending })))
         }

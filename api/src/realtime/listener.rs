@@ -28,6 +28,39 @@ pub async fn feed_identity(pool: &crate::db::Pool) -> ApiResult<super::FeedIdent
     log::identity(pool).await
 }
 
+/// Puts the database in the trigger capture mode (this server runs no
+/// sequencer). If it was in the logical mode, the transactions the slot had
+/// not sequenced are stamped in the background once the transactions
+/// running now have ended, and a slot left behind is reported: it keeps WAL
+/// until it is dropped.
+pub async fn use_trigger_capture(pool: &crate::db::Pool) -> ApiResult<()> {
+    if log::leave_logical(pool).await? {
+        tracing::warn!(
+            "the database's capture was logical; switched it to trigger (every server of a database should have the same CAPTURE_MODE)"
+        );
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            match log::restamp_after_running(&pool).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    restamped = n,
+                    "stamped transactions the logical capture had left unsequenced (in transaction-id order)"
+                ),
+                Err(err) => tracing::error!(
+                    error = err.message(),
+                    "stamping the transactions left by the logical capture failed: restart to retry"
+                ),
+            }
+        });
+    }
+    if log::slot_exists(pool).await? {
+        tracing::warn!(
+            "the logical capture's replication slot still exists and keeps WAL: drop it (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'app_changes_%') if no server uses CAPTURE_MODE=logical"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the listener until the returned task is aborted.
 pub fn spawn(rt: Realtime) -> JoinHandle<()> {
     tokio::spawn(async move {

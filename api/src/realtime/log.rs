@@ -165,8 +165,49 @@ pub struct Bounds {
     pub epoch: Uuid,
 }
 
-/// The log's [`Bounds`], in one snapshot.
+/// The longest [`settle`] waits for the sequencer.
+pub const SETTLE_WITHIN: Duration = Duration::from_secs(2);
+
+/// In the logical capture mode, waits until the sequencer has stamped every
+/// transaction that is visible now (its slot has passed the WAL insert
+/// position of now), at most [`SETTLE_WITHIN`]; in the trigger mode a
+/// visible commit is already stamped, and this is one query. Positions read
+/// after it (the head of [`bounds`]) then cover everything a read of the
+/// data now sees: a replay's history and an account check's position must,
+/// or a change they already saw would be delivered as newer than them.
+pub async fn settle(db: &Pool) -> ApiResult<()> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT c.mode = 'logical' AS logical, pg_current_wal_insert_lsn()::text AS lsn,
+                    'app_changes_' || d.oid AS slot
+             FROM change_capture c, pg_database d WHERE d.datname = current_database()",
+        ))
+        .await?;
+    db.commit(tx).await?;
+    let Some(row) = row else { return Ok(()) };
+    if !row.try_get::<bool>("", "logical")? {
+        return Ok(());
+    }
+    let (lsn, slot): (String, String) = (row.try_get("", "lsn")?, row.try_get("", "slot")?);
+    let deadline = Instant::now() + SETTLE_WITHIN;
+    while !sequenced_past(db, &slot, &lsn).await? {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                "the change-feed sequencer did not catch up within {SETTLE_WITHIN:?}; is a server with CAPTURE_MODE=logical running?"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// The log's [`Bounds`], in one snapshot, once everything visible now is
+/// stamped ([`settle`]).
 pub async fn bounds(db: &Pool) -> ApiResult<Bounds> {
+    settle(db).await?;
     let tx = begin_as_realtime(db).await?;
     let row = tx
         .query_one_raw(Statement::from_string(
@@ -249,4 +290,70 @@ pub async fn prune(db: &Pool, retention_secs: u64, head: Cursor) -> ApiResult<u6
     db.execute_unprepared(&tx, orphans).await?;
     db.commit(tx).await?;
     Ok(row.and_then(|r| r.try_get::<i64>("", "deleted").ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+/// Switches the database's capture to the trigger mode (as the realtime
+/// role, through `app_capture_set_mode`). Returns whether it was logical:
+/// the caller then stamps what the slot had not, with
+/// [`restamp_after_running`].
+pub async fn leave_logical(db: &Pool) -> ApiResult<bool> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT app_capture_set_mode('trigger') AS previous",
+        ))
+        .await?;
+    db.commit(tx).await?;
+    Ok(row.and_then(|r| r.try_get::<String>("", "previous").ok()).as_deref() == Some("logical"))
+}
+
+/// Whether the database still has this feed's replication slot (it keeps
+/// WAL for as long as it exists).
+pub async fn slot_exists(db: &Pool) -> ApiResult<bool> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_database d ON d.datname = s.database
+                            WHERE d.datname = current_database() AND s.slot_name = 'app_changes_' || d.oid) AS found",
+        ))
+        .await?;
+    db.commit(tx).await?;
+    Ok(row.and_then(|r| r.try_get::<bool>("", "found").ok()).unwrap_or(false))
+}
+
+/// After leaving the logical mode: waits until every transaction that was
+/// running then has ended (some ran the logical capture's body, which
+/// leaves them unstamped), then stamps the log's unstamped transactions in
+/// transaction-id order (`app_capture_restamp`). Returns how many.
+pub async fn restamp_after_running(db: &Pool) -> ApiResult<i64> {
+    let scalar = |sql: &'static str| async move {
+        let tx = begin_as_realtime(db).await?;
+        let row = tx.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await?;
+        db.commit(tx).await?;
+        let row = row.ok_or_else(|| ApiError::internal("no row"))?;
+        Ok::<i64, ApiError>(row.try_get::<i64>("", "v")?)
+    };
+    let running_before = scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS v").await?;
+    while scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS v").await? < running_before {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scalar("SELECT app_capture_restamp() AS v").await
+}
+
+/// Whether the sequencer's slot has confirmed `lsn`: every transaction that
+/// committed before it is stamped.
+pub async fn sequenced_past(db: &Pool, slot: &str, lsn: &str) -> ApiResult<bool> {
+    let tx = begin_as_realtime(db).await?;
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT coalesce(bool_or(confirmed_flush_lsn >= $2::pg_lsn), false) AS past
+             FROM pg_replication_slots WHERE slot_name = $1",
+            [slot.into(), lsn.into()],
+        ))
+        .await?;
+    db.commit(tx).await?;
+    Ok(row.and_then(|r| r.try_get::<bool>("", "past").ok()).unwrap_or(false))
 }

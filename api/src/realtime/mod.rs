@@ -14,6 +14,9 @@
 //!   viewer's row policy; it replays from the log when given a cursor or
 //!   when it falls behind the channel, and deduplicates by cursor at the seam.
 //!   A replay from a cursor shows only rows the viewer may see now (`now`).
+//! - [`sequencer`]: in the logical capture mode (migration 000014) the
+//!   triggers only append to the log, and one server's sequencer stamps the
+//!   commit order from a logical replication slot and sends the wake-up.
 //! - `cursor`: cursors are signed, bound to the database's feed and to
 //!   the viewer, so they cannot be forged or carried elsewhere.
 //! - The websocket transport is in `http::ws`.
@@ -23,6 +26,7 @@ mod graphql;
 pub mod listener;
 mod log;
 mod now;
+pub mod sequencer;
 pub mod stream;
 
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use std::time::Duration;
 pub use cursor::{Cursor, CursorKeys, FeedIdentity};
 pub use graphql::RealtimeQuery;
 pub use log::{ChangeEvent, Operation, renew_epoch};
+pub use sequencer::SequencerState;
 use tokio::sync::{broadcast, watch};
 
 use crate::db::Pool;
@@ -102,6 +107,31 @@ pub struct RealtimeConfig {
     pub poll_interval: Duration,
 }
 
+/// How this server's change feed gets its commit order (see
+/// [`crate::config::CaptureMode`]).
+#[derive(Debug, Clone)]
+pub enum Capture {
+    /// The writers stamp themselves (migrations 000003 and 000012).
+    Trigger,
+    /// A sequencer stamps from a logical slot; this server runs a candidate
+    /// that connects with `url`.
+    Logical { url: String, state: Arc<SequencerState> },
+}
+
+impl Capture {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Logical { .. } => "logical",
+        }
+    }
+
+    /// Whether this server is the one stamping the feed now.
+    pub fn is_sequencer(&self) -> bool {
+        matches!(self, Self::Logical { state, .. } if state.is_leader())
+    }
+}
+
 /// The handle that resolvers and the listener share. Cheap to clone.
 #[derive(Clone)]
 pub struct Realtime {
@@ -131,6 +161,8 @@ struct Inner {
     /// such a session close at once. Its own channel, not `events`: each
     /// connection waits on it, and wakes only for session endings.
     ended_sessions: broadcast::Sender<uuid::Uuid>,
+    /// The capture mode, set once at start (trigger until then).
+    capture: std::sync::OnceLock<Capture>,
 }
 
 /// Session endings buffered per process. A connection that falls further
@@ -154,7 +186,26 @@ impl Realtime {
                 connected: AtomicBool::new(false),
                 cursors,
                 ended_sessions,
+                capture: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sets the capture mode (once, at start; later calls are ignored).
+    pub fn set_capture(&self, capture: Capture) {
+        let _ = self.inner.capture.set(capture);
+    }
+
+    /// The capture mode this server runs.
+    pub fn capture(&self) -> &Capture {
+        self.inner.capture.get().unwrap_or(&Capture::Trigger)
+    }
+
+    /// Starts this server's sequencer candidate, in the logical mode.
+    pub fn spawn_sequencer(&self) -> Option<tokio::task::JoinHandle<()>> {
+        match self.capture() {
+            Capture::Logical { url, state } => Some(sequencer::spawn(url.clone(), state.clone())),
+            Capture::Trigger => None,
         }
     }
 
@@ -179,6 +230,36 @@ impl Realtime {
     /// (the listener's [`Realtime::head`] may not have reached it yet).
     pub async fn committed_head(&self) -> crate::error::ApiResult<Cursor> {
         Ok(log::bounds(self.pool()).await?.head)
+    }
+
+    /// A position at or past every change visible in the database now, once
+    /// this server has broadcast up to it: where an account check that
+    /// reads the account now may say "changes after this end the
+    /// subscription". (The websocket's check takes [`Realtime::head`]: a
+    /// change the check already saw but the listener had not broadcast
+    /// yet, such as a deactivation undone since, then ends the
+    /// subscription, which errs on the safe side; the window is wider in
+    /// the logical mode.)
+    ///
+    /// It waits until the committed head ([`log::settle`]: in the logical
+    /// mode, once the sequencer has stamped what is visible now) has been
+    /// broadcast; otherwise a change the check already saw (a deactivation
+    /// undone since) would look newer than the check and end the
+    /// subscription.
+    pub async fn settled_head(&self) -> Cursor {
+        let settle = async {
+            let committed = self.committed_head().await?;
+            let mut head = self.inner.head.subscribe();
+            let _ = head.wait_for(|at| *at >= committed).await;
+            Ok::<(), crate::error::ApiError>(())
+        };
+        let within = log::SETTLE_WITHIN * 2;
+        match tokio::time::timeout(within, settle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = err.message(), "settling the change feed's head failed"),
+            Err(_) => tracing::warn!("the change feed did not settle within {within:?}"),
+        }
+        self.head()
     }
 
     /// The position up to which events have been broadcast.

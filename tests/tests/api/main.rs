@@ -24,6 +24,7 @@ mod places;
 mod posts;
 mod realtime;
 mod realtime_capture;
+mod realtime_logical;
 mod recommendations;
 mod request_path;
 mod rls;

@@ -31,8 +31,8 @@ async fn every_migration_goes_up_down_to_an_empty_schema_and_up_again() {
     Migrator::up(&db, None).await.expect("migrating up");
     let (tables, functions, extensions) = footprint(&db).await;
     assert_eq!(
-        tables, 17,
-        "users, place, review, preference, change_log(_horizon), change_commit, change_feed_epoch, routine, routine_run, user_stats, airdrop_project, user_airdrop_participation, post, comment, sessions, refresh_tokens"
+        tables, 18,
+        "users, place, review, preference, change_log(_horizon), change_commit, change_feed_epoch, change_capture, routine, routine_run, user_stats, airdrop_project, user_airdrop_participation, post, comment, sessions, refresh_tokens"
     );
     assert!(functions > 0 && extensions == 3);
 

@@ -13,6 +13,10 @@ const LOG_READS: &str = "SELECT coalesce(sum(calls), 0)::bigint AS calls, coales
     FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
     WHERE d.datname = current_database() AND s.query LIKE '%committed_ms_ago%'";
 
+/// Logged transactions with no commit stamp yet.
+const UNSTAMPED: &str =
+    "SELECT count(*) FROM change_log l WHERE NOT EXISTS (SELECT 1 FROM change_commit c WHERE c.txid = l.txid)";
+
 async fn log_reads(app: &TestApp) -> (i64, i64, i64) {
     let row = app
         .db
@@ -143,6 +147,10 @@ async fn a_write_that_publishes_nothing_takes_no_place_in_the_commit_order() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
     let commits = "SELECT count(*) FROM change_commit";
+    // In the logical mode the sequencer stamps after the commit: count once
+    // every logged transaction has its stamp.
+    let settled = || tests::eventually("every logged transaction stamped", async || app.count(UNSTAMPED).await == 0);
+    settled().await;
     let before = app.count(commits).await;
 
     // Signing in sets users.last_login, which is not published.
@@ -151,11 +159,13 @@ async fn a_write_that_publishes_nothing_takes_no_place_in_the_commit_order() {
         .await
         .expect("the update");
     app.db.execute_unprepared("UPDATE place SET name = name").await.expect("a no-op update");
+    settled().await;
     let after_silent = app.count(commits).await;
     app.db
         .execute_unprepared(&format!("UPDATE users SET role = 'reader' WHERE id = '{}'", ada.id))
         .await
         .expect("a published update");
+    settled().await;
 
     assert_eq!(after_silent, before, "a write with no event was stamped into the commit order");
     assert_eq!(app.count(commits).await, before + 1);

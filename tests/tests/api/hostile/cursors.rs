@@ -27,6 +27,9 @@ async fn publish(app: &TestApp, user: &TestUser, id: &str, published: bool) {
 /// Until the server's listener has broadcast everything committed, so a
 /// subscription started now replays all of it as history.
 async fn caught_up(app: &TestApp) {
+    // In the logical capture mode the sequencer stamps a moment after the
+    // commit: settle first.
+    app.realtime.settled_head().await;
     let committed = app.count("SELECT coalesce(max(seq), 0) FROM change_commit").await;
     tests::eventually("the listener has caught up", async || app.realtime.head().seq >= committed).await;
 }
