@@ -23,6 +23,7 @@ mod graphql;
 pub mod listener;
 mod log;
 mod now;
+pub mod shared;
 pub mod stream;
 
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use tokio::sync::{broadcast, watch};
 use crate::db::Pool;
 
 /// What happened to a row.
-#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ChangeOperation {
     /// The row was created.
     Inserted,
@@ -77,6 +78,14 @@ impl ChangeEvent {
     }
 }
 
+/// A live event as broadcast to every subscription stream, with the
+/// payloads its subscribers share (see [`shared`]).
+#[derive(Clone)]
+pub struct Live {
+    pub event: Arc<ChangeEvent>,
+    pub share: Arc<shared::EventShare>,
+}
+
 /// What a websocket operation knows about its session: when the token
 /// expires (unix seconds; subscriptions end then), and the change-feed
 /// position at which the account was last checked (account changes after it
@@ -113,7 +122,7 @@ struct Inner {
     pool: Pool,
     /// The listener's own connection (see [`crate::db::connect_feed`]).
     feed: Pool,
-    events: broadcast::Sender<Arc<ChangeEvent>>,
+    events: broadcast::Sender<Live>,
     /// The last position the listener has broadcast.
     head: watch::Sender<Cursor>,
     config: RealtimeConfig,
@@ -174,7 +183,7 @@ impl Realtime {
         *self.inner.head.borrow()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.inner.events.subscribe()
     }
 
@@ -215,6 +224,6 @@ impl Realtime {
         // treats everything up to it as the past, and receives the rest.
         self.inner.head.send_replace(cursor);
         // No receivers is not an error: nobody is subscribed right now.
-        let _ = self.inner.events.send(Arc::new(event));
+        let _ = self.inner.events.send(Live { event: Arc::new(event), share: Arc::default() });
     }
 }

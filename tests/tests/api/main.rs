@@ -15,6 +15,7 @@ mod places;
 mod posts;
 mod realtime;
 mod realtime_capture;
+mod realtime_shared;
 mod recommendations;
 mod request_path;
 mod rls;
