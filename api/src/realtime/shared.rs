@@ -143,10 +143,18 @@ enum State {
     Failed,
 }
 
+/// One audience's payload of one event, as it is being computed.
+type Slot = Arc<watch::Sender<State>>;
+
 /// The shared payloads of one live event, by audience and operation.
 #[derive(Default)]
 pub struct EventShare {
-    slots: Mutex<HashMap<(AudienceKey, ChangeOperation), Arc<watch::Sender<State>>>>,
+    slots: Mutex<HashMap<(AudienceKey, ChangeOperation), Slot>>,
+    /// The event's cursor signed for the anonymous viewer: the same for
+    /// every anonymous subscriber, so signed once (an HMAC is a good part of
+    /// a delivery's CPU). Signed-in viewers' cursors are signed per
+    /// subscriber.
+    anonymous_cursor: OnceLock<String>,
 }
 
 /// What a subscriber gets from [`EventShare::claim`].
@@ -160,6 +168,15 @@ pub enum Claim {
 }
 
 impl EventShare {
+    /// The event's cursor for `viewer`, signed by `sign` (once per event for
+    /// the anonymous viewer).
+    pub fn cursor(&self, viewer: &Viewer, sign: impl FnOnce() -> String) -> String {
+        match viewer {
+            Viewer::Anonymous => self.anonymous_cursor.get_or_init(sign).clone(),
+            Viewer::User { .. } => sign(),
+        }
+    }
+
     pub fn claim(&self, key: AudienceKey, operation: ChangeOperation) -> Claim {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = slots.get(&(key, operation)) {
@@ -198,7 +215,7 @@ pub async fn wait(Waiting(mut slot): Waiting) -> Option<Arc<Template>> {
 /// The duty to fill a slot; dropped unfilled (an error, a closed
 /// subscription), it tells the waiters to execute their own.
 pub struct Fill {
-    slot: Arc<watch::Sender<State>>,
+    slot: Slot,
     filled: bool,
 }
 

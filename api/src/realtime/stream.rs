@@ -190,7 +190,7 @@ pub fn events(
                         continue;
                     }
                     if let Some(operation) = filter(&event) {
-                        let cursor = rt.cursors().sign(&request.viewer, event.cursor);
+                        let cursor = share.cursor(&request.viewer, || rt.cursors().sign(&request.viewer, event.cursor));
                         let Some(sharing) = &request.share else {
                             yield Ok(Delivery { event, operation, cursor, tombstone: false });
                             continue;
