@@ -89,8 +89,11 @@ struct Totals {
 /// Order fingerprints: every subscriber must see the same sequence.
 type Fingerprints = Arc<std::sync::Mutex<Vec<u64>>>;
 
+#[allow(clippy::too_many_arguments)]
 async fn subscriber(
     url: String,
+    server: std::net::SocketAddr,
+    source: std::net::SocketAddr,
     latencies: Arc<Histogram>,
     totals: Arc<Totals>,
     ready: Arc<AtomicU64>,
@@ -101,7 +104,12 @@ async fn subscriber(
     request
         .headers_mut()
         .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a valid header value"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("opening the websocket");
+    // One loopback source address has ~28,000 ephemeral ports towards one
+    // server port: past that, connect from 127.0.0.2, .3, ...
+    let socket = tokio::net::TcpSocket::new_v4().expect("creating a socket");
+    socket.bind(source).unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    let stream = socket.connect(server).await.unwrap_or_else(|e| panic!("connect {server}: {e}"));
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.expect("opening the websocket");
     let send = |v: Value| Message::Text(v.to_string().into());
     let _ = ws.send(send(json!({ "type": "connection_init" }))).await;
     let _ = ws.next().await; // connection_ack
@@ -160,6 +168,11 @@ pub struct Args {
 pub async fn run(args: Args) {
     let Args { subscribers, rate, seconds, connect_concurrency, api } = args;
     let api = api_binary(api.as_deref());
+    // Each subscriber is a socket here too: tens of thousands of them need
+    // more than the usual soft limit of open files.
+    if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
+        println!("cannot raise this process's open-files limit: {err}");
+    }
     let data_dir = PathBuf::from(format!("/tmp/bench-{}", std::process::id()));
     let env = [
         ("RUST_LOG".to_owned(), "warn,api::commands=info".to_owned()),
@@ -187,9 +200,16 @@ pub async fn run(args: Args) {
     let ready = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(subscribers);
     let connect_started = Instant::now();
-    for _ in 0..subscribers {
+    let server_addr: std::net::SocketAddr = server
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|e| panic!("server address {}: {e}", server.address));
+    for i in 0..subscribers {
         let (url, lat, tot, rdy) = (ws_url.clone(), latencies.clone(), totals.clone(), ready.clone());
-        tasks.push(tokio::spawn(subscriber(url, lat, tot, rdy, writes, fingerprints.clone())));
+        let source = std::net::SocketAddr::from(([127, 0, 0, 1 + u8::try_from(i / 20_000).unwrap_or(200)], 0));
+        let task = subscriber(url, server_addr, source, lat, tot, rdy, writes, fingerprints.clone());
+        tasks.push(tokio::spawn(task));
         // At most `connect_concurrency` handshakes in flight (the listen backlog is finite).
         while ready.load(Ordering::Relaxed) + (connect_concurrency as u64) < tasks.len() as u64 {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -248,6 +268,16 @@ pub async fn run(args: Args) {
     let client_cores = (cpu_seconds("self") - client_cpu_start) / all_secs;
     let delivered = totals.delivered.load(Ordering::Relaxed);
     let rss_busy = rss_kib(server.pid());
+    let server_cpu_per_delivery = server_cores * all_secs / delivered.max(1) as f64 * 1e6;
+    // Executions of subscription payloads, where the server counts them
+    // (api_events_executed_total; builds before shared execution do not).
+    let metrics = reqwest::get(format!("{}/metrics", server.address)).await;
+    let metrics = match metrics {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let series =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
 
     let pct = |p: f64| latencies.quantile_ms(p);
     let orders = fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
@@ -266,6 +296,11 @@ pub async fn run(args: Args) {
     println!("delivered/s (whole run)     {:.0}", delivered as f64 / all_secs);
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
     println!("CPU used (cores of 2)       server {server_cores:.2}, this client {client_cores:.2}");
+    println!("server CPU per delivery     {server_cpu_per_delivery:.1} µs");
+    match (series("api_events_executed_total"), series("api_events_delivered_total")) {
+        (Some(executed), Some(sent)) => println!("payload executions          {executed:.0} for {sent:.0} deliveries"),
+        _ => println!("payload executions          not counted by this server"),
+    }
     println!("server RSS before/idle/busy {} / {} / {} MiB", rss_before / 1024, rss_idle / 1024, rss_busy / 1024);
     println!(
         "server memory per idle subscriber  {:.1} KiB",

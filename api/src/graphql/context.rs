@@ -6,7 +6,7 @@ use async_graphql::Context;
 use crate::auth::{JwtKeys, Viewer};
 use crate::db::{RequestDb, TxGuard};
 use crate::error::{ApiError, ApiResult};
-use crate::realtime::{Realtime, Session, stream};
+use crate::realtime::{Realtime, Session, shared, stream};
 
 pub trait ContextExt {
     /// The viewer of this request.
@@ -58,6 +58,7 @@ impl ContextExt for Context<'_> {
             viewer,
             expires_at: session.and_then(|s| s.expires_at),
             checked_at: session.map_or_else(|| realtime.head(), |s| s.checked_at),
+            share: self.data_opt::<shared::Sharing>().cloned(),
         })
     }
 }

@@ -15,6 +15,7 @@
 //! over HTTP, in one request transaction each.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
@@ -37,7 +38,7 @@ use crate::db::{Access, begin_session_request};
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
 use crate::posts::ProfileLoader;
-use crate::realtime::{Cursor, Session as FeedSession};
+use crate::realtime::{Cursor, Session as FeedSession, shared};
 
 /// Timing of the websocket protocol.
 #[derive(Debug, Clone, Copy)]
@@ -451,6 +452,35 @@ impl Connection {
     }
 }
 
+/// The next shared delivery, or never when the operation shares nothing.
+async fn recv_shared(receiver: &mut Option<mpsc::Receiver<shared::Shared>>) -> Option<shared::Shared> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The name of the one root field of the subscription the request runs;
+/// `None` when it has several (or fragments at its root), or none found.
+fn root_field(request: &mut async_graphql::Request) -> Option<String> {
+    use async_graphql::parser::types::{DocumentOperations, Selection};
+    let name = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    let operation = match (&document.operations, name.as_deref()) {
+        (DocumentOperations::Single(operation), None) => operation,
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations.values().next()?,
+        _ => return None,
+    };
+    match operation.node.selection_set.node.items.as_slice() {
+        [only] => match &only.node {
+            Selection::Field(field) => Some(field.node.name.node.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// One running operation of a connection.
 struct Operation {
     id: String,
@@ -480,6 +510,29 @@ impl Operation {
 
     /// Runs a subscription until its stream ends.
     async fn stream(&self, state: AppState, session: Session, checked_at: Cursor, request: async_graphql::Request) {
+        let mut request = request;
+        // Subscribers of one audience share each event's execution (see
+        // `realtime::shared`); a document with several root fields does not
+        // (each would need a tap of its own), and runs as before.
+        let (sharing, mut shared) = match root_field(&mut request) {
+            Some(field) => {
+                let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+                let key = shared::AudienceKey::new(
+                    &request.query,
+                    request.operation_name.as_deref(),
+                    &variables,
+                    &field,
+                    &session.viewer,
+                );
+                let (tap, receiver) = shared::Tap::new(OUTBOX);
+                (Some(shared::Sharing { key, tap }), Some(receiver))
+            }
+            None => (None, None),
+        };
+        if let Some(sharing) = &sharing {
+            request = request.data(sharing.clone());
+        }
+        let id_json = serde_json::to_string(&self.id).unwrap_or_default();
         let request = request
             .data(session.viewer)
             .data(state.realtime.clone())
@@ -488,8 +541,33 @@ impl Operation {
             .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span))
             .data(DataLoader::new(ProfileLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span));
         let mut responses = state.schema.execute_stream(request);
-        while let Some(mut response) = responses.next().await {
+        loop {
+            let response = tokio::select! {
+                biased;
+                Some(delivery) = recv_shared(&mut shared) => {
+                    self.send_shared(&id_json, delivery).await;
+                    continue;
+                }
+                response = responses.next() => response,
+            };
+            let Some(mut response) = response else { break };
             ensure_codes(&mut response);
+            // The audience's execution, if this was one: serialised once
+            // with the cursor marker, shared before anything is sent (the
+            // others wait for it), then this subscriber's own copy.
+            let own = sharing.as_ref().and_then(|s| s.tap.take_pending()).map(|pending| {
+                let template = Arc::new(shared::Template::new(&serde_json::to_string(&response).unwrap_or_default()));
+                if response.errors.is_empty() {
+                    pending.fill.fill(template.clone());
+                }
+                shared::Shared { template, cursor: pending.cursor }
+            });
+            // Shared deliveries queued before this response came first.
+            if let Some(receiver) = shared.as_mut() {
+                while let Ok(delivery) = receiver.try_recv() {
+                    self.send_shared(&id_json, delivery).await;
+                }
+            }
             // Errors without data end the operation: it could not start (bad
             // document or arguments, not signed in) or its stream ended
             // (token expired, account deactivated, cursor past retention).
@@ -498,10 +576,30 @@ impl Operation {
                 self.error(&response).await;
                 return;
             }
-            self.next(&response).await;
-            self.metrics.events_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.events_executed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match own {
+                Some(delivery) => self.send_shared(&id_json, delivery).await,
+                None => {
+                    self.next(&response).await;
+                    self.metrics.events_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(receiver) = shared.as_mut() {
+            while let Ok(delivery) = receiver.try_recv() {
+                self.send_shared(&id_json, delivery).await;
+            }
         }
         self.complete().await;
+    }
+
+    /// A delivery of a shared payload: this operation's id and the viewer's
+    /// cursor spliced into the audience's bytes.
+    async fn send_shared(&self, id_json: &str, delivery: shared::Shared) {
+        let kind = if self.protocol == Protocol::TransportWs { "next" } else { "data" };
+        let text = delivery.template.message(kind, id_json, &delivery.cursor);
+        let _ = self.out.send(Message::Text(text.into())).await;
+        self.metrics.events_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn send(&self, message: Value) {

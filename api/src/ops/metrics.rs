@@ -160,6 +160,9 @@ pub struct Metrics {
     slow_requests: AtomicU64,
     pub ws_connections: AtomicI64,
     pub events_delivered: AtomicU64,
+    /// Subscription payloads executed (one per event and audience, see
+    /// `realtime::shared`; the other deliveries reuse them).
+    pub events_executed: AtomicU64,
     database: Mutex<String>,
 }
 
@@ -246,6 +249,12 @@ impl Metrics {
             "api_events_delivered_total",
             "Change events sent to subscribers.",
             self.events_delivered.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "api_events_executed_total",
+            "Subscription payloads executed: one per event and audience, shared by its subscribers' deliveries.",
+            self.events_executed.load(Ordering::Relaxed),
         );
         gauge(
             &mut out,

@@ -27,6 +27,7 @@ pub mod listener;
 mod log;
 mod now;
 pub mod sequencer;
+pub mod shared;
 pub mod stream;
 
 use std::sync::Arc;
@@ -42,7 +43,7 @@ use tokio::sync::{broadcast, watch};
 use crate::db::Pool;
 
 /// What happened to a row.
-#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ChangeOperation {
     /// The row was created.
     Inserted,
@@ -80,6 +81,14 @@ impl ChangeEvent {
         let _ = self.decoded.set(Box::new(model.clone()));
         Ok(model)
     }
+}
+
+/// A live event as broadcast to every subscription stream, with the
+/// payloads its subscribers share (see [`shared`]).
+#[derive(Clone)]
+pub struct Live {
+    pub event: Arc<ChangeEvent>,
+    pub share: Arc<shared::EventShare>,
 }
 
 /// What a websocket operation knows about its session: when the token
@@ -143,7 +152,7 @@ struct Inner {
     pool: Pool,
     /// The listener's own connection (see [`crate::db::connect_feed`]).
     feed: Pool,
-    events: broadcast::Sender<Arc<ChangeEvent>>,
+    events: broadcast::Sender<Live>,
     /// The last position the listener has broadcast.
     head: watch::Sender<Cursor>,
     config: RealtimeConfig,
@@ -267,7 +276,7 @@ impl Realtime {
         *self.inner.head.borrow()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.inner.events.subscribe()
     }
 
@@ -320,6 +329,6 @@ impl Realtime {
             let _ = self.inner.ended_sessions.send(session);
         }
         // No receivers is not an error: nobody is subscribed right now.
-        let _ = self.inner.events.send(Arc::new(event));
+        let _ = self.inner.events.send(Live { event: Arc::new(event), share: Arc::default() });
     }
 }

@@ -29,7 +29,8 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::log::{self, Operation};
-use super::{ChangeEvent, ChangeOperation, Cursor, Realtime, cursor, now};
+use super::shared::{self, Claim};
+use super::{ChangeEvent, ChangeOperation, Cursor, Live, Realtime, cursor, now};
 use crate::auth::{Role, Viewer};
 use crate::error::ApiError;
 
@@ -49,6 +50,10 @@ pub struct Request {
     /// Account changes after this position end the stream; earlier ones
     /// were already accounted for when the session was checked.
     pub checked_at: Cursor,
+    /// Set by the websocket operation when its subscribers' payloads may be
+    /// shared (see [`super::shared`]): live deliveries then go through the
+    /// event's shared slots.
+    pub share: Option<shared::Sharing>,
 }
 
 /// One event for the subscriber, and what it means for them.
@@ -68,7 +73,7 @@ pub struct Delivery {
 }
 
 enum Next {
-    Event(Arc<ChangeEvent>),
+    Event(Live),
     Lagged,
     Closed,
     Expired,
@@ -171,7 +176,7 @@ pub fn events(
                 },
             };
             match next {
-                Next::Event(event) => {
+                Next::Event(Live { event, share }) => {
                     // Already delivered by the replay: the seam has no duplicates.
                     if event.cursor <= last {
                         continue;
@@ -185,8 +190,34 @@ pub fn events(
                         continue;
                     }
                     if let Some(operation) = filter(&event) {
-                        let cursor = rt.cursors().sign(&request.viewer, event.cursor);
-                        yield Ok(Delivery { event, operation, cursor, tombstone: false });
+                        let cursor = share.cursor(&request.viewer, || rt.cursors().sign(&request.viewer, event.cursor));
+                        let Some(sharing) = &request.share else {
+                            yield Ok(Delivery { event, operation, cursor, tombstone: false });
+                            continue;
+                        };
+                        let ready = match share.claim(sharing.key, operation) {
+                            Claim::Ready(template) => Some(template),
+                            Claim::Wait(slot) => shared::wait(slot).await,
+                            Claim::First(fill) => {
+                                // Executed once for the audience: the
+                                // operation serialises the response with the
+                                // marker, fills the slot, and splices this
+                                // subscriber's own cursor into its copy.
+                                sharing.tap.set_pending(shared::Pending { fill, cursor });
+                                let cursor = shared::marker().to_owned();
+                                yield Ok(Delivery { event, operation, cursor, tombstone: false });
+                                continue;
+                            }
+                        };
+                        match ready {
+                            Some(template) => {
+                                if !sharing.tap.send(shared::Shared { template, cursor }).await {
+                                    return;
+                                }
+                            }
+                            // The shared execution failed: this subscriber's own.
+                            None => yield Ok(Delivery { event, operation, cursor, tombstone: false }),
+                        }
                     }
                 }
                 // Fell behind the shared buffer: catch up from the log

@@ -25,6 +25,7 @@ mod posts;
 mod realtime;
 mod realtime_capture;
 mod realtime_logical;
+mod realtime_shared;
 mod recommendations;
 mod request_path;
 mod rls;
