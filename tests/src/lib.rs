@@ -107,7 +107,11 @@ impl Cluster {
         let bin = api::db::embedded::find_pg_bin(None).unwrap_or_else(|e| panic!("{e}"));
         let run_as = api::db::embedded::postgres_user_if_root().unwrap_or_else(|e| panic!("{e}"));
         // Short path: unix socket paths are limited to ~107 bytes.
-        let dir = PathBuf::from(format!("/tmp/apitest-{}-{}", std::process::id(), api::db::embedded::random_hex(3)));
+        let dir = PathBuf::from(format!(
+            "/tmp/apitest-{}-{}",
+            std::process::id(),
+            api::db::embedded::random_hex(3).expect("the OS random generator works")
+        ));
         let data = dir.join("data");
         std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         if let Some((uid, gid)) = run_as {
@@ -193,8 +197,11 @@ impl PgBouncer {
             .map(PathBuf::from)
             .find(|path| path.exists())
             .unwrap_or_else(|| panic!("pgbouncer is not installed: apt-get install pgbouncer (.ci/run does)"));
-        let dir =
-            PathBuf::from(format!("/tmp/apitest-bouncer-{}-{}", std::process::id(), api::db::embedded::random_hex(3)));
+        let dir = PathBuf::from(format!(
+            "/tmp/apitest-bouncer-{}-{}",
+            std::process::id(),
+            api::db::embedded::random_hex(3).expect("the OS random generator works")
+        ));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let port = free_port();
         // Trust on loopback, as the cluster trusts its private socket; sqlx
@@ -329,7 +336,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
     api::Config {
         host: "127.0.0.1".into(),
         port: 0,
-        database_url: Some(on.url("app_authenticator", database)),
+        database_url: Some(on.url("app_authenticator", database).into()),
         database_pool_size: 4,
         database_max_overflow: 2,
         database_pool_timeout: 10,
@@ -419,7 +426,8 @@ impl TestApp {
         });
         let database = config
             .database_url
-            .as_deref()
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret)
             .and_then(|url| url.split('?').next()?.rsplit('/').next())
             .unwrap_or_default()
             .to_owned();

@@ -90,8 +90,9 @@ pub struct Session {
 /// Settings of the realtime machinery.
 #[derive(Debug, Clone)]
 pub struct RealtimeConfig {
-    /// Where to LISTEN: a direct connection, bypassing a transaction-mode pooler.
-    pub listen_url: String,
+    /// Where to LISTEN: a direct connection, bypassing a transaction-mode
+    /// pooler. A secret (it may hold a password): `Debug` shows it redacted.
+    pub listen_url: secrecy::SecretString,
     /// Events buffered per process. A subscriber further behind than this
     /// catches up from the log instead of slowing everyone else down.
     pub buffer: usize,

@@ -252,7 +252,7 @@ async fn cursors_from_before_a_restore_are_refused() {
     let (file, _, _) = api::ops::backup::take(&tools, &source, &url, &dir).await.unwrap_or_else(|e| panic!("{e}"));
     // `api restore FILE --yes`, as an operator runs it.
     let mut config = tests::test_config(&app.database);
-    config.database_url = Some(url);
+    config.database_url = Some(url.into());
     api::commands::restore(&config, &file, true).await.unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_dir_all(dir);
 
