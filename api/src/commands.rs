@@ -38,9 +38,13 @@ pub enum CliError {
     /// A step the API's own code refused, with its client-facing message.
     #[error("{doing}: {message}")]
     Api { doing: &'static str, message: String },
-    /// pg_dump, pg_restore or their checks (ops::backup reports in words).
+    /// pg_dump, pg_restore, or reading what they wrote.
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
+    /// A restored archive does not hold what it should (the message
+    /// lists what differs).
     #[error("{0}")]
-    Backup(String),
+    Mismatch(String),
     #[error("the OS random generator failed: {0}")]
     Random(#[from] getrandom::Error),
 }
@@ -48,13 +52,6 @@ pub enum CliError {
 impl From<crate::config::ConfigError> for CliError {
     fn from(err: crate::config::ConfigError) -> Self {
         Self::Start(err.into())
-    }
-}
-
-impl From<String> for CliError {
-    /// ops::backup's errors, which are sentences already.
-    fn from(message: String) -> Self {
-        Self::Backup(message)
     }
 }
 
@@ -255,7 +252,7 @@ async fn verify(tools: &Tools, conn: &DatabaseConnection, admin_url: &str, file:
     match (restored.and_then(|restored| compare_rows(&expected, &restored)), dropped) {
         (Ok(()), Ok(_)) => {}
         (Err(err), Ok(_)) | (Ok(()), Err(err)) => return Err(err),
-        (Err(err), Err(drop_err)) => return Err(CliError::Backup(format!("{err}; {drop_err}"))),
+        (Err(err), Err(drop_err)) => return Err(CliError::Mismatch(format!("{err}; {drop_err}"))),
     }
     println!("verified: the archive restores and every table holds the rows it should");
     Ok(())
@@ -275,7 +272,7 @@ fn compare_rows(expected: &BTreeMap<String, i64>, restored: &BTreeMap<String, i6
         println!("{table:<32} expected {:>10}  restored {:>10}  {mark}", show(want), show(got));
     }
     if differ > 0 {
-        return Err(CliError::Backup(format!(
+        return Err(CliError::Mismatch(format!(
             "{differ} table(s) of the restored archive differ from what it should hold"
         )));
     }
@@ -367,7 +364,7 @@ pub async fn restore(config: &Config, file: &Path, yes: bool) -> Result<ExitCode
         let others: Vec<String> = restored.keys().filter(|t| !manifest.rows.contains_key(*t)).cloned().collect();
         restored.retain(|table, _| manifest.rows.contains_key(table));
         compare_rows(&manifest.rows, &restored).map_err(|err| {
-            CliError::Backup(format!(
+            CliError::Mismatch(format!(
                 "restored, but the check after it failed: {err} (a server writing meanwhile would explain it)"
             ))
         })?;

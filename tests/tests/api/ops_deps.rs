@@ -147,7 +147,7 @@ async fn a_server_that_cannot_connect_to_its_database_says_so_and_keeps_the_caus
     assert!(!message.contains("a-password"), "{message}");
 
     // The CLI's commands fail the same way, through the same type.
-    let cli = api::commands::migrate(&config, api::cli::MigrateAction::Status).await.err().expect("no database");
+    let cli = api::commands::migrate(&config, api::cli::MigrateAction::Status).await.expect_err("no database");
     assert!(matches!(cli, CliError::Start(StartError::Connect { .. })), "{cli:?}");
     assert!(!format!("{cli:?}").contains("a-password"), "{cli:?}");
 }
