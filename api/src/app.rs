@@ -6,36 +6,87 @@ use std::path::Path;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthGuard, HashPool, JwtKeys, RateLimits};
-use crate::config::{AppEnv, CaptureMode, Config};
+use crate::config::{AppEnv, CaptureMode, Config, ConfigError};
 use crate::db;
-use crate::db::embedded::{self, EmbeddedPostgres};
+use crate::db::embedded::{self, EmbeddedError, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
 use crate::http::{AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, WsCaps, WsConfig, router};
-use crate::ops::metrics::SharedMetrics;
+use crate::ops::metrics::Metrics;
 use crate::realtime::{self, Realtime, RealtimeConfig};
 
-/// Where the database is, and who to be there.
+/// Why the server, or a command that needs the database, could not start.
+/// Each variant says what was being done; the cause follows it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    #[error(transparent)]
+    ViewerRoles(#[from] db::RoleCheckError),
+    /// Connecting to DATABASE_URL, DATABASE_LISTEN_URL or the embedded
+    /// database failed.
+    #[error("cannot connect to {what}: {source}")]
+    Connect { what: &'static str, source: DbErr },
+    /// A statement of the start-up itself failed.
+    #[error("{doing}: {source}")]
+    Database { doing: &'static str, source: DbErr },
+    /// Staging and production refuse to serve with pending migrations.
+    #[error(
+        "{} pending migration(s): {}; apply them with `api migrate up`, or start with --migrate (APP_ENV={env:?})",
+        pending.len(),
+        pending.join(", ")
+    )]
+    PendingMigrations { pending: Vec<String>, env: AppEnv },
+    #[error("migration failed: {0}")]
+    Migration(#[source] DbErr),
+    /// Reading the change feed's position or epoch failed (the message is
+    /// the client-safe one of [`crate::error::ApiError`]).
+    #[error("{doing}: {message}")]
+    ChangeFeed { doing: &'static str, message: String },
+    #[error("{doing}: {source}")]
+    Io { doing: String, source: std::io::Error },
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: String, source: std::io::Error },
+    /// CAPTURE_MODE=logical where the database does not allow it.
+    #[error("{0}")]
+    Capture(String),
+}
+
+impl StartError {
+    fn database(doing: &'static str) -> impl FnOnce(DbErr) -> Self {
+        move |source| Self::Database { doing, source }
+    }
+
+    fn connect(what: &'static str) -> impl FnOnce(DbErr) -> Self {
+        move |source| Self::Connect { what, source }
+    }
+}
+
+/// Where the database is, and who to be there. The URLs hold passwords:
+/// they are secrets, kept out of `Debug` output and logs.
 pub struct DatabaseTarget {
     /// For migrations, seeding and the CLI: the DATABASE_URL role, or the
     /// embedded superuser. Never used for requests.
-    pub admin_url: String,
+    pub admin_url: SecretString,
     /// For requests: the DATABASE_URL role, or `app_authenticator` on the
     /// embedded database. Either way requests switch to a viewer role.
-    pub serve_url: String,
+    pub serve_url: SecretString,
     /// The embedded database's sequencer login (`app_sequencer`), for the
     /// logical capture; `None` with DATABASE_URL (see DATABASE_SEQUENCER_URL).
-    pub sequencer_url: Option<String>,
+    pub sequencer_url: Option<SecretString>,
     /// Keeps the embedded PostgreSQL alive; dropping it stops the cluster.
     pub embedded: Option<EmbeddedPostgres>,
 }
 
 /// DATABASE_URL if set, otherwise the embedded database, started and with
 /// its `app` database created.
-pub async fn database_target(config: &Config) -> Result<DatabaseTarget, String> {
+pub async fn database_target(config: &Config) -> Result<DatabaseTarget, StartError> {
     if let Some(url) = &config.database_url {
         return Ok(DatabaseTarget {
             admin_url: url.clone(),
@@ -48,9 +99,11 @@ pub async fn database_target(config: &Config) -> Result<DatabaseTarget, String> 
     let pg_bin = config.pg_bin.clone();
     let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir, pg_bin.as_deref()))
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| StartError::Io { doing: "starting the embedded PostgreSQL".into(), source: e.into() })??;
     tracing::info!(port = pg.port(), "embedded PostgreSQL running on 127.0.0.1");
-    let maintenance = db::connect_admin(&pg.superuser_url("postgres")).await.map_err(|e| e.to_string())?;
+    let maintenance = db::connect_admin(&pg.superuser_url("postgres"))
+        .await
+        .map_err(StartError::connect("the embedded PostgreSQL"))?;
     let exists = maintenance
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -58,101 +111,94 @@ pub async fn database_target(config: &Config) -> Result<DatabaseTarget, String> 
             [embedded::DATABASE.into()],
         ))
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(StartError::database("cannot look the embedded database up"))?
         .is_some();
     if !exists {
         maintenance
             .execute_unprepared(&format!("CREATE DATABASE {}", embedded::DATABASE))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StartError::database("cannot create the embedded database"))?;
     }
-    maintenance.close().await.map_err(|e| e.to_string())?;
+    maintenance.close().await.map_err(StartError::database("cannot close the maintenance connection"))?;
     let password = authenticator_password(&config.data_dir)?;
     let serve_url = format!(
-        "postgres://{}:{password}@127.0.0.1:{}/{}",
+        "postgres://{}:{}@127.0.0.1:{}/{}",
         migration::AUTHENTICATOR_ROLE,
+        password.expose_secret(),
         pg.port(),
         embedded::DATABASE
     );
     let sequencer_url = format!(
         "postgres://{}:{}@127.0.0.1:{}/{}",
         migration::SEQUENCER_ROLE,
-        sequencer_password(&config.data_dir)?,
+        sequencer_password(&config.data_dir)?.expose_secret(),
         pg.port(),
         embedded::DATABASE
     );
     Ok(DatabaseTarget {
         admin_url: pg.superuser_url(embedded::DATABASE),
-        serve_url,
-        sequencer_url: Some(sequencer_url),
+        serve_url: serve_url.into(),
+        sequencer_url: Some(sequencer_url.into()),
         embedded: Some(pg),
     })
 }
 
-fn authenticator_password(data_dir: &Path) -> Result<String, String> {
+fn authenticator_password(data_dir: &Path) -> Result<SecretString, EmbeddedError> {
     login_password(data_dir, "authenticator.password")
 }
 
-fn sequencer_password(data_dir: &Path) -> Result<String, String> {
+fn sequencer_password(data_dir: &Path) -> Result<SecretString, EmbeddedError> {
     login_password(data_dir, "sequencer.password")
 }
 
 /// A login's password, generated once into DATA_DIR.
-fn login_password(data_dir: &Path, file: &str) -> Result<String, String> {
+fn login_password(data_dir: &Path, file: &str) -> Result<SecretString, EmbeddedError> {
     let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
-        Ok(password) => Ok(password.trim().to_owned()),
+        Ok(password) => Ok(password.trim().into()),
         Err(_) => {
-            let password = embedded::random_hex(24);
+            let password = embedded::random_hex(24)?;
             embedded::write_secret(&path, &password)?;
-            Ok(password)
+            Ok(password.into())
         }
     }
 }
 
 /// The embedded database's request login may log in once migrations have
 /// created it. The password is hex, so inlining it is safe.
-async fn enable_embedded_login(admin: &DatabaseConnection, data_dir: &Path) -> Result<(), String> {
+async fn enable_embedded_login(admin: &DatabaseConnection, data_dir: &Path) -> Result<(), StartError> {
     let password = authenticator_password(data_dir)?;
-    admin
-        .execute_unprepared(&format!("ALTER ROLE {} LOGIN PASSWORD '{password}'", migration::AUTHENTICATOR_ROLE))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot enable the request login: {e}"))?;
+    let sql = format!("ALTER ROLE {} LOGIN PASSWORD '{}'", migration::AUTHENTICATOR_ROLE, password.expose_secret());
+    admin.execute_unprepared(&sql).await.map_err(StartError::database("cannot enable the request login"))?;
     // The logical capture's sequencer (migration 000014 created the role).
     let password = sequencer_password(data_dir)?;
-    admin
-        .execute_unprepared(&format!(
-            "ALTER ROLE {} LOGIN REPLICATION PASSWORD '{password}'",
-            migration::SEQUENCER_ROLE
-        ))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot enable the sequencer login: {e}"))
+    let sql =
+        format!("ALTER ROLE {} LOGIN REPLICATION PASSWORD '{}'", migration::SEQUENCER_ROLE, password.expose_secret());
+    admin.execute_unprepared(&sql).await.map(|_| ()).map_err(StartError::database("cannot enable the sequencer login"))
 }
 
 /// The capture mode to run: CAPTURE_MODE, with `auto` resolved by what the
 /// database allows. `logical` refuses to start without it; `auto` falls
 /// back to `trigger` and says why.
-async fn capture(config: &Config, target: &DatabaseTarget, feed: &db::Pool) -> Result<realtime::Capture, String> {
+async fn capture(config: &Config, target: &DatabaseTarget, feed: &db::Pool) -> Result<realtime::Capture, StartError> {
     let url = config.database_sequencer_url.clone().or_else(|| target.sequencer_url.clone());
     let logical = match (config.capture_mode, url) {
         (CaptureMode::Trigger, _) => Err("CAPTURE_MODE=trigger".to_owned()),
         (_, None) => Err("no sequencer login: set DATABASE_SEQUENCER_URL to a login with REPLICATION that is a member of app_realtime".to_owned()),
-        (_, Some(url)) => realtime::sequencer::check(&url).await.map(|()| url),
+        (_, Some(url)) => realtime::sequencer::check(url.expose_secret()).await.map(|()| url),
     };
     match logical {
         Ok(url) => Ok(realtime::Capture::Logical { url, state: Default::default() }),
-        Err(why) if config.capture_mode == CaptureMode::Logical => {
-            Err(format!("CAPTURE_MODE=logical, but the database does not allow it: {why}"))
-        }
+        Err(why) if config.capture_mode == CaptureMode::Logical => Err(StartError::Capture(format!(
+            "CAPTURE_MODE=logical, but the database does not allow it: {why}"
+        ))),
         Err(why) => {
             if config.capture_mode == CaptureMode::Auto {
                 tracing::warn!(reason = %why, "logical capture unavailable; using the trigger capture (docs/OPERATIONS.md, \"Change capture\")");
             }
-            realtime::listener::use_trigger_capture(feed)
-                .await
-                .map_err(|e| format!("cannot switch the capture to trigger: {}", e.message()))?;
+            realtime::listener::use_trigger_capture(feed).await.map_err(|e| {
+                StartError::ChangeFeed { doing: "cannot switch the capture to trigger", message: e.message() }
+            })?;
             Ok(realtime::Capture::Trigger)
         }
     }
@@ -160,62 +206,62 @@ async fn capture(config: &Config, target: &DatabaseTarget, feed: &db::Pool) -> R
 
 /// Development applies pending migrations; staging and production refuse to
 /// start (or seed) with any, naming them.
-pub(crate) async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(), String> {
-    let pending = db::pending_migrations(admin).await.map_err(|e| format!("cannot read migration status: {e}"))?;
+pub(crate) async fn prepare_schema(config: &Config, admin: &DatabaseConnection) -> Result<(), StartError> {
+    let pending = db::pending_migrations(admin).await.map_err(StartError::database("cannot read migration status"))?;
     if pending.is_empty() {
         return Ok(());
     }
     if config.app_env != AppEnv::Development && !config.migrate {
-        return Err(format!(
-            "{} pending migration(s): {}; apply them with `api migrate up`, or start with --migrate (APP_ENV={:?})",
-            pending.len(),
-            pending.join(", "),
-            config.app_env
-        ));
+        return Err(StartError::PendingMigrations { pending, env: config.app_env });
     }
     tracing::info!(?pending, env = ?config.app_env, "applying pending migrations");
-    Migrator::up(admin, None).await.map_err(|e| format!("migration failed: {e}"))
+    Migrator::up(admin, None).await.map_err(StartError::Migration)
 }
 
-/// The JWT key: JWT_SECRET, or in development one generated once into DATA_DIR.
-fn jwt_keys(config: &Config) -> Result<JwtKeys, String> {
+/// The JWT keys: JWT_SECRET (and JWT_PREVIOUS_SECRET), or in development
+/// one generated once into DATA_DIR.
+fn jwt_keys(config: &Config) -> Result<JwtKeys, StartError> {
     let ttl = Duration::from_secs(config.jwt_ttl_seconds);
     let (secret, previous) = jwt_secrets(config)?;
-    Ok(JwtKeys::new(secret.as_bytes(), previous.as_deref().map(str::as_bytes), ttl))
+    Ok(JwtKeys::new(&secret, previous.as_ref(), ttl))
 }
 
 /// Change-feed cursor keys, derived from the JWT secrets (so rotating
 /// JWT_SECRET with JWT_PREVIOUS_SECRET keeps cursors working too).
-async fn cursor_keys(config: &Config, feed: &db::Pool) -> Result<realtime::CursorKeys, String> {
+async fn cursor_keys(config: &Config, feed: &db::Pool) -> Result<realtime::CursorKeys, StartError> {
     let identity = realtime::listener::feed_identity(feed)
         .await
-        .map_err(|e| format!("cannot read the change feed's epoch: {}", e.message()))?;
+        .map_err(|e| StartError::ChangeFeed { doing: "cannot read the change feed's epoch", message: e.message() })?;
     let (secret, previous) = jwt_secrets(config)?;
-    Ok(realtime::CursorKeys::new(secret.as_bytes(), previous.as_deref().map(str::as_bytes), identity))
+    let previous = previous.as_ref().map(|p| p.expose_secret().as_bytes());
+    Ok(realtime::CursorKeys::new(secret.expose_secret().as_bytes(), previous, identity))
 }
 
 /// JWT_SECRET and JWT_PREVIOUS_SECRET, or in development a secret
 /// generated once into DATA_DIR.
-fn jwt_secrets(config: &Config) -> Result<(String, Option<String>), String> {
+fn jwt_secrets(config: &Config) -> Result<(SecretString, Option<SecretString>), StartError> {
     if let Some(secret) = &config.jwt_secret {
         return Ok((secret.clone(), config.jwt_previous_secret.clone()));
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create DATA_DIR: {e}"))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::Io { doing: "cannot create DATA_DIR".into(), source })?;
     let path = config.data_dir.join("jwt.secret");
     let secret = match std::fs::read_to_string(&path) {
         Ok(secret) if secret.trim().len() >= 32 => secret.trim().to_owned(),
         _ => {
-            let secret = embedded::random_hex(32);
+            let secret = embedded::random_hex(32).map_err(EmbeddedError::from)?;
             embedded::write_secret(&path, &secret)?;
             secret
         }
     };
-    Ok((secret, None))
+    Ok((secret.into(), None))
 }
 
 /// Where the change feed starts: the newest finished position of the log.
-async fn log_head(pool: &db::Pool) -> Result<realtime::Cursor, String> {
-    realtime::listener::start_position(pool).await.map_err(|e| format!("cannot read the change log: {}", e.message()))
+async fn log_head(pool: &db::Pool) -> Result<realtime::Cursor, StartError> {
+    realtime::listener::start_position(pool)
+        .await
+        .map_err(|e| StartError::ChangeFeed { doing: "cannot read the change log", message: e.message() })
 }
 
 /// How long shutdown waits for websockets to take their close frame.
@@ -308,13 +354,13 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, String> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate()?;
         if config.app_env != AppEnv::Development {
             for (name, url) in
                 [("DATABASE_URL", &config.database_url), ("DATABASE_LISTEN_URL", &config.database_listen_url)]
             {
-                if let Some(why) = url.as_deref().and_then(db::unverified_tls) {
+                if let Some(why) = url.as_ref().and_then(|url| db::unverified_tls(url.expose_secret())) {
                     tracing::warn!(
                         "{name}: {why}, so its traffic may be plaintext or intercepted; use sslmode=verify-full with sslrootcert (docs/OPERATIONS.md)"
                     );
@@ -329,21 +375,17 @@ impl Application {
                 Some(direct) if config.database_transaction_pooler => direct,
                 _ => &target.admin_url,
             };
-            let admin =
-                db::connect_admin(admin_url).await.map_err(|e| format!("cannot connect to the database: {e}"))?;
+            let admin = db::connect_admin(admin_url).await.map_err(StartError::connect("the database"))?;
             prepare_schema(&config, &admin).await?;
             if target.embedded.is_some() {
                 enable_embedded_login(&admin, &config.data_dir).await?;
             }
-            admin.close().await.map_err(|e| e.to_string())?;
+            admin.close().await.map_err(StartError::database("cannot close the migration connection"))?;
         }
-        let pool = db::connect_pool(&target.serve_url, &config)
-            .await
-            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        let pool = db::connect_pool(&target.serve_url, &config).await.map_err(StartError::connect("the database"))?;
         db::check_viewer_roles(&pool).await?;
         let listen_url = config.database_listen_url.clone().unwrap_or_else(|| target.serve_url.clone());
-        let feed =
-            db::connect_feed(&listen_url).await.map_err(|e| format!("cannot connect to DATABASE_LISTEN_URL: {e}"))?;
+        let feed = db::connect_feed(&listen_url).await.map_err(StartError::connect("DATABASE_LISTEN_URL"))?;
         let realtime = Realtime::new(
             pool.clone(),
             feed.clone(),
@@ -359,6 +401,7 @@ impl Application {
         let capture = capture(&config, &target, &feed).await?;
         tracing::info!(capture = capture.name(), "change capture");
         realtime.set_capture(capture);
+        let metrics = std::sync::Arc::new(Metrics::new(&pool, &realtime));
         let (closing, close_all) = Closing::new();
         let connections = connection_limits(&config);
         let state = AppState {
@@ -375,7 +418,7 @@ impl Application {
                 keepalive: Duration::from_secs(config.ws_keepalive),
             },
             ws_caps: std::sync::Arc::new(ws_caps(&config, connections.max_connections)),
-            metrics: SharedMetrics::default(),
+            metrics,
             slow_request: Duration::from_millis(config.database_slow_query_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             closing,
@@ -383,14 +426,18 @@ impl Application {
                 hashing: HashPool::new(
                     config.password_hash_threads,
                     Duration::from_millis(config.password_hash_wait_ms),
-                )?,
+                )
+                .map_err(|source| StartError::Io { doing: "cannot start a password hashing thread".into(), source })?,
                 limits: std::sync::Arc::new(RateLimits::new(&config.rate_limits())),
                 session_ttl: Duration::from_secs(config.session_ttl_seconds),
             },
             examples: config.app_env == AppEnv::Development,
         };
         let address = format!("{}:{}", config.host, config.port);
-        let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        let listener = match TcpListener::bind(&address).await {
+            Ok(listener) => listener,
+            Err(source) => return Err(StartError::Listen { address, source }),
+        };
         Ok(Self {
             listener,
             state,

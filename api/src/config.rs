@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AppEnv {
@@ -45,7 +46,7 @@ pub struct Config {
     pub port: u16,
     /// PostgreSQL URL. Unset: the server runs its own embedded PostgreSQL in DATA_DIR.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
     /// Connections the pool keeps for steady load, opened at start.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20, global = true)]
     pub database_pool_size: u32,
@@ -64,12 +65,12 @@ pub struct Config {
     /// Longest a whole query or mutation may run, in milliseconds (every statement together); past it the request fails with QUERY_TIMEOUT and rolls back.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 15000, global = true)]
     pub request_timeout_ms: u64,
-    /// Requests slower than this many milliseconds are counted and logged with their operation name.
+    /// SQL statements and GraphQL requests slower than this many milliseconds are counted (api_db_slow_queries_total, api_graphql_slow_requests_total) and logged with their operation name.
     #[arg(long, env = "DATABASE_SLOW_QUERY_MS", default_value_t = 200, global = true)]
     pub database_slow_query_ms: u64,
     /// URL for LISTEN, on a direct connection (default DATABASE_URL): set it when DATABASE_URL goes through a transaction-mode pooler.
     #[arg(long, env = "DATABASE_LISTEN_URL", global = true, hide_env_values = true)]
-    pub database_listen_url: Option<String>,
+    pub database_listen_url: Option<SecretString>,
     /// DATABASE_URL goes through a transaction-mode pooler (PgBouncer pool_mode=transaction): no statement cache, prepared statements live one transaction. Needs DATABASE_LISTEN_URL, which the server then also uses for the migrations it checks or applies at start.
     #[arg(long, env = "DATABASE_TRANSACTION_POOLER", global = true)]
     pub database_transaction_pooler: bool,
@@ -78,7 +79,7 @@ pub struct Config {
     pub capture_mode: CaptureMode,
     /// URL of the login the logical capture's sequencer uses (LOGIN REPLICATION, a member of app_realtime), on a direct connection. Unset: the embedded database's own; with DATABASE_URL, logical capture needs it.
     #[arg(long, env = "DATABASE_SEQUENCER_URL", global = true, hide_env_values = true)]
-    pub database_sequencer_url: Option<String>,
+    pub database_sequencer_url: Option<SecretString>,
     /// Change events buffered in memory; a subscriber further behind catches up from the log.
     #[arg(long, env = "REALTIME_BUFFER", default_value_t = 4096, global = true)]
     pub realtime_buffer: usize,
@@ -105,10 +106,10 @@ pub struct Config {
     pub migrate: bool,
     /// HS256 key for tokens. Required in production; generated once into DATA_DIR otherwise.
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     /// The HS256 key being rotated out: tokens it signed stay valid until they expire, new ones use JWT_SECRET. Remove it after JWT_TTL_SECONDS.
     #[arg(long, env = "JWT_PREVIOUS_SECRET", global = true, hide_env_values = true)]
-    pub jwt_previous_secret: Option<String>,
+    pub jwt_previous_secret: Option<SecretString>,
     /// Access token lifetime in seconds. Short, because a client renews it with its refresh token (refreshSession); an ended session's tokens are refused at their next request anyway.
     #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 900, global = true)]
     pub jwt_ttl_seconds: u64,
@@ -199,6 +200,24 @@ pub fn default_max_ws_connections(max_connections: usize) -> usize {
     max_connections.saturating_mul(3) / 4
 }
 
+/// A setting out of range, or settings that do not go together; the
+/// message names them, in one line for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl From<&str> for ConfigError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
 impl Config {
     pub fn pool_max_connections(&self) -> u32 {
         self.database_pool_size + self.database_max_overflow
@@ -222,7 +241,7 @@ impl Config {
 
     /// Checks what clap cannot: combinations and ranges. The message is one
     /// line for the operator.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.database_pool_size == 0 {
             return Err("DATABASE_POOL_SIZE must be at least 1".into());
         }
@@ -245,24 +264,24 @@ impl Config {
             return Err("MAX_QUERY_DEPTH, MAX_QUERY_COMPLEXITY and MAX_MUTATION_FIELDS must be at least 1".into());
         }
         if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_CEILING {
-            return Err(format!("MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_CEILING}"));
+            return Err(format!("MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_CEILING}").into());
         }
         if let Some(max_ws) = self.max_ws_connections {
             let most = self.max_connections - http_reserve(self.max_connections);
             if max_ws == 0 || max_ws > most {
                 return Err(format!(
                     "MAX_WS_CONNECTIONS must be between 1 and {most} (MAX_CONNECTIONS minus a tenth of it, kept for plain HTTP)"
-                ));
+                ).into());
             }
         }
         if self.max_ws_per_ip == 0 || self.max_ws_per_ip > MAX_CONNECTIONS_CEILING {
-            return Err(format!("MAX_WS_PER_IP must be between 1 and {MAX_CONNECTIONS_CEILING}"));
+            return Err(format!("MAX_WS_PER_IP must be between 1 and {MAX_CONNECTIONS_CEILING}").into());
         }
         let http_timeouts = [self.http_header_read_timeout, self.http_body_read_timeout, self.http_idle_timeout];
         if http_timeouts.iter().any(|&seconds| seconds == 0 || seconds > HTTP_TIMEOUT_CEILING) {
             return Err(format!(
                 "HTTP_HEADER_READ_TIMEOUT, HTTP_BODY_READ_TIMEOUT and HTTP_IDLE_TIMEOUT must be between 1 and {HTTP_TIMEOUT_CEILING} seconds"
-            ));
+            ).into());
         }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be at least 1".into());
@@ -286,7 +305,7 @@ impl Config {
             ("SIGN_UP_PER_EMAIL_PER_HOUR", self.sign_up_per_email_per_hour),
         ] {
             if !(1..=1_000_000).contains(&value) {
-                return Err(format!("{name} must be 1 to 1000000"));
+                return Err(format!("{name} must be 1 to 1000000").into());
             }
         }
         if !(100..=100_000_000).contains(&self.auth_rate_limit_keys) {
@@ -296,7 +315,7 @@ impl Config {
             return Err("JWT_SECRET is required when APP_ENV=production".into());
         }
         if let Some(secret) = &self.jwt_secret
-            && secret.len() < 32
+            && secret.expose_secret().len() < 32
         {
             return Err("JWT_SECRET must be at least 32 characters".into());
         }
@@ -305,10 +324,10 @@ impl Config {
             (None, Some(_)) => {
                 return Err("JWT_PREVIOUS_SECRET needs JWT_SECRET (the key that replaces it)".into());
             }
-            (Some(_), Some(previous)) if previous.len() < 32 => {
+            (Some(_), Some(previous)) if previous.expose_secret().len() < 32 => {
                 return Err("JWT_PREVIOUS_SECRET must be at least 32 characters".into());
             }
-            (Some(current), Some(previous)) if current == previous => {
+            (Some(current), Some(previous)) if current.expose_secret() == previous.expose_secret() => {
                 return Err("JWT_PREVIOUS_SECRET is the same as JWT_SECRET: set JWT_SECRET to the new key".into());
             }
             (Some(_), Some(_)) => {}
@@ -322,5 +341,30 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn debug_output_of_the_configuration_shows_no_secret() {
+        let cli = Cli::try_parse_from([
+            "api",
+            "--database-url=postgres://app:db-password-1@db.internal/app",
+            "--database-listen-url=postgres://app:listen-password-2@db.internal/app",
+            "--jwt-secret=jwt-secret-jwt-secret-jwt-secret-3",
+            "--jwt-previous-secret=old-secret-old-secret-old-secret-4",
+        ]);
+        let config = cli.map(|cli| cli.config).map_err(|e| e.to_string());
+        let shown = format!("{config:?}");
+        for secret in ["db-password-1", "listen-password-2", "jwt-secret-jwt", "old-secret-old"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        // The settings are there, only redacted.
+        assert!(shown.contains("database_url: Some(SecretBox<str>([REDACTED]))"), "{shown}");
     }
 }

@@ -45,7 +45,8 @@ impl TestApp {
         });
         let database = config
             .database_url
-            .as_deref()
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret)
             .and_then(|url| url.split('?').next()?.rsplit('/').next())
             .unwrap_or_default()
             .to_owned();

@@ -17,7 +17,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
     api::Config {
         host: "127.0.0.1".into(),
         port: 0,
-        database_url: Some(on.url("app_authenticator", database)),
+        database_url: Some(on.url("app_authenticator", database).into()),
         database_pool_size: 4,
         database_max_overflow: 2,
         database_pool_timeout: 10,
@@ -65,7 +65,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         log_format: api::config::LogFormat::Text,
         capture_mode: capture_mode_under_test(),
         database_sequencer_url: (capture_mode_under_test() != api::config::CaptureMode::Trigger)
-            .then(|| on.url(migration::SEQUENCER_ROLE, database)),
+            .then(|| on.url(migration::SEQUENCER_ROLE, database).into()),
     }
 }
 

@@ -48,30 +48,27 @@ pub struct HashPool {
 impl HashPool {
     /// Starts `threads` hashing threads (0: one per core, at most
     /// [`DEFAULT_MAX_THREADS`]). They end once every clone is dropped.
-    pub fn new(threads: usize, wait: Duration) -> Result<Self, String> {
+    pub fn new(threads: usize, wait: Duration) -> std::io::Result<Self> {
         let threads = if threads == 0 { default_threads() } else { threads };
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads {
             let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || {
-                    let mut memory = Vec::new();
-                    loop {
-                        // Released before the work, so the other threads can take the next job.
-                        let job = match queue.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = job else { return };
-                        // A panic fails that one request (its answer is dropped), not the thread.
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory))).is_err() {
-                            tracing::error!("a password hash panicked");
-                        }
+            std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                let mut memory = Vec::new();
+                loop {
+                    // Released before the work, so the other threads can take the next job.
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    // A panic fails that one request (its answer is dropped), not the thread.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory))).is_err() {
+                        tracing::error!("a password hash panicked");
                     }
-                })
-                .map_err(|e| format!("cannot start a password hashing thread: {e}"))?;
+                }
+            })?;
         }
         Ok(Self { jobs, permits: Arc::new(Semaphore::new(threads)), wait })
     }

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::Role;
@@ -30,6 +31,9 @@ pub struct Claims {
 /// signed with the previous key (JWT_PREVIOUS_SECRET) is still accepted, so
 /// deploying a new key signs nobody out. Once the previous key's last
 /// tokens have expired (JWT_TTL_SECONDS), the operator removes it.
+///
+/// The secrets come in as [`SecretString`]s and are exposed only to derive
+/// the keys; `Debug` shows neither keys nor secrets.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -39,8 +43,19 @@ pub struct JwtKeys {
     ttl: Duration,
 }
 
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKeys")
+            .field("keys", &"[REDACTED]")
+            .field("previous", &self.previous.as_ref().map(|_| "[REDACTED]"))
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
 impl JwtKeys {
-    pub fn new(secret: &[u8], previous: Option<&[u8]>, ttl: Duration) -> Self {
+    pub fn new(secret: &SecretString, previous: Option<&SecretString>, ttl: Duration) -> Self {
+        let (secret, previous) = (secret.expose_secret().as_bytes(), previous.map(|p| p.expose_secret().as_bytes()));
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is exact: a token is refused from its `exp` second on.
         validation.leeway = 0;
@@ -94,43 +109,54 @@ impl JwtKeys {
 mod tests {
     use super::*;
 
-    const OLD: &[u8] = b"old-key-old-key-old-key-old-key-0001";
-    const NEW: &[u8] = b"new-key-new-key-new-key-new-key-0002";
+    const OLD: &str = "old-key-old-key-old-key-old-key-0001";
+    const NEW: &str = "new-key-new-key-new-key-new-key-0002";
+
+    /// Keys from plain strings, as the configuration's secrets give them.
+    fn keys(secret: &str, previous: Option<&str>) -> JwtKeys {
+        JwtKeys::new(&secret.into(), previous.map(SecretString::from).as_ref(), HOUR)
+    }
     const HOUR: Duration = Duration::from_secs(3600);
 
-    fn token_signed_with(key: &[u8]) -> String {
-        JwtKeys::new(key, None, HOUR).issue(Uuid::new_v4(), Role::User).unwrap_or_default()
+    fn token_signed_with(key: &str) -> String {
+        keys(key, None).issue(Uuid::new_v4(), Role::User).unwrap_or_default()
     }
 
     #[test]
     fn tokens_of_the_previous_key_stay_valid_during_a_rotation_and_new_ones_use_the_new_key() {
-        let rotating = JwtKeys::new(NEW, Some(OLD), HOUR);
+        let rotating = keys(NEW, Some(OLD));
         assert!(rotating.verify(&token_signed_with(OLD)).is_ok(), "issued before the rotation");
         assert!(rotating.verify(&token_signed_with(NEW)).is_ok());
 
         // What the rotating server issues verifies with the new key alone.
         let issued = rotating.issue(Uuid::new_v4(), Role::User).unwrap_or_default();
-        assert!(JwtKeys::new(NEW, None, HOUR).verify(&issued).is_ok());
-        assert!(JwtKeys::new(OLD, None, HOUR).verify(&issued).is_err());
+        assert!(keys(NEW, None).verify(&issued).is_ok());
+        assert!(keys(OLD, None).verify(&issued).is_err());
     }
 
     #[test]
     fn once_the_previous_key_is_removed_its_tokens_are_refused() {
-        let rotated = JwtKeys::new(NEW, None, HOUR);
+        let rotated = keys(NEW, None);
         let refused = rotated.verify(&token_signed_with(OLD)).err().map(|e| (e.code(), e.message()));
         assert_eq!(refused, Some(("UNAUTHENTICATED", "the token signature is invalid".to_owned())));
-        let stranger =
-            JwtKeys::new(NEW, Some(OLD), HOUR).verify(&token_signed_with(b"another-key-another-key-another-key"));
+        let stranger = keys(NEW, Some(OLD)).verify(&token_signed_with("another-key-another-key-another-key"));
         assert!(stranger.is_err(), "only the current and the previous key are trusted");
     }
 
     #[test]
     fn an_expired_token_of_the_previous_key_says_it_expired() {
-        let old = JwtKeys::new(OLD, None, HOUR);
+        let old = keys(OLD, None);
         let now = chrono::Utc::now().timestamp();
         let claims = Claims { sub: Uuid::new_v4(), role: Role::User, iat: now - 7200, exp: now - 3600, sid: None };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.encoding).unwrap_or_default();
-        let error = JwtKeys::new(NEW, Some(OLD), HOUR).verify(&expired).err().map(|e| e.message());
+        let error = keys(NEW, Some(OLD)).verify(&expired).err().map(|e| e.message());
         assert_eq!(error.as_deref(), Some("the token has expired; sign in again"));
+    }
+
+    #[test]
+    fn debug_output_of_the_keys_shows_no_secret() {
+        let shown = format!("{:?}", keys(NEW, Some(OLD)));
+        assert!(!shown.contains("new-key") && !shown.contains("old-key"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 }

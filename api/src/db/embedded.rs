@@ -21,15 +21,47 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use secrecy::{ExposeSecret, SecretString};
+
 /// The database the embedded cluster serves.
 pub const DATABASE: &str = "app";
+
+/// Why the embedded database could not start, with what to do about it
+/// where there is something to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// A file, folder or program of the cluster could not be used.
+    #[error("{doing}: {source}")]
+    Io { doing: String, source: std::io::Error },
+    /// The binaries are not installed, or not where PG_BIN says.
+    #[error("{0}")]
+    NoBinaries(String),
+    #[error(
+        "running as root needs a `postgres` system user to run the embedded PostgreSQL (install Debian's `postgresql`, or run as another user)"
+    )]
+    NoPostgresUser,
+    #[error("initdb failed: {0}")]
+    Initdb(String),
+    #[error("embedded PostgreSQL did not start: {stderr} (see {})", log.display())]
+    DidNotStart { stderr: String, log: PathBuf },
+    /// The operating system's random generator failed (a password or a
+    /// secret could not be generated).
+    #[error("the OS random generator failed: {0}")]
+    Random(#[from] getrandom::Error),
+}
+
+/// The `map_err` of a failed file or process operation: what was being done.
+fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
+    let doing = doing.into();
+    move |source| EmbeddedError::Io { doing, source }
+}
 
 pub struct EmbeddedPostgres {
     bin: PathBuf,
     cluster: PathBuf,
     run_as: Option<(u32, u32)>,
     port: u16,
-    superuser_password: String,
+    superuser_password: SecretString,
     /// We started it, so we stop it; false when attached to another process's cluster.
     owned: bool,
 }
@@ -37,22 +69,22 @@ pub struct EmbeddedPostgres {
 impl EmbeddedPostgres {
     /// Initialises (first run) and starts the cluster in `data_dir/pg`.
     /// Blocking: call from `spawn_blocking`.
-    pub fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Self, String> {
+    pub fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Self, EmbeddedError> {
         let bin = find_pg_bin(pg_bin)?;
-        fs::create_dir_all(data_dir).map_err(|e| format!("cannot create DATA_DIR {}: {e}", data_dir.display()))?;
+        fs::create_dir_all(data_dir).map_err(io(format!("cannot create DATA_DIR {}", data_dir.display())))?;
         let data_dir =
-            data_dir.canonicalize().map_err(|e| format!("cannot resolve DATA_DIR {}: {e}", data_dir.display()))?;
+            data_dir.canonicalize().map_err(io(format!("cannot resolve DATA_DIR {}", data_dir.display())))?;
         let run_as = postgres_user_if_root()?;
         let cluster = data_dir.join("pg");
         let password_file = data_dir.join("pg.password");
 
         let superuser_password = if cluster.join("PG_VERSION").exists() {
-            fs::read_to_string(&password_file)
-                .map_err(|e| {
-                    format!("cannot read {}: {e} (delete {} to start over)", password_file.display(), cluster.display())
-                })?
-                .trim()
-                .to_owned()
+            let read = fs::read_to_string(&password_file).map_err(io(format!(
+                "cannot read {} (delete {} to start over)",
+                password_file.display(),
+                cluster.display()
+            )))?;
+            read.trim().into()
         } else {
             init_cluster(&bin, &data_dir, &cluster, &password_file, run_as)?
         };
@@ -71,7 +103,7 @@ impl EmbeddedPostgres {
         pg.pg_ctl_start()?;
         pg.owned = true;
         fs::write(&owner_file, std::process::id().to_string())
-            .map_err(|e| format!("cannot write {}: {e}", owner_file.display()))?;
+            .map_err(io(format!("cannot write {}", owner_file.display())))?;
         pg.spawn_watchdog();
         Ok(pg)
     }
@@ -81,8 +113,9 @@ impl EmbeddedPostgres {
     }
 
     /// A superuser URL, for migrations and administration only: requests never run as it.
-    pub fn superuser_url(&self, database: &str) -> String {
-        format!("postgres://postgres:{}@127.0.0.1:{}/{database}", self.superuser_password, self.port)
+    pub fn superuser_url(&self, database: &str) -> SecretString {
+        format!("postgres://postgres:{}@127.0.0.1:{}/{database}", self.superuser_password.expose_secret(), self.port)
+            .into()
     }
 
     /// Stops the cluster (fast shutdown: connections are closed, data is safe).
@@ -138,7 +171,7 @@ impl EmbeddedPostgres {
             .status()
     }
 
-    fn pg_ctl_start(&self) -> Result<(), String> {
+    fn pg_ctl_start(&self) -> Result<(), EmbeddedError> {
         let options = format!(
             // wal_level=logical: the logical capture (a restart applies it);
             // its slot keeps at most 1 GiB of WAL for a sequencer that is
@@ -159,13 +192,12 @@ impl EmbeddedPostgres {
             .process_group(0)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+            .map_err(io("cannot run pg_ctl"))?;
         if !output.status.success() {
-            return Err(format!(
-                "embedded PostgreSQL did not start: {} (see {})",
-                String::from_utf8_lossy(&output.stderr).trim(),
-                self.cluster.join("postgres.log").display()
-            ));
+            return Err(EmbeddedError::DidNotStart {
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                log: self.cluster.join("postgres.log"),
+            });
         }
         Ok(())
     }
@@ -214,15 +246,15 @@ fn init_cluster(
     cluster: &Path,
     password_file: &Path,
     run_as: Option<(u32, u32)>,
-) -> Result<String, String> {
-    let password = random_hex(24);
-    fs::create_dir_all(cluster).map_err(|e| format!("cannot create {}: {e}", cluster.display()))?;
+) -> Result<SecretString, EmbeddedError> {
+    let password = random_hex(24)?;
+    fs::create_dir_all(cluster).map_err(io(format!("cannot create {}", cluster.display())))?;
     let pwfile = data_dir.join(".initdb-password");
     write_secret(&pwfile, &password)?;
     if let Some((uid, gid)) = run_as {
         for path in [cluster, pwfile.as_path()] {
             std::os::unix::fs::chown(path, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot give {} to the postgres user: {e}", path.display()))?;
+                .map_err(io(format!("cannot give {} to the postgres user", path.display())))?;
         }
     }
     let mut cmd = Command::new(bin.join("initdb"));
@@ -235,43 +267,42 @@ fn init_cluster(
         cmd.uid(uid).gid(gid);
     }
     tracing::info!(cluster = %cluster.display(), "initialising the embedded PostgreSQL (first run)");
-    let output = cmd.output().map_err(|e| format!("cannot run initdb: {e}"));
+    let output = cmd.output().map_err(io("cannot run initdb"));
     let _ = fs::remove_file(&pwfile);
     let output = output?;
     if !output.status.success() {
         let _ = fs::remove_dir_all(cluster);
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(EmbeddedError::Initdb(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
     }
     write_secret(password_file, &password)?;
-    Ok(password)
+    Ok(password.into())
 }
 
 /// Writes a secret readable by its owner only.
-pub fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
-    file.write_all(secret.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+pub fn write_secret(path: &Path, secret: &str) -> Result<(), EmbeddedError> {
+    let cannot_write = || io(format!("cannot write {}", path.display()));
+    let mut file =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(cannot_write())?;
+    // `mode` applies only to a file it creates: an existing one is narrowed.
+    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(cannot_write())?;
+    file.write_all(secret.as_bytes()).map_err(cannot_write())
 }
 
 /// Random bytes as lowercase hex, from the operating system's generator.
-pub fn random_hex(bytes: usize) -> String {
+/// It fails only where the OS has no usable generator; the caller says
+/// what could then not be generated.
+pub fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).unwrap_or_else(|e| panic!("the OS random generator failed: {e}"));
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The server's binaries (initdb, pg_ctl, postgres); see [`find_bin_with`].
-pub fn find_pg_bin(configured: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_pg_bin(configured: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
     find_bin_with(configured, &["initdb", "pg_ctl", "postgres"]).map_err(|e| {
-        e.unwrap_or_else(|| {
+        EmbeddedError::NoBinaries(e.unwrap_or_else(|| {
             "PostgreSQL binaries not found: install Debian's `postgresql` package (apt-get install postgresql), set PG_BIN, or set DATABASE_URL".to_owned()
-        })
+        }))
     })
 }
 
@@ -312,20 +343,20 @@ pub fn find_bin_with(configured: Option<&Path>, tools: &[&str]) -> Result<PathBu
 
 /// The postgres user's uid and gid when we run as root (initdb and postgres
 /// refuse to run as root), otherwise `None`.
-pub fn postgres_user_if_root() -> Result<Option<(u32, u32)>, String> {
+pub fn postgres_user_if_root() -> Result<Option<(u32, u32)>, EmbeddedError> {
     // Our effective uid, without unsafe code: /proc/self belongs to it.
     let euid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
     if euid != 0 {
         return Ok(None);
     }
-    let passwd = fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    let passwd = fs::read_to_string("/etc/passwd").map_err(io("cannot read /etc/passwd"))?;
     passwd
         .lines()
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|fields| fields.first() == Some(&"postgres") && fields.len() > 3)
         .and_then(|fields| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
         .map(Some)
-        .ok_or_else(|| "running as root needs a `postgres` system user to run the embedded PostgreSQL (install Debian's `postgresql`, or run as another user)".to_owned())
+        .ok_or(EmbeddedError::NoPostgresUser)
 }
 
 /// Whether the process that started the cluster still runs.
@@ -336,9 +367,9 @@ fn owner_alive(owner_file: &Path) -> bool {
         .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
 }
 
-fn free_port() -> Result<u16, String> {
+fn free_port() -> Result<u16, EmbeddedError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
+        .map_err(io("no free port on 127.0.0.1"))
 }

@@ -4,6 +4,7 @@
 pub mod embedded;
 mod health;
 mod request;
+pub mod stats;
 
 pub use health::Health;
 pub use request::{Access, LoaderDb, RequestDb, TxGuard, begin_request, begin_request_as, begin_session_request};
@@ -16,8 +17,10 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait,
 };
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::config::Config;
-use crate::ops::metrics::PoolStats;
+use stats::PoolStats;
 
 /// The request pool. Everything the server does with it happens inside a
 /// transaction that starts with [`Pool::begin`], which is what lets it run
@@ -165,10 +168,11 @@ impl Pool {
 /// handed out (PgBouncer's server_check_delay, 30 s by default).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
-/// Opens the request pool with the seed's pool settings.
-pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
+/// Opens the request pool with the seed's pool settings. The URL stays a
+/// secret up to here (it may hold a password); sqlx keeps it parsed.
+pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, DbErr> {
     let transaction_pooler = config.database_transaction_pooler;
-    let mut options = ConnectOptions::new(url.to_owned());
+    let mut options = ConnectOptions::new(url.expose_secret());
     options
         // sqlx has one pool size; the seed's size + overflow is its ceiling,
         // and the idle timeout closes what bursts opened.
@@ -216,8 +220,8 @@ pub async fn connect_pool(url: &str, config: &Config) -> Result<Pool, DbErr> {
 /// Opens the change feed's own connection, on the direct listen URL: the
 /// listener reads the log through it, so live updates keep flowing when
 /// slow requests hold every connection of the request pool.
-pub async fn connect_feed(url: &str) -> Result<Pool, DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
+pub async fn connect_feed(url: &SecretString) -> Result<Pool, DbErr> {
+    let mut options = ConnectOptions::new(url.expose_secret());
     options
         .max_connections(1)
         .min_connections(0)
@@ -260,8 +264,8 @@ pub fn is_connection_lost(err: &DbErr) -> bool {
 }
 
 /// Opens a small pool for administrative work (migrations, seeding).
-pub async fn connect_admin(url: &str) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
+pub async fn connect_admin(url: &SecretString) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.expose_secret());
     options.max_connections(2).min_connections(0).sqlx_logging(false).set_application_name("api-admin");
     Database::connect(options).await
 }
@@ -293,28 +297,31 @@ pub async fn pending_migrations(db: &impl ConnectionTrait) -> Result<Vec<String>
     Ok(Migrator::get_pending_migrations_read_only(db).await?.iter().map(|m| m.name().to_owned()).collect())
 }
 
+/// Why the login role cannot serve requests, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleCheckError {
+    #[error("cannot reach the database: {0}")]
+    Unreachable(#[source] DbErr),
+    #[error("the database login cannot switch to role {role} ({source}); run: GRANT {grant} TO <login role>")]
+    CannotSwitch { role: &'static str, grant: String, source: DbErr },
+}
+
 /// Fails fast, with what to do, when the login role cannot switch to every
 /// viewer role: otherwise the first request of that kind would fail instead.
-pub async fn check_viewer_roles(db: &Pool) -> Result<(), String> {
-    let tx = db.begin().await.map_err(|e| format!("cannot reach the database: {e}"))?;
-    for role in migration::VIEWER_ROLES {
-        let sql = format!("SET LOCAL ROLE {role}");
-        if let Err(err) = tx.execute_unprepared(&sql).await {
-            return Err(format!(
-                "the database login cannot switch to role {role} ({err}); run: GRANT {} TO <login role>",
-                migration::VIEWER_ROLES.join(", ")
-            ));
+pub async fn check_viewer_roles(db: &Pool) -> Result<(), RoleCheckError> {
+    let tx = db.begin().await.map_err(RoleCheckError::Unreachable)?;
+    let grant_viewers = || migration::VIEWER_ROLES.join(", ");
+    // Sign-in and sign-up switch to SIGNIN_ROLE for one statement (migration 000009).
+    let roles = migration::VIEWER_ROLES
+        .iter()
+        .map(|role| (*role, grant_viewers()))
+        .chain([(migration::SIGNIN_ROLE, migration::SIGNIN_ROLE.to_owned())]);
+    for (role, grant) in roles {
+        if let Err(source) = tx.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await {
+            return Err(RoleCheckError::CannotSwitch { role, grant, source });
         }
     }
-    // Sign-in and sign-up switch to it for one statement (migration 000009).
-    let sql = format!("SET LOCAL ROLE {}", migration::SIGNIN_ROLE);
-    if let Err(err) = tx.execute_unprepared(&sql).await {
-        return Err(format!(
-            "the database login cannot switch to role {role} ({err}); run: GRANT {role} TO <login role>",
-            role = migration::SIGNIN_ROLE
-        ));
-    }
-    tx.rollback().await.map_err(|e| e.to_string())
+    tx.rollback().await.map_err(RoleCheckError::Unreachable)
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
-//! Typed access to what the request handler puts into every request, so
-//! resolvers never do unchecked `ctx.data::<T>()` lookups.
+//! Typed access to what the HTTP and websocket handlers put into a request
+//! (`http::graphql::execute_as`, `http::ws`): a missing item is an
+//! INTERNAL_SERVER_ERROR, never a panic. Not every item is in every
+//! request: a subscription has no request transaction, and only a
+//! subscription has a [`Session`]. DataLoaders and the auth guard are
+//! looked up where they are used, with `data_opt` as here.
 
 use async_graphql::Context;
 

@@ -58,8 +58,5 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 
 /// Prometheus metrics (text exposition format).
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&state.pool, &state.realtime),
-    )
+    ([(axum::http::header::CONTENT_TYPE, crate::ops::metrics::CONTENT_TYPE)], state.metrics.render())
 }

@@ -2,11 +2,19 @@
 //! `graphql-transport-ws`, the `graphql-ws` npm client) and the legacy
 //! subscriptions-transport-ws (subprotocol `graphql-ws`, Apollo's old client).
 //!
-//! Our own thin layer over axum's websocket rather than async-graphql's, for
-//! the protocol's close codes: 4400 invalid message, 4401 subscribe before
-//! acknowledgement, 4403 invalid token, 4408 no `connection_init` in time,
-//! 4409 duplicate subscription id, 4429 repeated `connection_init`; and
-//! 1012 when the server shuts down, so clients reconnect and resubscribe.
+//! Our own layer over axum's websocket rather than async-graphql's (or
+//! async-graphql-axum's, which wraps it): every query and mutation sent
+//! over the socket runs through the HTTP path's `execute_as` (its own
+//! viewer transaction, timeout and metrics); subscriptions get the
+//! session's expiry and check point and the DataLoaders; the socket is
+//! bounded (MAX_WS_CONNECTIONS, MAX_WS_PER_IP, `MAX_OPERATIONS`, a
+//! `MAX_MESSAGE` read limit, an `OUTBOX` with a send timeout) and
+//! closed with codes a client can act on: 4400 invalid message (also too
+//! many operations, binary frames), 4401 subscribe before acknowledgement,
+//! 4403 invalid or expired token, 4408 no `connection_init` in time, 4409
+//! duplicate subscription id, 4429 repeated `connection_init`, 1009 message
+//! too big, 1011 no pong, and 1012 when the server shuts down, so clients
+//! reconnect and resubscribe.
 //!
 //! The token comes in the `connection_init` payload as
 //! `{"Authorization": "Bearer <token>"}` (key in any case), or from the
@@ -186,7 +194,7 @@ async fn serve(
     // Its place under MAX_WS_CONNECTIONS and MAX_WS_PER_IP, until it closes.
     _slot: WsSlot,
 ) {
-    state.metrics.ws_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.ws_connections.inc();
     let metrics = state.metrics.clone();
     let (mut sink, mut incoming) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
@@ -280,7 +288,7 @@ async fn serve(
         tokio::time::sleep(UNREAD_LINGER).await;
     }
     drop(incoming);
-    metrics.ws_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    metrics.ws_connections.dec();
 }
 
 impl Connection {
@@ -576,12 +584,12 @@ impl Operation {
                 self.error(&response).await;
                 return;
             }
-            self.metrics.events_executed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.events_executed.inc();
             match own {
                 Some(delivery) => self.send_shared(&id_json, delivery).await,
                 None => {
                     self.next(&response).await;
-                    self.metrics.events_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.events_delivered.inc();
                 }
             }
         }
@@ -599,7 +607,7 @@ impl Operation {
         let kind = if self.protocol == Protocol::TransportWs { "next" } else { "data" };
         let text = delivery.template.message(kind, id_json, &delivery.cursor);
         let _ = self.out.send(Message::Text(text.into())).await;
-        self.metrics.events_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.events_delivered.inc();
     }
 
     async fn send(&self, message: Value) {

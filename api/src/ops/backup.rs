@@ -15,9 +15,36 @@ use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Utc};
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, IsolationLevel, Statement,
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, IsolationLevel, Statement,
     TransactionTrait,
 };
+
+/// Why a backup, a restore or their checks failed: what was being done,
+/// and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A file or one of the PostgreSQL tools could not be used.
+    #[error("{doing}: {source}")]
+    Io { doing: String, source: std::io::Error },
+    #[error("{doing}: {source}")]
+    Database { doing: String, source: DbErr },
+    /// A PostgreSQL tool ran and failed, or answered what we cannot use;
+    /// the message carries what it printed.
+    #[error("{0}")]
+    Tool(String),
+    #[error("{} is not a backup manifest ({source}); move it aside to go on without it", path.display())]
+    Manifest { path: PathBuf, source: serde_json::Error },
+}
+
+fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
+    let doing = doing.into();
+    move |source| BackupError::Io { doing, source }
+}
+
+fn database(doing: impl Into<String>) -> impl FnOnce(DbErr) -> BackupError {
+    let doing = doing.into();
+    move |source| BackupError::Database { doing, source }
+}
 
 const PREFIX: &str = "backup_";
 const SUFFIX: &str = ".dump";
@@ -54,22 +81,23 @@ impl Manifest {
         archive.with_file_name(name)
     }
 
-    pub fn write(&self, archive: &Path) -> Result<(), String> {
+    pub fn write(&self, archive: &Path) -> Result<(), BackupError> {
         let path = Self::path(archive);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        let json =
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::from).map_err(io("cannot encode the manifest"))?;
+        std::fs::write(&path, json).map_err(io(format!("cannot write {}", path.display())))
     }
 
     /// The manifest of `archive`, or `None` when there is none (an archive
     /// copied without it, or made by plain pg_dump).
-    pub fn read(archive: &Path) -> Result<Option<Self>, String> {
+    pub fn read(archive: &Path) -> Result<Option<Self>, BackupError> {
         let path = Self::path(archive);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                format!("{} is not a backup manifest ({e}); move it aside to go on without it", path.display())
-            }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map(Some).map_err(|source| BackupError::Manifest { path, source })
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+            Err(source) => Err(BackupError::Io { doing: format!("cannot read {}", path.display()), source }),
         }
     }
 }
@@ -121,33 +149,33 @@ pub struct Tools {
 }
 
 impl Tools {
-    pub fn find(pg_bin: Option<&Path>) -> Result<Self, String> {
+    pub fn find(pg_bin: Option<&Path>) -> Result<Self, BackupError> {
         let bin = crate::db::embedded::find_bin_with(pg_bin, &["pg_dump", "pg_restore"]).map_err(|e| {
-            e.unwrap_or_else(|| {
+            BackupError::Tool(e.unwrap_or_else(|| {
                 "pg_dump not found: install Debian's `postgresql-client` (or `postgresql`), or set PG_BIN".to_owned()
-            })
+            }))
         })?;
         let (pg_dump, pg_restore) = (bin.join("pg_dump"), bin.join("pg_restore"));
         let version = Command::new(&pg_dump)
             .arg("--version")
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", pg_dump.display()))?;
+            .map_err(io(format!("cannot run {}", pg_dump.display())))?;
         // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
         let major = String::from_utf8_lossy(&version.stdout)
             .split_whitespace()
             .nth(2)
             .and_then(|v| v.split('.').next()?.parse().ok())
-            .ok_or("cannot read pg_dump's version")?;
+            .ok_or_else(|| BackupError::Tool("cannot read pg_dump's version".into()))?;
         Ok(Self { pg_dump, pg_restore, major })
     }
 
     /// pg_dump refuses servers newer than itself; say so plainly first.
-    pub fn check_server(&self, server_major: u32) -> Result<(), String> {
+    pub fn check_server(&self, server_major: u32) -> Result<(), BackupError> {
         if self.major < server_major {
-            return Err(format!(
+            return Err(BackupError::Tool(format!(
                 "pg_dump {} is older than the server (PostgreSQL {server_major}): install postgresql-client-{server_major} or set PG_BIN",
                 self.major
-            ));
+            )));
         }
         Ok(())
     }
@@ -156,8 +184,14 @@ impl Tools {
     /// returns the file and its size. The dump reads `snapshot` (from
     /// `pg_export_snapshot()`, whose transaction must stay open until this
     /// returns): see [`take`].
-    pub fn backup(&self, url: &str, dir: &Path, snapshot: &str, at: DateTime<Utc>) -> Result<(PathBuf, u64), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    pub fn backup(
+        &self,
+        url: &str,
+        dir: &Path,
+        snapshot: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(PathBuf, u64), BackupError> {
+        std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
         let file = dir.join(file_name(at));
         let (url, password) = split_password(url);
         let mut command = Command::new(&self.pg_dump);
@@ -173,7 +207,7 @@ impl Tools {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run pg_dump: {e}"))?;
+            .map_err(io("cannot run pg_dump"))?;
         let mut tables = 0;
         let mut errors = Vec::new();
         if let Some(stderr) = child.stderr.take() {
@@ -188,10 +222,10 @@ impl Tools {
             }
         }
         eprintln!();
-        let status = child.wait().map_err(|e| e.to_string())?;
+        let status = child.wait().map_err(io("cannot wait for pg_dump"))?;
         if !status.success() {
             let _ = std::fs::remove_file(&file);
-            return Err(format!("pg_dump failed: {}", errors.join("; ")));
+            return Err(BackupError::Tool(format!("pg_dump failed: {}", errors.join("; "))));
         }
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         Ok((file, size))
@@ -200,7 +234,7 @@ impl Tools {
     /// Restores `file` into `url`, dropping what it replaces first. Async,
     /// never blocking a runtime thread: pg_restore waits for the locks of
     /// whatever else runs on it, a server's transactions included.
-    pub async fn restore(&self, file: &Path, url: &str) -> Result<(), String> {
+    pub async fn restore(&self, file: &Path, url: &str) -> Result<(), BackupError> {
         let (url, password) = split_password(url);
         let mut command = tokio::process::Command::new(&self.pg_restore);
         if let Some(password) = password {
@@ -213,29 +247,32 @@ impl Tools {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| format!("cannot run pg_restore: {e}"))?;
+            .map_err(io("cannot run pg_restore"))?;
         if !output.status.success() {
-            return Err(format!("pg_restore failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+            return Err(BackupError::Tool(format!(
+                "pg_restore failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
         }
         Ok(())
     }
 
     /// Whether the archive's table of contents reads (it is a complete
     /// dump); how many entries it has.
-    pub async fn list(&self, file: &Path) -> Result<usize, String> {
+    pub async fn list(&self, file: &Path) -> Result<usize, BackupError> {
         let output = tokio::process::Command::new(&self.pg_restore)
             .arg("--list")
             .arg(file)
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| format!("cannot run pg_restore: {e}"))?;
+            .map_err(io("cannot run pg_restore"))?;
         if !output.status.success() {
-            return Err(format!(
+            return Err(BackupError::Tool(format!(
                 "{} is not a readable archive: {}",
                 file.display(),
                 String::from_utf8_lossy(&output.stderr).trim()
-            ));
+            )));
         }
         Ok(String::from_utf8_lossy(&output.stdout)
             .lines()
@@ -253,11 +290,11 @@ pub async fn take(
     source: &DatabaseConnection,
     url: &str,
     dir: &Path,
-) -> Result<(PathBuf, u64, Manifest), String> {
+) -> Result<(PathBuf, u64, Manifest), BackupError> {
     let tx = source
         .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
         .await
-        .map_err(|e| format!("cannot start the backup's snapshot: {e}"))?;
+        .map_err(database("cannot start the backup's snapshot"))?;
     // The transaction idles while pg_dump reads, and its counts may take
     // long on big tables: timeouts set for the role or the server must not
     // end it (pg_dump lifts them for its own session the same way).
@@ -265,7 +302,7 @@ pub async fn take(
         "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(database("cannot lift the snapshot's timeouts"))?;
     let snapshot: String = scalar(&tx, "SELECT pg_export_snapshot()").await?;
     let server_version: String = scalar(&tx, "SHOW server_version").await?;
     let rows = count_rows(&tx).await?;
@@ -274,7 +311,7 @@ pub async fn take(
     let (tools, url, dir) = (tools.clone(), url.to_owned(), dir.to_owned());
     let (file, bytes) = tokio::task::spawn_blocking(move || tools.backup(&url, &dir, &snapshot, taken_at))
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| BackupError::Io { doing: "the pg_dump task failed".into(), source: e.into() })??;
     let manifest = Manifest { taken_at, server_version, migrations, rows };
     if let Err(err) = manifest.write(&file) {
         // An archive without its manifest would verify against the wrong
@@ -289,17 +326,17 @@ pub async fn take(
     Ok((file, bytes, manifest))
 }
 
-async fn scalar(tx: &DatabaseTransaction, sql: &str) -> Result<String, String> {
+async fn scalar(tx: &DatabaseTransaction, sql: &str) -> Result<String, BackupError> {
     tx.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
         .await
-        .map_err(|e| format!("{sql}: {e}"))?
+        .map_err(database(sql))?
         .and_then(|row| row.try_get_by_index::<String>(0).ok())
-        .ok_or_else(|| format!("{sql}: no value"))
+        .ok_or_else(|| BackupError::Tool(format!("{sql}: no value")))
 }
 
 /// The migrations applied to the database, oldest first; none when it
 /// was never migrated.
-async fn applied_migrations(tx: &DatabaseTransaction) -> Result<Vec<String>, String> {
+async fn applied_migrations(tx: &DatabaseTransaction) -> Result<Vec<String>, BackupError> {
     let ledger = scalar(tx, "SELECT (to_regclass('public.seaql_migrations') IS NOT NULL)::text").await?;
     if ledger != "true" {
         return Ok(Vec::new());
@@ -309,27 +346,28 @@ async fn applied_migrations(tx: &DatabaseTransaction) -> Result<Vec<String>, Str
         "SELECT version FROM seaql_migrations ORDER BY version",
     ))
     .await
-    .map_err(|e| format!("cannot read the applied migrations: {e}"))?
+    .map_err(database("cannot read the applied migrations"))?
     .iter()
-    .map(|row| row.try_get_by_index::<String>(0).map_err(|e| e.to_string()))
+    .map(|row| row.try_get_by_index::<String>(0).map_err(database("cannot read the applied migrations")))
     .collect()
 }
 
 /// Rows per table of the public schema, exactly, all from one snapshot.
-pub async fn row_counts(db: &DatabaseConnection) -> Result<BTreeMap<String, i64>, String> {
+pub async fn row_counts(db: &DatabaseConnection) -> Result<BTreeMap<String, i64>, BackupError> {
+    let counting = "cannot count the rows of each table";
     let tx = db
         .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(database(counting))?;
     let rows = count_rows(&tx).await?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(database(counting))?;
     Ok(rows)
 }
 
 /// Counts in `tx` with row-level security off, as pg_dump reads: a role
 /// whose reads the policies would filter gets an error, never a short count.
-async fn count_rows(tx: &DatabaseTransaction) -> Result<BTreeMap<String, i64>, String> {
-    tx.execute_unprepared("SET LOCAL row_security = off").await.map_err(|e| e.to_string())?;
+async fn count_rows(tx: &DatabaseTransaction) -> Result<BTreeMap<String, i64>, BackupError> {
+    tx.execute_unprepared("SET LOCAL row_security = off").await.map_err(database("cannot turn row security off"))?;
     // The catalog quotes the names (`%I`): a table may be called anything.
     let tables = tx
         .query_all_raw(Statement::from_string(
@@ -338,18 +376,20 @@ async fn count_rows(tx: &DatabaseTransaction) -> Result<BTreeMap<String, i64>, S
              FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
         ))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(database("cannot list the tables"))?;
     let mut counts = BTreeMap::new();
     for row in tables {
-        let (table, count_sql): (String, String) =
-            (row.try_get_by_index(0).map_err(|e| e.to_string())?, row.try_get_by_index(1).map_err(|e| e.to_string())?);
+        let (table, count_sql): (String, String) = (
+            row.try_get_by_index(0).map_err(database("cannot list the tables"))?,
+            row.try_get_by_index(1).map_err(database("cannot list the tables"))?,
+        );
         let count = tx
             .query_one_raw(Statement::from_string(DbBackend::Postgres, count_sql))
             .await
-            .map_err(|e| format!("cannot count the rows of {table}: {e}"))?
-            .ok_or_else(|| format!("cannot count the rows of {table}: no result"))?
+            .map_err(database(format!("cannot count the rows of {table}")))?
+            .ok_or_else(|| BackupError::Tool(format!("cannot count the rows of {table}: no result")))?
             .try_get_by_index::<i64>(0)
-            .map_err(|e| format!("cannot count the rows of {table}: {e}"))?;
+            .map_err(database(format!("cannot count the rows of {table}")))?;
         counts.insert(table, count);
     }
     Ok(counts)
@@ -489,11 +529,11 @@ mod tests {
     #[test]
     fn a_pg_dump_older_than_the_server_is_refused_with_what_to_install() {
         let tools = Tools { pg_dump: "pg_dump".into(), pg_restore: "pg_restore".into(), major: 14 };
-        let error = tools.check_server(15).err().unwrap_or_default();
+        let error = tools.check_server(15).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains("pg_dump 14 is older than the server (PostgreSQL 15)"), "{error}");
         assert!(error.contains("postgresql-client-15"), "{error}");
-        assert_eq!(tools.check_server(14), Ok(()));
-        assert_eq!(tools.check_server(13), Ok(()));
+        assert!(tools.check_server(14).is_ok());
+        assert!(tools.check_server(13).is_ok());
     }
 
     #[test]

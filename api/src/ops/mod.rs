@@ -1,5 +1,6 @@
-//! Operations from the seeds: backups with retention (monitoring and
-//! pooling live with the pool and the HTTP layer).
+//! Operations: backups with retention, and the Prometheus metrics that
+//! read the pool's and the change feed's figures (`ops` reads `db` and
+//! `realtime`; neither reads `ops`).
 
 pub mod backup;
 pub mod metrics;

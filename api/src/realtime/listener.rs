@@ -84,7 +84,9 @@ pub fn spawn(rt: Realtime) -> JoinHandle<()> {
 /// caller reconnects, and the catch-up read at the start of the next call
 /// delivers whatever was committed meanwhile.
 async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<Instant>) -> Result<(), String> {
-    let mut listener = PgListener::connect(&rt.config().listen_url).await.map_err(|e| e.to_string())?;
+    let mut listener = PgListener::connect(secrecy::ExposeSecret::expose_secret(&rt.config().listen_url))
+        .await
+        .map_err(|e| e.to_string())?;
     // A lost connection comes back as `None` below, and this function
     // returns so that the caller reconnects (once: not sqlx as well).
     listener.eager_reconnect(false);

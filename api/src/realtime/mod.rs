@@ -104,8 +104,9 @@ pub struct Session {
 /// Settings of the realtime machinery.
 #[derive(Debug, Clone)]
 pub struct RealtimeConfig {
-    /// Where to LISTEN: a direct connection, bypassing a transaction-mode pooler.
-    pub listen_url: String,
+    /// Where to LISTEN: a direct connection, bypassing a transaction-mode
+    /// pooler. A secret (it may hold a password): `Debug` shows it redacted.
+    pub listen_url: secrecy::SecretString,
     /// Events buffered per process. A subscriber further behind than this
     /// catches up from the log instead of slowing everyone else down.
     pub buffer: usize,
@@ -124,7 +125,7 @@ pub enum Capture {
     Trigger,
     /// A sequencer stamps from a logical slot; this server runs a candidate
     /// that connects with `url`.
-    Logical { url: String, state: Arc<SequencerState> },
+    Logical { url: secrecy::SecretString, state: Arc<SequencerState> },
 }
 
 impl Capture {

@@ -133,11 +133,11 @@ pub async fn check(url: &str) -> Result<(), String> {
 
 /// Runs a sequencer candidate until the returned task is aborted: it waits
 /// for the lock, then sequences until its connection fails, then tries again.
-pub fn spawn(url: String, state: Arc<SequencerState>) -> JoinHandle<()> {
+pub fn spawn(url: secrecy::SecretString, state: Arc<SequencerState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = BACKOFF_MIN;
         loop {
-            let result = lead(&url, &state, &mut backoff).await;
+            let result = lead(secrecy::ExposeSecret::expose_secret(&url), &state, &mut backoff).await;
             if state.leader.swap(false, Ordering::Relaxed) {
                 tracing::warn!("change-feed sequencer stepped down");
             }

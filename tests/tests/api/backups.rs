@@ -113,7 +113,7 @@ async fn a_backup_taken_while_rows_are_written_holds_exactly_what_its_manifest_s
     let copy = tests::create_database(false).await;
     tools.restore(&file, &tests::superuser_url(&copy)).await.expect("restoring the backup");
     let restored = Database::connect(tests::superuser_url(&copy)).await.expect("connecting to the database");
-    assert_eq!(api::ops::backup::row_counts(&restored).await, Ok(manifest.rows.clone()));
+    assert_eq!(api::ops::backup::row_counts(&restored).await.ok(), Some(manifest.rows.clone()));
     assert!(
         manifest.rows["place"] < written,
         "{} of {written} places: the writes overlapped the backup",

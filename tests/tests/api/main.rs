@@ -18,6 +18,7 @@ mod hostile;
 mod http;
 mod js_client;
 mod migrations;
+mod ops_deps;
 mod pagination;
 mod pgbouncer;
 mod places;

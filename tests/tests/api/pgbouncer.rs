@@ -19,7 +19,7 @@ async fn queries_mutations_and_subscriptions_work_through_pgbouncer_in_transacti
     let bouncer = PgBouncer::start(2);
     let mut config = test_config(&database);
     config.database_listen_url = config.database_url.take();
-    config.database_url = Some(bouncer.url("app_authenticator", &database));
+    config.database_url = Some(bouncer.url("app_authenticator", &database).into());
     config.database_transaction_pooler = true;
     config.database_pool_size = 12;
     config.database_max_overflow = 0;
@@ -86,6 +86,6 @@ async fn a_transaction_pooler_without_a_direct_listen_url_is_refused_at_start() 
     let database = create_database(true).await;
     let mut config = test_config(&database);
     config.database_transaction_pooler = true;
-    let error = api::Application::build(config).await.err().unwrap_or_default();
+    let error = api::Application::build(config).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("DATABASE_LISTEN_URL"), "{error}");
 }

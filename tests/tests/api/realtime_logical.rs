@@ -23,7 +23,7 @@ const LOCK_KEY: i64 = 7_262_018_544;
 
 fn logical(config: &mut api::Config, on: &Cluster, database: &str) {
     config.capture_mode = CaptureMode::Logical;
-    config.database_sequencer_url = Some(on.url(migration::SEQUENCER_ROLE, database));
+    config.database_sequencer_url = Some(on.url(migration::SEQUENCER_ROLE, database).into());
 }
 
 async fn spawn_logical_on(on: &Cluster, database: &str) -> TestApp {

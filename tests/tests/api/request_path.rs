@@ -25,7 +25,7 @@ const PLACES_BY_RATING: &str =
 async fn app_with_a_separate_feed_login() -> TestApp {
     let database = create_database(true).await;
     let mut config = test_config(&database);
-    config.database_listen_url = Some(superuser_url(&database));
+    config.database_listen_url = Some(superuser_url(&database).into());
     let app = TestApp::spawn_with(config).await;
     app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("pg_stat_statements");
     app

@@ -67,14 +67,17 @@ async fn build_error(config: api::Config) -> String {
     let built = tokio::spawn(api::Application::build(config))
         .await
         .expect("building the server panicked instead of returning an error");
-    built.err().expect("the server started")
+    built.err().map(|e| e.to_string()).expect("the server started")
 }
 
 #[tokio::test]
 async fn the_server_talks_to_the_database_only_over_verified_tls_and_plaintext_or_a_foreign_ca_is_refused() {
     // Arrange: a CA that signed the database's certificate, and another.
-    let certs =
-        std::env::temp_dir().join(format!("apitest-tls-{}-{}", std::process::id(), api::db::embedded::random_hex(3)));
+    let certs = std::env::temp_dir().join(format!(
+        "apitest-tls-{}-{}",
+        std::process::id(),
+        api::db::embedded::random_hex(3).expect("the OS random generator works")
+    ));
     std::fs::create_dir_all(&certs).unwrap_or_else(|e| panic!("cannot create {}: {e}", certs.display()));
     certificate_authority(&certs, "ca");
     certificate_authority(&certs, "other-ca");
@@ -92,7 +95,7 @@ async fn the_server_talks_to_the_database_only_over_verified_tls_and_plaintext_o
     );
     let database = cluster.migrated_database("tls").await;
     let url = cluster.tcp_url("app_authenticator", &database);
-    let with_url = |url: String| api::Config { database_url: Some(url), ..test_config_on(&cluster, &database) };
+    let with_url = |url: String| api::Config { database_url: Some(url.into()), ..test_config_on(&cluster, &database) };
     let verified = |ca: &str| format!("{url}?sslmode=verify-full&sslrootcert={}", certs.join(ca).display());
 
     // Act: the server on the verified URL, which the change feed and the

@@ -489,13 +489,13 @@ async fn the_server_refuses_to_start_with_a_websocket_cap_that_leaves_plain_http
     let mut config = tests::test_config("never_connected");
     config.max_connections = 20;
     config.max_ws_connections = Some(19);
-    let err = api::Application::build(config.clone()).await.err().unwrap_or_default();
+    let err = api::Application::build(config.clone()).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("MAX_WS_CONNECTIONS must be between 1 and 18"), "{err}");
     config.max_ws_connections = Some(0);
-    let err = api::Application::build(config.clone()).await.err().unwrap_or_default();
+    let err = api::Application::build(config.clone()).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("MAX_WS_CONNECTIONS"), "{err}");
     config.max_ws_connections = None;
     config.max_ws_per_ip = 0;
-    let err = api::Application::build(config).await.err().unwrap_or_default();
+    let err = api::Application::build(config).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("MAX_WS_PER_IP"), "{err}");
 }

@@ -255,7 +255,7 @@ async fn cursors_from_before_a_restore_are_refused() {
     let (file, _, _) = api::ops::backup::take(&tools, &source, &url, &dir).await.expect("taking a backup");
     // `api restore FILE --yes`, as an operator runs it.
     let mut config = tests::test_config(&app.database);
-    config.database_url = Some(url);
+    config.database_url = Some(url.into());
     api::commands::restore(&config, &file, true).await.expect("restoring through the CLI");
     let _ = std::fs::remove_dir_all(dir);
 
