@@ -115,6 +115,10 @@ try {
     '.graphiql-query-editor .CodeMirror',
     `subscription Mine {\n  myReviewChanged(after: "${changeCursor}") { operation review { id comment } }\n}`,
   );
+  // GraphiQL re-reads the operation name from the editor after a debounce;
+  // a click before that sends the previous operation's name ("Places"),
+  // which the server rightly refuses as naming no operation of the document.
+  await giql.waitForTimeout(1000);
   await giql.click('.graphiql-execute-button');
   await createReview('p1', 'seen in GraphiQL');
   timings.graphiqlEventMs = await responseIncludes('seen in GraphiQL');
