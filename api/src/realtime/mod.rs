@@ -14,10 +14,13 @@
 //!   viewer's row policy; it replays from the log when given a cursor or
 //!   when it falls behind the channel, and deduplicates by cursor at the seam.
 //!   A replay from a cursor shows only rows the viewer may see now (`now`).
+//! - [`change`]: one change event type and one stream for every table
+//!   subscribers watch; a domain implements [`Published`] for its entity.
 //! - `cursor`: cursors are signed, bound to the database's feed and to
 //!   the viewer, so they cannot be forged or carried elsewhere.
 //! - The websocket transport is in `http::ws`.
 
+pub mod change;
 mod cursor;
 mod graphql;
 pub mod listener;
@@ -29,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use change::{Change, Changes, EventSchema, Published, WHAT_HAPPENED, changes};
 pub use cursor::{Cursor, CursorKeys, FeedIdentity};
 pub use graphql::RealtimeQuery;
 pub use log::{ChangeEvent, Operation, renew_epoch};
