@@ -8,6 +8,6 @@ mod store;
 mod subscriptions;
 mod types;
 
-pub use loader::ProfileLoader;
+pub use loader::{PostsLoader, ProfileLoader};
 pub use resolvers::{PostsMutation, PostsQuery};
 pub use subscriptions::PostsSubscription;

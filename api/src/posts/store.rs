@@ -1,5 +1,7 @@
 //! Queries of the posts domain, scoped by the row policies.
 
+use std::collections::HashMap;
+
 use entity::{comment, post};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
@@ -45,15 +47,16 @@ pub async fn delete_post(db: &impl ConnectionTrait, id: Uuid) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn list_comments(
+/// A page of comments of each of `posts`, in one statement (see
+/// [`Page::fetch_each`]); a post the viewer may not see has none.
+pub async fn list_comments_of(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
-    post_id: Uuid,
+    posts: &[Uuid],
     page: &Page,
-) -> ApiResult<PageOf<comment::Model>> {
-    let query =
-        comment::Entity::find().filter(policy::comments_visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
-    page.fetch(db, query, &COMMENTS).await
+) -> ApiResult<HashMap<Uuid, PageOf<comment::Model>>> {
+    let query = comment::Entity::find().filter(policy::comments_visible_to(viewer));
+    page.fetch_each(db, query, &COMMENTS, comment::Column::PostId, posts).await
 }
 
 pub async fn find_comment(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<comment::Model>> {
