@@ -29,8 +29,8 @@ use futures_util::future::BoxFuture;
 use sea_orm::DbErr;
 use sea_orm::sea_query::{ColumnType, Expr, ExprTrait, NullOrdering, Order, SelectStatement, Value};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, ModelTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -258,14 +258,22 @@ impl Page {
         E::Model: Send + Sync,
     {
         if key.nullable_lead {
-            return Err(ApiError::internal(format!("{}: a batched page needs a key without a nullable lead", key.name)));
+            return Err(ApiError::internal(format!(
+                "{}: a batched page needs a key without a nullable lead",
+                key.name
+            )));
         }
         let mut parents = parents.to_vec();
         parents.sort_unstable();
         parents.dedup();
         let start = self.start(key)?;
         let inner = self
-            .segment_query(query.clone().filter(qualified(parent).eq(Expr::cust("batch.parent_id"))), key, 0, start.as_deref())
+            .segment_query(
+                query.clone().filter(qualified(parent).eq(Expr::cust("batch.parent_id"))),
+                key,
+                0,
+                start.as_deref(),
+            )
             .limit(self.limit + 1)
             .build(DbBackend::Postgres);
         let mut values = inner.values.map(|v| v.0).unwrap_or_default();
@@ -280,7 +288,8 @@ impl Page {
             order.join(", ")
         );
         values.push(parents.clone().into());
-        let rows = E::find().from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).all(db).await?;
+        let rows =
+            E::find().from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).all(db).await?;
         let mut by_parent: std::collections::HashMap<uuid::Uuid, Vec<E::Model>> = std::collections::HashMap::new();
         for row in rows {
             if let Value::Uuid(Some(id)) = row.get(parent) {

@@ -6,7 +6,6 @@
 //!   all; service and admin read and write all.
 
 use sea_orm::Condition;
-use uuid::Uuid;
 
 use crate::auth::ownership;
 use crate::auth::{Role, Viewer};
@@ -40,11 +39,6 @@ pub mod review {
     pub fn can_write(viewer: &Viewer, row: &review::Model) -> bool {
         super::ownership::can_write(viewer, row.user_id)
     }
-
-    /// Whether a change event of a review owned by `owner` may reach `viewer`.
-    pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
-        owner.is_some_and(|owner| super::ownership::can_read(viewer, owner))
-    }
 }
 
 pub mod preference {
@@ -58,10 +52,5 @@ pub mod preference {
 
     pub fn can_write(viewer: &Viewer, row: &preference::Model) -> bool {
         super::ownership::can_write(viewer, row.user_id)
-    }
-
-    /// Whether a change event of a preference owned by `owner` may reach `viewer`.
-    pub fn event_visible_to(viewer: &Viewer, owner: Option<super::Uuid>) -> bool {
-        owner.is_some_and(|owner| super::ownership::can_read(viewer, owner))
     }
 }

@@ -9,7 +9,7 @@ use super::types::{Place, Preference, Review};
 use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
-use crate::realtime::{Changes, EventSchema, Published, WHAT_HAPPENED, changes};
+use crate::realtime::{Changes, EventSchema, Published, changes};
 
 /// A point and a radius to watch.
 #[derive(InputObject, Clone, Copy)]
@@ -24,13 +24,7 @@ pub struct NearInput {
 
 impl Published for Place {
     const TABLE: &str = "place";
-    const EVENT: EventSchema = EventSchema {
-        name: "PlaceChangeEvent",
-        description: "A change to a place.",
-        field: "place",
-        field_description: "The place after the change (before it, for a deletion).",
-        operation: Some(WHAT_HAPPENED),
-    };
+    const EVENT: EventSchema = EventSchema::new("PlaceChangeEvent", "A change to a place.", "place");
     type Model = entity::place::Model;
 
     fn visible(viewer: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
@@ -38,36 +32,19 @@ impl Published for Place {
     }
 }
 
+/// Visible by ownership, the default.
 impl Published for Review {
     const TABLE: &str = "review";
-    const EVENT: EventSchema = EventSchema {
-        name: "ReviewChangeEvent",
-        description: "A change to one of your reviews.",
-        field: "review",
-        field_description: "The review after the change (before it, for a deletion).",
-        operation: Some(WHAT_HAPPENED),
-    };
+    const EVENT: EventSchema = EventSchema::new("ReviewChangeEvent", "A change to one of your reviews.", "review");
     type Model = entity::review::Model;
-
-    fn visible(viewer: &Viewer, owner: Option<Uuid>, _: &Value) -> bool {
-        policy::review::event_visible_to(viewer, owner)
-    }
 }
 
+/// Visible by ownership, the default.
 impl Published for Preference {
     const TABLE: &str = "preference";
-    const EVENT: EventSchema = EventSchema {
-        name: "PreferenceChangeEvent",
-        description: "A change to one of your preferences.",
-        field: "preference",
-        field_description: "The preference after the change (before it, for a deletion).",
-        operation: Some(WHAT_HAPPENED),
-    };
+    const EVENT: EventSchema =
+        EventSchema::new("PreferenceChangeEvent", "A change to one of your preferences.", "preference");
     type Model = entity::preference::Model;
-
-    fn visible(viewer: &Viewer, owner: Option<Uuid>, _: &Value) -> bool {
-        policy::preference::event_visible_to(viewer, owner)
-    }
 }
 
 #[derive(Default)]
@@ -105,7 +82,11 @@ impl PlacesSubscription {
     }
 
     /// Your preferences as they are set and deleted (sign-in required).
-    async fn my_preference_changed(&self, ctx: &Context<'_>, after: Option<String>) -> Result<Changes<Preference>, ApiError> {
+    async fn my_preference_changed(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> Result<Changes<Preference>, ApiError> {
         let me = ctx.viewer()?.require_user()?;
         changes(ctx, after.as_deref(), move |event| event.owner == Some(me))
     }

@@ -14,25 +14,26 @@ use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::realtime::{ChangeEvent, ChangeOperation, Changes, Cursor, EventSchema, Operation, Published, change, changes};
+use crate::realtime::{
+    ChangeEvent, ChangeOperation, Changes, Cursor, EventSchema, Operation, Published, change, changes,
+};
 
 impl Published for Post {
     const TABLE: &str = "post";
-    const EVENT: EventSchema = EventSchema {
-        name: "PostChangeEvent",
-        description: "A change to a post, as the viewer sees it.",
-        field: "post",
-        field_description: "The post after the change (before it, for DELETED). A DELETED event\n\
-            replayed from `after` for a post the viewer may no longer see\n\
-            (unpublished or deleted since) is a tombstone: only `id`, the author\n\
-            and `createdAt` are the post's; `title` and `body` are empty,\n\
-            `published` is false and `updatedAt` is `createdAt`. Drop the post\n\
-            by its `id`.",
-        operation: Some(
-            "What happened, for this viewer: a post unpublished is DELETED for\n\
-            those who may no longer see it.",
-        ),
-    };
+    const EVENT: EventSchema =
+        EventSchema::new("PostChangeEvent", "A change to a post, as the viewer sees it.", "post")
+            .operation_doc(
+                "What happened, for this viewer: a post unpublished is DELETED for\n\
+             those who may no longer see it.",
+            )
+            .field_doc(
+                "The post after the change (before it, for DELETED). A DELETED event\n\
+             replayed from `after` for a post the viewer may no longer see\n\
+             (unpublished or deleted since) is a tombstone: only `id`, the author\n\
+             and `createdAt` are the post's; `title` and `body` are empty,\n\
+             `published` is false and `updatedAt` is `createdAt`. Drop the post\n\
+             by its `id`.",
+            );
     type Model = entity::post::Model;
 
     fn visible(viewer: &Viewer, author: Option<Uuid>, row: &Value) -> bool {
@@ -54,13 +55,8 @@ impl Published for Post {
 
 impl Published for Comment {
     const TABLE: &str = "comment";
-    const EVENT: EventSchema = EventSchema {
-        name: "CommentAddedEvent",
-        description: "A new comment.",
-        field: "comment",
-        field_description: "The comment.",
-        operation: None,
-    };
+    const EVENT: EventSchema =
+        EventSchema::new("CommentAddedEvent", "A new comment.", "comment").field_doc("The comment.").additions_only();
     type Model = entity::comment::Model;
 
     /// A comment is visible where its post is, which its row does not say:

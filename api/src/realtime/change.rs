@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::stream::{self, Delivery, Request};
 use super::{ChangeEvent, ChangeOperation, Operation, Realtime};
-use crate::auth::Viewer;
+use crate::auth::{Viewer, ownership};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ContextExt;
 
@@ -38,11 +38,34 @@ pub struct EventSchema {
     pub description: &'static str,
     /// The field that carries the entity, e.g. `place`.
     pub field: &'static str,
-    /// That field's description.
-    pub field_description: &'static str,
+    /// That field's description; by default "The {field} after the change
+    /// (before it, for a deletion)."
+    pub field_description: Option<&'static str>,
     /// The `operation` field's description; `None` for a feed of additions
     /// only (`commentAdded`), whose events have no such field.
     pub operation: Option<&'static str>,
+}
+
+impl EventSchema {
+    /// An event `name { operation <field> cursor }`, described by `description`.
+    pub const fn new(name: &'static str, description: &'static str, field: &'static str) -> Self {
+        Self { name, description, field, field_description: None, operation: Some("What happened.") }
+    }
+
+    /// Describes the entity's field otherwise.
+    pub const fn field_doc(self, description: &'static str) -> Self {
+        Self { field_description: Some(description), ..self }
+    }
+
+    /// Describes the `operation` field otherwise.
+    pub const fn operation_doc(self, description: &'static str) -> Self {
+        Self { operation: Some(description), ..self }
+    }
+
+    /// An event of a feed of additions only: no `operation` field.
+    pub const fn additions_only(self) -> Self {
+        Self { operation: None, ..self }
+    }
 }
 
 /// An entity whose changes reach subscribers: its GraphQL node type, built
@@ -59,7 +82,11 @@ pub trait Published: OutputType + From<Self::Model> + 'static {
     /// see `row` (as the change log captured it; `owner` is its owner
     /// column). Asked of the row before and after a change, so a row that
     /// becomes visible is INSERTED and one that is hidden DELETED for them.
-    fn visible(viewer: &Viewer, owner: Option<Uuid>, row: &serde_json::Value) -> bool;
+    /// By default the rows of [`ownership`]: their owner's, and every row
+    /// for the roles that read all; a row without an owner is no one's.
+    fn visible(viewer: &Viewer, owner: Option<Uuid>, _row: &serde_json::Value) -> bool {
+        owner.is_some_and(|owner| ownership::can_read(viewer, owner))
+    }
 
     /// What a replayed removal shows of a row the viewer may no longer see
     /// (see [`Delivery::tombstone`]); the row as it was by default, for
@@ -92,9 +119,13 @@ pub fn changes<E: Published>(
 ) -> ApiResult<Changes<E>> {
     let viewer = ctx.viewer()?;
     let request = ctx.change_request(const { &[E::TABLE] }, after)?;
-    Ok(stream::<E>(ctx.realtime()?, request, move |event| {
-        if matches(event) { seen_as::<E>(&viewer, event) } else { None }
-    }))
+    Ok(stream::<E>(
+        ctx.realtime()?,
+        request,
+        move |event| {
+            if matches(event) { seen_as::<E>(&viewer, event) } else { None }
+        },
+    ))
 }
 
 /// The events `filter` lets through, as `E`s: the stream under [`changes`],
@@ -131,7 +162,8 @@ impl<E: Published> Change<E> {
         // get the row as they last saw it, not its new content.
         let model = if delivery.operation == ChangeOperation::Deleted && event.op != Operation::Delete {
             let row = event.old_row.as_ref().ok_or_else(|| ApiError::internal("update event without its old row"))?;
-            E::Model::deserialize(row).map_err(|e| ApiError::internal(format!("change event row of {}: {e}", E::TABLE)))?
+            E::Model::deserialize(row)
+                .map_err(|e| ApiError::internal(format!("change event row of {}: {e}", E::TABLE)))?
         } else {
             event.decode_row::<E::Model>()?
         };
@@ -179,7 +211,11 @@ impl<E: Published> OutputType for Change<E> {
                 let (name, meta) = field::<ChangeOperation>(registry, "operation", description);
                 fields.insert(name, meta);
             }
-            let (name, meta) = field::<E>(registry, schema.field, schema.field_description);
+            let description = schema.field_description.map_or_else(
+                || format!("The {} after the change (before it, for a deletion).", schema.field),
+                str::to_owned,
+            );
+            let (name, meta) = field::<E>(registry, schema.field, &description);
             fields.insert(name, meta);
             let (name, meta) = field::<String>(registry, "cursor", CURSOR_DOC);
             fields.insert(name, meta);
@@ -225,6 +261,4 @@ impl<E: Published> ContainerType for Change<E> {
 
 impl<E: Published> ObjectType for Change<E> {}
 
-/// The `operation` field's description, for most events.
-pub const WHAT_HAPPENED: &str = "What happened.";
 const CURSOR_DOC: &str = "Pass as `after` when resubscribing to continue right after this event.";

@@ -29,11 +29,6 @@ pub fn stats_visible_to(viewer: &Viewer) -> Condition {
     ownership::visible_to(viewer, user_stats::Column::UserId)
 }
 
-/// Change events of a routine, run or stats row owned by `owner`.
-pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
-    owner.is_some_and(|owner| ownership::can_read(viewer, owner))
-}
-
 /// The leaderboard ranks everyone, so only roles that read all rows see it.
 pub fn can_see_leaderboard(viewer: &Viewer) -> bool {
     matches!(viewer.role(), Some(Role::Reader | Role::Admin))

@@ -2,46 +2,26 @@
 
 use async_graphql::{Context, ID, Subscription};
 use serde_json::Value;
-use uuid::Uuid;
 
-use super::policy;
 use super::types::{RoutineRun, UserStats};
-use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::realtime::{Changes, EventSchema, Published, WHAT_HAPPENED, changes};
+use crate::realtime::{Changes, EventSchema, Published, changes};
 
+/// Visible by ownership, the default (as `policy::runs_visible_to`).
 impl Published for RoutineRun {
     const TABLE: &str = "routine_run";
-    const EVENT: EventSchema = EventSchema {
-        name: "RunChangeEvent",
-        description: "A change to a run.",
-        field: "run",
-        field_description: "The run after the change (before it, for a deletion).",
-        operation: Some(WHAT_HAPPENED),
-    };
+    const EVENT: EventSchema = EventSchema::new("RunChangeEvent", "A change to a run.", "run");
     type Model = entity::routine_run::Model;
-
-    fn visible(viewer: &Viewer, owner: Option<Uuid>, _: &Value) -> bool {
-        policy::event_visible_to(viewer, owner)
-    }
 }
 
+/// Visible by ownership, the default (as `policy::stats_visible_to`).
 impl Published for UserStats {
     const TABLE: &str = "user_stats";
-    const EVENT: EventSchema = EventSchema {
-        name: "StatsChangeEvent",
-        description: "A change to your stats.",
-        field: "stats",
-        field_description: "Your totals after the change.",
-        operation: Some(WHAT_HAPPENED),
-    };
+    const EVENT: EventSchema = EventSchema::new("StatsChangeEvent", "A change to your stats.", "stats")
+        .field_doc("Your totals after the change.");
     type Model = entity::user_stats::Model;
-
-    fn visible(viewer: &Viewer, owner: Option<Uuid>, _: &Value) -> bool {
-        policy::event_visible_to(viewer, owner)
-    }
 }
 
 #[derive(Default)]

@@ -274,7 +274,12 @@ async fn comments_of_many_posts_page_each_post_on_its_own() {
         app.data(Some(&ada.token), query, json!({ "f": first, "a": after }))
     };
     let bodies = |post: &Value| -> Vec<String> {
-        post["comments"]["nodes"].as_array().into_iter().flatten().map(|c| c["body"].as_str().unwrap_or("").to_owned()).collect()
+        post["comments"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["body"].as_str().unwrap_or("").to_owned())
+            .collect()
     };
 
     let data = page(1, None).await;
@@ -292,7 +297,9 @@ async fn comments_of_many_posts_page_each_post_on_its_own() {
     let p2 = data["posts"]["nodes"].as_array().into_iter().flatten().find(|p| p["title"] == "p2").cloned();
     assert_eq!(bodies(&p2.unwrap_or(Value::Null)), ["c2.1"]);
 
-    let bad = app.graphql(Some(&ada.token), "{ posts { nodes { comments(first: 101) { nodes { body } } } } }", json!({})).await;
+    let bad = app
+        .graphql(Some(&ada.token), "{ posts { nodes { comments(first: 101) { nodes { body } } } } }", json!({}))
+        .await;
     assert_eq!(error_code(&bad), "BAD_USER_INPUT", "{bad}");
     let _ = ids;
 }
