@@ -123,6 +123,26 @@ impl PageArgs {
     }
 }
 
+/// One parent's page of a nested list (a post's comments), as a
+/// DataLoader key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChildPage {
+    pub parent: uuid::Uuid,
+    pub args: PageArgs,
+}
+
+impl ChildPage {
+    /// The distinct pages `keys` ask for, each with its parents: a batch
+    /// reads each once for all its parents (see [`Page::fetch_each`]).
+    pub fn by_page(keys: &[Self]) -> ApiResult<Vec<(&PageArgs, Page, Vec<uuid::Uuid>)>> {
+        let mut parents_by_args: std::collections::HashMap<&PageArgs, Vec<uuid::Uuid>> = Default::default();
+        for key in keys {
+            parents_by_args.entry(&key.args).or_default().push(key.parent);
+        }
+        parents_by_args.into_iter().map(|(args, parents)| Ok((args, args.page()?, parents))).collect()
+    }
+}
+
 /// Which rows one page covers: a size, a direction and where to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {

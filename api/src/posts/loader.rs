@@ -15,7 +15,7 @@ use super::types::{AuthorProfile, Comment};
 use crate::auth::Viewer;
 use crate::db::{LoaderDb, RequestDb};
 use crate::error::ApiError;
-use crate::graphql::pagination::{PageArgs, PageOf};
+use crate::graphql::pagination::{ChildPage, PageOf};
 
 pub struct PostsLoader {
     db: LoaderDb,
@@ -31,13 +31,6 @@ struct ProfileRow {
     id: Uuid,
     username: String,
     full_name: String,
-}
-
-/// One post's page of comments.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CommentPage {
-    pub post: Uuid,
-    pub args: PageArgs,
 }
 
 impl PostsLoader {
@@ -74,24 +67,17 @@ impl Loader<Uuid> for PostsLoader {
     }
 }
 
-impl Loader<CommentPage> for PostsLoader {
+impl Loader<ChildPage> for PostsLoader {
     type Value = PageOf<Comment>;
     type Error = ApiError;
 
-    /// One statement per distinct page asked for (a response asks the same
-    /// page of every post, so one in all).
-    async fn load(&self, keys: &[CommentPage]) -> Result<HashMap<CommentPage, PageOf<Comment>>, ApiError> {
-        let mut posts_by_args: HashMap<&PageArgs, Vec<Uuid>> = HashMap::new();
-        for key in keys {
-            posts_by_args.entry(&key.args).or_default().push(key.post);
-        }
+    async fn load(&self, keys: &[ChildPage]) -> Result<HashMap<ChildPage, PageOf<Comment>>, ApiError> {
         self.db
             .run(self.viewer, async |tx| {
                 let mut pages = HashMap::with_capacity(keys.len());
-                for (args, posts) in posts_by_args {
-                    let page = args.page()?;
+                for (args, page, posts) in ChildPage::by_page(keys)? {
                     for (post, rows) in store::list_comments_of(tx, &self.viewer, &posts, &page).await? {
-                        pages.insert(CommentPage { post, args: args.clone() }, rows.map(Comment::from));
+                        pages.insert(ChildPage { parent: post, args: args.clone() }, rows.map(Comment::from));
                     }
                 }
                 Ok(pages)

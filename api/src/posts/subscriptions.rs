@@ -11,6 +11,7 @@ use super::policy;
 use super::store;
 use super::types::{Comment, Post};
 use crate::auth::Viewer;
+use crate::db::LoaderDb;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
@@ -22,34 +23,30 @@ impl Published for Post {
     const TABLE: &str = "post";
     const EVENT: EventSchema =
         EventSchema::new("PostChangeEvent", "A change to a post, as the viewer sees it.", "post")
-            .operation_doc(
-                "What happened, for this viewer: a post unpublished is DELETED for\n\
-             those who may no longer see it.",
-            )
-            .field_doc(
-                "The post after the change (before it, for DELETED). A DELETED event\n\
-             replayed from `after` for a post the viewer may no longer see\n\
-             (unpublished or deleted since) is a tombstone: only `id`, the author\n\
-             and `createdAt` are the post's; `title` and `body` are empty,\n\
-             `published` is false and `updatedAt` is `createdAt`. Drop the post\n\
-             by its `id`.",
-            );
+            .operation_doc(concat!(
+                "What happened, for this viewer: a post unpublished is DELETED for\n",
+                "those who may no longer see it."
+            ))
+            .field_doc(concat!(
+                "The post after the change (before it, for DELETED). A DELETED event\n",
+                "replayed from `after` for a post the viewer may no longer see\n",
+                "(unpublished or deleted since) is a tombstone: only `id`, the author\n",
+                "and `createdAt` are the post's; `title` and `body` are empty,\n",
+                "`published` is false and `updatedAt` is `createdAt`. Drop the post\n",
+                "by its `id`."
+            ));
     type Model = entity::post::Model;
 
     fn visible(viewer: &Viewer, author: Option<Uuid>, row: &Value) -> bool {
-        author.is_some_and(|author| published(row).is_some_and(|p| policy::post_visible(viewer, author, p)))
+        let published = row.get("published").and_then(Value::as_bool);
+        author.zip(published).is_some_and(|(author, published)| policy::post_visible(viewer, author, published))
     }
 
     /// What identifies the post (to drop it from a cache), none of its
     /// content, nor when it was last edited.
     fn tombstone(post: entity::post::Model) -> entity::post::Model {
-        entity::post::Model {
-            title: String::new(),
-            body: String::new(),
-            published: false,
-            updated_at: post.created_at,
-            ..post
-        }
+        let (title, body, updated_at) = (String::new(), String::new(), post.created_at);
+        entity::post::Model { title, body, published: false, updated_at, ..post }
     }
 }
 
@@ -64,10 +61,6 @@ impl Published for Comment {
     fn visible(_: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
         false
     }
-}
-
-fn published(row: &Value) -> Option<bool> {
-    row.get("published")?.as_bool()
 }
 
 #[derive(Default)]
@@ -108,12 +101,9 @@ impl PostsSubscription {
         // log's head is read first: the check sees every event up to it.
         let realtime = ctx.realtime()?;
         let checked_at = realtime.committed_head().await?;
-        let post = {
-            let (tx, _) = crate::db::begin_request_as(realtime.pool(), viewer, crate::db::Access::ReadOnly).await?;
-            let post = store::find_post(&tx, &viewer, post_id).await?;
-            realtime.pool().commit(tx).await?;
-            post.ok_or_else(|| ApiError::not_found("post"))?
-        };
+        let db = LoaderDb::Pool(realtime.pool().clone());
+        let post = db.run(viewer, async |tx| store::find_post(tx, &viewer, post_id).await).await?;
+        let post = post.ok_or_else(|| ApiError::not_found("post"))?;
         let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at);
         // The post's event that hides it passes the filter, and so ends the
         // stream with NOT_FOUND (see `realtime::change::stream`).

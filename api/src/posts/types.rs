@@ -3,9 +3,9 @@ use async_graphql::{ComplexObject, Context, ID, InputObject, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 use uuid::Uuid;
 
-use super::loader::{CommentPage, PostsLoader};
+use super::loader::PostsLoader;
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::pagination::PageArgs;
+use crate::graphql::pagination::{ChildPage, PageArgs};
 
 /// How another user appears: their public handle and name only.
 #[derive(SimpleObject, Clone)]
@@ -70,7 +70,7 @@ impl Post {
         // Bad arguments fail this field alone, naming the argument.
         args.page()?;
         let post = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
-        let page = loader(ctx)?.load_one(CommentPage { post, args }).await?;
+        let page = loader(ctx)?.load_one(ChildPage { parent: post, args }).await?;
         Ok(page.ok_or_else(|| ApiError::internal("comment page missing from its batch"))?.into())
     }
 }

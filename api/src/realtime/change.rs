@@ -262,3 +262,89 @@ impl<E: Published> ContainerType for Change<E> {
 impl<E: Published> ObjectType for Change<E> {}
 
 const CURSOR_DOC: &str = "Pass as `after` when resubscribing to continue right after this event.";
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::Role;
+    use crate::realtime::Cursor;
+
+    /// A table whose rows are public once `shared`, and their owner's always.
+    #[derive(async_graphql::SimpleObject)]
+    struct Note {
+        text: String,
+    }
+
+    #[derive(serde::Deserialize, Clone)]
+    struct NoteRow {
+        text: String,
+    }
+
+    impl From<NoteRow> for Note {
+        fn from(row: NoteRow) -> Self {
+            Self { text: row.text }
+        }
+    }
+
+    impl Published for Note {
+        const TABLE: &str = "note";
+        const EVENT: EventSchema = EventSchema::new("NoteChangeEvent", "A change to a note.", "note");
+        type Model = NoteRow;
+
+        fn visible(viewer: &Viewer, owner: Option<Uuid>, row: &serde_json::Value) -> bool {
+            row["shared"] == true || owner.is_some_and(|owner| viewer.user_id() == Some(owner))
+        }
+    }
+
+    fn event(op: Operation, owner: Uuid, old: Option<bool>, new: Option<bool>) -> ChangeEvent {
+        let row = |shared: bool| json!({ "text": "t", "shared": shared });
+        ChangeEvent {
+            cursor: Cursor { seq: 1, id: 1 },
+            table: "note".into(),
+            op,
+            key: "k".into(),
+            owner: Some(owner),
+            new_row: new.map(row),
+            old_row: old.map(row),
+            committed_at: std::time::Instant::now(),
+            decoded: std::sync::OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn a_row_that_becomes_visible_is_inserted_and_one_hidden_is_deleted_for_that_viewer_only() {
+        let owner = Uuid::new_v4();
+        let (author, stranger) =
+            (Viewer::User { id: owner, role: Role::User }, Viewer::User { id: Uuid::new_v4(), role: Role::User });
+        let seen = |viewer: &Viewer, e: ChangeEvent| seen_as::<Note>(viewer, &e);
+        use ChangeOperation::{Deleted, Inserted, Updated};
+        use Operation::{Delete, Insert, Update};
+
+        assert_eq!(seen(&stranger, event(Insert, owner, None, Some(false))), None);
+        assert_eq!(seen(&author, event(Insert, owner, None, Some(false))), Some(Inserted));
+        assert_eq!(seen(&stranger, event(Update, owner, Some(false), Some(true))), Some(Inserted), "shared");
+        assert_eq!(seen(&author, event(Update, owner, Some(false), Some(true))), Some(Updated));
+        assert_eq!(seen(&stranger, event(Update, owner, Some(true), Some(false))), Some(Deleted), "unshared");
+        assert_eq!(seen(&stranger, event(Update, owner, Some(false), Some(false))), None);
+        assert_eq!(seen(&stranger, event(Delete, owner, Some(false), None)), None);
+        assert_eq!(seen(&author, event(Delete, owner, Some(false), None)), Some(Deleted));
+    }
+
+    #[test]
+    fn a_hidden_row_is_delivered_as_it_was_before_the_change() {
+        let e = event(Operation::Update, Uuid::new_v4(), Some(true), Some(false));
+        let mut before = e.old_row.clone().unwrap_or_default();
+        before["text"] = json!("before");
+        let e = ChangeEvent { old_row: Some(before), ..e };
+        let delivery = Delivery {
+            event: std::sync::Arc::new(e),
+            operation: ChangeOperation::Deleted,
+            cursor: "c".into(),
+            tombstone: false,
+        };
+        let change = Change::<Note>::of(delivery).unwrap_or_else(|e| panic!("{}", e.message()));
+        assert_eq!(change.node.text, "before");
+    }
+}
