@@ -119,13 +119,8 @@ pub fn changes<E: Published>(
 ) -> ApiResult<Changes<E>> {
     let viewer = ctx.viewer()?;
     let request = ctx.change_request(const { &[E::TABLE] }, after)?;
-    Ok(stream::<E>(
-        ctx.realtime()?,
-        request,
-        move |event| {
-            if matches(event) { seen_as::<E>(&viewer, event) } else { None }
-        },
-    ))
+    let filter = move |event: &ChangeEvent| matches(event).then(|| seen_as::<E>(&viewer, event)).flatten();
+    Ok(stream::<E>(ctx.realtime()?, request, filter))
 }
 
 /// The events `filter` lets through, as `E`s: the stream under [`changes`],
