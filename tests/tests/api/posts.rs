@@ -255,7 +255,6 @@ async fn a_post_change_event_carries_the_posts_comments_and_their_count() {
 async fn comments_of_many_posts_page_each_post_on_its_own() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
-    let mut ids = Vec::new();
     for n in 0..3 {
         let id = post(&app, &ada, &format!("p{n}"), true).await;
         for k in 0..n {
@@ -266,7 +265,6 @@ async fn comments_of_many_posts_page_each_post_on_its_own() {
             )
             .await;
         }
-        ids.push(id);
     }
     let page = |first: i32, after: Option<String>| {
         let query = "query($f: Int, $a: String) { posts { nodes { title comments(first: $f, after: $a) { \
@@ -297,9 +295,13 @@ async fn comments_of_many_posts_page_each_post_on_its_own() {
     let p2 = data["posts"]["nodes"].as_array().into_iter().flatten().find(|p| p["title"] == "p2").cloned();
     assert_eq!(bodies(&p2.unwrap_or(Value::Null)), ["c2.1"]);
 
+    let newest = "{ posts { nodes { title comments(last: 1) { nodes { body } } } } }";
+    let newest = app.data(Some(&ada.token), newest, json!({})).await;
+    let p2 = newest["posts"]["nodes"].as_array().into_iter().flatten().find(|p| p["title"] == "p2").cloned();
+    assert_eq!(bodies(&p2.unwrap_or(Value::Null)), ["c2.1"], "last: 1 is each post's newest comment");
+
     let bad = app
         .graphql(Some(&ada.token), "{ posts { nodes { comments(first: 101) { nodes { body } } } } }", json!({}))
         .await;
     assert_eq!(error_code(&bad), "BAD_USER_INPUT", "{bad}");
-    let _ = ids;
 }
