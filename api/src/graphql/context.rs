@@ -8,7 +8,7 @@
 use async_graphql::Context;
 
 use crate::auth::{JwtKeys, Viewer};
-use crate::db::{RequestDb, TxGuard};
+use crate::db::{LoaderDb, RequestDb, TxGuard};
 use crate::error::{ApiError, ApiResult};
 use crate::realtime::{Realtime, Session, shared, stream};
 
@@ -17,6 +17,9 @@ pub trait ContextExt {
     fn viewer(&self) -> ApiResult<Viewer>;
     /// The request transaction, shared with DataLoaders.
     fn request_db(&self) -> ApiResult<&RequestDb>;
+    /// Where a field reads: the request transaction, or, resolving a
+    /// subscription's event (which has none), a short one of its own.
+    fn reader(&self) -> ApiResult<LoaderDb>;
     /// Exclusive use of the request transaction for a few statements.
     fn tx(&self) -> impl Future<Output = ApiResult<TxGuard>> + Send;
     fn jwt(&self) -> ApiResult<&JwtKeys>;
@@ -38,6 +41,13 @@ impl ContextExt for Context<'_> {
 
     fn request_db(&self) -> ApiResult<&RequestDb> {
         self.data_opt::<RequestDb>().ok_or_else(|| missing("request transaction"))
+    }
+
+    fn reader(&self) -> ApiResult<LoaderDb> {
+        match self.data_opt::<RequestDb>() {
+            Some(db) => Ok(LoaderDb::Request(db.clone())),
+            None => Ok(LoaderDb::Pool(self.realtime()?.pool().clone())),
+        }
     }
 
     async fn tx(&self) -> ApiResult<TxGuard> {

@@ -29,7 +29,8 @@ use futures_util::future::BoxFuture;
 use sea_orm::DbErr;
 use sea_orm::sea_query::{ColumnType, Expr, ExprTrait, NullOrdering, Order, SelectStatement, Value};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -103,6 +104,43 @@ enum Direction {
     Forward,
     /// `last` / `before`: the rows before the cursor, still returned in order.
     Backward,
+}
+
+/// The Relay arguments of a page as the client gave them, to key a
+/// DataLoader by (a [`Page`] holds decoded JSON, which does not hash).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageArgs {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub last: Option<i32>,
+    pub before: Option<String>,
+}
+
+impl PageArgs {
+    /// The page they ask for; see [`Page::from_args`].
+    pub fn page(&self) -> ApiResult<Page> {
+        Page::from_args(self.first, self.after.as_deref(), self.last, self.before.as_deref())
+    }
+}
+
+/// One parent's page of a nested list (a post's comments), as a
+/// DataLoader key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChildPage {
+    pub parent: uuid::Uuid,
+    pub args: PageArgs,
+}
+
+impl ChildPage {
+    /// The distinct pages `keys` ask for, each with its parents: a batch
+    /// reads each once for all its parents (see [`Page::fetch_each`]).
+    pub fn by_page(keys: &[Self]) -> ApiResult<Vec<(&PageArgs, Page, Vec<uuid::Uuid>)>> {
+        let mut parents_by_args: std::collections::HashMap<&PageArgs, Vec<uuid::Uuid>> = Default::default();
+        for key in keys {
+            parents_by_args.entry(&key.args).or_default().push(key.parent);
+        }
+        parents_by_args.into_iter().map(|(args, parents)| Ok((args, args.page()?, parents))).collect()
+    }
 }
 
 /// Which rows one page covers: a size, a direction and where to start.
@@ -198,8 +236,7 @@ impl Page {
         E: EntityTrait,
     {
         let total = TotalCount::of(query.as_query().clone());
-        let start = self.cursor.as_ref().map(|raw| self.check_cursor(raw, key)).transpose()?;
-        let want = self.limit + 1;
+        let start = self.start(key)?;
         let forward = self.direction == Direction::Forward;
         // Segments in the order this page walks them.
         let mut order: Vec<usize> = (0..key.segments()).collect();
@@ -209,35 +246,136 @@ impl Page {
         let first_segment = start.as_ref().map_or(order[0], |values| key.segment_of(values));
         let mut rows: Vec<T> = Vec::new();
         for &segment in order.iter().skip_while(|&&s| s != first_segment) {
-            let (columns, filter) = key.segment(segment);
-            let mut q = query.clone();
-            if let Some(filter) = filter {
-                q = q.filter(filter);
-            }
             // Only the cursor's own segment starts at the cursor; later
             // segments are read from their beginning.
-            if let Some(values) = start.as_ref().filter(|_| segment == first_segment) {
-                let values = &values[values.len() - columns.len()..];
-                q = q.filter(past(columns, values, key.descending == forward));
-            }
-            let descending = key.descending == forward;
-            for (i, column) in columns.iter().enumerate() {
-                let dir = if descending { Order::Desc } else { Order::Asc };
-                q = if i == 0 && key.nullable_lead && segment == 0 {
-                    // Spelled out so the ORDER BY matches the index
-                    // `(lead DESC NULLS LAST, ..)` read either way.
-                    let nulls = if forward { NullOrdering::Last } else { NullOrdering::First };
-                    q.order_by_with_nulls(*column, dir, nulls)
-                } else {
-                    q.order_by(*column, dir)
-                };
-            }
-            let missing = want - rows.len() as u64;
-            rows.extend(run(q.limit(missing)).await?);
-            if rows.len() as u64 >= want {
+            let from = start.as_deref().filter(|_| segment == first_segment);
+            let missing = self.limit + 1 - rows.len() as u64;
+            rows.extend(run(self.segment_query(query.clone(), key, segment, from).limit(missing)).await?);
+            if rows.len() as u64 > self.limit {
                 break;
             }
         }
+        Ok(self.finish(rows, key, model, total))
+    }
+
+    /// This page of `query` for each of `parents` (e.g. the comments of
+    /// each post of a page), in one statement: the page's query runs once
+    /// per parent as a LATERAL subquery, each an index range scan that
+    /// stops at the page's end. `parent` is the column that names the
+    /// parent. For orders without a nullable lead (whose pages may take a
+    /// second statement, see the module docs).
+    pub async fn fetch_each<C, E>(
+        &self,
+        db: &C,
+        query: Select<E>,
+        key: &SortKey<E>,
+        parent: E::Column,
+        parents: &[uuid::Uuid],
+    ) -> ApiResult<std::collections::HashMap<uuid::Uuid, PageOf<E::Model>>>
+    where
+        C: ConnectionTrait,
+        E: EntityTrait,
+        E::Model: Send + Sync,
+    {
+        if key.nullable_lead {
+            return Err(ApiError::internal(format!(
+                "{}: a batched page needs a key without a nullable lead",
+                key.name
+            )));
+        }
+        let mut parents = parents.to_vec();
+        parents.sort_unstable();
+        parents.dedup();
+        let start = self.start(key)?;
+        let inner = self
+            .segment_query(
+                query.clone().filter(qualified(parent).eq(Expr::cust("batch.parent_id"))),
+                key,
+                0,
+                start.as_deref(),
+            )
+            .limit(self.limit + 1)
+            .build(DbBackend::Postgres);
+        let mut values = inner.values.map(|v| v.0).unwrap_or_default();
+        // The rows of each parent in page order, parents one after another.
+        let dir = if key.descending == (self.direction == Direction::Forward) { "DESC" } else { "ASC" };
+        let order: Vec<String> = key.columns.iter().map(|c| format!("page.\"{}\" {dir}", c.as_str())).collect();
+        let sql = format!(
+            "SELECT page.* FROM unnest(${}::uuid[]) AS batch(parent_id) CROSS JOIN LATERAL ({}) AS page \
+             ORDER BY batch.parent_id, {}",
+            values.len() + 1,
+            inner.sql,
+            order.join(", ")
+        );
+        values.push(parents.clone().into());
+        let rows =
+            E::find().from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).all(db).await?;
+        let mut by_parent: std::collections::HashMap<uuid::Uuid, Vec<E::Model>> = std::collections::HashMap::new();
+        for row in rows {
+            if let Value::Uuid(Some(id)) = row.get(parent) {
+                by_parent.entry(id).or_default().push(row);
+            }
+        }
+        Ok(parents
+            .into_iter()
+            .map(|id| {
+                let total = TotalCount::of(query.clone().filter(qualified(parent).eq(id)).as_query().clone());
+                let rows = by_parent.remove(&id).unwrap_or_default();
+                (id, self.finish(rows, key, |row| row, total))
+            })
+            .collect())
+    }
+
+    /// The cursor's key values, if the page has a cursor.
+    fn start<E: EntityTrait>(&self, key: &SortKey<E>) -> ApiResult<Option<Vec<Value>>> {
+        self.cursor.as_ref().map(|raw| self.check_cursor(raw, key)).transpose()
+    }
+
+    /// `query` narrowed to one segment of `key`, past `from` (the cursor's
+    /// values, in the cursor's own segment) and ordered the way this page
+    /// walks; without its limit.
+    fn segment_query<E: EntityTrait>(
+        &self,
+        query: Select<E>,
+        key: &SortKey<E>,
+        segment: usize,
+        from: Option<&[Value]>,
+    ) -> Select<E> {
+        let forward = self.direction == Direction::Forward;
+        let (columns, filter) = key.segment(segment);
+        let mut q = query;
+        if let Some(filter) = filter {
+            q = q.filter(filter);
+        }
+        if let Some(values) = from {
+            let values = &values[values.len() - columns.len()..];
+            q = q.filter(past(columns, values, key.descending == forward));
+        }
+        let descending = key.descending == forward;
+        for (i, column) in columns.iter().enumerate() {
+            let dir = if descending { Order::Desc } else { Order::Asc };
+            q = if i == 0 && key.nullable_lead && segment == 0 {
+                // Spelled out so the ORDER BY matches the index
+                // `(lead DESC NULLS LAST, ..)` read either way.
+                let nulls = if forward { NullOrdering::Last } else { NullOrdering::First };
+                q.order_by_with_nulls(*column, dir, nulls)
+            } else {
+                q.order_by(*column, dir)
+            };
+        }
+        q
+    }
+
+    /// The page from the rows read (up to `limit + 1`, in walking order):
+    /// the extra row only tells that there are more.
+    fn finish<E: EntityTrait, T>(
+        &self,
+        mut rows: Vec<T>,
+        key: &SortKey<E>,
+        model: impl Fn(&T) -> &E::Model,
+        total: TotalCount,
+    ) -> PageOf<T> {
+        let forward = self.direction == Direction::Forward;
         let more = rows.len() as u64 > self.limit;
         rows.truncate(usize::try_from(self.limit).unwrap_or(usize::MAX));
         if !forward {
@@ -252,7 +390,7 @@ impl Page {
             start_cursor: edges.first().map(|(cursor, _)| cursor.clone()),
             end_cursor: edges.last().map(|(cursor, _)| cursor.clone()),
         };
-        Ok(PageOf { edges, page_info, total })
+        PageOf { edges, page_info, total }
     }
 
     /// The cursor's values, typed by the key's columns; bad input when they
@@ -389,14 +527,15 @@ impl TotalCount {
         Self(query.clear_order_by().to_owned())
     }
 
-    /// Counts the rows in the request transaction.
+    /// Counts the rows in the request transaction (or, in a subscription's
+    /// event, in one of its own).
     pub async fn resolve(&self, ctx: &Context<'_>) -> ApiResult<u64> {
-        let tx = ctx.tx().await?;
         let count = SelectStatement::new()
             .expr(Expr::cust("COUNT(*) AS num_items"))
             .from_subquery(self.0.clone(), "sub_query")
             .to_owned();
-        let Some(row) = tx.query_one(&count).await? else { return Ok(0) };
+        let row = ctx.reader()?.run(ctx.viewer()?, async |tx| Ok(tx.query_one(&count).await?)).await?;
+        let Some(row) = row else { return Ok(0) };
         let total: i64 = row.try_get("", "num_items")?;
         Ok(u64::try_from(total).unwrap_or(0))
     }
@@ -408,6 +547,23 @@ pub struct PageOf<N> {
     pub edges: Vec<(String, N)>,
     pub page_info: PageInfo,
     pub total: TotalCount,
+}
+
+// By hand: async-graphql's PageInfo is not Clone (a DataLoader's values are).
+impl<N: Clone> Clone for PageOf<N> {
+    fn clone(&self) -> Self {
+        let info = &self.page_info;
+        Self {
+            edges: self.edges.clone(),
+            page_info: PageInfo {
+                has_previous_page: info.has_previous_page,
+                has_next_page: info.has_next_page,
+                start_cursor: info.start_cursor.clone(),
+                end_cursor: info.end_cursor.clone(),
+            },
+            total: self.total.clone(),
+        }
+    }
 }
 
 impl<N> PageOf<N> {

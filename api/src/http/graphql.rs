@@ -17,7 +17,7 @@ use crate::db::{Access, RequestDb, begin_session_request};
 use crate::error::{ApiError, ensure_codes, retry_after};
 use crate::graphql::{documents, guard};
 use crate::places::PlaceLoader;
-use crate::posts::ProfileLoader;
+use crate::posts::PostsLoader;
 
 /// POST /graphql with a JSON body `{query, variables, operationName}`.
 pub async fn post(State(state): State<AppState>, peer: PeerAddr, headers: HeaderMap, body: Bytes) -> Response {
@@ -215,7 +215,7 @@ async fn run(
         .data(state.realtime.clone())
         .data(state.auth.clone())
         .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), spawn_in_span))
-        .data(DataLoader::new(ProfileLoader::new(db.clone(), viewer), spawn_in_span));
+        .data(DataLoader::new(PostsLoader::new(db.clone(), viewer), spawn_in_span));
     let mut response = state.schema.execute(request).await;
     ensure_codes(&mut response);
     // All or nothing: see db::request for what this means to clients.

@@ -45,7 +45,7 @@ use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authori
 use crate::db::{Access, begin_session_request};
 use crate::error::{ApiError, ensure_codes};
 use crate::places::PlaceLoader;
-use crate::posts::ProfileLoader;
+use crate::posts::PostsLoader;
 use crate::realtime::{Cursor, Session as FeedSession, shared};
 
 /// Timing of the websocket protocol.
@@ -547,7 +547,7 @@ impl Operation {
             .data(FeedSession { expires_at: session.expires_at, checked_at })
             .data(state.jwt.clone())
             .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span))
-            .data(DataLoader::new(ProfileLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span));
+            .data(DataLoader::new(PostsLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span));
         let mut responses = state.schema.execute_stream(request);
         loop {
             let response = tokio::select! {

@@ -54,25 +54,3 @@ pub mod place {
         true
     }
 }
-
-pub mod review {
-    use uuid::Uuid;
-
-    use super::Viewer;
-
-    /// Whether a change event of a review owned by `owner` may reach `viewer`.
-    pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
-        crate::auth::ownership::event_visible_to(viewer, owner)
-    }
-}
-
-pub mod preference {
-    use uuid::Uuid;
-
-    use super::Viewer;
-
-    /// Whether a change event of a preference owned by `owner` may reach `viewer`.
-    pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
-        crate::auth::ownership::event_visible_to(viewer, owner)
-    }
-}

@@ -1,13 +1,15 @@
 //! Live changes of places, reviews and preferences.
 
-use async_graphql::{Context, InputObject, SimpleObject, Subscription};
-use futures_util::{Stream, StreamExt};
+use async_graphql::{Context, InputObject, Subscription};
+use serde_json::Value;
+use uuid::Uuid;
 
 use super::policy;
 use super::types::{Place, Preference, Review};
+use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
-use crate::realtime::{ChangeEvent, ChangeOperation, stream};
+use crate::realtime::{Changes, EventSchema, Published, changes};
 
 /// A point and a radius to watch.
 #[derive(InputObject, Clone, Copy)]
@@ -20,37 +22,29 @@ pub struct NearInput {
     pub radius_km: f64,
 }
 
-/// A change to a place.
-#[derive(SimpleObject)]
-pub struct PlaceChangeEvent {
-    /// What happened.
-    pub operation: ChangeOperation,
-    /// The place after the change (before it, for a deletion).
-    pub place: Place,
-    /// Pass as `after` when resubscribing to continue right after this event.
-    pub cursor: String,
+impl Published for Place {
+    const TABLE: &str = "place";
+    const EVENT: EventSchema = EventSchema::new("PlaceChangeEvent", "A change to a place.", "place");
+    type Model = entity::place::Model;
+
+    fn visible(viewer: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
+        policy::place::event_visible_to(viewer)
+    }
 }
 
-/// A change to one of your reviews.
-#[derive(SimpleObject)]
-pub struct ReviewChangeEvent {
-    /// What happened.
-    pub operation: ChangeOperation,
-    /// The review after the change (before it, for a deletion).
-    pub review: Review,
-    /// Pass as `after` when resubscribing to continue right after this event.
-    pub cursor: String,
+/// Visible by ownership, the default.
+impl Published for Review {
+    const TABLE: &str = "review";
+    const EVENT: EventSchema = EventSchema::new("ReviewChangeEvent", "A change to one of your reviews.", "review");
+    type Model = entity::review::Model;
 }
 
-/// A change to one of your preferences.
-#[derive(SimpleObject)]
-pub struct PreferenceChangeEvent {
-    /// What happened.
-    pub operation: ChangeOperation,
-    /// The preference after the change (before it, for a deletion).
-    pub preference: Preference,
-    /// Pass as `after` when resubscribing to continue right after this event.
-    pub cursor: String,
+/// Visible by ownership, the default.
+impl Published for Preference {
+    const TABLE: &str = "preference";
+    const EVENT: EventSchema =
+        EventSchema::new("PreferenceChangeEvent", "A change to one of your preferences.", "preference");
+    type Model = entity::preference::Model;
 }
 
 #[derive(Default)]
@@ -67,7 +61,7 @@ impl PlacesSubscription {
         category: Option<String>,
         near: Option<NearInput>,
         after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<PlaceChangeEvent, ApiError>> + use<>, ApiError> {
+    ) -> Result<Changes<Place>, ApiError> {
         if let Some(near) = near {
             super::validate::lat("near.lat", near.lat)?;
             super::validate::lng("near.lng", near.lng)?;
@@ -75,44 +69,16 @@ impl PlacesSubscription {
                 return Err(ApiError::bad_input("near.radiusKm", "near.radiusKm must be above 0 and at most 100"));
             }
         }
-        let viewer = ctx.viewer()?;
-        let request = ctx.change_request(&["place"], after.as_deref())?;
-        let filter = move |event: &ChangeEvent| {
-            (policy::place::event_visible_to(&viewer)
-                && (matches_place(event.new_row.as_ref(), category.as_deref(), near)
-                    || matches_place(event.old_row.as_ref(), category.as_deref(), near)))
-            .then(|| event.op.into())
-        };
-        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
-            let delivery = item?;
-            Ok(PlaceChangeEvent {
-                operation: delivery.operation,
-                place: delivery.event.decode_row::<entity::place::Model>()?.into(),
-                cursor: delivery.cursor,
-            })
-        }))
+        changes(ctx, after.as_deref(), move |event| {
+            matches_place(event.new_row.as_ref(), category.as_deref(), near)
+                || matches_place(event.old_row.as_ref(), category.as_deref(), near)
+        })
     }
 
     /// Your reviews as they are created, changed and deleted (sign-in required).
-    async fn my_review_changed(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<ReviewChangeEvent, ApiError>> + use<>, ApiError> {
-        let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
-        let request = ctx.change_request(&["review"], after.as_deref())?;
-        let filter = move |event: &ChangeEvent| {
-            (event.owner == Some(me) && policy::review::event_visible_to(&viewer, event.owner)).then(|| event.op.into())
-        };
-        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
-            let delivery = item?;
-            Ok(ReviewChangeEvent {
-                operation: delivery.operation,
-                review: delivery.event.decode_row::<entity::review::Model>()?.into(),
-                cursor: delivery.cursor,
-            })
-        }))
+    async fn my_review_changed(&self, ctx: &Context<'_>, after: Option<String>) -> Result<Changes<Review>, ApiError> {
+        let me = ctx.viewer()?.require_user()?;
+        changes(ctx, after.as_deref(), move |event| event.owner == Some(me))
     }
 
     /// Your preferences as they are set and deleted (sign-in required).
@@ -120,22 +86,9 @@ impl PlacesSubscription {
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<PreferenceChangeEvent, ApiError>> + use<>, ApiError> {
-        let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
-        let request = ctx.change_request(&["preference"], after.as_deref())?;
-        let filter = move |event: &ChangeEvent| {
-            (event.owner == Some(me) && policy::preference::event_visible_to(&viewer, event.owner))
-                .then(|| event.op.into())
-        };
-        Ok(stream::events(ctx.realtime()?, request, filter).map(|item| {
-            let delivery = item?;
-            Ok(PreferenceChangeEvent {
-                operation: delivery.operation,
-                preference: delivery.event.decode_row::<entity::preference::Model>()?.into(),
-                cursor: delivery.cursor,
-            })
-        }))
+    ) -> Result<Changes<Preference>, ApiError> {
+        let me = ctx.viewer()?.require_user()?;
+        changes(ctx, after.as_deref(), move |event| event.owner == Some(me))
     }
 }
 

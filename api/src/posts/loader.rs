@@ -1,4 +1,7 @@
-//! Batches author profiles: one call of `public_profiles` per response.
+//! Batches what the posts domain's nested fields read: author profiles
+//! (one call of `public_profiles`) and pages of comments (one statement for
+//! the comments of every post of a page), per response or per subscription
+//! event.
 
 use std::collections::HashMap;
 
@@ -7,12 +10,14 @@ use async_graphql::dataloader::Loader;
 use sea_orm::{DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
-use super::types::AuthorProfile;
+use super::store;
+use super::types::{AuthorProfile, Comment};
 use crate::auth::Viewer;
 use crate::db::{LoaderDb, RequestDb};
 use crate::error::ApiError;
+use crate::graphql::pagination::{ChildPage, PageOf};
 
-pub struct ProfileLoader {
+pub struct PostsLoader {
     db: LoaderDb,
     viewer: Viewer,
 }
@@ -24,7 +29,7 @@ struct ProfileRow {
     full_name: String,
 }
 
-impl ProfileLoader {
+impl PostsLoader {
     pub fn new(db: RequestDb, viewer: Viewer) -> Self {
         Self { db: LoaderDb::Request(db), viewer }
     }
@@ -34,7 +39,7 @@ impl ProfileLoader {
     }
 }
 
-impl Loader<Uuid> for ProfileLoader {
+impl Loader<Uuid> for PostsLoader {
     type Value = AuthorProfile;
     type Error = ApiError;
 
@@ -55,5 +60,24 @@ impl Loader<Uuid> for ProfileLoader {
             .into_iter()
             .map(|r| (r.id, AuthorProfile { id: ID(r.id.to_string()), username: r.username, full_name: r.full_name }))
             .collect())
+    }
+}
+
+impl Loader<ChildPage> for PostsLoader {
+    type Value = PageOf<Comment>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[ChildPage]) -> Result<HashMap<ChildPage, PageOf<Comment>>, ApiError> {
+        self.db
+            .run(self.viewer, async |tx| {
+                let mut pages = HashMap::with_capacity(keys.len());
+                for (args, page, posts) in ChildPage::by_page(keys)? {
+                    for (post, rows) in store::list_comments_of(tx, &self.viewer, &posts, &page).await? {
+                        pages.insert(ChildPage { parent: post, args: args.clone() }, rows.map(Comment::from));
+                    }
+                }
+                Ok(pages)
+            })
+            .await
     }
 }

@@ -10,7 +10,7 @@ mod store;
 mod subscriptions;
 mod types;
 
-pub use loader::ProfileLoader;
+pub use loader::PostsLoader;
 pub use resolvers::{PostsMutation, PostsQuery};
 pub use subscriptions::PostsSubscription;
 

@@ -1,6 +1,8 @@
 //! Queries of the posts domain beyond [`crate::domain::store`]'s, scoped by
 //! the row policies.
 
+use std::collections::HashMap;
+
 use entity::{comment, post};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
@@ -35,13 +37,14 @@ pub async fn find_post(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> 
     domain::store::find_visible::<Posts>(db, viewer, id).await
 }
 
-pub async fn list_comments(
+/// A page of comments of each of `posts`, in one statement (see
+/// [`Page::fetch_each`]); a post the viewer may not see has none.
+pub async fn list_comments_of(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
-    post_id: Uuid,
+    posts: &[Uuid],
     page: &Page,
-) -> ApiResult<PageOf<comment::Model>> {
-    let query =
-        comment::Entity::find().filter(Comments::visible_to(viewer)).filter(comment::Column::PostId.eq(post_id));
-    page.fetch(db, query, &COMMENTS).await
+) -> ApiResult<HashMap<Uuid, PageOf<comment::Model>>> {
+    let query = comment::Entity::find().filter(Comments::visible_to(viewer));
+    page.fetch_each(db, query, &COMMENTS, comment::Column::PostId, posts).await
 }

@@ -3,8 +3,7 @@
 //! signed-in viewer; when unpublished or deleted, those viewers receive a
 //! DELETED event and nothing after.
 
-use async_graphql::{Context, ID, SimpleObject, Subscription};
-use futures_util::{Stream, StreamExt};
+use async_graphql::{Context, ID, Subscription};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -12,68 +11,55 @@ use super::policy;
 use super::store;
 use super::types::{Comment, Post};
 use crate::auth::Viewer;
+use crate::db::LoaderDb;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::realtime::{ChangeEvent, ChangeOperation, Cursor, Operation, stream};
+use crate::realtime::{
+    ChangeEvent, ChangeOperation, Changes, Cursor, EventSchema, Operation, Published, change, changes,
+};
 
-/// A change to a post, as the viewer sees it.
-#[derive(SimpleObject)]
-pub struct PostChangeEvent {
-    /// What happened, for this viewer: a post unpublished is DELETED for
-    /// those who may no longer see it.
-    pub operation: ChangeOperation,
-    /// The post after the change (before it, for DELETED). A DELETED event
-    /// replayed from `after` for a post the viewer may no longer see
-    /// (unpublished or deleted since) is a tombstone: only `id`, the author
-    /// and `createdAt` are the post's; `title` and `body` are empty,
-    /// `published` is false and `updatedAt` is `createdAt`. Drop the post
-    /// by its `id`.
-    pub post: Post,
-    /// Pass as `after` when resubscribing to continue right after this event.
-    pub cursor: String,
-}
+impl Published for Post {
+    const TABLE: &str = "post";
+    const EVENT: EventSchema =
+        EventSchema::new("PostChangeEvent", "A change to a post, as the viewer sees it.", "post")
+            .operation_doc(concat!(
+                "What happened, for this viewer: a post unpublished is DELETED for\n",
+                "those who may no longer see it."
+            ))
+            .field_doc(concat!(
+                "The post after the change (before it, for DELETED). A DELETED event\n",
+                "replayed from `after` for a post the viewer may no longer see\n",
+                "(unpublished or deleted since) is a tombstone: only `id`, the author\n",
+                "and `createdAt` are the post's; `title` and `body` are empty,\n",
+                "`published` is false and `updatedAt` is `createdAt`. Drop the post\n",
+                "by its `id`."
+            ));
+    type Model = entity::post::Model;
 
-/// A new comment.
-#[derive(SimpleObject)]
-pub struct CommentAddedEvent {
-    /// The comment.
-    pub comment: Comment,
-    /// Pass as `after` when resubscribing to continue right after this event.
-    pub cursor: String,
-}
+    fn visible(viewer: &Viewer, author: Option<Uuid>, row: &Value) -> bool {
+        let published = row.get("published").and_then(Value::as_bool);
+        author.zip(published).is_some_and(|(author, published)| policy::post_visible(viewer, author, published))
+    }
 
-fn published(row: Option<&Value>) -> Option<bool> {
-    row?.get("published")?.as_bool()
-}
-
-/// What a post event means for `viewer`: the operation to report, or None
-/// when they may see neither the old nor the new row.
-fn post_event_for(viewer: &Viewer, event: &ChangeEvent) -> Option<ChangeOperation> {
-    let author = event.owner?;
-    let visible = |row: Option<&Value>| published(row).is_some_and(|p| policy::post_visible(viewer, author, p));
-    let (before, after) = (visible(event.old_row.as_ref()), visible(event.new_row.as_ref()));
-    match (event.op, before, after) {
-        (Operation::Insert, _, true) => Some(ChangeOperation::Inserted),
-        (Operation::Update, true, true) => Some(ChangeOperation::Updated),
-        // Published: it appears for this viewer.
-        (Operation::Update, false, true) => Some(ChangeOperation::Inserted),
-        // Unpublished: it disappears for this viewer.
-        (Operation::Update, true, false) | (Operation::Delete, true, _) => Some(ChangeOperation::Deleted),
-        _ => None,
+    /// What identifies the post (to drop it from a cache), none of its
+    /// content, nor when it was last edited.
+    fn tombstone(post: entity::post::Model) -> entity::post::Model {
+        let (title, body, updated_at) = (String::new(), String::new(), post.created_at);
+        entity::post::Model { title, body, published: false, updated_at, ..post }
     }
 }
 
-/// A post as a replayed removal shows it to a viewer who may no longer see
-/// it: what identifies it (to drop it from a cache), none of its content,
-/// nor when it was last edited.
-fn tombstone(post: entity::post::Model) -> entity::post::Model {
-    entity::post::Model {
-        title: String::new(),
-        body: String::new(),
-        published: false,
-        updated_at: post.created_at,
-        ..post
+impl Published for Comment {
+    const TABLE: &str = "comment";
+    const EVENT: EventSchema =
+        EventSchema::new("CommentAddedEvent", "A new comment.", "comment").field_doc("The comment.").additions_only();
+    type Model = entity::comment::Model;
+
+    /// A comment is visible where its post is, which its row does not say:
+    /// only a feed that watches the post ([`CommentWatch`]) can tell.
+    fn visible(_: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
+        false
     }
 }
 
@@ -89,30 +75,10 @@ impl PostsSubscription {
         ctx: &Context<'_>,
         author_id: Option<ID>,
         after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<PostChangeEvent, ApiError>> + use<>, ApiError> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
+    ) -> Result<Changes<Post>, ApiError> {
+        ctx.viewer()?.require_user()?;
         let author = author_id.map(|id| parse_uuid("authorId", &id)).transpose()?;
-        let request = ctx.change_request(&["post"], after.as_deref())?;
-        let filter = move |event: &ChangeEvent| {
-            if author.is_some_and(|a| event.owner != Some(a)) {
-                return None;
-            }
-            post_event_for(&viewer, event)
-        };
-        Ok(stream::events(ctx.realtime()?, request, filter).map(move |item| {
-            let delivery = item?;
-            let event = &delivery.event;
-            let row = if delivery.operation == ChangeOperation::Deleted {
-                event.old_row.as_ref()
-            } else {
-                event.new_row.as_ref()
-            };
-            let model: entity::post::Model =
-                serde_json::from_value(row.cloned().unwrap_or_default()).map_err(ApiError::internal)?;
-            let model = if delivery.tombstone { tombstone(model) } else { model };
-            Ok(PostChangeEvent { operation: delivery.operation, post: model.into(), cursor: delivery.cursor })
-        }))
+        changes(ctx, after.as_deref(), move |event| author.is_none_or(|a| event.owner == Some(a)))
     }
 
     /// Comments added to a post the viewer can see. Ends with NOT_FOUND
@@ -125,7 +91,7 @@ impl PostsSubscription {
         ctx: &Context<'_>,
         post_id: ID,
         after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<CommentAddedEvent, ApiError>> + use<>, ApiError> {
+    ) -> Result<Changes<Comment>, ApiError> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let post_id = parse_uuid("postId", &post_id)?;
@@ -135,23 +101,13 @@ impl PostsSubscription {
         // log's head is read first: the check sees every event up to it.
         let realtime = ctx.realtime()?;
         let checked_at = realtime.committed_head().await?;
-        let post = {
-            let (tx, _) = crate::db::begin_request_as(realtime.pool(), viewer, crate::db::Access::ReadOnly).await?;
-            let post = store::find_post(&tx, &viewer, post_id).await?;
-            realtime.pool().commit(tx).await?;
-            post.ok_or_else(|| ApiError::not_found("post"))?
-        };
+        let db = LoaderDb::Pool(realtime.pool().clone());
+        let post = db.run(viewer, async |tx| store::find_post(tx, &viewer, post_id).await).await?;
+        let post = post.ok_or_else(|| ApiError::not_found("post"))?;
         let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at);
-        Ok(stream::events(realtime, request, move |event| watch.on(event)).map(|item| {
-            let delivery = item?;
-            if delivery.event.table == "post" {
-                return Err(ApiError::not_found("post"));
-            }
-            Ok(CommentAddedEvent {
-                comment: delivery.event.decode_row::<entity::comment::Model>()?.into(),
-                cursor: delivery.cursor,
-            })
-        }))
+        // The post's event that hides it passes the filter, and so ends the
+        // stream with NOT_FOUND (see `realtime::change::stream`).
+        Ok(change::stream(realtime, request, move |event| watch.on(event)))
     }
 }
 
@@ -192,8 +148,7 @@ impl CommentWatch {
                 return None;
             }
             let visible = event.op != Operation::Delete
-                && published(event.new_row.as_ref())
-                    .is_some_and(|p| policy::post_visible(&self.viewer, self.author, p));
+                && event.new_row.as_ref().is_some_and(|row| Post::visible(&self.viewer, Some(self.author), row));
             let was = self.state;
             self.state = if visible { PostState::Visible } else { PostState::Gone };
             return (was == PostState::Visible && self.state == PostState::Gone).then_some(ChangeOperation::Deleted);

@@ -3,9 +3,9 @@ use async_graphql::{ComplexObject, Context, ID, InputObject, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 use uuid::Uuid;
 
-use super::loader::ProfileLoader;
+use super::loader::PostsLoader;
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ContextExt;
+use crate::graphql::pagination::{ChildPage, PageArgs};
 
 /// How another user appears: their public handle and name only.
 #[derive(SimpleObject, Clone)]
@@ -18,11 +18,12 @@ pub struct AuthorProfile {
     pub full_name: String,
 }
 
+fn loader<'a>(ctx: &Context<'a>) -> ApiResult<&'a DataLoader<PostsLoader>> {
+    ctx.data_opt::<DataLoader<PostsLoader>>().ok_or_else(|| ApiError::internal("posts loader missing from the context"))
+}
+
 async fn profile(ctx: &Context<'_>, id: Uuid) -> ApiResult<AuthorProfile> {
-    let loader = ctx
-        .data_opt::<DataLoader<ProfileLoader>>()
-        .ok_or_else(|| ApiError::internal("profile loader missing from the request context"))?;
-    loader.load_one(id).await?.ok_or_else(|| ApiError::not_found("author"))
+    loader(ctx)?.load_one(id).await?.ok_or_else(|| ApiError::not_found("author"))
 }
 
 /// A post. Drafts are visible to their author only.
@@ -52,8 +53,8 @@ impl Post {
         profile(ctx, self.author_id).await
     }
 
-    /// Comments, oldest first, a page at a time (one query per post; their
-    /// authors are batched).
+    /// Comments, oldest first, a page at a time (those of every post in a
+    /// response are read together, their authors too).
     #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
     async fn comments(
         &self,
@@ -65,15 +66,12 @@ impl Post {
         >,
         #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
     ) -> ApiResult<CommentConnection> {
-        if ctx.data_opt::<crate::db::RequestDb>().is_none() {
-            return Err(ApiError::bad_input("comments", "comments are not part of change events; query post(id)"));
-        }
-        let viewer = ctx.viewer()?;
-        let page = crate::graphql::pagination::Page::from_args(first, after.as_deref(), last, before.as_deref())?;
-        let post_id = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
-        let tx = ctx.tx().await?;
-        let rows = super::store::list_comments(&*tx, &viewer, post_id, &page).await?;
-        Ok(rows.map(Comment::from).into())
+        let args = PageArgs { first, after, last, before };
+        // Bad arguments fail this field alone, naming the argument.
+        args.page()?;
+        let post = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
+        let page = loader(ctx)?.load_one(ChildPage { parent: post, args }).await?;
+        Ok(page.ok_or_else(|| ApiError::internal("comment page missing from its batch"))?.into())
     }
 }
 

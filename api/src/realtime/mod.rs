@@ -17,10 +17,13 @@
 //! - [`sequencer`]: in the logical capture mode (migration 000014) the
 //!   triggers only append to the log, and one server's sequencer stamps the
 //!   commit order from a logical replication slot and sends the wake-up.
+//! - [`change`]: one change event type and one stream for every table
+//!   subscribers watch; a domain implements [`Published`] for its entity.
 //! - `cursor`: cursors are signed, bound to the database's feed and to
 //!   the viewer, so they cannot be forged or carried elsewhere.
 //! - The websocket transport is in `http::ws`.
 
+pub mod change;
 mod cursor;
 mod graphql;
 pub mod listener;
@@ -34,6 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use change::{Change, Changes, EventSchema, Published, changes};
 pub use cursor::{Cursor, CursorKeys, FeedIdentity};
 pub use graphql::RealtimeQuery;
 pub use log::{ChangeEvent, Operation, renew_epoch};

@@ -42,11 +42,6 @@ impl Policy for Stats {
     const WRITERS: &'static [Role] = &[];
 }
 
-/// Change events of a routine, run or stats row owned by `owner`.
-pub fn event_visible_to(viewer: &Viewer, owner: Option<Uuid>) -> bool {
-    ownership::event_visible_to(viewer, owner)
-}
-
 /// The leaderboard ranks everyone, so only roles that read all rows see it.
 pub fn can_see_leaderboard(viewer: &Viewer) -> bool {
     matches!(viewer.role(), Some(Role::Reader | Role::Admin))

@@ -210,3 +210,95 @@ async fn only_the_author_deletes_a_post_and_its_comments_go_with_it() {
     assert_eq!(app.count("SELECT count(*) FROM comment").await, 0);
     assert_eq!(error_code(&app.graphql(Some(&ada.token), delete, json!({ "id": live })).await), "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_post_change_event_carries_the_posts_comments_and_their_count() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let live = post(&app, &ada, "live", true).await;
+    for body in ["one", "two", "three"] {
+        app.data(
+            Some(&bob.token),
+            "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }",
+            json!({ "p": live, "b": body }),
+        )
+        .await;
+    }
+    let mut ws = app.subscriber(Some(&bob.token)).await;
+    let query = "subscription($a: String) { postChanged(after: $a) { operation post { title comments(first: 2) { \
+                 totalCount nodes { body author { username } } pageInfo { hasNextPage } } } } }";
+    ws.subscribe("1", query, json!({ "a": app.change_cursor_for(&bob).await })).await;
+
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"edited\"}) { id } }",
+        json!({ "id": live }),
+    )
+    .await;
+
+    let event = ws.next_data("1").await;
+    let post = &event["postChanged"]["post"];
+    assert_eq!(post["title"], "edited", "{event}");
+    assert_eq!(post["comments"]["totalCount"], 3, "{event}");
+    assert_eq!(
+        post["comments"]["nodes"],
+        json!([{ "body": "one", "author": { "username": "bob" } }, { "body": "two", "author": { "username": "bob" } }])
+    );
+    assert_eq!(post["comments"]["pageInfo"]["hasNextPage"], true);
+}
+
+#[tokio::test]
+async fn comments_of_many_posts_page_each_post_on_its_own() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    for n in 0..3 {
+        let id = post(&app, &ada, &format!("p{n}"), true).await;
+        for k in 0..n {
+            app.data(
+                Some(&ada.token),
+                "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }",
+                json!({ "p": id, "b": format!("c{n}.{k}") }),
+            )
+            .await;
+        }
+    }
+    let page = |first: i32, after: Option<String>| {
+        let query = "query($f: Int, $a: String) { posts { nodes { title comments(first: $f, after: $a) { \
+                     nodes { body } pageInfo { hasNextPage endCursor } } } } }";
+        app.data(Some(&ada.token), query, json!({ "f": first, "a": after }))
+    };
+    let bodies = |post: &Value| -> Vec<String> {
+        post["comments"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["body"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+
+    let data = page(1, None).await;
+    let posts = data["posts"]["nodes"].as_array().cloned().unwrap_or_default();
+    let by_title = |title: &str| posts.iter().find(|p| p["title"] == title).cloned().unwrap_or(Value::Null);
+    assert_eq!(bodies(&by_title("p0")), Vec::<String>::new());
+    assert_eq!(bodies(&by_title("p1")), ["c1.0"]);
+    assert_eq!(bodies(&by_title("p2")), ["c2.0"]);
+    assert_eq!(by_title("p1")["comments"]["pageInfo"]["hasNextPage"], false);
+    assert_eq!(by_title("p2")["comments"]["pageInfo"]["hasNextPage"], true);
+
+    // A cursor of one post's comments continues that post's page.
+    let after = by_title("p2")["comments"]["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    let data = page(5, after).await;
+    let p2 = data["posts"]["nodes"].as_array().into_iter().flatten().find(|p| p["title"] == "p2").cloned();
+    assert_eq!(bodies(&p2.unwrap_or(Value::Null)), ["c2.1"]);
+
+    let newest = "{ posts { nodes { title comments(last: 1) { nodes { body } } } } }";
+    let newest = app.data(Some(&ada.token), newest, json!({})).await;
+    let p2 = newest["posts"]["nodes"].as_array().into_iter().flatten().find(|p| p["title"] == "p2").cloned();
+    assert_eq!(bodies(&p2.unwrap_or(Value::Null)), ["c2.1"], "last: 1 is each post's newest comment");
+
+    let bad = app
+        .graphql(Some(&ada.token), "{ posts { nodes { comments(first: 101) { nodes { body } } } } }", json!({}))
+        .await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT", "{bad}");
+}

@@ -297,3 +297,41 @@ async fn a_document_sent_again_honours_each_requests_skip_and_include() {
         assert_eq!(node.get("rating").is_some(), rating, "over the socket: {message}");
     }
 }
+
+/// Posts with their authors, comments and the comments' authors.
+const POSTS_WITH_COMMENTS: &str = "query($n: Int) { posts(first: $n) { nodes { title author { username } \
+    comments(first: 5) { nodes { body author { username } } } } } }";
+
+#[tokio::test]
+async fn a_page_of_posts_with_their_comments_costs_the_same_statements_for_two_posts_as_for_eight() {
+    let app = app_with_a_separate_feed_login().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    for n in 0..8 {
+        let created = app
+            .data(
+                Some(&ada.token),
+                "mutation($t: String!) { createPost(input: {title: $t, published: true}) { id } }",
+                json!({ "t": format!("p{n}") }),
+            )
+            .await;
+        for k in 0..2 {
+            app.data(
+                Some(&bob.token),
+                "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }",
+                json!({ "p": created["createPost"]["id"], "b": format!("c{k}") }),
+            )
+            .await;
+        }
+    }
+
+    let two = statements_of(&app, &bob.token, POSTS_WITH_COMMENTS, json!({ "n": 2 })).await;
+    let eight = statements_of(&app, &bob.token, POSTS_WITH_COMMENTS, json!({ "n": 8 })).await;
+
+    let total = |statements: &[(String, i64)]| statements.iter().map(|(_, calls)| calls).sum::<i64>();
+    assert_eq!(calls_matching(&eight, "FROM \"comment\""), 1, "one read of comments for all posts: {eight:#?}");
+    assert_eq!(total(&two), total(&eight), "as many statements for 8 posts as for 2: {two:#?} {eight:#?}");
+    // BEGIN, the start, the posts, their comments, the profiles of the
+    // posts' and of the comments' authors, COMMIT.
+    assert!(total(&eight) <= 7, "at most 7 statements: {eight:#?}");
+}
