@@ -14,7 +14,9 @@ use crate::config::{AppEnv, Config};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
-use crate::http::{AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, WsCaps, WsConfig, router};
+use crate::http::{
+    AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, PersistedQueries, WsCaps, WsConfig, router,
+};
 use crate::ops::metrics::SharedMetrics;
 use crate::realtime::{self, Realtime, RealtimeConfig};
 
@@ -309,6 +311,7 @@ impl Application {
             metrics: SharedMetrics::default(),
             slow_request: Duration::from_millis(config.database_slow_query_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
+            persisted_queries: PersistedQueries::new(config.persisted_query_cache_bytes),
             closing,
             auth: AuthGuard {
                 hashing: HashPool::new(

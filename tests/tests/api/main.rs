@@ -7,6 +7,7 @@ mod backups;
 mod dropfarm_allogator_db;
 mod hostile;
 mod http;
+mod http_spec;
 mod js_client;
 mod migrations;
 mod pagination;
