@@ -12,6 +12,8 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::media::{self, Media};
+use super::order::KeyOrder;
+use super::rolled_back;
 use crate::auth::{PeerAddr, Viewer, viewer_from_authorization};
 use crate::db::{Access, RequestDb, begin_request_as};
 use crate::error::{ApiError, ensure_codes, retry_after};
@@ -210,11 +212,13 @@ pub async fn execute_as(
     // rather than parsing the text again (a document that does not parse
     // is left to it, to report the syntax error).
     let requested = request.operation_name.clone();
-    let (operation, access) = match request.parsed_query() {
-        Ok(document) => {
-            (guard::operation_name(document, requested.as_deref()), access_of(document, requested.as_deref()))
-        }
-        Err(_) => (None, Access::ReadOnly),
+    let (operation, access, order) = match request.parsed_query() {
+        Ok(document) => (
+            guard::operation_name(document, requested.as_deref()),
+            access_of(document, requested.as_deref()),
+            KeyOrder::of(document, requested.as_deref()),
+        ),
+        Err(_) => (None, Access::ReadOnly, None),
     };
     let operation = operation.as_deref();
     // Every log line of the execution (a slow statement, say) names the
@@ -227,6 +231,12 @@ pub async fn execute_as(
     let result = match tokio::time::timeout(state.request_timeout, run(state, viewer, request, access).instrument(span))
         .await
     {
+        Ok(Ok(mut response)) => {
+            if let Some(order) = order {
+                order.apply(&mut response.data);
+            }
+            Ok(response)
+        }
         Ok(result) => result,
         Err(_) => Ok(async_graphql::Response::from_errors(vec![server_error(&ApiError::QueryTimeout(format!(
             "the request ran longer than the server allows ({} ms) and was rolled back: ask for less (smaller pages, fewer fields)",
@@ -267,8 +277,11 @@ async fn run(
     let mut response = state.schema.execute(request).await;
     ensure_codes(&mut response);
     // All or nothing: see db::request for what this means to clients.
-    if let Err(err) = db.finish(response.errors.is_empty()).await {
+    let commit = response.errors.is_empty();
+    if let Err(err) = db.finish(commit).await {
         response = async_graphql::Response::from_errors(vec![server_error(&err)]);
+    } else if !commit && access == Access::ReadWrite {
+        rolled_back::withhold_undone(&mut response);
     }
     Ok(response)
 }

@@ -8,6 +8,8 @@ mod graphql;
 mod health;
 mod limits;
 mod media;
+mod order;
+mod rolled_back;
 mod serve;
 mod ws;
 mod ws_caps;
