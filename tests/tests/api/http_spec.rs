@@ -303,3 +303,48 @@ async fn a_rolled_back_mutation_shows_no_result_of_the_writes_it_undid() {
     assert_eq!(code_at("setPreference"), "ROLLED_BACK", "{body}");
     assert_eq!(app.count("SELECT count(*) FROM preference").await, 0, "the preference was never saved");
 }
+
+#[tokio::test]
+async fn graphiql_assets_are_gzipped_only_for_clients_that_accept_gzip() {
+    let app = TestApp::spawn().await;
+    let fetch = async |accept_encoding: Option<&str>| {
+        let mut request = app.http.get(format!("{}/graphiql/graphiql.min.js", app.address));
+        if let Some(value) = accept_encoding {
+            request = request.header("accept-encoding", value);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers().get("vary").and_then(|v| v.to_str().ok()), Some("accept-encoding"));
+        let encoding = response.headers().get("content-encoding").map(|v| v.to_str().unwrap_or_default().to_owned());
+        (encoding, response.bytes().await.unwrap_or_default())
+    };
+    let (encoding, gzipped) = fetch(Some("gzip, deflate, br")).await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut inflated)
+        .unwrap_or_else(|e| panic!("not gzip: {e}"));
+    for plain in [None, Some("identity"), Some("br, gzip;q=0")] {
+        let (encoding, body) = fetch(plain).await;
+        assert_eq!(encoding, None, "{plain:?}");
+        assert_eq!(body, inflated, "{plain:?}: the same script, plain");
+    }
+}
+
+#[tokio::test]
+async fn graphiql_keeps_headers_opens_query_links_and_wraps_long_lines() {
+    let app = TestApp::spawn().await;
+    let page = app.http.get(format!("{}/graphiql?query=%7B%20__typename%20%7D", app.address)).send().await;
+    let html = page.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    for needle in [
+        "shouldPersistHeaders: true",
+        "params.get('query')",
+        "params.get('variables')",
+        "onEditQuery",
+        "setOption('lineWrapping', true)",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from the page");
+    }
+    let welcome = html.split("const defaultQuery = `").nth(1).and_then(|rest| rest.split("`;").next());
+    let longest = welcome.unwrap_or_else(|| panic!("no welcome document")).lines().map(str::len).max();
+    assert!(longest.unwrap_or(0) <= 72, "the welcome document fits a narrow editor");
+}
