@@ -348,3 +348,72 @@ async fn graphiql_keeps_headers_opens_query_links_and_wraps_long_lines() {
     let longest = welcome.unwrap_or_else(|| panic!("no welcome document")).lines().map(str::len).max();
     assert!(longest.unwrap_or(0) <= 72, "the welcome document fits a narrow editor");
 }
+
+/// The README's GraphQL blocks, and the operations each holds: (keyword,
+/// name), `None` for an anonymous one.
+fn readme_blocks() -> Vec<(String, Vec<(String, Option<String>)>)> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+        .unwrap_or_else(|e| panic!("README: {e}"));
+    let mut blocks = Vec::new();
+    for chunk in readme.split("```graphql\n").skip(1) {
+        let block = chunk.split("```").next().unwrap_or_default().to_owned();
+        let operations = block
+            .lines()
+            .filter(|line| !line.starts_with([' ', '\t', '}', '#']) && !line.is_empty())
+            .map(|line| {
+                let mut words =
+                    line.split(|c: char| c.is_whitespace() || c == '{' || c == '(').filter(|w| !w.is_empty());
+                let keyword = words.next().unwrap_or("query").to_owned();
+                (keyword, words.next().map(str::to_owned))
+            })
+            .collect();
+        blocks.push((block, operations));
+    }
+    blocks
+}
+
+#[tokio::test]
+async fn every_readme_example_pastes_into_graphiql_and_validates_against_the_schema() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let blocks = readme_blocks();
+    assert!(blocks.len() >= 3, "README blocks found: {}", blocks.len());
+    for (block, operations) in blocks {
+        assert!(!operations.is_empty(), "no operation in {block}");
+        // GraphiQL (and the spec) refuse a document of several operations
+        // with an anonymous one.
+        assert!(operations.len() == 1 || operations.iter().all(|(_, name)| name.is_some()), "unnamed: {block}");
+        for (keyword, name) in operations {
+            if keyword == "subscription" {
+                let mut ws = app.subscriber(Some(&ada.token)).await;
+                ws.send(
+                    json!({ "id": "1", "type": "subscribe", "payload": { "query": block, "operationName": name } }),
+                )
+                .await;
+                // A document that does not validate is refused at once with
+                // an error message; a valid one stays open.
+                let refused = tokio::time::timeout(std::time::Duration::from_millis(500), ws.message()).await;
+                if let Ok(message) = refused {
+                    assert_ne!(message["type"], "error", "{name:?}: {message}");
+                }
+                continue;
+            }
+            let body = app
+                .http
+                .post(format!("{}/graphql", app.address))
+                .bearer_auth(&ada.token)
+                .json(&json!({ "query": block, "operationName": name }))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .json::<Value>()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            for error in body["errors"].as_array().into_iter().flatten() {
+                // Running it may fail (no demo place here, Ada exists); it
+                // must not fail as a document.
+                assert!(error["path"].is_array(), "{name:?} does not run as a document: {body}");
+            }
+        }
+    }
+}
