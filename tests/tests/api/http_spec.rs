@@ -349,9 +349,12 @@ async fn graphiql_keeps_headers_opens_query_links_and_wraps_long_lines() {
     assert!(longest.unwrap_or(0) <= 72, "the welcome document fits a narrow editor");
 }
 
-/// The README's GraphQL blocks, and the operations each holds: (keyword,
-/// name), `None` for an anonymous one.
-fn readme_blocks() -> Vec<(String, Vec<(String, Option<String>)>)> {
+/// An operation of a README block: its keyword and its name (`None` for
+/// an anonymous one).
+type Operation = (String, Option<String>);
+
+/// The README's GraphQL blocks, and the operations each holds.
+fn readme_blocks() -> Vec<(String, Vec<Operation>)> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
         .unwrap_or_else(|e| panic!("README: {e}"));
     let mut blocks = Vec::new();
