@@ -15,7 +15,9 @@ use crate::config::{AppEnv, CaptureMode, Config, ConfigError};
 use crate::db;
 use crate::db::embedded::{self, EmbeddedError, EmbeddedPostgres};
 use crate::graphql::{Limits, build_schema};
-use crate::http::{AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, WsCaps, WsConfig, router};
+use crate::http::{
+    AppState, BodyLimits, CloseAll, Closing, ConnectionLimits, PersistedQueries, WsCaps, WsConfig, router,
+};
 use crate::ops::metrics::Metrics;
 use crate::realtime::{self, Realtime, RealtimeConfig};
 
@@ -189,15 +191,16 @@ async fn capture(config: &Config, target: &DatabaseTarget, feed: &db::Pool) -> R
     };
     match logical {
         Ok(url) => Ok(realtime::Capture::Logical { url, state: Default::default() }),
-        Err(why) if config.capture_mode == CaptureMode::Logical => Err(StartError::Capture(format!(
-            "CAPTURE_MODE=logical, but the database does not allow it: {why}"
-        ))),
+        Err(why) if config.capture_mode == CaptureMode::Logical => {
+            Err(StartError::Capture(format!("CAPTURE_MODE=logical, but the database does not allow it: {why}")))
+        }
         Err(why) => {
             if config.capture_mode == CaptureMode::Auto {
                 tracing::warn!(reason = %why, "logical capture unavailable; using the trigger capture (docs/OPERATIONS.md, \"Change capture\")");
             }
-            realtime::listener::use_trigger_capture(feed).await.map_err(|e| {
-                StartError::ChangeFeed { doing: "cannot switch the capture to trigger", message: e.message() }
+            realtime::listener::use_trigger_capture(feed).await.map_err(|e| StartError::ChangeFeed {
+                doing: "cannot switch the capture to trigger",
+                message: e.message(),
             })?;
             Ok(realtime::Capture::Trigger)
         }
@@ -421,6 +424,7 @@ impl Application {
             metrics,
             slow_request: Duration::from_millis(config.database_slow_query_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
+            persisted_queries: PersistedQueries::new(config.persisted_query_cache_bytes),
             closing,
             auth: AuthGuard {
                 hashing: HashPool::new(

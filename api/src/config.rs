@@ -156,6 +156,9 @@ pub struct Config {
     /// Largest request body in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// Memory for automatic persisted queries (documents kept by their SHA-256), in bytes; least recently used documents go first. 0 turns them off (PERSISTED_QUERY_NOT_SUPPORTED). At most 1 GiB.
+    #[arg(long, env = "PERSISTED_QUERY_CACHE_BYTES", default_value_t = 8 * 1024 * 1024, global = true)]
+    pub persisted_query_cache_bytes: usize,
     /// Connections open at once (websockets included); at it, connections waiting a second or more for a request are closed to make way, and new ones wait in the accept queue. Lowered at start to fit the open-files limit.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
     pub max_connections: usize,
@@ -186,6 +189,9 @@ const MAX_CONNECTIONS_CEILING: usize = 1_000_000;
 /// The longest HTTP timeout: a day is no protection any more, and far
 /// below what a deadline (an `Instant`) can hold.
 const HTTP_TIMEOUT_CEILING: u64 = 24 * 3600;
+/// A persisted-query cache larger than this is a typo (a value in bits, say):
+/// a client's documents are a few kilobytes each.
+const MAX_PERSISTED_QUERY_CACHE_BYTES: usize = 1 << 30;
 
 /// Connections kept for plain HTTP out of `max_connections`: websockets may
 /// hold the rest, never these, so a full set of sockets (one client's, say)
@@ -285,6 +291,12 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be at least 1".into());
+        }
+        if self.persisted_query_cache_bytes > MAX_PERSISTED_QUERY_CACHE_BYTES {
+            return Err(format!(
+                "PERSISTED_QUERY_CACHE_BYTES must be at most {MAX_PERSISTED_QUERY_CACHE_BYTES} (1 GiB)"
+            )
+            .into());
         }
         if self.jwt_ttl_seconds == 0 {
             return Err("JWT_TTL_SECONDS must be at least 1".into());

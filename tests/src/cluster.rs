@@ -91,7 +91,11 @@ impl Cluster {
         let bin = api::db::embedded::find_pg_bin(None).expect("finding the PostgreSQL binaries");
         let run_as = api::db::embedded::postgres_user_if_root().expect("looking up the postgres user");
         // Short path: unix socket paths are limited to ~107 bytes.
-        let dir = PathBuf::from(format!("/tmp/apitest-{}-{}", std::process::id(), api::db::embedded::random_hex(3).expect("the OS random generator works")));
+        let dir = PathBuf::from(format!(
+            "/tmp/apitest-{}-{}",
+            std::process::id(),
+            api::db::embedded::random_hex(3).expect("the OS random generator works")
+        ));
         let data = dir.join("data");
         std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         if let Some((uid, gid)) = run_as {

@@ -53,6 +53,7 @@ pub fn test_config_on(on: &Cluster, database: &str) -> api::Config {
         max_query_complexity: 5000,
         max_mutation_fields: 10,
         max_body_bytes: 1024 * 1024,
+        persisted_query_cache_bytes: 1024 * 1024,
         max_connections: 10_000,
         // Websockets: three quarters of max_connections, and (tests open
         // many from 127.0.0.1) no per-address cap in practice; the caps are

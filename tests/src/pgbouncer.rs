@@ -27,8 +27,11 @@ impl PgBouncer {
             .map(PathBuf::from)
             .find(|path| path.exists())
             .expect("pgbouncer is not installed: apt-get install pgbouncer (.ci/run does)");
-        let dir =
-            PathBuf::from(format!("/tmp/apitest-bouncer-{}-{}", std::process::id(), api::db::embedded::random_hex(3).expect("the OS random generator works")));
+        let dir = PathBuf::from(format!(
+            "/tmp/apitest-bouncer-{}-{}",
+            std::process::id(),
+            api::db::embedded::random_hex(3).expect("the OS random generator works")
+        ));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let port = free_port();
         // Trust on loopback, as the cluster trusts its private socket; sqlx

@@ -9,9 +9,10 @@
 //! The request commits only if its response has no errors. For clients this
 //! means a request is all or nothing: if any field fails (say the second of
 //! two mutations in one document), the writes of every other field are rolled
-//! back too, even though they ran (and `data` may show their results, unless
-//! the error nulled it). Send independent writes as separate requests when
-//! partial success is what you want.
+//! back too, even though they ran. Their results are not shown: the
+//! mutation's `data` is null and each field whose writes were undone gets a
+//! `ROLLED_BACK` error at its path (`http::rolled_back`). Send independent
+//! writes as separate requests when partial success is what you want.
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 
 use async_graphql::ServerError;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::http::parse_query_string;
 use async_graphql::parser::types::OperationType;
 use axum::Json;
 use axum::body::Bytes;
@@ -12,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
+use super::media::{self, Media};
+use super::order::KeyOrder;
+use super::rolled_back;
 use crate::auth::{AccessSession, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, RequestDb, begin_session_request};
 use crate::error::{ApiError, ensure_codes, retry_after};
@@ -19,8 +21,13 @@ use crate::graphql::{documents, guard};
 use crate::places::PlaceLoader;
 use crate::posts::PostsLoader;
 
-/// POST /graphql with a JSON body `{query, variables, operationName}`.
+/// POST /graphql with a JSON body `{query, variables, operationName,
+/// extensions}`, answered in the media type the client accepts (see
+/// [`super::media`]).
 pub async fn post(State(state): State<AppState>, peer: PeerAddr, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = media::negotiate(&headers) else {
+        return media::not_acceptable();
+    };
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -33,7 +40,7 @@ pub async fn post(State(state): State<AppState>, peer: PeerAddr, headers: Header
             "send the request as Content-Type: application/json",
         );
     }
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
             return http_error(
@@ -43,29 +50,77 @@ pub async fn post(State(state): State<AppState>, peer: PeerAddr, headers: Header
             );
         }
     };
-    execute(&state, &headers, peer, request).await
+    if let Err(err) = state.persisted_queries.resolve(&mut request) {
+        return media::respond(media, &async_graphql::Response::from_errors(vec![err]));
+    }
+    // Not a GraphQL request at all (the spec's "well-formed" check), in
+    // either media type; a persisted query has its document by now.
+    if request.query.is_empty() {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the body has no `query` (nor `extensions.persistedQuery` of a known document)",
+        );
+    }
+    execute(&state, &headers, peer, media, request).await
 }
 
-/// GET /graphql?query=..&variables=..: queries only, so a link or a
-/// prefetch can never change data.
+/// GET /graphql?query=..&variables=..&operationName=..&extensions=..:
+/// queries only, so a link or a prefetch can never change data.
 pub async fn get(
     State(state): State<AppState>,
     peer: PeerAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut request = match parse_query_string(query.as_deref().unwrap_or_default()) {
-        Ok(request) if !request.query.is_empty() => request,
-        _ => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "GET /graphql needs a `query` parameter"),
+    let Some(media) = media::negotiate(&headers) else {
+        return media::not_acceptable();
     };
+    let mut request = match parse_get(query.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(message) => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
+    };
+    if let Err(err) = state.persisted_queries.resolve(&mut request) {
+        return media::respond(media, &async_graphql::Response::from_errors(vec![err]));
+    }
+    if request.query.is_empty() {
+        return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "GET /graphql needs a `query` parameter");
+    }
     // Parsed once: the request keeps the document for execution.
     let name = request.operation_name.clone();
     let selects_mutation = documents::parsed(&mut request)
         .is_ok_and(|document| types_of(document, name.as_deref()).any(|ty| ty != OperationType::Query));
     if selects_mutation {
-        return http_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
+        // The spec's answer: this method is not allowed for it; POST is.
+        let mut response =
+            http_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
+        response.headers_mut().insert(header::ALLOW, axum::http::HeaderValue::from_static("POST"));
+        return response;
     }
-    execute(&state, &headers, peer, request).await
+    execute(&state, &headers, peer, media, request).await
+}
+
+/// A GET request's parameters. async-graphql's `parse_query_string` reads
+/// the operation's name from `operation_name`; the spec (and every client)
+/// calls it `operationName`, which it would silently drop.
+fn parse_get(query: &str) -> Result<async_graphql::Request, String> {
+    let mut request = async_graphql::Request::new(String::new());
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "query" => request.query = value.into_owned(),
+            "operationName" if !value.is_empty() => request.operation_name = Some(value.into_owned()),
+            "variables" if !value.is_empty() => {
+                request.variables =
+                    serde_json::from_str(&value).map_err(|err| format!("`variables` is not a JSON object: {err}"))?;
+            }
+            "extensions" if !value.is_empty() => {
+                request.extensions =
+                    serde_json::from_str(&value).map_err(|err| format!("`extensions` is not a JSON object: {err}"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(request)
 }
 
 /// The types of the operations a request may run (the named one, or all of
@@ -108,11 +163,17 @@ pub fn operation_name(request: &mut async_graphql::Request) -> Option<String> {
     guard::operation_name(document, name.as_deref())
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request: async_graphql::Request) -> Response {
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: PeerAddr,
+    media: Media,
+    request: async_graphql::Request,
+) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let claims = match claims_from_authorization(authorization, &state.jwt) {
         Ok(claims) => claims,
-        Err(err) => return api_error(&err),
+        Err(err) => return in_media(media, api_error(&err)),
     };
     let viewer = claims.as_ref().map_or(Viewer::Anonymous, |c| Viewer::User { id: c.sub, role: c.role });
     // Sign-up and sign-in are rate limited per client address.
@@ -121,14 +182,20 @@ async fn execute(state: &AppState, headers: &HeaderMap, peer: PeerAddr, request:
         Ok(response) => {
             // RATE_LIMITED and SERVICE_UNAVAILABLE errors say when to retry.
             let retry = retry_after(&response);
-            let mut http = Json(response).into_response();
+            let mut http = media::respond(media, &response);
             if let Some(seconds) = retry {
                 http.headers_mut().insert(header::RETRY_AFTER, seconds.into());
             }
             http
         }
-        Err(err) => api_error(&err),
+        Err(err) => in_media(media, api_error(&err)),
     }
+}
+
+/// An error answer before execution, labelled with the negotiated type.
+fn in_media(media: Media, mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONTENT_TYPE, media.content_type());
+    response
 }
 
 /// Runs a query or mutation for `viewer` in one request transaction,
@@ -157,11 +224,13 @@ pub async fn execute_in_session(
     // text again (a document that does not parse is left to it, to report
     // the syntax error).
     let requested = request.operation_name.clone();
-    let (operation, access) = match documents::parsed(&mut request) {
-        Ok(document) => {
-            (guard::operation_name(document, requested.as_deref()), access_of(document, requested.as_deref()))
-        }
-        Err(_) => (None, Access::ReadOnly),
+    let (operation, access, order) = match documents::parsed(&mut request) {
+        Ok(document) => (
+            guard::operation_name(document, requested.as_deref()),
+            access_of(document, requested.as_deref()),
+            KeyOrder::of(document, requested.as_deref()),
+        ),
+        Err(_) => (None, Access::ReadOnly, None),
     };
     let operation = operation.as_deref();
     // Every log line of the execution (a slow statement, say) names the
@@ -177,6 +246,12 @@ pub async fn execute_in_session(
     )
     .await
     {
+        Ok(Ok(mut response)) => {
+            if let Some(order) = order {
+                order.apply(&mut response.data);
+            }
+            Ok(response)
+        }
         Ok(result) => result,
         Err(_) => Ok(async_graphql::Response::from_errors(vec![server_error(&ApiError::QueryTimeout(format!(
             "the request ran longer than the server allows ({} ms) and was rolled back: ask for less (smaller pages, fewer fields)",
@@ -219,8 +294,11 @@ async fn run(
     let mut response = state.schema.execute(request).await;
     ensure_codes(&mut response);
     // All or nothing: see db::request for what this means to clients.
-    if let Err(err) = db.finish(response.errors.is_empty()).await {
+    let commit = response.errors.is_empty();
+    if let Err(err) = db.finish(commit).await {
         response = async_graphql::Response::from_errors(vec![server_error(&err)]);
+    } else if !commit && access == Access::ReadWrite {
+        rolled_back::withhold_undone(&mut response);
     }
     Ok(response)
 }
@@ -251,7 +329,7 @@ fn api_error(err: &ApiError) -> Response {
     }
 }
 
-fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, Json(body)).into_response()
 }

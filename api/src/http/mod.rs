@@ -2,15 +2,20 @@
 //! GraphiQL, and health checks; the accept loop that serves them within
 //! connection limits ([`serve`]), and the request body limits.
 
+mod apq;
 mod examples;
 mod graphiql;
 mod graphql;
 mod health;
 mod limits;
+mod media;
+mod order;
+mod rolled_back;
 mod serve;
 mod ws;
 mod ws_caps;
 
+pub use apq::PersistedQueries;
 pub use graphql::execute_as;
 pub use limits::BodyLimits;
 pub use serve::{ConnectionLimits, serve};
@@ -44,6 +49,8 @@ pub struct AppState {
     pub slow_request: std::time::Duration,
     /// The longest a query or mutation may run, all of it (REQUEST_TIMEOUT_MS).
     pub request_timeout: std::time::Duration,
+    /// Automatic persisted queries (PERSISTED_QUERY_CACHE_BYTES).
+    pub persisted_queries: PersistedQueries,
     /// Tells open websockets that the server is shutting down.
     pub closing: Closing,
     /// Password hashing threads and sign-up/sign-in rate limits.

@@ -473,7 +473,7 @@ async fn recv_shared(receiver: &mut Option<mpsc::Receiver<shared::Shared>>) -> O
 fn root_field(request: &mut async_graphql::Request) -> Option<String> {
     use async_graphql::parser::types::{DocumentOperations, Selection};
     let name = request.operation_name.clone();
-    let document = request.parsed_query().ok()?;
+    let document = crate::graphql::documents::parsed(request).ok()?;
     let operation = match (&document.operations, name.as_deref()) {
         (DocumentOperations::Single(operation), None) => operation,
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,

@@ -16,6 +16,7 @@ mod dropfarm_allogator_db;
 mod harness;
 mod hostile;
 mod http;
+mod http_spec;
 mod js_client;
 mod migrations;
 mod ops_deps;
