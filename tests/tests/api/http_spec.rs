@@ -378,8 +378,10 @@ fn readme_blocks() -> Vec<(String, Vec<Operation>)> {
 #[tokio::test]
 async fn every_readme_example_pastes_into_graphiql_and_validates_against_the_schema() {
     let app = TestApp::spawn().await;
-    let ada = app.sign_up("ada").await;
     let blocks = readme_blocks();
+    // A user of their own for each operation: the README signs out,
+    // changes the password and deletes the account.
+    let mut users = 0;
     assert!(blocks.len() >= 3, "README blocks found: {}", blocks.len());
     for (block, operations) in blocks {
         assert!(!operations.is_empty(), "no operation in {block}");
@@ -387,6 +389,8 @@ async fn every_readme_example_pastes_into_graphiql_and_validates_against_the_sch
         // with an anonymous one.
         assert!(operations.len() == 1 || operations.iter().all(|(_, name)| name.is_some()), "unnamed: {block}");
         for (keyword, name) in operations {
+            users += 1;
+            let ada = app.sign_up(&format!("ada{users}")).await;
             if keyword == "subscription" {
                 let mut ws = app.subscriber(Some(&ada.token)).await;
                 ws.send(
