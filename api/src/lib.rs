@@ -46,10 +46,14 @@
 //!   with [`graphql::validate`] (text, counts, tokens, ratings,
 //!   coordinates) before any SQL; ids with [`graphql::ids`]; pages with
 //!   [`graphql::pagination`].
-//! - `subscriptions.rs` (if the tables are published on the change feed).
-//! - `mod.rs`: the module list, what the domain exports, and `CONSTRAINTS`:
-//!   each named constraint of its tables and the client error its violation
-//!   means (a CONFLICT on a field, a BAD_USER_INPUT, a NOT_FOUND).
+//! - `subscriptions.rs` (if the tables are published on the change feed):
+//!   `impl realtime::Published` for each watched node type (its table, its
+//!   event's schema names, its model; visibility defaults to ownership), and
+//!   a resolver returning `realtime::changes::<E>(ctx, after, filter)`.
+//! - `mod.rs`: the module list, what the domain exports, and `DOMAIN`: each
+//!   named constraint of its tables and the client error its violation means
+//!   (a CONFLICT on a field, a BAD_USER_INPUT, a NOT_FOUND), and the key of
+//!   each table subscribers watch (a replay re-checks rows by it).
 //!
 //! Errors are [`error::ApiError`] everywhere: a row the viewer cannot see
 //! is NOT_FOUND (as if it did not exist), a row it sees but may not change
@@ -63,13 +67,16 @@
 //!   `migration/src/lib.rs`;
 //! - its entity: `entity/src/x.rs` and its line in `entity/src/lib.rs`;
 //! - the domain folder: a policy struct, the store queries of its own, its
-//!   types and resolvers, its constraints in `CONSTRAINTS`.
+//!   types and resolvers, its constraints (and, if published on the change
+//!   feed, its key and its `Published` impl) in its `DOMAIN`.
 //!
-//! If it is published on the change feed, also its key in
-//! [`realtime`]'s table list (`realtime/now.rs`), used to re-check replayed
-//! rows. A new domain is that, plus three lines: `pub mod x;` here, its
-//! objects in the merges of [`graphql`] (`graphql/mod.rs`), and its
-//! `CONSTRAINTS` in [`domain::DOMAINS`]. Nothing in [`error`] changes.
+//! The entity lives in the `entity` crate because the stack keeps sea-orm's
+//! models (what `sea-orm-cli generate entity` writes from the migrated
+//! schema) in a crate of their own; it is the migration's other half.
+//! Nothing outside the folder, the migration and the entity changes. A new
+//! domain is that, plus three lines: `pub mod x;` here, its objects in the
+//! merges of [`graphql`] (`graphql/mod.rs`), and its `DOMAIN` in
+//! [`domain::DOMAINS`]. Nothing in [`error`] or [`realtime`] changes.
 
 pub mod accounts;
 pub mod airdrops;

@@ -1,6 +1,6 @@
 //! Accounts: one `users` table for every domain, sign-up, sign-in and roles.
 
-use crate::domain::Constraint;
+use crate::domain::{Constraint, Domain};
 
 mod policy;
 mod resolvers;
@@ -24,8 +24,8 @@ pub use types::User;
 pub const ONE_PER_DOCUMENT: [&str; 4] = ["signUp", "signIn", "changePassword", "deleteAccount"];
 
 /// The named constraints of this domain's tables (its migrations) and the
-/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
-pub const CONSTRAINTS: &[Constraint] = &[
+/// client errors their violations mean.
+const CONSTRAINTS: &[Constraint] = &[
     Constraint::conflict("users_email_key", "email", "this email is already registered"),
     Constraint::conflict("users_username_key", "username", "this username is taken"),
     Constraint::bad_input("users_email_check", "email", "email is not a valid address"),
@@ -35,3 +35,7 @@ pub const CONSTRAINTS: &[Constraint] = &[
         "username must be 3 to 50 letters, digits, '.', '_' or '-'",
     ),
 ];
+
+/// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
+/// constraints, and the keys of its tables subscribers watch.
+pub const DOMAIN: Domain = Domain { constraints: CONSTRAINTS, replayed: &[] };

@@ -2,7 +2,7 @@
 //! cap is enforced by the database under concurrent credits (migration
 //! 000005); public totals come from a function that reveals no one's share.
 
-use crate::domain::Constraint;
+use crate::domain::{Constraint, Domain, ReplayKey};
 
 mod policy;
 mod resolvers;
@@ -12,8 +12,8 @@ mod types;
 pub use resolvers::{AirdropsMutation, AirdropsQuery};
 
 /// The named constraints of this domain's tables (its migrations) and the
-/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
-pub const CONSTRAINTS: &[Constraint] = &[
+/// client errors their violations mean.
+const CONSTRAINTS: &[Constraint] = &[
     Constraint::bad_input("airdrop_project_name_check", "name", "name must not be empty"),
     Constraint::bad_input("airdrop_project_dates_check", "endDate", "endDate must not be before startDate"),
     Constraint::bad_input(
@@ -31,3 +31,13 @@ pub const CONSTRAINTS: &[Constraint] = &[
     // Raised by the credit trigger under concurrent credits, not a CHECK.
     Constraint::conflict("airdrop_allocation_exceeded", "tokens", "the project does not have that many tokens left"),
 ];
+
+/// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
+/// constraints, and the keys of its tables subscribers watch.
+pub const DOMAIN: Domain = Domain {
+    constraints: CONSTRAINTS,
+    replayed: &[
+        ReplayKey::new("airdrop_project", "id", "uuid"),
+        ReplayKey::new("user_airdrop_participation", "id", "uuid"),
+    ],
+};

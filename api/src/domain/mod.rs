@@ -9,6 +9,9 @@
 //! - [`Constraint`]: a named database constraint and the client error it
 //!   means, declared by each domain in its `mod.rs` (`CONSTRAINTS`) and
 //!   registered once in [`DOMAINS`].
+//! - [`ReplayKey`]: the key of each table subscribers watch, declared by its
+//!   domain beside its constraints, so a replay can ask which rows a viewer
+//!   may see now (`realtime::now`) without a list of tables of its own.
 //!
 //! "Visible but not writable" answers FORBIDDEN everywhere: the client can
 //! see the row, so saying it is missing would be a lie it cannot act on. A
@@ -23,20 +26,48 @@ pub mod store;
 pub use constraint::Constraint;
 pub use policy::{Model, Policy, PrimaryKey};
 
-/// Each domain's constraint table, looked up by [`crate::error`] when the
-/// database names a violated constraint. A new domain adds its line here
-/// (a new table of an existing domain only extends its own `CONSTRAINTS`).
-pub const DOMAINS: &[&[Constraint]] = &[
-    crate::accounts::CONSTRAINTS,
-    crate::places::CONSTRAINTS,
-    crate::routines::CONSTRAINTS,
-    crate::airdrops::CONSTRAINTS,
-    crate::posts::CONSTRAINTS,
+/// What a domain declares for the shared machinery, as `DOMAIN` in its
+/// `mod.rs`: a new table of an existing domain extends these lists there.
+pub struct Domain {
+    /// Its tables' named constraints and the client errors they mean,
+    /// looked up by [`crate::error`] when the database names a violation.
+    pub constraints: &'static [Constraint],
+    /// Its tables that subscribers watch (the capture triggers publish them).
+    pub replayed: &'static [ReplayKey],
+}
+
+/// A published table's key column and its SQL type, as the capture
+/// triggers name the key. Fixed strings: `realtime::now` builds its
+/// statement from these, never from the change log's text.
+pub struct ReplayKey {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub sql_type: &'static str,
+}
+
+impl ReplayKey {
+    pub const fn new(table: &'static str, column: &'static str, sql_type: &'static str) -> Self {
+        Self { table, column, sql_type }
+    }
+}
+
+/// Every domain. A new domain adds its line here.
+pub const DOMAINS: &[Domain] = &[
+    crate::accounts::DOMAIN,
+    crate::places::DOMAIN,
+    crate::routines::DOMAIN,
+    crate::airdrops::DOMAIN,
+    crate::posts::DOMAIN,
 ];
 
 /// The client error a violated constraint means, if a domain declared it.
 pub fn constraint_error(name: &str) -> Option<crate::error::ApiError> {
-    DOMAINS.iter().flat_map(|table| table.iter()).find(|c| c.name == name).map(Constraint::error)
+    DOMAINS.iter().flat_map(|d| d.constraints.iter()).find(|c| c.name == name).map(Constraint::error)
+}
+
+/// The key of a published table, if a domain declared it.
+pub fn replay_key(table: &str) -> Option<&'static ReplayKey> {
+    DOMAINS.iter().flat_map(|d| d.replayed.iter()).find(|k| k.table == table)
 }
 
 #[cfg(test)]
@@ -45,11 +76,34 @@ mod tests {
 
     #[test]
     fn no_constraint_is_declared_twice() {
-        let mut names: Vec<&str> = DOMAINS.iter().flat_map(|t| t.iter()).map(|c| c.name).collect();
+        let mut names: Vec<&str> = DOMAINS.iter().flat_map(|d| d.constraints.iter()).map(|c| c.name).collect();
         let count = names.len();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), count, "a constraint name appears in two domains' tables");
+    }
+
+    #[test]
+    fn every_table_the_capture_publishes_has_its_replay_key_declared_once() {
+        // Migrations 000002 to 000006 publish these tables.
+        let published = [
+            "place",
+            "review",
+            "preference",
+            "routine",
+            "routine_run",
+            "user_stats",
+            "airdrop_project",
+            "user_airdrop_participation",
+            "post",
+            "comment",
+        ];
+        for table in published {
+            let declared = DOMAINS.iter().flat_map(|d| d.replayed.iter()).filter(|k| k.table == table).count();
+            assert_eq!(declared, 1, "{table}");
+        }
+        assert_eq!(replay_key("review").map(|k| (k.column, k.sql_type)), Some(("id", "bigint")));
+        assert!(replay_key("users").is_none());
     }
 
     #[test]

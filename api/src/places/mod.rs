@@ -1,7 +1,7 @@
 //! Places, reviews and preferences (the Planwise seed), and the seed's
 //! recommendation query.
 
-use crate::domain::Constraint;
+use crate::domain::{Constraint, Domain, ReplayKey};
 
 mod loader;
 mod policy;
@@ -17,8 +17,8 @@ pub use resolvers::{PlacesMutation, PlacesQuery};
 pub use subscriptions::PlacesSubscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
-/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
-pub const CONSTRAINTS: &[Constraint] = &[
+/// client errors their violations mean.
+const CONSTRAINTS: &[Constraint] = &[
     Constraint::conflict("place_pkey", "id", "a place with this id already exists"),
     Constraint::bad_input("place_name_check", "name", "name must not be empty"),
     Constraint::bad_input("place_lat_check", "lat", "lat must be between -90 and 90"),
@@ -31,3 +31,14 @@ pub const CONSTRAINTS: &[Constraint] = &[
     Constraint::bad_input("review_comment_check", "comment", "comment is too long"),
     Constraint::bad_input("preference_category_check", "category", "category must not be empty"),
 ];
+
+/// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
+/// constraints, and the keys of its tables subscribers watch.
+pub const DOMAIN: Domain = Domain {
+    constraints: CONSTRAINTS,
+    replayed: &[
+        ReplayKey::new("place", "id", "text"),
+        ReplayKey::new("review", "id", "bigint"),
+        ReplayKey::new("preference", "id", "bigint"),
+    ],
+};

@@ -1,7 +1,7 @@
 //! Posts and comments (the Allogator seed). Other users appear only as
 //! public author profiles (username and full name), never as accounts.
 
-use crate::domain::Constraint;
+use crate::domain::{Constraint, Domain, ReplayKey};
 
 mod loader;
 mod policy;
@@ -15,10 +15,17 @@ pub use resolvers::{PostsMutation, PostsQuery};
 pub use subscriptions::PostsSubscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
-/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
-pub const CONSTRAINTS: &[Constraint] = &[
+/// client errors their violations mean.
+const CONSTRAINTS: &[Constraint] = &[
     Constraint::bad_input("post_title_check", "title", "title must not be empty"),
     Constraint::bad_input("post_body_check", "body", "body is too long"),
     Constraint::bad_input("comment_body_check", "body", "body must have 1 to 10000 characters"),
     Constraint::not_found("comment_post_id_fkey", "post"),
 ];
+
+/// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
+/// constraints, and the keys of its tables subscribers watch.
+pub const DOMAIN: Domain = Domain {
+    constraints: CONSTRAINTS,
+    replayed: &[ReplayKey::new("post", "id", "uuid"), ReplayKey::new("comment", "id", "uuid")],
+};

@@ -15,25 +15,6 @@ use crate::auth::Viewer;
 use crate::db::{Access, Pool, begin_request_as};
 use crate::error::{ApiError, ApiResult};
 
-/// A published table's key column and its SQL type, as the capture
-/// triggers name the key (migrations 000002 to 000006). Fixed strings: the
-/// statement below is built from these, never from the log's text.
-fn key_of(table: &str) -> Option<(&'static str, &'static str, &'static str)> {
-    Some(match table {
-        "place" => ("place", "id", "text"),
-        "review" => ("review", "id", "bigint"),
-        "preference" => ("preference", "id", "bigint"),
-        "routine" => ("routine", "id", "uuid"),
-        "routine_run" => ("routine_run", "id", "uuid"),
-        "user_stats" => ("user_stats", "user_id", "uuid"),
-        "airdrop_project" => ("airdrop_project", "id", "uuid"),
-        "user_airdrop_participation" => ("user_airdrop_participation", "id", "uuid"),
-        "post" => ("post", "id", "uuid"),
-        "comment" => ("comment", "id", "uuid"),
-        _ => return None,
-    })
-}
-
 #[derive(FromQueryResult)]
 struct Key {
     k: String,
@@ -56,8 +37,9 @@ pub async fn visible(pool: &Pool, viewer: Viewer, rows: &[(&str, &str)]) -> ApiR
     let (tx, viewer) = begin_request_as(pool, viewer, Access::ReadOnly).await?;
     let mut visible = HashSet::new();
     for (table, keys) in by_table {
-        let (name, column, ty) =
-            key_of(table).ok_or_else(|| ApiError::internal(format!("no key known for change events of {table}")))?;
+        let key = crate::domain::replay_key(table)
+            .ok_or_else(|| ApiError::internal(format!("no key known for change events of {table}")))?;
+        let (name, column, ty) = (key.table, key.column, key.sql_type);
         let found = Key::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!("SELECT {column}::text AS k FROM {name} WHERE {column} = ANY($1::text[]::{ty}[])"),

@@ -1,7 +1,7 @@
 //! Routines, their runs and per-user stats (the Dropfarm seed). Stats are
 //! kept by the database (migration 000004); this domain only reads them.
 
-use crate::domain::Constraint;
+use crate::domain::{Constraint, Domain, ReplayKey};
 
 mod policy;
 mod resolvers;
@@ -13,8 +13,8 @@ pub use resolvers::{RoutinesMutation, RoutinesQuery};
 pub use subscriptions::RoutinesSubscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
-/// client errors their violations mean; registered in [`crate::domain::DOMAINS`].
-pub const CONSTRAINTS: &[Constraint] = &[
+/// client errors their violations mean.
+const CONSTRAINTS: &[Constraint] = &[
     Constraint::bad_input("routine_name_check", "name", "name must not be empty"),
     Constraint::bad_input("routine_steps_check", "steps", "steps must be a JSON array"),
     Constraint::bad_input("routine_tokens_per_run_check", "tokensPerRun", "tokensPerRun must be 0 or more"),
@@ -22,3 +22,14 @@ pub const CONSTRAINTS: &[Constraint] = &[
     Constraint::bad_input("routine_run_end_after_start", "endTime", "endTime must not be before the run's start"),
     Constraint::not_found("routine_run_routine_id_fkey", "routine"),
 ];
+
+/// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
+/// constraints, and the keys of its tables subscribers watch.
+pub const DOMAIN: Domain = Domain {
+    constraints: CONSTRAINTS,
+    replayed: &[
+        ReplayKey::new("routine", "id", "uuid"),
+        ReplayKey::new("routine_run", "id", "uuid"),
+        ReplayKey::new("user_stats", "user_id", "uuid"),
+    ],
+};
