@@ -20,8 +20,11 @@ pub use types::User;
 /// one request 40 sign-ups, or 40 password guesses and argon2 hashes for
 /// the price of one request. The rate limits count attempts, but refusing
 /// the document is clearer and costs nothing. The same goes for every
-/// field that checks or hashes a password.
-pub const ONE_PER_DOCUMENT: [&str; 4] = ["signUp", "signIn", "changePassword", "deleteAccount"];
+/// field that checks or hashes a password, and for `refreshSession`: a
+/// second refresh of the same token in one request would find it used and
+/// revoke its session on a second connection while the request's own
+/// transaction holds the row.
+pub const ONE_PER_DOCUMENT: [&str; 5] = ["signUp", "signIn", "changePassword", "deleteAccount", "refreshSession"];
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.

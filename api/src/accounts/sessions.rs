@@ -77,11 +77,22 @@ pub async fn refresh(
 /// Ends `session` in a transaction of its own, committed whatever the
 /// request does: a reused refresh token is answered with an error, which
 /// rolls the request back, yet the family must stay revoked. It takes a
-/// second pooled connection while the request holds its own (no lock is
-/// shared: the request's refresh matched no row to update, so it locked
-/// none).
+/// second pooled connection while the request holds its own. A request
+/// has one `refreshSession` at most (`ONE_PER_DOCUMENT`), so the request
+/// holds no lock on the session; the lock timeout bounds the wait should
+/// another request be rotating the same family right now, and a revoke
+/// that fails is logged as an error (the reuse went unanswered).
 pub async fn revoke_now(pool: &Pool, session: Uuid) -> ApiResult<()> {
+    let result = revoke_in_own_transaction(pool, session).await;
+    if let Err(err) = &result {
+        tracing::error!(%session, error = %err.message(), "a reused refresh token's session could not be revoked");
+    }
+    result
+}
+
+async fn revoke_in_own_transaction(pool: &Pool, session: Uuid) -> ApiResult<()> {
     let (tx, viewer) = begin_request_as(pool, Viewer::Anonymous, Access::ReadWrite).await?;
+    pool.execute_unprepared(&tx, "SET LOCAL lock_timeout = '2s'").await?;
     let statement =
         Statement::from_sql_and_values(DbBackend::Postgres, "SELECT auth_session_revoke($1)", [session.into()]);
     one_as_signin(&tx, &viewer, statement).await?;

@@ -1,5 +1,5 @@
 //! Typed access to what the HTTP and websocket handlers put into a request
-//! (`http::graphql::execute_as`, `http::ws`): a missing item is an
+//! (`http::graphql::execute_in_session`, `http::ws`): a missing item is an
 //! INTERNAL_SERVER_ERROR, never a panic. Not every item is in every
 //! request: a subscription has no request transaction, and only a
 //! subscription has a [`Session`]. DataLoaders and the auth guard are

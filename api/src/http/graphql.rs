@@ -200,17 +200,8 @@ fn in_media(media: Media, mut response: Response) -> Response {
 
 /// Runs a query or mutation for `viewer` in one request transaction,
 /// committed only if the response has no errors. Shared by HTTP and
-/// websocket clients.
-pub async fn execute_as(
-    state: &AppState,
-    viewer: Viewer,
-    request: async_graphql::Request,
-) -> Result<async_graphql::Response, ApiError> {
-    execute_in_session(state, viewer, AccessSession(None), request).await
-}
-
-/// [`execute_as`] for an access token of `session`: the request's start
-/// checks that the session has not ended, and `signOut` knows which to end.
+/// websocket clients. `session` is the access token's: the request's start
+/// checks that it has not ended, and `signOut` knows which to end.
 pub async fn execute_in_session(
     state: &AppState,
     viewer: Viewer,

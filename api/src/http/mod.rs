@@ -16,7 +16,6 @@ mod ws;
 mod ws_caps;
 
 pub use apq::PersistedQueries;
-pub use graphql::execute_as;
 pub use limits::BodyLimits;
 pub use serve::{ConnectionLimits, serve};
 pub use ws::WsConfig;

@@ -46,10 +46,22 @@ impl KeyOrder {
             (DocumentOperations::Multiple(_), None) => return None,
         };
         let mut budget = MAX_VISITS;
-        Self::from_sets(document, &[&operation.node.selection_set.node], &mut budget)
+        Self::from_sets(document, &[&operation.node.selection_set.node], &mut budget, 0)
     }
 
-    fn from_sets(document: &ExecutableDocument, sets: &[&SelectionSet], budget: &mut usize) -> Option<Self> {
+    fn from_sets(
+        document: &ExecutableDocument,
+        sets: &[&SelectionSet],
+        budget: &mut usize,
+        depth: usize,
+    ) -> Option<Self> {
+        // Each level is a stack frame: a fragment that spreads itself below
+        // one of its fields would otherwise nest as deep as the budget lets
+        // it (thousands of frames, past a worker's stack) before the guard,
+        // which refuses such a document, has run.
+        if depth > MAX_DEPTH {
+            return None;
+        }
         let mut children: IndexMap<Name, Vec<&SelectionSet>> = IndexMap::new();
         let mut expanded = Vec::new();
         for set in sets {
@@ -57,7 +69,8 @@ impl KeyOrder {
         }
         let mut keys = IndexMap::with_capacity(children.len());
         for (key, sets) in children {
-            let child = if sets.is_empty() { Self::default() } else { Self::from_sets(document, &sets, budget)? };
+            let child =
+                if sets.is_empty() { Self::default() } else { Self::from_sets(document, &sets, budget, depth + 1)? };
             keys.insert(key, child);
         }
         Some(Self { keys })
@@ -90,6 +103,10 @@ impl KeyOrder {
         }
     }
 }
+
+/// The deepest response a document's order is worked out for: deeper than
+/// the guard lets any document run (`MAX_QUERY_DEPTH`, 64 at most).
+const MAX_DEPTH: usize = 128;
 
 /// The most fields (fragments expanded) a document's order is worked out
 /// for: far beyond the guard's default cost limit (every field costs at
@@ -138,6 +155,19 @@ fn collect<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fragment_that_spreads_itself_below_a_field_gives_up_instead_of_recursing_without_end() {
+        let text = "{ ...F } fragment F on Query { a { ...F } }";
+        let document = async_graphql::parser::parse_query(text).expect("parses");
+        // A worker's stack is 2 MiB; run where a runaway recursion would
+        // overflow the same way instead of passing on a larger main stack.
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || KeyOrder::of(&document, None).is_none())
+            .expect("spawning a thread");
+        assert!(handle.join().expect("no stack overflow"), "gives up past MAX_DEPTH");
+    }
 
     /// `data` is JSON text, so its keys keep their order (serde_json's own
     /// map would sort them).

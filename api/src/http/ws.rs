@@ -4,7 +4,7 @@
 //!
 //! Our own layer over axum's websocket rather than async-graphql's (or
 //! async-graphql-axum's, which wraps it): every query and mutation sent
-//! over the socket runs through the HTTP path's `execute_as` (its own
+//! over the socket runs through the HTTP path's `execute_in_session` (its own
 //! viewer transaction, timeout and metrics); subscriptions get the
 //! session's expiry and check point and the DataLoaders; the socket is
 //! bounded (MAX_WS_CONNECTIONS, MAX_WS_PER_IP, `MAX_OPERATIONS`, a
@@ -510,7 +510,7 @@ impl Operation {
             self.complete().await;
             return;
         }
-        // As execute_as does for queries: log lines name the operation.
+        // As execute_in_session does for queries: log lines name the operation.
         let operation = operation_name(&mut request);
         let span = tracing::info_span!("graphql", operation = operation.as_deref().unwrap_or("anonymous"));
         self.stream(state, session, checked_at, request).instrument(span).await;

@@ -80,5 +80,7 @@ CREATE CONSTRAINT TRIGGER change_commit_stamp AFTER INSERT ON change_commit
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app_stamp_commit();
 DROP TABLE IF EXISTS change_capture;
 DROP PUBLICATION IF EXISTS app_change_log;
-REVOKE app_realtime FROM app_sequencer;
--- The role is cluster-wide (other databases may use it), as in 000003.
+-- The role and its membership of app_realtime are cluster-wide: other
+-- databases of the cluster may have a sequencer using them, so they stay,
+-- as in 000003 (revoking the membership here cut the sequencers of every
+-- other database off from the change log).

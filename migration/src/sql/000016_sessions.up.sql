@@ -250,3 +250,20 @@ $$;
 REVOKE ALL ON FUNCTION app_start_request(text, uuid, text, integer, boolean, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app_start_request(text, uuid, text, integer, boolean, uuid)
     TO app_authenticator, app_anon, app_user, app_read, app_service, app_admin;
+
+-- 000013's five-argument form stays for servers of the previous release
+-- still running during a rolling deploy (they know no sessions): it is the
+-- new start without a session check. A later migration drops it.
+CREATE FUNCTION app_start_request(
+    p_role text,
+    p_user_id uuid,
+    p_claimed_role text,
+    p_statement_timeout_ms integer,
+    p_read_only boolean
+) RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER AS $$
+    SELECT public.app_start_request(p_role, p_user_id, p_claimed_role, p_statement_timeout_ms, p_read_only, NULL::uuid)
+$$;
+REVOKE ALL ON FUNCTION app_start_request(text, uuid, text, integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app_start_request(text, uuid, text, integer, boolean)
+    TO app_authenticator, app_anon, app_user, app_read, app_service, app_admin;

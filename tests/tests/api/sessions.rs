@@ -390,3 +390,32 @@ async fn guessing_the_current_password_is_rate_limited_as_sign_in_is() {
     assert_eq!(codes, ["UNAUTHENTICATED", "UNAUTHENTICATED", "RATE_LIMITED"], "even the right password, once limited");
     assert_eq!(app.count(&format!("SELECT count(*) FROM users WHERE id = '{}'", ada.id)).await, 1);
 }
+
+#[tokio::test]
+async fn one_document_may_refresh_once_and_the_token_stays_usable_after_a_refused_double_refresh() {
+    // Two refreshes of one token in one request: the second would find it
+    // used and revoke the session on a second connection while the
+    // request's own transaction holds the session's row (a wait until the
+    // statement timeout, two pooled connections held). Refused up front.
+    let app = TestApp::spawn().await;
+    let data = app
+        .data(
+            None,
+            "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\"}) { token refreshToken user { id } } }",
+            json!({}),
+        )
+        .await;
+    let first = session_of(&data["signUp"]);
+    let twice = "mutation($t: String!) {
+      a: refreshSession(input: {refreshToken: $t}) { token }
+      b: refreshSession(input: {refreshToken: $t}) { token }
+    }";
+
+    let started = std::time::Instant::now();
+    let body = app.graphql(None, twice, json!({ "t": first.refresh })).await;
+
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "refused at once");
+    let rotated = refresh(&app, &first.refresh).await;
+    assert!(rotated.get("errors").is_none(), "the token was not used by the refused request: {rotated}");
+}
