@@ -19,6 +19,8 @@ const CHANGE_PASSWORD: &str = "mutation($current: String!, $new: String!) {
 }";
 const UPDATE_PROFILE: &str = "mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { user { username fullName } clientMutationId } }";
 const DELETE_ACCOUNT: &str = "mutation($p: String!) { deleteAccount(input: {password: $p}) { deletedUserId } }";
+/// Ada signs up and gets her first session's tokens.
+const SIGN_UP_ADA: &str = "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\"}) { token refreshToken user { id } } }";
 const PLACES: &str = "subscription { placeChanged { operation place { id } } }";
 
 /// One signed-in session: its access and refresh tokens.
@@ -58,13 +60,7 @@ async fn refresh(app: &TestApp, refresh_token: &str) -> Value {
 #[tokio::test]
 async fn sign_up_returns_a_refresh_token_that_rotates_on_use() {
     let app = TestApp::spawn().await;
-    let data = app
-        .data(
-            None,
-            "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\"}) { token refreshToken user { id } } }",
-            json!({}),
-        )
-        .await;
+    let data = app.data(None, SIGN_UP_ADA, json!({})).await;
     let first = session_of(&data["signUp"]);
     assert_eq!(me_code(&app, &first.token).await, "OK");
 
@@ -398,13 +394,7 @@ async fn one_document_may_refresh_once_and_the_token_stays_usable_after_a_refuse
     // request's own transaction holds the session's row (a wait until the
     // statement timeout, two pooled connections held). Refused up front.
     let app = TestApp::spawn().await;
-    let data = app
-        .data(
-            None,
-            "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\"}) { token refreshToken user { id } } }",
-            json!({}),
-        )
-        .await;
+    let data = app.data(None, SIGN_UP_ADA, json!({})).await;
     let first = session_of(&data["signUp"]);
     let twice = "mutation($t: String!) {
       a: refreshSession(input: {refreshToken: $t}) { token }
