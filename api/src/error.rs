@@ -510,7 +510,7 @@ mod tests {
     async fn a_variable_of_the_wrong_type_is_bad_user_input() {
         let query = "query($f: Int) { places(first: $f) { totalCount } }";
         assert_eq!(code_of(query, None, json!({ "f": "ten" })).await, "BAD_USER_INPUT");
-        let nested = "mutation($i: CreatePostInput!) { createPost(input: $i) { id } }";
+        let nested = "mutation($i: CreatePostInput!) { createPost(input: $i) { post { id } } }";
         assert_eq!(code_of(nested, None, json!({ "i": { "title": ["not", "text"] } })).await, "BAD_USER_INPUT");
         let inside = "query($c: String) { places(first: 1, category: $c) @include(if: $c) { totalCount } }";
         assert_eq!(code_of(inside, None, json!({ "c": "cafe" })).await, "BAD_USER_INPUT");

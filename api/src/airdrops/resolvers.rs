@@ -1,11 +1,13 @@
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, MaybeUndefined, Object};
 use entity::airdrop_project;
 use sea_orm::{IntoActiveModel, Set};
 
 use super::policy::{Participations, Projects};
 use super::store;
 use super::types::{
-    AirdropProject, AirdropProjectConnection, CreateAirdropProjectInput, Participation, UpdateAirdropProjectInput,
+    AirdropProject, AirdropProjectConnection, CreateAirdropProjectInput, CreateAirdropProjectPayload,
+    CreditAirdropTokensInput, CreditAirdropTokensPayload, JoinAirdropInput, JoinAirdropPayload, Participation,
+    UpdateAirdropProjectInput, UpdateAirdropProjectPayload,
 };
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
@@ -79,7 +81,7 @@ impl AirdropsMutation {
         &self,
         ctx: &Context<'_>,
         input: CreateAirdropProjectInput,
-    ) -> ApiResult<AirdropProject> {
+    ) -> ApiResult<CreateAirdropProjectPayload> {
         let viewer = ctx.viewer()?;
         Projects::require_writer(&viewer)?;
         let row = airdrop_project::ActiveModel {
@@ -95,7 +97,8 @@ impl AirdropsMutation {
         }
         let tx = ctx.tx().await?;
         let created = domain::store::insert(&*tx, row).await?;
-        Ok(AirdropProject::new(created, 0, 0))
+        let airdrop_project = AirdropProject::new(created, 0, 0);
+        Ok(CreateAirdropProjectPayload { airdrop_project, client_mutation_id: input.client_mutation_id })
     }
 
     /// Changes a project (admins). The allocation cannot drop below what is
@@ -103,32 +106,40 @@ impl AirdropsMutation {
     async fn update_airdrop_project(
         &self,
         ctx: &Context<'_>,
-        id: ID,
         input: UpdateAirdropProjectInput,
-    ) -> ApiResult<AirdropProject> {
+    ) -> ApiResult<UpdateAirdropProjectPayload> {
         let viewer = ctx.viewer()?;
         Projects::require_writer(&viewer)?;
-        let id = parse_uuid("id", &id)?;
+        let id = parse_uuid("id", &input.id)?;
+        // Every argument is checked before the database is asked.
+        let name = validate::not_null("name", input.name)?.map(|n| validate::text("name", &n, 200)).transpose()?;
+        let start_date = validate::not_null("startDate", input.start_date)?;
+        let end_date = validate::not_null("endDate", input.end_date)?;
+        let allocation = validate::not_null("totalTokenAllocation", input.total_token_allocation)?
+            .map(|BigInt(a)| validate::tokens("totalTokenAllocation", a))
+            .transpose()?;
         let tx = ctx.tx().await?;
         let existing = domain::store::writable::<Projects>(&*tx, &viewer, id).await?;
         let (start, end) =
-            (input.start_date.map_or(existing.start_date, |d| d.0), input.end_date.map_or(existing.end_date, |d| d.0));
+            (start_date.map_or(existing.start_date, |d| d.0), end_date.map_or(existing.end_date, |d| d.0));
         if end < start {
             return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
         }
         let totals = store::totals(&*tx, vec![id]).await?;
         let distributed = totals.get(&id).map_or(0, |t| t.1);
         let mut row = existing.into_active_model();
-        if let Some(name) = input.name {
-            row.name = Set(validate::text("name", &name, 200)?);
+        if let Some(name) = name {
+            row.name = Set(name);
         }
-        if let Some(description) = input.description {
-            row.description = Set(Some(description));
+        match input.description {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => row.description = Set(None),
+            MaybeUndefined::Value(description) => row.description = Set(Some(description)),
         }
         row.start_date = Set(start);
         row.end_date = Set(end);
-        if let Some(BigInt(allocation)) = input.total_token_allocation {
-            if validate::tokens("totalTokenAllocation", allocation)? < distributed {
+        if let Some(allocation) = allocation {
+            if allocation < distributed {
                 return Err(ApiError::conflict(
                     "totalTokenAllocation",
                     format!("{distributed} tokens are already distributed"),
@@ -137,20 +148,22 @@ impl AirdropsMutation {
             row.total_token_allocation = Set(allocation);
         }
         let updated = domain::store::update(&*tx, row).await?;
-        with_totals(&tx, Some(updated)).await
+        let airdrop_project = with_totals(&tx, Some(updated)).await?;
+        Ok(UpdateAirdropProjectPayload { airdrop_project, client_mutation_id: input.client_mutation_id })
     }
 
     /// Joins a project as the signed-in user (once per project).
-    async fn join_airdrop(&self, ctx: &Context<'_>, project_id: ID) -> ApiResult<Participation> {
+    async fn join_airdrop(&self, ctx: &Context<'_>, input: JoinAirdropInput) -> ApiResult<JoinAirdropPayload> {
         let viewer = ctx.viewer()?;
         let me = Participations::require_writer(&viewer)?;
-        let project_id = parse_uuid("projectId", &project_id)?;
+        let project_id = parse_uuid("projectId", &input.project_id)?;
         let tx = ctx.tx().await?;
         let project = domain::store::visible::<Projects>(&*tx, &viewer, project_id).await?;
         if project.end_date < chrono::Utc::now().date_naive() {
             return Err(ApiError::conflict("projectId", "this project has ended"));
         }
-        Ok(store::join(&*tx, me, project_id).await?.into())
+        let participation = store::join(&*tx, me, project_id).await?.into();
+        Ok(JoinAirdropPayload { participation, client_mutation_id: input.client_mutation_id })
     }
 
     /// Credits tokens (1 to 10^15) to a participation (services and
@@ -158,15 +171,15 @@ impl AirdropsMutation {
     async fn credit_airdrop_tokens(
         &self,
         ctx: &Context<'_>,
-        participation_id: ID,
-        tokens: BigInt,
-    ) -> ApiResult<Participation> {
+        input: CreditAirdropTokensInput,
+    ) -> ApiResult<CreditAirdropTokensPayload> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
-        let id = parse_uuid("participationId", &participation_id)?;
-        let tokens = validate::positive_tokens("tokens", tokens.0)?;
+        let id = parse_uuid("participationId", &input.participation_id)?;
+        let tokens = validate::positive_tokens("tokens", input.tokens.0)?;
         let tx = ctx.tx().await?;
-        Ok(store::credit(&*tx, &viewer, id, tokens).await?.into())
+        let participation = store::credit(&*tx, &viewer, id, tokens).await?.into();
+        Ok(CreditAirdropTokensPayload { participation, client_mutation_id: input.client_mutation_id })
     }
 }
 

@@ -1,4 +1,4 @@
-use async_graphql::{ID, InputObject, SimpleObject};
+use async_graphql::{ID, InputObject, MaybeUndefined, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::graphql::scalars::{BigInt, Date};
@@ -94,21 +94,53 @@ pub struct CreateAirdropProjectInput {
     pub end_date: Date,
     /// Tokens to distribute, 0 to 10^15.
     pub total_token_allocation: BigInt,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
 }
 
-/// Changes to a project; omitted fields stay as they are.
+/// Changes to a project; omitted fields stay as they are, null clears
+/// `description`; null on any other field is BAD_USER_INPUT naming it.
 #[derive(InputObject)]
 pub struct UpdateAirdropProjectInput {
-    /// Display name.
-    pub name: Option<String>,
-    /// Free-text description.
-    pub description: Option<String>,
+    /// The project to change.
+    pub id: ID,
+    /// Display name, 1 to 200 characters.
+    pub name: MaybeUndefined<String>,
+    /// Free-text description; null removes it.
+    pub description: MaybeUndefined<String>,
     /// First day.
-    pub start_date: Option<Date>,
-    /// Last day.
-    pub end_date: Option<Date>,
+    pub start_date: MaybeUndefined<Date>,
+    /// Last day, not before the first.
+    pub end_date: MaybeUndefined<Date>,
     /// Tokens to distribute, at most 10^15; not below what is already distributed.
-    pub total_token_allocation: Option<BigInt>,
+    pub total_token_allocation: MaybeUndefined<BigInt>,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
 }
+
+/// The project to join.
+#[derive(InputObject)]
+pub struct JoinAirdropInput {
+    /// The project (it must not have ended).
+    pub project_id: ID,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+/// Tokens to credit to a participation.
+#[derive(InputObject)]
+pub struct CreditAirdropTokensInput {
+    /// The participation credited.
+    pub participation_id: ID,
+    /// 1 to 10^15, at most what the project has left.
+    pub tokens: BigInt,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+crate::payload!(CreateAirdropProjectPayload, airdrop_project: AirdropProject, "The project as saved.");
+crate::payload!(UpdateAirdropProjectPayload, airdrop_project: AirdropProject, "The project as changed.");
+crate::payload!(JoinAirdropPayload, participation: Participation, "The new participation.");
+crate::payload!(CreditAirdropTokensPayload, participation: Participation, "The participation after the credit.");
 
 crate::connection_type!(AirdropProjectConnection, AirdropProjectEdge, AirdropProject, "airdrop projects");

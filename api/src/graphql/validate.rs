@@ -8,6 +8,8 @@
 //! domain names the rule instead of restating it. A NUL byte in any text is refused for every argument at once by
 //! [`super::guard`], so the checks here need not repeat it.
 
+use async_graphql::MaybeUndefined;
+
 use crate::error::{ApiError, ApiResult};
 
 /// The largest token amount one input may carry (10^15). Amounts are stored
@@ -87,6 +89,18 @@ pub fn positive_tokens(field: &'static str, value: i64) -> ApiResult<i64> {
         Ok(value)
     } else {
         Err(ApiError::bad_input(field, format!("{field} must be between 1 and {MAX_TOKENS}")))
+    }
+}
+
+/// An update input's field for a column that cannot be empty: omitted is
+/// no change (`None`), explicit null is BAD_USER_INPUT naming the field
+/// (rather than silently no change, which a client clearing it would not
+/// notice).
+pub fn not_null<T>(field: &'static str, value: MaybeUndefined<T>) -> ApiResult<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(ApiError::bad_input(field, format!("{field} cannot be null (omit it to keep it)"))),
+        MaybeUndefined::Value(value) => Ok(Some(value)),
     }
 }
 

@@ -4,7 +4,11 @@ use sea_orm::{IntoActiveModel, Set};
 
 use super::policy::{self, Comments, Posts};
 use super::store;
-use super::types::{Comment, CreatePostInput, Post, PostConnection, UpdatePostInput};
+use super::types::{
+    AddCommentInput, AddCommentPayload, CreatePostInput, CreatePostPayload, DeleteCommentInput, DeleteCommentPayload,
+    DeletePostInput, DeletePostPayload, Post, PostConnection, PublishPostInput, PublishPostPayload, UpdatePostInput,
+    UpdatePostPayload,
+};
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ids::parse_uuid;
@@ -74,7 +78,7 @@ pub struct PostsMutation;
 #[Object]
 impl PostsMutation {
     /// Writes a post as the signed-in user (a draft unless `published`).
-    async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> ApiResult<Post> {
+    async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> ApiResult<CreatePostPayload> {
         let viewer = ctx.viewer()?;
         let me = Posts::require_writer(&viewer)?;
         let row = post::ActiveModel {
@@ -85,15 +89,16 @@ impl PostsMutation {
             ..Default::default()
         };
         let tx = ctx.tx().await?;
-        Ok(domain::store::insert(&*tx, row).await?.into())
+        let post = domain::store::insert(&*tx, row).await?.into();
+        Ok(CreatePostPayload { post, client_mutation_id: input.client_mutation_id })
     }
 
     /// Changes a post's title or body (its author or an admin).
-    async fn update_post(&self, ctx: &Context<'_>, id: ID, input: UpdatePostInput) -> ApiResult<Post> {
+    async fn update_post(&self, ctx: &Context<'_>, input: UpdatePostInput) -> ApiResult<UpdatePostPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
-        let title = input.title.as_deref().map(|t| validate::text("title", t, 300)).transpose()?;
-        let text = input.body.as_deref().map(body).transpose()?;
+        let id = parse_uuid("id", &input.id)?;
+        let title = validate::not_null("title", input.title)?.map(|t| validate::text("title", &t, 300)).transpose()?;
+        let text = validate::not_null("body", input.body)?.as_deref().map(body).transpose()?;
         let tx = ctx.tx().await?;
         let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
         if let Some(title) = title {
@@ -102,47 +107,46 @@ impl PostsMutation {
         if let Some(text) = text {
             row.body = Set(text);
         }
-        Ok(domain::store::update(&*tx, row).await?.into())
+        let post = domain::store::update(&*tx, row).await?.into();
+        Ok(UpdatePostPayload { post, client_mutation_id: input.client_mutation_id })
     }
 
     /// Publishes a post, or with `published: false` takes it back to draft.
-    async fn publish_post(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        #[graphql(default = true)] published: bool,
-    ) -> ApiResult<Post> {
+    async fn publish_post(&self, ctx: &Context<'_>, input: PublishPostInput) -> ApiResult<PublishPostPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
+        let id = parse_uuid("id", &input.id)?;
         let tx = ctx.tx().await?;
         let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
-        row.published = Set(published);
-        Ok(domain::store::update(&*tx, row).await?.into())
+        row.published = Set(input.published);
+        let post = domain::store::update(&*tx, row).await?.into();
+        Ok(PublishPostPayload { post, client_mutation_id: input.client_mutation_id })
     }
 
     /// Deletes a post and its comments, returning it.
-    async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Post> {
-        Ok(domain::resolve::delete::<Posts>(ctx, &id).await?.into())
+    async fn delete_post(&self, ctx: &Context<'_>, input: DeletePostInput) -> ApiResult<DeletePostPayload> {
+        let post = domain::resolve::delete::<Posts>(ctx, &input.id).await?.into();
+        Ok(DeletePostPayload { post, client_mutation_id: input.client_mutation_id })
     }
 
     /// Comments on a post the viewer can see.
-    async fn add_comment(&self, ctx: &Context<'_>, post_id: ID, body: String) -> ApiResult<Comment> {
+    async fn add_comment(&self, ctx: &Context<'_>, input: AddCommentInput) -> ApiResult<AddCommentPayload> {
         let viewer = ctx.viewer()?;
         let me = Comments::require_writer(&viewer)?;
-        let post_id = parse_uuid("postId", &post_id)?;
-        let text = validate::text("body", &body, 10_000)?;
+        let post_id = parse_uuid("postId", &input.post_id)?;
+        let text = validate::text("body", &input.body, 10_000)?;
         let tx = ctx.tx().await?;
         domain::store::visible::<Posts>(&*tx, &viewer, post_id).await?;
         let row =
             comment::ActiveModel { post_id: Set(post_id), author_id: Set(me), body: Set(text), ..Default::default() };
-        Ok(domain::store::insert(&*tx, row).await?.into())
+        let comment = domain::store::insert(&*tx, row).await?.into();
+        Ok(AddCommentPayload { comment, client_mutation_id: input.client_mutation_id })
     }
 
     /// Deletes a comment (its author, the post's author, or an admin).
-    async fn delete_comment(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Comment> {
+    async fn delete_comment(&self, ctx: &Context<'_>, input: DeleteCommentInput) -> ApiResult<DeleteCommentPayload> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
+        let id = parse_uuid("id", &input.id)?;
         let tx = ctx.tx().await?;
         let existing = domain::store::visible::<Comments>(&*tx, &viewer, id).await?;
         // A visible comment's post is visible (the comment policy says so).
@@ -150,7 +154,8 @@ impl PostsMutation {
         if !policy::can_delete_comment(&viewer, &existing, &on) {
             return Err(Comments::write_denied());
         }
-        Ok(domain::store::remove(&*tx, existing).await?.into())
+        let comment = domain::store::remove(&*tx, existing).await?.into();
+        Ok(DeleteCommentPayload { comment, client_mutation_id: input.client_mutation_id })
     }
 }
 

@@ -32,7 +32,7 @@ pub async fn list_posts(
     page.fetch(db, query, &POSTS).await
 }
 
-/// The post if the viewer may see it (for `commentAdded`'s check).
+/// The post if the viewer may see it (for the check of `commentChanged`).
 pub async fn find_post(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> ApiResult<Option<post::Model>> {
     domain::store::find_visible::<Posts>(db, viewer, id).await
 }

@@ -3,7 +3,13 @@
 //! signed-in viewer; when unpublished or deleted, those viewers receive a
 //! DELETED event and nothing after.
 
-use async_graphql::{Context, ID, Subscription};
+use std::borrow::Cow;
+
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, ID, OutputType, Positioned, ServerResult, Subscription, Value as GqlValue,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -52,14 +58,49 @@ impl Published for Post {
 
 impl Published for Comment {
     const TABLE: &str = "comment";
-    const EVENT: EventSchema =
-        EventSchema::new("CommentAddedEvent", "A new comment.", "comment").field_doc("The comment.").additions_only();
+    const EVENT: EventSchema = EventSchema::new("CommentChangeEvent", "A change to a comment on a post.", "comment");
     type Model = entity::comment::Model;
 
     /// A comment is visible where its post is, which its row does not say:
     /// only a feed that watches the post ([`CommentWatch`]) can tell.
     fn visible(_: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
         false
+    }
+}
+
+/// A comment as the deprecated `commentAdded` delivers it: the same
+/// `Comment` in the additions-only `CommentAddedEvent` (no `operation`) its
+/// clients were generated against.
+pub struct AddedComment(Comment);
+
+impl From<entity::comment::Model> for AddedComment {
+    fn from(model: entity::comment::Model) -> Self {
+        Self(model.into())
+    }
+}
+
+impl OutputType for AddedComment {
+    fn type_name() -> Cow<'static, str> {
+        Comment::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        Comment::create_type_info(registry)
+    }
+
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<GqlValue> {
+        self.0.resolve(ctx, field).await
+    }
+}
+
+impl Published for AddedComment {
+    const TABLE: &str = "comment";
+    const EVENT: EventSchema =
+        EventSchema::new("CommentAddedEvent", "A new comment.", "comment").field_doc("The comment.").additions_only();
+    type Model = entity::comment::Model;
+
+    fn visible(viewer: &Viewer, owner: Option<Uuid>, row: &Value) -> bool {
+        Comment::visible(viewer, owner, row)
     }
 }
 
@@ -86,32 +127,68 @@ impl PostsSubscription {
     /// subscription started. With `after`, first replays the comments added
     /// since that cursor that the viewer may see now (whatever the post's
     /// state was in between).
+    #[graphql(deprecation = "Use commentChanged")]
     async fn comment_added(
         &self,
         ctx: &Context<'_>,
         post_id: ID,
         after: Option<String>,
+    ) -> Result<Changes<AddedComment>, ApiError> {
+        watch_comments(ctx, post_id, after, Watched::Additions).await
+    }
+
+    /// Comments of a post the viewer can see as they are added, changed and
+    /// deleted. Ends with NOT_FOUND when the post is unpublished or deleted
+    /// for this viewer after the subscription started. With `after`, first
+    /// replays what happened to the post's comments since that cursor that
+    /// the viewer may see now: a comment added and deleted since arrives as
+    /// its deletion alone (whatever the post's state was in between).
+    async fn comment_changed(
+        &self,
+        ctx: &Context<'_>,
+        post_id: ID,
+        after: Option<String>,
     ) -> Result<Changes<Comment>, ApiError> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
-        let post_id = parse_uuid("postId", &post_id)?;
-        let request = ctx.change_request(&["comment", "post"], after.as_deref())?;
-        // Whether the viewer may see the post now: checked once here, then
-        // kept current from the post's own events in the same stream. The
-        // log's head is read first: the check sees every event up to it.
-        let realtime = ctx.realtime()?;
-        let checked_at = realtime.committed_head().await?;
-        let db = LoaderDb::Pool(realtime.pool().clone());
-        let post = db.run(viewer, async |tx| store::find_post(tx, &viewer, post_id).await).await?;
-        let post = post.ok_or_else(|| ApiError::not_found("post"))?;
-        let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at);
-        // The post's event that hides it passes the filter, and so ends the
-        // stream with NOT_FOUND (see `realtime::change::stream`).
-        Ok(change::stream(realtime, request, move |event| watch.on(event)))
+        watch_comments(ctx, post_id, after, Watched::Changes).await
     }
 }
 
-/// Whether a `commentAdded` subscriber may see its post, as a small state
+/// The stream of `commentAdded` and `commentChanged`: the post checked once
+/// as the viewer, then its comments' events while it stays visible.
+async fn watch_comments<E: Published<Model = entity::comment::Model>>(
+    ctx: &Context<'_>,
+    post_id: ID,
+    after: Option<String>,
+    watched: Watched,
+) -> Result<Changes<E>, ApiError> {
+    let viewer = ctx.viewer()?;
+    viewer.require_user()?;
+    let post_id = parse_uuid("postId", &post_id)?;
+    let request = ctx.change_request(&["comment", "post"], after.as_deref())?;
+    // Whether the viewer may see the post now: checked once here, then
+    // kept current from the post's own events in the same stream. The
+    // log's head is read first: the check sees every event up to it.
+    let realtime = ctx.realtime()?;
+    let checked_at = realtime.committed_head().await?;
+    let db = LoaderDb::Pool(realtime.pool().clone());
+    let post = db.run(viewer, async |tx| store::find_post(tx, &viewer, post_id).await).await?;
+    let post = post.ok_or_else(|| ApiError::not_found("post"))?;
+    let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at, watched);
+    // The post's event that hides it passes the filter, and so ends the
+    // stream with NOT_FOUND (see `realtime::change::stream`).
+    Ok(change::stream(realtime, request, move |event| watch.on(event)))
+}
+
+/// Which of a post's comment events a subscription wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    /// New comments only (`commentAdded`).
+    Additions,
+    /// Every change (`commentChanged`).
+    Changes,
+}
+
+/// Whether a `commentAdded` or `commentChanged` subscriber may see its post, as a small state
 /// machine over the post's events.
 ///
 /// It starts `Visible` (the resolver just checked). Post events up to the
@@ -127,6 +204,7 @@ struct CommentWatch {
     author: Uuid,
     checked_at: Cursor,
     state: PostState,
+    watched: Watched,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +214,8 @@ enum PostState {
 }
 
 impl CommentWatch {
-    fn new(viewer: Viewer, post: Uuid, author: Uuid, checked_at: Cursor) -> Self {
-        Self { viewer, post: post.to_string(), author, checked_at, state: PostState::Visible }
+    fn new(viewer: Viewer, post: Uuid, author: Uuid, checked_at: Cursor, watched: Watched) -> Self {
+        Self { viewer, post: post.to_string(), author, checked_at, state: PostState::Visible, watched }
     }
 
     /// What `event` means for the subscriber: a comment (INSERTED), the end
@@ -153,9 +231,17 @@ impl CommentWatch {
             self.state = if visible { PostState::Visible } else { PostState::Gone };
             return (was == PostState::Visible && self.state == PostState::Gone).then_some(ChangeOperation::Deleted);
         }
+        // A deletion's row is the comment as it was, with its post.
         let on_this_post =
-            event.new_row.as_ref().and_then(|r| r.get("post_id")).and_then(Value::as_str) == Some(self.post.as_str());
-        (event.table == "comment" && event.op == Operation::Insert && self.state == PostState::Visible && on_this_post)
-            .then_some(ChangeOperation::Inserted)
+            event.row().and_then(|r| r.get("post_id")).and_then(Value::as_str) == Some(self.post.as_str());
+        if event.table != "comment" || self.state != PostState::Visible || !on_this_post {
+            return None;
+        }
+        match (event.op, self.watched) {
+            (Operation::Insert, _) => Some(ChangeOperation::Inserted),
+            (Operation::Update, Watched::Changes) => Some(ChangeOperation::Updated),
+            (Operation::Delete, Watched::Changes) => Some(ChangeOperation::Deleted),
+            (_, Watched::Additions) => None,
+        }
     }
 }

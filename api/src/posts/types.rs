@@ -1,5 +1,5 @@
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{ComplexObject, Context, ID, InputObject, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, MaybeUndefined, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 use uuid::Uuid;
 
@@ -136,16 +136,72 @@ pub struct CreatePostInput {
     /// Publish at once.
     #[graphql(default)]
     pub published: bool,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
 }
 
-/// Changes to a post; omitted fields stay as they are.
+/// Changes to a post; omitted fields stay as they are. Both fields are
+/// non-null columns: null is BAD_USER_INPUT naming the field (an empty
+/// `body` is the way to empty it).
 #[derive(InputObject)]
 pub struct UpdatePostInput {
+    /// The post to change.
+    pub id: ID,
     /// Title, 1 to 300 characters.
-    pub title: Option<String>,
-    /// Body text.
-    pub body: Option<String>,
+    pub title: MaybeUndefined<String>,
+    /// Body text, at most 100000 characters.
+    pub body: MaybeUndefined<String>,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
 }
+
+/// A post to publish or take back to draft.
+#[derive(InputObject)]
+pub struct PublishPostInput {
+    /// The post.
+    pub id: ID,
+    /// True publishes it, false takes it back to draft.
+    #[graphql(default = true)]
+    pub published: bool,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+/// The post to delete.
+#[derive(InputObject)]
+pub struct DeletePostInput {
+    /// The post (its comments go with it).
+    pub id: ID,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+/// A new comment.
+#[derive(InputObject)]
+pub struct AddCommentInput {
+    /// The post commented on; one the viewer can see.
+    pub post_id: ID,
+    /// Text, 1 to 10000 characters.
+    pub body: String,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+/// The comment to delete.
+#[derive(InputObject)]
+pub struct DeleteCommentInput {
+    /// The comment (its author, the post's author or an admin may delete it).
+    pub id: ID,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+crate::payload!(CreatePostPayload, post: Post, "The post as saved.");
+crate::payload!(UpdatePostPayload, post: Post, "The post as changed.");
+crate::payload!(PublishPostPayload, post: Post, "The post, published or back to draft.");
+crate::payload!(DeletePostPayload, post: Post, "The post as it was before its deletion.");
+crate::payload!(AddCommentPayload, comment: Comment, "The comment as saved.");
+crate::payload!(DeleteCommentPayload, comment: Comment, "The comment as it was before its deletion.");
 
 crate::connection_type!(PostConnection, PostEdge, Post, "posts");
 crate::connection_type!(CommentConnection, CommentEdge, Comment, "comments");

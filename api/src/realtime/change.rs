@@ -9,7 +9,7 @@
 //! before and after, what an event means for this viewer (a post that is
 //! published appears as INSERTED, one unpublished disappears as DELETED),
 //! and the subscription's own filter (a category, an author) narrows it.
-//! Subscriptions with state of their own (`commentAdded` watches its post)
+//! Subscriptions with state of their own (`commentChanged` watches its post)
 //! pass their filter to [`stream`], the same stream underneath.
 
 use std::borrow::Cow;

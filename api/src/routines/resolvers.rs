@@ -5,8 +5,9 @@ use sea_orm::{ActiveValue::NotSet, IntoActiveModel, Set};
 use super::policy::{self, Routines, Runs, Stats};
 use super::store;
 use super::types::{
-    CreateRoutineInput, LeaderboardEntry, Routine, RoutineConnection, RoutineRun, RoutineRunConnection, RunStatus,
-    UpdateRoutineInput, UserStats, validate_steps,
+    CreateRoutineInput, CreateRoutinePayload, DeleteRoutineInput, DeleteRoutinePayload, FinishRunInput,
+    FinishRunPayload, LeaderboardEntry, Routine, RoutineConnection, RoutineRun, RoutineRunConnection, RunStatus,
+    StartRunInput, StartRunPayload, UpdateRoutineInput, UpdateRoutinePayload, UserStats, validate_steps,
 };
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
@@ -127,7 +128,7 @@ pub struct RoutinesMutation;
 #[Object]
 impl RoutinesMutation {
     /// Creates a routine for the signed-in user.
-    async fn create_routine(&self, ctx: &Context<'_>, input: CreateRoutineInput) -> ApiResult<Routine> {
+    async fn create_routine(&self, ctx: &Context<'_>, input: CreateRoutineInput) -> ApiResult<CreateRoutinePayload> {
         let viewer = ctx.viewer()?;
         let me = Routines::require_writer(&viewer)?;
         let name = validate::text("name", &input.name, 200)?;
@@ -142,42 +143,48 @@ impl RoutinesMutation {
             updated_at: NotSet,
         };
         let tx = ctx.tx().await?;
-        Ok(domain::store::insert(&*tx, row).await?.into())
+        let routine = domain::store::insert(&*tx, row).await?.into();
+        Ok(CreateRoutinePayload { routine, client_mutation_id: input.client_mutation_id })
     }
 
     /// Changes a routine (its owner or an admin).
-    async fn update_routine(&self, ctx: &Context<'_>, id: ID, input: UpdateRoutineInput) -> ApiResult<Routine> {
+    async fn update_routine(&self, ctx: &Context<'_>, input: UpdateRoutineInput) -> ApiResult<UpdateRoutinePayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
-        let name = input.name.as_deref().map(|n| validate::text("name", n, 200)).transpose()?;
-        if let Some(steps) = &input.steps {
+        let id = parse_uuid("id", &input.id)?;
+        let name = validate::not_null("name", input.name)?.map(|n| validate::text("name", &n, 200)).transpose()?;
+        let steps = validate::not_null("steps", input.steps)?;
+        if let Some(steps) = &steps {
             validate_steps(steps)?;
         }
-        let tokens = input.tokens_per_run.map(|t| validate::count("tokensPerRun", t)).transpose()?;
+        let tokens = validate::not_null("tokensPerRun", input.tokens_per_run)?
+            .map(|t| validate::count("tokensPerRun", t))
+            .transpose()?;
         let tx = ctx.tx().await?;
         let mut row = domain::store::writable::<Routines>(&*tx, &viewer, id).await?.into_active_model();
         if let Some(name) = name {
             row.name = Set(name);
         }
-        if let Some(steps) = input.steps {
+        if let Some(steps) = steps {
             row.steps = Set(steps.0);
         }
         if let Some(tokens) = tokens {
             row.tokens_per_run = Set(tokens);
         }
-        Ok(domain::store::update(&*tx, row).await?.into())
+        let routine = domain::store::update(&*tx, row).await?.into();
+        Ok(UpdateRoutinePayload { routine, client_mutation_id: input.client_mutation_id })
     }
 
     /// Deletes a routine and its runs (the owner's stats follow), returning it.
-    async fn delete_routine(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Routine> {
-        Ok(domain::resolve::delete::<Routines>(ctx, &id).await?.into())
+    async fn delete_routine(&self, ctx: &Context<'_>, input: DeleteRoutineInput) -> ApiResult<DeleteRoutinePayload> {
+        let routine = domain::resolve::delete::<Routines>(ctx, &input.id).await?.into();
+        Ok(DeleteRoutinePayload { routine, client_mutation_id: input.client_mutation_id })
     }
 
     /// Starts a run of a routine (its owner, or a service for any user).
-    async fn start_run(&self, ctx: &Context<'_>, routine_id: ID) -> ApiResult<RoutineRun> {
+    async fn start_run(&self, ctx: &Context<'_>, input: StartRunInput) -> ApiResult<StartRunPayload> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
-        let routine_id = parse_uuid("routineId", &routine_id)?;
+        let routine_id = parse_uuid("routineId", &input.routine_id)?;
         let tx = ctx.tx().await?;
         let routine = domain::store::visible::<Routines>(&*tx, &viewer, routine_id).await?;
         if !policy::can_record_run(&viewer, routine.user_id) {
@@ -188,38 +195,33 @@ impl RoutinesMutation {
             user_id: Set(routine.user_id),
             ..Default::default()
         };
-        Ok(domain::store::insert(&*tx, row).await?.into())
+        let run = domain::store::insert(&*tx, row).await?.into();
+        Ok(StartRunPayload { run, client_mutation_id: input.client_mutation_id })
     }
 
     /// Finishes a running run with its outcome and the tokens it earned.
     /// `endTime` defaults to now and may not be before the start.
-    async fn finish_run(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        status: RunStatus,
-        tokens_earned: i32,
-        end_time: Option<chrono::DateTime<chrono::FixedOffset>>,
-    ) -> ApiResult<RoutineRun> {
+    async fn finish_run(&self, ctx: &Context<'_>, input: FinishRunInput) -> ApiResult<FinishRunPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
-        if status == RunStatus::Running {
+        let id = parse_uuid("id", &input.id)?;
+        if input.status == RunStatus::Running {
             return Err(ApiError::bad_input("status", "a finished run cannot be RUNNING"));
         }
-        let tokens = validate::count("tokensEarned", tokens_earned)?;
+        let tokens = validate::count("tokensEarned", input.tokens_earned)?;
         let tx = ctx.tx().await?;
         let run = domain::store::writable::<Runs>(&*tx, &viewer, id).await?;
         if run.status != RunStatus::Running.as_str() {
             return Err(ApiError::conflict("id", "this run has already finished"));
         }
-        let end = end_time.unwrap_or_else(|| chrono::Utc::now().fixed_offset());
+        let end = input.end_time.unwrap_or_else(|| chrono::Utc::now().fixed_offset());
         if end < run.start_time {
             return Err(ApiError::bad_input("endTime", "endTime must not be before the run's start"));
         }
         let mut row = run.into_active_model();
-        row.status = Set(status.as_str().to_owned());
+        row.status = Set(input.status.as_str().to_owned());
         row.tokens_earned = Set(tokens);
         row.end_time = Set(Some(end));
-        Ok(domain::store::update(&*tx, row).await?.into())
+        let run = domain::store::update(&*tx, row).await?.into();
+        Ok(FinishRunPayload { run, client_mutation_id: input.client_mutation_id })
     }
 }

@@ -1,4 +1,4 @@
-use async_graphql::{Enum, ID, InputObject, Json, SimpleObject};
+use async_graphql::{Enum, ID, InputObject, Json, MaybeUndefined, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::error::{ApiError, ApiResult};
@@ -152,18 +152,64 @@ pub struct CreateRoutineInput {
     /// Tokens a run is expected to earn, 0 or more.
     #[graphql(default)]
     pub tokens_per_run: i32,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
 }
 
-/// Changes to a routine; omitted fields stay as they are.
+/// Changes to a routine; omitted fields stay as they are. Every field is a
+/// non-null column: null is BAD_USER_INPUT naming the field.
 #[derive(InputObject)]
 pub struct UpdateRoutineInput {
+    /// The routine to change.
+    pub id: ID,
     /// Display name, 1 to 200 characters.
-    pub name: Option<String>,
-    /// A JSON array of step objects.
-    pub steps: Option<Json<serde_json::Value>>,
+    pub name: MaybeUndefined<String>,
+    /// A JSON array of 0 to 100 step objects, each with a non-empty string `action`.
+    pub steps: MaybeUndefined<Json<serde_json::Value>>,
     /// Tokens a run is expected to earn, 0 or more.
-    pub tokens_per_run: Option<i32>,
+    pub tokens_per_run: MaybeUndefined<i32>,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
 }
+
+/// The routine to delete.
+#[derive(InputObject)]
+pub struct DeleteRoutineInput {
+    /// The routine to delete (its runs go with it).
+    pub id: ID,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+/// The routine to start a run of.
+#[derive(InputObject)]
+pub struct StartRunInput {
+    /// The routine to run.
+    pub routine_id: ID,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+/// How a running run ended.
+#[derive(InputObject)]
+pub struct FinishRunInput {
+    /// The run to finish (it must be RUNNING).
+    pub id: ID,
+    /// The outcome: SUCCESS, FAILURE or PARTIAL.
+    pub status: RunStatus,
+    /// Tokens the run earned, 0 or more.
+    pub tokens_earned: i32,
+    /// When it ended; now when omitted. Not before the run's start.
+    pub end_time: Option<DateTime<FixedOffset>>,
+    /// Echoed in the payload, so a client can match the answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+crate::payload!(CreateRoutinePayload, routine: Routine, "The routine as saved.");
+crate::payload!(UpdateRoutinePayload, routine: Routine, "The routine as changed.");
+crate::payload!(DeleteRoutinePayload, routine: Routine, "The routine as it was before its deletion.");
+crate::payload!(StartRunPayload, run: RoutineRun, "The run, RUNNING.");
+crate::payload!(FinishRunPayload, run: RoutineRun, "The run as finished.");
 
 /// Checks steps: an array of at most 100 objects, each with an `action`.
 pub fn validate_steps(steps: &serde_json::Value) -> ApiResult<()> {

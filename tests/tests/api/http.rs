@@ -122,7 +122,7 @@ async fn graphql_errors_always_carry_a_code() {
     let null_in_input = app
         .graphql(
             None,
-            "mutation($p: Boolean) { createPost(input: {title: \"t\", published: $p}) { id } }",
+            "mutation($p: Boolean) { createPost(input: {title: \"t\", published: $p}) { post { id } } }",
             json!({ "p": null }),
         )
         .await;

@@ -283,7 +283,7 @@ async fn every_connection_pages_forward_and_backward_by_its_cursors() {
     for i in 0..5 {
         app.data(
             Some(&ada.token),
-            "mutation($t: String!) { createPost(input: { title: $t, published: true }) { id } }",
+            "mutation($t: String!) { createPost(input: { title: $t, published: true }) { post { id } } }",
             json!({ "t": format!("post {i}") }),
         )
         .await;

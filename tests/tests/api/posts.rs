@@ -3,10 +3,10 @@
 use serde_json::{Value, json};
 use tests::{TestApp, TestUser, error_code};
 
-const CREATE: &str = "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, body: \"b\", published: $p}) { id published author { username } } }";
+const CREATE: &str = "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, body: \"b\", published: $p}) { post { id published author { username } } } }";
 
 async fn post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
-    app.data(Some(&user.token), CREATE, json!({ "t": title, "p": published })).await["createPost"]["id"]
+    app.data(Some(&user.token), CREATE, json!({ "t": title, "p": published })).await["createPost"]["post"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -43,15 +43,19 @@ async fn drafts_are_visible_to_their_author_only_and_published_posts_to_every_si
         "a public profile, no email"
     );
 
-    let edit = "mutation($id: ID!) { updatePost(id: $id, input: {title: \"mine\"}) { title } }";
+    let edit = "mutation($id: ID!) { updatePost(input: {id: $id, title: \"mine\"}) { post { title } } }";
     assert_eq!(error_code(&app.graphql(Some(&bob.token), edit, json!({ "id": draft })).await), "NOT_FOUND");
     let blank = app.graphql(Some(&ada.token), CREATE, json!({ "t": "  ", "p": false })).await;
     assert_eq!(error_code(&blank), "BAD_USER_INPUT");
     assert_eq!(blank["errors"][0]["extensions"]["field"], "title");
     let published = app
-        .data(Some(&ada.token), "mutation($id: ID!) { publishPost(id: $id) { published } }", json!({ "id": draft }))
+        .data(
+            Some(&ada.token),
+            "mutation($id: ID!) { publishPost(input: {id: $id}) { post { published } } }",
+            json!({ "id": draft }),
+        )
         .await;
-    assert_eq!(published["publishPost"]["published"], true);
+    assert_eq!(published["publishPost"]["post"]["published"], true);
     assert_eq!(app.data(Some(&bob.token), list, json!({})).await["posts"]["totalCount"], 2);
 }
 
@@ -63,9 +67,10 @@ async fn comments_follow_their_post_and_either_author_may_delete_them() {
     let carol = app.sign_up("carol").await;
     let live = post(&app, &ada, "live", true).await;
     let draft = post(&app, &ada, "draft", false).await;
-    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id author { username } } }";
+    let add = "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id author { username } } } }";
 
-    let bobs = app.data(Some(&bob.token), add, json!({ "p": live, "b": "nice" })).await["addComment"]["id"].clone();
+    let bobs =
+        app.data(Some(&bob.token), add, json!({ "p": live, "b": "nice" })).await["addComment"]["comment"]["id"].clone();
     app.data(Some(&carol.token), add, json!({ "p": live, "b": "agreed" })).await;
     assert_eq!(error_code(&app.graphql(Some(&bob.token), add, json!({ "p": draft, "b": "hi" })).await), "NOT_FOUND");
     assert_eq!(error_code(&app.graphql(Some(&bob.token), add, json!({ "p": live, "b": " " })).await), "BAD_USER_INPUT");
@@ -77,7 +82,7 @@ async fn comments_follow_their_post_and_either_author_may_delete_them() {
     assert_eq!(page["post"]["comments"]["nodes"][0], json!({ "body": "nice", "author": { "username": "bob" } }));
     assert_eq!(page["post"]["comments"]["pageInfo"]["hasNextPage"], true);
 
-    let delete = "mutation($id: ID!) { deleteComment(id: $id) { id } }";
+    let delete = "mutation($id: ID!) { deleteComment(input: {id: $id}) { comment { id } } }";
     assert_eq!(error_code(&app.graphql(Some(&carol.token), delete, json!({ "id": bobs })).await), "FORBIDDEN");
     app.data(Some(&ada.token), delete, json!({ "id": bobs })).await;
     assert_eq!(error_code(&app.graphql(Some(&bob.token), delete, json!({ "id": bobs })).await), "NOT_FOUND");
@@ -99,26 +104,31 @@ async fn a_drafts_events_reach_its_author_only_until_it_is_published_and_unpubli
     let id = post(&app, &ada, "draft", false).await;
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"still a draft\"}) { id } }",
-        json!({ "id": id }),
-    )
-    .await;
-    app.data(Some(&ada.token), "mutation($id: ID!) { publishPost(id: $id) { id } }", json!({ "id": id })).await;
-    app.data(
-        Some(&ada.token),
-        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"edited\"}) { id } }",
+        "mutation($id: ID!) { updatePost(input: {id: $id, title: \"still a draft\"}) { post { id } } }",
         json!({ "id": id }),
     )
     .await;
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { publishPost(id: $id, published: false) { id } }",
+        "mutation($id: ID!) { publishPost(input: {id: $id}) { post { id } } }",
         json!({ "id": id }),
     )
     .await;
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"secret again\"}) { id } }",
+        "mutation($id: ID!) { updatePost(input: {id: $id, title: \"edited\"}) { post { id } } }",
+        json!({ "id": id }),
+    )
+    .await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { publishPost(input: {id: $id, published: false}) { post { id } } }",
+        json!({ "id": id }),
+    )
+    .await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { updatePost(input: {id: $id, title: \"secret again\"}) { post { id } } }",
         json!({ "id": id }),
     )
     .await;
@@ -174,7 +184,7 @@ async fn comment_added_streams_new_comments_of_a_visible_post() {
     ws.subscribe("1", query, json!({ "p": live, "a": app.change_cursor_for(&bob).await })).await;
     app.data(
         Some(&ada.token),
-        "mutation($p: ID!) { addComment(postId: $p, body: \"first\") { id } }",
+        "mutation($p: ID!) { addComment(input: {postId: $p, body: \"first\"}) { comment { id } } }",
         json!({ "p": live }),
     )
     .await;
@@ -183,7 +193,7 @@ async fn comment_added_streams_new_comments_of_a_visible_post() {
 
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { publishPost(id: $id, published: false) { id } }",
+        "mutation($id: ID!) { publishPost(input: {id: $id, published: false}) { post { id } } }",
         json!({ "id": live }),
     )
     .await;
@@ -200,13 +210,13 @@ async fn only_the_author_deletes_a_post_and_its_comments_go_with_it() {
     let live = post(&app, &ada, "live", true).await;
     app.data(
         Some(&bob.token),
-        "mutation($p: ID!) { addComment(postId: $p, body: \"hi\") { id } }",
+        "mutation($p: ID!) { addComment(input: {postId: $p, body: \"hi\"}) { comment { id } } }",
         json!({ "p": live }),
     )
     .await;
-    let delete = "mutation($id: ID!) { deletePost(id: $id) { title } }";
+    let delete = "mutation($id: ID!) { deletePost(input: {id: $id}) { post { title } } }";
     assert_eq!(error_code(&app.graphql(Some(&bob.token), delete, json!({ "id": live })).await), "FORBIDDEN");
-    assert_eq!(app.data(Some(&ada.token), delete, json!({ "id": live })).await["deletePost"]["title"], "live");
+    assert_eq!(app.data(Some(&ada.token), delete, json!({ "id": live })).await["deletePost"]["post"]["title"], "live");
     assert_eq!(app.count("SELECT count(*) FROM comment").await, 0);
     assert_eq!(error_code(&app.graphql(Some(&ada.token), delete, json!({ "id": live })).await), "NOT_FOUND");
 }
@@ -220,7 +230,7 @@ async fn a_post_change_event_carries_the_posts_comments_and_their_count() {
     for body in ["one", "two", "three"] {
         app.data(
             Some(&bob.token),
-            "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }",
+            "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }",
             json!({ "p": live, "b": body }),
         )
         .await;
@@ -232,7 +242,7 @@ async fn a_post_change_event_carries_the_posts_comments_and_their_count() {
 
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"edited\"}) { id } }",
+        "mutation($id: ID!) { updatePost(input: {id: $id, title: \"edited\"}) { post { id } } }",
         json!({ "id": live }),
     )
     .await;
@@ -257,7 +267,7 @@ async fn comments_of_many_posts_page_each_post_on_its_own() {
         for k in 0..n {
             app.data(
                 Some(&ada.token),
-                "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }",
+                "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }",
                 json!({ "p": id, "b": format!("c{n}.{k}") }),
             )
             .await;
@@ -301,4 +311,142 @@ async fn comments_of_many_posts_page_each_post_on_its_own() {
         .graphql(Some(&ada.token), "{ posts { nodes { comments(first: 101) { nodes { body } } } } }", json!({}))
         .await;
     assert_eq!(error_code(&bad), "BAD_USER_INPUT", "{bad}");
+}
+
+#[tokio::test]
+async fn an_update_post_input_keeps_omitted_fields_and_refuses_null_for_title_and_body_by_name() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let id = post(&app, &ada, "first title", true).await;
+    let update =
+        "mutation($input: UpdatePostInput!) { updatePost(input: $input) { post { title body } clientMutationId } }";
+
+    let edited = app
+        .data(Some(&ada.token), update, json!({ "input": { "id": id, "body": "", "clientMutationId": "e1" } }))
+        .await;
+    assert_eq!(
+        edited["updatePost"],
+        json!({ "post": { "title": "first title", "body": "" }, "clientMutationId": "e1" })
+    );
+    for field in ["title", "body"] {
+        let response = app.graphql(Some(&ada.token), update, json!({ "input": { "id": id, field: null } })).await;
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{field}: {response}");
+        assert_eq!(response["errors"][0]["extensions"]["field"], field, "{response}");
+    }
+}
+
+const COMMENT_CHANGED: &str = "subscription($p: ID!, $a: String) { commentChanged(postId: $p, after: $a) { operation comment { id body author { username } } cursor } }";
+const ADD_COMMENT: &str =
+    "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }";
+const DELETE_COMMENT: &str = "mutation($id: ID!) { deleteComment(input: {id: $id}) { comment { id } } }";
+
+async fn comment(app: &TestApp, user: &TestUser, post: &str, body: &str) -> String {
+    app.data(Some(&user.token), ADD_COMMENT, json!({ "p": post, "b": body })).await["addComment"]["comment"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn comment_changed_streams_a_posts_comments_as_they_are_added_and_deleted_with_their_operation() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let live = post(&app, &ada, "live", true).await;
+    let other = post(&app, &ada, "other", true).await;
+    let mut ws = app.subscriber(Some(&bob.token)).await;
+    ws.subscribe("1", COMMENT_CHANGED, json!({ "p": live, "a": app.change_cursor_for(&bob).await })).await;
+
+    let id = comment(&app, &bob, &live, "first").await;
+    let added = ws.next_data("1").await;
+    assert_eq!(added["commentChanged"]["operation"], "INSERTED", "{added}");
+    assert_eq!(
+        added["commentChanged"]["comment"],
+        json!({ "id": id, "body": "first", "author": { "username": "bob" } })
+    );
+
+    comment(&app, &bob, &other, "elsewhere").await;
+    app.data(Some(&bob.token), DELETE_COMMENT, json!({ "id": id })).await;
+    let deleted = ws.next_data("1").await;
+    assert_eq!(deleted["commentChanged"]["operation"], "DELETED", "only this post's comments: {deleted}");
+    assert_eq!(deleted["commentChanged"]["comment"]["body"], "first", "as it was: {deleted}");
+}
+
+#[tokio::test]
+async fn comment_changed_never_delivers_the_comments_of_another_users_draft() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let draft = post(&app, &ada, "draft", false).await;
+    let live = post(&app, &ada, "live", true).await;
+
+    let mut refused = app.subscriber(Some(&bob.token)).await;
+    refused.subscribe("1", COMMENT_CHANGED, json!({ "p": draft })).await;
+    let error = refused.message().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "NOT_FOUND");
+
+    // The author sees her draft's comments; Bob, watching her live post,
+    // gets none of them.
+    let mut own = app.subscriber(Some(&ada.token)).await;
+    own.subscribe("1", COMMENT_CHANGED, json!({ "p": draft, "a": app.change_cursor_for(&ada).await })).await;
+    let mut ws = app.subscriber(Some(&bob.token)).await;
+    ws.subscribe("1", COMMENT_CHANGED, json!({ "p": live, "a": app.change_cursor_for(&bob).await })).await;
+    comment(&app, &ada, &draft, "a note on the draft").await;
+    comment(&app, &ada, &live, "public").await;
+    assert_eq!(own.next_data("1").await["commentChanged"]["comment"]["body"], "a note on the draft");
+    let event = ws.next_data("1").await;
+    assert_eq!(event["commentChanged"]["comment"]["body"], "public", "{event}");
+
+    // Unpublished: Bob's stream ends rather than showing what follows.
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { publishPost(input: {id: $id, published: false}) { post { id } } }",
+        json!({ "id": live }),
+    )
+    .await;
+    comment(&app, &ada, &live, "secret").await;
+    let ended = ws.message().await;
+    assert_eq!(ended["type"], "error", "{ended}");
+    assert_eq!(ended["payload"][0]["extensions"]["code"], "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn comment_changed_resumed_with_after_replays_what_happened_to_the_comments_since_that_cursor() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let live = post(&app, &ada, "live", true).await;
+    let mut ws = app.subscriber(Some(&bob.token)).await;
+    ws.subscribe("1", COMMENT_CHANGED, json!({ "p": live, "a": app.change_cursor_for(&bob).await })).await;
+    let kept = comment(&app, &bob, &live, "before the drop").await;
+    let cursor = ws.next_data("1").await["commentChanged"]["cursor"].clone();
+    drop(ws);
+
+    // While Bob is away: one comment added, one added and deleted, one
+    // deleted.
+    comment(&app, &ada, &live, "while away").await;
+    let gone = comment(&app, &ada, &live, "soon gone").await;
+    app.data(Some(&ada.token), DELETE_COMMENT, json!({ "id": gone })).await;
+    app.data(Some(&bob.token), DELETE_COMMENT, json!({ "id": kept })).await;
+
+    let mut ws = app.subscriber(Some(&bob.token)).await;
+    ws.subscribe("1", COMMENT_CHANGED, json!({ "p": live, "a": cursor })).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = ws.next_data("1").await;
+        let change = &event["commentChanged"];
+        seen.push((
+            change["operation"].as_str().unwrap_or("").to_owned(),
+            change["comment"]["body"].as_str().unwrap_or("").to_owned(),
+        ));
+    }
+    let seen: Vec<(&str, &str)> = seen.iter().map(|(o, b)| (o.as_str(), b.as_str())).collect();
+    assert_eq!(
+        seen,
+        [("INSERTED", "while away"), ("DELETED", "soon gone"), ("DELETED", "before the drop")],
+        "a comment added and deleted since arrives as its deletion alone"
+    );
+    comment(&app, &ada, &live, "live again").await;
+    assert_eq!(ws.next_data("1").await["commentChanged"]["operation"], "INSERTED");
 }

@@ -34,10 +34,10 @@ async fn payload(ws: &mut WsClient, id: &str) -> Value {
 async fn create_post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
     app.data(
         Some(&user.token),
-        "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, body: \"b\", published: $p}) { id } }",
+        "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, body: \"b\", published: $p}) { post { id } } }",
         json!({ "t": title, "p": published }),
     )
-    .await["createPost"]["id"]
+    .await["createPost"]["post"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -145,7 +145,7 @@ async fn shared_execution_gives_each_subscriber_exactly_what_its_own_execution_w
     create_post(&app, &bob, "bob's draft", false).await;
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"edited\"}) { id } }",
+        "mutation($id: ID!) { updatePost(input: {id: $id, title: \"edited\"}) { post { id } } }",
         json!({ "id": post }),
     )
     .await;

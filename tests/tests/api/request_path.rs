@@ -311,15 +311,15 @@ async fn a_page_of_posts_with_their_comments_costs_the_same_statements_for_two_p
         let created = app
             .data(
                 Some(&ada.token),
-                "mutation($t: String!) { createPost(input: {title: $t, published: true}) { id } }",
+                "mutation($t: String!) { createPost(input: {title: $t, published: true}) { post { id } } }",
                 json!({ "t": format!("p{n}") }),
             )
             .await;
         for k in 0..2 {
             app.data(
                 Some(&bob.token),
-                "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }",
-                json!({ "p": created["createPost"]["id"], "b": format!("c{k}") }),
+                "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }",
+                json!({ "p": created["createPost"]["post"]["id"], "b": format!("c{k}") }),
             )
             .await;
         }

@@ -302,21 +302,24 @@ async fn a_row_you_see_but_may_not_change_is_forbidden_and_one_you_cannot_see_is
     let routine = app
         .data(
             Some(&ada.token),
-            "mutation { createRoutine(input: {name: \"r\", steps: [{action: \"swap\"}], tokensPerRun: 1}) { id } }",
+            "mutation { createRoutine(input: {name: \"r\", steps: [{action: \"swap\"}], tokensPerRun: 1}) { routine { id } } }",
             json!({}),
         )
-        .await["createRoutine"]["id"]
+        .await["createRoutine"]["routine"]["id"]
         .clone();
-    let rename = "mutation($id: ID!) { updateRoutine(id: $id, input: {name: \"x\"}) { id } }";
+    let rename = "mutation($id: ID!) { updateRoutine(input: {id: $id, name: \"x\"}) { routine { id } } }";
     let by_service = app.graphql(Some(&service.token), rename, json!({ "id": routine })).await;
     assert_eq!(error_code(&by_service), "FORBIDDEN", "services read routines but do not edit them: {by_service}");
     let by_bob = app.graphql(Some(&bob.token), rename, json!({ "id": routine })).await;
     assert_eq!(error_code(&by_bob), "NOT_FOUND", "{by_bob}");
 
-    let create_post = "mutation($p: Boolean) { createPost(input: {title: \"t\", body: \"b\", published: $p}) { id } }";
-    let published = app.data(Some(&ada.token), create_post, json!({ "p": true })).await["createPost"]["id"].clone();
-    let draft = app.data(Some(&ada.token), create_post, json!({ "p": false })).await["createPost"]["id"].clone();
-    let delete_post = "mutation($id: ID!) { deletePost(id: $id) { id } }";
+    let create_post =
+        "mutation($p: Boolean) { createPost(input: {title: \"t\", body: \"b\", published: $p}) { post { id } } }";
+    let published =
+        app.data(Some(&ada.token), create_post, json!({ "p": true })).await["createPost"]["post"]["id"].clone();
+    let draft =
+        app.data(Some(&ada.token), create_post, json!({ "p": false })).await["createPost"]["post"]["id"].clone();
+    let delete_post = "mutation($id: ID!) { deletePost(input: {id: $id}) { post { id } } }";
     let seen = app.graphql(Some(&bob.token), delete_post, json!({ "id": published })).await;
     assert_eq!(error_code(&seen), "FORBIDDEN", "{seen}");
     let unseen = app.graphql(Some(&bob.token), delete_post, json!({ "id": draft })).await;

@@ -3,25 +3,27 @@
 use serde_json::{Value, json};
 use tests::{TestApp, TestUser, error_code};
 
-const CREATE: &str =
-    "mutation($input: CreateRoutineInput!) { createRoutine(input: $input) { id name steps tokensPerRun userId } }";
+const CREATE: &str = "mutation($input: CreateRoutineInput!) { createRoutine(input: $input) { routine { id name steps tokensPerRun userId } } }";
 
 async fn routine(app: &TestApp, user: &TestUser, name: &str) -> String {
     let input =
         json!({ "input": { "name": name, "steps": [{ "action": "swap", "token": "ETH" }], "tokensPerRun": 5 } });
-    app.data(Some(&user.token), CREATE, input).await["createRoutine"]["id"].as_str().unwrap_or_default().to_owned()
+    app.data(Some(&user.token), CREATE, input).await["createRoutine"]["routine"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn start(app: &TestApp, user: &TestUser, routine: &str) -> Value {
     app.graphql(
         Some(&user.token),
-        "mutation($r: ID!) { startRun(routineId: $r) { id status startTime endTime } }",
+        "mutation($r: ID!) { startRun(input: {routineId: $r}) { run { id status startTime endTime } } }",
         json!({ "r": routine }),
     )
     .await
 }
 
-const FINISH: &str = "mutation($id: ID!, $s: RunStatus!, $t: Int!, $end: DateTime) { finishRun(id: $id, status: $s, tokensEarned: $t, endTime: $end) { id status tokensEarned endTime } }";
+const FINISH: &str = "mutation($id: ID!, $s: RunStatus!, $t: Int!, $end: DateTime) { finishRun(input: {id: $id, status: $s, tokensEarned: $t, endTime: $end}) { run { id status tokensEarned endTime } } }";
 
 #[tokio::test]
 async fn routines_are_created_listed_updated_and_deleted_by_their_owner() {
@@ -35,14 +37,14 @@ async fn routines_are_created_listed_updated_and_deleted_by_their_owner() {
     assert_eq!(mine["myRoutines"]["totalCount"], 2);
     assert_eq!(mine["myRoutines"]["nodes"][1]["steps"], json!([{ "action": "swap", "token": "ETH" }]));
 
-    let update = "mutation($id: ID!) { updateRoutine(id: $id, input: {name: \"renamed\", tokensPerRun: 9}) { name tokensPerRun } }";
+    let update = "mutation($id: ID!) { updateRoutine(input: {id: $id, name: \"renamed\", tokensPerRun: 9}) { routine { name tokensPerRun } } }";
     assert_eq!(
-        app.data(Some(&ada.token), update, json!({ "id": id })).await["updateRoutine"],
+        app.data(Some(&ada.token), update, json!({ "id": id })).await["updateRoutine"]["routine"],
         json!({ "name": "renamed", "tokensPerRun": 9 })
     );
     let one = app.data(Some(&ada.token), "query($id: ID!) { routine(id: $id) { name } }", json!({ "id": id })).await;
     assert_eq!(one["routine"]["name"], "renamed");
-    let delete = "mutation($id: ID!) { deleteRoutine(id: $id) { id } }";
+    let delete = "mutation($id: ID!) { deleteRoutine(input: {id: $id}) { routine { id } } }";
     app.data(Some(&ada.token), delete, json!({ "id": id })).await;
     let gone = app.data(Some(&ada.token), "query($id: ID!) { routine(id: $id) { name } }", json!({ "id": id })).await;
     assert_eq!(gone["routine"], Value::Null, "a deleted routine is null, not an error");
@@ -72,8 +74,8 @@ async fn runs_start_and_finish_and_stats_follow() {
     let ada = app.sign_up("ada").await;
     let id = routine(&app, &ada, "farm").await;
     let run = start(&app, &ada, &id).await;
-    let run_id = run["data"]["startRun"]["id"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(run["data"]["startRun"]["status"], "RUNNING");
+    let run_id = run["data"]["startRun"]["run"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(run["data"]["startRun"]["run"]["status"], "RUNNING");
 
     let negative = app.graphql(Some(&ada.token), FINISH, json!({ "id": run_id, "s": "SUCCESS", "t": -5 })).await;
     assert_eq!(error_code(&negative), "BAD_USER_INPUT");
@@ -88,7 +90,7 @@ async fn runs_start_and_finish_and_stats_follow() {
     assert_eq!(before_start["errors"][0]["extensions"]["field"], "endTime");
 
     let finished = app.data(Some(&ada.token), FINISH, json!({ "id": run_id, "s": "SUCCESS", "t": 7 })).await;
-    assert_eq!(finished["finishRun"]["status"], "SUCCESS");
+    assert_eq!(finished["finishRun"]["run"]["status"], "SUCCESS");
     let again = app.graphql(Some(&ada.token), FINISH, json!({ "id": run_id, "s": "FAILURE", "t": 0 })).await;
     assert_eq!(error_code(&again), "CONFLICT");
     start(&app, &ada, &id).await;
@@ -118,7 +120,7 @@ async fn another_user_cannot_see_run_or_change_a_routine_but_a_service_records_r
     let unseen = app.data(Some(&bob.token), "query($id: ID!) { routine(id: $id) { name } }", json!({ "id": id })).await;
     assert_eq!(unseen["routine"], Value::Null, "another user's routine is null, as if missing");
     assert_eq!(error_code(&start(&app, &bob, &id).await), "NOT_FOUND");
-    let update = "mutation($id: ID!) { updateRoutine(id: $id, input: {name: \"mine now\"}) { name } }";
+    let update = "mutation($id: ID!) { updateRoutine(input: {id: $id, name: \"mine now\"}) { routine { name } } }";
     assert_eq!(error_code(&app.graphql(Some(&bob.token), update, json!({ "id": id })).await), "NOT_FOUND");
     assert_eq!(
         error_code(
@@ -144,7 +146,7 @@ async fn the_leaderboard_is_for_readers_and_admins() {
     let bob = app.sign_up("bob").await;
     for (user, tokens) in [(&ada, 3), (&bob, 9)] {
         let id = routine(&app, user, "farm").await;
-        let run = start(&app, user, &id).await["data"]["startRun"]["id"].clone();
+        let run = start(&app, user, &id).await["data"]["startRun"]["run"]["id"].clone();
         app.data(Some(&user.token), FINISH, json!({ "id": run, "s": "SUCCESS", "t": tokens })).await;
     }
     let reader = app.sign_up_as("auditor", "reader").await;
@@ -195,4 +197,30 @@ async fn run_and_stats_changes_reach_their_owner_only() {
     }
     got.sort();
     assert_eq!(got, [("runs".to_owned(), ada.id.clone()), ("stats".to_owned(), ada.id.clone())]);
+}
+
+#[tokio::test]
+async fn an_update_input_leaves_omitted_fields_alone_and_refuses_null_for_each_required_field_by_name() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let id = routine(&app, &ada, "daily farm").await;
+    let update = "mutation($input: UpdateRoutineInput!) { updateRoutine(input: $input) { routine { name steps tokensPerRun } clientMutationId } }";
+
+    let renamed = app
+        .data(Some(&ada.token), update, json!({ "input": { "id": id, "name": "renamed", "clientMutationId": "m1" } }))
+        .await;
+    assert_eq!(
+        renamed["updateRoutine"],
+        json!({ "routine": { "name": "renamed", "steps": [{ "action": "swap", "token": "ETH" }], "tokensPerRun": 5 }, "clientMutationId": "m1" })
+    );
+    for field in ["name", "steps", "tokensPerRun"] {
+        let response = app.graphql(Some(&ada.token), update, json!({ "input": { "id": id, field: null } })).await;
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{field}: {response}");
+        assert_eq!(response["errors"][0]["extensions"]["field"], field, "{response}");
+    }
+    let unchanged = "query($id: ID!) { routine(id: $id) { name tokensPerRun } }";
+    assert_eq!(
+        app.data(Some(&ada.token), unchanged, json!({ "id": id })).await["routine"],
+        json!({ "name": "renamed", "tokensPerRun": 5 })
+    );
 }

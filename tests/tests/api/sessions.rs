@@ -256,12 +256,12 @@ async fn delete_account_removes_the_users_rows_and_sessions_and_leaves_others_un
     let bob = app.sign_up("bob").await;
     app.insert_place("p1", "cafe", 38.7, -9.1, None, None).await;
     let review = "mutation($r: Float!) { createReview(input: {placeId: \"p1\", rating: $r}) { id } }";
-    let post = "mutation { createPost(input: {title: \"t\", body: \"b\", published: true}) { id } }";
+    let post = "mutation { createPost(input: {title: \"t\", body: \"b\", published: true}) { post { id } } }";
     app.data(Some(&ada.token), review, json!({ "r": 4.0 })).await;
     app.data(Some(&bob.token), review, json!({ "r": 5.0 })).await;
     app.data(Some(&ada.token), post, json!({})).await;
-    let bobs_post = app.data(Some(&bob.token), post, json!({})).await["createPost"]["id"].clone();
-    let comment = "mutation($p: ID!) { addComment(postId: $p, body: \"hi\") { id } }";
+    let bobs_post = app.data(Some(&bob.token), post, json!({})).await["createPost"]["post"]["id"].clone();
+    let comment = "mutation($p: ID!) { addComment(input: {postId: $p, body: \"hi\"}) { comment { id } } }";
     app.data(Some(&ada.token), comment, json!({ "p": bobs_post })).await;
     app.data(Some(&bob.token), comment, json!({ "p": bobs_post })).await;
     let mut ws = app.subscriber(Some(&ada.token)).await;

@@ -193,7 +193,7 @@ async fn more_mutation_fields_than_the_cap_are_refused_before_any_write() {
     let ada = app.sign_up("ada").await;
     let fields = |prefix: &str, n: usize| {
         (0..n)
-            .map(|i| format!("{prefix}{i}: createPost(input: {{title: \"post {i}\"}}) {{ id }}"))
+            .map(|i| format!("{prefix}{i}: createPost(input: {{title: \"post {i}\"}}) {{ post {{ id }} }}"))
             .collect::<Vec<_>>()
             .join(" ")
     };

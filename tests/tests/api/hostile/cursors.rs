@@ -14,13 +14,13 @@ const PLACES: &str = "subscription($a: String) { placeChanged(after: $a) { opera
 const COMMENTS: &str = "subscription($p: ID!, $a: String) { commentAdded(postId: $p, after: $a) { comment { body } } }";
 
 async fn post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
-    let create = "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, published: $p}) { id } }";
+    let create = "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, published: $p}) { post { id } } }";
     let data = app.data(Some(&user.token), create, json!({ "t": title, "p": published })).await;
-    data["createPost"]["id"].as_str().unwrap_or_default().to_owned()
+    data["createPost"]["post"]["id"].as_str().unwrap_or_default().to_owned()
 }
 
 async fn publish(app: &TestApp, user: &TestUser, id: &str, published: bool) {
-    let publish = "mutation($id: ID!, $p: Boolean) { publishPost(id: $id, published: $p) { id } }";
+    let publish = "mutation($id: ID!, $p: Boolean) { publishPost(input: {id: $id, published: $p}) { post { id } } }";
     app.data(Some(&user.token), publish, json!({ "id": id, "p": published })).await;
 }
 
@@ -165,13 +165,18 @@ async fn a_replay_shows_others_no_history_of_posts_hidden_since_only_their_remov
     let unpublished = post(&app, &ada, "published, then unpublished", true).await;
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { updatePost(id: $id, input: {title: \"edited, then unpublished\"}) { id } }",
+        "mutation($id: ID!) { updatePost(input: {id: $id, title: \"edited, then unpublished\"}) { post { id } } }",
         json!({ "id": unpublished }),
     )
     .await;
     publish(&app, &ada, &unpublished, false).await;
     let deleted = post(&app, &ada, "published, then deleted", true).await;
-    app.data(Some(&ada.token), "mutation($id: ID!) { deletePost(id: $id) { id } }", json!({ "id": deleted })).await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { deletePost(input: {id: $id}) { post { id } } }",
+        json!({ "id": deleted }),
+    )
+    .await;
     publish(&app, &ada, &held, false).await;
     post(&app, &ada, "still public", true).await;
     caught_up(&app).await;
@@ -203,18 +208,22 @@ async fn a_replayed_removal_of_a_post_hidden_since_names_the_post_but_carries_no
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
     let cursor = app.change_cursor_for(&bob).await;
-    let create =
-        "mutation($t: String!, $b: String!) { createPost(input: {title: $t, body: $b, published: true}) { id } }";
+    let create = "mutation($t: String!, $b: String!) { createPost(input: {title: $t, body: $b, published: true}) { post { id } } }";
     let mut ids = Vec::new();
     for title in ["unpublished since", "deleted since", "unpublished, then published again"] {
         let data = app.data(Some(&ada.token), create, json!({ "t": title, "b": format!("body of {title}") })).await;
-        ids.push(data["createPost"]["id"].as_str().unwrap_or_default().to_owned());
+        ids.push(data["createPost"]["post"]["id"].as_str().unwrap_or_default().to_owned());
     }
     // The cursor is the broadcast position: past the three creations.
     caught_up(&app).await;
     let cursor_after_creation = app.change_cursor_for(&bob).await;
     publish(&app, &ada, &ids[0], false).await;
-    app.data(Some(&ada.token), "mutation($id: ID!) { deletePost(id: $id) { id } }", json!({ "id": ids[1] })).await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { deletePost(input: {id: $id}) { post { id } } }",
+        json!({ "id": ids[1] }),
+    )
+    .await;
     publish(&app, &ada, &ids[2], false).await;
     publish(&app, &ada, &ids[2], true).await;
     caught_up(&app).await;
@@ -284,7 +293,7 @@ async fn comment_added_replayed_from_before_its_post_was_published_streams_its_c
     let bob = app.sign_up("bob").await;
     let cursor = app.change_cursor_for(&bob).await;
     let draft = post(&app, &ada, "a draft for now", false).await;
-    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }";
+    let add = "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }";
     app.data(Some(&ada.token), add, json!({ "p": draft, "b": "a note on the draft" })).await;
     publish(&app, &ada, &draft, true).await;
     caught_up(&app).await;
@@ -311,9 +320,14 @@ async fn preference_and_stats_subscriptions_replay_from_a_cursor_too() {
     let cursor = app.change_cursor_for(&ada).await;
     let set = "mutation { setPreference(input: {category: \"cafe\", rating: 3}) { category } }";
     app.data(Some(&ada.token), set, json!({})).await;
-    let create = "mutation { createRoutine(input: {name: \"farm\", steps: [], tokensPerRun: 1}) { id } }";
-    let routine = app.data(Some(&ada.token), create, json!({})).await["createRoutine"]["id"].clone();
-    app.data(Some(&ada.token), "mutation($r: ID!) { startRun(routineId: $r) { id } }", json!({ "r": routine })).await;
+    let create = "mutation { createRoutine(input: {name: \"farm\", steps: [], tokensPerRun: 1}) { routine { id } } }";
+    let routine = app.data(Some(&ada.token), create, json!({})).await["createRoutine"]["routine"]["id"].clone();
+    app.data(
+        Some(&ada.token),
+        "mutation($r: ID!) { startRun(input: {routineId: $r}) { run { id } } }",
+        json!({ "r": routine }),
+    )
+    .await;
     caught_up(&app).await;
 
     let mut ws = app.subscriber(Some(&ada.token)).await;

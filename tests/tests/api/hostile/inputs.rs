@@ -17,8 +17,12 @@ async fn a_nul_character_in_any_text_argument_is_bad_user_input_naming_the_field
     let ada = app.sign_up("ada").await;
     app.insert_place("p1", "cafe", 0.0, 0.0, Some(4.0), Some(10)).await;
     let post = app
-        .data(Some(&ada.token), "mutation { createPost(input: {title: \"t\", published: true}) { id } }", json!({}))
-        .await["createPost"]["id"]
+        .data(
+            Some(&ada.token),
+            "mutation { createPost(input: {title: \"t\", published: true}) { post { id } } }",
+            json!({}),
+        )
+        .await["createPost"]["post"]["id"]
         .clone();
     let nul = "a\u{0}b";
 
@@ -47,18 +51,26 @@ async fn a_nul_character_in_any_text_argument_is_bad_user_input_naming_the_field
             json!({ "c": nul }),
             "c",
         ),
-        ("mutation($i: CreatePostInput!) { createPost(input: $i) { id } }", json!({ "i": { "title": nul } }), "title"),
         (
-            "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }",
+            "mutation($i: CreatePostInput!) { createPost(input: $i) { post { id } } }",
+            json!({ "i": { "title": nul } }),
+            "title",
+        ),
+        (
+            "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }",
             json!({ "p": post, "b": nul }),
             "b",
         ),
         (
-            "mutation($i: CreateRoutineInput!) { createRoutine(input: $i) { id } }",
+            "mutation($i: CreateRoutineInput!) { createRoutine(input: $i) { routine { id } } }",
             json!({ "i": { "name": "r", "steps": [{ "action": nul }] } }),
             "action",
         ),
-        (r#"mutation { createRoutine(input: {name: "r", steps: [{action: "a\u0000"}]}) { id } }"#, json!({}), "action"),
+        (
+            r#"mutation { createRoutine(input: {name: "r", steps: [{action: "a\u0000"}]}) { routine { id } } }"#,
+            json!({}),
+            "action",
+        ),
     ];
     for (document, variables, field) in cases {
         assert_bad_input(&app.graphql(Some(&ada.token), document, variables).await, field, document);
@@ -73,20 +85,23 @@ async fn token_amounts_past_what_the_database_can_add_up_are_bad_user_input() {
     let admin = app.sign_up_as("root", "admin").await;
     let service = app.sign_up_as("bot", "service").await;
     let ada = app.sign_up("ada").await;
-    let create = "mutation($a: BigInt!) { createAirdropProject(input: {name: \"Drop\", startDate: \"2026-01-01\", endDate: \"2099-12-31\", totalTokenAllocation: $a}) { id } }";
-    let credit =
-        "mutation($id: ID!, $t: BigInt!) { creditAirdropTokens(participationId: $id, tokens: $t) { tokensEarned } }";
+    let create = "mutation($a: BigInt!) { createAirdropProject(input: {name: \"Drop\", startDate: \"2026-01-01\", endDate: \"2099-12-31\", totalTokenAllocation: $a}) { airdropProject { id } } }";
+    let credit = "mutation($id: ID!, $t: BigInt!) { creditAirdropTokens(input: {participationId: $id, tokens: $t}) { participation { tokensEarned } } }";
 
     // An allocation of 2^63 - 1 would let credits overflow the sum.
     let huge = app.graphql(Some(&admin.token), create, json!({ "a": i64::MAX })).await;
     assert_bad_input(&huge, "totalTokenAllocation", "allocation");
 
     let project =
-        app.data(Some(&admin.token), create, json!({ "a": 1000 })).await["createAirdropProject"]["id"].clone();
+        app.data(Some(&admin.token), create, json!({ "a": 1000 })).await["createAirdropProject"]["airdropProject"]["id"].clone();
     let joined = app
-        .data(Some(&ada.token), "mutation($p: ID!) { joinAirdrop(projectId: $p) { id } }", json!({ "p": project }))
+        .data(
+            Some(&ada.token),
+            "mutation($p: ID!) { joinAirdrop(input: {projectId: $p}) { participation { id } } }",
+            json!({ "p": project }),
+        )
         .await;
-    let participation = joined["joinAirdrop"]["id"].clone();
+    let participation = joined["joinAirdrop"]["participation"]["id"].clone();
     app.data(Some(&service.token), credit, json!({ "id": participation, "t": 5 })).await;
 
     // tokens_earned + 2^63 - 1 overflows bigint: today an internal error.
@@ -95,7 +110,7 @@ async fn token_amounts_past_what_the_database_can_add_up_are_bad_user_input() {
     let inline = app
         .graphql(
             Some(&service.token),
-            &format!("mutation {{ creditAirdropTokens(participationId: {participation}, tokens: 9223372036854775807) {{ id }} }}"),
+            &format!("mutation {{ creditAirdropTokens(input: {{participationId: {participation}, tokens: 9223372036854775807}}) {{ participation {{ id }} }} }}"),
             json!({}),
         )
         .await;

@@ -13,16 +13,21 @@ const COMMENTS: &str = "subscription($p: ID!) { commentAdded(postId: $p) { comme
 const RUNS: &str = "subscription($a: String) { runChanged(after: $a) { operation run { userId } } }";
 
 async fn post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
-    let create = "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, published: $p}) { id } }";
+    let create = "mutation($t: String!, $p: Boolean) { createPost(input: {title: $t, published: $p}) { post { id } } }";
     let data = app.data(Some(&user.token), create, json!({ "t": title, "p": published })).await;
-    data["createPost"]["id"].as_str().unwrap_or_default().to_owned()
+    data["createPost"]["post"]["id"].as_str().unwrap_or_default().to_owned()
 }
 
 /// Creates a routine for `user` and starts a run of it.
 async fn run(app: &TestApp, user: &TestUser) {
-    let create = "mutation { createRoutine(input: {name: \"farm\", steps: [], tokensPerRun: 1}) { id } }";
-    let routine = app.data(Some(&user.token), create, json!({})).await["createRoutine"]["id"].clone();
-    app.data(Some(&user.token), "mutation($r: ID!) { startRun(routineId: $r) { id } }", json!({ "r": routine })).await;
+    let create = "mutation { createRoutine(input: {name: \"farm\", steps: [], tokensPerRun: 1}) { routine { id } } }";
+    let routine = app.data(Some(&user.token), create, json!({})).await["createRoutine"]["routine"]["id"].clone();
+    app.data(
+        Some(&user.token),
+        "mutation($r: ID!) { startRun(input: {routineId: $r}) { run { id } } }",
+        json!({ "r": routine }),
+    )
+    .await;
 }
 
 /// The next message of subscription `id` (skipping others').
@@ -185,9 +190,9 @@ async fn a_demotion_that_commits_while_a_subscription_is_starting_ends_it_instea
 
     // It still ends the subscription: it never runs as an admin, who would
     // be shown a comment on Ada's post once it is a draft.
-    let unpublish = "mutation($id: ID!) { publishPost(id: $id, published: false) { id } }";
+    let unpublish = "mutation($id: ID!) { publishPost(input: {id: $id, published: false}) { post { id } } }";
     app.data(Some(&ada.token), unpublish, json!({ "id": post_id })).await;
-    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }";
+    let add = "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }";
     app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "on a draft now" })).await;
     assert_ended_with(&next_of(&mut ws, "1").await, "FORBIDDEN");
 }
@@ -204,7 +209,7 @@ async fn events_that_commit_while_a_subscription_is_starting_are_delivered_as_li
     let lock = hold_reads_of(&app, "change_log_horizon").await;
     ws.subscribe("1", COMMENTS, json!({ "p": post_id })).await;
     until_a_read_waits_on(&app, "change_log_horizon").await;
-    let add = "mutation($p: ID!, $b: String!) { addComment(postId: $p, body: $b) { id } }";
+    let add = "mutation($p: ID!, $b: String!) { addComment(input: {postId: $p, body: $b}) { comment { id } } }";
     app.data(Some(&ada.token), add, json!({ "p": post_id, "b": "while Bob's subscription starts" })).await;
     caught_up(&app).await;
     lock.rollback().await.expect("rolling back");
