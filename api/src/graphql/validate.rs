@@ -109,6 +109,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_omitted_update_field_is_no_change_and_null_on_a_required_one_is_bad_input_naming_it() {
+        assert_eq!(not_null("name", MaybeUndefined::<i32>::Undefined).ok(), Some(None));
+        assert_eq!(not_null("name", MaybeUndefined::Value(3)).ok(), Some(Some(3)));
+        let err = not_null("name", MaybeUndefined::<i32>::Null).err();
+        assert!(matches!(err, Some(ApiError::BadUserInput { field: "name", .. })));
+    }
+
+    #[test]
     fn blank_text_is_rejected_and_text_is_trimmed() {
         assert!(text("name", "   ", 10).is_err());
         assert_eq!(text("name", " Café ", 10).ok().as_deref(), Some("Café"));
