@@ -10,10 +10,10 @@ mod sessions;
 mod store;
 mod types;
 
+pub use policy::Users;
 pub use resolvers::{AccountsMutation, AccountsQuery};
 pub use self_service::AccountSelfMutation;
 pub use store::{CreateUser, create_user_as_admin};
-pub use policy::Users;
 pub use types::User;
 
 /// Root mutation fields of which a document may hold at most one (the

@@ -16,9 +16,9 @@ use super::order::KeyOrder;
 use super::rolled_back;
 use crate::auth::{AccessSession, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, RequestDb, begin_session_request};
+use crate::domain::RowLoader;
 use crate::error::{ApiError, ensure_codes, retry_after};
 use crate::graphql::{documents, guard};
-use crate::domain::RowLoader;
 use crate::posts::PostsLoader;
 
 /// POST /graphql with a JSON body `{query, variables, operationName,

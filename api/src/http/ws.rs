@@ -43,8 +43,8 @@ use super::graphql::{execute_in_session, operation_name, operation_types, server
 use super::ws_caps::WsSlot;
 use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, begin_session_request};
-use crate::error::{ApiError, ensure_codes};
 use crate::domain::RowLoader;
+use crate::error::{ApiError, ensure_codes};
 use crate::posts::PostsLoader;
 use crate::realtime::{Cursor, Session as FeedSession, shared};
 

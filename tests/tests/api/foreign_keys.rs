@@ -26,7 +26,10 @@ async fn insert(app: &TestApp, sql: &str) -> String {
 async fn review(app: &TestApp, user: &TestUser, place: &str) -> String {
     insert(
         app,
-        &format!("INSERT INTO review (user_id, place_id, rating) VALUES ('{}', '{place}', 4) RETURNING id::text", user.id),
+        &format!(
+            "INSERT INTO review (user_id, place_id, rating) VALUES ('{}', '{place}', 4) RETURNING id::text",
+            user.id
+        ),
     )
     .await
 }
@@ -214,12 +217,15 @@ async fn a_routine_the_viewer_may_not_see_is_null_in_its_run_not_an_error() {
     ws.subscribe("1", RUNS, json!({ "after": app.change_cursor_for(&ada).await })).await;
     let started = run(&app, &morning).await;
     let event = next_run(&mut ws).await;
-    assert_eq!((&event["operation"], &event["run"]["routine"]["name"]), (&json!("CREATED"), &json!("Morning")));
+    assert_eq!((&event["operation"], &event["run"]["routine"]["name"]), (&json!("INSERTED"), &json!("Morning")));
     assert_eq!(event["run"]["user"]["username"], "ada");
 
     // The routine passes to Bob; the run still names Ada (its owner is
     // copied on insert), so Ada sees the run and not its routine.
-    app.db.execute_unprepared(&format!("UPDATE routine SET user_id = '{}' WHERE id = '{morning}'", bob.id)).await.unwrap();
+    app.db
+        .execute_unprepared(&format!("UPDATE routine SET user_id = '{}' WHERE id = '{morning}'", bob.id))
+        .await
+        .unwrap();
     app.db
         .execute_unprepared(&format!(
             "UPDATE routine_run SET status = 'success', end_time = now() WHERE id = '{started}'"
@@ -272,7 +278,10 @@ async fn foreign_key_objects_resolve_inside_subscription_events() {
     // Live before the writes: a replay would show only what is visible now.
     review(&app, &ada, "p1").await;
     let event = ws.next_data("1").await;
-    assert_eq!(event["myReviewChanged"]["review"], json!({ "user": { "username": "ada" }, "place": { "name": "Place p1" } }));
+    assert_eq!(
+        event["myReviewChanged"]["review"],
+        json!({ "user": { "username": "ada" }, "place": { "name": "Place p1" } })
+    );
 
     comment(&app, &ada, &hello, "Hi Bob").await;
     let event = ws.next_data("2").await;
