@@ -41,7 +41,10 @@
 //!   any SQL are `P::require_writer`; resolvers do not test roles themselves.
 //! - `types.rs`: GraphQL types (`///` on each field becomes the schema's
 //!   description), `From<entity::x::Model>` conversions, input objects.
-//!   Entities never derive GraphQL traits.
+//!   Entities never derive GraphQL traits. A foreign key is two fields:
+//!   its raw id (`userId: ID!`) and its object (`user: User`, nullable
+//!   where the viewer may not see the target), resolved with
+//!   [`domain::loader::load`]`::<P>` (batched per table and response).
 //! - `resolvers.rs`: the `XQuery`/`XMutation` objects. Inputs are checked
 //!   with [`graphql::validate`] (text, counts, tokens, ratings,
 //!   coordinates) before any SQL; ids with [`graphql::ids`]; pages with

@@ -10,6 +10,7 @@ mod sessions;
 mod store;
 mod types;
 
+pub use policy::Users;
 pub use resolvers::{AccountsMutation, AccountsQuery};
 pub use self_service::AccountSelfMutation;
 pub use store::{CreateUser, create_user_as_admin};

@@ -4,6 +4,7 @@
 
 use crate::domain::{Constraint, Domain, ReplayKey};
 
+mod loader;
 mod policy;
 mod resolvers;
 mod store;

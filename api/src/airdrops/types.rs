@@ -1,6 +1,11 @@
-use async_graphql::{ID, InputObject, MaybeUndefined, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, MaybeUndefined, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
+use super::loader::Totals;
+use super::policy::Projects;
+use crate::accounts::{User, Users};
+use crate::domain::loader::{load, loader, raw_key};
+use crate::error::ApiResult;
 use crate::graphql::scalars::{BigInt, Date};
 
 /// A token distribution campaign. Public.
@@ -56,6 +61,7 @@ impl AirdropProject {
 
 /// A user's participation in a project.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Participation {
     /// Stable identifier.
     pub id: ID,
@@ -78,6 +84,28 @@ impl From<entity::user_airdrop_participation::Model> for Participation {
             tokens_earned: m.tokens_earned.into(),
             participation_date: m.participation_date,
         }
+    }
+}
+
+#[ComplexObject]
+impl Participation {
+    /// The participant (`userId`): null unless the viewer may see that
+    /// account (their own, or any as a reader, service or admin). Batched
+    /// across the response.
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        Ok(load::<Users>(ctx, raw_key::<uuid::Uuid>(&self.user_id)?).await?.map(User::from))
+    }
+
+    /// The project (`projectId`), with its public totals; projects are
+    /// public, so null only once it is gone (the event of a participation
+    /// deleted with its project). Batched across the response.
+    async fn project(&self, ctx: &Context<'_>) -> ApiResult<Option<AirdropProject>> {
+        let id = raw_key::<uuid::Uuid>(&self.project_id)?;
+        let Some(project) = load::<Projects>(ctx, id).await? else {
+            return Ok(None);
+        };
+        let (participants, distributed) = loader(ctx)?.load_one(Totals(id)).await?.unwrap_or_default();
+        Ok(Some(AirdropProject::new(project, participants, distributed)))
     }
 }
 

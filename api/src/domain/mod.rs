@@ -9,6 +9,9 @@
 //! - [`Constraint`]: a named database constraint and the client error it
 //!   means, declared by each domain in its `mod.rs` (`CONSTRAINTS`) and
 //!   registered once in [`DOMAINS`].
+//! - [`loader`]: the one DataLoader of every table's rows by primary key,
+//!   which foreign-key fields (`Review.user`, `Comment.post`, ...) load
+//!   through, batched per table and response.
 //! - [`ReplayKey`]: the key of each table subscribers watch, declared by its
 //!   domain beside its constraints, so a replay can ask which rows a viewer
 //!   may see now (`realtime::now`) without a list of tables of its own.
@@ -19,11 +22,13 @@
 //! not exist, so ids cannot be probed.
 
 mod constraint;
+pub mod loader;
 mod policy;
 pub mod resolve;
 pub mod store;
 
 pub use constraint::Constraint;
+pub use loader::RowLoader;
 pub use policy::{Model, Policy, PrimaryKey};
 
 /// What a domain declares for the shared machinery, as `DOMAIN` in its

@@ -16,9 +16,9 @@ use super::order::KeyOrder;
 use super::rolled_back;
 use crate::auth::{AccessSession, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, RequestDb, begin_session_request};
+use crate::domain::RowLoader;
 use crate::error::{ApiError, ensure_codes, retry_after};
 use crate::graphql::{documents, guard};
-use crate::places::PlaceLoader;
 use crate::posts::PostsLoader;
 
 /// POST /graphql with a JSON body `{query, variables, operationName,
@@ -280,7 +280,7 @@ async fn run(
         .data(state.jwt.clone())
         .data(state.realtime.clone())
         .data(state.auth.clone())
-        .data(DataLoader::new(PlaceLoader::new(db.clone(), viewer), spawn_in_span))
+        .data(DataLoader::new(RowLoader::new(db.clone(), viewer), spawn_in_span))
         .data(DataLoader::new(PostsLoader::new(db.clone(), viewer), spawn_in_span));
     let mut response = state.schema.execute(request).await;
     ensure_codes(&mut response);

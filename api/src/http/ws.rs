@@ -43,8 +43,8 @@ use super::graphql::{execute_in_session, operation_name, operation_types, server
 use super::ws_caps::WsSlot;
 use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, begin_session_request};
+use crate::domain::RowLoader;
 use crate::error::{ApiError, ensure_codes};
-use crate::places::PlaceLoader;
 use crate::posts::PostsLoader;
 use crate::realtime::{Cursor, Session as FeedSession, shared};
 
@@ -546,7 +546,7 @@ impl Operation {
             .data(state.realtime.clone())
             .data(FeedSession { expires_at: session.expires_at, checked_at })
             .data(state.jwt.clone())
-            .data(DataLoader::new(PlaceLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span))
+            .data(DataLoader::new(RowLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span))
             .data(DataLoader::new(PostsLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span));
         let mut responses = state.schema.execute_stream(request);
         loop {

@@ -3,7 +3,6 @@
 
 use crate::domain::{Constraint, Domain, ReplayKey};
 
-mod loader;
 mod policy;
 mod recommend;
 mod resolvers;
@@ -12,7 +11,6 @@ mod subscriptions;
 mod types;
 mod validate;
 
-pub use loader::PlaceLoader;
 pub use resolvers::{PlacesMutation, PlacesQuery};
 pub use subscriptions::PlacesSubscription;
 

@@ -40,14 +40,10 @@ impl Policy for Preferences {
     const OWNER: Option<preferences::Column> = Some(preferences::Column::UserId);
 }
 
-/// The in-memory twins of the policies above, for change events (used by
-/// the subscriptions and the place loader).
+/// The in-memory twin of the place policy, for change events (used by the
+/// subscriptions).
 pub mod place {
-    use super::{Condition, Places, Policy, Viewer};
-
-    pub fn visible_to(viewer: &Viewer) -> Condition {
-        Places::visible_to(viewer)
-    }
+    use super::Viewer;
 
     /// Place events reach everyone, like place rows.
     pub fn event_visible_to(_viewer: &Viewer) -> bool {

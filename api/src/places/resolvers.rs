@@ -88,7 +88,7 @@ impl PlacesQuery {
         let me = viewer.require_user()?;
         let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         // Review.place selected: the places come with the page, in its one
-        // statement, instead of a second query from the place loader.
+        // statement, instead of a second query from the row loader.
         let look_ahead = ctx.look_ahead();
         let with_places = look_ahead.field("nodes").field("place").exists()
             || look_ahead.field("edges").field("node").field("place").exists();

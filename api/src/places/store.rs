@@ -99,7 +99,7 @@ pub async fn list_reviews(
 /// [`list_reviews`] with each review's place, joined in the same statement:
 /// a page of reviews that selects `place` costs one query, not two. A place
 /// the viewer may not see is `None` (the policy is part of the join, and
-/// RLS hides the row), exactly as the place loader would leave it.
+/// RLS hides the row), exactly as the row loader would leave it.
 pub async fn list_reviews_with_places(
     db: &impl ConnectionTrait,
     viewer: &Viewer,

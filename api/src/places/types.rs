@@ -1,8 +1,9 @@
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
-use super::loader::PlaceLoader;
+use super::policy::Places;
+use crate::accounts::{User, Users};
+use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
 
 /// A place people can review, from the seed's `place` table. Public.
@@ -78,23 +79,28 @@ pub struct Review {
     /// When the review last changed.
     pub updated_at: DateTime<FixedOffset>,
     /// The place when it was read with the review (a join); `None` leaves
-    /// it to the place loader.
+    /// it to the row loader.
     #[graphql(skip)]
     pub place: Option<Place>,
 }
 
 #[ComplexObject]
 impl Review {
-    /// The reviewed place: read with the reviews when they are listed,
-    /// otherwise batched across all reviews of a response.
+    /// The author (`userId`): null unless the viewer may see that account
+    /// (their own, or any as a reader, service or admin), like every
+    /// `user` field. Batched across the response.
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        Ok(load::<Users>(ctx, raw_key::<uuid::Uuid>(&self.user_id)?).await?.map(User::from))
+    }
+
+    /// The reviewed place (`placeId`); places are public. Read with the
+    /// reviews when they are listed, otherwise batched across the response.
     async fn place(&self, ctx: &Context<'_>) -> ApiResult<Place> {
         if let Some(place) = &self.place {
             return Ok(place.clone());
         }
-        let loader = ctx
-            .data_opt::<DataLoader<PlaceLoader>>()
-            .ok_or_else(|| ApiError::internal("place loader missing from the request context"))?;
-        loader.load_one(self.place_id.to_string()).await?.ok_or_else(|| ApiError::not_found("place"))
+        let place = load::<Places>(ctx, self.place_id.to_string()).await?;
+        place.map(Place::from).ok_or_else(|| ApiError::not_found("place"))
     }
 }
 
@@ -123,9 +129,12 @@ impl From<entity::review::Model> for Review {
 /// How much a user likes a category of places; drives recommendations.
 /// Visible to its owner only.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Preference {
     /// Stable identifier.
     pub id: ID,
+    /// The owner's user id.
+    pub user_id: ID,
     /// The place category this preference is about.
     pub category: String,
     /// 0 (avoid) to 5 (love).
@@ -140,11 +149,21 @@ impl From<entity::preference::Model> for Preference {
     fn from(m: entity::preference::Model) -> Self {
         Self {
             id: ID(m.id.to_string()),
+            user_id: ID(m.user_id.to_string()),
             category: m.category,
             rating: m.rating,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
+    }
+}
+
+#[ComplexObject]
+impl Preference {
+    /// The owner (`userId`): null unless the viewer may see that account.
+    /// Batched across the response.
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        Ok(load::<Users>(ctx, raw_key::<uuid::Uuid>(&self.user_id)?).await?.map(User::from))
     }
 }
 

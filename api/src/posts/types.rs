@@ -4,10 +4,20 @@ use chrono::{DateTime, FixedOffset};
 use uuid::Uuid;
 
 use super::loader::PostsLoader;
+use super::policy::Posts;
+use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::pagination::{ChildPage, PageArgs};
 
 /// How another user appears: their public handle and name only.
+///
+/// Post and comment authors are this type rather than `User` (which
+/// `Review.user` and the other owner fields are): a post is read by every
+/// signed-in user, and under row-level security a user sees only their own
+/// account, so `author` as a `User` would be null for nearly everyone.
+/// Profiles come from `public_profiles()`, which reveals these three
+/// fields of any account, so `author` is never null. `authorId` beside it
+/// is the raw user id, as `userId` is elsewhere.
 #[derive(SimpleObject, Clone)]
 pub struct AuthorProfile {
     /// The user's id.
@@ -48,7 +58,13 @@ pub struct Post {
 
 #[ComplexObject]
 impl Post {
-    /// The author's public profile.
+    /// The author's user id (raw, as `userId` is elsewhere).
+    async fn author_id(&self) -> ID {
+        ID(self.author_id.to_string())
+    }
+
+    /// The author's public profile (`authorId`), visible to whoever sees
+    /// the post. Batched across the response.
     async fn author(&self, ctx: &Context<'_>) -> ApiResult<AuthorProfile> {
         profile(ctx, self.author_id).await
     }
@@ -107,9 +123,22 @@ pub struct Comment {
 
 #[ComplexObject]
 impl Comment {
-    /// The commenter's public profile.
+    /// The commenter's user id (raw, as `userId` is elsewhere).
+    async fn author_id(&self) -> ID {
+        ID(self.author_id.to_string())
+    }
+
+    /// The commenter's public profile (`authorId`), as `Post.author`.
+    /// Batched across the response.
     async fn author(&self, ctx: &Context<'_>) -> ApiResult<AuthorProfile> {
         profile(ctx, self.author_id).await
+    }
+
+    /// The post commented on (`postId`). A comment is visible wherever its
+    /// post is, so this is null only once the post is gone (the event of a
+    /// comment deleted with its post). Batched across the response.
+    async fn post(&self, ctx: &Context<'_>) -> ApiResult<Option<Post>> {
+        Ok(load::<Posts>(ctx, raw_key::<Uuid>(&self.post_id)?).await?.map(Post::from))
     }
 }
 

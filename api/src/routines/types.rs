@@ -1,11 +1,15 @@
-use async_graphql::{Enum, ID, InputObject, Json, MaybeUndefined, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Json, MaybeUndefined, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
+use super::policy::Routines;
+use crate::accounts::{User, Users};
+use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::scalars::BigInt;
 
 /// A repeatable sequence of steps that earns tokens when it runs.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Routine {
     /// Stable identifier.
     pub id: ID,
@@ -34,6 +38,21 @@ impl From<entity::routine::Model> for Routine {
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
+    }
+}
+
+/// The account a raw `userId` names, if the viewer may see it.
+async fn user(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<User>> {
+    Ok(load::<Users>(ctx, raw_key::<uuid::Uuid>(id)?).await?.map(User::from))
+}
+
+#[ComplexObject]
+impl Routine {
+    /// The owner (`userId`): null unless the viewer may see that account
+    /// (their own, or any as a reader, service or admin). Batched across
+    /// the response.
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        user(ctx, &self.user_id).await
     }
 }
 
@@ -72,6 +91,7 @@ impl RunStatus {
 
 /// One execution of a routine.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct RoutineRun {
     /// Stable identifier.
     pub id: ID,
@@ -103,8 +123,26 @@ impl From<entity::routine_run::Model> for RoutineRun {
     }
 }
 
+#[ComplexObject]
+impl RoutineRun {
+    /// The routine that ran (`routineId`): null if the viewer may not see
+    /// it (a service recording runs sees them; owners see their own) or
+    /// it is gone (the event of a run deleted with its routine). Batched
+    /// across the response.
+    async fn routine(&self, ctx: &Context<'_>) -> ApiResult<Option<Routine>> {
+        Ok(load::<Routines>(ctx, raw_key::<uuid::Uuid>(&self.routine_id)?).await?.map(Routine::from))
+    }
+
+    /// The routine owner's account (`userId`): null unless the viewer may
+    /// see it. Batched across the response.
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        user(ctx, &self.user_id).await
+    }
+}
+
 /// A user's totals over all their runs, kept by the database.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct UserStats {
     /// The user these totals are of.
     pub user_id: ID,
@@ -127,8 +165,18 @@ impl From<entity::user_stats::Model> for UserStats {
     }
 }
 
+#[ComplexObject]
+impl UserStats {
+    /// The account these totals are of (`userId`): null unless the viewer
+    /// may see it. Batched across the response.
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        user(ctx, &self.user_id).await
+    }
+}
+
 /// One row of the leaderboard.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct LeaderboardEntry {
     /// 1 for the top earner.
     pub rank: i32,
@@ -140,6 +188,16 @@ pub struct LeaderboardEntry {
     pub total_tokens_earned: BigInt,
     /// Runs recorded.
     pub total_routine_runs: i32,
+}
+
+#[ComplexObject]
+impl LeaderboardEntry {
+    /// The ranked account (`userId`): null unless the viewer may see it
+    /// (the leaderboard's readers and admins see every account). Batched
+    /// across the response.
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        user(ctx, &self.user_id).await
+    }
 }
 
 /// A new routine.

@@ -13,6 +13,7 @@ mod backups;
 mod browser;
 mod codegen;
 mod dropfarm_allogator_db;
+mod foreign_keys;
 mod harness;
 mod hostile;
 mod http;

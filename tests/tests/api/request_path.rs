@@ -22,7 +22,7 @@ const PLACES_BY_RATING: &str =
 /// viewer roles counted here is a request's: the feed's own BEGIN would
 /// otherwise be counted with the requests' (pg_stat_statements keys by
 /// user, database and statement).
-async fn app_with_a_separate_feed_login() -> TestApp {
+pub(crate) async fn app_with_a_separate_feed_login() -> TestApp {
     let database = create_database(true).await;
     let mut config = test_config(&database);
     config.database_listen_url = Some(superuser_url(&database).into());
@@ -44,7 +44,7 @@ async fn places_and_reviews(app: &TestApp) -> tests::TestUser {
 }
 
 /// Forgets what this database's statements cost so far.
-async fn reset_statements(app: &TestApp) {
+pub(crate) async fn reset_statements(app: &TestApp) {
     app.db
         .execute_unprepared(
             "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)",
@@ -56,7 +56,7 @@ async fn reset_statements(app: &TestApp) {
 /// The statements requests ran on this database since the reset, with how
 /// often each ran: those of the request login and the viewer roles (the
 /// test's own superuser statements and the feed's are left out).
-async fn request_statements(app: &TestApp) -> Vec<(String, i64)> {
+pub(crate) async fn request_statements(app: &TestApp) -> Vec<(String, i64)> {
     let rows = app
         .db
         .query_all_raw(sea_orm::Statement::from_string(
@@ -73,7 +73,7 @@ async fn request_statements(app: &TestApp) -> Vec<(String, i64)> {
 }
 
 /// How often statements containing `pattern` (any case) ran.
-fn calls_matching(statements: &[(String, i64)], pattern: &str) -> i64 {
+pub(crate) fn calls_matching(statements: &[(String, i64)], pattern: &str) -> i64 {
     let pattern = pattern.to_lowercase();
     statements.iter().filter(|(query, _)| query.to_lowercase().contains(&pattern)).map(|(_, calls)| calls).sum()
 }
