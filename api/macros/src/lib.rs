@@ -199,7 +199,7 @@ mod tests {
     fn a_connection_costs_a_page_unless_it_names_its_own_complexity() {
         let plain = rewritten(parse_quote! { async fn a(&self, #[page] page: Page) -> R { x } }).expect("rewrites");
         let attrs: Vec<String> = plain.attrs.iter().map(|a| quote!(#a).to_string()).collect();
-        assert!(attrs.iter().any(|a| a.contains("cost :: page (first , last , child_complexity)")), "{attrs:?}");
+        assert!(attrs.iter().any(|a| a.contains("cost::page(first, last, child_complexity)")), "{attrs:?}");
 
         let own = rewritten(parse_quote! {
             #[graphql(complexity = "searched(first, last, child_complexity)")]
