@@ -48,7 +48,30 @@
 //! - `resolvers.rs`: the `XQuery`/`XMutation` objects. Inputs are checked
 //!   with [`graphql::validate`] (text, counts, tokens, ratings,
 //!   coordinates) before any SQL; ids with [`graphql::ids`]; pages with
-//!   [`graphql::pagination`].
+//!   [`graphql::pagination`]. A connection field takes one parameter
+//!   marked `#[page]` and its impl carries [`graphql::pagination::paged`]
+//!   above `#[Object]` (or `#[ComplexObject]` for a nested list): the
+//!   attribute writes Relay's `first`/`after`/`last`/`before` with their
+//!   descriptions, checks them into the parameter before the body runs
+//!   (BAD_USER_INPUT naming the argument) and costs the field as a page
+//!   unless it names its own `complexity`:
+//!
+//!   ```ignore
+//!   #[paged]
+//!   #[Object]
+//!   impl RoutinesQuery {
+//!       /// The signed-in user's routines, newest first.
+//!       async fn my_routines(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<RoutineConnection> {
+//!           let viewer = ctx.viewer()?;
+//!           let me = viewer.require_user()?;
+//!           let tx = ctx.tx().await?;
+//!           Ok(store::list_routines(&*tx, &viewer, me, &page).await?.map(Routine::from).into())
+//!       }
+//!   }
+//!   ```
+//!
+//!   A nested list batched by a DataLoader takes `#[page] args: PageArgs`
+//!   (its key) instead of a `Page` (`Post.comments`).
 //! - `subscriptions.rs` (if the tables are published on the change feed):
 //!   `impl realtime::Published` for each watched node type (its table, its
 //!   event's schema names, its model; visibility defaults to ownership), and

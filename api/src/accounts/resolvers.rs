@@ -8,11 +8,12 @@ use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, paged};
 
 #[derive(Default)]
 pub struct AccountsQuery;
 
+#[paged]
 #[Object]
 impl AccountsQuery {
     /// The signed-in user, or null for an anonymous request.
@@ -32,20 +33,9 @@ impl AccountsQuery {
 
     /// Accounts the viewer may see, oldest first (all of them for readers,
     /// services and admins).
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
-    async fn users(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
-    ) -> ApiResult<UserConnection> {
+    async fn users(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<UserConnection> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
         let rows = store::list_visible(&*tx, &viewer, &page).await?;
         Ok(rows.map(User::from).into())

@@ -12,30 +12,24 @@ use super::types::{
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ids::parse_uuid;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, paged};
 use crate::graphql::scalars::BigInt;
 use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct AirdropsQuery;
 
+#[paged]
 #[Object]
 impl AirdropsQuery {
     /// Airdrop projects, latest start first. `active`: only those running
     /// today (true) or only those not running today (false).
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
     async fn airdrop_projects(
         &self,
         ctx: &Context<'_>,
         active: Option<bool>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
+        #[page] page: Page,
     ) -> ApiResult<AirdropProjectConnection> {
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let today = chrono::Utc::now().date_naive();
         let tx = ctx.tx().await?;
         let rows = store::list_projects(&*tx, active.map(|a| (a, today)), &page).await?;

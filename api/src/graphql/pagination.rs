@@ -123,6 +123,35 @@ impl PageArgs {
     }
 }
 
+/// Gives a resolver Relay's four paging arguments (`first`, `after`,
+/// `last`, `before`, with their descriptions) in place of its parameter
+/// marked `#[page]`, checked into that parameter's type before the body
+/// runs. Placed above `#[Object]` / `#[ComplexObject]`; see `api_macros`.
+pub use api_macros::paged;
+
+/// What a `#[page]` parameter of a [`paged`] resolver can be, built from
+/// the client's arguments: BAD_USER_INPUT naming the argument when they do
+/// not make a page.
+pub trait FromPageArgs: Sized {
+    fn from_page_args(args: PageArgs) -> ApiResult<Self>;
+}
+
+/// A list read in the resolver itself.
+impl FromPageArgs for Page {
+    fn from_page_args(args: PageArgs) -> ApiResult<Self> {
+        args.page()
+    }
+}
+
+/// A DataLoader key: checked here, so bad arguments fail their field alone
+/// (naming the argument) rather than the whole batch.
+impl FromPageArgs for PageArgs {
+    fn from_page_args(args: PageArgs) -> ApiResult<Self> {
+        args.page()?;
+        Ok(args)
+    }
+}
+
 /// One parent's page of a nested list (a post's comments), as a
 /// DataLoader key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

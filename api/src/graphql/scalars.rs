@@ -40,17 +40,24 @@ impl ScalarType for BigInt {
     }
 }
 
-impl From<i64> for BigInt {
-    fn from(value: i64) -> Self {
-        Self(value)
-    }
+/// `From` both ways between a scalar and the value it wraps.
+macro_rules! wraps {
+    ($scalar:ident, $inner:ty) => {
+        impl From<$inner> for $scalar {
+            fn from(value: $inner) -> Self {
+                Self(value)
+            }
+        }
+
+        impl From<$scalar> for $inner {
+            fn from(value: $scalar) -> Self {
+                value.0
+            }
+        }
+    };
 }
 
-impl From<BigInt> for i64 {
-    fn from(value: BigInt) -> Self {
-        value.0
-    }
-}
+wraps!(BigInt, i64);
 
 /// A calendar date without time zone, ISO 8601 `YYYY-MM-DD` (e.g. `"2026-11-27"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,17 +83,7 @@ impl ScalarType for Date {
     }
 }
 
-impl From<NaiveDate> for Date {
-    fn from(value: NaiveDate) -> Self {
-        Self(value)
-    }
-}
-
-impl From<Date> for NaiveDate {
-    fn from(value: Date) -> Self {
-        value.0
-    }
-}
+wraps!(Date, NaiveDate);
 
 #[cfg(test)]
 mod tests {

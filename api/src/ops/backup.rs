@@ -240,45 +240,39 @@ impl Tools {
         if let Some(password) = password {
             command.env("PGPASSWORD", password);
         }
-        let output = command
+        command
             .args(["--clean", "--if-exists", "--no-password", "--single-transaction"])
             .arg(format!("--dbname={url}"))
-            .arg(file)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(io("cannot run pg_restore"))?;
-        if !output.status.success() {
-            return Err(BackupError::Tool(format!(
-                "pg_restore failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
+            .arg(file);
+        pg_restore(command, |stderr| format!("pg_restore failed: {stderr}")).await?;
         Ok(())
     }
 
     /// Whether the archive's table of contents reads (it is a complete
     /// dump); how many entries it has.
     pub async fn list(&self, file: &Path) -> Result<usize, BackupError> {
-        let output = tokio::process::Command::new(&self.pg_restore)
-            .arg("--list")
-            .arg(file)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(io("cannot run pg_restore"))?;
-        if !output.status.success() {
-            return Err(BackupError::Tool(format!(
-                "{} is not a readable archive: {}",
-                file.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
+        let mut command = tokio::process::Command::new(&self.pg_restore);
+        command.arg("--list").arg(file);
+        let output =
+            pg_restore(command, |stderr| format!("{} is not a readable archive: {stderr}", file.display())).await?;
         Ok(String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
             .count())
     }
+}
+
+/// Runs a pg_restore `command` to its end without input; a failure is the
+/// error `failed` words around pg_restore's own message (its stderr).
+async fn pg_restore(
+    mut command: tokio::process::Command,
+    failed: impl FnOnce(&str) -> String,
+) -> Result<std::process::Output, BackupError> {
+    let output = command.stdin(Stdio::null()).output().await.map_err(io("cannot run pg_restore"))?;
+    if !output.status.success() {
+        return Err(BackupError::Tool(failed(String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    Ok(output)
 }
 
 /// Backs the database at `url` (reached by `source` too) up into `dir`,

@@ -14,7 +14,7 @@ use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_int_id;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, paged};
 
 /// The most places one importPlaces call takes.
 const MAX_IMPORT: usize = 1000;
@@ -34,28 +34,20 @@ const MAX_RECOMMENDATIONS: i32 = 100;
 #[derive(Default)]
 pub struct PlacesQuery;
 
+#[paged]
 #[Object]
 impl PlacesQuery {
     /// Places, filtered and ordered, a page at a time. Public.
     #[graphql(complexity = "crate::graphql::cost::searched_page(first, last, search.as_deref(), child_complexity)")]
-    // Relay's four paging arguments plus the filters: GraphQL arguments,
-    // not a Rust API to shrink.
-    #[allow(clippy::too_many_arguments)]
     async fn places(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
+        #[page] page: Page,
         #[graphql(desc = "Only places of this category.")] category: Option<String>,
         #[graphql(desc = "Only places whose name contains this text (case-insensitive).")] search: Option<String>,
         #[graphql(desc = "Ordering.", default_with = "Some(PlaceOrder::RatingDesc)")] order_by: Option<PlaceOrder>,
     ) -> ApiResult<PlaceConnection> {
         let viewer = ctx.viewer()?;
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let filter = PlaceFilter {
             category: validate::optional_text("category", category.as_deref(), 100)?,
             search: validate::optional_text("search", search.as_deref(), 200)?,
@@ -73,20 +65,9 @@ impl PlacesQuery {
     }
 
     /// The signed-in user's reviews, newest first.
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
-    async fn my_reviews(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
-    ) -> ApiResult<ReviewConnection> {
+    async fn my_reviews(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<ReviewConnection> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         // Review.place selected: the places come with the page, in its one
         // statement, instead of a second query from the row loader.
         let look_ahead = ctx.look_ahead();

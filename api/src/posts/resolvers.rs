@@ -12,32 +12,21 @@ use super::types::{
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ids::parse_uuid;
-use crate::graphql::pagination::Page;
+use crate::graphql::pagination::{Page, paged};
 use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct PostsQuery;
 
+#[paged]
 #[Object]
 impl PostsQuery {
     /// Posts the viewer can see (published ones, and their own drafts),
     /// newest first, optionally by one author. Sign-in required.
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
-    async fn posts(
-        &self,
-        ctx: &Context<'_>,
-        author_id: Option<ID>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
-    ) -> ApiResult<PostConnection> {
+    async fn posts(&self, ctx: &Context<'_>, author_id: Option<ID>, #[page] page: Page) -> ApiResult<PostConnection> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let author = author_id.map(|id| parse_uuid("authorId", &id)).transpose()?;
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
         let rows = store::list_posts(&*tx, &viewer, author, &page).await?;
         Ok(rows.map(Post::from).into())
@@ -52,20 +41,9 @@ impl PostsQuery {
     }
 
     /// The signed-in user's posts, drafts included, newest first.
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
-    async fn my_posts(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
-    ) -> ApiResult<PostConnection> {
+    async fn my_posts(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<PostConnection> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
         let rows = store::list_posts(&*tx, &viewer, Some(me), &page).await?;
         Ok(rows.map(Post::from).into())

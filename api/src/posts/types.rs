@@ -7,7 +7,7 @@ use super::loader::PostsLoader;
 use super::policy::Posts;
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::pagination::{ChildPage, PageArgs};
+use crate::graphql::pagination::{ChildPage, PageArgs, paged};
 
 /// How another user appears: their public handle and name only.
 ///
@@ -56,6 +56,7 @@ pub struct Post {
     pub author_id: Uuid,
 }
 
+#[paged]
 #[ComplexObject]
 impl Post {
     /// The author's user id (raw, as `userId` is elsewhere).
@@ -71,20 +72,7 @@ impl Post {
 
     /// Comments, oldest first, a page at a time (those of every post in a
     /// response are read together, their authors too).
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
-    async fn comments(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
-    ) -> ApiResult<CommentConnection> {
-        let args = PageArgs { first, after, last, before };
-        // Bad arguments fail this field alone, naming the argument.
-        args.page()?;
+    async fn comments(&self, ctx: &Context<'_>, #[page] args: PageArgs) -> ApiResult<CommentConnection> {
         let post = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
         let page = loader(ctx)?.load_one(ChildPage { parent: post, args }).await?;
         Ok(page.ok_or_else(|| ApiError::internal("comment page missing from its batch"))?.into())

@@ -12,29 +12,19 @@ use super::types::{
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ids::parse_uuid;
-use crate::graphql::pagination::{MAX_PAGE_SIZE, Page};
+use crate::graphql::pagination::{MAX_PAGE_SIZE, Page, paged};
 use crate::graphql::{ContextExt, validate};
 
 #[derive(Default)]
 pub struct RoutinesQuery;
 
+#[paged]
 #[Object]
 impl RoutinesQuery {
     /// The signed-in user's routines, newest first.
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
-    async fn my_routines(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
-    ) -> ApiResult<RoutineConnection> {
+    async fn my_routines(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<RoutineConnection> {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
         let rows = store::list_routines(&*tx, &viewer, me, &page).await?;
         Ok(rows.map(Routine::from).into())
@@ -48,26 +38,16 @@ impl RoutinesQuery {
     }
 
     /// Runs of a routine, latest first, optionally of one status.
-    #[graphql(complexity = "crate::graphql::cost::page(first, last, child_complexity)")]
-    // Relay's four paging arguments plus the filters: GraphQL arguments,
-    // not a Rust API to shrink.
-    #[allow(clippy::too_many_arguments)]
     async fn runs(
         &self,
         ctx: &Context<'_>,
         routine_id: ID,
         status: Option<RunStatus>,
-        #[graphql(desc = "Page size going forward, at most 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Continue after this cursor (from an edge or `endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Page size going backward: the items just before `before`, or the list's last.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Page back from this cursor (from an edge or `startCursor`).")] before: Option<String>,
+        #[page] page: Page,
     ) -> ApiResult<RoutineRunConnection> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
         let routine_id = parse_uuid("routineId", &routine_id)?;
-        let page = Page::from_args(first, after.as_deref(), last, before.as_deref())?;
         let tx = ctx.tx().await?;
         domain::store::visible::<Routines>(&*tx, &viewer, routine_id).await?;
         let rows = store::list_runs(&*tx, &viewer, routine_id, status.map(RunStatus::as_str), &page).await?;

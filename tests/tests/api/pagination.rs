@@ -421,3 +421,40 @@ async fn a_deep_page_starts_at_its_cursor_in_the_index_instead_of_scanning_the_p
     assert!(plan.contains("Index Cond: ((rating IS NOT NULL) AND (ROW(rating, (id)::text) <"), "{plan}");
     assert!(!plan.contains("Sort"), "no sort of the rows before the cursor: {plan}");
 }
+
+#[tokio::test]
+async fn every_connection_field_refuses_a_page_too_large_naming_the_argument() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    // A post to hang the nested `comments` connection on (inserted as the
+    // owner: what is checked is the page, not how posts are written).
+    app.db
+        .execute_unprepared(
+            "INSERT INTO post (author_id, title, published) SELECT id, 't', true FROM users WHERE username = 'ada'",
+        )
+        .await
+        .expect("a post");
+    let fields = [
+        "places(last: 101)",
+        "myReviews(last: 101)",
+        "posts(last: 101)",
+        "myPosts(last: 101)",
+        "myRoutines(last: 101)",
+        "runs(routineId: \"00000000-0000-4000-8000-000000000000\", last: 101)",
+        "airdropProjects(last: 101)",
+        "users(last: 101)",
+    ];
+    let mut documents: Vec<(String, &str)> = fields
+        .iter()
+        .map(|f| (format!("{{ {f} {{ nodes {{ __typename }} }} }}"), f.split('(').next().unwrap_or(f)))
+        .collect();
+    documents
+        .push(("{ posts(first: 1) { nodes { comments(last: 101) { nodes { __typename } } } } }".into(), "comments"));
+    for (document, field) in &documents {
+        let body = app.graphql(Some(&ada.token), document, json!({})).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{document}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "last", "{document}: {body}");
+        let path = body["errors"][0]["path"].as_array().cloned().unwrap_or_default();
+        assert_eq!(path.iter().rev().find(|p| p.is_string()), Some(&json!(field)), "{document}: {body}");
+    }
+}
