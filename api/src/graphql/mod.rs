@@ -7,6 +7,7 @@ pub mod documents;
 pub mod guard;
 pub mod ids;
 pub mod pagination;
+pub mod payload;
 pub mod scalars;
 pub mod validate;
 
