@@ -6,10 +6,10 @@ use super::policy::{Places, Preferences, Reviews};
 use super::recommend;
 use super::store::{self, PlaceFilter};
 use super::types::{
-    CreatePlaceInput, CreatePlacePayload, CreateReviewInput, CreateReviewPayload, DeletePlaceInput,
-    DeletePlacePayload, DeletePreferenceInput, DeletePreferencePayload, DeleteReviewInput, DeleteReviewPayload,
-    ImportPlacesInput, ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference, Recommendation,
-    Review, ReviewConnection, SetPreferenceInput, SetPreferencePayload, UpdatePlaceInput, UpdatePlacePayload,
+    CreatePlaceInput, CreatePlacePayload, CreateReviewInput, CreateReviewPayload, DeletePlaceInput, DeletePlacePayload,
+    DeletePreferenceInput, DeletePreferencePayload, DeleteReviewInput, DeleteReviewPayload, ImportPlacesInput,
+    ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference, Recommendation, Review,
+    ReviewConnection, SetPreferenceInput, SetPreferencePayload, UpdatePlaceInput, UpdatePlacePayload,
     UpdateReviewInput, UpdateReviewPayload,
 };
 use super::validate;
@@ -355,9 +355,7 @@ fn place_changes(input: UpdatePlaceInput) -> ApiResult<PlaceChanges> {
         category: clearable(input.category)
             .map(|c| validate::optional_text("category", c.as_deref(), 100))
             .transpose()?,
-        rating: clearable(input.rating)
-            .map(|r| r.map(|r| validate::rating("rating", r)).transpose())
-            .transpose()?,
+        rating: clearable(input.rating).map(|r| r.map(|r| validate::rating("rating", r)).transpose()).transpose()?,
         user_ratings_total: clearable(input.user_ratings_total)
             .map(|n| n.map(|n| validate::count("userRatingsTotal", n)).transpose())
             .transpose()?,

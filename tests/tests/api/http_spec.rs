@@ -250,8 +250,12 @@ async fn response_keys_follow_the_selection_order_when_a_field_waits_on_a_datalo
     let app = TestApp::spawn().await;
     app.insert_place("p1", "cafe", 38.7075, -9.1364, Some(4.5), Some(10)).await;
     let ada = app.sign_up("ada").await;
-    app.data(Some(&ada.token), "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }",
+        json!({}),
+    )
+    .await;
     let query = "{
       myReviews(first: 10) { totalCount edges { node { rating place { name category } } } }
       recommendations(lat: 38.7075, lng: -9.1364, radiusKm: 5, limit: 5) { place { name } score }

@@ -8,7 +8,8 @@ use tests::{PgBouncer, TestApp, create_database, error_code, test_config};
 const MY_REVIEWS: &str = "subscription($after: String) {
   myReviewChanged(after: $after) { operation review { userId rating place { name } } }
 }";
-const REVIEW: &str = "mutation($p: ID!, $r: Float!) { createReview(input: {placeId: $p, rating: $r}) { review { id rating } } }";
+const REVIEW: &str =
+    "mutation($p: ID!, $r: Float!) { createReview(input: {placeId: $p, rating: $r}) { review { id rating } } }";
 const READ: &str = "{ places(first: 5) { totalCount edges { node { id name } } } myReviews { totalCount } }";
 
 #[tokio::test]

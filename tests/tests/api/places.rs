@@ -112,7 +112,8 @@ async fn one_missing_lookup_is_null_and_the_other_lookups_of_the_query_keep_thei
     );
 }
 
-const CREATE_PLACE: &str = "mutation($input: CreatePlaceInput!) { createPlace(input: $input) { place { id name types updatedAt } } }";
+const CREATE_PLACE: &str =
+    "mutation($input: CreatePlaceInput!) { createPlace(input: $input) { place { id name types updatedAt } } }";
 
 #[tokio::test]
 async fn admins_and_services_write_places_users_may_not() {
@@ -208,7 +209,10 @@ async fn a_review_is_created_listed_with_its_place_updated_and_deleted() {
     assert_eq!(updated["updateReview"]["review"], json!({ "rating": 2.5, "comment": null }));
 
     let delete = "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }";
-    assert_eq!(app.data(Some(&ada.token), delete, json!({ "id": id })).await["deleteReview"]["review"]["id"], id.as_str());
+    assert_eq!(
+        app.data(Some(&ada.token), delete, json!({ "id": id })).await["deleteReview"]["review"]["id"],
+        id.as_str()
+    );
     assert_eq!(error_code(&app.graphql(Some(&ada.token), delete, json!({ "id": id })).await), "NOT_FOUND");
 }
 
@@ -230,7 +234,9 @@ async fn review_errors_have_precise_codes() {
     assert_eq!(error_code(&unknown_place), "NOT_FOUND");
     let anonymous = app.graphql(None, CREATE_REVIEW, json!({ "placeId": "b", "rating": 3 })).await;
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
-    let malformed = app.graphql(Some(&ada.token), "mutation { deleteReview(input: {id: \"abc\"}) { review { id } } }", json!({})).await;
+    let malformed = app
+        .graphql(Some(&ada.token), "mutation { deleteReview(input: {id: \"abc\"}) { review { id } } }", json!({}))
+        .await;
     assert_eq!(error_code(&malformed), "BAD_USER_INPUT");
     assert_eq!(malformed["errors"][0]["extensions"]["field"], "id");
     let anonymous_list = app.graphql(None, "{ myReviews { totalCount } }", json!({})).await;
@@ -270,7 +276,10 @@ async fn preferences_are_upserted_listed_and_deleted() {
 
     let first = app.data(Some(&ada.token), set, json!({ "category": "cafe", "rating": 3 })).await;
     let again = app.data(Some(&ada.token), set, json!({ "category": "cafe", "rating": 5 })).await;
-    assert_eq!(first["setPreference"]["preference"]["id"], again["setPreference"]["preference"]["id"], "same row replaced");
+    assert_eq!(
+        first["setPreference"]["preference"]["id"], again["setPreference"]["preference"]["id"],
+        "same row replaced"
+    );
     app.data(Some(&ada.token), set, json!({ "category": "bar", "rating": 1 })).await;
 
     let mine = app.data(Some(&ada.token), "{ myPreferences { category rating } }", json!({})).await;
@@ -282,7 +291,10 @@ async fn preferences_are_upserted_listed_and_deleted() {
     let bad = app.graphql(Some(&ada.token), set, json!({ "category": "cafe", "rating": -1 })).await;
     assert_eq!(error_code(&bad), "BAD_USER_INPUT");
     let delete = "mutation($c: String!) { deletePreference(input: {category: $c}) { preference { category } } }";
-    assert_eq!(app.data(Some(&ada.token), delete, json!({ "c": "bar" })).await["deletePreference"]["preference"]["category"], "bar");
+    assert_eq!(
+        app.data(Some(&ada.token), delete, json!({ "c": "bar" })).await["deletePreference"]["preference"]["category"],
+        "bar"
+    );
     assert_eq!(error_code(&app.graphql(Some(&ada.token), delete, json!({ "c": "bar" })).await), "NOT_FOUND");
 }
 
@@ -329,7 +341,8 @@ async fn update_place_clears_each_nullable_field_given_null_and_leaves_omitted_f
     let column_is_null = "SELECT count(*) FROM place WHERE id = 'p1' AND description IS NULL AND types IS NULL";
     assert_eq!(app.count(column_is_null).await, 0, "the last update cleared description only");
 
-    let renamed = app.data(Some(&admin.token), UPDATE_PLACE, json!({ "input": { "id": "p1", "name": "Café Novo" } })).await;
+    let renamed =
+        app.data(Some(&admin.token), UPDATE_PLACE, json!({ "input": { "id": "p1", "name": "Café Novo" } })).await;
     assert_eq!(renamed["updatePlace"]["place"]["name"], "Café Novo");
     assert_eq!(renamed["updatePlace"]["place"]["category"], "cafe", "an omitted field stays");
     assert_eq!(renamed["updatePlace"]["clientMutationId"], Value::Null);
@@ -351,10 +364,12 @@ async fn null_on_a_field_that_cannot_be_empty_is_bad_user_input_naming_it_and_ch
 
     app.insert_place("a", "cafe", 38.70, -9.14, Some(4.0), Some(10)).await;
     let ada = app.sign_up("ada").await;
-    let created = app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "a", "rating": 4, "comment": "good" })).await;
+    let created =
+        app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "a", "rating": 4, "comment": "good" })).await;
     let id = created["createReview"]["review"]["id"].clone();
     let update = "mutation($input: UpdateReviewInput!) { updateReview(input: $input) { review { rating comment } } }";
-    let body = app.graphql(Some(&ada.token), update, json!({ "input": { "id": id, "rating": null, "comment": "x" } })).await;
+    let body =
+        app.graphql(Some(&ada.token), update, json!({ "input": { "id": id, "rating": null, "comment": "x" } })).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     assert_eq!(body["errors"][0]["extensions"]["field"], "rating", "{body}");
     assert_eq!(app.count("SELECT count(*) FROM review WHERE rating = 4 AND comment = 'good'").await, 1);
@@ -365,7 +380,8 @@ async fn update_review_keeps_an_omitted_comment_and_clears_it_given_null() {
     let app = TestApp::spawn().await;
     app.insert_place("a", "cafe", 38.70, -9.14, Some(4.0), Some(10)).await;
     let ada = app.sign_up("ada").await;
-    let created = app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "a", "rating": 4, "comment": "good" })).await;
+    let created =
+        app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "a", "rating": 4, "comment": "good" })).await;
     let id = created["createReview"]["review"]["id"].clone();
     let update = "mutation($input: UpdateReviewInput!) { updateReview(input: $input) { review { rating comment } } }";
 
@@ -381,9 +397,11 @@ async fn a_preference_is_deleted_by_its_id_or_its_category_but_not_by_both_or_ne
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
     let set = "mutation($c: String!) { setPreference(input: {category: $c, rating: 4}) { preference { id } } }";
-    let cafe = app.data(Some(&ada.token), set, json!({ "c": "cafe" })).await["setPreference"]["preference"]["id"].clone();
+    let cafe =
+        app.data(Some(&ada.token), set, json!({ "c": "cafe" })).await["setPreference"]["preference"]["id"].clone();
     app.data(Some(&ada.token), set, json!({ "c": "bar" })).await;
-    let delete = "mutation($input: DeletePreferenceInput!) { deletePreference(input: $input) { preference { category } } }";
+    let delete =
+        "mutation($input: DeletePreferenceInput!) { deletePreference(input: $input) { preference { category } } }";
 
     for input in [json!({ "id": cafe, "category": "bar" }), json!({})] {
         let body = app.graphql(Some(&ada.token), delete, json!({ "input": input })).await;
@@ -416,13 +434,19 @@ async fn every_places_mutation_echoes_its_client_mutation_id() {
         let data = app.data(Some(&user.token), &format!("mutation {{ m: {field} }}"), json!({})).await;
         assert_eq!(data["m"]["clientMutationId"], echoed, "{field}");
     }
-    let review = app.data(Some(&ada.token), "{ myReviews { nodes { id } } }", json!({})).await["myReviews"]["nodes"][0]["id"].clone();
+    let review = app.data(Some(&ada.token), "{ myReviews { nodes { id } } }", json!({})).await["myReviews"]["nodes"][0]
+        ["id"]
+        .clone();
     let update = "mutation($id: ID!) { updateReview(input: {id: $id, rating: 1, clientMutationId: \"ur\"}) { clientMutationId } }";
-    assert_eq!(app.data(Some(&ada.token), update, json!({ "id": review })).await["updateReview"]["clientMutationId"], "ur");
+    assert_eq!(
+        app.data(Some(&ada.token), update, json!({ "id": review })).await["updateReview"]["clientMutationId"],
+        "ur"
+    );
     let delete = "mutation($id: ID!) { deleteReview(input: {id: $id, clientMutationId: \"dr\"}) { review { rating } clientMutationId } }";
     let deleted = app.data(Some(&ada.token), delete, json!({ "id": review })).await;
     assert_eq!(deleted["deleteReview"], json!({ "review": { "rating": 1.0 }, "clientMutationId": "dr" }), "as it was");
-    let delete_place = "mutation { deletePlace(input: {id: \"p1\", clientMutationId: \"dl\"}) { place { name } clientMutationId } }";
+    let delete_place =
+        "mutation { deletePlace(input: {id: \"p1\", clientMutationId: \"dl\"}) { place { name } clientMutationId } }";
     let gone = app.data(Some(&admin.token), delete_place, json!({})).await;
     assert_eq!(gone["deletePlace"], json!({ "place": { "name": "Café Novo" }, "clientMutationId": "dl" }));
 }

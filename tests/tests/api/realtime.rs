@@ -58,7 +58,12 @@ async fn a_subscriber_receives_its_own_review_changes_and_nothing_of_another_use
     )
     .await;
     create_review(&app, &bob.token, "p2", 2.0).await;
-    app.data(Some(&ada.token), "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }", json!({ "id": review })).await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }",
+        json!({ "id": review }),
+    )
+    .await;
     let marker = create_review(&app, &ada.token, "p2", 3.0).await;
 
     let mut seen = Vec::new();
@@ -488,7 +493,8 @@ async fn replaying_past_a_deactivation_that_was_undone_does_not_end_the_subscrip
     let admin = app.sign_up_as("root", "admin").await;
     let ada = app.sign_up("ada").await;
     let before = app.change_cursor_for(&ada).await;
-    let set = "mutation($id: ID!, $on: Boolean!) { setUserActive(input: {userId: $id, isActive: $on}) { user { id } } }";
+    let set =
+        "mutation($id: ID!, $on: Boolean!) { setUserActive(input: {userId: $id, isActive: $on}) { user { id } } }";
     app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": false })).await;
     app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": true })).await;
     app.insert_place("p1", "cafe", 1.0, 1.0, None, None).await;

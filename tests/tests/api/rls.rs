@@ -65,19 +65,32 @@ async fn user_b_cannot_read_update_or_delete_user_a_reviews_through_the_api() {
 async fn user_b_cannot_see_or_change_user_a_preferences() {
     let app = TestApp::spawn().await;
     let (ada, bob, _) = two_users_and_a_review(&app).await;
-    app.data(Some(&ada.token), "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { id } } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { id } } }",
+        json!({}),
+    )
+    .await;
 
     assert_eq!(
         app.data(Some(&bob.token), "{ myPreferences { category } }", json!({})).await["myPreferences"],
         json!([])
     );
-    let delete =
-        app.graphql(Some(&bob.token), "mutation { deletePreference(input: {category: \"cafe\"}) { preference { id } } }", json!({})).await;
+    let delete = app
+        .graphql(
+            Some(&bob.token),
+            "mutation { deletePreference(input: {category: \"cafe\"}) { preference { id } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(error_code(&delete), "NOT_FOUND");
     // Bob's own "cafe" preference is his, not a takeover of Ada's row.
-    app.data(Some(&bob.token), "mutation { setPreference(input: {category: \"cafe\", rating: 0}) { preference { id } } }", json!({}))
-        .await;
+    app.data(
+        Some(&bob.token),
+        "mutation { setPreference(input: {category: \"cafe\", rating: 0}) { preference { id } } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(
         app.count(&format!("SELECT count(*) FROM preference WHERE user_id = '{}' AND rating = 5", ada.id)).await,
         1
@@ -88,8 +101,12 @@ async fn user_b_cannot_see_or_change_user_a_preferences() {
 async fn the_database_denies_user_b_even_when_the_resolver_is_bypassed() {
     let app = TestApp::spawn().await;
     let (ada, bob, review) = two_users_and_a_review(&app).await;
-    app.data(Some(&ada.token), "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { id } } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { id } } }",
+        json!({}),
+    )
+    .await;
 
     let tx = app.as_request_role("app_user", &bob.id).await;
     let count = |sql: &str| Statement::from_string(DbBackend::Postgres, sql.to_owned());

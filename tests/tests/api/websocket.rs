@@ -219,8 +219,12 @@ async fn websocket_operations_log_slow_queries_with_the_connections_request_id_a
     let mut ws = app.subscriber(Some(&ada.token)).await;
     let live = "subscription Live($a: String) { myReviewChanged(after: $a) { review { place { name } } } }";
     ws.subscribe("1", live, json!({ "a": app.change_cursor_for(&ada).await })).await;
-    app.data(Some(&ada.token), "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(ws.next_data("1").await["myReviewChanged"]["review"]["place"]["name"], "Place p1");
     ws.subscribe("2", "query Count { places { totalCount } }", json!({})).await;
     assert_eq!(ws.next_data("2").await["places"]["totalCount"], 1);
