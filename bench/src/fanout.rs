@@ -235,7 +235,7 @@ pub async fn run(args: Args) {
         ticker.tick().await;
         let (http, url, token) = (http.clone(), format!("{}/graphql", server.address), token.clone());
         writers.push(tokio::spawn(async move {
-            let query = "mutation($id: ID!, $d: String!) { createPlace(input: {id: $id, name: \"bench\", lat: 38.7, lng: -9.1, category: \"bench\", description: $d}) { id } }";
+            let query = "mutation($id: ID!, $d: String!) { createPlace(input: {id: $id, name: \"bench\", lat: 38.7, lng: -9.1, category: \"bench\", description: $d}) { place { id } } }";
             let vars = json!({ "id": format!("b{seq:09}"), "d": now_micros().to_string() });
             let sent = http.post(url).bearer_auth(token).json(&json!({ "query": query, "variables": vars })).send().await;
             // A write that failed is no event: say so, or it would count as lost.

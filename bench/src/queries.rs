@@ -136,11 +136,11 @@ impl Case {
             },
             CaseName::C => Self {
                 name: "c",
-                what: "mutation setPreference(input: {category: \"cafe\", rating: $r}) { category rating } (an upsert)",
+                what: "mutation setPreference(input: {category: \"cafe\", rating: $r}) { preference { category rating } } (an upsert)",
                 bodies: (0..=10)
                     .map(|r| {
                         body(
-                            "mutation CaseC($r: Float!) { setPreference(input: {category: \"cafe\", rating: $r}) { category rating } }",
+                            "mutation CaseC($r: Float!) { setPreference(input: {category: \"cafe\", rating: $r}) { preference { category rating } } }",
                             json!({ "r": f64::from(r) / 2.0 }),
                         )
                     })

@@ -89,7 +89,7 @@ const REVIEW_FIELDS = 'id rating comment place { id name }';
 async function loadMore() {
   const data = await graphql(
     `query Places($first: Int!, $after: String) {
-      places(first: $first, after: $after, orderBy: NAME) {
+      places(first: $first, after: $after, orderBy: NAME_ASC) {
         edges { node { ${PLACE_FIELDS} } }
         pageInfo { hasNextPage endCursor }
       }

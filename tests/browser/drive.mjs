@@ -37,10 +37,10 @@ async function graphql(query, variables, bearer) {
 }
 
 const renamePlace = (id, name) =>
-  graphql('mutation($id: ID!, $name: String) { updatePlace(id: $id, input: {name: $name}) { id } }', { id, name }, adminToken);
+  graphql('mutation($id: ID!, $name: String) { updatePlace(input: {id: $id, name: $name}) { place { id } } }', { id, name }, adminToken);
 const createReview = (placeId, comment) =>
   graphql(
-    'mutation($p: ID!, $c: String) { createReview(input: {placeId: $p, rating: 4, comment: $c}) { id } }',
+    'mutation($p: ID!, $c: String) { createReview(input: {placeId: $p, rating: 4, comment: $c}) { review { id } } }',
     { p: placeId, c: comment },
     token,
   );
@@ -88,7 +88,7 @@ try {
     timeUntil(giql, (text) => (document.querySelector('.graphiql-response')?.innerText ?? '').includes(text), text);
 
   step = 'GraphiQL runs a query';
-  await setEditor('.graphiql-query-editor .CodeMirror', 'query Places {\n  places(first: 3, orderBy: NAME) { edges { node { id name } } }\n}');
+  await setEditor('.graphiql-query-editor .CodeMirror', 'query Places {\n  places(first: 3, orderBy: NAME_ASC) { edges { node { id name } } }\n}');
   // Clicks until the response pane fills: the button is briefly inert
   // while GraphiQL digests the introspection result.
   for (let attempt = 1; ; attempt++) {

@@ -43,7 +43,8 @@ impl TestApp {
 
     /// Gives `user` a new role as an admin would, through `setUserRole`.
     pub async fn set_role(&self, admin: &TestUser, user: &TestUser, role: &str) {
-        let set = "mutation($id: ID!, $role: Role!) { setUserRole(userId: $id, role: $role) { role } }";
+        let set =
+            "mutation($id: ID!, $role: Role!) { setUserRole(input: {userId: $id, role: $role}) { user { role } } }";
         self.data(Some(&admin.token), set, json!({ "id": user.id, "role": role })).await;
     }
 }

@@ -1,7 +1,10 @@
 use async_graphql::{Context, ID, Object};
 
 use super::policy::Users;
-use super::types::{AuthPayload, SignInInput, SignUpInput, User, UserConnection};
+use super::types::{
+    AuthPayload, SetUserActiveInput, SetUserActivePayload, SetUserRoleInput, SetUserRolePayload, SignInInput,
+    SignUpInput, User, UserConnection,
+};
 use super::{rules, self_service, store};
 use crate::auth::{Attempt, AuthGuard, ClientIp, Role};
 use crate::domain::{self, Policy};
@@ -108,14 +111,16 @@ impl AccountsMutation {
 
     /// Changes an account's role (admins only). Takes effect on the
     /// account's next request, even with a token issued before.
-    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> ApiResult<User> {
-        administer(ctx, &user_id, Some(role), None).await
+    async fn set_user_role(&self, ctx: &Context<'_>, input: SetUserRoleInput) -> ApiResult<SetUserRolePayload> {
+        let user = administer(ctx, &input.user_id, Some(input.role), None).await?;
+        Ok(SetUserRolePayload { user, client_mutation_id: input.client_mutation_id })
     }
 
     /// Activates or deactivates an account (admins only). A deactivated
     /// account cannot sign in and its tokens stop working at once.
-    async fn set_user_active(&self, ctx: &Context<'_>, user_id: ID, is_active: bool) -> ApiResult<User> {
-        administer(ctx, &user_id, None, Some(is_active)).await
+    async fn set_user_active(&self, ctx: &Context<'_>, input: SetUserActiveInput) -> ApiResult<SetUserActivePayload> {
+        let user = administer(ctx, &input.user_id, None, Some(input.is_active)).await?;
+        Ok(SetUserActivePayload { user, client_mutation_id: input.client_mutation_id })
     }
 }
 

@@ -235,14 +235,7 @@ pub struct ChangePasswordInput {
     pub client_mutation_id: Option<String>,
 }
 
-/// The account after a password change.
-#[derive(SimpleObject)]
-pub struct ChangePasswordPayload {
-    /// The signed-in account.
-    pub user: User,
-    /// The input's `clientMutationId`.
-    pub client_mutation_id: Option<String>,
-}
+crate::payload!(ChangePasswordPayload, user: User, "The signed-in account.");
 
 /// Profile fields to change; a field left out or null stays as it is.
 #[derive(InputObject)]
@@ -255,14 +248,7 @@ pub struct UpdateProfileInput {
     pub client_mutation_id: Option<String>,
 }
 
-/// The account after a profile change.
-#[derive(SimpleObject)]
-pub struct UpdateProfilePayload {
-    /// The signed-in account as it is now.
-    pub user: User,
-    /// The input's `clientMutationId`.
-    pub client_mutation_id: Option<String>,
-}
+crate::payload!(UpdateProfilePayload, user: User, "The signed-in account as it is now.");
 
 /// Confirmation for deleting an account.
 #[derive(InputObject)]

@@ -91,3 +91,28 @@ pub struct SignInInput {
     /// The account's password.
     pub password: String,
 }
+
+/// An account's new role.
+#[derive(InputObject)]
+pub struct SetUserRoleInput {
+    /// The account to change.
+    pub user_id: ID,
+    /// The role it gets.
+    pub role: Role,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
+}
+
+/// An account to activate or deactivate.
+#[derive(InputObject)]
+pub struct SetUserActiveInput {
+    /// The account to change.
+    pub user_id: ID,
+    /// False deactivates it: it cannot sign in and its tokens stop working.
+    pub is_active: bool,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
+}
+
+crate::payload!(SetUserRolePayload, user: User, "The account with its new role.");
+crate::payload!(SetUserActivePayload, user: User, "The account as it is now.");

@@ -6,8 +6,11 @@ use super::policy::{Places, Preferences, Reviews};
 use super::recommend;
 use super::store::{self, PlaceFilter};
 use super::types::{
-    CreateReviewInput, ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference,
-    PreferenceInput, Recommendation, Review, ReviewConnection, UpdatePlaceInput, UpdateReviewInput,
+    CreatePlaceInput, CreatePlacePayload, CreateReviewInput, CreateReviewPayload, DeletePlaceInput, DeletePlacePayload,
+    DeletePreferenceInput, DeletePreferencePayload, DeleteReviewInput, DeleteReviewPayload, ImportPlacesInput,
+    ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference, Recommendation, Review,
+    ReviewConnection, SetPreferenceInput, SetPreferencePayload, UpdatePlaceInput, UpdatePlacePayload,
+    UpdateReviewInput, UpdateReviewPayload,
 };
 use super::validate;
 use crate::domain::{self, Policy};
@@ -130,7 +133,7 @@ pub struct PlacesMutation;
 #[Object]
 impl PlacesMutation {
     /// Reviews a place as the signed-in user; one review per user and place.
-    async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<Review> {
+    async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<CreateReviewPayload> {
         let viewer = ctx.viewer()?;
         let me = Reviews::require_writer(&viewer)?;
         let place_id = validate::text("placeId", &input.place_id, 100)?;
@@ -142,15 +145,16 @@ impl PlacesMutation {
             ..Default::default()
         };
         let tx = ctx.tx().await?;
-        Ok(domain::store::insert(&*tx, row).await?.into())
+        let review = domain::store::insert(&*tx, row).await?.into();
+        Ok(CreateReviewPayload { review, client_mutation_id: input.client_mutation_id })
     }
 
     /// Changes a review. NOT_FOUND for reviews the viewer cannot see,
     /// FORBIDDEN for ones it sees but may not change.
-    async fn update_review(&self, ctx: &Context<'_>, id: ID, input: UpdateReviewInput) -> ApiResult<Review> {
+    async fn update_review(&self, ctx: &Context<'_>, input: UpdateReviewInput) -> ApiResult<UpdateReviewPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_int_id("id", &id)?;
-        let rating = input.rating.map(|r| validate::rating("rating", r)).transpose()?;
+        let id = parse_int_id("id", &input.id)?;
+        let rating = required(input.rating, "rating")?.map(|r| validate::rating("rating", r)).transpose()?;
         let comment = match input.comment {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
@@ -164,84 +168,128 @@ impl PlacesMutation {
         if let Some(comment) = comment {
             row.comment = Set(comment);
         }
-        Ok(domain::store::update(&*tx, row).await?.into())
+        let review = domain::store::update(&*tx, row).await?.into();
+        Ok(UpdateReviewPayload { review, client_mutation_id: input.client_mutation_id })
     }
 
     /// Deletes a review and returns it. NOT_FOUND for reviews the viewer
     /// cannot see, FORBIDDEN for ones it sees but may not change.
-    async fn delete_review(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Review> {
-        Ok(domain::resolve::delete::<Reviews>(ctx, &id).await?.into())
+    async fn delete_review(&self, ctx: &Context<'_>, input: DeleteReviewInput) -> ApiResult<DeleteReviewPayload> {
+        let review = domain::resolve::delete::<Reviews>(ctx, &input.id).await?.into();
+        Ok(DeleteReviewPayload { review, client_mutation_id: input.client_mutation_id })
     }
 
     /// Sets how much the signed-in user likes a category (creates or replaces).
-    async fn set_preference(&self, ctx: &Context<'_>, input: PreferenceInput) -> ApiResult<Preference> {
+    async fn set_preference(&self, ctx: &Context<'_>, input: SetPreferenceInput) -> ApiResult<SetPreferencePayload> {
         let viewer = ctx.viewer()?;
         let me = Preferences::require_writer(&viewer)?;
         let category = validate::text("category", &input.category, 100)?;
         let rating = validate::rating("rating", input.rating)?;
         let tx = ctx.tx().await?;
-        Ok(store::upsert_preference(&*tx, me, category, rating).await?.into())
+        let preference = store::upsert_preference(&*tx, me, category, rating).await?.into();
+        Ok(SetPreferencePayload { preference, client_mutation_id: input.client_mutation_id })
     }
 
-    /// Removes the signed-in user's preference for a category and returns it.
-    async fn delete_preference(&self, ctx: &Context<'_>, category: String) -> ApiResult<Preference> {
+    /// Removes one of the signed-in user's preferences, by its id or by its
+    /// category, and returns it.
+    async fn delete_preference(
+        &self,
+        ctx: &Context<'_>,
+        input: DeletePreferenceInput,
+    ) -> ApiResult<DeletePreferencePayload> {
         let viewer = ctx.viewer()?;
         let me = Preferences::require_writer(&viewer)?;
-        let category = validate::text("category", &category, 100)?;
-        let tx = ctx.tx().await?;
-        let existing = store::find_preference(&*tx, &viewer, me, &category)
-            .await?
-            .ok_or_else(|| ApiError::not_found("preference"))?;
-        Ok(domain::store::delete::<Preferences>(&*tx, &viewer, existing.id).await?.into())
+        let deleted = match (&input.id, &input.category) {
+            (Some(id), None) => domain::resolve::delete::<Preferences>(ctx, id).await?,
+            (None, Some(category)) => {
+                let category = validate::text("category", category, 100)?;
+                let tx = ctx.tx().await?;
+                let existing = store::find_preference(&*tx, &viewer, me, &category)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("preference"))?;
+                domain::store::delete::<Preferences>(&*tx, &viewer, existing.id).await?
+            }
+            _ => return Err(ApiError::bad_input("id", "give exactly one of id and category")),
+        };
+        Ok(DeletePreferencePayload { preference: deleted.into(), client_mutation_id: input.client_mutation_id })
     }
 
     /// Adds a place (admin and service).
-    async fn create_place(&self, ctx: &Context<'_>, input: PlaceInput) -> ApiResult<Place> {
+    async fn create_place(&self, ctx: &Context<'_>, input: CreatePlaceInput) -> ApiResult<CreatePlacePayload> {
         let viewer = ctx.viewer()?;
         Places::require_writer(&viewer)?;
-        let row = place_row(input)?;
+        let row = place_row(input.place)?;
         let tx = ctx.tx().await?;
-        Ok(domain::store::insert(&*tx, row).await?.into())
+        let place = domain::store::insert(&*tx, row).await?.into();
+        Ok(CreatePlacePayload { place, client_mutation_id: input.client_mutation_id })
     }
 
     /// Changes a place (admin and service).
-    async fn update_place(&self, ctx: &Context<'_>, id: ID, input: UpdatePlaceInput) -> ApiResult<Place> {
+    async fn update_place(&self, ctx: &Context<'_>, input: UpdatePlaceInput) -> ApiResult<UpdatePlacePayload> {
         let viewer = ctx.viewer()?;
         Places::require_writer(&viewer)?;
+        let id = input.id.to_string();
+        let client_mutation_id = input.client_mutation_id.clone();
+        // Checked before any SQL: a bad field costs no row lock.
+        let changes = place_changes(input)?;
         let tx = ctx.tx().await?;
-        let mut row = domain::store::writable::<Places>(&*tx, &viewer, id.to_string()).await?.into_active_model();
-        apply_place_changes(&mut row, input)?;
-        Ok(domain::store::update(&*tx, row).await?.into())
+        let mut row = domain::store::writable::<Places>(&*tx, &viewer, id).await?.into_active_model();
+        changes.apply(&mut row);
+        let place = domain::store::update(&*tx, row).await?.into();
+        Ok(UpdatePlacePayload { place, client_mutation_id })
     }
 
     /// Deletes a place and its reviews (admin and service), returning it.
-    async fn delete_place(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Place> {
+    async fn delete_place(&self, ctx: &Context<'_>, input: DeletePlaceInput) -> ApiResult<DeletePlacePayload> {
         Places::require_writer(&ctx.viewer()?)?;
-        Ok(domain::resolve::delete::<Places>(ctx, &id).await?.into())
+        let place = domain::resolve::delete::<Places>(ctx, &input.id).await?.into();
+        Ok(DeletePlacePayload { place, client_mutation_id: input.client_mutation_id })
     }
 
     /// Creates or overwrites up to 1000 places by id in one statement
     /// (admin and service). Importing the same list twice changes nothing
     /// the second time; within one list, the last entry for an id wins.
-    async fn import_places(&self, ctx: &Context<'_>, places: Vec<PlaceInput>) -> ApiResult<ImportPlacesPayload> {
+    async fn import_places(&self, ctx: &Context<'_>, input: ImportPlacesInput) -> ApiResult<ImportPlacesPayload> {
         let viewer = ctx.viewer()?;
         Places::require_writer(&viewer)?;
-        if places.len() > MAX_IMPORT {
+        let client_mutation_id = input.client_mutation_id;
+        if input.places.len() > MAX_IMPORT {
             return Err(ApiError::bad_input("places", format!("at most {MAX_IMPORT} places per call")));
         }
         let mut by_id = std::collections::BTreeMap::new();
-        for input in places {
-            by_id.insert(input.id.to_string(), input);
+        for place in input.places {
+            by_id.insert(place.id.to_string(), place);
         }
         if by_id.is_empty() {
-            return Ok(ImportPlacesPayload { created: 0, updated: 0 });
+            return Ok(ImportPlacesPayload { created: 0, updated: 0, client_mutation_id });
         }
         let ids: Vec<String> = by_id.keys().cloned().collect();
         let rows = by_id.into_values().map(place_row).collect::<ApiResult<Vec<_>>>()?;
         let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
         let tx = ctx.tx().await?;
         let existing = i32::try_from(store::upsert_places(&*tx, rows, ids).await?).unwrap_or(i32::MAX);
-        Ok(ImportPlacesPayload { created: count - existing, updated: existing })
+        Ok(ImportPlacesPayload { created: count - existing, updated: existing, client_mutation_id })
+    }
+}
+
+/// An update input's field for a NOT NULL column: omitted is `None` (left
+/// as it is); null is BAD_USER_INPUT naming the field, since the column
+/// cannot be cleared.
+fn required<T>(value: MaybeUndefined<T>, field: &'static str) -> ApiResult<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(ApiError::bad_input(field, format!("{field} cannot be null"))),
+        MaybeUndefined::Value(value) => Ok(Some(value)),
+    }
+}
+
+/// An update input's field for a nullable column: omitted is `None` (left
+/// as it is), null is `Some(None)` (cleared).
+fn clearable<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(value) => Some(Some(value)),
     }
 }
 
@@ -264,40 +312,63 @@ fn place_row(input: PlaceInput) -> ApiResult<place::ActiveModel> {
     })
 }
 
-fn apply_place_changes(row: &mut place::ActiveModel, input: UpdatePlaceInput) -> ApiResult<()> {
-    if let Some(name) = input.name {
-        row.name = Set(validate::text("name", &name, 200)?);
+/// The checked changes of an `UpdatePlaceInput`: `None` leaves a column as
+/// it is, `Some(None)` clears it.
+struct PlaceChanges {
+    name: Option<String>,
+    lat: Option<f64>,
+    lng: Option<f64>,
+    types: Option<Option<String>>,
+    category: Option<Option<String>>,
+    rating: Option<Option<f64>>,
+    user_ratings_total: Option<Option<i32>>,
+    description: Option<Option<String>>,
+}
+
+fn place_changes(input: UpdatePlaceInput) -> ApiResult<PlaceChanges> {
+    Ok(PlaceChanges {
+        name: required(input.name, "name")?.map(|name| validate::text("name", &name, 200)).transpose()?,
+        lat: required(input.lat, "lat")?.map(|lat| validate::lat("lat", lat)).transpose()?,
+        lng: required(input.lng, "lng")?.map(|lng| validate::lng("lng", lng)).transpose()?,
+        types: clearable(input.types)
+            .map(|types| types.map_or(Ok(None), |types| validate::types(&types)))
+            .transpose()?,
+        category: clearable(input.category)
+            .map(|c| validate::optional_text("category", c.as_deref(), 100))
+            .transpose()?,
+        rating: clearable(input.rating).map(|r| r.map(|r| validate::rating("rating", r)).transpose()).transpose()?,
+        user_ratings_total: clearable(input.user_ratings_total)
+            .map(|n| n.map(|n| validate::count("userRatingsTotal", n)).transpose())
+            .transpose()?,
+        description: clearable(input.description),
+    })
+}
+
+impl PlaceChanges {
+    fn apply(self, row: &mut place::ActiveModel) {
+        if let Some(name) = self.name {
+            row.name = Set(name);
+        }
+        if let Some(lat) = self.lat {
+            row.lat = Set(lat);
+        }
+        if let Some(lng) = self.lng {
+            row.lng = Set(lng);
+        }
+        if let Some(types) = self.types {
+            row.types = Set(types);
+        }
+        if let Some(category) = self.category {
+            row.category = Set(category);
+        }
+        if let Some(rating) = self.rating {
+            row.rating = Set(rating);
+        }
+        if let Some(total) = self.user_ratings_total {
+            row.user_ratings_total = Set(total);
+        }
+        if let Some(description) = self.description {
+            row.description = Set(description);
+        }
     }
-    if let Some(lat) = input.lat {
-        row.lat = Set(validate::lat("lat", lat)?);
-    }
-    if let Some(lng) = input.lng {
-        row.lng = Set(validate::lng("lng", lng)?);
-    }
-    match input.types {
-        MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => row.types = Set(None),
-        MaybeUndefined::Value(types) => row.types = Set(validate::types(&types)?),
-    }
-    match input.category {
-        MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => row.category = Set(None),
-        MaybeUndefined::Value(c) => row.category = Set(validate::optional_text("category", Some(&c), 100)?),
-    }
-    match input.rating {
-        MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => row.rating = Set(None),
-        MaybeUndefined::Value(r) => row.rating = Set(Some(validate::rating("rating", r)?)),
-    }
-    match input.user_ratings_total {
-        MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => row.user_ratings_total = Set(None),
-        MaybeUndefined::Value(n) => row.user_ratings_total = Set(Some(validate::count("userRatingsTotal", n)?)),
-    }
-    match input.description {
-        MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => row.description = Set(None),
-        MaybeUndefined::Value(d) => row.description = Set(Some(d)),
-    }
-    Ok(())
 }

@@ -53,8 +53,8 @@ pub async fn list_places(
     }
     let key = match filter.order {
         PlaceOrder::RatingDesc => &BY_RATING,
-        PlaceOrder::Name => &BY_NAME,
-        PlaceOrder::Newest => &NEWEST,
+        PlaceOrder::NameAsc => &BY_NAME,
+        PlaceOrder::CreatedAtDesc => &NEWEST,
     };
     page.fetch(db, query, key).await
 }

@@ -180,16 +180,16 @@ pub struct Recommendation {
     pub score: f64,
 }
 
-/// Orderings of `places`.
+/// Orderings of `places`. Each value names its column and its direction.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PlaceOrder {
     /// Best rated first; unrated places last.
     #[default]
     RatingDesc,
     /// Alphabetical by name.
-    Name,
+    NameAsc,
     /// Most recently added first.
-    Newest,
+    CreatedAtDesc,
 }
 
 /// A new review.
@@ -201,24 +201,54 @@ pub struct CreateReviewInput {
     pub rating: f64,
     /// Optional text, at most 5000 characters.
     pub comment: Option<String>,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
 }
 
-/// Changes to a review; omitted fields stay as they are.
+/// Changes to a review: an omitted field stays as it is, null clears a
+/// nullable one (`comment`); null on `rating` is BAD_USER_INPUT.
 #[derive(InputObject)]
 pub struct UpdateReviewInput {
-    /// 0 to 5.
-    pub rating: Option<f64>,
-    /// New text; null removes it.
+    /// The review to change.
+    pub id: ID,
+    /// 0 to 5; cannot be null.
+    pub rating: MaybeUndefined<f64>,
+    /// New text, at most 5000 characters; null removes it.
     pub comment: MaybeUndefined<String>,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
+}
+
+/// The review to delete.
+#[derive(InputObject)]
+pub struct DeleteReviewInput {
+    /// The review to delete.
+    pub id: ID,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
 }
 
 /// A preference to create or replace.
 #[derive(InputObject)]
-pub struct PreferenceInput {
-    /// The place category.
+pub struct SetPreferenceInput {
+    /// The place category, at most 100 characters.
     pub category: String,
     /// 0 to 5.
     pub rating: f64,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
+}
+
+/// The preference to delete: give its `id`, or the `category` it is about
+/// (the signed-in user has at most one per category); exactly one of them.
+#[derive(InputObject)]
+pub struct DeletePreferenceInput {
+    /// The preference to delete.
+    pub id: Option<ID>,
+    /// The category whose preference to delete.
+    pub category: Option<String>,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
 }
 
 /// A complete place, for createPlace and importPlaces.
@@ -245,32 +275,78 @@ pub struct PlaceInput {
     pub description: Option<String>,
 }
 
-/// Changes to a place; omitted fields stay as they are, null clears.
+/// A new place: the fields of a `PlaceInput`.
 #[derive(InputObject)]
-pub struct UpdatePlaceInput {
-    /// Display name, 1 to 200 characters.
-    pub name: Option<String>,
-    /// Latitude, -90 to 90.
-    pub lat: Option<f64>,
-    /// Longitude, -180 to 180.
-    pub lng: Option<f64>,
-    /// Google place types.
-    pub types: MaybeUndefined<Vec<String>>,
-    /// Category.
-    pub category: MaybeUndefined<String>,
-    /// Average rating, 0 to 5.
-    pub rating: MaybeUndefined<f64>,
-    /// Number of ratings.
-    pub user_ratings_total: MaybeUndefined<i32>,
-    /// Free-text description.
-    pub description: MaybeUndefined<String>,
+pub struct CreatePlaceInput {
+    #[graphql(flatten)]
+    pub place: PlaceInput,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
 }
 
-/// What importPlaces did.
+/// Changes to a place: an omitted field stays as it is, null clears a
+/// nullable one (`types`, `category`, `rating`, `userRatingsTotal`,
+/// `description`); null on `name`, `lat` or `lng` is BAD_USER_INPUT.
+#[derive(InputObject)]
+pub struct UpdatePlaceInput {
+    /// The place to change.
+    pub id: ID,
+    /// Display name, 1 to 200 characters; cannot be null.
+    pub name: MaybeUndefined<String>,
+    /// Latitude, -90 to 90; cannot be null.
+    pub lat: MaybeUndefined<f64>,
+    /// Longitude, -180 to 180; cannot be null.
+    pub lng: MaybeUndefined<f64>,
+    /// Google place types; null or an empty list removes them.
+    pub types: MaybeUndefined<Vec<String>>,
+    /// Category, at most 100 characters; null removes it.
+    pub category: MaybeUndefined<String>,
+    /// Average rating, 0 to 5; null removes it.
+    pub rating: MaybeUndefined<f64>,
+    /// Number of ratings, 0 or more; null removes it.
+    pub user_ratings_total: MaybeUndefined<i32>,
+    /// Free-text description; null removes it.
+    pub description: MaybeUndefined<String>,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
+}
+
+/// The place to delete.
+#[derive(InputObject)]
+pub struct DeletePlaceInput {
+    /// The place to delete (its reviews go with it).
+    pub id: ID,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
+}
+
+/// Places to create or overwrite, by id.
+#[derive(InputObject)]
+pub struct ImportPlacesInput {
+    /// At most 1000 places; within the list, the last entry for an id wins.
+    pub places: Vec<PlaceInput>,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
+}
+
+crate::payload!(CreateReviewPayload, review: Review, "The review as saved.");
+crate::payload!(UpdateReviewPayload, review: Review, "The review as it is now.");
+crate::payload!(DeleteReviewPayload, review: Review, "The review as it was before it was deleted.");
+crate::payload!(SetPreferencePayload, preference: Preference, "The preference as saved.");
+crate::payload!(DeletePreferencePayload, preference: Preference, "The preference as it was before it was deleted.");
+crate::payload!(CreatePlacePayload, place: Place, "The place as saved.");
+crate::payload!(UpdatePlacePayload, place: Place, "The place as it is now.");
+crate::payload!(DeletePlacePayload, place: Place, "The place as it was before it was deleted.");
+
+/// What importPlaces did (it touches many places, so it counts them
+/// rather than returning them).
 #[derive(SimpleObject)]
 pub struct ImportPlacesPayload {
     /// Places that did not exist before.
     pub created: i32,
     /// Places that existed and were overwritten.
     pub updated: i32,
+    /// The input's `clientMutationId`, echoed so a client can match the
+    /// answer to its call.
+    pub client_mutation_id: Option<String>,
 }

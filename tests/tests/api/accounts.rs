@@ -160,9 +160,9 @@ async fn a_deactivated_user_cannot_sign_in_and_their_token_stops_working() {
     let admin = app.sign_up_as("root", "admin").await;
     let ada = app.sign_up("ada").await;
 
-    let set = "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { isActive } }";
+    let set = "mutation($id: ID!) { setUserActive(input: {userId: $id, isActive: false, clientMutationId: \"off\"}) { user { isActive } clientMutationId } }";
     let data = app.data(Some(&admin.token), set, json!({ "id": ada.id })).await;
-    assert_eq!(data["setUserActive"]["isActive"], false);
+    assert_eq!(data["setUserActive"], json!({ "user": { "isActive": false }, "clientMutationId": "off" }));
 
     let with_old_token = app.graphql(Some(&ada.token), ME, json!({})).await;
     assert_eq!(error_code(&with_old_token), "UNAUTHENTICATED");
@@ -178,16 +178,16 @@ async fn only_an_admin_sets_roles_and_a_new_role_applies_to_existing_tokens() {
     let app = TestApp::spawn().await;
     let admin = app.sign_up_as("root", "admin").await;
     let ada = app.sign_up("ada").await;
-    let set_role = "mutation($id: ID!, $role: Role!) { setUserRole(userId: $id, role: $role) { role } }";
+    let set_role = "mutation($id: ID!, $role: Role!) { setUserRole(input: {userId: $id, role: $role, clientMutationId: \"r\"}) { user { role } clientMutationId } }";
 
     let by_user = app.graphql(Some(&ada.token), set_role, json!({ "id": ada.id, "role": "ADMIN" })).await;
     assert_eq!(error_code(&by_user), "FORBIDDEN");
 
     let by_admin = app.data(Some(&admin.token), set_role, json!({ "id": ada.id, "role": "SERVICE" })).await;
-    assert_eq!(by_admin["setUserRole"]["role"], "SERVICE");
+    assert_eq!(by_admin["setUserRole"], json!({ "user": { "role": "SERVICE" }, "clientMutationId": "r" }));
     // Ada's token still says `user`, but the request runs as service now.
-    let create = "mutation { createPlace(input: {id: \"p1\", name: \"Cafe\", lat: 1, lng: 2}) { id } }";
-    assert_eq!(app.data(Some(&ada.token), create, json!({})).await["createPlace"]["id"], "p1");
+    let create = "mutation { createPlace(input: {id: \"p1\", name: \"Cafe\", lat: 1, lng: 2}) { place { id } } }";
+    assert_eq!(app.data(Some(&ada.token), create, json!({})).await["createPlace"]["place"]["id"], "p1");
 }
 
 #[tokio::test]

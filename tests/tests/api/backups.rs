@@ -36,14 +36,14 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
     let app = TestApp::spawn().await;
     app.insert_place("p1", "cafe", 38.7, -9.1, Some(4.5), Some(10)).await;
     let ada = app.sign_up("ada").await;
-    app.data(Some(&ada.token), "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { id } }", json!({}))
-        .await;
     app.data(
         Some(&ada.token),
-        "mutation { createPost(input: {title: \"t\", published: true}) { post { id } } }",
+        "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }",
         json!({}),
     )
     .await;
+    app.data(Some(&ada.token), "mutation { createPost(input: {title: \"t\", published: true}) { post { id } } }", json!({}))
+        .await;
     let url = tests::superuser_url(&app.database);
     let before = fingerprint(&app.db).await;
 

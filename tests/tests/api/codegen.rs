@@ -115,19 +115,22 @@ fn run_codegen(scratch: &Scratch, documents: &[String]) -> (bool, String) {
 /// A client of the generated types: the 64-bit and date scalars as the
 /// strings they are on the wire, nullable lookups, and a README operation's
 /// variables (only `Refresh` is referenced by name, so renaming the other
-/// README operations does not break this file).
-const CLIENT_TS: &str = r#"import type { AirdropProject, Query, RefreshMutationVariables, Scalars } from "./types";
+/// README operations does not break this file), and an update input that
+/// clears a field with null.
+const CLIENT_TS: &str = r#"import type { AirdropProject, Query, RefreshMutationVariables, Scalars, UpdatePlaceInput } from "./types";
 
 const variables: RefreshMutationVariables = { refreshToken: "r" };
 const allocation: Scalars["BigInt"]["output"] = "1000000000000000";
 const day: Scalars["Date"]["input"] = "2026-01-31";
+// An update input: omitted fields stay, null clears a nullable column.
+const clear: UpdatePlaceInput = { id: "p1", category: null, clientMutationId: "c1" };
 
 export function describe(lookup: Query["airdropProject"], project: AirdropProject): string {
   // A lookup by id is nullable: strict mode makes the client handle null.
   const name = lookup?.name ?? "missing";
   const left: string = project.stats.tokensLeft;
   const start: string = project.startDate;
-  return [name, left, start, allocation, day, variables.refreshToken].join(" ");
+  return [name, left, start, allocation, day, variables.refreshToken, clear.id].join(" ");
 }
 "#;
 

@@ -131,7 +131,7 @@ async fn a_field_error_in_the_spec_media_type_is_a_200_with_data() {
     let app = TestApp::spawn().await;
     app.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
     let ada = app.sign_up("ada").await;
-    let create = json!({ "query": "mutation { createReview(input: {placeId: \"p1\", rating: 9}) { id } }" });
+    let create = json!({ "query": "mutation { createReview(input: {placeId: \"p1\", rating: 9}) { review { id } } }" });
     let response = app
         .http
         .post(format!("{}/graphql", app.address))
@@ -250,8 +250,12 @@ async fn response_keys_follow_the_selection_order_when_a_field_waits_on_a_datalo
     let app = TestApp::spawn().await;
     app.insert_place("p1", "cafe", 38.7075, -9.1364, Some(4.5), Some(10)).await;
     let ada = app.sign_up("ada").await;
-    app.data(Some(&ada.token), "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { id } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }",
+        json!({}),
+    )
+    .await;
     let query = "{
       myReviews(first: 10) { totalCount edges { node { rating place { name category } } } }
       recommendations(lat: 38.7075, lng: -9.1364, radiusKm: 5, limit: 5) { place { name } score }
@@ -286,12 +290,12 @@ async fn a_rolled_back_mutation_shows_no_result_of_the_writes_it_undid() {
     let app = TestApp::spawn().await;
     app.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
     let ada = app.sign_up("ada").await;
-    let review = "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { id } }";
+    let review = "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }";
     app.data(Some(&ada.token), review, json!({})).await;
     // README's block, second time: the review exists, so createReview fails.
     let both = "mutation {
-      setPreference(input: {category: \"cafe\", rating: 5}) { category rating }
-      createReview(input: {placeId: \"p1\", rating: 4.5}) { id }
+      setPreference(input: {category: \"cafe\", rating: 5}) { preference { category rating } }
+      createReview(input: {placeId: \"p1\", rating: 4.5}) { review { id } }
     }";
     let body = app.graphql(Some(&ada.token), both, json!({})).await;
     assert!(body["data"].is_null(), "no undone result is shown: {body}");

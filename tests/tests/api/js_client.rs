@@ -49,9 +49,9 @@ async fn the_npm_graphql_ws_client_receives_its_own_new_review_and_nothing_of_an
         .expect("node is needed for this test");
     let mut lines = BufReader::new(node.stdout.take().expect("no stdout")).lines();
 
-    let create = "mutation($r: Float!) { createReview(input: {placeId: \"p1\", rating: $r}) { id } }";
-    let bobs = app.data(Some(&bob.token), create, json!({ "r": 1 })).await["createReview"]["id"].clone();
-    let adas = app.data(Some(&ada.token), create, json!({ "r": 5 })).await["createReview"]["id"].clone();
+    let create = "mutation($r: Float!) { createReview(input: {placeId: \"p1\", rating: $r}) { review { id } } }";
+    let bobs = app.data(Some(&bob.token), create, json!({ "r": 1 })).await["createReview"]["review"]["id"].clone();
+    let adas = app.data(Some(&ada.token), create, json!({ "r": 5 })).await["createReview"]["review"]["id"].clone();
 
     let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
         .await

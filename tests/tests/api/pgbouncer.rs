@@ -8,7 +8,8 @@ use tests::{PgBouncer, TestApp, create_database, error_code, test_config};
 const MY_REVIEWS: &str = "subscription($after: String) {
   myReviewChanged(after: $after) { operation review { userId rating place { name } } }
 }";
-const REVIEW: &str = "mutation($p: ID!, $r: Float!) { createReview(input: {placeId: $p, rating: $r}) { id rating } }";
+const REVIEW: &str =
+    "mutation($p: ID!, $r: Float!) { createReview(input: {placeId: $p, rating: $r}) { review { id rating } } }";
 const READ: &str = "{ places(first: 5) { totalCount edges { node { id name } } } myReviews { totalCount } }";
 
 #[tokio::test]
@@ -51,7 +52,7 @@ async fn queries_mutations_and_subscriptions_work_through_pgbouncer_in_transacti
             assert_eq!(error_code(body), "NOT_FOUND", "only the reviews of a missing place fail: {body}");
             failures += 1;
         } else if let Some(review) = body["data"].get("createReview") {
-            assert!(review["rating"].as_f64().is_some(), "{body}");
+            assert!(review["review"]["rating"].as_f64().is_some(), "{body}");
         } else {
             assert_eq!(body["data"]["places"]["totalCount"], PLACES, "{body}");
         }

@@ -53,7 +53,7 @@ async fn places_filter_by_category_and_search_and_order_by_name() {
         .await
         .expect("running UPDATE place");
 
-    let cafes = app.data(None, PLACES, json!({ "category": "cafe", "orderBy": "NAME" })).await;
+    let cafes = app.data(None, PLACES, json!({ "category": "cafe", "orderBy": "NAME_ASC" })).await;
     assert_eq!(cafes["places"]["totalCount"], 3);
     assert_eq!(ids(&cafes), ["b", "d", "a"]);
 
@@ -71,7 +71,7 @@ async fn newest_places_come_first() {
         .execute_unprepared("UPDATE place SET created_at = now() + interval '1 hour' WHERE id = 'c'")
         .await
         .expect("running UPDATE place");
-    let newest = app.data(None, PLACES, json!({ "first": 1, "orderBy": "NEWEST" })).await;
+    let newest = app.data(None, PLACES, json!({ "first": 1, "orderBy": "CREATED_AT_DESC" })).await;
     assert_eq!(ids(&newest), ["c"]);
 }
 
@@ -112,7 +112,8 @@ async fn one_missing_lookup_is_null_and_the_other_lookups_of_the_query_keep_thei
     );
 }
 
-const CREATE_PLACE: &str = "mutation($input: PlaceInput!) { createPlace(input: $input) { id name types updatedAt } }";
+const CREATE_PLACE: &str =
+    "mutation($input: CreatePlaceInput!) { createPlace(input: $input) { place { id name types updatedAt } } }";
 
 #[tokio::test]
 async fn admins_and_services_write_places_users_may_not() {
@@ -123,25 +124,25 @@ async fn admins_and_services_write_places_users_may_not() {
     let input = |id: &str| json!({ "input": { "id": id, "name": "Café", "lat": 38.7, "lng": -9.1, "types": ["cafe", "food"], "category": "cafe" } });
 
     let created = app.data(Some(&admin.token), CREATE_PLACE, input("p1")).await;
-    assert_eq!(created["createPlace"]["types"], json!(["cafe", "food"]));
+    assert_eq!(created["createPlace"]["place"]["types"], json!(["cafe", "food"]));
     app.data(Some(&service.token), CREATE_PLACE, input("p2")).await;
     assert_eq!(error_code(&app.graphql(Some(&user.token), CREATE_PLACE, input("p3")).await), "FORBIDDEN");
     assert_eq!(error_code(&app.graphql(None, CREATE_PLACE, input("p3")).await), "UNAUTHENTICATED");
     assert_eq!(error_code(&app.graphql(Some(&admin.token), CREATE_PLACE, input("p1")).await), "CONFLICT");
 
-    let update = "mutation { updatePlace(id: \"p1\", input: {name: \"Café Novo\", rating: 4.5, category: null}) { name rating category updatedAt } }";
+    let update = "mutation { updatePlace(input: {id: \"p1\", name: \"Café Novo\", rating: 4.5, category: null}) { place { name rating category updatedAt } } }";
     assert_eq!(error_code(&app.graphql(Some(&user.token), update, json!({})).await), "FORBIDDEN");
     let updated = app.data(Some(&service.token), update, json!({})).await;
-    assert_eq!(updated["updatePlace"]["name"], "Café Novo");
-    assert_eq!(updated["updatePlace"]["category"], Value::Null);
+    assert_eq!(updated["updatePlace"]["place"]["name"], "Café Novo");
+    assert_eq!(updated["updatePlace"]["place"]["category"], Value::Null);
     assert_ne!(
-        updated["updatePlace"]["updatedAt"], created["createPlace"]["updatedAt"],
+        updated["updatePlace"]["place"]["updatedAt"], created["createPlace"]["place"]["updatedAt"],
         "updated_at kept by the database"
     );
 
-    let delete = "mutation { deletePlace(id: \"p2\") { id } }";
+    let delete = "mutation { deletePlace(input: {id: \"p2\"}) { place { id } } }";
     assert_eq!(error_code(&app.graphql(Some(&user.token), delete, json!({})).await), "FORBIDDEN");
-    assert_eq!(app.data(Some(&admin.token), delete, json!({})).await["deletePlace"]["id"], "p2");
+    assert_eq!(app.data(Some(&admin.token), delete, json!({})).await["deletePlace"]["place"]["id"], "p2");
     assert_eq!(error_code(&app.graphql(Some(&admin.token), delete, json!({})).await), "NOT_FOUND");
 }
 
@@ -168,7 +169,7 @@ async fn invalid_places_are_rejected_naming_the_field_and_nothing_is_written() {
 async fn importing_places_twice_is_idempotent() {
     let app = TestApp::spawn().await;
     let service = app.sign_up_as("importer", "service").await;
-    let import = "mutation($places: [PlaceInput!]!) { importPlaces(places: $places) { created updated } }";
+    let import = "mutation($places: [PlaceInput!]!) { importPlaces(input: {places: $places}) { created updated } }";
     let places: Vec<Value> = (0..50).map(|i| json!({ "id": format!("g{i}"), "name": format!("Place {i}"), "lat": 38.7, "lng": -9.1, "category": "cafe" })).collect();
 
     let first = app.data(Some(&service.token), import, json!({ "places": places })).await;
@@ -182,7 +183,7 @@ async fn importing_places_twice_is_idempotent() {
 }
 
 const CREATE_REVIEW: &str = "mutation($placeId: ID!, $rating: Float!, $comment: String) {
-  createReview(input: {placeId: $placeId, rating: $rating, comment: $comment}) { id rating comment place { id name } }
+  createReview(input: {placeId: $placeId, rating: $rating, comment: $comment}) { review { id rating comment place { id name } } }
 }";
 
 #[tokio::test]
@@ -193,8 +194,8 @@ async fn a_review_is_created_listed_with_its_place_updated_and_deleted() {
 
     let created =
         app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "a", "rating": 4, "comment": "good" })).await;
-    let id = created["createReview"]["id"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(created["createReview"]["place"]["name"], "Place a");
+    let id = created["createReview"]["review"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(created["createReview"]["review"]["place"]["name"], "Place a");
     app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "b", "rating": 5 })).await;
 
     let mine = app
@@ -203,12 +204,15 @@ async fn a_review_is_created_listed_with_its_place_updated_and_deleted() {
     assert_eq!(mine["myReviews"]["totalCount"], 2);
     assert_eq!(mine["myReviews"]["edges"][0]["node"]["place"]["id"], "b", "newest first");
 
-    let update = "mutation($id: ID!) { updateReview(id: $id, input: {rating: 2.5, comment: null}) { rating comment } }";
+    let update = "mutation($id: ID!) { updateReview(input: {id: $id, rating: 2.5, comment: null}) { review { rating comment } } }";
     let updated = app.data(Some(&ada.token), update, json!({ "id": id })).await;
-    assert_eq!(updated["updateReview"], json!({ "rating": 2.5, "comment": null }));
+    assert_eq!(updated["updateReview"]["review"], json!({ "rating": 2.5, "comment": null }));
 
-    let delete = "mutation($id: ID!) { deleteReview(id: $id) { id } }";
-    assert_eq!(app.data(Some(&ada.token), delete, json!({ "id": id })).await["deleteReview"]["id"], id.as_str());
+    let delete = "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }";
+    assert_eq!(
+        app.data(Some(&ada.token), delete, json!({ "id": id })).await["deleteReview"]["review"]["id"],
+        id.as_str()
+    );
     assert_eq!(error_code(&app.graphql(Some(&ada.token), delete, json!({ "id": id })).await), "NOT_FOUND");
 }
 
@@ -230,7 +234,9 @@ async fn review_errors_have_precise_codes() {
     assert_eq!(error_code(&unknown_place), "NOT_FOUND");
     let anonymous = app.graphql(None, CREATE_REVIEW, json!({ "placeId": "b", "rating": 3 })).await;
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
-    let malformed = app.graphql(Some(&ada.token), "mutation { deleteReview(id: \"abc\") { id } }", json!({})).await;
+    let malformed = app
+        .graphql(Some(&ada.token), "mutation { deleteReview(input: {id: \"abc\"}) { review { id } } }", json!({}))
+        .await;
     assert_eq!(error_code(&malformed), "BAD_USER_INPUT");
     assert_eq!(malformed["errors"][0]["extensions"]["field"], "id");
     let anonymous_list = app.graphql(None, "{ myReviews { totalCount } }", json!({})).await;
@@ -266,11 +272,14 @@ async fn review_places_are_read_in_one_statement() {
 async fn preferences_are_upserted_listed_and_deleted() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
-    let set = "mutation($category: String!, $rating: Float!) { setPreference(input: {category: $category, rating: $rating}) { id category rating } }";
+    let set = "mutation($category: String!, $rating: Float!) { setPreference(input: {category: $category, rating: $rating}) { preference { id category rating } } }";
 
     let first = app.data(Some(&ada.token), set, json!({ "category": "cafe", "rating": 3 })).await;
     let again = app.data(Some(&ada.token), set, json!({ "category": "cafe", "rating": 5 })).await;
-    assert_eq!(first["setPreference"]["id"], again["setPreference"]["id"], "same row replaced");
+    assert_eq!(
+        first["setPreference"]["preference"]["id"], again["setPreference"]["preference"]["id"],
+        "same row replaced"
+    );
     app.data(Some(&ada.token), set, json!({ "category": "bar", "rating": 1 })).await;
 
     let mine = app.data(Some(&ada.token), "{ myPreferences { category rating } }", json!({})).await;
@@ -281,7 +290,163 @@ async fn preferences_are_upserted_listed_and_deleted() {
 
     let bad = app.graphql(Some(&ada.token), set, json!({ "category": "cafe", "rating": -1 })).await;
     assert_eq!(error_code(&bad), "BAD_USER_INPUT");
-    let delete = "mutation($c: String!) { deletePreference(category: $c) { category } }";
-    assert_eq!(app.data(Some(&ada.token), delete, json!({ "c": "bar" })).await["deletePreference"]["category"], "bar");
+    let delete = "mutation($c: String!) { deletePreference(input: {category: $c}) { preference { category } } }";
+    assert_eq!(
+        app.data(Some(&ada.token), delete, json!({ "c": "bar" })).await["deletePreference"]["preference"]["category"],
+        "bar"
+    );
     assert_eq!(error_code(&app.graphql(Some(&ada.token), delete, json!({ "c": "bar" })).await), "NOT_FOUND");
+}
+
+const UPDATE_PLACE: &str = "mutation($input: UpdatePlaceInput!) {
+  updatePlace(input: $input) {
+    place { name lat lng types category rating userRatingsTotal description }
+    clientMutationId
+  }
+}";
+
+/// A place with every nullable column set, as `updatePlace` returns it.
+async fn full_place(app: &TestApp, token: &str) -> Value {
+    let input = json!({ "input": {
+        "id": "p1", "name": "Café", "lat": 38.7, "lng": -9.1, "types": ["cafe", "food"],
+        "category": "cafe", "rating": 4.5, "userRatingsTotal": 12, "description": "By the river",
+    } });
+    app.data(Some(token), CREATE_PLACE, input).await;
+    let unchanged = app.data(Some(token), UPDATE_PLACE, json!({ "input": { "id": "p1" } })).await;
+    unchanged["updatePlace"]["place"].clone()
+}
+
+#[tokio::test]
+async fn update_place_clears_each_nullable_field_given_null_and_leaves_omitted_fields_as_they_are() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let cleared = [
+        ("types", json!([])),
+        ("category", Value::Null),
+        ("rating", Value::Null),
+        ("userRatingsTotal", Value::Null),
+        ("description", Value::Null),
+    ];
+    for (field, empty) in cleared {
+        app.db.execute_unprepared("DELETE FROM place").await.expect("emptying place");
+        let before = full_place(&app, &admin.token).await;
+        assert_ne!(before[field], empty, "{field} starts set: {before}");
+        let input = json!({ "input": { "id": "p1", field: null, "clientMutationId": field } });
+        let after = app.data(Some(&admin.token), UPDATE_PLACE, input).await;
+        assert_eq!(after["updatePlace"]["clientMutationId"], field);
+        let mut expected = before.clone();
+        expected[field] = empty;
+        assert_eq!(after["updatePlace"]["place"], expected, "only {field} is cleared");
+    }
+    let column_is_null = "SELECT count(*) FROM place WHERE id = 'p1' AND description IS NULL AND types IS NULL";
+    assert_eq!(app.count(column_is_null).await, 0, "the last update cleared description only");
+
+    let renamed =
+        app.data(Some(&admin.token), UPDATE_PLACE, json!({ "input": { "id": "p1", "name": "Café Novo" } })).await;
+    assert_eq!(renamed["updatePlace"]["place"]["name"], "Café Novo");
+    assert_eq!(renamed["updatePlace"]["place"]["category"], "cafe", "an omitted field stays");
+    assert_eq!(renamed["updatePlace"]["clientMutationId"], Value::Null);
+}
+
+#[tokio::test]
+async fn null_on_a_field_that_cannot_be_empty_is_bad_user_input_naming_it_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let before = full_place(&app, &admin.token).await;
+    for field in ["name", "lat", "lng"] {
+        let input = json!({ "input": { "id": "p1", "category": "museum", field: null } });
+        let body = app.graphql(Some(&admin.token), UPDATE_PLACE, input).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+    }
+    let after = app.data(Some(&admin.token), UPDATE_PLACE, json!({ "input": { "id": "p1" } })).await;
+    assert_eq!(after["updatePlace"]["place"], before, "no partial write");
+
+    app.insert_place("a", "cafe", 38.70, -9.14, Some(4.0), Some(10)).await;
+    let ada = app.sign_up("ada").await;
+    let created =
+        app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "a", "rating": 4, "comment": "good" })).await;
+    let id = created["createReview"]["review"]["id"].clone();
+    let update = "mutation($input: UpdateReviewInput!) { updateReview(input: $input) { review { rating comment } } }";
+    let body =
+        app.graphql(Some(&ada.token), update, json!({ "input": { "id": id, "rating": null, "comment": "x" } })).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["field"], "rating", "{body}");
+    assert_eq!(app.count("SELECT count(*) FROM review WHERE rating = 4 AND comment = 'good'").await, 1);
+}
+
+#[tokio::test]
+async fn update_review_keeps_an_omitted_comment_and_clears_it_given_null() {
+    let app = TestApp::spawn().await;
+    app.insert_place("a", "cafe", 38.70, -9.14, Some(4.0), Some(10)).await;
+    let ada = app.sign_up("ada").await;
+    let created =
+        app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "a", "rating": 4, "comment": "good" })).await;
+    let id = created["createReview"]["review"]["id"].clone();
+    let update = "mutation($input: UpdateReviewInput!) { updateReview(input: $input) { review { rating comment } } }";
+
+    let rated = app.data(Some(&ada.token), update, json!({ "input": { "id": id, "rating": 2 } })).await;
+    assert_eq!(rated["updateReview"]["review"], json!({ "rating": 2.0, "comment": "good" }));
+    let cleared = app.data(Some(&ada.token), update, json!({ "input": { "id": id, "comment": null } })).await;
+    assert_eq!(cleared["updateReview"]["review"], json!({ "rating": 2.0, "comment": null }));
+    assert_eq!(app.count("SELECT count(*) FROM review WHERE comment IS NULL").await, 1);
+}
+
+#[tokio::test]
+async fn a_preference_is_deleted_by_its_id_or_its_category_but_not_by_both_or_neither() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let set = "mutation($c: String!) { setPreference(input: {category: $c, rating: 4}) { preference { id } } }";
+    let cafe =
+        app.data(Some(&ada.token), set, json!({ "c": "cafe" })).await["setPreference"]["preference"]["id"].clone();
+    app.data(Some(&ada.token), set, json!({ "c": "bar" })).await;
+    let delete =
+        "mutation($input: DeletePreferenceInput!) { deletePreference(input: $input) { preference { category } } }";
+
+    for input in [json!({ "id": cafe, "category": "bar" }), json!({})] {
+        let body = app.graphql(Some(&ada.token), delete, json!({ "input": input })).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM preference").await, 2, "nothing deleted");
+
+    let by_id = app.data(Some(&ada.token), delete, json!({ "input": { "id": cafe } })).await;
+    assert_eq!(by_id["deletePreference"]["preference"]["category"], "cafe");
+    let by_category = app.data(Some(&ada.token), delete, json!({ "input": { "category": "bar" } })).await;
+    assert_eq!(by_category["deletePreference"]["preference"]["category"], "bar");
+    assert_eq!(app.count("SELECT count(*) FROM preference").await, 0);
+}
+
+#[tokio::test]
+async fn every_places_mutation_echoes_its_client_mutation_id() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let ada = app.sign_up("ada").await;
+    let place = r#"{id: "p1", name: "Café", lat: 1, lng: 2, clientMutationId: "cp"}"#;
+    let calls = [
+        (&admin, format!("createPlace(input: {place}) {{ place {{ id }} clientMutationId }}"), "cp"),
+        (&admin, r#"updatePlace(input: {id: "p1", name: "Café Novo", clientMutationId: "up"}) { place { id } clientMutationId }"#.into(), "up"),
+        (&admin, r#"importPlaces(input: {places: [{id: "p2", name: "B", lat: 1, lng: 2}], clientMutationId: "ip"}) { created clientMutationId }"#.into(), "ip"),
+        (&ada, r#"createReview(input: {placeId: "p1", rating: 4, clientMutationId: "cr"}) { review { id } clientMutationId }"#.into(), "cr"),
+        (&ada, r#"setPreference(input: {category: "cafe", rating: 4, clientMutationId: "sp"}) { preference { id } clientMutationId }"#.into(), "sp"),
+        (&ada, r#"deletePreference(input: {category: "cafe", clientMutationId: "dp"}) { preference { id } clientMutationId }"#.into(), "dp"),
+    ];
+    for (user, field, echoed) in calls {
+        let data = app.data(Some(&user.token), &format!("mutation {{ m: {field} }}"), json!({})).await;
+        assert_eq!(data["m"]["clientMutationId"], echoed, "{field}");
+    }
+    let review = app.data(Some(&ada.token), "{ myReviews { nodes { id } } }", json!({})).await["myReviews"]["nodes"][0]
+        ["id"]
+        .clone();
+    let update = "mutation($id: ID!) { updateReview(input: {id: $id, rating: 1, clientMutationId: \"ur\"}) { clientMutationId } }";
+    assert_eq!(
+        app.data(Some(&ada.token), update, json!({ "id": review })).await["updateReview"]["clientMutationId"],
+        "ur"
+    );
+    let delete = "mutation($id: ID!) { deleteReview(input: {id: $id, clientMutationId: \"dr\"}) { review { rating } clientMutationId } }";
+    let deleted = app.data(Some(&ada.token), delete, json!({ "id": review })).await;
+    assert_eq!(deleted["deleteReview"], json!({ "review": { "rating": 1.0 }, "clientMutationId": "dr" }), "as it was");
+    let delete_place =
+        "mutation { deletePlace(input: {id: \"p1\", clientMutationId: \"dl\"}) { place { name } clientMutationId } }";
+    let gone = app.data(Some(&admin.token), delete_place, json!({})).await;
+    assert_eq!(gone["deletePlace"], json!({ "place": { "name": "Café Novo" }, "clientMutationId": "dl" }));
 }

@@ -15,11 +15,11 @@ async fn create_review(app: &TestApp, token: &str, place: &str, rating: f64) -> 
     let data = app
         .data(
             Some(token),
-            "mutation($p: ID!, $r: Float!) { createReview(input: {placeId: $p, rating: $r}) { id } }",
+            "mutation($p: ID!, $r: Float!) { createReview(input: {placeId: $p, rating: $r}) { review { id } } }",
             json!({ "p": place, "r": rating }),
         )
         .await;
-    data["createReview"]["id"].as_str().unwrap_or_default().to_owned()
+    data["createReview"]["review"]["id"].as_str().unwrap_or_default().to_owned()
 }
 
 async fn next_place(ws: &mut WsClient, id: &str) -> (String, String) {
@@ -53,12 +53,17 @@ async fn a_subscriber_receives_its_own_review_changes_and_nothing_of_another_use
     let review = create_review(&app, &ada.token, "p1", 4.0).await;
     app.data(
         Some(&ada.token),
-        "mutation($id: ID!) { updateReview(id: $id, input: {rating: 5}) { id } }",
+        "mutation($id: ID!) { updateReview(input: {id: $id, rating: 5}) { review { id } } }",
         json!({ "id": review }),
     )
     .await;
     create_review(&app, &bob.token, "p2", 2.0).await;
-    app.data(Some(&ada.token), "mutation($id: ID!) { deleteReview(id: $id) { id } }", json!({ "id": review })).await;
+    app.data(
+        Some(&ada.token),
+        "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }",
+        json!({ "id": review }),
+    )
+    .await;
     let marker = create_review(&app, &ada.token, "p2", 3.0).await;
 
     let mut seen = Vec::new();
@@ -101,7 +106,7 @@ async fn an_anonymous_socket_receives_public_place_changes_filtered_by_category_
     ws.subscribe("cafes", PLACES, json!({ "after": after, "category": "cafe" })).await;
     ws.subscribe("near", PLACES, json!({ "after": after, "near": { "lat": 0.0, "lng": 0.0, "radiusKm": 2.0 } })).await;
 
-    let create = "mutation($input: PlaceInput!) { createPlace(input: $input) { id } }";
+    let create = "mutation($input: CreatePlaceInput!) { createPlace(input: $input) { place { id } } }";
     for (id, category, lat) in [("far-bar", "bar", 1.0), ("near-bar", "bar", 0.01), ("far-cafe", "cafe", 1.0)] {
         app.data(
             Some(&service.token),
@@ -341,7 +346,7 @@ async fn deactivating_a_user_ends_their_live_subscriptions() {
 
     app.data(
         Some(&admin.token),
-        "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { id } }",
+        "mutation($id: ID!) { setUserActive(input: {userId: $id, isActive: false}) { user { id } } }",
         json!({ "id": ada.id }),
     )
     .await;
@@ -362,7 +367,7 @@ async fn two_servers_on_one_database_each_deliver_every_event() {
     let mut on_two = two.subscriber(None).await;
     on_two.subscribe("1", PLACES, json!({ "after": after })).await;
 
-    let create = "mutation($id: ID!) { createPlace(input: {id: $id, name: \"x\", lat: 0, lng: 0}) { id } }";
+    let create = "mutation($id: ID!) { createPlace(input: {id: $id, name: \"x\", lat: 0, lng: 0}) { place { id } } }";
     one.data(Some(&service.token), create, json!({ "id": "via-one" })).await;
     two.data(Some(&service.token), create, json!({ "id": "via-two" })).await;
 
@@ -488,7 +493,8 @@ async fn replaying_past_a_deactivation_that_was_undone_does_not_end_the_subscrip
     let admin = app.sign_up_as("root", "admin").await;
     let ada = app.sign_up("ada").await;
     let before = app.change_cursor_for(&ada).await;
-    let set = "mutation($id: ID!, $on: Boolean!) { setUserActive(userId: $id, isActive: $on) { id } }";
+    let set =
+        "mutation($id: ID!, $on: Boolean!) { setUserActive(input: {userId: $id, isActive: $on}) { user { id } } }";
     app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": false })).await;
     app.data(Some(&admin.token), set, json!({ "id": ada.id, "on": true })).await;
     app.insert_place("p1", "cafe", 1.0, 1.0, None, None).await;
@@ -512,7 +518,7 @@ async fn live_changes_keep_flowing_while_slow_requests_hold_every_pooled_connect
     let preferences = "subscription { myPreferenceChanged { operation preference { category rating } } }";
     ws.subscribe("1", preferences, json!({})).await;
     // Once an event has arrived, the subscription is live.
-    let set = "mutation { setPreference(input: {category: \"cafe\", rating: 3}) { category } }";
+    let set = "mutation { setPreference(input: {category: \"cafe\", rating: 3}) { preference { category } } }";
     app.data(Some(&ada.token), set, json!({})).await;
     assert_eq!(ws.next_data("1").await["myPreferenceChanged"]["preference"]["category"], "cafe");
 

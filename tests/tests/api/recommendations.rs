@@ -19,7 +19,8 @@ fn km_north(lat: f64) -> f64 {
 async fn recommendations_follow_the_seed_score_worked_out_by_hand() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
-    let set = "mutation($c: String!, $r: Float!) { setPreference(input: {category: $c, rating: $r}) { id } }";
+    let set =
+        "mutation($c: String!, $r: Float!) { setPreference(input: {category: $c, rating: $r}) { preference { id } } }";
     app.data(Some(&ada.token), set, json!({ "c": "cafe", "r": 5 })).await;
     app.data(Some(&ada.token), set, json!({ "c": "museum", "r": 3 })).await;
     app.insert_place("near-cafe", "cafe", 0.01, 0.0, Some(4.0), Some(99)).await;

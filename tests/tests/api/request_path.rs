@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tests::{TestApp, create_database, error_code, superuser_url, test_config};
 
 const CREATE_REVIEW: &str = "mutation($placeId: ID!, $rating: Float!) {
-  createReview(input: {placeId: $placeId, rating: $rating}) { id }
+  createReview(input: {placeId: $placeId, rating: $rating}) { review { id } }
 }";
 
 /// Case a of issue 11.
@@ -183,13 +183,13 @@ async fn a_mutation_still_writes() {
     let created = app
         .graphql(
             Some(&ada.token),
-            "mutation { createReview(input: {placeId: \"a\", rating: 5}) { id place { name } } }",
+            "mutation { createReview(input: {placeId: \"a\", rating: 5}) { review { id place { name } } } }",
             json!({}),
         )
         .await;
 
     assert_eq!(created["errors"], Value::Null, "{created}");
-    assert_eq!(created["data"]["createReview"]["place"]["name"], "Place a");
+    assert_eq!(created["data"]["createReview"]["review"]["place"]["name"], "Place a");
     assert_eq!(app.count("SELECT count(*) FROM review").await, 1);
     assert!(
         app.count("SELECT count(*) FROM read_only_probe WHERE read_only = 'off'").await >= 1,

@@ -8,11 +8,11 @@ async fn review_by(app: &TestApp, user: &TestUser, place: &str) -> String {
     let data = app
         .data(
             Some(&user.token),
-            "mutation($p: ID!) { createReview(input: {placeId: $p, rating: 4, comment: \"mine\"}) { id } }",
+            "mutation($p: ID!) { createReview(input: {placeId: $p, rating: 4, comment: \"mine\"}) { review { id } } }",
             json!({ "p": place }),
         )
         .await;
-    data["createReview"]["id"].as_str().unwrap_or_default().to_owned()
+    data["createReview"]["review"]["id"].as_str().unwrap_or_default().to_owned()
 }
 
 async fn two_users_and_a_review(app: &TestApp) -> (TestUser, TestUser, String) {
@@ -40,7 +40,7 @@ async fn user_b_cannot_read_update_or_delete_user_a_reviews_through_the_api() {
         let update = app
             .graphql(
                 Some(&bob.token),
-                "mutation($id: ID!) { updateReview(id: $id, input: {rating: 0}) { id } }",
+                "mutation($id: ID!) { updateReview(input: {id: $id, rating: 0}) { review { id } } }",
                 json!({ "id": id.to_string() }),
             )
             .await;
@@ -48,7 +48,7 @@ async fn user_b_cannot_read_update_or_delete_user_a_reviews_through_the_api() {
         let delete = app
             .graphql(
                 Some(&bob.token),
-                "mutation($id: ID!) { deleteReview(id: $id) { id } }",
+                "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }",
                 json!({ "id": id.to_string() }),
             )
             .await;
@@ -65,19 +65,32 @@ async fn user_b_cannot_read_update_or_delete_user_a_reviews_through_the_api() {
 async fn user_b_cannot_see_or_change_user_a_preferences() {
     let app = TestApp::spawn().await;
     let (ada, bob, _) = two_users_and_a_review(&app).await;
-    app.data(Some(&ada.token), "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { id } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { id } } }",
+        json!({}),
+    )
+    .await;
 
     assert_eq!(
         app.data(Some(&bob.token), "{ myPreferences { category } }", json!({})).await["myPreferences"],
         json!([])
     );
-    let delete =
-        app.graphql(Some(&bob.token), "mutation { deletePreference(category: \"cafe\") { id } }", json!({})).await;
+    let delete = app
+        .graphql(
+            Some(&bob.token),
+            "mutation { deletePreference(input: {category: \"cafe\"}) { preference { id } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(error_code(&delete), "NOT_FOUND");
     // Bob's own "cafe" preference is his, not a takeover of Ada's row.
-    app.data(Some(&bob.token), "mutation { setPreference(input: {category: \"cafe\", rating: 0}) { id } }", json!({}))
-        .await;
+    app.data(
+        Some(&bob.token),
+        "mutation { setPreference(input: {category: \"cafe\", rating: 0}) { preference { id } } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(
         app.count(&format!("SELECT count(*) FROM preference WHERE user_id = '{}' AND rating = 5", ada.id)).await,
         1
@@ -88,8 +101,12 @@ async fn user_b_cannot_see_or_change_user_a_preferences() {
 async fn the_database_denies_user_b_even_when_the_resolver_is_bypassed() {
     let app = TestApp::spawn().await;
     let (ada, bob, review) = two_users_and_a_review(&app).await;
-    app.data(Some(&ada.token), "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { id } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { id } } }",
+        json!({}),
+    )
+    .await;
 
     let tx = app.as_request_role("app_user", &bob.id).await;
     let count = |sql: &str| Statement::from_string(DbBackend::Postgres, sql.to_owned());
@@ -184,7 +201,7 @@ async fn a_reader_reads_every_review_but_cannot_write() {
     let update = app
         .graphql(
             Some(&reader.token),
-            "mutation($id: ID!) { updateReview(id: $id, input: {rating: 0}) { id } }",
+            "mutation($id: ID!) { updateReview(input: {id: $id, rating: 0}) { review { id } } }",
             json!({ "id": review }),
         )
         .await;
@@ -192,7 +209,7 @@ async fn a_reader_reads_every_review_but_cannot_write() {
     let create = app
         .graphql(
             Some(&reader.token),
-            "mutation { createReview(input: {placeId: \"p2\", rating: 3}) { id } }",
+            "mutation { createReview(input: {placeId: \"p2\", rating: 3}) { review { id } } }",
             json!({}),
         )
         .await;
@@ -232,7 +249,7 @@ async fn requests_log_in_as_a_role_that_is_not_superuser_and_owns_nothing() {
 async fn one_failing_field_rolls_back_the_whole_request() {
     let app = TestApp::spawn().await;
     let (_, bob, first_review) = two_users_and_a_review(&app).await;
-    let both = "mutation { a: createReview(input: {placeId: \"p1\", rating: 3}) { id } b: createReview(input: {placeId: \"p2\", rating: 9}) { id } }";
+    let both = "mutation { a: createReview(input: {placeId: \"p1\", rating: 3}) { review { id } } b: createReview(input: {placeId: \"p2\", rating: 9}) { review { id } } }";
 
     let body = app.graphql(Some(&bob.token), both, json!({})).await;
 
@@ -290,8 +307,8 @@ async fn a_row_you_see_but_may_not_change_is_forbidden_and_one_you_cannot_see_is
     let (ada, bob, review) = two_users_and_a_review(&app).await;
     let reader = app.sign_up_as("rita", "reader").await;
     let service = app.sign_up_as("bot", "service").await;
-    let update_review = "mutation($id: ID!) { updateReview(id: $id, input: {rating: 1}) { id } }";
-    let delete_review = "mutation($id: ID!) { deleteReview(id: $id) { id } }";
+    let update_review = "mutation($id: ID!) { updateReview(input: {id: $id, rating: 1}) { review { id } } }";
+    let delete_review = "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }";
     for query in [update_review, delete_review] {
         let seen = app.graphql(Some(&reader.token), query, json!({ "id": review })).await;
         assert_eq!(error_code(&seen), "FORBIDDEN", "a reader sees every review: {seen}");

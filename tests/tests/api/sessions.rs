@@ -255,7 +255,7 @@ async fn delete_account_removes_the_users_rows_and_sessions_and_leaves_others_un
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
     app.insert_place("p1", "cafe", 38.7, -9.1, None, None).await;
-    let review = "mutation($r: Float!) { createReview(input: {placeId: \"p1\", rating: $r}) { id } }";
+    let review = "mutation($r: Float!) { createReview(input: {placeId: \"p1\", rating: $r}) { review { id } } }";
     let post = "mutation { createPost(input: {title: \"t\", body: \"b\", published: true}) { post { id } } }";
     app.data(Some(&ada.token), review, json!({ "r": 4.0 })).await;
     app.data(Some(&bob.token), review, json!({ "r": 5.0 })).await;
@@ -356,7 +356,7 @@ async fn an_expired_session_or_a_deactivated_account_cannot_refresh() {
         .expect("expiring ada's sessions");
     app.data(
         Some(&admin.token),
-        "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { id } }",
+        "mutation($id: ID!) { setUserActive(input: {userId: $id, isActive: false}) { user { id } } }",
         json!({ "id": bob.id }),
     )
     .await;

@@ -100,7 +100,7 @@ async fn the_legacy_subscriptions_transport_ws_protocol_is_accepted() {
     ws.send(json!({ "type": "start", "id": "1", "payload": { "query": "subscription($a: String) { placeChanged(after: $a) { place { id } } }", "variables": { "a": after } } })).await;
     app.data(
         Some(&service.token),
-        "mutation { createPlace(input: {id: \"legacy\", name: \"x\", lat: 0, lng: 0}) { id } }",
+        "mutation { createPlace(input: {id: \"legacy\", name: \"x\", lat: 0, lng: 0}) { place { id } } }",
         json!({}),
     )
     .await;
@@ -120,7 +120,7 @@ async fn a_deactivated_account_cannot_open_new_subscriptions_on_an_open_socket()
     let mut ws = app.subscriber(Some(&ada.token)).await;
     app.data(
         Some(&admin.token),
-        "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { id } }",
+        "mutation($id: ID!) { setUserActive(input: {userId: $id, isActive: false}) { user { id } } }",
         json!({ "id": ada.id }),
     )
     .await;
@@ -219,8 +219,12 @@ async fn websocket_operations_log_slow_queries_with_the_connections_request_id_a
     let mut ws = app.subscriber(Some(&ada.token)).await;
     let live = "subscription Live($a: String) { myReviewChanged(after: $a) { review { place { name } } } }";
     ws.subscribe("1", live, json!({ "a": app.change_cursor_for(&ada).await })).await;
-    app.data(Some(&ada.token), "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { id } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(ws.next_data("1").await["myReviewChanged"]["review"]["place"]["name"], "Place p1");
     ws.subscribe("2", "query Count { places { totalCount } }", json!({})).await;
     assert_eq!(ws.next_data("2").await["places"]["totalCount"], 1);

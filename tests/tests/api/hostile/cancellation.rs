@@ -154,7 +154,7 @@ async fn a_client_that_hangs_up_mid_mutation_leaves_none_of_its_writes_while_oth
     let app = TestApp::spawn_on(&cluster, config).await;
     let user = app.sign_up("hangs-up").await;
     let writer = app.sign_up("keeps-writing").await;
-    let set = "mutation($c: String!, $r: Float!) { setPreference(input: { category: $c, rating: $r }) { category } }";
+    let set = "mutation($c: String!, $r: Float!) { setPreference(input: { category: $c, rating: $r }) { preference { category } } }";
     app.data(Some(&user.token), set, json!({ "c": "blocker", "r": 1.0 })).await;
     // The second field of every hung-up mutation waits on this row lock,
     // after its first field has written.
@@ -168,7 +168,7 @@ async fn a_client_that_hangs_up_mid_mutation_leaves_none_of_its_writes_while_oth
     let mut hung_up = Vec::new();
     for n in 0..24u64 {
         let query = format!(
-            "mutation {{ a: setPreference(input: {{ category: \"gone-{n:02}\", rating: 2 }}) {{ category }} b: setPreference(input: {{ category: \"blocker\", rating: 3 }}) {{ category }} }}"
+            "mutation {{ a: setPreference(input: {{ category: \"gone-{n:02}\", rating: 2 }}) {{ preference {{ category }} }} b: setPreference(input: {{ category: \"blocker\", rating: 3 }}) {{ preference {{ category }} }} }}"
         );
         let body = json!({ "query": query }).to_string();
         let request = format!(
@@ -183,7 +183,7 @@ async fn a_client_that_hangs_up_mid_mutation_leaves_none_of_its_writes_while_oth
         drop(socket);
         hung_up.push(n);
         let acknowledged = app.data(Some(&writer.token), set, json!({ "c": format!("kept-{n:02}"), "r": 4.0 })).await;
-        assert_eq!(acknowledged["setPreference"]["category"], format!("kept-{n:02}"));
+        assert_eq!(acknowledged["setPreference"]["preference"]["category"], format!("kept-{n:02}"));
     }
     // Give the server time to see every hang-up, then let the lock go: a
     // request still running would now finish and commit its first write.
@@ -196,7 +196,7 @@ async fn a_client_that_hangs_up_mid_mutation_leaves_none_of_its_writes_while_oth
     assert_eq!(preferences(&app, "gone-%").await, Vec::<String>::new(), "no hung-up mutation wrote anything");
     assert_eq!(preferences(&app, "kept-%").await.len(), hung_up.len(), "every acknowledged write is there");
     let after = app.data(Some(&user.token), set, json!({ "c": "after", "r": 5.0 })).await;
-    assert_eq!(after["setPreference"]["category"], "after", "the pool still serves");
+    assert_eq!(after["setPreference"]["preference"]["category"], "after", "the pool still serves");
     let log = cluster.server_log();
     assert!(!log.contains(LEAKED_TRANSACTION), "a connection went back to the pool inside a transaction:\n{log}");
 }

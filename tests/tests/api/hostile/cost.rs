@@ -106,9 +106,9 @@ async fn realistic_documents_pass_the_default_limits() {
         .graphql(
             Some(&ada.token),
             r#"mutation {
-              setPreference(input: {category: "cafe", rating: 5}) { category rating }
+              setPreference(input: {category: "cafe", rating: 5}) { preference { category rating } }
               createReview(input: {placeId: "demo-place-000000", rating: 4.5, comment: "Great pastéis"}) {
-                id rating place { name }
+                review { id rating place { name } }
               }
             }"#,
             json!({}),

@@ -318,7 +318,7 @@ async fn preference_and_stats_subscriptions_replay_from_a_cursor_too() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
     let cursor = app.change_cursor_for(&ada).await;
-    let set = "mutation { setPreference(input: {category: \"cafe\", rating: 3}) { category } }";
+    let set = "mutation { setPreference(input: {category: \"cafe\", rating: 3}) { preference { category } } }";
     app.data(Some(&ada.token), set, json!({})).await;
     let create = "mutation { createRoutine(input: {name: \"farm\", steps: [], tokensPerRun: 1}) { routine { id } } }";
     let routine = app.data(Some(&ada.token), create, json!({})).await["createRoutine"]["routine"]["id"].clone();

@@ -145,7 +145,7 @@ async fn a_request_ends_at_the_request_timeout_however_short_each_statement_is()
     lock.execute_unprepared("LOCK TABLE place IN ACCESS EXCLUSIVE MODE").await.expect("lock");
 
     // Act: a mutation that writes, then waits on the lock.
-    let mutation = "mutation { setPreference(input: {category: \"before-the-lock\", rating: 1}) { category } createReview(input: {placeId: \"x\", rating: 4}) { id } }";
+    let mutation = "mutation { setPreference(input: {category: \"before-the-lock\", rating: 1}) { preference { category } } createReview(input: {placeId: \"x\", rating: 4}) { review { id } } }";
     let answer = tokio::time::timeout(Duration::from_secs(10), timed(&app, Some(&user.token), mutation)).await;
     lock.rollback().await.expect("unlock");
     let (took, _, _, body) = answer.expect("the request is ended, not left waiting");

@@ -42,12 +42,12 @@ async fn a_nul_character_in_any_text_argument_is_bad_user_input_naming_the_field
             "fullName",
         ),
         (
-            r#"mutation { createReview(input: {placeId: "p1", rating: 4, comment: "a\u0000b"}) { id } }"#,
+            r#"mutation { createReview(input: {placeId: "p1", rating: 4, comment: "a\u0000b"}) { review { id } } }"#,
             json!({}),
             "comment",
         ),
         (
-            "mutation($c: String!) { setPreference(input: {category: $c, rating: 4}) { category } }",
+            "mutation($c: String!) { setPreference(input: {category: $c, rating: 4}) { preference { category } } }",
             json!({ "c": nul }),
             "c",
         ),
@@ -125,7 +125,7 @@ async fn a_vanishingly_small_recommendation_radius_is_bad_user_input() {
     app.insert_place("p1", "cafe", 0.0, 0.0, Some(4.0), Some(10)).await;
     app.data(
         Some(&ada.token),
-        "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { category } }",
+        "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { category } } }",
         json!({}),
     )
     .await;
