@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::policy;
 use super::types::Place;
-use crate::auth::Viewer;
+use crate::auth::{AccessSession, Viewer};
 use crate::db::{LoaderDb, RequestDb};
 use crate::error::ApiError;
 
@@ -23,8 +23,10 @@ impl PlaceLoader {
         Self { db: LoaderDb::Request(db), viewer }
     }
 
-    pub fn from_pool(pool: crate::db::Pool, viewer: Viewer) -> Self {
-        Self { db: LoaderDb::Pool(pool), viewer }
+    /// For a subscription's events: a transaction per batch, started as
+    /// `viewer` in `session` (refused once the session has ended).
+    pub fn from_pool(pool: crate::db::Pool, viewer: Viewer, session: AccessSession) -> Self {
+        Self { db: LoaderDb::Pool(pool, session), viewer }
     }
 }
 
