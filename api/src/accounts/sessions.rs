@@ -164,9 +164,7 @@ pub struct Pruned {
 pub async fn prune(pool: &Pool) -> ApiResult<Pruned> {
     let mut pruned = Pruned::default();
     for _ in 0..PRUNE_STEPS {
-        let tx = pool
-            .begin_with(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE))
-            .await?;
+        let tx = pool.begin_with(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
         let row = tx
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,

@@ -342,8 +342,10 @@ fn account_change(viewer: &Viewer, event: &ChangeEvent) -> Option<ApiError> {
 /// exact in log order, whichever task wakes first.
 fn session_end(request: &Request, event: &ChangeEvent) -> Option<ApiError> {
     let session = request.session.0?;
-    (event.table == "sessions" && event.op == Operation::Delete && event.key.parse::<uuid::Uuid>().is_ok_and(|key| key == session))
-        .then(|| ApiError::Unauthenticated("this session has ended (signed out); sign in again".into()))
+    (event.table == "sessions"
+        && event.op == Operation::Delete
+        && event.key.parse::<uuid::Uuid>().is_ok_and(|key| key == session))
+    .then(|| ApiError::Unauthenticated("this session has ended (signed out); sign in again".into()))
 }
 
 fn session_ended() -> ApiError {

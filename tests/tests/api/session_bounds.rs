@@ -50,12 +50,18 @@ async fn refresh(app: &TestApp, refresh_token: &str) -> Value {
 async fn refreshed(app: &TestApp, from: &Session) -> Session {
     let body = refresh(app, &from.refresh).await;
     let payload = &body["data"]["refreshSession"];
-    session(payload["token"].as_str().unwrap_or_else(|| panic!("{body}")), payload["refreshToken"].as_str().unwrap_or_default())
+    session(
+        payload["token"].as_str().unwrap_or_else(|| panic!("{body}")),
+        payload["refreshToken"].as_str().unwrap_or_default(),
+    )
 }
 
 async fn insert_review(app: &TestApp, user: &TestUser, place: &str) {
     app.db
-        .execute_unprepared(&format!("INSERT INTO review (user_id, place_id, rating) VALUES ('{}', '{place}', 4)", user.id))
+        .execute_unprepared(&format!(
+            "INSERT INTO review (user_id, place_id, rating) VALUES ('{}', '{place}', 4)",
+            user.id
+        ))
         .await
         .expect("inserting a review");
 }
@@ -167,7 +173,10 @@ async fn one_prune_pass_removes_expired_sessions_with_their_tokens_and_keeps_liv
     let old = refreshed(&app, &old).await;
     let old = refreshed(&app, &old).await;
     app.db
-        .execute_unprepared(&format!("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = '{}'", old.id))
+        .execute_unprepared(&format!(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = '{}'",
+            old.id
+        ))
         .await
         .expect("expiring a session");
     // A live session with one rotated token.
@@ -198,7 +207,10 @@ async fn the_server_prunes_expired_sessions_on_its_own_timer() {
     let ada = app.sign_up("ada").await;
     let old = sign_in(&app, &ada).await;
     app.db
-        .execute_unprepared(&format!("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = '{}'", old.id))
+        .execute_unprepared(&format!(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = '{}'",
+            old.id
+        ))
         .await
         .expect("expiring a session");
     let database = app.database.clone();
@@ -209,7 +221,11 @@ async fn the_server_prunes_expired_sessions_on_its_own_timer() {
 
     let gone = format!("SELECT count(*) FROM sessions WHERE id = '{}'", old.id);
     tests::eventually("the expired session is pruned", async || app.count(&gone).await == 0).await;
-    assert_eq!(app.count(&format!("SELECT count(*) FROM sessions WHERE user_id = '{}'", ada.id)).await, 1, "sign-up's session lives");
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM sessions WHERE user_id = '{}'", ada.id)).await,
+        1,
+        "sign-up's session lives"
+    );
 }
 
 /// A transaction as the request login's `app_signin` switch leaves it:

@@ -114,8 +114,7 @@ async fn the_legacy_protocol_answers_an_unknown_hash_with_an_error_for_that_oper
     let ack = ws.init(None).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
 
-    ws.send(json!({ "type": "start", "id": "1", "payload": { "extensions": persisted(&sha256_hex(PLACES)) } }))
-        .await;
+    ws.send(json!({ "type": "start", "id": "1", "payload": { "extensions": persisted(&sha256_hex(PLACES)) } })).await;
 
     let message = ws.message().await;
     assert_eq!(message["type"], "error", "{message}");
