@@ -83,6 +83,9 @@ sql_migrations! {
     /// session check at request start, profile and password changes,
     /// account deletion.
     m20261127_000016_sessions => "000016_sessions",
+    /// The account functions keyed on `app.user_id` (no account argument),
+    /// and pruning of expired sessions and their refresh tokens on a timer.
+    m20261127_000017_session_bounds => "000017_session_bounds",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

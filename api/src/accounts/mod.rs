@@ -13,6 +13,7 @@ mod types;
 pub use policy::Users;
 pub use resolvers::{AccountsMutation, AccountsQuery};
 pub use self_service::AccountSelfMutation;
+pub use sessions::{Pruned, prune as prune_sessions};
 pub use store::{CreateUser, create_user_as_admin};
 pub use types::User;
 

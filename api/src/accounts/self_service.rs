@@ -73,7 +73,7 @@ async fn check_password(ctx: &Context<'_>, viewer: &Viewer, user_id: uuid::Uuid,
     guard.limits.check(Attempt::SignIn, client_ip(ctx), &user_id.to_string())?;
     let hash = {
         let tx = ctx.tx().await?;
-        sessions::password_of(&*tx, viewer, user_id).await?
+        sessions::password_of(&*tx, viewer).await?
     };
     let hash = hash.ok_or_else(|| ApiError::Unauthenticated("this account no longer exists".into()))?;
     if !guard.hashing.verify(password, hash).await? {
@@ -150,7 +150,7 @@ impl AccountSelfMutation {
         check_password(ctx, &viewer, user_id, input.current_password).await?;
         let hash = auth_guard(ctx)?.hashing.hash(input.new_password).await?;
         let tx = ctx.tx().await?;
-        sessions::set_password(&*tx, &viewer, user_id, &hash, access_session(ctx)).await?;
+        sessions::set_password(&*tx, &viewer, &hash, access_session(ctx)).await?;
         let user = domain::store::visible::<Users>(&*tx, &viewer, user_id).await?;
         Ok(ChangePasswordPayload { user: user.into(), client_mutation_id: input.client_mutation_id })
     }
@@ -189,7 +189,7 @@ impl AccountSelfMutation {
         let user_id = viewer.require_user()?;
         check_password(ctx, &viewer, user_id, input.password).await?;
         let tx = ctx.tx().await?;
-        if !sessions::delete_account(&*tx, &viewer, user_id).await? {
+        if !sessions::delete_account(&*tx, &viewer).await? {
             return Err(ApiError::not_found("user"));
         }
         Ok(DeleteAccountPayload {

@@ -110,42 +110,78 @@ pub async fn sign_out(db: &impl ConnectionTrait, session: Option<Uuid>) -> ApiRe
     Ok(row.map(|row| row.try_get("", "ended")).transpose()?.unwrap_or(0))
 }
 
-/// The account's password hash, to check a password against.
-pub async fn password_of(db: &impl ConnectionTrait, viewer: &Viewer, user_id: Uuid) -> ApiResult<Option<String>> {
-    let statement = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT password_hash FROM auth_password_of($1)",
-        [user_id.into()],
-    );
+/// The signed-in account's password hash (the request's `app.user_id`,
+/// migration 000017), to check a password against.
+pub async fn password_of(db: &impl ConnectionTrait, viewer: &Viewer) -> ApiResult<Option<String>> {
+    let statement = Statement::from_string(DbBackend::Postgres, "SELECT password_hash FROM auth_password_of()");
     let row = one_as_signin(db, viewer, statement).await?;
     Ok(row.map(|row| row.try_get("", "password_hash")).transpose()?)
 }
 
-/// Sets a new password hash and ends every session of the account but `keep`.
+/// Sets a new password hash for the signed-in account and ends every
+/// session of it but `keep`.
 pub async fn set_password(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
-    user_id: Uuid,
     password_hash: &str,
     keep: Option<Uuid>,
 ) -> ApiResult<()> {
     let statement = Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT auth_set_password($1, $2, $3)",
-        [user_id.into(), password_hash.into(), keep.into()],
+        "SELECT auth_set_password($1, $2)",
+        [password_hash.into(), keep.into()],
     );
     one_as_signin(db, viewer, statement).await?;
     Ok(())
 }
 
-/// Deletes the account and, by the foreign keys' ON DELETE CASCADE, its
-/// rows in every domain and its sessions. Whether there was one.
-pub async fn delete_account(db: &impl ConnectionTrait, viewer: &Viewer, user_id: Uuid) -> ApiResult<bool> {
-    let statement = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT auth_delete_account($1) AS deleted",
-        [user_id.into()],
-    );
+/// Deletes the signed-in account and, by the foreign keys' ON DELETE
+/// CASCADE, its rows in every domain and its sessions. Whether there was one.
+pub async fn delete_account(db: &impl ConnectionTrait, viewer: &Viewer) -> ApiResult<bool> {
+    let statement = Statement::from_string(DbBackend::Postgres, "SELECT auth_delete_account() AS deleted");
     let row = one_as_signin(db, viewer, statement).await?;
     Ok(row.map(|row| row.try_get("", "deleted")).transpose()?.unwrap_or(false))
+}
+
+/// Rows one pruning step deletes at most, per table: a short transaction
+/// with few row locks, however much has piled up.
+const PRUNE_BATCH: i32 = 1000;
+/// Steps one pass takes at most; what is left waits for the next pass.
+const PRUNE_STEPS: usize = 100;
+
+/// What a pruning pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: u64,
+    pub tokens: u64,
+}
+
+/// Deletes expired sessions and their refresh tokens (`auth_prune_sessions`,
+/// migration 000017), in bounded steps of their own transactions, as the
+/// realtime role (the listener's, which prunes the change log on the same
+/// timer). Rotated tokens of live sessions stay: they detect reuse (see the
+/// migration for the trade-off).
+pub async fn prune(pool: &Pool) -> ApiResult<Pruned> {
+    let mut pruned = Pruned::default();
+    for _ in 0..PRUNE_STEPS {
+        let tx = pool.begin_with(&format!("SET LOCAL ROLE {}", migration::REALTIME_ROLE)).await?;
+        let row = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pruned_sessions, pruned_tokens FROM auth_prune_sessions($1)",
+                [PRUNE_BATCH.into()],
+            ))
+            .await?;
+        pool.commit(tx).await?;
+        let (sessions, tokens) = match row {
+            Some(row) => (row.try_get::<i32>("", "pruned_sessions")?, row.try_get::<i32>("", "pruned_tokens")?),
+            None => (0, 0),
+        };
+        pruned.sessions += u64::try_from(sessions).unwrap_or(0);
+        pruned.tokens += u64::try_from(tokens).unwrap_or(0);
+        if sessions < PRUNE_BATCH && tokens < PRUNE_BATCH {
+            break;
+        }
+    }
+    Ok(pruned)
 }

@@ -21,7 +21,7 @@ use sea_orm::{DatabaseTransaction, DbErr, RuntimeErr};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::Pool;
-use crate::auth::{Role, Viewer};
+use crate::auth::{AccessSession, Role, Viewer};
 use crate::error::{ApiError, ApiResult};
 
 /// Whether a request may write: a GraphQL query runs READ ONLY, so no
@@ -191,10 +191,12 @@ impl RequestDb {
 
 /// Where a DataLoader reads: the request transaction of an HTTP request, or,
 /// for subscription events (which have no request transaction), a short
-/// transaction of its own per batch, as the same viewer.
+/// transaction of its own per batch, as the same viewer and session: its
+/// start checks the session as a request's does, so a subscription of a
+/// session that has ended reads nothing more, even before its socket closes.
 pub enum LoaderDb {
     Request(RequestDb),
-    Pool(Pool),
+    Pool(Pool, AccessSession),
 }
 
 impl LoaderDb {
@@ -206,8 +208,8 @@ impl LoaderDb {
     ) -> ApiResult<T> {
         match self {
             Self::Request(db) => query(&*db.lock().await?).await,
-            Self::Pool(pool) => {
-                let (tx, _) = begin_request_as(pool, viewer, Access::ReadOnly).await?;
+            Self::Pool(pool, session) => {
+                let (tx, _) = begin_session_request(pool, viewer, session.0, Access::ReadOnly).await?;
                 let result = query(&tx).await?;
                 pool.commit(tx).await?;
                 Ok(result)

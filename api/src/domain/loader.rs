@@ -25,7 +25,7 @@ use sea_orm::sea_query::FromValueTuple;
 use sea_orm::{ColumnTrait, EntityTrait, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter};
 
 use super::policy::{Model, Policy, PrimaryKey};
-use crate::auth::Viewer;
+use crate::auth::{AccessSession, Viewer};
 use crate::db::{LoaderDb, Pool, RequestDb};
 use crate::error::{ApiError, ApiResult};
 
@@ -42,8 +42,8 @@ impl RowLoader {
     }
 
     /// For a subscription, whose events have no request transaction.
-    pub fn from_pool(pool: Pool, viewer: Viewer) -> Self {
-        Self { db: LoaderDb::Pool(pool), viewer }
+    pub fn from_pool(pool: Pool, viewer: Viewer, session: AccessSession) -> Self {
+        Self { db: LoaderDb::Pool(pool, session), viewer }
     }
 
     /// The database and the viewer, for a domain's own `Loader` impls.

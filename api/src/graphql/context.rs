@@ -7,7 +7,7 @@
 
 use async_graphql::Context;
 
-use crate::auth::{JwtKeys, Viewer};
+use crate::auth::{AccessSession, JwtKeys, Viewer};
 use crate::db::{LoaderDb, RequestDb, TxGuard};
 use crate::error::{ApiError, ApiResult};
 use crate::realtime::{Realtime, Session, shared, stream};
@@ -25,6 +25,9 @@ pub trait ContextExt {
     fn jwt(&self) -> ApiResult<&JwtKeys>;
     /// The change feed, for subscriptions.
     fn realtime(&self) -> ApiResult<Realtime>;
+    /// The session of the request's access token (none when anonymous, or
+    /// for a token issued without one).
+    fn access_session(&self) -> AccessSession;
     /// What a subscription over the change feed asks for: the viewer, the
     /// session's expiry and check point, and `after` verified for the viewer.
     fn change_request(&self, tables: &'static [&'static str], after: Option<&str>) -> ApiResult<stream::Request>;
@@ -46,7 +49,7 @@ impl ContextExt for Context<'_> {
     fn reader(&self) -> ApiResult<LoaderDb> {
         match self.data_opt::<RequestDb>() {
             Some(db) => Ok(LoaderDb::Request(db.clone())),
-            None => Ok(LoaderDb::Pool(self.realtime()?.pool().clone())),
+            None => Ok(LoaderDb::Pool(self.realtime()?.pool().clone(), self.access_session())),
         }
     }
 
@@ -62,6 +65,10 @@ impl ContextExt for Context<'_> {
         self.data_opt::<Realtime>().cloned().ok_or_else(|| missing("realtime handle"))
     }
 
+    fn access_session(&self) -> AccessSession {
+        self.data_opt::<AccessSession>().copied().unwrap_or_default()
+    }
+
     fn change_request(&self, tables: &'static [&'static str], after: Option<&str>) -> ApiResult<stream::Request> {
         let session = self.data_opt::<Session>().copied();
         let viewer = self.viewer()?;
@@ -70,6 +77,7 @@ impl ContextExt for Context<'_> {
             tables,
             after: after.map(|cursor| realtime.cursors().verify("after", &viewer, cursor)).transpose()?,
             viewer,
+            session: self.access_session(),
             expires_at: session.and_then(|s| s.expires_at),
             checked_at: session.map_or_else(|| realtime.head(), |s| s.checked_at),
             share: self.data_opt::<shared::Sharing>().cloned(),

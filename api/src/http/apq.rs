@@ -3,8 +3,9 @@
 //! of its document in `extensions.persistedQuery {version: 1, sha256Hash}`;
 //! if the server does not know it, the answer is `PERSISTED_QUERY_NOT_FOUND`
 //! and the client sends the document with its hash once, which the server
-//! keeps. Later requests (GET ones too, which CDNs can cache) carry 64 hex
-//! digits instead of the whole document.
+//! keeps. Later requests (GET ones too, which CDNs can cache, and
+//! websocket `subscribe` messages, which share this store: `http::ws`)
+//! carry 64 hex digits instead of the whole document.
 //!
 //! The documents are kept in memory, least recently used first out, within
 //! a budget of bytes (PERSISTED_QUERY_CACHE_BYTES): an attacker can fill it

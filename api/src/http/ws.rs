@@ -20,7 +20,9 @@
 //! `{"Authorization": "Bearer <token>"}` (key in any case), or from the
 //! upgrade request's Authorization header. Subscriptions stream from the
 //! change feed; queries and mutations sent over the socket run exactly as
-//! over HTTP, in one request transaction each.
+//! over HTTP, in one request transaction each. As over HTTP, a `subscribe`
+//! may carry an automatic persisted query (`http::apq`, the same store),
+//! and every `next` payload's keys follow the selection set (`http::order`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::graphql::{execute_in_session, operation_name, operation_types, server_error, spawn_in_span};
+use super::order::KeyOrder;
 use super::ws_caps::WsSlot;
 use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, begin_session_request};
@@ -439,7 +442,7 @@ impl Connection {
         if self.subscriptions.len() >= MAX_OPERATIONS && !self.subscriptions.contains_key(&id) {
             return Err(Close::new(4400, "Too many operations on one connection"));
         }
-        let request: async_graphql::Request = message
+        let mut request: async_graphql::Request = message
             .get("payload")
             .cloned()
             .and_then(|payload| serde_json::from_value::<async_graphql::Request>(payload).ok())
@@ -454,6 +457,15 @@ impl Connection {
             out: self.out.clone(),
             metrics: self.state.metrics.clone(),
         };
+        // Automatic persisted queries, from the same store as over HTTP: a
+        // client's persisted-query link sends the hash first on every
+        // transport. An unknown hash (PERSISTED_QUERY_NOT_FOUND) or a
+        // document that does not match its hash ends this operation only:
+        // the client retries it with the document, on the same socket.
+        if let Err(err) = self.state.persisted_queries.resolve(&mut request) {
+            operation.error(&async_graphql::Response::from_errors(vec![err])).await;
+            return Ok(());
+        }
         let task = tokio::spawn(operation.run(self.state.clone(), session, checked_at, request).in_current_span());
         self.subscriptions.insert(id, task);
         Ok(())
@@ -540,14 +552,31 @@ impl Operation {
         if let Some(sharing) = &sharing {
             request = request.data(sharing.clone());
         }
+        // Keys in the selection set's order, as over HTTP (`http::order`):
+        // planned once here, applied to every event's response before it is
+        // serialised (once per audience when shared).
+        let order = {
+            let name = request.operation_name.clone();
+            // Parsed already (`operation_types`): the request keeps the document.
+            request.parsed_query().ok().and_then(|document| KeyOrder::of(document, name.as_deref()))
+        };
         let id_json = serde_json::to_string(&self.id).unwrap_or_default();
         let request = request
             .data(session.viewer)
+            // Every transaction the subscription starts (DataLoader batches,
+            // replays' visibility checks) checks this session, as requests do.
+            .data(session.session)
             .data(state.realtime.clone())
             .data(FeedSession { expires_at: session.expires_at, checked_at })
             .data(state.jwt.clone())
-            .data(DataLoader::new(RowLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span))
-            .data(DataLoader::new(PostsLoader::from_pool(state.pool.clone(), session.viewer), spawn_in_span));
+            .data(DataLoader::new(
+                RowLoader::from_pool(state.pool.clone(), session.viewer, session.session),
+                spawn_in_span,
+            ))
+            .data(DataLoader::new(
+                PostsLoader::from_pool(state.pool.clone(), session.viewer, session.session),
+                spawn_in_span,
+            ));
         let mut responses = state.schema.execute_stream(request);
         loop {
             let response = tokio::select! {
@@ -560,6 +589,9 @@ impl Operation {
             };
             let Some(mut response) = response else { break };
             ensure_codes(&mut response);
+            if let Some(order) = &order {
+                order.apply(&mut response.data);
+            }
             // The audience's execution, if this was one: serialised once
             // with the cursor marker, shared before anything is sent (the
             // others wait for it), then this subscriber's own copy.

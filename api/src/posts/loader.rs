@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::store;
 use super::types::{AuthorProfile, Comment};
-use crate::auth::Viewer;
+use crate::auth::{AccessSession, Viewer};
 use crate::db::{LoaderDb, RequestDb};
 use crate::error::ApiError;
 use crate::graphql::pagination::{ChildPage, PageOf};
@@ -34,8 +34,10 @@ impl PostsLoader {
         Self { db: LoaderDb::Request(db), viewer }
     }
 
-    pub fn from_pool(pool: crate::db::Pool, viewer: Viewer) -> Self {
-        Self { db: LoaderDb::Pool(pool), viewer }
+    /// For a subscription's events: a transaction per batch, started as
+    /// `viewer` in `session` (refused once the session has ended).
+    pub fn from_pool(pool: crate::db::Pool, viewer: Viewer, session: AccessSession) -> Self {
+        Self { db: LoaderDb::Pool(pool, session), viewer }
     }
 }
 

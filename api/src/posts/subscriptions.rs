@@ -17,7 +17,6 @@ use super::policy;
 use super::store;
 use super::types::{Comment, Post};
 use crate::auth::Viewer;
-use crate::db::LoaderDb;
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
@@ -170,7 +169,7 @@ async fn watch_comments<E: Published<Model = entity::comment::Model>>(
     // log's head is read first: the check sees every event up to it.
     let realtime = ctx.realtime()?;
     let checked_at = realtime.committed_head().await?;
-    let db = LoaderDb::Pool(realtime.pool().clone());
+    let db = ctx.reader()?;
     let post = db.run(viewer, async |tx| store::find_post(tx, &viewer, post_id).await).await?;
     let post = post.ok_or_else(|| ApiError::not_found("post"))?;
     let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at, watched);

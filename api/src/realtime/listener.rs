@@ -10,7 +10,7 @@ use crate::error::ApiResult;
 
 /// Events read per query while catching up.
 const BATCH: u64 = 1000;
-/// How often old events are pruned.
+/// How often old events (and expired sessions) are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Reconnection backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -114,6 +114,17 @@ async fn listen(rt: &Realtime, backoff: &mut Duration, last_prune: &mut Option<I
                         Ok(n) => tracing::info!(deleted = n, "pruned the change log"),
                         Err(err) => tracing::warn!(error = err.message(), "pruning the change log failed"),
                     }
+                    // Expired sessions and their refresh tokens, on the same
+                    // timer, on the request pool in a task of its own: the
+                    // feed's one connection keeps delivering events.
+                    let pool = rt.pool().clone();
+                    tokio::spawn(async move {
+                        match crate::accounts::prune_sessions(&pool).await {
+                            Ok(crate::accounts::Pruned { sessions: 0, tokens: 0 }) => {}
+                            Ok(n) => tracing::info!(sessions = n.sessions, tokens = n.tokens, "pruned expired sessions"),
+                            Err(err) => tracing::warn!(error = err.message(), "pruning expired sessions failed"),
+                        }
+                    });
                 }
             }
         }

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{DbBackend, FromQueryResult, Statement};
 
-use crate::auth::Viewer;
-use crate::db::{Access, Pool, begin_request_as};
+use crate::auth::{AccessSession, Viewer};
+use crate::db::{Access, Pool, begin_session_request};
 use crate::error::{ApiError, ApiResult};
 
 #[derive(FromQueryResult)]
@@ -28,13 +28,14 @@ pub struct Visible {
 }
 
 /// Of `rows` (table, key), those `viewer` may see now, in one transaction
-/// as that viewer. Fails as a request would for a deactivated account.
-pub async fn visible(pool: &Pool, viewer: Viewer, rows: &[(&str, &str)]) -> ApiResult<Visible> {
+/// as that viewer in `session`. Fails as a request would for a deactivated
+/// account or an ended session.
+pub async fn visible(pool: &Pool, viewer: Viewer, session: AccessSession, rows: &[(&str, &str)]) -> ApiResult<Visible> {
     let mut by_table: HashMap<&str, Vec<String>> = HashMap::new();
     for (table, key) in rows {
         by_table.entry(*table).or_default().push((*key).to_owned());
     }
-    let (tx, viewer) = begin_request_as(pool, viewer, Access::ReadOnly).await?;
+    let (tx, viewer) = begin_session_request(pool, viewer, session.0, Access::ReadOnly).await?;
     let mut visible = HashSet::new();
     for (table, keys) in by_table {
         let key = crate::domain::replay_key(table)

@@ -31,7 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::log::{self, Operation};
 use super::shared::{self, Claim};
 use super::{ChangeEvent, ChangeOperation, Cursor, Live, Realtime, cursor, now};
-use crate::auth::{Role, Viewer};
+use crate::auth::{AccessSession, Role, Viewer};
 use crate::error::ApiError;
 
 /// Events read per query while replaying.
@@ -45,6 +45,11 @@ pub struct Request {
     pub after: Option<Cursor>,
     /// The viewer as the database knew them when the subscription started.
     pub viewer: Viewer,
+    /// The access token's session: the stream ends at its deletion (signed
+    /// out, refresh token reused, password changed) in log order, so no
+    /// event after it is delivered, and every transaction the stream starts
+    /// checks it as a request's start does.
+    pub session: AccessSession,
     /// When the viewer's token expires (unix seconds).
     pub expires_at: Option<i64>,
     /// Account changes after this position end the stream; earlier ones
@@ -109,6 +114,9 @@ pub fn events(
         let mut history: Option<Cursor> = None;
         let mut tables = request.tables.to_vec();
         tables.push("users");
+        if request.session.0.is_some() {
+            tables.push("sessions");
+        }
         let expiry = expiry_sleep(request.expires_at);
         tokio::pin!(expiry);
         loop {
@@ -182,7 +190,7 @@ pub fn events(
                         continue;
                     }
                     last = event.cursor;
-                    if let Some(err) = account_change(&request.viewer, &event) {
+                    if let Some(err) = account_change(&request.viewer, &event).or_else(|| session_end(&request, &event)) {
                         yield Err(err);
                         return;
                     }
@@ -255,7 +263,7 @@ async fn replayed(
         // Account changes from before the session check are history (it
         // may have been reactivated since).
         if event.cursor > request.checked_at
-            && let Some(err) = account_change(&request.viewer, &event)
+            && let Some(err) = account_change(&request.viewer, &event).or_else(|| session_end(request, &event))
         {
             end = Some(err);
             break;
@@ -278,7 +286,7 @@ async fn replayed(
     let visible_now = if shown.is_empty() {
         Default::default()
     } else {
-        match now::visible(rt.pool(), request.viewer, &shown).await {
+        match now::visible(rt.pool(), request.viewer, request.session, &shown).await {
             Ok(found) if found.viewer != request.viewer => return vec![Err(role_changed())],
             Ok(found) => found.rows,
             Err(err) => return vec![Err(err)],
@@ -326,6 +334,18 @@ fn account_change(viewer: &Viewer, event: &ChangeEvent) -> Option<ApiError> {
     }
     let role = row.get("role").and_then(Value::as_str).and_then(Role::parse);
     (role != viewer.role()).then(role_changed)
+}
+
+/// The deletion of the subscription's own session (its `sessions` row, as
+/// the change log publishes it): the stream ends there, UNAUTHENTICATED.
+/// The websocket closes on the same deletion (4403); this makes the end
+/// exact in log order, whichever task wakes first.
+fn session_end(request: &Request, event: &ChangeEvent) -> Option<ApiError> {
+    let session = request.session.0?;
+    (event.table == "sessions"
+        && event.op == Operation::Delete
+        && event.key.parse::<uuid::Uuid>().is_ok_and(|key| key == session))
+    .then(|| ApiError::Unauthenticated("this session has ended (signed out); sign in again".into()))
 }
 
 fn session_ended() -> ApiError {

@@ -34,6 +34,8 @@ mod request_path;
 mod rls;
 mod routines;
 mod schema;
+mod session_bounds;
 mod sessions;
 mod tls;
 mod websocket;
+mod websocket_apq;
