@@ -31,7 +31,7 @@
 --    such a token would then be "unknown" (refused) instead of "reused"
 --    (refused and the family ended): the thief's family would live on.
 
-CREATE FUNCTION auth_password_of()
+CREATE OR REPLACE FUNCTION auth_password_of()
 RETURNS TABLE (password_hash text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT u.password_hash::text FROM users u
@@ -40,7 +40,7 @@ $$;
 
 -- A new password for the signed-in account; every session of it but
 -- p_keep_session (the one that changed it; NULL: none) ends.
-CREATE FUNCTION auth_set_password(p_password_hash text, p_keep_session uuid)
+CREATE OR REPLACE FUNCTION auth_set_password(p_password_hash text, p_keep_session uuid)
 RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
     UPDATE users SET password_hash = p_password_hash
@@ -51,7 +51,7 @@ $$;
 
 -- Deletes the signed-in account (ON DELETE CASCADE removes its rows
 -- everywhere, sessions included). Returns whether there was one.
-CREATE FUNCTION auth_delete_account()
+CREATE OR REPLACE FUNCTION auth_delete_account()
 RETURNS boolean
 LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
     WITH gone AS (DELETE FROM users WHERE id = NULLIF(current_setting('app.user_id', true), '')::uuid RETURNING 1)
@@ -63,7 +63,7 @@ $$;
 -- Returns how many of each went; the caller repeats while either is
 -- p_batch. SKIP LOCKED: a session being refreshed or signed out right now
 -- is left to the next pass.
-CREATE FUNCTION auth_prune_sessions(p_batch integer)
+CREATE OR REPLACE FUNCTION auth_prune_sessions(p_batch integer)
 RETURNS TABLE (pruned_sessions integer, pruned_tokens integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE

@@ -42,8 +42,12 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
         json!({}),
     )
     .await;
-    app.data(Some(&ada.token), "mutation { createPost(input: {title: \"t\", published: true}) { post { id } } }", json!({}))
-        .await;
+    app.data(
+        Some(&ada.token),
+        "mutation { createPost(input: {title: \"t\", published: true}) { post { id } } }",
+        json!({}),
+    )
+    .await;
     let url = tests::superuser_url(&app.database);
     let before = fingerprint(&app.db).await;
 
