@@ -13,7 +13,6 @@ use super::validate;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
-use crate::graphql::ids::parse_int_id;
 use crate::graphql::pagination::Page;
 
 /// The most places one importPlaces call takes.
@@ -152,7 +151,8 @@ impl PlacesMutation {
     async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<Review> {
         let viewer = ctx.viewer()?;
         let me = Reviews::require_writer(&viewer)?;
-        let place_id = validate::text("placeId", &input.place_id, 100)?;
+        let place_id = crate::graphql::ids::raw_key("placeId", &input.place_id, Some("Place"))?;
+        let place_id = validate::text("placeId", &place_id, 100)?;
         let row = review::ActiveModel {
             user_id: Set(me),
             place_id: Set(place_id),
@@ -168,7 +168,7 @@ impl PlacesMutation {
     /// FORBIDDEN for ones it sees but may not change.
     async fn update_review(&self, ctx: &Context<'_>, id: ID, input: UpdateReviewInput) -> ApiResult<Review> {
         let viewer = ctx.viewer()?;
-        let id = parse_int_id("id", &id)?;
+        let id = domain::resolve::key::<Reviews>("id", &id)?;
         let rating = input.rating.map(|r| validate::rating("rating", r)).transpose()?;
         let comment = match input.comment {
             MaybeUndefined::Undefined => None,

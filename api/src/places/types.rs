@@ -4,12 +4,17 @@ use chrono::{DateTime, FixedOffset};
 
 use super::loader::PlaceLoader;
 use crate::error::{ApiError, ApiResult};
+use crate::graphql::ids;
 
 /// A place people can review, from the seed's `place` table. Public.
 #[derive(SimpleObject, Clone)]
 pub struct Place {
-    /// The Google Place ID.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Place.
     pub id: ID,
+    /// The row's key, the Google Place ID (what `id` was before this
+    /// release; foreign keys such as `placeId` hold it).
+    pub row_id: ID,
     /// Display name.
     pub name: String,
     /// Latitude in degrees, -90 to 90.
@@ -35,7 +40,8 @@ pub struct Place {
 impl From<entity::place::Model> for Place {
     fn from(m: entity::place::Model) -> Self {
         Self {
-            id: ID(m.id),
+            id: ids::global("Place", &m.id),
+            row_id: ID(m.id.clone()),
             name: m.name,
             lat: m.lat,
             lng: m.lng,
@@ -63,8 +69,12 @@ crate::connection_type!(ReviewConnection, ReviewEdge, Review, "reviews");
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Review {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Review.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The author's user id.
     pub user_id: ID,
     /// The reviewed place's id.
@@ -108,7 +118,8 @@ impl Review {
 impl From<entity::review::Model> for Review {
     fn from(m: entity::review::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Review", m.id),
+            row_id: ID(m.id.to_string()),
             user_id: ID(m.user_id.to_string()),
             place_id: ID(m.place_id),
             rating: m.rating,
@@ -124,8 +135,12 @@ impl From<entity::review::Model> for Review {
 /// Visible to its owner only.
 #[derive(SimpleObject, Clone)]
 pub struct Preference {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Preference.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The place category this preference is about.
     pub category: String,
     /// 0 (avoid) to 5 (love).
@@ -139,7 +154,8 @@ pub struct Preference {
 impl From<entity::preference::Model> for Preference {
     fn from(m: entity::preference::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Preference", m.id),
+            row_id: ID(m.id.to_string()),
             category: m.category,
             rating: m.rating,
             created_at: m.created_at,

@@ -91,7 +91,7 @@ impl PostsMutation {
     /// Changes a post's title or body (its author or an admin).
     async fn update_post(&self, ctx: &Context<'_>, id: ID, input: UpdatePostInput) -> ApiResult<Post> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
+        let id = domain::resolve::key::<Posts>("id", &id)?;
         let title = input.title.as_deref().map(|t| validate::text("title", t, 300)).transpose()?;
         let text = input.body.as_deref().map(body).transpose()?;
         let tx = ctx.tx().await?;
@@ -113,7 +113,7 @@ impl PostsMutation {
         #[graphql(default = true)] published: bool,
     ) -> ApiResult<Post> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
+        let id = domain::resolve::key::<Posts>("id", &id)?;
         let tx = ctx.tx().await?;
         let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
         row.published = Set(published);
@@ -142,7 +142,7 @@ impl PostsMutation {
     async fn delete_comment(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Comment> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
-        let id = parse_uuid("id", &id)?;
+        let id = domain::resolve::key::<Comments>("id", &id)?;
         let tx = ctx.tx().await?;
         let existing = domain::store::visible::<Comments>(&*tx, &viewer, id).await?;
         // A visible comment's post is visible (the comment policy says so).

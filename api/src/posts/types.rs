@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::loader::PostsLoader;
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::pagination::{ChildPage, PageArgs};
+use crate::graphql::ids;
 
 /// How another user appears: their public handle and name only.
 #[derive(SimpleObject, Clone)]
@@ -30,8 +31,12 @@ async fn profile(ctx: &Context<'_>, id: Uuid) -> ApiResult<AuthorProfile> {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Post {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Post.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// Title, 1 to 300 characters.
     pub title: String,
     /// Body text.
@@ -69,7 +74,7 @@ impl Post {
         let args = PageArgs { first, after, last, before };
         // Bad arguments fail this field alone, naming the argument.
         args.page()?;
-        let post = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
+        let post = Uuid::parse_str(self.row_id.as_str()).map_err(ApiError::internal)?;
         let page = loader(ctx)?.load_one(ChildPage { parent: post, args }).await?;
         Ok(page.ok_or_else(|| ApiError::internal("comment page missing from its batch"))?.into())
     }
@@ -78,7 +83,8 @@ impl Post {
 impl From<entity::post::Model> for Post {
     fn from(m: entity::post::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Post", m.id),
+            row_id: ID(m.id.to_string()),
             title: m.title,
             body: m.body,
             published: m.published,
@@ -93,8 +99,12 @@ impl From<entity::post::Model> for Post {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Comment {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Comment.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The post commented on.
     pub post_id: ID,
     /// Text, 1 to 10000 characters.
@@ -116,7 +126,8 @@ impl Comment {
 impl From<entity::comment::Model> for Comment {
     fn from(m: entity::comment::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Comment", m.id),
+            row_id: ID(m.id.to_string()),
             post_id: ID(m.post_id.to_string()),
             body: m.body,
             created_at: m.created_at,

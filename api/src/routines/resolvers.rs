@@ -148,7 +148,7 @@ impl RoutinesMutation {
     /// Changes a routine (its owner or an admin).
     async fn update_routine(&self, ctx: &Context<'_>, id: ID, input: UpdateRoutineInput) -> ApiResult<Routine> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
+        let id = domain::resolve::key::<Routines>("id", &id)?;
         let name = input.name.as_deref().map(|n| validate::text("name", n, 200)).transpose()?;
         if let Some(steps) = &input.steps {
             validate_steps(steps)?;
@@ -202,7 +202,7 @@ impl RoutinesMutation {
         end_time: Option<chrono::DateTime<chrono::FixedOffset>>,
     ) -> ApiResult<RoutineRun> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
+        let id = domain::resolve::key::<Runs>("id", &id)?;
         if status == RunStatus::Running {
             return Err(ApiError::bad_input("status", "a finished run cannot be RUNNING"));
         }

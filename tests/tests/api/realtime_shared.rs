@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use tests::{TestApp, TestUser, WsClient, eventually};
 
 const PLACES: &str = "subscription($category: String) {
-  placeChanged(category: $category) { operation cursor place { id name category } }
+  placeChanged(category: $category) { operation cursor place { rowId name category } }
 }";
-const PLACES_OTHER_FIELDS: &str = "subscription { placeChanged { operation place { id lat description } } }";
+const PLACES_OTHER_FIELDS: &str = "subscription { placeChanged { operation place { rowId lat description } } }";
 const POSTS: &str = "subscription { postChanged { operation cursor post { id title published author { username } } } }";
 
 /// The metric's value now.
@@ -66,7 +66,7 @@ async fn subscribers_of_one_audience_share_one_execution_per_event_each_under_it
         for _ in 0..3 {
             seen.push(payload(ws, id).await);
         }
-        let places: Vec<&str> = seen.iter().filter_map(|p| p["data"]["placeChanged"]["place"]["id"].as_str()).collect();
+        let places: Vec<&str> = seen.iter().filter_map(|p| p["data"]["placeChanged"]["place"]["rowId"].as_str()).collect();
         assert_eq!(places, ["p1", "p2", "p3"], "in commit order");
         // Anonymous viewers get the same cursors: the same payloads.
         assert_eq!(first.get_or_insert_with(|| seen.clone()), &seen);
@@ -177,8 +177,8 @@ async fn shared_execution_gives_each_subscriber_exactly_what_its_own_execution_w
 
     // Ada's spliced cursor is hers: resuming from it gives what followed.
     let mut resumed = app.subscriber(Some(&ada.token)).await;
-    let resume = "subscription($after: String) { placeChanged(after: $after) { place { id } } }";
+    let resume = "subscription($after: String) { placeChanged(after: $after) { place { rowId } } }";
     resumed.subscribe("r", resume, json!({ "after": adas })).await;
     let next = payload(&mut resumed, "r").await;
-    assert_eq!(next["data"]["placeChanged"]["place"]["id"], "p2", "{next}");
+    assert_eq!(next["data"]["placeChanged"]["place"]["rowId"], "p2", "{next}");
 }

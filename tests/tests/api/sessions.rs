@@ -21,7 +21,7 @@ const UPDATE_PROFILE: &str = "mutation($input: UpdateProfileInput!) { updateProf
 const DELETE_ACCOUNT: &str = "mutation($p: String!) { deleteAccount(input: {password: $p}) { deletedUserId } }";
 /// Ada signs up and gets her first session's tokens.
 const SIGN_UP_ADA: &str = "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\"}) { token refreshToken user { id } } }";
-const PLACES: &str = "subscription { placeChanged { operation place { id } } }";
+const PLACES: &str = "subscription { placeChanged { operation place { rowId } } }";
 
 /// One signed-in session: its access and refresh tokens.
 struct Session {
@@ -139,7 +139,7 @@ async fn sign_out_ends_this_sessions_access_token_refresh_token_and_websocket_on
     assert_eq!(me_code(&app, &elsewhere.token).await, "OK");
     app.insert_place("p1", "cafe", 38.7, -9.1, None, None).await;
     let event = ws_elsewhere.next_data("1").await;
-    assert_eq!(event["placeChanged"]["place"]["id"], "p1");
+    assert_eq!(event["placeChanged"]["place"]["rowId"], "p1");
 }
 
 #[tokio::test]
