@@ -367,7 +367,7 @@ async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
             json!({ "a": page["myReviews"]["edges"][3]["cursor"] }),
         )
         .await;
-    assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "id": "p01" } }, { "place": { "id": "p00" } }]));
+    assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "rowId": "p01" } }, { "place": { "rowId": "p00" } }]));
 }
 
 #[tokio::test]
