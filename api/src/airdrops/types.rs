@@ -1,8 +1,8 @@
 use async_graphql::{ID, InputObject, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
-use crate::graphql::scalars::{BigInt, Date};
 use crate::graphql::ids;
+use crate::graphql::scalars::{BigInt, Date};
 
 /// A token distribution campaign. Public.
 #[derive(SimpleObject, Clone)]

@@ -25,9 +25,7 @@ use crate::realtime::RealtimeQuery;
 use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 
 #[derive(MergedObject, Default)]
-pub struct Query(
-    NodeQuery,
-    AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
+pub struct Query(NodeQuery, AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(

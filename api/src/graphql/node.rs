@@ -12,8 +12,8 @@ use async_graphql::{Context, ID, Interface, Object};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter};
 
 use crate::auth::{Viewer, ownership};
-use crate::domain::{Model, Policy, PrimaryKey};
 use crate::domain::resolve::KeyFromId;
+use crate::domain::{Model, Policy, PrimaryKey};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ContextExt;
 use crate::graphql::ids;
@@ -137,11 +137,8 @@ where
         // row it cannot see is null here like any other.
         return Ok(Vec::new());
     }
-    let rows = P::Entity::find()
-        .filter(column.is_in(keys.iter().map(|(_, k)| k.clone())))
-        .filter(condition)
-        .all(db)
-        .await?;
+    let rows =
+        P::Entity::find().filter(column.is_in(keys.iter().map(|(_, k)| k.clone()))).filter(condition).all(db).await?;
     Ok(keys
         .into_iter()
         .filter_map(|(i, k)| {

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::loader::PostsLoader;
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::pagination::{ChildPage, PageArgs};
 use crate::graphql::ids;
+use crate::graphql::pagination::{ChildPage, PageArgs};
 
 /// How another user appears: their public handle and name only.
 #[derive(SimpleObject, Clone)]

@@ -2,8 +2,8 @@ use async_graphql::{Enum, ID, InputObject, Json, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::scalars::BigInt;
 use crate::graphql::ids;
+use crate::graphql::scalars::BigInt;
 
 /// A repeatable sequence of steps that earns tokens when it runs.
 #[derive(SimpleObject, Clone)]

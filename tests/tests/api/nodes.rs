@@ -31,12 +31,16 @@ async fn insert(app: &TestApp, sql: &str) -> String {
 async fn one_of_each(app: &TestApp, user: &TestUser, place: &str) -> Vec<(&'static str, String)> {
     let u = &user.id;
     app.insert_place(place, "cafe", 38.7, -9.1, Some(4.0), Some(10)).await;
-    let review =
-        insert(app, &format!("INSERT INTO review (user_id, place_id, rating) VALUES ('{u}', '{place}', 4) RETURNING id::text"))
-            .await;
+    let review = insert(
+        app,
+        &format!("INSERT INTO review (user_id, place_id, rating) VALUES ('{u}', '{place}', 4) RETURNING id::text"),
+    )
+    .await;
     let preference = insert(
         app,
-        &format!("INSERT INTO preference (user_id, category, rating) VALUES ('{u}', 'cafe-{place}', 3) RETURNING id::text"),
+        &format!(
+            "INSERT INTO preference (user_id, category, rating) VALUES ('{u}', 'cafe-{place}', 3) RETURNING id::text"
+        ),
     )
     .await;
     let routine = insert(
@@ -204,7 +208,8 @@ async fn a_global_id_of_the_wrong_type_or_a_malformed_one_is_bad_user_input() {
     let rows = one_of_each(&app, &ada, "p1").await;
     let routine = global("Routine", &rows[4].1);
 
-    let body = app.graphql(Some(&ada.token), "query($id: ID!) { post(id: $id) { id } }", json!({ "id": routine })).await;
+    let body =
+        app.graphql(Some(&ada.token), "query($id: ID!) { post(id: $id) { id } }", json!({ "id": routine })).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     assert_eq!(body["errors"][0]["extensions"]["field"], "id");
     assert_eq!(body["errors"][0]["message"], "id is the id of a Routine, not a Post");
@@ -246,7 +251,8 @@ async fn a_raw_key_and_a_global_id_both_work_in_a_lookup_and_an_update() {
         let updated = app.data(Some(&ada.token), update, json!({ "id": id, "n": name })).await;
         assert_eq!(updated["updateRoutine"]["name"], name, "{updated}");
     }
-    let place = app.data(None, "query($id: ID!) { place(id: $id) { rowId } }", json!({ "id": global("Place", "p1") })).await;
+    let place =
+        app.data(None, "query($id: ID!) { place(id: $id) { rowId } }", json!({ "id": global("Place", "p1") })).await;
     assert_eq!(place["place"]["rowId"], "p1", "a text key inside a global id");
 }
 
@@ -268,7 +274,10 @@ async fn nodes_with_twenty_ids_of_two_types_runs_one_select_per_type() {
         app.insert_place(&format!("p{i}"), "cafe", 38.7, -9.1, None, None).await;
         let review = insert(
             &app,
-            &format!("INSERT INTO review (user_id, place_id, rating) VALUES ('{}', 'p{i}', 3) RETURNING id::text", ada.id),
+            &format!(
+                "INSERT INTO review (user_id, place_id, rating) VALUES ('{}', 'p{i}', 3) RETURNING id::text",
+                ada.id
+            ),
         )
         .await;
         let post = insert(

@@ -198,7 +198,11 @@ async fn a_review_is_created_listed_with_its_place_updated_and_deleted() {
     app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "b", "rating": 5 })).await;
 
     let mine = app
-        .data(Some(&ada.token), "{ myReviews(first: 10) { totalCount edges { node { id place { rowId } } } } }", json!({}))
+        .data(
+            Some(&ada.token),
+            "{ myReviews(first: 10) { totalCount edges { node { id place { rowId } } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(mine["myReviews"]["totalCount"], 2);
     assert_eq!(mine["myReviews"]["edges"][0]["node"]["place"]["rowId"], "b", "newest first");

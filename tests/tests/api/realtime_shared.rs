@@ -66,7 +66,8 @@ async fn subscribers_of_one_audience_share_one_execution_per_event_each_under_it
         for _ in 0..3 {
             seen.push(payload(ws, id).await);
         }
-        let places: Vec<&str> = seen.iter().filter_map(|p| p["data"]["placeChanged"]["place"]["rowId"].as_str()).collect();
+        let places: Vec<&str> =
+            seen.iter().filter_map(|p| p["data"]["placeChanged"]["place"]["rowId"].as_str()).collect();
         assert_eq!(places, ["p1", "p2", "p3"], "in commit order");
         // Anonymous viewers get the same cursors: the same payloads.
         assert_eq!(first.get_or_insert_with(|| seen.clone()), &seen);
@@ -93,11 +94,11 @@ async fn a_subscriber_with_a_different_selection_set_on_the_same_event_gets_its_
     let one = payload(&mut same_one, "1").await;
     assert_eq!(payload(&mut same_two, "1").await, one);
     let place = &one["data"]["placeChanged"]["place"];
-    assert_eq!(place, &json!({ "id": "p1", "name": "Place p1", "category": "cafe" }));
+    assert_eq!(place, &json!({ "rowId": "p1", "name": "Place p1", "category": "cafe" }));
     let theirs = payload(&mut other, "1").await;
     assert_eq!(
         theirs["data"]["placeChanged"],
-        json!({ "operation": "INSERTED", "place": { "id": "p1", "lat": 1.5, "description": null } }),
+        json!({ "operation": "INSERTED", "place": { "rowId": "p1", "lat": 1.5, "description": null } }),
         "its own fields, no cursor"
     );
     assert_eq!(metric(&app, "api_events_executed_total").await - executed, 2.0, "one execution per document");

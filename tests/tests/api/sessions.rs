@@ -15,7 +15,7 @@ const REFRESH: &str =
 const SIGN_OUT: &str = "mutation { signOut(input: {clientMutationId: \"m1\"}) { endedSessions clientMutationId } }";
 const SIGN_OUT_EVERYWHERE: &str = "mutation { signOutEverywhere { endedSessions } }";
 const CHANGE_PASSWORD: &str = "mutation($current: String!, $new: String!) {
-  changePassword(input: {currentPassword: $current, newPassword: $new, clientMutationId: \"c\"}) { user { id } clientMutationId }
+  changePassword(input: {currentPassword: $current, newPassword: $new, clientMutationId: \"c\"}) { user { rowId } clientMutationId }
 }";
 const UPDATE_PROFILE: &str = "mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { user { username fullName } clientMutationId } }";
 const DELETE_ACCOUNT: &str = "mutation($p: String!) { deleteAccount(input: {password: $p}) { deletedUserId } }";
@@ -185,7 +185,7 @@ async fn changing_the_password_signs_out_every_other_session_but_not_this_one() 
     let changed =
         app.data(Some(&here.token), CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "a new secret" })).await;
 
-    assert_eq!(changed["changePassword"], json!({ "user": { "id": ada.id }, "clientMutationId": "c" }));
+    assert_eq!(changed["changePassword"], json!({ "user": { "rowId": ada.id }, "clientMutationId": "c" }));
     assert_eq!(me_code(&app, &here.token).await, "OK");
     assert!(refresh(&app, &here.refresh).await.get("errors").is_none(), "this session refreshes still");
     assert_eq!(me_code(&app, &elsewhere.token).await, "UNAUTHENTICATED");
