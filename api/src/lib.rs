@@ -11,7 +11,8 @@
 //! - [`domain`]: what every domain shares: a [`domain::Policy`] per table,
 //!   the generic reads and writes over it ([`domain::store`],
 //!   [`domain::resolve`]), and the constraint tables ([`domain::Constraint`]).
-//! - [`graphql`]: schema assembly, context access, pagination, and the
+//! - [`graphql`]: schema assembly, context access, pagination, global ids
+//!   and the `Node` interface ([`graphql::ids`], [`graphql::node`]), and the
 //!   text and number rules of every input ([`graphql::validate`]).
 //! - [`http`]: routes, GraphiQL, health checks, metrics, request ids, the
 //!   websocket protocol.
@@ -94,12 +95,18 @@
 //! - its entity: `entity/src/x.rs` and its line in `entity/src/lib.rs`;
 //! - the domain folder: a policy struct, the store queries of its own, its
 //!   types and resolvers, its constraints (and, if published on the change
-//!   feed, its key and its `Published` impl) in its `DOMAIN`.
+//!   feed, its key and its `Published` impl) in its `DOMAIN`;
+//! - if clients refetch its rows (a type with an `id`): the policy's `TYPE`
+//!   (its GraphQL type's name), `id: ids::global("Type", key)` and
+//!   `rowId` in its `From`, and its line in `node_types!`
+//!   (`graphql/node.rs`). async-graphql interfaces are closed enums, so the
+//!   `Node` interface lists every refetchable type there.
 //!
 //! The entity lives in the `entity` crate because the stack keeps sea-orm's
 //! models (what `sea-orm-cli generate entity` writes from the migrated
 //! schema) in a crate of their own; it is the migration's other half.
-//! Nothing outside the folder, the migration and the entity changes. A new
+//! Nothing outside the folder, the migration and the entity changes (but
+//! the `node_types!` line of a refetchable type). A new
 //! domain is that, plus three lines: `pub mod x;` here, its objects in the
 //! merges of [`graphql`] (`graphql/mod.rs`), and its `DOMAIN` in
 //! [`domain::DOMAINS`]. Nothing in [`error`] or [`realtime`] changes.

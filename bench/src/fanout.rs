@@ -113,7 +113,7 @@ async fn subscriber(
     let send = |v: Value| Message::Text(v.to_string().into());
     let _ = ws.send(send(json!({ "type": "connection_init" }))).await;
     let _ = ws.next().await; // connection_ack
-    let query = "subscription { placeChanged { place { id description } } }";
+    let query = "subscription { placeChanged { place { rowId description } } }";
     let _ = ws.send(send(json!({ "type": "subscribe", "id": "1", "payload": { "query": query } }))).await;
     ready.fetch_add(1, Ordering::Relaxed);
     let mut fingerprint = 0xcbf2_9ce4_8422_2325_u64;
@@ -130,7 +130,7 @@ async fn subscriber(
             }
             Some("next") => {
                 let place = &value["payload"]["data"]["placeChanged"]["place"];
-                let seq: u64 = place["id"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
+                let seq: u64 = place["rowId"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
                 let sent: u64 = place["description"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0);
                 latencies.record(now_micros().saturating_sub(sent));
                 fingerprint = (fingerprint ^ seq).wrapping_mul(0x0100_0000_01b3);

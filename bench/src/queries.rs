@@ -472,7 +472,7 @@ async fn sign_in(server: &Server, connections: usize) -> Vec<(String, String)> {
     let mut users = Vec::with_capacity(connections);
     for i in 0..connections {
         let query =
-            "mutation($l: String!, $p: String!) { signIn(input: {login: $l, password: $p}) { token user { id } } }";
+            "mutation($l: String!, $p: String!) { signIn(input: {login: $l, password: $p}) { token user { rowId } } }";
         let vars = json!({ "l": format!("user{i:07}"), "p": SEED_PASSWORD });
         let body: Value = http
             .post(server.graphql_url())
@@ -484,7 +484,7 @@ async fn sign_in(server: &Server, connections: usize) -> Vec<(String, String)> {
             .await
             .expect("reading the JSON body");
         let signed = &body["data"]["signIn"];
-        match (signed["user"]["id"].as_str(), signed["token"].as_str()) {
+        match (signed["user"]["rowId"].as_str(), signed["token"].as_str()) {
             (Some(id), Some(token)) => users.push((id.to_owned(), token.to_owned())),
             _ => panic!("sign-in of user{i:07} failed: {body}"),
         }

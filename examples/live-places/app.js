@@ -60,6 +60,8 @@ function placeItem(place) {
   if (!li) {
     li = document.createElement('li');
     li.dataset.id = place.id;
+    // The place's own key (its Google id), for people and tests reading the page.
+    li.dataset.rowId = place.rowId;
     $('places').append(li);
   }
   const rating = place.rating == null ? 'no rating' : `rated ${place.rating}`;
@@ -83,7 +85,8 @@ function reviewItem(review) {
   return li;
 }
 
-const PLACE_FIELDS = 'id name lat lng category rating';
+// `id` is the global id every list and event agree on; items are keyed by it.
+const PLACE_FIELDS = 'id rowId name lat lng category rating';
 const REVIEW_FIELDS = 'id rating comment place { id name }';
 
 async function loadMore() {

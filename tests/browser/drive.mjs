@@ -145,13 +145,13 @@ try {
   await live.click('#more');
   await live.waitForFunction(() => document.querySelectorAll('#places li').length === 7, null, { timeout: 5000 });
   await live.waitForFunction(() => document.querySelector('#more').hidden, null, { timeout: 5000 });
-  if (await live.locator('#places li[data-id=zfar]').count()) throw new Error('the far place is listed');
+  if (await live.locator('#places li[data-row-id=zfar]').count()) throw new Error('the far place is listed');
   done(step);
 
   step = 'a place renamed by another client shows within a second';
   let started = Date.now();
   await renamePlace('p2', 'Renamed live');
-  await live.waitForSelector('#places li[data-id=p2]:has-text("Renamed live")', { timeout: 5000 });
+  await live.waitForSelector('#places li[data-row-id=p2]:has-text("Renamed live")', { timeout: 5000 });
   timings.placeLiveMs = Date.now() - started;
   done(step);
 
@@ -168,7 +168,7 @@ try {
   await renamePlace('p4', 'Renamed while offline');
   await createReview('p4', 'reviewed while offline');
   await live.waitForTimeout(500);
-  if (await live.locator('#places li[data-id=p4]:has-text("Renamed while offline")').count()) {
+  if (await live.locator('#places li[data-row-id=p4]:has-text("Renamed while offline")').count()) {
     throw new Error('the page is not offline: the rename arrived');
   }
   done(step);
@@ -176,7 +176,7 @@ try {
   step = 'after reconnecting, the changes made while offline arrive (resumed with after:)';
   started = Date.now();
   await live.evaluate(() => window.livePlaces.reconnect());
-  await live.waitForSelector('#places li[data-id=p4]:has-text("Renamed while offline")', { timeout: 5000 });
+  await live.waitForSelector('#places li[data-row-id=p4]:has-text("Renamed while offline")', { timeout: 5000 });
   await live.waitForSelector('#reviews li:has-text("reviewed while offline")', { timeout: 5000 });
   timings.resumeMs = Date.now() - started;
   await live.waitForSelector('#status[data-state=live]', { timeout: 5000 });
@@ -185,7 +185,7 @@ try {
   step = 'and live changes keep coming after the reconnect';
   started = Date.now();
   await renamePlace('p5', 'Renamed after resume');
-  await live.waitForSelector('#places li[data-id=p5]:has-text("Renamed after resume")', { timeout: 5000 });
+  await live.waitForSelector('#places li[data-row-id=p5]:has-text("Renamed after resume")', { timeout: 5000 });
   timings.afterResumeMs = Date.now() - started;
   done(step);
 

@@ -20,7 +20,7 @@ impl TestApp {
         let data = self
             .data(
                 None,
-                "mutation($input: SignUpInput!) { signUp(input: $input) { token user { id username } } }",
+                "mutation($input: SignUpInput!) { signUp(input: $input) { token user { id: rowId username } } }",
                 json!({ "input": { "email": format!("{username}@test.io"), "username": username, "password": format!("password-{username}"), "fullName": username } }),
             )
             .await;

@@ -2,13 +2,13 @@
 
 use crate::domain::{Constraint, Domain};
 
-mod policy;
+pub(crate) mod policy;
 mod resolvers;
 mod rules;
 mod self_service;
 mod sessions;
 mod store;
-mod types;
+pub(crate) mod types;
 
 pub use policy::Users;
 pub use resolvers::{AccountsMutation, AccountsQuery};

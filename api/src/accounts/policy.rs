@@ -15,6 +15,7 @@ pub struct Users;
 impl Policy for Users {
     type Entity = users::Entity;
     const NAME: &'static str = "user";
+    const TYPE: &'static str = "User";
     const OWNER: Option<users::Column> = Some(users::Column::Id);
     const WRITERS: &'static [Role] = &[Role::Admin];
     const DENIED: Option<&'static str> = Some("your role may not manage accounts");

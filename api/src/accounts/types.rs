@@ -2,13 +2,18 @@ use async_graphql::{ID, InputObject, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::auth::Role;
+use crate::graphql::ids;
 
 /// An account. Only its owner, readers, services and admins see it; other
 /// users never see someone else's email.
 #[derive(SimpleObject, Clone)]
 pub struct User {
-    /// Stable, opaque identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a User.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// Sign-in email, unique regardless of case.
     pub email: String,
     /// Public handle, unique regardless of case.
@@ -28,7 +33,8 @@ pub struct User {
 impl From<entity::users::Model> for User {
     fn from(m: entity::users::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("User", m.id),
+            row_id: ID(m.id.to_string()),
             email: m.email,
             username: m.username,
             full_name: m.full_name,

@@ -5,10 +5,10 @@
 use crate::domain::{Constraint, Domain, ReplayKey};
 
 mod loader;
-mod policy;
-mod resolvers;
+pub(crate) mod policy;
+pub(crate) mod resolvers;
 mod store;
-mod types;
+pub(crate) mod types;
 
 pub use resolvers::{AirdropsMutation, AirdropsQuery};
 

@@ -13,6 +13,7 @@ pub struct Projects;
 impl Policy for Projects {
     type Entity = airdrop_project::Entity;
     const NAME: &'static str = "airdrop project";
+    const TYPE: &'static str = "AirdropProject";
     const WRITERS: &'static [Role] = &[Role::Admin];
     const DENIED: Option<&'static str> = Some("only admins manage airdrop projects");
 
@@ -28,6 +29,7 @@ pub struct Participations;
 impl Policy for Participations {
     type Entity = participation::Entity;
     const NAME: &'static str = "participation";
+    const TYPE: &'static str = "Participation";
     const OWNER: Option<participation::Column> = Some(participation::Column::UserId);
     const DENIED: Option<&'static str> = Some("only services and admins credit tokens");
 

@@ -47,7 +47,7 @@ impl AirdropsQuery {
     #[graphql(complexity = "crate::graphql::cost::one(child_complexity)")]
     async fn airdrop_project(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<AirdropProject>> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &id)?;
+        let id = domain::resolve::key::<Projects>("id", &id)?;
         let tx = ctx.tx().await?;
         match domain::store::find_visible::<Projects>(&*tx, &viewer, id).await? {
             Some(row) => Ok(Some(with_totals(&tx, Some(row)).await?)),
@@ -104,7 +104,7 @@ impl AirdropsMutation {
     ) -> ApiResult<UpdateAirdropProjectPayload> {
         let viewer = ctx.viewer()?;
         Projects::require_writer(&viewer)?;
-        let id = parse_uuid("id", &input.id)?;
+        let id = domain::resolve::key::<Projects>("id", &input.id)?;
         // Every argument is checked before the database is asked.
         let name = validate::not_null("name", input.name)?.map(|n| validate::text("name", &n, 200)).transpose()?;
         let start_date = validate::not_null("startDate", input.start_date)?;
@@ -185,4 +185,20 @@ async fn with_totals(
     let totals = store::totals(tx, vec![project.id]).await?;
     let (participants, distributed) = totals.get(&project.id).copied().unwrap_or_default();
     Ok(AirdropProject::new(project, participants, distributed))
+}
+
+/// Projects with their public totals, read for all of them in one statement
+/// (`node`/`nodes`).
+pub(crate) async fn with_totals_all(
+    db: &impl sea_orm::ConnectionTrait,
+    projects: Vec<airdrop_project::Model>,
+) -> ApiResult<Vec<AirdropProject>> {
+    let totals = store::totals(db, projects.iter().map(|p| p.id).collect()).await?;
+    Ok(projects
+        .into_iter()
+        .map(|project| {
+            let (participants, distributed) = totals.get(&project.id).copied().unwrap_or_default();
+            AirdropProject::new(project, participants, distributed)
+        })
+        .collect())
 }

@@ -6,13 +6,18 @@ use super::policy::Projects;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, loader, raw_key};
 use crate::error::ApiResult;
+use crate::graphql::ids;
 use crate::graphql::scalars::{BigInt, Date};
 
 /// A token distribution campaign. Public.
 #[derive(SimpleObject, Clone)]
 pub struct AirdropProject {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a AirdropProject.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// Display name.
     pub name: String,
     /// Free-text description.
@@ -43,7 +48,8 @@ pub struct AirdropStats {
 impl AirdropProject {
     pub fn new(m: entity::airdrop_project::Model, participants: i64, tokens_distributed: i64) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("AirdropProject", m.id),
+            row_id: ID(m.id.to_string()),
             name: m.name,
             description: m.description,
             start_date: m.start_date.into(),
@@ -63,8 +69,12 @@ impl AirdropProject {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Participation {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Participation.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The participant.
     pub user_id: ID,
     /// The project.
@@ -78,7 +88,8 @@ pub struct Participation {
 impl From<entity::user_airdrop_participation::Model> for Participation {
     fn from(m: entity::user_airdrop_participation::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Participation", m.id),
+            row_id: ID(m.id.to_string()),
             user_id: ID(m.user_id.to_string()),
             project_id: ID(m.project_id.to_string()),
             tokens_earned: m.tokens_earned.into(),

@@ -29,6 +29,9 @@ pub trait Policy {
     type Entity: EntityTrait;
     /// What a row is called in messages ("review").
     const NAME: &'static str;
+    /// The GraphQL type a row is served as ("Review"): the type half of its
+    /// global id (`graphql::ids`), checked when an `ID` argument names a row.
+    const TYPE: &'static str;
     /// The column holding the id of the user a row belongs to, for tables
     /// under the ownership rule.
     const OWNER: Option<<Self::Entity as EntityTrait>::Column> = None;
@@ -91,6 +94,7 @@ mod tests {
     impl Policy for Owned {
         type Entity = entity::review::Entity;
         const NAME: &'static str = "review";
+        const TYPE: &'static str = "Review";
         const OWNER: Option<entity::review::Column> = Some(entity::review::Column::UserId);
     }
 

@@ -1,5 +1,6 @@
 //! The by-id resolvers every table has, over its policy: the `ID` argument
-//! parsed as the table's key (a malformed one is BAD_USER_INPUT on `id`),
+//! parsed as the table's key, global or raw (a malformed one, or the global
+//! id of another type, is BAD_USER_INPUT on `id`),
 //! then the read or the delete in the request transaction.
 
 use async_graphql::{Context, ID};
@@ -10,31 +11,41 @@ use super::policy::{Model, Policy, PrimaryKey};
 use super::store;
 use crate::error::ApiResult;
 use crate::graphql::ContextExt;
-use crate::graphql::ids::{parse_int_id, parse_uuid};
+use crate::graphql::ids;
 
-/// A table key as the API spells it in an `ID`.
+/// A table key from its raw form (what `rowId` holds).
 pub trait KeyFromId: Sized {
-    fn from_id(field: &'static str, id: &ID) -> ApiResult<Self>;
+    fn from_raw(field: &'static str, raw: &str) -> ApiResult<Self>;
 }
 
 impl KeyFromId for Uuid {
-    fn from_id(field: &'static str, id: &ID) -> ApiResult<Self> {
-        parse_uuid(field, id)
+    fn from_raw(field: &'static str, raw: &str) -> ApiResult<Self> {
+        ids::uuid_key(field, raw)
     }
 }
 
 impl KeyFromId for i64 {
-    fn from_id(field: &'static str, id: &ID) -> ApiResult<Self> {
-        parse_int_id(field, id)
+    fn from_raw(field: &'static str, raw: &str) -> ApiResult<Self> {
+        ids::int_key(field, raw)
     }
 }
 
 /// Text keys (a place's Google id) are looked up as given: an unknown one
 /// is NOT_FOUND.
 impl KeyFromId for String {
-    fn from_id(_field: &'static str, id: &ID) -> ApiResult<Self> {
-        Ok(id.to_string())
+    fn from_raw(_field: &'static str, raw: &str) -> ApiResult<Self> {
+        Ok(raw.to_owned())
     }
+}
+
+/// The key of a `P` row an `ID` argument names: its global id or its raw
+/// key. A global id of another type is BAD_USER_INPUT ("id is the id of a
+/// Post, not a Review"), as is a malformed key.
+pub fn key<P: Policy>(field: &'static str, id: &ID) -> ApiResult<PrimaryKey<P>>
+where
+    PrimaryKey<P>: KeyFromId,
+{
+    PrimaryKey::<P>::from_raw(field, &ids::raw_key(field, id, Some(P::TYPE))?)
 }
 
 /// The row with this `id` if the viewer may see it, else NOT_FOUND.
@@ -43,7 +54,7 @@ where
     PrimaryKey<P>: KeyFromId,
 {
     let viewer = ctx.viewer()?;
-    let key = PrimaryKey::<P>::from_id("id", id)?;
+    let key = key::<P>("id", id)?;
     let tx = ctx.tx().await?;
     store::visible::<P>(&*tx, &viewer, key).await
 }
@@ -57,7 +68,7 @@ where
     <P::Entity as EntityTrait>::ActiveModel: ActiveModelBehavior + Send,
 {
     let viewer = ctx.viewer()?;
-    let key = PrimaryKey::<P>::from_id("id", id)?;
+    let key = key::<P>("id", id)?;
     let tx = ctx.tx().await?;
     store::delete::<P>(&*tx, &viewer, key).await
 }

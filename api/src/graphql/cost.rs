@@ -82,6 +82,14 @@ pub fn one(child: usize) -> usize {
     list_of(STATEMENT, 1, child)
 }
 
+/// `nodes(ids:)`: a statement per type asked (at most one per refetchable
+/// type) and the selection of each object, the count clamped to what the
+/// resolver accepts.
+pub fn nodes(asked: usize, child: usize) -> usize {
+    let asked = asked.min(super::node::MAX_NODES);
+    list_of(STATEMENT.saturating_mul(asked.min(super::node::TYPES.len())), asked, child)
+}
+
 /// `recommendations(limit:)` (default `default`).
 pub fn recommendations(limit: Option<i32>, default: i32, child: usize) -> usize {
     list_of(RECOMMEND, rows(limit, default), child)

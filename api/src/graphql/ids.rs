@@ -1,19 +1,132 @@
-//! Parsing of `ID` arguments: a malformed id is BAD_USER_INPUT naming the
-//! argument, never a database error.
+//! Ids as clients see them, and the parsing of `ID` arguments: a malformed
+//! id is BAD_USER_INPUT naming the argument, never a database error.
+//!
+//! Every refetchable type ([`super::node::Node`]) answers `id` with a global
+//! id: base64url without padding of `"TypeName:rawKey"`, so that a review
+//! and a preference with the same integer key have different ids and a
+//! client cache (Relay, Apollo) can key every object by `id` alone. The raw
+//! key stays readable as `rowId` and in foreign keys (`userId`).
+//!
+//! An `ID` argument that names a row takes either form: the global id of the
+//! expected type, or the raw key (what `rowId`/`userId` hold). A global id of
+//! another type is BAD_USER_INPUT ("id is the id of a Post, not a Review").
+//! A raw key is never mistaken for a global id in practice: a global id
+//! must decode to UTF-8 starting with a known type name and a colon, which
+//! no UUID, integer or Google place id does.
 
 use async_graphql::ID;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
+use super::node::TYPES;
 use crate::error::{ApiError, ApiResult};
 
-pub fn parse_uuid(field: &'static str, id: &ID) -> ApiResult<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| ApiError::bad_input(field, format!("{field} is not a valid id")))
+/// The global id of the row of GraphQL type `type_name` with key `raw`.
+pub fn global(type_name: &str, raw: impl std::fmt::Display) -> ID {
+    ID(URL_SAFE_NO_PAD.encode(format!("{type_name}:{raw}")))
 }
 
+/// The type and raw key inside `id`, if it is the global id of a type of
+/// [`TYPES`].
+pub fn decode(id: &str) -> Option<(&'static str, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(id).ok()?).ok()?;
+    let (type_name, raw) = text.split_once(':')?;
+    let type_name = TYPES.iter().copied().find(|t| *t == type_name)?;
+    Some((type_name, raw.to_owned()))
+}
+
+/// The raw key an `ID` argument names: the key inside a global id (of
+/// `expected`, when given), or the argument as it is.
+pub fn raw_key(field: &'static str, id: &str, expected: Option<&str>) -> ApiResult<String> {
+    match decode(id) {
+        Some((found, raw)) if expected.is_none_or(|e| e == found) => Ok(raw),
+        Some((found, _)) => Err(ApiError::bad_input(
+            field,
+            format!("{field} is the id of {}, not {}", with_article(found), with_article(expected.unwrap_or_default())),
+        )),
+        None => Ok(id.to_owned()),
+    }
+}
+
+fn with_article(type_name: &str) -> String {
+    let vowel = type_name.starts_with(['A', 'E', 'I', 'O', 'U']);
+    format!("{} {type_name}", if vowel { "an" } else { "a" })
+}
+
+/// The type a foreign-key argument names by its name (`postId` a Post), so
+/// the untyped [`parse_uuid`]/[`parse_int_id`] refuse a global id of
+/// another type there too. A plain `id` says nothing: callers that know the
+/// type use [`crate::domain::resolve::key`].
+fn expected_by_name(field: &str) -> Option<&'static str> {
+    Some(match field.rsplit('.').next().unwrap_or(field) {
+        "userId" | "authorId" => "User",
+        "placeId" => "Place",
+        "reviewId" => "Review",
+        "preferenceId" => "Preference",
+        "routineId" => "Routine",
+        "runId" => "RoutineRun",
+        "projectId" => "AirdropProject",
+        "participationId" => "Participation",
+        "postId" => "Post",
+        "commentId" => "Comment",
+        _ => return None,
+    })
+}
+
+/// A UUID key from an `ID` argument: its global id or its raw key.
+pub fn parse_uuid(field: &'static str, id: &ID) -> ApiResult<Uuid> {
+    uuid_key(field, &raw_key(field, id, expected_by_name(field))?)
+}
+
+/// An integer key (above 0) from an `ID` argument: its global id or its raw key.
 pub fn parse_int_id(field: &'static str, id: &ID) -> ApiResult<i64> {
-    id.as_str()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad_input(field, format!("{field} is not a valid id")))
+    int_key(field, &raw_key(field, id, expected_by_name(field))?)
+}
+
+/// A raw UUID key.
+pub fn uuid_key(field: &'static str, raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| invalid(field))
+}
+
+/// A raw integer key, above 0.
+pub fn int_key(field: &'static str, raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| invalid(field))
+}
+
+fn invalid(field: &'static str) -> ApiError {
+    ApiError::bad_input(field, format!("{field} is not a valid id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_global_id_round_trips_and_reads_as_base64url_without_padding() {
+        let id = global("Review", 7);
+        assert_eq!(id.as_str(), "UmV2aWV3Ojc");
+        assert_eq!(decode(id.as_str()), Some(("Review", "7".to_owned())));
+        let place = global("Place", "ChIJN1t_tDeuEmsRUsoyG83frY4");
+        assert_eq!(decode(place.as_str()), Some(("Place", "ChIJN1t_tDeuEmsRUsoyG83frY4".to_owned())));
+    }
+
+    #[test]
+    fn raw_keys_are_not_mistaken_for_global_ids() {
+        for raw in ["7", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "ChIJN1t_tDeuEmsRUsoyG83frY4", ""] {
+            assert_eq!(decode(raw), None, "{raw}");
+            assert_eq!(raw_key("id", raw, Some("Post")).ok().as_deref(), Some(raw));
+        }
+        assert_eq!(decode(global("Nope", 1).as_str()), None, "only the types of Node");
+    }
+
+    #[test]
+    fn a_global_id_of_another_type_is_refused_by_name() {
+        assert_eq!(parse_int_id("id", &global("Review", 7)).ok(), Some(7), "a plain id takes any type");
+        let message = parse_uuid("projectId", &global("Post", Uuid::nil())).err().map(|e| format!("{e:?}"));
+        let message = message.unwrap_or_default();
+        assert!(message.contains("projectId is the id of a Post, not an AirdropProject"), "{message}");
+        assert_eq!(parse_uuid("input.postId", &global("Post", Uuid::nil())).ok(), Some(Uuid::nil()));
+        assert!(parse_int_id("id", &global("Review", "x")).is_err(), "a malformed key inside");
+    }
 }

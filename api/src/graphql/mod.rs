@@ -6,6 +6,7 @@ pub mod cost;
 pub mod documents;
 pub mod guard;
 pub mod ids;
+pub mod node;
 pub mod pagination;
 pub mod payload;
 pub mod scalars;
@@ -15,6 +16,8 @@ pub use context::ContextExt;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
+use node::NodeQuery;
+
 use crate::accounts::{AccountSelfMutation, AccountsMutation, AccountsQuery};
 use crate::airdrops::{AirdropsMutation, AirdropsQuery};
 use crate::places::{PlacesMutation, PlacesQuery, PlacesSubscription};
@@ -23,7 +26,7 @@ use crate::realtime::RealtimeQuery;
 use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
+pub struct Query(NodeQuery, AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(

@@ -3,12 +3,12 @@
 
 use crate::domain::{Constraint, Domain, ReplayKey};
 
-mod policy;
+pub(crate) mod policy;
 mod recommend;
 mod resolvers;
 mod store;
 mod subscriptions;
-mod types;
+pub(crate) mod types;
 mod validate;
 
 pub use resolvers::{PlacesMutation, PlacesQuery};

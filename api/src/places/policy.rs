@@ -16,6 +16,7 @@ pub struct Places;
 impl Policy for Places {
     type Entity = entity::place::Entity;
     const NAME: &'static str = "place";
+    const TYPE: &'static str = "Place";
     const WRITERS: &'static [Role] = &[Role::Admin, Role::Service];
     const DENIED: Option<&'static str> = Some("only admin and service accounts change places");
 
@@ -29,6 +30,7 @@ pub struct Reviews;
 impl Policy for Reviews {
     type Entity = reviews::Entity;
     const NAME: &'static str = "review";
+    const TYPE: &'static str = "Review";
     const OWNER: Option<reviews::Column> = Some(reviews::Column::UserId);
 }
 
@@ -37,6 +39,7 @@ pub struct Preferences;
 impl Policy for Preferences {
     type Entity = preferences::Entity;
     const NAME: &'static str = "preference";
+    const TYPE: &'static str = "Preference";
     const OWNER: Option<preferences::Column> = Some(preferences::Column::UserId);
 }
 

@@ -16,7 +16,6 @@ use super::validate;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
-use crate::graphql::ids::parse_int_id;
 use crate::graphql::pagination::{Page, paged};
 
 /// The most places one importPlaces call takes.
@@ -136,7 +135,8 @@ impl PlacesMutation {
     async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<CreateReviewPayload> {
         let viewer = ctx.viewer()?;
         let me = Reviews::require_writer(&viewer)?;
-        let place_id = validate::text("placeId", &input.place_id, 100)?;
+        let place_id = crate::graphql::ids::raw_key("placeId", &input.place_id, Some("Place"))?;
+        let place_id = validate::text("placeId", &place_id, 100)?;
         let row = review::ActiveModel {
             user_id: Set(me),
             place_id: Set(place_id),
@@ -153,7 +153,7 @@ impl PlacesMutation {
     /// FORBIDDEN for ones it sees but may not change.
     async fn update_review(&self, ctx: &Context<'_>, input: UpdateReviewInput) -> ApiResult<UpdateReviewPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_int_id("id", &input.id)?;
+        let id = domain::resolve::key::<Reviews>("id", &input.id)?;
         let rating = required(input.rating, "rating")?.map(|r| validate::rating("rating", r)).transpose()?;
         let comment = match input.comment {
             MaybeUndefined::Undefined => None,
@@ -228,7 +228,7 @@ impl PlacesMutation {
     async fn update_place(&self, ctx: &Context<'_>, input: UpdatePlaceInput) -> ApiResult<UpdatePlacePayload> {
         let viewer = ctx.viewer()?;
         Places::require_writer(&viewer)?;
-        let id = input.id.to_string();
+        let id = domain::resolve::key::<Places>("id", &input.id)?;
         let client_mutation_id = input.client_mutation_id.clone();
         // Checked before any SQL: a bad field costs no row lock.
         let changes = place_changes(input)?;

@@ -5,12 +5,17 @@ use super::policy::Places;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
+use crate::graphql::ids;
 
 /// A place people can review, from the seed's `place` table. Public.
 #[derive(SimpleObject, Clone)]
 pub struct Place {
-    /// The Google Place ID.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Place.
     pub id: ID,
+    /// The row's key, the Google Place ID (what `id` was before this
+    /// release; foreign keys such as `placeId` hold it).
+    pub row_id: ID,
     /// Display name.
     pub name: String,
     /// Latitude in degrees, -90 to 90.
@@ -36,7 +41,8 @@ pub struct Place {
 impl From<entity::place::Model> for Place {
     fn from(m: entity::place::Model) -> Self {
         Self {
-            id: ID(m.id),
+            id: ids::global("Place", &m.id),
+            row_id: ID(m.id.clone()),
             name: m.name,
             lat: m.lat,
             lng: m.lng,
@@ -64,8 +70,12 @@ crate::connection_type!(ReviewConnection, ReviewEdge, Review, "reviews");
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Review {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Review.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The author's user id.
     pub user_id: ID,
     /// The reviewed place's id.
@@ -114,7 +124,8 @@ impl Review {
 impl From<entity::review::Model> for Review {
     fn from(m: entity::review::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Review", m.id),
+            row_id: ID(m.id.to_string()),
             user_id: ID(m.user_id.to_string()),
             place_id: ID(m.place_id),
             rating: m.rating,
@@ -131,8 +142,12 @@ impl From<entity::review::Model> for Review {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Preference {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Preference.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The owner's user id.
     pub user_id: ID,
     /// The place category this preference is about.
@@ -148,7 +163,8 @@ pub struct Preference {
 impl From<entity::preference::Model> for Preference {
     fn from(m: entity::preference::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Preference", m.id),
+            row_id: ID(m.id.to_string()),
             user_id: ID(m.user_id.to_string()),
             category: m.category,
             rating: m.rating,

@@ -4,11 +4,11 @@
 use crate::domain::{Constraint, Domain, ReplayKey};
 
 mod loader;
-mod policy;
+pub(crate) mod policy;
 mod resolvers;
 mod store;
 mod subscriptions;
-mod types;
+pub(crate) mod types;
 
 pub use loader::PostsLoader;
 pub use resolvers::{PostsMutation, PostsQuery};

@@ -17,6 +17,7 @@ pub struct Posts;
 impl Policy for Posts {
     type Entity = post::Entity;
     const NAME: &'static str = "post";
+    const TYPE: &'static str = "Post";
     const OWNER: Option<post::Column> = Some(post::Column::AuthorId);
     /// Readers and services read posts; only people write them.
     const WRITERS: &'static [Role] = &[Role::User, Role::Admin];
@@ -39,6 +40,7 @@ pub struct Comments;
 impl Policy for Comments {
     type Entity = comment::Entity;
     const NAME: &'static str = "comment";
+    const TYPE: &'static str = "Comment";
     const OWNER: Option<comment::Column> = Some(comment::Column::AuthorId);
     /// Comments are added by users and admins to posts they can see.
     const WRITERS: &'static [Role] = &[Role::User, Role::Admin];

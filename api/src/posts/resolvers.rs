@@ -74,7 +74,7 @@ impl PostsMutation {
     /// Changes a post's title or body (its author or an admin).
     async fn update_post(&self, ctx: &Context<'_>, input: UpdatePostInput) -> ApiResult<UpdatePostPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &input.id)?;
+        let id = domain::resolve::key::<Posts>("id", &input.id)?;
         let title = validate::not_null("title", input.title)?.map(|t| validate::text("title", &t, 300)).transpose()?;
         let text = validate::not_null("body", input.body)?.as_deref().map(body).transpose()?;
         let tx = ctx.tx().await?;
@@ -92,7 +92,7 @@ impl PostsMutation {
     /// Publishes a post, or with `published: false` takes it back to draft.
     async fn publish_post(&self, ctx: &Context<'_>, input: PublishPostInput) -> ApiResult<PublishPostPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &input.id)?;
+        let id = domain::resolve::key::<Posts>("id", &input.id)?;
         let tx = ctx.tx().await?;
         let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
         row.published = Set(input.published);
@@ -124,7 +124,7 @@ impl PostsMutation {
     async fn delete_comment(&self, ctx: &Context<'_>, input: DeleteCommentInput) -> ApiResult<DeleteCommentPayload> {
         let viewer = ctx.viewer()?;
         viewer.require_user()?;
-        let id = parse_uuid("id", &input.id)?;
+        let id = domain::resolve::key::<Comments>("id", &input.id)?;
         let tx = ctx.tx().await?;
         let existing = domain::store::visible::<Comments>(&*tx, &viewer, id).await?;
         // A visible comment's post is visible (the comment policy says so).

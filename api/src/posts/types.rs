@@ -7,6 +7,7 @@ use super::loader::PostsLoader;
 use super::policy::Posts;
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
+use crate::graphql::ids;
 use crate::graphql::pagination::{ChildPage, PageArgs, paged};
 
 /// How another user appears: their public handle and name only.
@@ -40,8 +41,12 @@ async fn profile(ctx: &Context<'_>, id: Uuid) -> ApiResult<AuthorProfile> {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Post {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Post.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// Title, 1 to 300 characters.
     pub title: String,
     /// Body text.
@@ -73,7 +78,7 @@ impl Post {
     /// Comments, oldest first, a page at a time (those of every post in a
     /// response are read together, their authors too).
     async fn comments(&self, ctx: &Context<'_>, #[page] args: PageArgs) -> ApiResult<CommentConnection> {
-        let post = Uuid::parse_str(self.id.as_str()).map_err(ApiError::internal)?;
+        let post = Uuid::parse_str(self.row_id.as_str()).map_err(ApiError::internal)?;
         let page = loader(ctx)?.load_one(ChildPage { parent: post, args }).await?;
         Ok(page.ok_or_else(|| ApiError::internal("comment page missing from its batch"))?.into())
     }
@@ -82,7 +87,8 @@ impl Post {
 impl From<entity::post::Model> for Post {
     fn from(m: entity::post::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Post", m.id),
+            row_id: ID(m.id.to_string()),
             title: m.title,
             body: m.body,
             published: m.published,
@@ -97,8 +103,12 @@ impl From<entity::post::Model> for Post {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Comment {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Comment.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The post commented on.
     pub post_id: ID,
     /// Text, 1 to 10000 characters.
@@ -133,7 +143,8 @@ impl Comment {
 impl From<entity::comment::Model> for Comment {
     fn from(m: entity::comment::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Comment", m.id),
+            row_id: ID(m.id.to_string()),
             post_id: ID(m.post_id.to_string()),
             body: m.body,
             created_at: m.created_at,

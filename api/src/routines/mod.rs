@@ -3,11 +3,11 @@
 
 use crate::domain::{Constraint, Domain, ReplayKey};
 
-mod policy;
+pub(crate) mod policy;
 mod resolvers;
 mod store;
 mod subscriptions;
-mod types;
+pub(crate) mod types;
 
 pub use resolvers::{RoutinesMutation, RoutinesQuery};
 pub use subscriptions::RoutinesSubscription;

@@ -14,6 +14,7 @@ pub struct Routines;
 impl Policy for Routines {
     type Entity = routine::Entity;
     const NAME: &'static str = "routine";
+    const TYPE: &'static str = "Routine";
     const OWNER: Option<routine::Column> = Some(routine::Column::UserId);
     const WRITERS: &'static [Role] = &[Role::User, Role::Admin];
 }
@@ -23,6 +24,7 @@ pub struct Runs;
 impl Policy for Runs {
     type Entity = routine_run::Entity;
     const NAME: &'static str = "run";
+    const TYPE: &'static str = "RoutineRun";
     const OWNER: Option<routine_run::Column> = Some(routine_run::Column::UserId);
     const DENIED: Option<&'static str> = Some("your role may not record runs");
 }
@@ -38,6 +40,7 @@ pub struct Stats;
 impl Policy for Stats {
     type Entity = user_stats::Entity;
     const NAME: &'static str = "stats";
+    const TYPE: &'static str = "UserStats";
     const OWNER: Option<user_stats::Column> = Some(user_stats::Column::UserId);
     const WRITERS: &'static [Role] = &[];
 }

@@ -130,7 +130,7 @@ impl RoutinesMutation {
     /// Changes a routine (its owner or an admin).
     async fn update_routine(&self, ctx: &Context<'_>, input: UpdateRoutineInput) -> ApiResult<UpdateRoutinePayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &input.id)?;
+        let id = domain::resolve::key::<Routines>("id", &input.id)?;
         let name = validate::not_null("name", input.name)?.map(|n| validate::text("name", &n, 200)).transpose()?;
         let steps = validate::not_null("steps", input.steps)?;
         if let Some(steps) = &steps {
@@ -183,7 +183,7 @@ impl RoutinesMutation {
     /// `endTime` defaults to now and may not be before the start.
     async fn finish_run(&self, ctx: &Context<'_>, input: FinishRunInput) -> ApiResult<FinishRunPayload> {
         let viewer = ctx.viewer()?;
-        let id = parse_uuid("id", &input.id)?;
+        let id = domain::resolve::key::<Runs>("id", &input.id)?;
         if input.status == RunStatus::Running {
             return Err(ApiError::bad_input("status", "a finished run cannot be RUNNING"));
         }

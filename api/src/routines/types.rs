@@ -5,14 +5,19 @@ use super::policy::Routines;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
+use crate::graphql::ids;
 use crate::graphql::scalars::BigInt;
 
 /// A repeatable sequence of steps that earns tokens when it runs.
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Routine {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a Routine.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The owner's user id.
     pub user_id: ID,
     /// Display name.
@@ -30,7 +35,8 @@ pub struct Routine {
 impl From<entity::routine::Model> for Routine {
     fn from(m: entity::routine::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("Routine", m.id),
+            row_id: ID(m.id.to_string()),
             user_id: ID(m.user_id.to_string()),
             name: m.name,
             steps: Json(m.steps),
@@ -93,8 +99,12 @@ impl RunStatus {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct RoutineRun {
-    /// Stable identifier.
+    /// Globally unique opaque id (`Node`): pass it to `node`, or to any
+    /// argument naming a RoutineRun.
     pub id: ID,
+    /// The row's key (what `id` was before this release; foreign keys such
+    /// as `userId` hold it).
+    pub row_id: ID,
     /// The routine that ran.
     pub routine_id: ID,
     /// The routine owner's user id.
@@ -112,7 +122,8 @@ pub struct RoutineRun {
 impl From<entity::routine_run::Model> for RoutineRun {
     fn from(m: entity::routine_run::Model) -> Self {
         Self {
-            id: ID(m.id.to_string()),
+            id: ids::global("RoutineRun", m.id),
+            row_id: ID(m.id.to_string()),
             routine_id: ID(m.routine_id.to_string()),
             user_id: ID(m.user_id.to_string()),
             start_time: m.start_time,

@@ -2,7 +2,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tests::{JWT_SECRET, TestApp, error_code};
 
-const ME: &str = "{ me { id username email role isActive } }";
+const ME: &str = "{ me { rowId username email role isActive } }";
 
 #[tokio::test]
 async fn sign_up_returns_a_token_that_identifies_the_user() {
@@ -11,7 +11,7 @@ async fn sign_up_returns_a_token_that_identifies_the_user() {
 
     let me = app.data(Some(&ada.token), ME, json!({})).await;
 
-    assert_eq!(me["me"]["id"], ada.id.as_str());
+    assert_eq!(me["me"]["rowId"], ada.id.as_str());
     assert_eq!(me["me"]["email"], "ada@test.io");
     assert_eq!(me["me"]["role"], "USER");
 }
@@ -29,13 +29,13 @@ async fn sign_up_always_creates_role_user_and_me_is_null_when_anonymous() {
 async fn sign_in_accepts_email_or_username_in_any_case() {
     let app = TestApp::spawn().await;
     let ada = app.sign_up("ada").await;
-    let sign_in = "mutation($login: String!, $password: String!) { signIn(input: {login: $login, password: $password}) { token user { id } } }";
+    let sign_in = "mutation($login: String!, $password: String!) { signIn(input: {login: $login, password: $password}) { token user { rowId } } }";
 
     for login in ["ada", "ADA@test.io", "Ada"] {
         let data = app.data(None, sign_in, json!({ "login": login, "password": "password-ada" })).await;
-        assert_eq!(data["signIn"]["user"]["id"], ada.id.as_str(), "login {login}");
+        assert_eq!(data["signIn"]["user"]["rowId"], ada.id.as_str(), "login {login}");
         let token = data["signIn"]["token"].as_str().unwrap_or_default();
-        assert_eq!(app.data(Some(token), ME, json!({})).await["me"]["id"], ada.id.as_str());
+        assert_eq!(app.data(Some(token), ME, json!({})).await["me"]["rowId"], ada.id.as_str());
     }
 }
 
@@ -186,8 +186,8 @@ async fn only_an_admin_sets_roles_and_a_new_role_applies_to_existing_tokens() {
     let by_admin = app.data(Some(&admin.token), set_role, json!({ "id": ada.id, "role": "SERVICE" })).await;
     assert_eq!(by_admin["setUserRole"], json!({ "user": { "role": "SERVICE" }, "clientMutationId": "r" }));
     // Ada's token still says `user`, but the request runs as service now.
-    let create = "mutation { createPlace(input: {id: \"p1\", name: \"Cafe\", lat: 1, lng: 2}) { place { id } } }";
-    assert_eq!(app.data(Some(&ada.token), create, json!({})).await["createPlace"]["place"]["id"], "p1");
+    let create = "mutation { createPlace(input: {id: \"p1\", name: \"Cafe\", lat: 1, lng: 2}) { place { rowId } } }";
+    assert_eq!(app.data(Some(&ada.token), create, json!({})).await["createPlace"]["place"]["rowId"], "p1");
 }
 
 #[tokio::test]

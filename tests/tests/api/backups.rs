@@ -74,7 +74,7 @@ async fn a_backup_wipe_and_restore_gives_identical_rows_and_a_working_server() {
     let mine = app
         .data(
             Some(&ada.token),
-            "{ myReviews { totalCount } recommendations(lat: 38.7, lng: -9.1) { place { id } } }",
+            "{ myReviews { totalCount } recommendations(lat: 38.7, lng: -9.1) { place { rowId } } }",
             json!({}),
         )
         .await;

@@ -189,7 +189,7 @@ fn persisted(hash: &str) -> Value {
 async fn an_unknown_persisted_query_is_not_found_until_its_document_is_sent_once() {
     let app = TestApp::spawn().await;
     app.insert_place("p1", "cafe", 0.0, 0.0, Some(4.0), Some(1)).await;
-    let query = "query Names { places(first: 5) { edges { node { id } } } }";
+    let query = "query Names { places(first: 5) { edges { node { rowId } } } }";
     let hash = sha256_hex(query);
 
     let (_, _, unknown) = post_with(&app, None, json!({ "extensions": persisted(&hash) })).await;
@@ -199,7 +199,7 @@ async fn an_unknown_persisted_query_is_not_found_until_its_document_is_sent_once
     assert_eq!(status, 400, "a request error in the spec media type");
 
     let (_, _, full) = post_with(&app, None, json!({ "query": query, "extensions": persisted(&hash) })).await;
-    assert_eq!(full["data"]["places"]["edges"][0]["node"]["id"], "p1", "{full}");
+    assert_eq!(full["data"]["places"]["edges"][0]["node"]["rowId"], "p1", "{full}");
     let (_, _, by_hash) = post_with(&app, None, json!({ "extensions": persisted(&hash) })).await;
     assert_eq!(by_hash, full, "POST by hash");
     let extensions = persisted(&hash).to_string();

@@ -20,6 +20,7 @@ mod http;
 mod http_spec;
 mod js_client;
 mod migrations;
+mod nodes;
 mod ops_deps;
 mod pagination;
 mod pgbouncer;

@@ -14,7 +14,7 @@ use tests::{TestApp, error_code};
 
 const PLACES: &str = "query($first: Int, $after: String, $last: Int, $before: String, $orderBy: PlaceOrder) {
   places(first: $first, after: $after, last: $last, before: $before, orderBy: $orderBy) {
-    edges { cursor node { id } }
+    edges { cursor node { rowId } }
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }";
@@ -22,7 +22,7 @@ const PLACES: &str = "query($first: Int, $after: String, $last: Int, $before: St
 fn ids(connection: &Value) -> Vec<String> {
     connection["edges"]
         .as_array()
-        .map(|edges| edges.iter().map(|e| e["node"]["id"].as_str().unwrap_or_default().to_owned()).collect())
+        .map(|edges| edges.iter().map(|e| e["node"]["rowId"].as_str().unwrap_or_default().to_owned()).collect())
         .unwrap_or_default()
 }
 
@@ -115,7 +115,7 @@ async fn the_count_query_runs_only_when_total_count_is_selected() {
     let start = count_query_calls(&app).await;
 
     let page =
-        app.data(None, "{ places(first: 2) { edges { node { id } } pageInfo { hasNextPage } } }", json!({})).await;
+        app.data(None, "{ places(first: 2) { edges { node { rowId } } pageInfo { hasNextPage } } }", json!({})).await;
     assert_eq!(ids(&page["places"]).len(), 2);
     assert_eq!(page["places"]["pageInfo"]["hasNextPage"], true, "exact without a count");
     assert_eq!(count_query_calls(&app).await, start, "no count without totalCount");
@@ -349,12 +349,12 @@ async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
     let page = app
         .data(
             Some(&ada.token),
-            "{ myReviews(first: 4) { edges { cursor node { place { id name } } } nodes { place { name } } pageInfo { hasNextPage } } }",
+            "{ myReviews(first: 4) { edges { cursor node { place { rowId name } } } nodes { place { name } } pageInfo { hasNextPage } } }",
             json!({}),
         )
         .await;
     let places: Vec<&Value> =
-        page["myReviews"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["place"]["id"]).collect();
+        page["myReviews"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["place"]["rowId"]).collect();
     assert_eq!(places, ["p05", "p04", "p03", "p02"], "newest review first, each with its place");
     assert_eq!(page["myReviews"]["pageInfo"]["hasNextPage"], true);
     assert_eq!(calls(&app, place_alone).await, places_before, "no separate place query");
@@ -363,11 +363,11 @@ async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
     let next = app
         .data(
             Some(&ada.token),
-            "query($a: String) { myReviews(first: 4, after: $a) { nodes { place { id } } } }",
+            "query($a: String) { myReviews(first: 4, after: $a) { nodes { place { rowId } } } }",
             json!({ "a": page["myReviews"]["edges"][3]["cursor"] }),
         )
         .await;
-    assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "id": "p01" } }, { "place": { "id": "p00" } }]));
+    assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "rowId": "p01" } }, { "place": { "rowId": "p00" } }]));
 }
 
 #[tokio::test]

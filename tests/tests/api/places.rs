@@ -5,7 +5,7 @@ use tests::{TestApp, error_code};
 const PLACES: &str = "query($first: Int, $after: String, $category: String, $search: String, $orderBy: PlaceOrder) {
   places(first: $first, after: $after, category: $category, search: $search, orderBy: $orderBy) {
     totalCount
-    edges { cursor node { id name rating } }
+    edges { cursor node { rowId name rating } }
     pageInfo { hasNextPage hasPreviousPage endCursor }
   }
 }";
@@ -13,7 +13,7 @@ const PLACES: &str = "query($first: Int, $after: String, $category: String, $sea
 fn ids(data: &Value) -> Vec<String> {
     data["places"]["edges"]
         .as_array()
-        .map(|edges| edges.iter().map(|e| e["node"]["id"].as_str().unwrap_or_default().to_owned()).collect())
+        .map(|edges| edges.iter().map(|e| e["node"]["rowId"].as_str().unwrap_or_default().to_owned()).collect())
         .unwrap_or_default()
 }
 
@@ -140,9 +140,9 @@ async fn admins_and_services_write_places_users_may_not() {
         "updated_at kept by the database"
     );
 
-    let delete = "mutation { deletePlace(input: {id: \"p2\"}) { place { id } } }";
+    let delete = "mutation { deletePlace(input: {id: \"p2\"}) { place { rowId } } }";
     assert_eq!(error_code(&app.graphql(Some(&user.token), delete, json!({})).await), "FORBIDDEN");
-    assert_eq!(app.data(Some(&admin.token), delete, json!({})).await["deletePlace"]["place"]["id"], "p2");
+    assert_eq!(app.data(Some(&admin.token), delete, json!({})).await["deletePlace"]["place"]["rowId"], "p2");
     assert_eq!(error_code(&app.graphql(Some(&admin.token), delete, json!({})).await), "NOT_FOUND");
 }
 
@@ -183,7 +183,7 @@ async fn importing_places_twice_is_idempotent() {
 }
 
 const CREATE_REVIEW: &str = "mutation($placeId: ID!, $rating: Float!, $comment: String) {
-  createReview(input: {placeId: $placeId, rating: $rating, comment: $comment}) { review { id rating comment place { id name } } }
+  createReview(input: {placeId: $placeId, rating: $rating, comment: $comment}) { review { id rating comment place { rowId name } } }
 }";
 
 #[tokio::test]
@@ -199,10 +199,14 @@ async fn a_review_is_created_listed_with_its_place_updated_and_deleted() {
     app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "b", "rating": 5 })).await;
 
     let mine = app
-        .data(Some(&ada.token), "{ myReviews(first: 10) { totalCount edges { node { id place { id } } } } }", json!({}))
+        .data(
+            Some(&ada.token),
+            "{ myReviews(first: 10) { totalCount edges { node { id place { rowId } } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(mine["myReviews"]["totalCount"], 2);
-    assert_eq!(mine["myReviews"]["edges"][0]["node"]["place"]["id"], "b", "newest first");
+    assert_eq!(mine["myReviews"]["edges"][0]["node"]["place"]["rowId"], "b", "newest first");
 
     let update = "mutation($id: ID!) { updateReview(input: {id: $id, rating: 2.5, comment: null}) { review { rating comment } } }";
     let updated = app.data(Some(&ada.token), update, json!({ "id": id })).await;

@@ -8,7 +8,7 @@ const MY_REVIEWS: &str = "subscription($after: String) {
   myReviewChanged(after: $after) { operation cursor review { id userId rating place { name } } }
 }";
 const PLACES: &str = "subscription($after: String, $category: String, $near: NearInput) {
-  placeChanged(after: $after, category: $category, near: $near) { operation cursor place { id category } }
+  placeChanged(after: $after, category: $category, near: $near) { operation cursor place { rowId category } }
 }";
 
 async fn create_review(app: &TestApp, token: &str, place: &str, rating: f64) -> String {
@@ -27,7 +27,7 @@ async fn next_place(ws: &mut WsClient, id: &str) -> (String, String) {
     let event = &data["placeChanged"];
     (
         event["operation"].as_str().unwrap_or_default().to_owned(),
-        event["place"]["id"].as_str().unwrap_or_default().to_owned(),
+        event["place"]["rowId"].as_str().unwrap_or_default().to_owned(),
     )
 }
 
@@ -120,7 +120,7 @@ async fn an_anonymous_socket_receives_public_place_changes_filtered_by_category_
     let mut near = Vec::new();
     for _ in 0..2 {
         let message = ws.message().await;
-        let id = message["payload"]["data"]["placeChanged"]["place"]["id"].as_str().unwrap_or_default().to_owned();
+        let id = message["payload"]["data"]["placeChanged"]["place"]["rowId"].as_str().unwrap_or_default().to_owned();
         match message["id"].as_str() {
             Some("cafes") => cafes.push(id),
             Some("near") => near.push(id),
@@ -158,7 +158,7 @@ async fn changes_to_one_row_arrive_in_the_order_they_took_effect() {
     let app = TestApp::spawn().await;
     app.insert_place("p", "cafe", 0.0, 0.0, Some(1.0), None).await;
     let mut ws = app.subscriber(None).await;
-    let query = "subscription($a: String) { placeChanged(after: $a) { place { id rating } } }";
+    let query = "subscription($a: String) { placeChanged(after: $a) { place { rowId rating } } }";
     ws.subscribe("1", query, json!({ "a": app.change_cursor().await })).await;
 
     // The first transaction takes its id by writing another row, then waits;

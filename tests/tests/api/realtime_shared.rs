@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use tests::{TestApp, TestUser, WsClient, eventually};
 
 const PLACES: &str = "subscription($category: String) {
-  placeChanged(category: $category) { operation cursor place { id name category } }
+  placeChanged(category: $category) { operation cursor place { rowId name category } }
 }";
-const PLACES_OTHER_FIELDS: &str = "subscription { placeChanged { operation place { id lat description } } }";
+const PLACES_OTHER_FIELDS: &str = "subscription { placeChanged { operation place { rowId lat description } } }";
 const POSTS: &str = "subscription { postChanged { operation cursor post { id title published author { username } } } }";
 
 /// The metric's value now.
@@ -66,7 +66,8 @@ async fn subscribers_of_one_audience_share_one_execution_per_event_each_under_it
         for _ in 0..3 {
             seen.push(payload(ws, id).await);
         }
-        let places: Vec<&str> = seen.iter().filter_map(|p| p["data"]["placeChanged"]["place"]["id"].as_str()).collect();
+        let places: Vec<&str> =
+            seen.iter().filter_map(|p| p["data"]["placeChanged"]["place"]["rowId"].as_str()).collect();
         assert_eq!(places, ["p1", "p2", "p3"], "in commit order");
         // Anonymous viewers get the same cursors: the same payloads.
         assert_eq!(first.get_or_insert_with(|| seen.clone()), &seen);
@@ -93,11 +94,11 @@ async fn a_subscriber_with_a_different_selection_set_on_the_same_event_gets_its_
     let one = payload(&mut same_one, "1").await;
     assert_eq!(payload(&mut same_two, "1").await, one);
     let place = &one["data"]["placeChanged"]["place"];
-    assert_eq!(place, &json!({ "id": "p1", "name": "Place p1", "category": "cafe" }));
+    assert_eq!(place, &json!({ "rowId": "p1", "name": "Place p1", "category": "cafe" }));
     let theirs = payload(&mut other, "1").await;
     assert_eq!(
         theirs["data"]["placeChanged"],
-        json!({ "operation": "INSERTED", "place": { "id": "p1", "lat": 1.5, "description": null } }),
+        json!({ "operation": "INSERTED", "place": { "rowId": "p1", "lat": 1.5, "description": null } }),
         "its own fields, no cursor"
     );
     assert_eq!(metric(&app, "api_events_executed_total").await - executed, 2.0, "one execution per document");
@@ -177,8 +178,8 @@ async fn shared_execution_gives_each_subscriber_exactly_what_its_own_execution_w
 
     // Ada's spliced cursor is hers: resuming from it gives what followed.
     let mut resumed = app.subscriber(Some(&ada.token)).await;
-    let resume = "subscription($after: String) { placeChanged(after: $after) { place { id } } }";
+    let resume = "subscription($after: String) { placeChanged(after: $after) { place { rowId } } }";
     resumed.subscribe("r", resume, json!({ "after": adas })).await;
     let next = payload(&mut resumed, "r").await;
-    assert_eq!(next["data"]["placeChanged"]["place"]["id"], "p2", "{next}");
+    assert_eq!(next["data"]["placeChanged"]["place"]["rowId"], "p2", "{next}");
 }

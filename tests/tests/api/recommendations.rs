@@ -3,7 +3,7 @@ use serde_json::json;
 use tests::{TestApp, error_code};
 
 const RECOMMEND: &str = "query($lat: Float!, $lng: Float!, $radiusKm: Float, $limit: Int) {
-  recommendations(lat: $lat, lng: $lng, radiusKm: $radiusKm, limit: $limit) { place { id } distanceKm preferenceRating score }
+  recommendations(lat: $lat, lng: $lng, radiusKm: $radiusKm, limit: $limit) { place { rowId } distanceKm preferenceRating score }
 }";
 
 /// earthdistance's earth radius, in km (`SELECT earth()` / 1000).
@@ -46,7 +46,7 @@ async fn recommendations_follow_the_seed_score_worked_out_by_hand() {
     ];
     assert_eq!(got.len(), expected.len(), "{data}");
     for (row, (id, distance, score)) in got.iter().zip(expected) {
-        assert_eq!(row["place"]["id"], id);
+        assert_eq!(row["place"]["rowId"], id);
         let (got_distance, got_score) =
             (row["distanceKm"].as_f64().unwrap_or(f64::NAN), row["score"].as_f64().unwrap_or(f64::NAN));
         assert!((got_distance - distance).abs() < 1e-6, "{id}: distance {got_distance} vs {distance}");
@@ -54,7 +54,7 @@ async fn recommendations_follow_the_seed_score_worked_out_by_hand() {
     }
 
     let limited = app.data(Some(&ada.token), RECOMMEND, json!({ "lat": 0.0, "lng": 0.0, "limit": 1 })).await;
-    assert_eq!(limited["recommendations"][0]["place"]["id"], "near-cafe");
+    assert_eq!(limited["recommendations"][0]["place"]["rowId"], "near-cafe");
     let wider = app.data(Some(&ada.token), RECOMMEND, json!({ "lat": 0.0, "lng": 0.0, "radiusKm": 10.0 })).await;
     assert_eq!(wider["recommendations"].as_array().map(Vec::len), Some(4));
 }

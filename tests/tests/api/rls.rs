@@ -8,11 +8,11 @@ async fn review_by(app: &TestApp, user: &TestUser, place: &str) -> String {
     let data = app
         .data(
             Some(&user.token),
-            "mutation($p: ID!) { createReview(input: {placeId: $p, rating: 4, comment: \"mine\"}) { review { id } } }",
+            "mutation($p: ID!) { createReview(input: {placeId: $p, rating: 4, comment: \"mine\"}) { review { rowId } } }",
             json!({ "p": place }),
         )
         .await;
-    data["createReview"]["review"]["id"].as_str().unwrap_or_default().to_owned()
+    data["createReview"]["review"]["rowId"].as_str().unwrap_or_default().to_owned()
 }
 
 async fn two_users_and_a_review(app: &TestApp) -> (TestUser, TestUser, String) {
@@ -31,8 +31,8 @@ async fn user_b_cannot_read_update_or_delete_user_a_reviews_through_the_api() {
 
     let bobs = app.data(Some(&bob.token), "{ myReviews { totalCount } }", json!({})).await;
     assert_eq!(bobs["myReviews"]["totalCount"], 0);
-    let adas = app.data(Some(&ada.token), "{ myReviews { totalCount edges { node { id } } } }", json!({})).await;
-    assert_eq!(adas["myReviews"]["edges"][0]["node"]["id"], review.as_str());
+    let adas = app.data(Some(&ada.token), "{ myReviews { totalCount edges { node { rowId } } } }", json!({})).await;
+    assert_eq!(adas["myReviews"]["edges"][0]["node"]["rowId"], review.as_str());
 
     // Guessing ids: every id up to well past Ada's is NOT_FOUND for Bob.
     let last: i64 = review.parse().unwrap_or(1);
@@ -291,11 +291,11 @@ async fn no_request_role_can_read_a_password_hash_not_even_an_admin() {
     let data = app
         .data(
             None,
-            "mutation($l: String!) { signIn(input: {login: $l, password: \"password-ada\"}) { user { id } } }",
+            "mutation($l: String!) { signIn(input: {login: $l, password: \"password-ada\"}) { user { rowId } } }",
             json!({ "l": "ada" }),
         )
         .await;
-    assert_eq!(data["signIn"]["user"]["id"], ada.id.as_str());
+    assert_eq!(data["signIn"]["user"]["rowId"], ada.id.as_str());
 }
 
 /// One rule for every table: a row you may see but not change answers

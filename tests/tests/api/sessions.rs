@@ -15,13 +15,13 @@ const REFRESH: &str =
 const SIGN_OUT: &str = "mutation { signOut(input: {clientMutationId: \"m1\"}) { endedSessions clientMutationId } }";
 const SIGN_OUT_EVERYWHERE: &str = "mutation { signOutEverywhere { endedSessions } }";
 const CHANGE_PASSWORD: &str = "mutation($current: String!, $new: String!) {
-  changePassword(input: {currentPassword: $current, newPassword: $new, clientMutationId: \"c\"}) { user { id } clientMutationId }
+  changePassword(input: {currentPassword: $current, newPassword: $new, clientMutationId: \"c\"}) { user { rowId } clientMutationId }
 }";
 const UPDATE_PROFILE: &str = "mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { user { username fullName } clientMutationId } }";
 const DELETE_ACCOUNT: &str = "mutation($p: String!) { deleteAccount(input: {password: $p}) { deletedUserId } }";
 /// Ada signs up and gets her first session's tokens.
 const SIGN_UP_ADA: &str = "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\"}) { token refreshToken user { id } } }";
-const PLACES: &str = "subscription { placeChanged { operation place { id } } }";
+const PLACES: &str = "subscription { placeChanged { operation place { rowId } } }";
 
 /// One signed-in session: its access and refresh tokens.
 struct Session {
@@ -139,7 +139,7 @@ async fn sign_out_ends_this_sessions_access_token_refresh_token_and_websocket_on
     assert_eq!(me_code(&app, &elsewhere.token).await, "OK");
     app.insert_place("p1", "cafe", 38.7, -9.1, None, None).await;
     let event = ws_elsewhere.next_data("1").await;
-    assert_eq!(event["placeChanged"]["place"]["id"], "p1");
+    assert_eq!(event["placeChanged"]["place"]["rowId"], "p1");
 }
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn changing_the_password_signs_out_every_other_session_but_not_this_one() 
     let changed =
         app.data(Some(&here.token), CHANGE_PASSWORD, json!({ "current": "password-ada", "new": "a new secret" })).await;
 
-    assert_eq!(changed["changePassword"], json!({ "user": { "id": ada.id }, "clientMutationId": "c" }));
+    assert_eq!(changed["changePassword"], json!({ "user": { "rowId": ada.id }, "clientMutationId": "c" }));
     assert_eq!(me_code(&app, &here.token).await, "OK");
     assert!(refresh(&app, &here.refresh).await.get("errors").is_none(), "this session refreshes still");
     assert_eq!(me_code(&app, &elsewhere.token).await, "UNAUTHENTICATED");

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use tests::{Cluster, TestApp, test_config_on};
 
-const PLACES: &str = "subscription($after: String) { placeChanged(after: $after) { operation place { id } } }";
+const PLACES: &str = "subscription($after: String) { placeChanged(after: $after) { operation place { rowId } } }";
 
 /// Runs the `openssl` CLI in `dir` with `args` (split on whitespace),
 /// failing the test with its output.
@@ -109,7 +109,7 @@ async fn the_server_talks_to_the_database_only_over_verified_tls_and_plaintext_o
     // Assert: requests and live changes work.
     assert!(!ada.token.is_empty(), "a mutation went through");
     let event = ws.next_data("1").await["placeChanged"].clone();
-    assert_eq!(event["place"]["id"], "p1", "the listener and the feed read the change: {event}");
+    assert_eq!(event["place"]["rowId"], "p1", "the listener and the feed read the change: {event}");
     let places = app.data(None, "{ places { totalCount } }", json!({})).await;
     assert_eq!(places["places"]["totalCount"], 1, "{places}");
     // And the database says each of the server's connections is encrypted:

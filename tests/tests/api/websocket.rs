@@ -4,7 +4,7 @@ use serde_json::json;
 use tests::{Received, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PLACES: &str = "subscription { placeChanged { operation place { id } } }";
+const PLACES: &str = "subscription { placeChanged { operation place { rowId } } }";
 
 #[tokio::test]
 async fn invalid_messages_close_with_4400() {
@@ -97,7 +97,7 @@ async fn the_legacy_subscriptions_transport_ws_protocol_is_accepted() {
     let mut ws = app.websocket("graphql-ws").await;
     ws.send(json!({ "type": "connection_init", "payload": {} })).await;
     assert_eq!(ws.message().await["type"], "connection_ack");
-    ws.send(json!({ "type": "start", "id": "1", "payload": { "query": "subscription($a: String) { placeChanged(after: $a) { place { id } } }", "variables": { "a": after } } })).await;
+    ws.send(json!({ "type": "start", "id": "1", "payload": { "query": "subscription($a: String) { placeChanged(after: $a) { place { rowId } } }", "variables": { "a": after } } })).await;
     app.data(
         Some(&service.token),
         "mutation { createPlace(input: {id: \"legacy\", name: \"x\", lat: 0, lng: 0}) { place { id } } }",
@@ -106,7 +106,7 @@ async fn the_legacy_subscriptions_transport_ws_protocol_is_accepted() {
     .await;
     let data = ws.message().await;
     assert_eq!(data["type"], "data", "{data}");
-    assert_eq!(data["payload"]["data"]["placeChanged"]["place"]["id"], "legacy");
+    assert_eq!(data["payload"]["data"]["placeChanged"]["place"]["rowId"], "legacy");
     ws.send(json!({ "type": "stop", "id": "1" })).await;
     ws.send(json!({ "type": "connection_terminate" })).await;
     assert_eq!(ws.close_code().await, Some(1000));

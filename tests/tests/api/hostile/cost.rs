@@ -123,7 +123,7 @@ async fn realistic_documents_pass_the_default_limits() {
     let documents = [
         "{ places(first: 100) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id name lat lng types category rating userRatingsTotal } } } }",
         "{ posts(first: 20) { totalCount nodes { id title body published author { username } comments(first: 10) { totalCount nodes { body author { username } } } } } }",
-        "{ recommendations(lat: 38.7, lng: -9.1, radiusKm: 100, limit: 100) { distanceKm score place { id name category rating } } }",
+        "{ recommendations(lat: 38.7, lng: -9.1, radiusKm: 100, limit: 100) { distanceKm score place { rowId name category rating } } }",
         "{ myRoutines(first: 50) { nodes { id name steps tokensPerRun } } myStats { totalTokensEarned } myParticipations { tokensEarned } airdropProjects(first: 50) { nodes { name stats { tokensLeft } } } }",
     ];
     for document in documents {

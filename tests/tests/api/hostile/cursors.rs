@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tests::{TestApp, TestUser, WsClient};
 
 const POSTS: &str = "subscription($a: String) { postChanged(after: $a) { operation cursor post { title } } }";
-const PLACES: &str = "subscription($a: String) { placeChanged(after: $a) { operation cursor place { id } } }";
+const PLACES: &str = "subscription($a: String) { placeChanged(after: $a) { operation cursor place { rowId } } }";
 const COMMENTS: &str = "subscription($p: ID!, $a: String) { commentAdded(postId: $p, after: $a) { comment { body } } }";
 
 async fn post(app: &TestApp, user: &TestUser, title: &str, published: bool) -> String {
@@ -108,7 +108,7 @@ async fn a_cursor_issued_to_one_viewer_is_refused_to_any_other() {
     let mut own = app.subscriber(Some(&ada.token)).await;
     own.subscribe("1", PLACES, json!({ "a": adas })).await;
     let event = own.next_data("1").await["placeChanged"].clone();
-    assert_eq!(event["place"]["id"], "p1");
+    assert_eq!(event["place"]["rowId"], "p1");
     let mut elsewhere = app.subscriber(Some(&bob.token)).await;
     elsewhere.subscribe("1", PLACES, json!({ "a": event["cursor"] })).await;
     assert_cursor_invalid(&mut elsewhere).await;
@@ -150,7 +150,7 @@ async fn a_cursor_from_another_database_is_refused() {
     let mut home = one.subscriber(None).await;
     home.subscribe("1", PLACES, json!({ "a": from_one })).await;
     one.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
-    assert_eq!(home.next_data("1").await["placeChanged"]["place"]["id"], "p1", "at home it works");
+    assert_eq!(home.next_data("1").await["placeChanged"]["place"]["rowId"], "p1", "at home it works");
 }
 
 #[tokio::test]
@@ -283,7 +283,7 @@ async fn cursors_from_before_a_restore_are_refused() {
     let mut fresh = restarted.subscriber(Some(&ada.token)).await;
     fresh.subscribe("1", PLACES, json!({ "a": restarted.change_cursor_for(&ada).await })).await;
     restarted.insert_place("p3", "cafe", 0.0, 0.0, None, None).await;
-    assert_eq!(fresh.next_data("1").await["placeChanged"]["place"]["id"], "p3", "new cursors work");
+    assert_eq!(fresh.next_data("1").await["placeChanged"]["place"]["rowId"], "p3", "new cursors work");
 }
 
 #[tokio::test]
