@@ -199,7 +199,7 @@ async fn a_page_of_twenty_reviews_with_user_and_place_costs_the_statements_of_a_
 }
 
 const RUNS: &str = "subscription($after: String) {
-  runChanged(after: $after) { operation run { id routineId routine { name } user { username } } }
+  runChanged(after: $after) { operation run { rowId routineId routine { name } user { username } } }
 }";
 
 /// The next `runChanged` event of `ws`, with no error beside it.
@@ -254,7 +254,7 @@ async fn a_run_deleted_with_its_routine_arrives_with_its_routine_null() {
 
     app.db.execute_unprepared(&format!("DELETE FROM routine WHERE id = '{morning}'")).await.unwrap();
     let event = next_run(&mut ws).await;
-    assert_eq!((&event["operation"], &event["run"]["id"]), (&json!("DELETED"), &json!(started)));
+    assert_eq!((&event["operation"], &event["run"]["rowId"]), (&json!("DELETED"), &json!(started)));
     assert_eq!(event["run"]["routine"], Value::Null);
 }
 

@@ -242,14 +242,15 @@ async fn a_raw_key_and_a_global_id_both_work_in_a_lookup_and_an_update() {
     let rows = one_of_each(&app, &ada, "p1").await;
     let raw = &rows[4].1;
     let lookup = "query($id: ID!) { routine(id: $id) { id rowId name } }";
-    let update = "mutation($id: ID!, $n: String!) { updateRoutine(id: $id, input: {name: $n}) { id name } }";
+    let update =
+        "mutation($id: ID!, $n: String!) { updateRoutine(input: {id: $id, name: $n}) { routine { id name } } }";
 
     for (id, name) in [(raw.clone(), "by key"), (global("Routine", raw), "by global id")] {
         let found = app.data(Some(&ada.token), lookup, json!({ "id": id })).await;
         assert_eq!(found["routine"]["rowId"], raw.as_str(), "{found}");
         assert_eq!(found["routine"]["id"], global("Routine", raw), "{found}");
         let updated = app.data(Some(&ada.token), update, json!({ "id": id, "n": name })).await;
-        assert_eq!(updated["updateRoutine"]["name"], name, "{updated}");
+        assert_eq!(updated["updateRoutine"]["routine"]["name"], name, "{updated}");
     }
     let place =
         app.data(None, "query($id: ID!) { place(id: $id) { rowId } }", json!({ "id": global("Place", "p1") })).await;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tests::{TestApp, WsClient};
 
-const PLACES: &str = "subscription { placeChanged { operation place { id } } }";
+const PLACES: &str = "subscription { placeChanged { operation place { rowId } } }";
 /// `place` is resolved through a DataLoader, so it completes after the
 /// fields beside it: without the key order it moved behind them.
 const MY_REVIEWS: &str = "subscription { myReviewChanged { review { place { name } rating } operation cursor } }";
@@ -69,7 +69,7 @@ async fn a_subscription_sent_as_a_hash_is_not_found_then_persisted_and_the_socke
     for _ in 0..2 {
         let message = ws.message().await;
         assert_eq!(message["type"], "next", "{message}");
-        assert_eq!(message["payload"]["data"]["placeChanged"]["place"]["id"], "p1", "{message}");
+        assert_eq!(message["payload"]["data"]["placeChanged"]["place"]["rowId"], "p1", "{message}");
         ids.push(message["id"].as_str().unwrap_or_default().to_owned());
     }
     ids.sort();
