@@ -109,12 +109,17 @@ pub fn events(
         let mut history: Option<Cursor> = None;
         let mut tables = request.tables.to_vec();
         tables.push("users");
+        // Shared deliveries queued on the socket but not written yet.
+        let mut held_back = false;
         let expiry = expiry_sleep(request.expires_at);
         tokio::pin!(expiry);
         loop {
             if replay {
                 replay = false;
-                match log::bounds(rt.pool()).await {
+                // The replay's queries are boxed: their futures are kilobytes,
+                // and inline this stream would hold that space for as long
+                // as it waits for live events (memory per idle subscriber).
+                match Box::pin(log::bounds(rt.pool())).await {
                     Ok(bounds) if last < bounds.horizon => {
                         yield Err(cursor_expired());
                         return;
@@ -142,7 +147,7 @@ pub fn events(
                     }
                 }
                 loop {
-                    let batch = match log::read_after(rt.pool(), last, &tables, REPLAY_BATCH).await {
+                    let batch = match Box::pin(log::read_after(rt.pool(), last, &tables, REPLAY_BATCH)).await {
                         Ok(batch) => batch,
                         Err(err) => {
                             yield Err(err);
@@ -153,7 +158,7 @@ pub fn events(
                     if let Some(newest) = batch.last() {
                         last = newest.cursor;
                     }
-                    for item in replayed(&rt, &request, history, batch, &mut filter).await {
+                    for item in Box::pin(replayed(&rt, &request, history, batch, &mut filter)).await {
                         let end = item.is_err();
                         yield item;
                         if end {
@@ -166,6 +171,14 @@ pub fn events(
                 }
                 history = None;
                 from_cursor = false;
+            }
+            // Shared deliveries held back for one write with the next ones
+            // go out before the stream waits for more.
+            if held_back && live.is_empty() {
+                held_back = false;
+                if let Some(sharing) = &request.share {
+                    sharing.tap.flush().await;
+                }
             }
             let next = tokio::select! {
                 () = &mut expiry => Next::Expired,
@@ -211,9 +224,12 @@ pub fn events(
                         };
                         match ready {
                             Some(template) => {
-                                if !sharing.tap.send(shared::Shared { template, cursor }).await {
+                                // More events at hand: one socket write for them all.
+                                let more = !live.is_empty();
+                                if !sharing.tap.send(shared::Shared { template, cursor }, more).await {
                                     return;
                                 }
+                                held_back |= more;
                             }
                             // The shared execution failed: this subscriber's own.
                             None => yield Ok(Delivery { event, operation, cursor, tombstone: false }),
