@@ -138,7 +138,11 @@ async fn subscriber(
                 let place = &value["payload"]["data"]["placeChanged"]["place"];
                 let seq: u64 = place["id"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
                 let sent: u64 = place["description"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0);
-                let Some(k) = value["id"].as_str().and_then(|id| id.parse::<usize>().ok()).filter(|k| (1..=per_socket).contains(k)) else {
+                let Some(k) = value["id"]
+                    .as_str()
+                    .and_then(|id| id.parse::<usize>().ok())
+                    .filter(|k| (1..=per_socket).contains(k))
+                else {
                     continue;
                 };
                 latencies.record(now_micros().saturating_sub(sent));

@@ -552,12 +552,8 @@ impl Operation {
                     &field,
                     &session.viewer,
                 );
-                let out = SharedOut {
-                    out: self.out.clone(),
-                    kind,
-                    id_json: id_json.clone(),
-                    metrics: self.metrics.clone(),
-                };
+                let out =
+                    SharedOut { out: self.out.clone(), kind, id_json: id_json.clone(), metrics: self.metrics.clone() };
                 Some(shared::Sharing { key, tap: shared::Tap::new(Arc::new(out)) })
             }
             None => None,
