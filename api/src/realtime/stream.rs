@@ -114,6 +114,14 @@ pub fn events(
         let expiry = expiry_sleep(request.expires_at);
         tokio::pin!(expiry);
         loop {
+            // Shared deliveries held back for one write with the next ones
+            // go out before the stream waits for more (or reads the log).
+            if held_back && (replay || live.is_empty()) {
+                held_back = false;
+                if let Some(sharing) = &request.share {
+                    sharing.tap.flush().await;
+                }
+            }
             if replay {
                 replay = false;
                 // The replay's queries are boxed: their futures are kilobytes,
@@ -171,14 +179,6 @@ pub fn events(
                 }
                 history = None;
                 from_cursor = false;
-            }
-            // Shared deliveries held back for one write with the next ones
-            // go out before the stream waits for more.
-            if held_back && live.is_empty() {
-                held_back = false;
-                if let Some(sharing) = &request.share {
-                    sharing.tap.flush().await;
-                }
             }
             let next = tokio::select! {
                 () = &mut expiry => Next::Expired,
