@@ -99,6 +99,7 @@ async fn subscriber(
     ready: Arc<AtomicU64>,
     expected: u64,
     fingerprints: Fingerprints,
+    per_socket: usize,
 ) {
     let mut request = url.into_client_request().expect("building the websocket request");
     request
@@ -114,10 +115,15 @@ async fn subscriber(
     let _ = ws.send(send(json!({ "type": "connection_init" }))).await;
     let _ = ws.next().await; // connection_ack
     let query = "subscription { placeChanged { place { rowId description } } }";
-    let _ = ws.send(send(json!({ "type": "subscribe", "id": "1", "payload": { "query": query } }))).await;
-    ready.fetch_add(1, Ordering::Relaxed);
-    let mut fingerprint = 0xcbf2_9ce4_8422_2325_u64;
-    let mut received = 0u64;
+    // graphql-ws multiplexes: `per_socket` subscriptions on this one socket,
+    // ids 1..=per_socket, each counted and fingerprinted on its own.
+    for id in 1..=per_socket {
+        let subscribe = json!({ "type": "subscribe", "id": id.to_string(), "payload": { "query": query } });
+        let _ = ws.send(send(subscribe)).await;
+    }
+    ready.fetch_add(per_socket as u64, Ordering::Relaxed);
+    let mut fingerprints_of = vec![0xcbf2_9ce4_8422_2325_u64; per_socket];
+    let mut received_of = vec![0u64; per_socket];
     while let Some(Ok(message)) = ws.next().await {
         let Message::Text(text) = message else { continue };
         let value: Value = match serde_json::from_str(text.as_str()) {
@@ -132,15 +138,23 @@ async fn subscriber(
                 let place = &value["payload"]["data"]["placeChanged"]["place"];
                 let seq: u64 = place["rowId"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
                 let sent: u64 = place["description"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0);
+                let Some(k) = value["id"]
+                    .as_str()
+                    .and_then(|id| id.parse::<usize>().ok())
+                    .filter(|k| (1..=per_socket).contains(k))
+                else {
+                    continue;
+                };
                 latencies.record(now_micros().saturating_sub(sent));
-                fingerprint = (fingerprint ^ seq).wrapping_mul(0x0100_0000_01b3);
-                received += 1;
+                let (fingerprint, received) = (&mut fingerprints_of[k - 1], &mut received_of[k - 1]);
+                *fingerprint = (*fingerprint ^ seq).wrapping_mul(0x0100_0000_01b3);
+                *received += 1;
                 totals.delivered.fetch_add(1, Ordering::Relaxed);
-                if received == expected {
-                    fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(fingerprint);
+                if *received == expected {
+                    fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(*fingerprint);
                 }
             }
-            Some("complete" | "error") => break,
+            Some("complete" | "error") if per_socket == 1 => break,
             _ => {}
         }
     }
@@ -149,8 +163,14 @@ async fn subscriber(
 /// Options of `bench fanout`.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Subscriptions in all (over `subscribers / per-socket` sockets).
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
+    /// Subscriptions per websocket (graphql-ws multiplexes them over one
+    /// socket): 50,000 subscriptions fit in 10,000 sockets with 5, under an
+    /// open-files limit of 20,000.
+    #[arg(long, default_value_t = 1)]
+    per_socket: usize,
     /// Writes per second.
     #[arg(long, default_value_t = 100)]
     rate: u32,
@@ -166,7 +186,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) {
-    let Args { subscribers, rate, seconds, connect_concurrency, api } = args;
+    let Args { subscribers, per_socket, rate, seconds, connect_concurrency, api } = args;
+    let per_socket = per_socket.clamp(1, 100);
+    let sockets = subscribers.div_ceil(per_socket);
+    let subscribers = sockets * per_socket;
     let api = api_binary(api.as_deref());
     // Each subscriber is a socket here too: tens of thousands of them need
     // more than the usual soft limit of open files.
@@ -180,11 +203,11 @@ pub async fn run(args: Args) {
         // (MAX_CONNECTIONS, default 10,000) must not refuse any of them or
         // the writers, and must leave plain HTTP its reserve (a tenth)
         // beside the websocket cap below.
-        ("MAX_CONNECTIONS".to_owned(), (2 * subscribers + 1000).to_string()),
+        ("MAX_CONNECTIONS".to_owned(), (2 * sockets + 1000).to_string()),
         // Websockets have caps of their own (server-wide and per client
         // address), and every subscriber here comes from one address.
-        ("MAX_WS_CONNECTIONS".to_owned(), (subscribers + 100).to_string()),
-        ("MAX_WS_PER_IP".to_owned(), (subscribers + 100).to_string()),
+        ("MAX_WS_CONNECTIONS".to_owned(), (sockets + 100).to_string()),
+        ("MAX_WS_PER_IP".to_owned(), (sockets + 100).to_string()),
     ];
     let server = Server::start(&api, data_dir, true, &env).await;
     let token = service_token(&api, &server).await;
@@ -192,26 +215,26 @@ pub async fn run(args: Args) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(server.pid());
 
-    println!("connecting {subscribers} subscribers to {ws_url} ...");
+    println!("connecting {subscribers} subscriptions over {sockets} sockets ({per_socket} per socket) to {ws_url} ...");
     let latencies = Arc::new(Histogram::new());
     let fingerprints: Fingerprints = Arc::default();
     let writes = u64::from(rate) * seconds;
     let totals = Arc::new(Totals::default());
     let ready = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::with_capacity(subscribers);
+    let mut tasks = Vec::with_capacity(sockets);
     let connect_started = Instant::now();
     let server_addr: std::net::SocketAddr = server
         .address
         .trim_start_matches("http://")
         .parse()
         .unwrap_or_else(|e| panic!("server address {}: {e}", server.address));
-    for i in 0..subscribers {
+    for i in 0..sockets {
         let (url, lat, tot, rdy) = (ws_url.clone(), latencies.clone(), totals.clone(), ready.clone());
         let source = std::net::SocketAddr::from(([127, 0, 0, 1 + u8::try_from(i / 20_000).unwrap_or(200)], 0));
-        let task = subscriber(url, server_addr, source, lat, tot, rdy, writes, fingerprints.clone());
+        let task = subscriber(url, server_addr, source, lat, tot, rdy, writes, fingerprints.clone(), per_socket);
         tasks.push(tokio::spawn(task));
         // At most `connect_concurrency` handshakes in flight (the listen backlog is finite).
-        while ready.load(Ordering::Relaxed) + (connect_concurrency as u64) < tasks.len() as u64 {
+        while ready.load(Ordering::Relaxed) / per_socket as u64 + (connect_concurrency as u64) < tasks.len() as u64 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -283,7 +306,7 @@ pub async fn run(args: Args) {
     let orders = fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let disagreeing = orders.iter().filter(|f| **f != orders[0]).count();
     println!();
-    println!("subscribers                 {subscribers}");
+    println!("subscriptions               {subscribers} over {sockets} websockets ({per_socket} per socket)");
     println!("writes                      {writes} at {rate}/s (sent in {write_secs:.1} s)");
     println!("deliveries expected         {expected}");
     println!("deliveries received         {delivered}");
@@ -303,8 +326,9 @@ pub async fn run(args: Args) {
     }
     println!("server RSS before/idle/busy {} / {} / {} MiB", rss_before / 1024, rss_idle / 1024, rss_busy / 1024);
     println!(
-        "server memory per idle subscriber  {:.1} KiB",
-        rss_idle.saturating_sub(rss_before) as f64 / subscribers.max(1) as f64
+        "server memory per idle subscriber  {:.1} KiB (per subscription; per socket {:.1} KiB)",
+        rss_idle.saturating_sub(rss_before) as f64 / subscribers.max(1) as f64,
+        rss_idle.saturating_sub(rss_before) as f64 / sockets.max(1) as f64
     );
     print_server_warnings(&server.data_dir);
     for t in tasks {

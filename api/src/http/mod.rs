@@ -14,6 +14,7 @@ mod rolled_back;
 mod serve;
 mod ws;
 mod ws_caps;
+mod ws_outbox;
 
 pub use apq::PersistedQueries;
 pub use limits::BodyLimits;

@@ -8,7 +8,7 @@
 //! viewer transaction, timeout and metrics); subscriptions get the
 //! session's expiry and check point and the DataLoaders; the socket is
 //! bounded (MAX_WS_CONNECTIONS, MAX_WS_PER_IP, `MAX_OPERATIONS`, a
-//! `MAX_MESSAGE` read limit, an `OUTBOX` with a send timeout) and
+//! `MAX_MESSAGE` read limit, an outbox with a send timeout: `ws_outbox`) and
 //! closed with codes a client can act on: 4400 invalid message (also too
 //! many operations, binary frames), 4401 subscribe before acknowledgement,
 //! 4403 invalid or expired token, 4408 no `connection_init` in time, 4409
@@ -34,9 +34,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -44,6 +43,7 @@ use super::AppState;
 use super::graphql::{execute_in_session, operation_name, operation_types, server_error, spawn_in_span};
 use super::order::KeyOrder;
 use super::ws_caps::WsSlot;
+use super::ws_outbox::Outbox;
 use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, begin_session_request};
 use crate::domain::RowLoader;
@@ -62,14 +62,6 @@ pub struct WsConfig {
     pub keepalive: Duration,
 }
 
-/// Messages queued per connection. A client that reads slower than its
-/// subscriptions produce holds back only its own subscriptions, which then
-/// catch up from the change log.
-const OUTBOX: usize = 64;
-
-/// How long one message may take to reach the client's socket; a client
-/// that stops reading is disconnected instead of pinning its tasks.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pings a client may leave unanswered in a row, in either protocol; the
 /// socket is closed (1011) at the next keepalive tick, so after about
 /// (MAX_MISSED_PONGS + 1) x WS_KEEPALIVE of silence. Without it a client
@@ -84,6 +76,8 @@ const MAX_OPERATIONS: usize = 100;
 
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 4 * 1024;
+/// Bytes of frames collected before a write, when several are queued.
+const WRITE_BATCH: usize = 64 * 1024;
 /// The largest message a client may send (a GraphQL document and variables).
 const MAX_MESSAGE: usize = 1024 * 1024;
 /// How long a socket closed with 1009 stays open for the client to read why.
@@ -140,7 +134,9 @@ pub async fn upgrade(
         // would be most of an idle subscriber's memory; GraphQL messages
         // are small, and larger ones still work, in more reads.
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        // A threshold, not an allocation: frames fed to the socket collect
+        // up to it and go out in one write at the flush (see `ws_outbox`).
+        .write_buffer_size(WRITE_BATCH)
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| serve(socket, protocol, state, header_auth, client_ip, slot).instrument(span))
 }
@@ -177,7 +173,7 @@ struct Session {
 struct Connection {
     protocol: Protocol,
     state: AppState,
-    out: mpsc::Sender<Message>,
+    out: Arc<Outbox>,
     header_auth: Option<String>,
     session: Option<Session>,
     subscriptions: HashMap<String, JoinHandle<()>>,
@@ -199,17 +195,9 @@ async fn serve(
 ) {
     state.metrics.ws_connections.inc();
     let metrics = state.metrics.clone();
-    let (mut sink, mut incoming) = socket.split();
-    let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            let closing = matches!(message, Message::Close(_));
-            match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
-                Ok(Ok(())) if !closing => {}
-                _ => break,
-            }
-        }
-    });
+    let (sink, mut incoming) = socket.split();
+    // Written by whichever task has a message (no writer task of its own).
+    let out = Arc::new(Outbox::new(sink));
     let ws = state.ws;
     let mut closing = state.closing.clone();
     let mut conn = Connection {
@@ -241,7 +229,7 @@ async fn serve(
                     break Some(Close::new(4403, "Forbidden: the session has ended"));
                 }
                 // Missed some endings: ask the database about this one.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) if !conn.session_live().await => {
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) if !Box::pin(conn.session_live()).await => {
                     break Some(Close::new(4403, "Forbidden: the session has ended"));
                 }
                 // The sender lives as long as the server's state, which this
@@ -256,7 +244,11 @@ async fn serve(
             }
             message = incoming.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    if let Err(close) = conn.on_message(text.as_str()).await {
+                    // Boxed: sign-in and subscribe await database
+                    // round trips whose futures are kilobytes; inline, the
+                    // connection's task would hold that space for its
+                    // whole life (memory per idle subscriber).
+                    if let Err(close) = Box::pin(conn.on_message(text.as_str())).await {
                         break Some(close);
                     }
                 }
@@ -275,13 +267,14 @@ async fn serve(
         task.abort();
     }
     let unread = close.as_ref().is_some_and(|Close(code, _)| *code == 1009);
+    // `closing` lives until the close frame is out: shutdown waits for it.
     if let Some(Close(code, reason)) = close {
-        let _ = out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        out.send_and_wait(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    } else {
+        out.flush().await;
     }
     drop(conn);
     drop(out);
-    // `closing` lives until the close frame is out: shutdown waits for it.
-    let _ = writer.await;
     drop(closing);
     if unread {
         // The rest of the oversized message is still unread: closing the
@@ -296,7 +289,7 @@ async fn serve(
 
 impl Connection {
     async fn send(&self, message: Value) {
-        // The writer is gone only when the socket is; nothing left to tell.
+        // The outbox refuses only when the socket is gone; nothing left to tell.
         let _ = self.out.send(Message::Text(message.to_string().into())).await;
     }
 
@@ -337,6 +330,7 @@ impl Connection {
                     message.get("id").and_then(Value::as_str).and_then(|id| self.subscriptions.remove(id))
                 {
                     task.abort();
+                    self.out.set_operations(self.subscriptions.len());
                 }
                 Ok(())
             }
@@ -468,15 +462,37 @@ impl Connection {
         }
         let task = tokio::spawn(operation.run(self.state.clone(), session, checked_at, request).in_current_span());
         self.subscriptions.insert(id, task);
+        self.out.set_operations(self.subscriptions.len());
         Ok(())
     }
 }
 
-/// The next shared delivery, or never when the operation shares nothing.
-async fn recv_shared(receiver: &mut Option<mpsc::Receiver<shared::Shared>>) -> Option<shared::Shared> {
-    match receiver {
-        Some(receiver) => receiver.recv().await,
-        None => std::future::pending().await,
+/// Where an operation's shared deliveries go: its id and its viewer's
+/// cursor spliced into the audience's bytes, straight into the outbox.
+struct SharedOut {
+    out: Arc<Outbox>,
+    /// `next` or, in the legacy protocol, `data`.
+    kind: &'static str,
+    /// The operation id as a JSON string.
+    id_json: String,
+    metrics: crate::ops::metrics::SharedMetrics,
+}
+
+impl shared::Deliver for SharedOut {
+    fn deliver(&self, delivery: shared::Shared, more: bool) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let text = delivery.template.message(self.kind, &self.id_json, &delivery.cursor);
+            let message = Message::Text(text.into());
+            let sent = if more { self.out.queue(message).await } else { self.out.send(message).await };
+            if sent {
+                self.metrics.events_delivered.inc();
+            }
+            sent
+        })
+    }
+
+    fn flush(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.out.flush())
     }
 }
 
@@ -505,7 +521,7 @@ fn root_field(request: &mut async_graphql::Request) -> Option<String> {
 struct Operation {
     id: String,
     protocol: Protocol,
-    out: mpsc::Sender<Message>,
+    out: Arc<Outbox>,
     metrics: crate::ops::metrics::SharedMetrics,
 }
 
@@ -515,7 +531,9 @@ impl Operation {
         let mut request = request;
         let is_subscription = operation_types(&mut request).contains(&OperationType::Subscription);
         if !is_subscription {
-            let response = execute_in_session(&state, session.viewer, session.session, request)
+            // Boxed: a subscription's task would otherwise be as large as
+            // a query's database futures for its whole life.
+            let response = Box::pin(execute_in_session(&state, session.viewer, session.session, request))
                 .await
                 .unwrap_or_else(|err| async_graphql::Response::from_errors(vec![server_error(&err)]));
             self.next(&response).await;
@@ -534,7 +552,9 @@ impl Operation {
         // Subscribers of one audience share each event's execution (see
         // `realtime::shared`); a document with several root fields does not
         // (each would need a tap of its own), and runs as before.
-        let (sharing, mut shared) = match root_field(&mut request) {
+        let kind = if self.protocol == Protocol::TransportWs { "next" } else { "data" };
+        let id_json = serde_json::to_string(&self.id).unwrap_or_default();
+        let sharing = match root_field(&mut request) {
             Some(field) => {
                 let variables = serde_json::to_string(&request.variables).unwrap_or_default();
                 let key = shared::AudienceKey::new(
@@ -544,10 +564,11 @@ impl Operation {
                     &field,
                     &session.viewer,
                 );
-                let (tap, receiver) = shared::Tap::new(OUTBOX);
-                (Some(shared::Sharing { key, tap }), Some(receiver))
+                let out =
+                    SharedOut { out: self.out.clone(), kind, id_json: id_json.clone(), metrics: self.metrics.clone() };
+                Some(shared::Sharing { key, tap: shared::Tap::new(Arc::new(out)) })
             }
-            None => (None, None),
+            None => None,
         };
         if let Some(sharing) = &sharing {
             request = request.data(sharing.clone());
@@ -560,7 +581,6 @@ impl Operation {
             // Parsed already (`operation_types`): the request keeps the document.
             request.parsed_query().ok().and_then(|document| KeyOrder::of(document, name.as_deref()))
         };
-        let id_json = serde_json::to_string(&self.id).unwrap_or_default();
         let request = request
             .data(session.viewer)
             // Every transaction the subscription starts (DataLoader batches,
@@ -578,16 +598,9 @@ impl Operation {
                 spawn_in_span,
             ));
         let mut responses = state.schema.execute_stream(request);
-        loop {
-            let response = tokio::select! {
-                biased;
-                Some(delivery) = recv_shared(&mut shared) => {
-                    self.send_shared(&id_json, delivery).await;
-                    continue;
-                }
-                response = responses.next() => response,
-            };
-            let Some(mut response) = response else { break };
+        // Shared deliveries do not come through here: the stream sends them
+        // itself, in order with these (see `SharedOut`).
+        while let Some(mut response) = responses.next().await {
             ensure_codes(&mut response);
             if let Some(order) = &order {
                 order.apply(&mut response.data);
@@ -602,12 +615,6 @@ impl Operation {
                 }
                 shared::Shared { template, cursor: pending.cursor }
             });
-            // Shared deliveries queued before this response came first.
-            if let Some(receiver) = shared.as_mut() {
-                while let Ok(delivery) = receiver.try_recv() {
-                    self.send_shared(&id_json, delivery).await;
-                }
-            }
             // Errors without data end the operation: it could not start (bad
             // document or arguments, not signed in) or its stream ended
             // (token expired, account deactivated, cursor past retention).
@@ -618,16 +625,11 @@ impl Operation {
             }
             self.metrics.events_executed.inc();
             match own {
-                Some(delivery) => self.send_shared(&id_json, delivery).await,
+                Some(delivery) => self.send_shared(kind, &id_json, delivery).await,
                 None => {
                     self.next(&response).await;
                     self.metrics.events_delivered.inc();
                 }
-            }
-        }
-        if let Some(receiver) = shared.as_mut() {
-            while let Ok(delivery) = receiver.try_recv() {
-                self.send_shared(&id_json, delivery).await;
             }
         }
         self.complete().await;
@@ -635,8 +637,7 @@ impl Operation {
 
     /// A delivery of a shared payload: this operation's id and the viewer's
     /// cursor spliced into the audience's bytes.
-    async fn send_shared(&self, id_json: &str, delivery: shared::Shared) {
-        let kind = if self.protocol == Protocol::TransportWs { "next" } else { "data" };
+    async fn send_shared(&self, kind: &str, id_json: &str, delivery: shared::Shared) {
         let text = delivery.template.message(kind, id_json, &delivery.cursor);
         let _ = self.out.send(Message::Text(text.into())).await;
         self.metrics.events_delivered.inc();

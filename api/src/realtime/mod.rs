@@ -21,7 +21,14 @@
 //!   subscribers watch; a domain implements [`Published`] for its entity.
 //! - `cursor`: cursors are signed, bound to the database's feed and to
 //!   the viewer, so they cannot be forged or carried elsewhere.
-//! - The websocket transport is in `http::ws`.
+//! - The websocket transport is in `http::ws`. A delivery's path: the
+//!   listener's broadcast wakes every subscription's task (each a task of its
+//!   own on the multi-thread runtime, so one event's fan-out runs on every
+//!   core); the task filters the event, takes its audience's shared payload
+//!   ([`shared`]), splices its id and cursor in, and writes the frame to the
+//!   socket itself (`http::ws_outbox`: no writer task, no channel). Frames
+//!   that are ready together (several subscriptions on one socket, or a
+//!   subscriber with several events at hand) leave in one write.
 
 pub mod change;
 mod cursor;

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::ChangeOperation;
 use crate::auth::Viewer;
@@ -257,25 +257,40 @@ pub struct Sharing {
     pub tap: Arc<Tap>,
 }
 
+/// Where a subscription's shared deliveries go: straight to its socket, from
+/// the stream's own task (no channel, no hop). The stream runs only when the
+/// operation polls it for its next executed response, after it has sent the
+/// previous one, so shared and executed deliveries keep the log's order.
+pub trait Deliver: Send + Sync {
+    /// Sends one shared delivery. `more`: the stream has further events at
+    /// hand, so the socket may hold this one back for one write with them
+    /// (until [`Deliver::flush`]). False when the subscriber is gone.
+    fn deliver(&self, shared: Shared, more: bool) -> futures_util::future::BoxFuture<'_, bool>;
+    /// Writes whatever [`Deliver::deliver`] held back.
+    fn flush(&self) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
 pub struct Tap {
-    /// Shared deliveries, bypassing execution. The operation drains it
-    /// before each executed response, so the order of events stays.
-    shared: mpsc::Sender<Shared>,
+    /// The operation's socket, for shared deliveries.
+    deliver: Arc<dyn Deliver>,
     /// Set just before the stream yields the delivery it executes for its
     /// audience; taken by the operation with that delivery's response.
     pending: Mutex<Option<Pending>>,
 }
 
 impl Tap {
-    /// A tap and the receiving end of its shared deliveries.
-    pub fn new(capacity: usize) -> (Arc<Self>, mpsc::Receiver<Shared>) {
-        let (shared, receiver) = mpsc::channel(capacity);
-        (Arc::new(Self { shared, pending: Mutex::new(None) }), receiver)
+    pub fn new(deliver: Arc<dyn Deliver>) -> Arc<Self> {
+        Arc::new(Self { deliver, pending: Mutex::new(None) })
     }
 
-    /// Sends a shared delivery; false when the operation is gone.
-    pub async fn send(&self, shared: Shared) -> bool {
-        self.shared.send(shared).await.is_ok()
+    /// Sends a shared delivery (see [`Deliver::deliver`]); false when the operation is gone.
+    pub async fn send(&self, shared: Shared, more: bool) -> bool {
+        self.deliver.deliver(shared, more).await
+    }
+
+    /// Writes what [`Tap::send`] held back.
+    pub async fn flush(&self) {
+        self.deliver.flush().await;
     }
 
     pub fn set_pending(&self, pending: Pending) {

@@ -117,12 +117,25 @@ pub fn events(
         if request.session.0.is_some() {
             tables.push("sessions");
         }
+        // Shared deliveries queued on the socket but not written yet.
+        let mut held_back = false;
         let expiry = expiry_sleep(request.expires_at);
         tokio::pin!(expiry);
         loop {
+            // Shared deliveries held back for one write with the next ones
+            // go out before the stream waits for more (or reads the log).
+            if held_back && (replay || live.is_empty()) {
+                held_back = false;
+                if let Some(sharing) = &request.share {
+                    sharing.tap.flush().await;
+                }
+            }
             if replay {
                 replay = false;
-                match log::bounds(rt.pool()).await {
+                // The replay's queries are boxed: their futures are kilobytes,
+                // and inline this stream would hold that space for as long
+                // as it waits for live events (memory per idle subscriber).
+                match Box::pin(log::bounds(rt.pool())).await {
                     Ok(bounds) if last < bounds.horizon => {
                         yield Err(cursor_expired());
                         return;
@@ -150,7 +163,7 @@ pub fn events(
                     }
                 }
                 loop {
-                    let batch = match log::read_after(rt.pool(), last, &tables, REPLAY_BATCH).await {
+                    let batch = match Box::pin(log::read_after(rt.pool(), last, &tables, REPLAY_BATCH)).await {
                         Ok(batch) => batch,
                         Err(err) => {
                             yield Err(err);
@@ -161,7 +174,7 @@ pub fn events(
                     if let Some(newest) = batch.last() {
                         last = newest.cursor;
                     }
-                    for item in replayed(&rt, &request, history, batch, &mut filter).await {
+                    for item in Box::pin(replayed(&rt, &request, history, batch, &mut filter)).await {
                         let end = item.is_err();
                         yield item;
                         if end {
@@ -219,9 +232,12 @@ pub fn events(
                         };
                         match ready {
                             Some(template) => {
-                                if !sharing.tap.send(shared::Shared { template, cursor }).await {
+                                // More events at hand: one socket write for them all.
+                                let more = !live.is_empty();
+                                if !sharing.tap.send(shared::Shared { template, cursor }, more).await {
                                     return;
                                 }
+                                held_back |= more;
                             }
                             // The shared execution failed: this subscriber's own.
                             None => yield Ok(Delivery { event, operation, cursor, tombstone: false }),

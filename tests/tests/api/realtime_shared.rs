@@ -183,3 +183,35 @@ async fn shared_execution_gives_each_subscriber_exactly_what_its_own_execution_w
     let next = payload(&mut resumed, "r").await;
     assert_eq!(next["data"]["placeChanged"]["place"]["rowId"], "p2", "{next}");
 }
+
+#[tokio::test]
+async fn subscriptions_multiplexed_on_one_socket_each_get_every_event_once_in_commit_order() {
+    // Frames of one socket are written together (one write for the frames
+    // that are ready at once, by whichever subscription's task gets the
+    // socket first): none may be lost, doubled or reordered per subscription,
+    // whether its payload was shared or executed for it alone.
+    let app = TestApp::spawn().await;
+    let mut ws = app.subscriber(None).await;
+    let shared_ids = ["s1", "s2", "s3", "s4", "s5"];
+    for id in shared_ids {
+        ws.subscribe(id, PLACES, json!({})).await;
+    }
+    ws.subscribe("own", PLACES_OTHER_FIELDS, json!({})).await;
+    attached(&app, shared_ids.len() + 1).await;
+
+    let places: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    for place in &places {
+        app.insert_place(place, "cafe", 1.0, 1.0, None, None).await;
+    }
+    let mut seen: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for _ in 0..places.len() * (shared_ids.len() + 1) {
+        let message = ws.message().await;
+        assert_eq!(message["type"], "next", "{message}");
+        let id = message["id"].as_str().unwrap_or_default().to_owned();
+        let place = message["payload"]["data"]["placeChanged"]["place"]["id"].as_str().unwrap_or_default().to_owned();
+        seen.entry(id).or_default().push(place);
+    }
+    for id in shared_ids.iter().copied().chain(["own"]) {
+        assert_eq!(seen.get(id), Some(&places), "subscription {id}: every event once, in commit order");
+    }
+}
