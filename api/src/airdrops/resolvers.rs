@@ -171,7 +171,7 @@ impl AirdropsMutation {
 }
 
 async fn with_totals(
-    tx: &sea_orm::DatabaseTransaction,
+    tx: &crate::db::Tx,
     project: Option<airdrop_project::Model>,
 ) -> ApiResult<AirdropProject> {
     let project = project.ok_or_else(|| ApiError::not_found("airdrop project"))?;
