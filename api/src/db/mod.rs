@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
 use secrecy::{ExposeSecret, SecretString};
 

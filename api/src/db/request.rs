@@ -197,11 +197,7 @@ pub enum LoaderDb {
 
 impl LoaderDb {
     /// Runs `query` in the request transaction, or in one of its own.
-    pub async fn run<T>(
-        &self,
-        viewer: Viewer,
-        query: impl AsyncFnOnce(&Tx) -> ApiResult<T>,
-    ) -> ApiResult<T> {
+    pub async fn run<T>(&self, viewer: Viewer, query: impl AsyncFnOnce(&Tx) -> ApiResult<T>) -> ApiResult<T> {
         match self {
             Self::Request(db) => query(&*db.lock().await?).await,
             Self::Pool(pool) => {

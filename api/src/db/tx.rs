@@ -150,14 +150,19 @@ impl ConnectionTrait for Tx {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.run(sql, async move |conn| conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await.map(ExecResult::from), exec_err)
-            .await
+        self.run(
+            sql,
+            async move |conn| conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await.map(ExecResult::from),
+            exec_err,
+        )
+        .await
     }
 
     async fn query_one_raw(&self, mut stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         // The values move into the query; the SQL text is only borrowed.
         let query = query(&stmt.sql, stmt.values.take());
-        self.run(&stmt.sql, async move |conn| Ok(query.fetch_optional(conn).await?.map(QueryResult::from)), query_err).await
+        self.run(&stmt.sql, async move |conn| Ok(query.fetch_optional(conn).await?.map(QueryResult::from)), query_err)
+            .await
     }
 
     async fn query_all_raw(&self, mut stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {

@@ -360,7 +360,8 @@ async fn a_refused_start_leaves_the_only_connection_clean_for_the_next_request()
         // Act: a refused start, then a read and a write on the same connection.
         let refused = app.graphql(Some(&bob.token), MY_REVIEWS, json!({})).await;
         let read = app.graphql(Some(&ada.token), MY_REVIEWS, json!({})).await;
-        let write = app.graphql(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": format!("p{n}"), "rating": 4 })).await;
+        let write =
+            app.graphql(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": format!("p{n}"), "rating": 4 })).await;
 
         // Assert
         assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
