@@ -76,8 +76,9 @@ pub async fn begin_session_request(
             Err(ApiError::Unauthenticated("this session has ended (signed out); sign in again".into()))
         }
         Some(AccountCheck::RoleIs(role)) => {
-            // The failed start was rolled back by `Tx::begin`. Should the role change again in between, this start fails
-            // as an internal error rather than looping.
+            // The failed start was rolled back by `Tx::begin`. Should the
+            // role change again in between, this start fails as an
+            // internal error rather than looping.
             let viewer = Viewer::User { id, role };
             let tx = pool.begin_with(&start_sql(&viewer, session, access, pool.statement_timeout_ms())).await?;
             Ok((tx, viewer))
