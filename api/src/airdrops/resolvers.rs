@@ -177,10 +177,7 @@ impl AirdropsMutation {
     }
 }
 
-async fn with_totals(
-    tx: &sea_orm::DatabaseTransaction,
-    project: Option<airdrop_project::Model>,
-) -> ApiResult<AirdropProject> {
+async fn with_totals(tx: &crate::db::Tx, project: Option<airdrop_project::Model>) -> ApiResult<AirdropProject> {
     let project = project.ok_or_else(|| ApiError::not_found("airdrop project"))?;
     let totals = store::totals(tx, vec![project.id]).await?;
     let (participants, distributed) = totals.get(&project.id).copied().unwrap_or_default();

@@ -5,17 +5,17 @@ pub mod embedded;
 mod health;
 mod request;
 pub mod stats;
+mod tx;
 
 pub use health::Health;
 pub use request::{Access, LoaderDb, RequestDb, TxGuard, begin_request, begin_request_as, begin_session_request};
+pub use tx::Tx;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -40,13 +40,12 @@ use stats::PoolStats;
 ///
 /// A request may be cancelled at any await point (its client hangs up, a
 /// websocket operation is aborted). Every point but one is safe: dropping
-/// a `DatabaseTransaction` queues a ROLLBACK that sqlx sends before the
-/// connection serves anyone else. The exception is BEGIN itself: sqlx
-/// counts the transaction only once BEGIN's answer is read, so a caller
-/// dropped while waiting for it returned the connection to the pool inside
-/// a transaction that the *next* request then committed or rolled back
-/// with its own ("there is already a transaction in progress"). So BEGIN
-/// runs in a task of its own that always finishes: if nobody waits for the
+/// a [`Tx`] sends a ROLLBACK before the connection serves anyone else. The
+/// exception is BEGIN itself: a caller dropped while waiting for its
+/// answer would return the connection to the pool inside a transaction
+/// that the *next* request then committed or rolled back with its own
+/// ("there is already a transaction in progress"). So BEGIN runs in a
+/// task of its own that always finishes: if nobody waits for the
 /// transaction any more, it is dropped there, and rolled back as usual.
 #[derive(Clone)]
 pub struct Pool {
@@ -59,33 +58,35 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts a transaction and, behind a transaction-mode pooler, clears
-    /// the server connection's leftover prepared statements in the same
-    /// round trip as `prelude`: SQL of the caller's own (no user input),
-    /// run first thing in the transaction.
-    pub async fn begin_with(&self, prelude: &str) -> Result<DatabaseTransaction, DbErr> {
+    /// Starts a transaction that runs `prelude` (SQL of the caller's own, no
+    /// user input) first thing, in the same round trip as BEGIN (see
+    /// [`Tx`]); behind a transaction-mode pooler, the server connection's
+    /// leftover prepared statements are cleared in that round trip too.
+    pub async fn begin_with(&self, prelude: &str) -> Result<Tx, DbErr> {
         if self.health.is_down() {
             return Err(unreachable());
         }
-        let tx = self.stats.time_acquire(self.begin_detached()).await?;
-        let sql = match (self.transaction_pooler, prelude.is_empty()) {
-            (true, true) => "DEALLOCATE ALL".to_owned(),
-            (true, false) => format!("DEALLOCATE ALL; {prelude}"),
-            (false, _) => prelude.to_owned(),
-        };
-        if !sql.is_empty() {
-            self.execute_unprepared(&tx, &sql).await?;
+        let mut sql = String::with_capacity(prelude.len() + 24);
+        sql.push_str("BEGIN");
+        if self.transaction_pooler {
+            sql.push_str("; DEALLOCATE ALL");
         }
-        Ok(tx)
+        if !prelude.is_empty() {
+            sql.push_str("; ");
+            sql.push_str(prelude);
+        }
+        self.stats.time_acquire(self.begin_detached(sql)).await
     }
 
-    /// Gets a connection and runs BEGIN in a task that cannot be cancelled
-    /// halfway (see [`Pool`]). A wait longer than [`health::SUSPECT_AFTER`]
-    /// has the database probed; if it turns out unreachable, the wait ends
-    /// at once with SERVICE_UNAVAILABLE instead of after the pool timeout.
-    async fn begin_detached(&self) -> Result<DatabaseTransaction, DbErr> {
-        let db = self.db.clone();
-        let mut begin = tokio::spawn(async move { db.begin().await });
+    /// Gets a connection and starts the transaction (`begin`) in a task
+    /// that cannot be cancelled halfway (see [`Pool`]). A wait longer than
+    /// [`health::SUSPECT_AFTER`] has the database probed; if it turns out
+    /// unreachable, the wait ends at once with SERVICE_UNAVAILABLE instead
+    /// of after the pool timeout.
+    async fn begin_detached(&self, begin: String) -> Result<Tx, DbErr> {
+        let pool = self.db.get_postgres_connection_pool().clone();
+        let stats = Arc::clone(&self.stats);
+        let mut begin = tokio::spawn(async move { Tx::begin(&pool, &begin, stats).await });
         let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
         tokio::pin!(suspect);
         let mut suspected = false;
@@ -119,22 +120,20 @@ impl Pool {
         &self.health
     }
 
-    /// Runs SQL of our own (several statements, no parameters) in `tx`,
-    /// timed like every statement of the pool (sea-orm does not time these).
-    pub async fn execute_unprepared(&self, tx: &DatabaseTransaction, sql: &str) -> Result<(), DbErr> {
-        self.stats.time(sql, tx.execute_unprepared(sql)).await.map(|_| ())
+    /// Runs SQL of our own (several statements, no parameters) in `tx`.
+    pub async fn execute_unprepared(&self, tx: &Tx, sql: &str) -> Result<(), DbErr> {
+        tx.execute_unprepared(sql).await.map(|_| ())
     }
 
-    /// Commits `tx`, timed like every statement of the pool: deferred
-    /// triggers run here (the change feed's commit stamp waits on a lock).
+    /// Commits `tx`: deferred triggers run here (the change feed's commit
+    /// stamp waits on a lock).
     ///
     /// Like BEGIN, COMMIT runs in a task of its own: once sent it decides
-    /// the request's fate, so a caller dropped meanwhile must not queue a
-    /// ROLLBACK behind it (which would only earn a warning) or leave the
+    /// the request's fate, so a caller dropped meanwhile must not roll back
+    /// behind it (which would only earn a warning) or leave the
     /// connection's state to guesswork.
-    pub async fn commit(&self, tx: DatabaseTransaction) -> Result<(), DbErr> {
-        let stats = Arc::clone(&self.stats);
-        let commit = tokio::spawn(async move { stats.time("COMMIT", tx.commit()).await });
+    pub async fn commit(&self, tx: Tx) -> Result<(), DbErr> {
+        let commit = tokio::spawn(tx.commit());
         let result = commit.await.map_err(|e| DbErr::Custom(format!("COMMIT task failed: {e}")))?;
         if result.as_ref().is_err_and(is_connection_lost) {
             self.health.suspect();
@@ -143,7 +142,7 @@ impl Pool {
     }
 
     /// Starts a transaction; see [`Pool::begin_with`].
-    pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+    pub async fn begin(&self) -> Result<Tx, DbErr> {
         self.begin_with("").await
     }
 
@@ -211,8 +210,8 @@ pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, D
     let health = Health::new(db.get_postgres_connection_pool().connect_options().as_ref().clone());
     let stats = Arc::new(PoolStats::new(Duration::from_millis(config.database_slow_query_ms)));
     let observer = Arc::clone(&stats);
-    // sea-orm times the statements it prepares, in transactions too;
-    // `Pool::begin_with` and `Pool::commit` time the rest.
+    // The pool's own transactions (db::Tx) time their statements
+    // themselves; sea-orm times what runs on the pool outside them.
     db.set_metric_callback(move |info| observer.observe(&info.statement.sql, info.elapsed, info.failed));
     Ok(Pool { db, transaction_pooler, stats, health, statement_timeout_ms: config.database_statement_timeout_ms })
 }

@@ -17,10 +17,10 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use sea_orm::{DatabaseTransaction, DbErr, RuntimeErr};
+use sea_orm::{DbErr, RuntimeErr};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::Pool;
+use super::{Pool, Tx};
 use crate::auth::{AccessSession, Role, Viewer};
 use crate::error::{ApiError, ApiResult};
 
@@ -35,7 +35,7 @@ pub enum Access {
 
 /// Starts a read-write request transaction for `viewer`; see
 /// [`begin_request_as`].
-pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTransaction, Viewer)> {
+pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(Tx, Viewer)> {
     begin_request_as(pool, viewer, Access::ReadWrite).await
 }
 
@@ -43,12 +43,11 @@ pub async fn begin_request(pool: &Pool, viewer: Viewer) -> ApiResult<(DatabaseTr
 /// deactivated user's tokens stop working and a role change applies at once.
 /// Returns the viewer as the database knows it.
 ///
-/// Two round trips: sqlx's BEGIN (sea-orm offers no way to send our SQL
-/// with it), then one statement, `app_start_request` (migration 000013),
-/// that sets the role, `app.user_id`, the statement timeout and the access
-/// mode and checks the account. The check answers only when it fails, as an
+/// One round trip: BEGIN and `app_start_request` (migration 000013) as one
+/// simple query (see [`Tx`]); the function sets the role, `app.user_id`,
+/// the statement timeout and the access mode and checks the account. The check answers only when it fails, as an
 /// error; a changed role (rare) costs a second start as the new role.
-pub async fn begin_request_as(pool: &Pool, viewer: Viewer, access: Access) -> ApiResult<(DatabaseTransaction, Viewer)> {
+pub async fn begin_request_as(pool: &Pool, viewer: Viewer, access: Access) -> ApiResult<(Tx, Viewer)> {
     begin_session_request(pool, viewer, None, access).await
 }
 
@@ -62,7 +61,7 @@ pub async fn begin_session_request(
     viewer: Viewer,
     session: Option<uuid::Uuid>,
     access: Access,
-) -> ApiResult<(DatabaseTransaction, Viewer)> {
+) -> ApiResult<(Tx, Viewer)> {
     let err = match pool.begin_with(&start_sql(&viewer, session, access, pool.statement_timeout_ms())).await {
         Ok(tx) => return Ok((tx, viewer)),
         Err(err) => err,
@@ -77,9 +76,9 @@ pub async fn begin_session_request(
             Err(ApiError::Unauthenticated("this session has ended (signed out); sign in again".into()))
         }
         Some(AccountCheck::RoleIs(role)) => {
-            // The failed transaction was rolled back when begin_with dropped
-            // it. Should the role change again in between, this start fails
-            // as an internal error rather than looping.
+            // The failed start was rolled back by `Tx::begin`. Should the
+            // role change again in between, this start fails as an
+            // internal error rather than looping.
             let viewer = Viewer::User { id, role };
             let tx = pool.begin_with(&start_sql(&viewer, session, access, pool.statement_timeout_ms())).await?;
             Ok((tx, viewer))
@@ -144,26 +143,26 @@ fn start_sql(viewer: &Viewer, session: Option<uuid::Uuid>, access: Access, state
 /// commit or roll it back however many clones are still alive.
 #[derive(Clone)]
 pub struct RequestDb {
-    tx: Arc<Mutex<Option<DatabaseTransaction>>>,
+    tx: Arc<Mutex<Option<Tx>>>,
     /// Where the transaction came from: it commits through the pool.
     pool: Pool,
 }
 
 /// Exclusive use of the request transaction. Drop it before awaiting a
 /// DataLoader, which needs the transaction too.
-pub struct TxGuard(OwnedMutexGuard<Option<DatabaseTransaction>>);
+pub struct TxGuard(OwnedMutexGuard<Option<Tx>>);
 
 impl Deref for TxGuard {
-    type Target = DatabaseTransaction;
+    type Target = Tx;
 
-    fn deref(&self) -> &DatabaseTransaction {
+    fn deref(&self) -> &Tx {
         // `lock` only hands out a guard while the transaction is present.
         self.0.as_ref().unwrap_or_else(|| unreachable!("transaction taken while locked"))
     }
 }
 
 impl RequestDb {
-    pub fn new(tx: DatabaseTransaction, pool: Pool) -> Self {
+    pub fn new(tx: Tx, pool: Pool) -> Self {
         Self { tx: Arc::new(Mutex::new(Some(tx))), pool }
     }
 
@@ -201,11 +200,7 @@ pub enum LoaderDb {
 
 impl LoaderDb {
     /// Runs `query` in the request transaction, or in one of its own.
-    pub async fn run<T>(
-        &self,
-        viewer: Viewer,
-        query: impl AsyncFnOnce(&DatabaseTransaction) -> ApiResult<T>,
-    ) -> ApiResult<T> {
+    pub async fn run<T>(&self, viewer: Viewer, query: impl AsyncFnOnce(&Tx) -> ApiResult<T>) -> ApiResult<T> {
         match self {
             Self::Request(db) => query(&*db.lock().await?).await,
             Self::Pool(pool, session) => {

@@ -26,9 +26,11 @@ pub struct PoolStats {
     /// Statements slower than this are counted and logged.
     slow: Duration,
     /// Callers waiting for a connection right now (strictly: inside
-    /// `Pool::begin`, which is the wait plus BEGIN's round trip).
+    /// `Pool::begin`, which is the wait plus the round trip of BEGIN and
+    /// the caller's prelude, sent together).
     pub waiting: Gauge,
-    /// How long getting a connection and opening a transaction took.
+    /// How long getting a connection and opening a transaction (its
+    /// prelude, such as a request's `app_start_request`, included) took.
     pub acquire: Histogram,
     /// Callers that got no connection within DATABASE_POOL_TIMEOUT.
     pub timeouts: Counter,
@@ -67,15 +69,6 @@ impl PoolStats {
         if matches!(result, Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))) {
             self.timeouts.inc();
         }
-        result
-    }
-
-    /// Runs one statement that sea-orm does not time itself (COMMIT, and
-    /// SQL sent with `execute_unprepared`), timed as [`Self::observe`] says.
-    pub async fn time<T>(&self, sql: &str, statement: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
-        let started = Instant::now();
-        let result = statement.await;
-        self.observe(sql, started.elapsed(), result.is_err());
         result
     }
 

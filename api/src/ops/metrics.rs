@@ -318,7 +318,7 @@ async fn database_stats(pool: &Pool) -> Result<DatabaseStats, sea_orm::DbErr> {
     stats
 }
 
-async fn database_stats_in(tx: &sea_orm::DatabaseTransaction) -> Result<DatabaseStats, sea_orm::DbErr> {
+async fn database_stats_in(tx: &crate::db::Tx) -> Result<DatabaseStats, sea_orm::DbErr> {
     let one = |sql: &str| Statement::from_string(DbBackend::Postgres, sql.to_owned());
     let database = tx
         .query_one_raw(one("SELECT pg_database_size(current_database())::float8 AS size,

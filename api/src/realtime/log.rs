@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
 use super::{Cursor, FeedIdentity};
-use crate::db::Pool;
+use crate::db::{Pool, Tx};
 use crate::error::{ApiError, ApiResult};
 
 /// The log is readable only by the realtime role, which the request login
@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 /// On the request pool (a subscriber's replay) the statements are bounded
 /// like a request's, so replays cannot hold its connections for long; the
 /// feed's own pool has no timeout (0) and keeps the server's setting.
-async fn begin_as_realtime(db: &Pool) -> ApiResult<DatabaseTransaction> {
+async fn begin_as_realtime(db: &Pool) -> ApiResult<Tx> {
     let timeout = match db.statement_timeout_ms() {
         0 => String::new(),
         ms => format!("; SET LOCAL statement_timeout = {ms}"),

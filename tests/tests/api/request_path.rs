@@ -335,3 +335,46 @@ async fn a_page_of_posts_with_their_comments_costs_the_same_statements_for_two_p
     // posts' and of the comments' authors, COMMIT.
     assert!(total(&eight) <= 7, "at most 7 statements: {eight:#?}");
 }
+
+/// The request's start is one round trip (`BEGIN; SELECT
+/// app_start_request(...)`, db::Tx), so when the account check refuses,
+/// PostgreSQL leaves that connection inside an aborted transaction. The
+/// server must roll it back before the connection serves anyone else:
+/// here the pool has one connection, and every request after a refused
+/// one (a deactivated account, an ended session) must still run, and a
+/// write must still commit.
+#[tokio::test]
+async fn a_refused_start_leaves_the_only_connection_clean_for_the_next_request() {
+    // Arrange
+    let app = TestApp::spawn_with_one_connection().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let set = "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { isActive } }";
+    app.data(Some(&admin.token), set, json!({ "id": bob.id })).await;
+    for n in 0..3 {
+        app.insert_place(&format!("p{n}"), "cafe", 48.0, 2.0, None, None).await;
+    }
+
+    for n in 0..3 {
+        // Act: a refused start, then a read and a write on the same connection.
+        let refused = app.graphql(Some(&bob.token), MY_REVIEWS, json!({})).await;
+        let read = app.graphql(Some(&ada.token), MY_REVIEWS, json!({})).await;
+        let write =
+            app.graphql(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": format!("p{n}"), "rating": 4 })).await;
+
+        // Assert
+        assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
+        assert!(read.get("errors").is_none(), "the read after a refused start: {read}");
+        assert!(write.get("errors").is_none(), "the write after a refused start: {write}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM review").await, 3, "every write committed");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'api' AND state LIKE 'idle in transaction%'"
+        )
+        .await,
+        0,
+        "no connection is left inside a transaction"
+    );
+}

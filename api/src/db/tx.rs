@@ -1,0 +1,198 @@
+//! The pool's transaction: a pooled sqlx connection inside a transaction
+//! that started with our own SQL in the same round trip as its BEGIN.
+//!
+//! sea-orm's `DatabaseTransaction` can only start with a plain `BEGIN`
+//! awaited on its own (`PgTransactionManager::begin(conn, None)`), so every
+//! request paid two round trips before its first query: BEGIN, then
+//! `app_start_request` (issue 11). [`Tx`] sends `BEGIN; <prelude>` as one
+//! simple query instead, and implements sea-orm's [`ConnectionTrait`], so
+//! entities, query builders and every `&impl ConnectionTrait` store
+//! function use it exactly as they used a `DatabaseTransaction`: the same
+//! statements, prepared and cached by sqlx the same way.
+//!
+//! sqlx does not know about this transaction (its depth stays 0), so this
+//! type ends it itself: [`Tx::commit`], [`Tx::rollback`], and on drop (a
+//! cancelled request) a ROLLBACK sent by a task of its own before the
+//! connection goes back to the pool. A start whose prelude fails (an
+//! account check refusing, a timeout) is rolled back before its error is
+//! returned, so no connection returns to the pool inside an aborted
+//! transaction.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::{self, Executor, PgPool, Postgres};
+use sea_orm::{ConnAcquireErr, ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
+use sea_query_sqlx::SqlxValues;
+use tokio::sync::Mutex;
+
+use super::stats::PoolStats;
+
+/// A transaction of the request pool (see the module doc). Statements are
+/// serialised by a mutex, as sea-orm's transaction does: `&Tx` is shared.
+pub struct Tx {
+    /// `None` once committed or rolled back.
+    conn: Mutex<Option<PoolConnection<Postgres>>>,
+    stats: Arc<PoolStats>,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+impl Tx {
+    /// Gets a connection from `pool` and runs `begin` on it: SQL of our own
+    /// (no user text) that starts with `BEGIN`, sent as one simple query.
+    /// If it fails, the connection is rolled back (or closed, if even that
+    /// fails) before the error is returned.
+    pub(super) async fn begin(pool: &PgPool, begin: &str, stats: Arc<PoolStats>) -> Result<Self, DbErr> {
+        let mut conn = pool.acquire().await.map_err(acquire_err)?;
+        let started = Instant::now();
+        let result = Executor::execute(&mut *conn, sqlx::raw_sql(sqlx::AssertSqlSafe(begin))).await;
+        stats.observe(begin, started.elapsed(), result.is_err());
+        match result {
+            Ok(_) => Ok(Self { conn: Mutex::new(Some(conn)), stats }),
+            Err(err) => {
+                // PostgreSQL stops a simple query at its first error; if
+                // BEGIN had run, the transaction is now aborted.
+                if Executor::execute(&mut *conn, "ROLLBACK").await.is_err() {
+                    conn.close_on_drop();
+                }
+                Err(exec_err(err))
+            }
+        }
+    }
+
+    /// Commits. A failed COMMIT (a deferred trigger refusing) has ended the
+    /// transaction; the connection is cleaned up as after any error.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.end("COMMIT").await
+    }
+
+    /// Rolls back.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, sql: &'static str) -> Result<(), DbErr> {
+        let Some(mut conn) = self.conn.get_mut().take() else {
+            return Err(ended());
+        };
+        let started = Instant::now();
+        let result = Executor::execute(&mut *conn, sql).await;
+        self.stats.observe(sql, started.elapsed(), result.is_err());
+        if let Err(err) = result {
+            let err = exec_err(err);
+            // Whatever state the connection is in, it must not serve the
+            // next caller inside this transaction.
+            if super::is_connection_lost(&err) || Executor::execute(&mut *conn, "ROLLBACK").await.is_err() {
+                conn.close_on_drop();
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Runs `statement` with the connection, timed like every statement.
+    async fn run<T>(
+        &self,
+        sql: &str,
+        statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
+        to_err: fn(sqlx::Error) -> DbErr,
+    ) -> Result<T, DbErr> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard.as_mut().ok_or_else(ended)?;
+        let started = Instant::now();
+        let result = statement(conn).await;
+        self.stats.observe(sql, started.elapsed(), result.is_err());
+        result.map_err(to_err)
+    }
+}
+
+impl Drop for Tx {
+    /// A transaction dropped unfinished (its request was cancelled, or an
+    /// error returned early) is rolled back before its connection serves
+    /// anyone else: sqlx would not do it, as it does not know about it.
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.get_mut().take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if Executor::execute(&mut *conn, "ROLLBACK").await.is_err() {
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            // No runtime left to send it with: close the connection.
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+/// sea-orm's statement as sqlx's query, bound as sea-orm binds it.
+fn query(sql: &str, values: Option<sea_orm::Values>) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), SqlxValues(values.unwrap_or(sea_orm::Values(Vec::new()))))
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, mut stmt: Statement) -> Result<ExecResult, DbErr> {
+        // The values move into the query; the SQL text is only borrowed.
+        let query = query(&stmt.sql, stmt.values.take());
+        self.run(&stmt.sql, async move |conn| query.execute(conn).await.map(ExecResult::from), exec_err).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.run(
+            sql,
+            async move |conn| conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await.map(ExecResult::from),
+            exec_err,
+        )
+        .await
+    }
+
+    async fn query_one_raw(&self, mut stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        // The values move into the query; the SQL text is only borrowed.
+        let query = query(&stmt.sql, stmt.values.take());
+        self.run(&stmt.sql, async move |conn| Ok(query.fetch_optional(conn).await?.map(QueryResult::from)), query_err)
+            .await
+    }
+
+    async fn query_all_raw(&self, mut stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let query = query(&stmt.sql, stmt.values.take());
+        self.run(
+            &stmt.sql,
+            async move |conn| Ok(query.fetch_all(conn).await?.into_iter().map(QueryResult::from).collect()),
+            query_err,
+        )
+        .await
+    }
+}
+
+fn exec_err(err: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+fn query_err(err: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+/// As sea-orm reports a failed acquire, so callers see the same errors.
+fn acquire_err(err: sqlx::Error) -> DbErr {
+    match err {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        err => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))),
+    }
+}
+
+fn ended() -> DbErr {
+    DbErr::Custom("the transaction has already ended".into())
+}
