@@ -208,7 +208,8 @@ async fn subscriptions_multiplexed_on_one_socket_each_get_every_event_once_in_co
         let message = ws.message().await;
         assert_eq!(message["type"], "next", "{message}");
         let id = message["id"].as_str().unwrap_or_default().to_owned();
-        let place = message["payload"]["data"]["placeChanged"]["place"]["id"].as_str().unwrap_or_default().to_owned();
+        let place =
+            message["payload"]["data"]["placeChanged"]["place"]["rowId"].as_str().unwrap_or_default().to_owned();
         seen.entry(id).or_default().push(place);
     }
     for id in shared_ids.iter().copied().chain(["own"]) {

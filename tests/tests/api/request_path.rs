@@ -350,7 +350,7 @@ async fn a_refused_start_leaves_the_only_connection_clean_for_the_next_request()
     let admin = app.sign_up_as("root", "admin").await;
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
-    let set = "mutation($id: ID!) { setUserActive(userId: $id, isActive: false) { isActive } }";
+    let set = "mutation($id: ID!) { setUserActive(input: {userId: $id, isActive: false}) { user { isActive } } }";
     app.data(Some(&admin.token), set, json!({ "id": bob.id })).await;
     for n in 0..3 {
         app.insert_place(&format!("p{n}"), "cafe", 48.0, 2.0, None, None).await;
