@@ -114,7 +114,9 @@ async fn subscriber(
     let send = |v: Value| Message::Text(v.to_string().into());
     let _ = ws.send(send(json!({ "type": "connection_init" }))).await;
     let _ = ws.next().await; // connection_ack
-    let query = "subscription { placeChanged { place { rowId description } } }";
+    // Fields every release serves (`name` carries the sequence number), so
+    // `--api` can point at an older server for an A/B.
+    let query = "subscription { placeChanged { place { name description } } }";
     // graphql-ws multiplexes: `per_socket` subscriptions on this one socket,
     // ids 1..=per_socket, each counted and fingerprinted on its own.
     for id in 1..=per_socket {
@@ -136,7 +138,7 @@ async fn subscriber(
             }
             Some("next") => {
                 let place = &value["payload"]["data"]["placeChanged"]["place"];
-                let seq: u64 = place["rowId"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
+                let seq: u64 = place["name"].as_str().and_then(|id| id.strip_prefix("b")?.parse().ok()).unwrap_or(0);
                 let sent: u64 = place["description"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0);
                 let Some(k) = value["id"]
                     .as_str()
@@ -258,7 +260,7 @@ pub async fn run(args: Args) {
         ticker.tick().await;
         let (http, url, token) = (http.clone(), format!("{}/graphql", server.address), token.clone());
         writers.push(tokio::spawn(async move {
-            let query = "mutation($id: ID!, $d: String!) { createPlace(input: {id: $id, name: \"bench\", lat: 38.7, lng: -9.1, category: \"bench\", description: $d}) { place { id } } }";
+            let query = "mutation($id: ID!, $d: String!) { createPlace(input: {id: $id, name: $id, lat: 38.7, lng: -9.1, category: \"bench\", description: $d}) { __typename } }";
             let vars = json!({ "id": format!("b{seq:09}"), "d": now_micros().to_string() });
             let sent = http.post(url).bearer_auth(token).json(&json!({ "query": query, "variables": vars })).send().await;
             // A write that failed is no event: say so, or it would count as lost.

@@ -136,11 +136,11 @@ impl Case {
             },
             CaseName::C => Self {
                 name: "c",
-                what: "mutation setPreference(input: {category: \"cafe\", rating: $r}) { preference { category rating } } (an upsert)",
+                what: "mutation setPreference(input: {category: \"cafe\", rating: $r}) { __typename } (an upsert; the selection every release serves, for A/B)",
                 bodies: (0..=10)
                     .map(|r| {
                         body(
-                            "mutation CaseC($r: Float!) { setPreference(input: {category: \"cafe\", rating: $r}) { preference { category rating } } }",
+                            "mutation CaseC($r: Float!) { setPreference(input: {category: \"cafe\", rating: $r}) { __typename } }",
                             json!({ "r": f64::from(r) / 2.0 }),
                         )
                     })
@@ -472,7 +472,7 @@ async fn sign_in(server: &Server, connections: usize) -> Vec<(String, String)> {
     let mut users = Vec::with_capacity(connections);
     for i in 0..connections {
         let query =
-            "mutation($l: String!, $p: String!) { signIn(input: {login: $l, password: $p}) { token user { rowId } } }";
+            "mutation($l: String!, $p: String!) { signIn(input: {login: $l, password: $p}) { token user { id } } }";
         let vars = json!({ "l": format!("user{i:07}"), "p": SEED_PASSWORD });
         let body: Value = http
             .post(server.graphql_url())
@@ -484,8 +484,8 @@ async fn sign_in(server: &Server, connections: usize) -> Vec<(String, String)> {
             .await
             .expect("reading the JSON body");
         let signed = &body["data"]["signIn"];
-        match (signed["user"]["rowId"].as_str(), signed["token"].as_str()) {
-            (Some(id), Some(token)) => users.push((id.to_owned(), token.to_owned())),
+        match (signed["user"]["id"].as_str(), signed["token"].as_str()) {
+            (Some(id), Some(token)) => users.push((raw_key(id), token.to_owned())),
             _ => panic!("sign-in of user{i:07} failed: {body}"),
         }
     }
@@ -816,4 +816,17 @@ fn print_summary(cases: &[Case], results: &[[Vec<Window>; 3]], args: &Args) {
             }
         }
     }
+}
+
+/// The row key inside an `id`: a global id ("User:<key>" in base64url)
+/// since the Node release, the key itself before, so `--api` can point at
+/// an older server for an A/B.
+fn raw_key(id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("User:").map(str::to_owned))
+        .unwrap_or_else(|| id.to_owned())
 }
