@@ -86,7 +86,9 @@ impl Pool {
     async fn begin_detached(&self, begin: String) -> Result<Tx, DbErr> {
         let pool = self.db.get_postgres_connection_pool().clone();
         let stats = Arc::clone(&self.stats);
-        let mut begin = tokio::spawn(async move { Tx::begin(&pool, &begin, stats).await });
+        // In the request's span, so a slow start is logged with its request.
+        let mut begin =
+            tokio::spawn(tracing::Instrument::in_current_span(async move { Tx::begin(&pool, &begin, stats).await }));
         let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
         tokio::pin!(suspect);
         let mut suspected = false;
@@ -196,8 +198,8 @@ pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, D
         // sqlx also pings every connection on release (return_to_pool),
         // unconditionally: that cannot be turned off without forking sqlx.
         // It runs after the response is sent, in the task that returns the
-        // connection, and it is what flushes the ROLLBACK queued by a
-        // cancelled request before the connection serves anyone else.
+        // connection. A cancelled request's transaction is rolled back by
+        // `Tx`'s drop, in a task of its own, before the connection goes back.
         .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .set_application_name("api")

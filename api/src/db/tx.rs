@@ -78,12 +78,19 @@ impl Tx {
     }
 
     async fn end(mut self, sql: &'static str) -> Result<(), DbErr> {
-        let Some(mut conn) = self.conn.get_mut().take() else {
+        // The connection stays in `self` while the statement runs: a caller
+        // cancelled at this await drops `self`, and `Drop` rolls back before
+        // the connection serves anyone else (a ROLLBACK after a COMMIT that
+        // went through only warns).
+        let Some(conn) = self.conn.get_mut().as_mut() else {
             return Err(ended());
         };
         let started = Instant::now();
-        let result = Executor::execute(&mut *conn, sql).await;
+        let result = Executor::execute(&mut **conn, sql).await;
         self.stats.observe(sql, started.elapsed(), result.is_err());
+        let Some(mut conn) = self.conn.get_mut().take() else {
+            return Err(ended());
+        };
         if let Err(err) = result {
             let err = exec_err(err);
             // Whatever state the connection is in, it must not serve the

@@ -330,7 +330,12 @@ impl Connection {
                     message.get("id").and_then(Value::as_str).and_then(|id| self.subscriptions.remove(id))
                 {
                     task.abort();
+                    // Aborted while it was writing for the socket, it may
+                    // have left other subscriptions' frames queued: once it
+                    // is gone, write them now rather than with the next send.
+                    let _ = task.await;
                     self.out.set_operations(self.subscriptions.len());
+                    self.out.flush().await;
                 }
                 Ok(())
             }

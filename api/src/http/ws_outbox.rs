@@ -162,24 +162,28 @@ impl Outbox {
             self.close_queue();
             return;
         };
-        let written = tokio::time::timeout(SEND_TIMEOUT, async {
+        // The timeout is per step, not for the whole queue: a client that
+        // reads steadily but slowly keeps its socket while others keep
+        // queueing; one that stops reading for SEND_TIMEOUT loses it.
+        let written = async {
             loop {
                 // Ready first, then off the queue and into the sink in one
                 // go: cancelled at the await, the message stays queued.
-                std::future::poll_fn(|cx| Sink::poll_ready(std::pin::Pin::new(&mut *sink), cx)).await?;
+                let ready = std::future::poll_fn(|cx| Sink::poll_ready(std::pin::Pin::new(&mut *sink), cx));
+                tokio::time::timeout(SEND_TIMEOUT, ready).await.map_err(axum::Error::new)??;
                 let Some(message) = self.lock().messages.pop_front() else { break };
                 let closing = matches!(message, Message::Close(_));
                 sink.start_send_unpin(message)?;
                 if closing {
-                    sink.flush().await?;
+                    tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await.map_err(axum::Error::new)??;
                     return Ok(false);
                 }
             }
-            sink.flush().await?;
+            tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await.map_err(axum::Error::new)??;
             Ok::<bool, axum::Error>(true)
-        })
+        }
         .await;
-        if !matches!(written, Ok(Ok(true))) {
+        if !matches!(written, Ok(true)) {
             *slot = None;
             self.close_queue();
         }

@@ -293,9 +293,19 @@ fn clearable<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
     }
 }
 
+/// A new place's key: free text, but never one that reads as a global id
+/// (`ids::decode`), or `place(id:)` would find another row by it.
+fn place_key(id: &str) -> ApiResult<String> {
+    let id = validate::text("id", id, 100)?;
+    if crate::graphql::ids::decode(&id).is_some() {
+        return Err(ApiError::bad_input("id", "id may not be a global id (the base64 form of `Type:key`)"));
+    }
+    Ok(id)
+}
+
 fn place_row(input: PlaceInput) -> ApiResult<place::ActiveModel> {
     Ok(place::ActiveModel {
-        id: Set(validate::text("id", &input.id, 100)?),
+        id: Set(place_key(&input.id)?),
         name: Set(validate::text("name", &input.name, 200)?),
         lat: Set(validate::lat("lat", input.lat)?),
         lng: Set(validate::lng("lng", input.lng)?),

@@ -4,7 +4,7 @@ use chrono::{DateTime, FixedOffset};
 use super::policy::Places;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::graphql::ids;
 
 /// A place people can review, from the seed's `place` table. Public.
@@ -105,12 +105,13 @@ impl Review {
 
     /// The reviewed place (`placeId`); places are public. Read with the
     /// reviews when they are listed, otherwise batched across the response.
-    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Place> {
+    /// Null only in the DELETED event of a review removed with its place
+    /// (the place is gone by the time the event is read).
+    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Option<Place>> {
         if let Some(place) = &self.place {
-            return Ok(place.clone());
+            return Ok(Some(place.clone()));
         }
-        let place = load::<Places>(ctx, self.place_id.to_string()).await?;
-        place.map(Place::from).ok_or_else(|| ApiError::not_found("place"))
+        Ok(load::<Places>(ctx, self.place_id.to_string()).await?.map(Place::from))
     }
 }
 

@@ -293,3 +293,31 @@ async fn foreign_key_objects_resolve_inside_subscription_events() {
         json!({ "authorId": ada.id, "author": { "username": "ada" }, "post": { "title": "Hello" } })
     );
 }
+
+#[tokio::test]
+async fn a_review_deleted_with_its_place_arrives_with_its_place_null_and_the_subscription_goes_on() {
+    let app = TestApp::spawn().await;
+    app.insert_place("p1", "cafe", 1.0, 1.0, None, None).await;
+    app.insert_place("p2", "cafe", 1.0, 1.0, None, None).await;
+    let ada = app.sign_up("ada").await;
+    let mut ws = app.subscriber(Some(&ada.token)).await;
+    ws.subscribe(
+        "1",
+        "subscription($after: String) { myReviewChanged(after: $after) { operation review { placeId place { name } } } }",
+        json!({ "after": app.change_cursor_for(&ada).await }),
+    )
+    .await;
+    review(&app, &ada, "p1").await;
+    assert_eq!(ws.next_data("1").await["myReviewChanged"]["review"]["place"]["name"], "Place p1");
+
+    // The place's reviews go with it (the foreign key cascades).
+    app.db.execute_unprepared("DELETE FROM place WHERE id = 'p1'").await.expect("deleting the place");
+    let event = ws.next_data("1").await;
+    assert_eq!(
+        event["myReviewChanged"],
+        json!({ "operation": "DELETED", "review": { "placeId": "p1", "place": null } }),
+        "the place is gone, the event is not"
+    );
+    review(&app, &ada, "p2").await;
+    assert_eq!(ws.next_data("1").await["myReviewChanged"]["review"]["place"]["name"], "Place p2");
+}

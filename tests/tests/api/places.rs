@@ -454,3 +454,20 @@ async fn every_places_mutation_echoes_its_client_mutation_id() {
     let gone = app.data(Some(&admin.token), delete_place, json!({})).await;
     assert_eq!(gone["deletePlace"], json!({ "place": { "name": "Café Novo" }, "clientMutationId": "dl" }));
 }
+
+#[tokio::test]
+async fn a_new_place_may_not_take_a_key_that_reads_as_another_places_global_id() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    app.insert_place("x", "cafe", 1.0, 1.0, None, None).await;
+    // "UGxhY2U6eA" is the global id of place "x": as a raw key it would be
+    // unreachable, and `deletePlace` with it would delete "x".
+    let create =
+        "mutation { createPlace(input: {id: \"UGxhY2U6eA\", name: \"Trap\", lat: 1, lng: 2}) { place { rowId } } }";
+    let body = app.graphql(Some(&admin.token), create, json!({})).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["field"], "id", "{body}");
+    let import = "mutation { importPlaces(input: {places: [{id: \"UGxhY2U6eA\", name: \"Trap\", lat: 1, lng: 2}]}) { created } }";
+    assert_eq!(error_code(&app.graphql(Some(&admin.token), import, json!({})).await), "BAD_USER_INPUT");
+    assert_eq!(app.count("SELECT count(*) FROM place").await, 1, "nothing written");
+}
