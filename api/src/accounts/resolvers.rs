@@ -67,7 +67,7 @@ impl AccountsMutation {
             store::sign_up(&*tx, &viewer, &email, &username, &hash, &full_name).await?
         }
         .ok_or_else(|| ApiError::internal("auth_sign_up returned no row"))?;
-        self_service::start_session(ctx, &viewer, user).await
+        Ok(self_service::start_session(ctx, &viewer, user).await?.echo(input.client_mutation_id))
     }
 
     /// Signs in with an email or username and a password. Limited per
@@ -106,7 +106,7 @@ impl AccountsMutation {
             store::signed_in(&*tx, &viewer, account.id).await?
         };
         // Deleted between the two statements: as if it never existed.
-        self_service::start_session(ctx, &viewer, user.ok_or_else(wrong)?).await
+        Ok(self_service::start_session(ctx, &viewer, user.ok_or_else(wrong)?).await?.echo(input.client_mutation_id))
     }
 
     /// Changes an account's role (admins only). Takes effect on the

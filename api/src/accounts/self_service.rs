@@ -50,6 +50,7 @@ fn payload(
         refresh_token: refresh,
         refresh_expires_in: guard.session_ttl.as_secs(),
         user: user.into(),
+        client_mutation_id: None,
     })
 }
 
@@ -105,7 +106,9 @@ impl AccountSelfMutation {
             sessions::refresh(&*tx, &viewer, presented, next.hash, guard.session_ttl).await?
         };
         match refreshed {
-            sessions::Refreshed::Rotated { session, user } if user.is_active => payload(ctx, user, session, next.token),
+            sessions::Refreshed::Rotated { session, user } if user.is_active => {
+                Ok(payload(ctx, user, session, next.token)?.echo(input.client_mutation_id))
+            }
             sessions::Refreshed::Rotated { .. } => Err(ApiError::Unauthenticated("this account is deactivated".into())),
             sessions::Refreshed::Reused { session } => {
                 // Committed on its own: this request's error rolls it back.
@@ -204,6 +207,8 @@ impl AccountSelfMutation {
 pub struct RefreshSessionInput {
     /// The `refreshToken` of the latest `AuthPayload` of the session.
     pub refresh_token: String,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
 }
 
 /// Signing out.

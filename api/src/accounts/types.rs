@@ -72,6 +72,16 @@ pub struct AuthPayload {
     pub refresh_expires_in: u64,
     /// The signed-in account.
     pub user: User,
+    /// The input's `clientMutationId`, echoed so a client can match the
+    /// answer to its call.
+    pub client_mutation_id: Option<String>,
+}
+
+impl AuthPayload {
+    /// The payload answering an input with this `clientMutationId`.
+    pub fn echo(self, client_mutation_id: Option<String>) -> Self {
+        Self { client_mutation_id, ..self }
+    }
 }
 
 /// A new account. Its role is always `USER`; admins grant other roles.
@@ -87,6 +97,8 @@ pub struct SignUpInput {
     pub password: String,
     /// Display name, 1 to 100 characters.
     pub full_name: String,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
 }
 
 /// Credentials for signing in.
@@ -96,6 +108,8 @@ pub struct SignInInput {
     pub login: String,
     /// The account's password.
     pub password: String,
+    /// Echoed back in the payload, for clients that match responses to requests.
+    pub client_mutation_id: Option<String>,
 }
 
 /// An account's new role.

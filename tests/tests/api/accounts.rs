@@ -216,3 +216,18 @@ async fn no_type_exposes_a_password_hash() {
     assert!(fields.contains("email"));
     assert!(!fields.contains("password"), "{fields}");
 }
+
+#[tokio::test]
+async fn sign_up_sign_in_and_refresh_echo_their_client_mutation_id() {
+    let app = TestApp::spawn().await;
+    let up = "mutation { signUp(input: {email: \"ada@test.io\", username: \"ada\", password: \"password-ada\", fullName: \"Ada\", clientMutationId: \"up-1\"}) { clientMutationId } }";
+    assert_eq!(app.data(None, up, json!({})).await["signUp"]["clientMutationId"], "up-1");
+    let sign_in = "mutation { signIn(input: {login: \"ada\", password: \"password-ada\", clientMutationId: \"in-2\"}) { refreshToken clientMutationId } }";
+    let signed = app.data(None, sign_in, json!({})).await;
+    assert_eq!(signed["signIn"]["clientMutationId"], "in-2");
+    let refresh = "mutation($t: String!) { refreshSession(input: {refreshToken: $t, clientMutationId: \"re-3\"}) { clientMutationId } }";
+    let refreshed = app.data(None, refresh, json!({ "t": signed["signIn"]["refreshToken"] })).await;
+    assert_eq!(refreshed["refreshSession"]["clientMutationId"], "re-3");
+    let without = "mutation { signIn(input: {login: \"ada\", password: \"password-ada\"}) { clientMutationId } }";
+    assert_eq!(app.data(None, without, json!({})).await["signIn"]["clientMutationId"], Value::Null);
+}
