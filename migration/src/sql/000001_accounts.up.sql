@@ -17,8 +17,25 @@ $$;
 -- The request pool logs in as app_authenticator. NOINHERIT: it holds no
 -- privilege of its own and must `SET LOCAL ROLE` to one viewer role before it
 -- can touch a table, so a request that forgot to switch fails closed.
-ALTER ROLE app_authenticator NOINHERIT;
-GRANT app_anon, app_user, app_read, app_service, app_admin TO app_authenticator;
+-- Changed only when not so already: ALTER ROLE rewrites the role's row even
+-- when nothing changes, and two databases migrating at once on one cluster
+-- then fail with "tuple concurrently updated".
+DO $$
+DECLARE
+    r text;
+BEGIN
+    IF (SELECT rolinherit FROM pg_roles WHERE rolname = 'app_authenticator') THEN
+        ALTER ROLE app_authenticator NOINHERIT;
+    END IF;
+    FOREACH r IN ARRAY ARRAY['app_anon', 'app_user', 'app_read', 'app_service', 'app_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_auth_members m
+                       WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = r)
+                         AND m.member = (SELECT oid FROM pg_roles WHERE rolname = 'app_authenticator')) THEN
+            EXECUTE format('GRANT %I TO app_authenticator', r);
+        END IF;
+    END LOOP;
+END
+$$;
 
 -- Kept by the database, not by the application, so every writer agrees.
 CREATE OR REPLACE FUNCTION app_set_updated_at() RETURNS trigger
