@@ -236,14 +236,7 @@ pub struct UpdateReviewInput {
     pub client_mutation_id: Option<String>,
 }
 
-/// The review to delete.
-#[derive(InputObject)]
-pub struct DeleteReviewInput {
-    /// The review to delete.
-    pub id: ID,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
-}
+crate::id_input!(DeleteReviewInput, "The review to delete.");
 
 /// A preference to create or replace.
 #[derive(InputObject)]
@@ -328,14 +321,7 @@ pub struct UpdatePlaceInput {
     pub client_mutation_id: Option<String>,
 }
 
-/// The place to delete.
-#[derive(InputObject)]
-pub struct DeletePlaceInput {
-    /// The place to delete (its reviews go with it).
-    pub id: ID,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
-}
+crate::id_input!(DeletePlaceInput, "The place to delete (its reviews go with it).");
 
 /// Places to create or overwrite, by id.
 #[derive(InputObject)]

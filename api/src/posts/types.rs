@@ -195,14 +195,7 @@ pub struct PublishPostInput {
     pub client_mutation_id: Option<String>,
 }
 
-/// The post to delete.
-#[derive(InputObject)]
-pub struct DeletePostInput {
-    /// The post (its comments go with it).
-    pub id: ID,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
-}
+crate::id_input!(DeletePostInput, "The post to delete (its comments go with it).");
 
 /// A new comment.
 #[derive(InputObject)]
@@ -215,14 +208,7 @@ pub struct AddCommentInput {
     pub client_mutation_id: Option<String>,
 }
 
-/// The comment to delete.
-#[derive(InputObject)]
-pub struct DeleteCommentInput {
-    /// The comment (its author, the post's author or an admin may delete it).
-    pub id: ID,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
-}
+crate::id_input!(DeleteCommentInput, "The comment to delete (its author, the post's author or an admin may).");
 
 crate::payload!(CreatePostPayload, post: Post, "The post as saved.");
 crate::payload!(UpdatePostPayload, post: Post, "The post as changed.");

@@ -241,14 +241,7 @@ pub struct UpdateRoutineInput {
     pub client_mutation_id: Option<String>,
 }
 
-/// The routine to delete.
-#[derive(InputObject)]
-pub struct DeleteRoutineInput {
-    /// The routine to delete (its runs go with it).
-    pub id: ID,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
-}
+crate::id_input!(DeleteRoutineInput, "The routine to delete (its runs go with it).");
 
 /// The routine to start a run of.
 #[derive(InputObject)]
