@@ -88,19 +88,24 @@ impl Tx {
         let started = Instant::now();
         let result = Executor::execute(&mut **conn, sql).await;
         self.stats.observe(sql, started.elapsed(), result.is_err());
-        let Some(mut conn) = self.conn.get_mut().take() else {
-            return Err(ended());
-        };
-        if let Err(err) = result {
-            let err = exec_err(err);
-            // Whatever state the connection is in, it must not serve the
-            // next caller inside this transaction.
-            if super::is_connection_lost(&err) || Executor::execute(&mut *conn, "ROLLBACK").await.is_err() {
-                conn.close_on_drop();
+        let result = match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = exec_err(err);
+                // Whatever state the connection is in, it must not serve the
+                // next caller inside this transaction (still in `self`
+                // meanwhile, for the same reason as above).
+                let unusable =
+                    super::is_connection_lost(&err) || Executor::execute(&mut **conn, "ROLLBACK").await.is_err();
+                if unusable {
+                    conn.close_on_drop();
+                }
+                Err(err)
             }
-            return Err(err);
-        }
-        Ok(())
+        };
+        // Out of the transaction now: `Drop` has nothing left to roll back.
+        self.conn.get_mut().take();
+        result
     }
 
     /// Runs `statement` with the connection, timed like every statement.
