@@ -44,6 +44,8 @@ use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
 use quote::quote;
 use syn::{Attribute, FnArg, ImplItem, ImplItemFn, ItemImpl, Pat, PatType, parse_macro_input, parse_quote};
 
+mod from_model;
+
 /// The four arguments as the schema shows them: names and descriptions.
 const ARGUMENTS: [(&str, &str); 4] = [
     ("first", "Page size going forward, at most 100 (default 20)."),
@@ -125,6 +127,14 @@ fn rewrite(method: &mut ImplItemFn) -> syn::Result<()> {
     }
     method.attrs.push(parse_quote!(#[allow(clippy::too_many_arguments)]));
     Ok(())
+}
+
+/// `From<Model>` for a GraphQL object, each field from its column; see
+/// the `from_model` module.
+#[proc_macro_derive(FromModel, attributes(from_model))]
+pub fn from_model(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as syn::DeriveInput);
+    from_model::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
 /// `first`, `after`, `last`, `before`, typed and described.

@@ -2,11 +2,12 @@ use async_graphql::{ID, InputObject, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::auth::Role;
-use crate::graphql::ids;
+use crate::graphql::ids::FromModel;
 
 /// An account. Only its owner, readers, services and admins see it; other
 /// users never see someone else's email.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
+#[from_model(entity::users::Model)]
 pub struct User {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a User.
@@ -21,6 +22,7 @@ pub struct User {
     /// Display name.
     pub full_name: String,
     /// What the account may do.
+    #[from_model(with = role)]
     pub role: Role,
     /// Deactivated accounts cannot sign in and their tokens stop working.
     pub is_active: bool,
@@ -30,23 +32,11 @@ pub struct User {
     pub last_login: Option<DateTime<FixedOffset>>,
 }
 
-impl From<entity::users::Model> for User {
-    fn from(m: entity::users::Model) -> Self {
-        Self {
-            id: ids::global("User", m.id),
-            row_id: ID(m.id.to_string()),
-            email: m.email,
-            username: m.username,
-            full_name: m.full_name,
-            // The database's CHECK admits only these four; anything else
-            // would be a migration bug, and reading as the least privileged
-            // role is the safe failure.
-            role: Role::parse(&m.role).unwrap_or(Role::User),
-            is_active: m.is_active,
-            created_at: m.created_at,
-            last_login: m.last_login,
-        }
-    }
+/// The `role` column. The database's CHECK admits only the four roles;
+/// anything else would be a migration bug, and reading as the least
+/// privileged role is the safe failure.
+fn role(column: String) -> Role {
+    Role::parse(&column).unwrap_or(Role::User)
 }
 
 crate::connection_type!(UserConnection, UserEdge, User, "accounts");

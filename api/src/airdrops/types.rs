@@ -6,7 +6,7 @@ use super::policy::Projects;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, loader, raw_key};
 use crate::error::ApiResult;
-use crate::graphql::ids;
+use crate::graphql::ids::{self, FromModel};
 use crate::graphql::scalars::{BigInt, Date};
 
 /// A token distribution campaign. Public.
@@ -45,6 +45,9 @@ pub struct AirdropStats {
     pub tokens_left: BigInt,
 }
 
+// Built by hand, not derived: its `stats` come from the participations,
+// not the row, and without a `From<Model>` no project is served without
+// them.
 impl AirdropProject {
     pub fn new(m: entity::airdrop_project::Model, participants: i64, tokens_distributed: i64) -> Self {
         Self {
@@ -66,8 +69,9 @@ impl AirdropProject {
 }
 
 /// A user's participation in a project.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::user_airdrop_participation::Model)]
 pub struct Participation {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Participation.
@@ -83,19 +87,6 @@ pub struct Participation {
     pub tokens_earned: BigInt,
     /// When the user joined.
     pub participation_date: DateTime<FixedOffset>,
-}
-
-impl From<entity::user_airdrop_participation::Model> for Participation {
-    fn from(m: entity::user_airdrop_participation::Model) -> Self {
-        Self {
-            id: ids::global("Participation", m.id),
-            row_id: ID(m.id.to_string()),
-            user_id: ID(m.user_id.to_string()),
-            project_id: ID(m.project_id.to_string()),
-            tokens_earned: m.tokens_earned.into(),
-            participation_date: m.participation_date,
-        }
-    }
 }
 
 #[ComplexObject]

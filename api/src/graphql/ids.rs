@@ -98,6 +98,46 @@ fn invalid(field: &'static str) -> ApiError {
     ApiError::bad_input(field, format!("{field} is not a valid id"))
 }
 
+/// `From<Model>` for a GraphQL object, field by field: `id` the global id
+/// of the struct's GraphQL name, `row_id` the raw key, `ID` fields raw
+/// keys, other fields their column through `Into`; see `api_macros`.
+///
+/// ```ignore
+/// #[derive(SimpleObject, FromModel, Clone)]
+/// #[from_model(entity::post::Model)]
+/// pub struct Post { pub id: ID, pub row_id: ID, pub title: String, /* .. */ }
+/// ```
+pub use api_macros::FromModel;
+
+/// Whether `type_name` is one of the `Node` types ([`TYPES`]), at compile
+/// time: [`FromModel`] asserts it of every type it gives a global id, so
+/// an id [`decode`] would not recognise cannot be served.
+pub const fn is_node_type(type_name: &str) -> bool {
+    let mut i = 0;
+    while i < TYPES.len() {
+        if same(TYPES[i].as_bytes(), type_name.as_bytes()) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// `a == b`, which is not `const` for slices yet.
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +168,14 @@ mod tests {
         assert!(message.contains("projectId is the id of a Post, not an AirdropProject"), "{message}");
         assert_eq!(parse_uuid("input.postId", &global("Post", Uuid::nil())).ok(), Some(Uuid::nil()));
         assert!(parse_int_id("id", &global("Review", "x")).is_err(), "a malformed key inside");
+    }
+
+    #[test]
+    fn only_the_node_types_count_as_node_types() {
+        const { assert!(is_node_type("RoutineRun")) };
+        assert!(is_node_type("Post") && is_node_type("AirdropProject"));
+        for other in ["Routine Run", "Pos", "Posts", "UserStats", ""] {
+            assert!(!is_node_type(other), "{other}");
+        }
     }
 }

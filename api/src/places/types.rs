@@ -5,10 +5,11 @@ use super::policy::Places;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::ApiResult;
-use crate::graphql::ids;
+use crate::graphql::ids::FromModel;
 
 /// A place people can review, from the seed's `place` table. Public.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
+#[from_model(entity::place::Model)]
 pub struct Place {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Place.
@@ -23,6 +24,7 @@ pub struct Place {
     /// Longitude in degrees, -180 to 180.
     pub lng: f64,
     /// Google place types, e.g. `cafe`, `food`.
+    #[from_model(with = split_types)]
     pub types: Vec<String>,
     /// The category that preferences and recommendations match on.
     pub category: Option<String>,
@@ -38,28 +40,16 @@ pub struct Place {
     pub updated_at: DateTime<FixedOffset>,
 }
 
-impl From<entity::place::Model> for Place {
-    fn from(m: entity::place::Model) -> Self {
-        Self {
-            id: ids::global("Place", &m.id),
-            row_id: ID(m.id.clone()),
-            name: m.name,
-            lat: m.lat,
-            lng: m.lng,
-            types: split_types(m.types.as_deref()),
-            category: m.category,
-            rating: m.rating,
-            user_ratings_total: m.user_ratings_total,
-            description: m.description,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-        }
-    }
-}
-
 /// `types` is stored as the seed's comma-separated VARCHAR(500).
-pub fn split_types(types: Option<&str>) -> Vec<String> {
-    types.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+pub fn split_types(types: Option<String>) -> Vec<String> {
+    types
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 crate::connection_type!(PlaceConnection, PlaceEdge, Place, "places");
@@ -67,8 +57,9 @@ crate::connection_type!(ReviewConnection, ReviewEdge, Review, "reviews");
 
 /// A user's review of a place. Visible to its author only (and to readers,
 /// services and admins).
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::review::Model)]
 pub struct Review {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Review.
@@ -91,6 +82,7 @@ pub struct Review {
     /// The place when it was read with the review (a join); `None` leaves
     /// it to the row loader.
     #[graphql(skip)]
+    #[from_model(default)]
     pub place: Option<Place>,
 }
 
@@ -122,26 +114,11 @@ impl Review {
     }
 }
 
-impl From<entity::review::Model> for Review {
-    fn from(m: entity::review::Model) -> Self {
-        Self {
-            id: ids::global("Review", m.id),
-            row_id: ID(m.id.to_string()),
-            user_id: ID(m.user_id.to_string()),
-            place_id: ID(m.place_id),
-            rating: m.rating,
-            comment: m.comment,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            place: None,
-        }
-    }
-}
-
 /// How much a user likes a category of places; drives recommendations.
 /// Visible to its owner only.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::preference::Model)]
 pub struct Preference {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Preference.
@@ -159,20 +136,6 @@ pub struct Preference {
     pub created_at: DateTime<FixedOffset>,
     /// When the preference last changed.
     pub updated_at: DateTime<FixedOffset>,
-}
-
-impl From<entity::preference::Model> for Preference {
-    fn from(m: entity::preference::Model) -> Self {
-        Self {
-            id: ids::global("Preference", m.id),
-            row_id: ID(m.id.to_string()),
-            user_id: ID(m.user_id.to_string()),
-            category: m.category,
-            rating: m.rating,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-        }
-    }
 }
 
 #[ComplexObject]

@@ -7,7 +7,7 @@ use super::loader::PostsLoader;
 use super::policy::Posts;
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ids;
+use crate::graphql::ids::FromModel;
 use crate::graphql::pagination::{ChildPage, PageArgs, paged};
 
 /// How another user appears: their public handle and name only.
@@ -38,8 +38,9 @@ async fn profile(ctx: &Context<'_>, id: Uuid) -> ApiResult<AuthorProfile> {
 }
 
 /// A post. Drafts are visible to their author only.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::post::Model)]
 pub struct Post {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Post.
@@ -84,24 +85,10 @@ impl Post {
     }
 }
 
-impl From<entity::post::Model> for Post {
-    fn from(m: entity::post::Model) -> Self {
-        Self {
-            id: ids::global("Post", m.id),
-            row_id: ID(m.id.to_string()),
-            title: m.title,
-            body: m.body,
-            published: m.published,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            author_id: m.author_id,
-        }
-    }
-}
-
 /// A comment on a post; visible wherever its post is.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::comment::Model)]
 pub struct Comment {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Comment.
@@ -137,19 +124,6 @@ impl Comment {
     /// comment deleted with its post). Batched across the response.
     async fn post(&self, ctx: &Context<'_>) -> ApiResult<Option<Post>> {
         Ok(load::<Posts>(ctx, raw_key::<Uuid>(&self.post_id)?).await?.map(Post::from))
-    }
-}
-
-impl From<entity::comment::Model> for Comment {
-    fn from(m: entity::comment::Model) -> Self {
-        Self {
-            id: ids::global("Comment", m.id),
-            row_id: ID(m.id.to_string()),
-            post_id: ID(m.post_id.to_string()),
-            body: m.body,
-            created_at: m.created_at,
-            author_id: m.author_id,
-        }
     }
 }
 

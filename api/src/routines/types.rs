@@ -5,12 +5,13 @@ use super::policy::Routines;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ids;
+use crate::graphql::ids::FromModel;
 use crate::graphql::scalars::BigInt;
 
 /// A repeatable sequence of steps that earns tokens when it runs.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::routine::Model)]
 pub struct Routine {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Routine.
@@ -30,21 +31,6 @@ pub struct Routine {
     pub created_at: DateTime<FixedOffset>,
     /// When the routine last changed.
     pub updated_at: DateTime<FixedOffset>,
-}
-
-impl From<entity::routine::Model> for Routine {
-    fn from(m: entity::routine::Model) -> Self {
-        Self {
-            id: ids::global("Routine", m.id),
-            row_id: ID(m.id.to_string()),
-            user_id: ID(m.user_id.to_string()),
-            name: m.name,
-            steps: Json(m.steps),
-            tokens_per_run: m.tokens_per_run,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-        }
-    }
 }
 
 /// The account a raw `userId` names, if the viewer may see it.
@@ -85,8 +71,9 @@ impl RunStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
-        match s {
+    /// The `status` column (its CHECK admits these four).
+    fn parse(column: String) -> Self {
+        match column.as_str() {
             "success" => Self::Success,
             "failure" => Self::Failure,
             "partial" => Self::Partial,
@@ -96,8 +83,9 @@ impl RunStatus {
 }
 
 /// One execution of a routine.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::routine_run::Model)]
 pub struct RoutineRun {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a RoutineRun.
@@ -114,24 +102,10 @@ pub struct RoutineRun {
     /// When it finished; null while running.
     pub end_time: Option<DateTime<FixedOffset>>,
     /// Where the run is.
+    #[from_model(with = RunStatus::parse)]
     pub status: RunStatus,
     /// Tokens earned, 0 or more.
     pub tokens_earned: i32,
-}
-
-impl From<entity::routine_run::Model> for RoutineRun {
-    fn from(m: entity::routine_run::Model) -> Self {
-        Self {
-            id: ids::global("RoutineRun", m.id),
-            row_id: ID(m.id.to_string()),
-            routine_id: ID(m.routine_id.to_string()),
-            user_id: ID(m.user_id.to_string()),
-            start_time: m.start_time,
-            end_time: m.end_time,
-            status: RunStatus::parse(&m.status),
-            tokens_earned: m.tokens_earned,
-        }
-    }
 }
 
 #[ComplexObject]
@@ -152,8 +126,9 @@ impl RoutineRun {
 }
 
 /// A user's totals over all their runs, kept by the database.
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
+#[from_model(entity::user_stats::Model)]
 pub struct UserStats {
     /// The user these totals are of.
     pub user_id: ID,
@@ -163,17 +138,6 @@ pub struct UserStats {
     pub total_tokens_earned: BigInt,
     /// When the latest run started.
     pub last_run_date: Option<DateTime<FixedOffset>>,
-}
-
-impl From<entity::user_stats::Model> for UserStats {
-    fn from(m: entity::user_stats::Model) -> Self {
-        Self {
-            user_id: ID(m.user_id.to_string()),
-            total_routine_runs: m.total_routine_runs,
-            total_tokens_earned: m.total_tokens_earned.into(),
-            last_run_date: m.last_run_date,
-        }
-    }
 }
 
 #[ComplexObject]

@@ -1,0 +1,372 @@
+//! `#[derive(FromModel)]`: `From<Model>` for a GraphQL object, field by
+//! field, so a domain's types do not spell out each copy from the row.
+//!
+//! Every GraphQL object of a table was a `From<entity::x::Model>` of the
+//! same shape in each domain: the global id, the raw key, each column
+//! copied, each foreign key turned into an `ID`. The derive writes that
+//! impl from the object's fields; the common field needs no attribute:
+//!
+//! ```ignore
+//! #[derive(SimpleObject, FromModel, Clone)]
+//! #[from_model(entity::routine_run::Model)]
+//! pub struct RoutineRun {
+//!     pub id: ID,          // ids::global("RoutineRun", &row.id)
+//!     pub row_id: ID,      // ID(row.id.to_string())
+//!     pub routine_id: ID,  // ID(row.routine_id.to_string())
+//!     pub end_time: Option<DateTime<FixedOffset>>, // row.end_time.into()
+//!     #[from_model(with = RunStatus::parse)]
+//!     pub status: RunStatus, // RunStatus::parse(row.status)
+//! }
+//! ```
+//!
+//! The rules, for a field `f` of type `T`:
+//! - `id: ID` is the global id (`crate::graphql::ids::global`) of the
+//!   struct's GraphQL name (its `#[graphql(name = "..")]`, else its Rust
+//!   name) and the key column; `row_id: ID` is the key's raw value. The key
+//!   column is `id` unless the struct attribute names it
+//!   (`#[from_model(entity::x::Model, key = user_id)]`). A struct with a
+//!   global id fails to compile unless its GraphQL name is one of the
+//!   `Node` types (`crate::graphql::ids::is_node_type`): an id `node`
+//!   cannot read back would be served as if it were one.
+//! - `f: ID` is `ID(row.f.to_string())`, `f: Option<ID>` the same inside
+//!   the option (a raw key, as foreign keys are).
+//! - Any other `f` is `row.f.into()`, so a column converts wherever a
+//!   `From` exists (`i64` to `BigInt`, `serde_json::Value` to `Json`).
+//!
+//! A field attribute covers the rest: `#[from_model(with = path)]` is
+//! `path(row.f)` (the column by value), `#[from_model(column = c)]` reads
+//! column `c` instead of `f` (and so makes an `id: ID` the raw value of
+//! `c`), `#[from_model(default)]` is `Default::default()` for a field the
+//! row does not hold. A field the model lacks is rustc's "no field" error,
+//! pointed at the struct's field.
+//!
+//! The generated code names `crate::graphql::ids`: this derive is for the
+//! `api` crate alone.
+
+use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
+use quote::{quote, quote_spanned};
+use syn::parse::ParseStream;
+use syn::spanned::Spanned;
+use syn::{Attribute, Data, DeriveInput, Field, Fields, GenericArgument, Ident, Path, PathArguments, Token, Type};
+
+/// The struct attribute: the row type and its key column.
+struct Source {
+    model: Type,
+    key: Ident,
+}
+
+/// Where one field's value comes from.
+enum Value {
+    /// The global id of the struct's type and the key column.
+    Global,
+    /// The key column's raw value as an `ID`.
+    RowId,
+    /// A column, converted by its field's type or a function.
+    Column { column: Ident, with: Option<Path>, as_id: IdKind },
+    /// Not in the row: `Default::default()`.
+    Default,
+}
+
+/// How a column becomes its field when no function is named.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum IdKind {
+    /// `ID(row.c.to_string())`.
+    Id,
+    /// `row.c.map(|v| ID(v.to_string()))`.
+    OptionId,
+    /// `row.c.into()`.
+    Into,
+}
+
+/// The `From<Model>` impl for `input`, or the first error with its span.
+pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new_spanned(&input.ident, "FromModel derives only structs"));
+    };
+    let Fields::Named(fields) = &data.fields else {
+        return Err(syn::Error::new_spanned(&input.ident, "FromModel needs a struct with named fields"));
+    };
+    let source = source(input)?;
+    let type_name = graphql_name(input)?;
+
+    let mut values = Vec::new();
+    for field in &fields.named {
+        values.push((field, value(field)?));
+    }
+    // Key fields first: they borrow the key column, which a later field may
+    // move (a struct literal evaluates in the order written).
+    values.sort_by_key(|(_, value)| !matches!(value, Value::Global | Value::RowId));
+
+    let row = Ident::new("row", Span::call_site());
+    let key = &source.key;
+    let inits = values.iter().map(|(field, value)| {
+        let name = field.ident.as_ref().expect("named fields have names");
+        let expr = match value {
+            Value::Global => quote_spanned!(field.span()=> crate::graphql::ids::global(#type_name, &#row.#key)),
+            Value::RowId => quote_spanned!(field.span()=> ::async_graphql::ID(::std::string::ToString::to_string(&#row.#key))),
+            Value::Default => quote_spanned!(field.span()=> ::core::default::Default::default()),
+            Value::Column { column, with: Some(with), .. } => quote_spanned!(field.span()=> #with(#row.#column)),
+            Value::Column { column, with: None, as_id } => match as_id {
+                IdKind::Id => {
+                    quote_spanned!(field.span()=> ::async_graphql::ID(::std::string::ToString::to_string(&#row.#column)))
+                }
+                IdKind::OptionId => quote_spanned!(field.span()=>
+                    #row.#column.map(|v| ::async_graphql::ID(::std::string::ToString::to_string(&v)))
+                ),
+                IdKind::Into => quote_spanned!(field.span()=> ::core::convert::Into::into(#row.#column)),
+            },
+        };
+        quote!(#name: #expr)
+    });
+
+    let check = values.iter().any(|(_, v)| matches!(v, Value::Global)).then(|| {
+        let message = format!(
+            "{type_name} has a global `id` but is not a type of `Node` (graphql/node.rs); \
+             a raw id is `#[from_model(column = id)]`"
+        );
+        quote!(
+            const _: () = assert!(crate::graphql::ids::is_node_type(#type_name), #message);
+        )
+    });
+
+    let ident = &input.ident;
+    let model = &source.model;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    Ok(quote! {
+        impl #impl_generics ::core::convert::From<#model> for #ident #ty_generics #where_clause {
+            fn from(#row: #model) -> Self {
+                Self { #(#inits),* }
+            }
+        }
+        #check
+    })
+}
+
+/// The struct's `#[from_model(Model[, key = column])]`.
+fn source(input: &DeriveInput) -> syn::Result<Source> {
+    let mut found = input.attrs.iter().filter(|a| is_from_model(a));
+    let Some(attr) = found.next() else {
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            "FromModel needs the row type: #[from_model(entity::x::Model)]",
+        ));
+    };
+    if let Some(again) = found.next() {
+        return Err(syn::Error::new_spanned(again, "only one #[from_model(..)] on the struct"));
+    }
+    attr.parse_args_with(|input: ParseStream| {
+        let model: Type = input.parse()?;
+        let mut key = Ident::new("id", Span::call_site());
+        while !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let name: Ident = input.parse()?;
+            if name != "key" {
+                return Err(syn::Error::new(name.span(), "unknown from_model argument; expected `key = column`"));
+            }
+            input.parse::<Token![=]>()?;
+            key = input.parse()?;
+        }
+        Ok(Source { model, key })
+    })
+}
+
+/// Where `field`'s value comes from, by its name, its type and its
+/// `#[from_model(..)]`.
+fn value(field: &Field) -> syn::Result<Value> {
+    let name = field.ident.clone().expect("named fields have names");
+    let mut column = None;
+    let mut with = None;
+    let mut default = None;
+    for attr in field.attrs.iter().filter(|a| is_from_model(a)) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("with") {
+                with = Some(meta.value()?.parse::<Path>()?);
+            } else if meta.path.is_ident("column") {
+                column = Some(meta.value()?.parse::<Ident>()?);
+            } else if meta.path.is_ident("default") {
+                default = Some(meta.path.span());
+            } else {
+                return Err(
+                    meta.error("unknown from_model attribute; expected `with = path`, `column = name` or `default`")
+                );
+            }
+            Ok(())
+        })?;
+    }
+    if let Some(span) = default {
+        if column.is_some() || with.is_some() {
+            return Err(syn::Error::new(span, "`default` reads no column: it takes no `with` or `column`"));
+        }
+        return Ok(Value::Default);
+    }
+    let as_id = if is_id(&field.ty) {
+        IdKind::Id
+    } else if option_of(&field.ty).is_some_and(is_id) {
+        IdKind::OptionId
+    } else {
+        IdKind::Into
+    };
+    if column.is_none() && with.is_none() && as_id == IdKind::Id {
+        if name == "id" {
+            return Ok(Value::Global);
+        }
+        if name == "row_id" {
+            return Ok(Value::RowId);
+        }
+    }
+    Ok(Value::Column { column: column.unwrap_or(name), with, as_id })
+}
+
+/// The struct's GraphQL name: `#[graphql(name = "..")]`, else its Rust
+/// name (as async-graphql names it).
+fn graphql_name(input: &DeriveInput) -> syn::Result<String> {
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("graphql")) {
+        let syn::Meta::List(list) = &attr.meta else { continue };
+        // Only the top level of the list: `name` inside `concrete(..)` names
+        // something else. async-graphql's whole grammar is not needed here.
+        let tokens: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
+        for window in tokens.windows(3) {
+            if let [TokenTree::Ident(word), TokenTree::Punct(eq), TokenTree::Literal(value)] = window
+                && word == "name"
+                && eq.as_char() == '='
+            {
+                return syn::parse2::<syn::LitStr>(TokenTree::Literal(value.clone()).into()).map(|s| s.value());
+            }
+        }
+    }
+    Ok(input.ident.to_string())
+}
+
+fn is_from_model(attr: &Attribute) -> bool {
+    attr.path().is_ident("from_model")
+}
+
+/// `ID`, however it is imported (its last path segment, no arguments).
+fn is_id(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    path.qself.is_none()
+        && path.path.segments.last().is_some_and(|s| s.ident == "ID" && matches!(s.arguments, PathArguments::None))
+}
+
+/// `T` of an `Option<T>`.
+fn option_of(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.first()? {
+        GenericArgument::Type(inner) if args.args.len() == 1 => Some(inner),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn expanded(input: DeriveInput) -> String {
+        derive(&input).expect("derives").to_string()
+    }
+
+    fn refused(input: DeriveInput) -> String {
+        derive(&input).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_node_gets_its_global_id_raw_key_ids_and_columns_without_field_attributes() {
+        let out = expanded(parse_quote! {
+            #[derive(SimpleObject)]
+            #[graphql(complex)]
+            #[from_model(entity::comment::Model)]
+            pub struct Comment {
+                pub body: String,
+                pub id: ID,
+                pub row_id: ID,
+                pub post_id: async_graphql::ID,
+                pub parent_id: Option<ID>,
+                pub created_at: DateTime<FixedOffset>,
+            }
+        });
+        assert!(out.contains("From < entity :: comment :: Model > for Comment"), "{out}");
+        assert!(out.contains("id : crate :: graphql :: ids :: global (\"Comment\" , & row . id)"), "{out}");
+        assert!(
+            out.contains("row_id : :: async_graphql :: ID (:: std :: string :: ToString :: to_string (& row . id))"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "post_id : :: async_graphql :: ID (:: std :: string :: ToString :: to_string (& row . post_id))"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("parent_id : row . parent_id . map (| v |"), "{out}");
+        assert!(out.contains("created_at : :: core :: convert :: Into :: into (row . created_at)"), "{out}");
+        // The key fields come first, before `body` may move a column.
+        assert!(out.find("id : crate").unwrap_or(usize::MAX) < out.find("body :").unwrap_or(0), "{out}");
+        assert!(out.contains("is_node_type (\"Comment\")"), "{out}");
+    }
+
+    #[test]
+    fn the_key_column_and_the_graphql_name_can_be_named() {
+        let out = expanded(parse_quote! {
+            #[graphql(complex, name = "Stats")]
+            #[from_model(entity::user_stats::Model, key = user_id)]
+            pub struct UserStats { pub id: ID, pub row_id: ID }
+        });
+        assert!(out.contains("global (\"Stats\" , & row . user_id)"), "{out}");
+        assert!(out.contains("to_string (& row . user_id))"), "{out}");
+    }
+
+    #[test]
+    fn field_attributes_convert_rename_or_default_a_field() {
+        let out = expanded(parse_quote! {
+            #[from_model(entity::x::Model)]
+            pub struct X {
+                #[from_model(with = RunStatus::parse)]
+                pub status: RunStatus,
+                #[from_model(column = user_id)]
+                pub id: ID,
+                #[from_model(column = types, with = split_types)]
+                pub kinds: Vec<String>,
+                #[from_model(default)]
+                pub place: Option<Place>,
+            }
+        });
+        assert!(out.contains("status : RunStatus :: parse (row . status)"), "{out}");
+        assert!(
+            out.contains("id : :: async_graphql :: ID (:: std :: string :: ToString :: to_string (& row . user_id))"),
+            "{out}"
+        );
+        assert!(out.contains("kinds : split_types (row . types)"), "{out}");
+        assert!(out.contains("place : :: core :: default :: Default :: default ()"), "{out}");
+        assert!(!out.contains("is_node_type"), "a raw id is not checked as a node: {out}");
+    }
+
+    #[test]
+    fn unknown_attributes_a_missing_row_type_and_non_structs_are_refused() {
+        let unknown = refused(parse_quote! {
+            #[from_model(entity::x::Model)]
+            struct X { #[from_model(rename = y)] a: i32 }
+        });
+        assert!(unknown.contains("unknown from_model attribute"), "{unknown}");
+        let argument = refused(parse_quote! { #[from_model(entity::x::Model, primary = y)] struct X { a: i32 } });
+        assert!(argument.contains("unknown from_model argument"), "{argument}");
+        let missing = refused(parse_quote! { struct X { a: i32 } });
+        assert!(missing.contains("needs the row type"), "{missing}");
+        let both = refused(parse_quote! {
+            #[from_model(entity::x::Model)]
+            struct X { #[from_model(default, with = f)] a: i32 }
+        });
+        assert!(both.contains("`default` reads no column"), "{both}");
+        let tuple = refused(parse_quote! { #[from_model(entity::x::Model)] struct X(i32); });
+        assert!(tuple.contains("named fields"), "{tuple}");
+        let enumeration = refused(parse_quote! { #[from_model(entity::x::Model)] enum X { A } });
+        assert!(enumeration.contains("only structs"), "{enumeration}");
+    }
+}
