@@ -41,8 +41,28 @@
 //!   [`domain::resolve`]'s `one::<P>` and `delete::<P>`. Role checks before
 //!   any SQL are `P::require_writer`; resolvers do not test roles themselves.
 //! - `types.rs`: GraphQL types (`///` on each field becomes the schema's
-//!   description), `From<entity::x::Model>` conversions, input objects.
-//!   Entities never derive GraphQL traits. A foreign key is two fields:
+//!   description) and input objects. Entities never derive GraphQL traits;
+//!   a type built from one row derives its `From<entity::x::Model>` with
+//!   [`graphql::ids::FromModel`]: `id` is the global id, `rowId` the raw
+//!   key, other `ID` fields raw keys, every other field its column through
+//!   `Into`; a field attribute names a function (`with`), another column
+//!   (`column`) or none (`default`):
+//!
+//!   ```ignore
+//!   #[derive(SimpleObject, FromModel, Clone)]
+//!   #[graphql(complex)]
+//!   #[from_model(entity::routine_run::Model)]
+//!   pub struct RoutineRun {
+//!       pub id: ID,
+//!       pub row_id: ID,
+//!       pub routine_id: ID,
+//!       pub start_time: DateTime<FixedOffset>,
+//!       #[from_model(with = RunStatus::parse)]
+//!       pub status: RunStatus,
+//!   }
+//!   ```
+//!
+//!   A foreign key is two fields:
 //!   its raw id (`userId: ID!`) and its object (`user: User`, nullable
 //!   where the viewer may not see the target), resolved with
 //!   [`domain::loader::load`]`::<P>` (batched per table and response).
@@ -97,8 +117,9 @@
 //!   types and resolvers, its constraints (and, if published on the change
 //!   feed, its key and its `Published` impl) in its `DOMAIN`;
 //! - if clients refetch its rows (a type with an `id`): the policy's `TYPE`
-//!   (its GraphQL type's name), `id: ids::global("Type", key)` and
-//!   `rowId` in its `From`, and its line in `node_types!`
+//!   (its GraphQL type's name), `id: ID` and `row_id: ID` in its type
+//!   (`#[derive(FromModel)]` fills them, and refuses to compile a global
+//!   id whose type `Node` does not list), and its line in `node_types!`
 //!   (`graphql/node.rs`). async-graphql interfaces are closed enums, so the
 //!   `Node` interface lists every refetchable type there.
 //!

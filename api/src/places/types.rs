@@ -42,14 +42,8 @@ pub struct Place {
 
 /// `types` is stored as the seed's comma-separated VARCHAR(500).
 pub fn split_types(types: Option<String>) -> Vec<String> {
-    types
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect()
+    let types = types.unwrap_or_default();
+    types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
 }
 
 crate::connection_type!(PlaceConnection, PlaceEdge, Place, "places");
