@@ -49,11 +49,7 @@
 //!
 //!   ```ignore
 //!   /// A new review.
-//!   #[mutation_input(
-//!       update = UpdateReviewInput,
-//!       fields = ReviewField,
-//!       update_doc = "Changes to a review; an omitted field stays as it is."
-//!   )]
+//!   #[mutation_input(update = UpdateReviewInput, fields = ReviewField)]
 //!   pub struct CreateReviewInput {
 //!       /// The place to review.
 //!       #[input(create_only)] // not in the update twin

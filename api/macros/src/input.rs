@@ -9,8 +9,7 @@
 //!
 //! ```ignore
 //! /// A new review.
-//! #[mutation_input(update = UpdateReviewInput, fields = ReviewField,
-//!     update_doc = "Changes to a review; an omitted field stays as it is.")]
+//! #[mutation_input(update = UpdateReviewInput, fields = ReviewField)]
 //! pub struct CreateReviewInput {
 //!     /// The place to review.
 //!     #[input(create_only)]
@@ -33,8 +32,9 @@
 //!   dropped and its description the create field's with "; null removes
 //!   it" (nullable: an `Option`, or a field marked `#[input(nullable)]`,
 //!   whose null is the type's default) or "; cannot be null" appended, then
-//!   an `#[input(on_update = "...")]` note if it has one. `update_doc` is
-//!   the twin's own description.
+//!   an `#[input(on_update = "...")]` note if it has one. The twin is
+//!   described as "Changes to a <x>; omitted fields stay as they are.",
+//!   or by `update_doc = "..."` where it has more to say.
 //! - `fields = XField` (with `update`) declares an enum with one variant
 //!   per field, holding the create field's type: the one typed form of a
 //!   field value, which the domain checks and writes to its row in one
@@ -61,7 +61,7 @@ pub const ECHO: &str = "Echoed in the payload, so a client can match the answer 
 struct Options {
     /// The update twin's name.
     update: Option<Ident>,
-    /// The twin's own description.
+    /// The twin's own description, if it says more than the default.
     update_doc: Option<LitStr>,
     /// The field enum's name.
     fields: Option<Ident>,
@@ -87,10 +87,11 @@ impl Options {
             Ok(())
         });
         syn::parse::Parser::parse2(parser, attr)?;
-        let twin = [options.update.is_some(), options.update_doc.is_some(), options.fields.is_some()];
-        if twin.contains(&true) && twin.contains(&false) {
-            let message = "`update`, `update_doc` and `fields` go together";
-            return Err(syn::Error::new(Span::call_site(), message));
+        if options.update.is_some() != options.fields.is_some() {
+            return Err(syn::Error::new(Span::call_site(), "`update` and `fields` go together"));
+        }
+        if options.update.is_none() && options.update_doc.is_some() {
+            return Err(syn::Error::new(Span::call_site(), "`update_doc` describes the `update` twin"));
         }
         Ok(options)
     }
@@ -116,7 +117,7 @@ struct Field {
 
 enum Nullable {
     /// An `Option<T>`: null is `None`; the twin holds `MaybeUndefined<T>`.
-    Option(Type),
+    Option(Box<Type>),
     /// Marked `#[input(nullable)]`: null is `T::default()`.
     Default,
 }
@@ -152,9 +153,13 @@ pub fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     item.attrs.push(syn::parse_quote!(#[derive(async_graphql::InputObject)]));
 
     let mut out = quote!(#item);
-    if let (Some(update), Some(update_doc), Some(enum_name)) = (&options.update, &options.update_doc, &options.fields) {
+    if let (Some(update), Some(enum_name)) = (&options.update, &options.fields) {
+        let update_doc = options.update_doc.as_ref().map_or_else(
+            || format!("Changes to {}; omitted fields stay as they are.", with_article(&thing(update))),
+            LitStr::value,
+        );
         out.extend(field_enum(&item, enum_name, &fields, options.part));
-        out.extend(update_twin(&item, update, update_doc, enum_name, &fields)?);
+        out.extend(update_twin(&item, update, &update_doc, enum_name, &fields)?);
     }
     Ok(out)
 }
@@ -204,7 +209,7 @@ fn take_field(field: &mut syn::Field) -> syn::Result<Field> {
     }
     let nullable = match (option_inner(&field.ty), nullable_marked) {
         (Some(_), true) => return Err(syn::Error::new_spanned(&field.ty, "an Option is nullable already")),
-        (Some(inner), false) => Some(Nullable::Option(inner.clone())),
+        (Some(inner), false) => Some(Nullable::Option(Box::new(inner.clone()))),
         (None, true) => Some(Nullable::Default),
         (None, false) => None,
     };
@@ -255,7 +260,7 @@ fn field_enum(item: &ItemStruct, enum_name: &Ident, fields: &[Field], part: bool
 fn update_twin(
     item: &ItemStruct,
     update: &Ident,
-    update_doc: &LitStr,
+    update_doc: &str,
     enum_name: &Ident,
     fields: &[Field],
 ) -> syn::Result<TokenStream2> {
@@ -271,7 +276,7 @@ fn update_twin(
     let twin_fields = changed.iter().map(|f| {
         let ident = &f.ident;
         let inner = match &f.nullable {
-            Some(Nullable::Option(inner)) => inner,
+            Some(Nullable::Option(inner)) => &**inner,
             _ => &f.ty,
         };
         let docs = update_docs(f);
@@ -422,6 +427,12 @@ fn thing(update: &Ident) -> String {
     words
 }
 
+/// "a review", "an airdrop project".
+fn with_article(thing: &str) -> String {
+    let article = if thing.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {thing}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,7 +470,7 @@ mod tests {
 
     fn review() -> syn::File {
         expanded(
-            quote!(update = UpdateReviewInput, fields = ReviewField, update_doc = "Changes to a review."),
+            quote!(update = UpdateReviewInput, fields = ReviewField),
             quote! {
                 /// A new review.
                 pub struct CreateReviewInput {
@@ -520,7 +531,7 @@ mod tests {
         let attrs = quote!(#twin).to_string();
         assert!(!attrs.contains("default"), "an update field has no default: {attrs}");
         let docs: Vec<String> = twin.attrs.iter().filter_map(doc_line).collect();
-        assert_eq!(docs, ["Changes to a review."]);
+        assert_eq!(docs, ["Changes to a review; omitted fields stay as they are."]);
     }
 
     #[test]
@@ -540,6 +551,8 @@ mod tests {
         assert_eq!(camel_case("user_ratings_total"), "userRatingsTotal");
         assert_eq!(variant(&format_ident!("user_ratings_total")).to_string(), "UserRatingsTotal");
         assert_eq!(thing(&format_ident!("UpdateAirdropProjectInput")), "airdrop project");
+        assert_eq!(with_article("airdrop project"), "an airdrop project");
+        assert_eq!(with_article("review"), "a review");
     }
 
     #[test]
@@ -562,6 +575,15 @@ mod tests {
             ),
         );
         assert!(echo.is_err());
+        let doc_alone = expand(
+            quote!(update_doc = "x"),
+            quote!(
+                pub struct CreateX {
+                    pub a: i32,
+                }
+            ),
+        );
+        assert!(doc_alone.is_err());
         let id = expand(
             quote!(update = UpdateX, fields = XField, update_doc = "x"),
             quote!(

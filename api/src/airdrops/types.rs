@@ -122,11 +122,7 @@ impl Participation {
 }
 
 /// A new project.
-#[mutation_input(
-    update = UpdateAirdropProjectInput,
-    fields = AirdropProjectField,
-    update_doc = "Changes to a project; omitted fields stay as they are."
-)]
+#[mutation_input(update = UpdateAirdropProjectInput, fields = AirdropProjectField)]
 pub struct CreateAirdropProjectInput {
     /// Display name, 1 to 200 characters.
     pub name: String,

@@ -211,11 +211,7 @@ pub enum PlaceOrder {
 }
 
 /// A new review.
-#[mutation_input(
-    update = UpdateReviewInput,
-    fields = ReviewField,
-    update_doc = "Changes to a review; an omitted field stays as it is."
-)]
+#[mutation_input(update = UpdateReviewInput, fields = ReviewField)]
 pub struct CreateReviewInput {
     /// The place to review.
     #[input(create_only)]
@@ -248,12 +244,7 @@ pub struct DeletePreferenceInput {
 }
 
 /// A complete place, for createPlace and importPlaces.
-#[mutation_input(
-    part,
-    update = UpdatePlaceInput,
-    fields = PlaceField,
-    update_doc = "Changes to a place; an omitted field stays as it is."
-)]
+#[mutation_input(part, update = UpdatePlaceInput, fields = PlaceField)]
 #[derive(Clone)]
 pub struct PlaceInput {
     /// The Google Place ID, at most 100 characters.

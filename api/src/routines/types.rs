@@ -213,11 +213,7 @@ impl LeaderboardEntry {
 }
 
 /// A new routine.
-#[mutation_input(
-    update = UpdateRoutineInput,
-    fields = RoutineField,
-    update_doc = "Changes to a routine; omitted fields stay as they are."
-)]
+#[mutation_input(update = UpdateRoutineInput, fields = RoutineField)]
 pub struct CreateRoutineInput {
     /// Display name, 1 to 200 characters.
     pub name: String,
