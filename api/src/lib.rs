@@ -86,6 +86,19 @@
 //!       let (review, client_mutation_id) = domain::resolve::update::<Reviews, _>(ctx, input).await?;
 //!       Ok(UpdateReviewPayload { review: review.into(), client_mutation_id })
 //!   }
+//!
+//!   impl InputField for ReviewField {
+//!       type Row = review::ActiveModel;
+//!
+//!       fn set(self, row: &mut review::ActiveModel) -> ApiResult<()> {
+//!           match self {
+//!               Self::PlaceId(id) => row.place_id = Set(place_key("placeId", &id)?),
+//!               Self::Rating(rating) => row.rating = Set(validate::rating("rating", rating)?),
+//!               Self::Comment(comment) => row.comment = Set(validate::comment(comment.as_deref())?),
+//!           }
+//!           Ok(())
+//!       }
+//!   }
 //!   ```
 //!
 //!   A rule across fields or needing the stored row is written once over

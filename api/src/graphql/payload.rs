@@ -10,10 +10,12 @@ use async_graphql::ID;
 use crate::error::ApiResult;
 
 /// Declares a mutation input: `#[derive(InputObject)]` plus
-/// `clientMutationId`, and with `update = UpdateX, fields = XField,
-/// update_doc = ".."` the update twin (`id`, then each field not marked
-/// `#[input(create_only)]` as `MaybeUndefined`) and the enum of field
-/// values. See `api_macros`.
+/// `clientMutationId`, and with `update = UpdateX, fields = XField` the
+/// update twin (`id`, then each field not marked `#[input(create_only)]` as
+/// `MaybeUndefined`, described from the create field with its null rule)
+/// and the enum of field values. Options and field markers (`part`,
+/// `update_doc`, `#[input(nullable)]`, `#[input(on_update = "..")]`): see
+/// `api_macros`'s `input` module.
 pub use api_macros::mutation_input;
 
 /// What an update input asks for: the row (`id`, global or raw), the fields
