@@ -557,51 +557,17 @@ mod tests {
 
     #[test]
     fn half_a_twin_a_hand_written_client_mutation_id_or_a_changeable_id_is_refused() {
-        let half = expand(
-            quote!(update = UpdateX),
-            quote!(
-                pub struct CreateX {
-                    pub a: i32,
-                }
-            ),
-        );
-        assert!(half.is_err());
-        let echo = expand(
-            quote!(),
-            quote!(
-                pub struct X {
-                    pub client_mutation_id: Option<String>,
-                }
-            ),
-        );
-        assert!(echo.is_err());
-        let doc_alone = expand(
-            quote!(update_doc = "x"),
-            quote!(
-                pub struct CreateX {
-                    pub a: i32,
-                }
-            ),
-        );
-        assert!(doc_alone.is_err());
-        let id = expand(
-            quote!(update = UpdateX, fields = XField, update_doc = "x"),
-            quote!(
-                pub struct CreateX {
-                    pub id: ID,
-                }
-            ),
-        );
-        assert!(id.is_err());
-        let unknown = expand(
-            quote!(),
-            quote!(
-                pub struct X {
-                    #[input(sometimes)]
-                    pub a: i32,
-                }
-            ),
-        );
-        assert!(unknown.is_err());
+        let refused = [
+            ("update = UpdateX", "pub struct CreateX { pub a: i32 }"),
+            ("update_doc = \"x\"", "pub struct CreateX { pub a: i32 }"),
+            ("", "pub struct X { pub client_mutation_id: Option<String> }"),
+            ("update = UpdateX, fields = XField", "pub struct CreateX { pub id: ID }"),
+            ("", "pub struct X { #[input(sometimes)] pub a: i32 }"),
+            ("", "pub struct X { #[input(nullable)] pub a: Option<i32> }"),
+        ];
+        for (attr, item) in refused {
+            let expanded = expand(attr.parse().expect("tokens"), item.parse().expect("tokens"));
+            assert!(expanded.is_err(), "{attr} on {item}");
+        }
     }
 }
