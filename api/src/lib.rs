@@ -62,13 +62,69 @@
 //!   }
 //!   ```
 //!
-//!   A foreign key is two fields:
+//!   Every mutation input is declared with
+//!   [`graphql::payload::mutation_input`] (it adds `clientMutationId`); an
+//!   entity clients change has one create input, and the attribute writes
+//!   its update twin and the enum of its field values from it:
+//!
+//!   ```ignore
+//!   /// A new review.
+//!   #[mutation_input(update = UpdateReviewInput, fields = ReviewField)]
+//!   pub struct CreateReviewInput {
+//!       /// The place to review.
+//!       #[input(create_only)] // not in the update twin
+//!       pub place_id: ID,
+//!       /// 0 to 5.
+//!       pub rating: f64,
+//!       /// Optional text, at most 5000 characters.
+//!       pub comment: Option<String>, // null on update clears it
+//!   }
+//!   ```
+//!
+//!   Payloads and delete inputs are one line each (`crate::payload!`,
+//!   `crate::id_input!`). A foreign key is two fields:
 //!   its raw id (`userId: ID!`) and its object (`user: User`, nullable
 //!   where the viewer may not see the target), resolved with
 //!   [`domain::loader::load`]`::<P>` (batched per table and response).
 //! - `resolvers.rs`: the `XQuery`/`XMutation` objects. Inputs are checked
 //!   with [`graphql::validate`] (text, counts, tokens, ratings,
-//!   coordinates) before any SQL; ids with [`graphql::ids`]; pages with
+//!   coordinates) before any SQL. A field's rules are written once, as the
+//!   [`domain::resolve::InputField`] impl of its entity's field enum (one
+//!   `match` arm per field: check the value, set its column), so create and
+//!   update share them; an update without other rules is one call:
+//!
+//!   ```ignore
+//!   async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<CreateReviewPayload> {
+//!       let me = Reviews::require_writer(&ctx.viewer()?)?;
+//!       let (fields, client_mutation_id) = input.into_fields();
+//!       let row = ReviewField::row(review::ActiveModel { user_id: Set(me), ..Default::default() }, fields)?;
+//!       let review = domain::store::insert(&*ctx.tx().await?, row).await?.into();
+//!       Ok(CreateReviewPayload { review, client_mutation_id })
+//!   }
+//!
+//!   async fn update_review(&self, ctx: &Context<'_>, input: UpdateReviewInput) -> ApiResult<UpdateReviewPayload> {
+//!       let (review, client_mutation_id) = domain::resolve::update::<Reviews, _>(ctx, input).await?;
+//!       Ok(UpdateReviewPayload { review: review.into(), client_mutation_id })
+//!   }
+//!
+//!   impl InputField for ReviewField {
+//!       type Row = review::ActiveModel;
+//!
+//!       fn set(self, row: &mut review::ActiveModel) -> ApiResult<()> {
+//!           match self {
+//!               Self::PlaceId(id) => row.place_id = Set(place_key("placeId", &id)?),
+//!               Self::Rating(rating) => row.rating = Set(validate::rating("rating", rating)?),
+//!               Self::Comment(comment) => row.comment = Set(validate::comment(comment.as_deref())?),
+//!           }
+//!           Ok(())
+//!       }
+//!   }
+//!   ```
+//!
+//!   A rule across fields or needing the stored row is written once over
+//!   the active model (a project's dates, checked on a new row and on a
+//!   stored row with its changes, [`domain::resolve::Update`]). Ids are
+//!   parsed with [`graphql::ids`]; pages with
 //!   [`graphql::pagination`]. A connection field takes one parameter
 //!   marked `#[page]` and its impl carries [`graphql::pagination::paged`]
 //!   above `#[Object]` (or `#[ComplexObject]` for a nested list): the

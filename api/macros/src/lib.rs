@@ -39,6 +39,8 @@
 //! The generated code names `crate::graphql::...`: this attribute is for the
 //! `api` crate alone.
 
+mod input;
+
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
 use quote::quote;
@@ -53,6 +55,14 @@ const ARGUMENTS: [(&str, &str); 4] = [
     ("last", "Page size going backward: the items just before `before`, or the list's last."),
     ("before", "Page back from this cursor (from an edge or `startCursor`)."),
 ];
+
+/// A mutation's input object: derives `InputObject`, adds
+/// `clientMutationId`, and with `update = UpdateX` declares the update twin
+/// and the enum of field values; see the `input` module.
+#[proc_macro_attribute]
+pub fn mutation_input(attr: TokenStream, item: TokenStream) -> TokenStream {
+    input::expand(attr.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+}
 
 /// Gives each method of the impl with a `#[page]` parameter Relay's four
 /// paging arguments in its place; see the crate docs.

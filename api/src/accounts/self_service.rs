@@ -7,7 +7,7 @@
 //! (the request start checks the row) and its websockets close as soon as
 //! the change feed reports the deletion.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, Object, SimpleObject};
 
 use super::policy::Users;
 use super::resolvers::{auth_guard, client_ip};
@@ -18,6 +18,7 @@ use crate::auth::{AccessSession, Attempt, Role, Viewer};
 use crate::domain;
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ContextExt;
+use crate::graphql::payload::mutation_input;
 
 /// Starts a session for `user` (signed up or in just now): its row and
 /// refresh token, and an access token naming it.
@@ -203,20 +204,15 @@ impl AccountSelfMutation {
 }
 
 /// A refresh token to exchange.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct RefreshSessionInput {
     /// The `refreshToken` of the latest `AuthPayload` of the session.
     pub refresh_token: String,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 /// Signing out.
-#[derive(InputObject)]
-pub struct SignOutInput {
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
-}
+#[mutation_input]
+pub struct SignOutInput;
 
 /// Sessions ended by `signOut` or `signOutEverywhere`.
 #[derive(SimpleObject)]
@@ -228,7 +224,7 @@ pub struct SignOutPayload {
 }
 
 /// A new password.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct ChangePasswordInput {
     /// The password the account has now.
     pub current_password: String,
@@ -236,32 +232,26 @@ pub struct ChangePasswordInput {
     /// required (no character classes) and it is not checked against
     /// breached-password lists.
     pub new_password: String,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::payload!(ChangePasswordPayload, user: User, "The signed-in account.");
 
 /// Profile fields to change; a field left out or null stays as it is.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct UpdateProfileInput {
     /// Display name, 1 to 100 characters.
     pub full_name: Option<String>,
     /// 3 to 50 letters, digits, '.', '_' or '-'; unique regardless of case.
     pub username: Option<String>,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::payload!(UpdateProfilePayload, user: User, "The signed-in account as it is now.");
 
 /// Confirmation for deleting an account.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct DeleteAccountInput {
     /// The account's password.
     pub password: String,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 /// An account that no longer exists.

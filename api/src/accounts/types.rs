@@ -1,8 +1,9 @@
-use async_graphql::{ID, InputObject, SimpleObject};
+use async_graphql::{ID, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::auth::Role;
 use crate::graphql::ids::FromModel;
+use crate::graphql::payload::mutation_input;
 
 /// An account. Only its owner, readers, services and admins see it; other
 /// users never see someone else's email.
@@ -75,7 +76,7 @@ impl AuthPayload {
 }
 
 /// A new account. Its role is always `USER`; admins grant other roles.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct SignUpInput {
     /// A valid email address, at most 254 characters.
     pub email: String,
@@ -87,41 +88,33 @@ pub struct SignUpInput {
     pub password: String,
     /// Display name, 1 to 100 characters.
     pub full_name: String,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 /// Credentials for signing in.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct SignInInput {
     /// Email or username.
     pub login: String,
     /// The account's password.
     pub password: String,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 /// An account's new role.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct SetUserRoleInput {
     /// The account to change.
     pub user_id: ID,
     /// The role it gets.
     pub role: Role,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 /// An account to activate or deactivate.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct SetUserActiveInput {
     /// The account to change.
     pub user_id: ID,
     /// False deactivates it: it cannot sign in and its tokens stop working.
     pub is_active: bool,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::payload!(SetUserRolePayload, user: User, "The account with its new role.");

@@ -1,14 +1,15 @@
-use async_graphql::{Context, ID, MaybeUndefined, Object};
+use async_graphql::{Context, ID, Object};
 use entity::airdrop_project;
-use sea_orm::{IntoActiveModel, Set};
+use sea_orm::{ActiveValue, Set};
 
 use super::policy::{Participations, Projects};
 use super::store;
 use super::types::{
-    AirdropProject, AirdropProjectConnection, CreateAirdropProjectInput, CreateAirdropProjectPayload,
-    CreditAirdropTokensInput, CreditAirdropTokensPayload, JoinAirdropInput, JoinAirdropPayload, Participation,
-    UpdateAirdropProjectInput, UpdateAirdropProjectPayload,
+    AirdropProject, AirdropProjectConnection, AirdropProjectField, CreateAirdropProjectInput,
+    CreateAirdropProjectPayload, CreditAirdropTokensInput, CreditAirdropTokensPayload, JoinAirdropInput,
+    JoinAirdropPayload, Participation, UpdateAirdropProjectInput, UpdateAirdropProjectPayload,
 };
+use crate::domain::resolve::{InputField, Update};
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ids::parse_uuid;
@@ -78,21 +79,13 @@ impl AirdropsMutation {
     ) -> ApiResult<CreateAirdropProjectPayload> {
         let viewer = ctx.viewer()?;
         Projects::require_writer(&viewer)?;
-        let row = airdrop_project::ActiveModel {
-            name: Set(validate::text("name", &input.name, 200)?),
-            description: Set(input.description),
-            start_date: Set(input.start_date.0),
-            end_date: Set(input.end_date.0),
-            total_token_allocation: Set(validate::tokens("totalTokenAllocation", input.total_token_allocation.0)?),
-            ..Default::default()
-        };
-        if input.end_date < input.start_date {
-            return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
-        }
+        let (fields, client_mutation_id) = input.into_fields();
+        let row = AirdropProjectField::row(airdrop_project::ActiveModel::default(), fields)?;
+        dates(&row)?;
         let tx = ctx.tx().await?;
         let created = domain::store::insert(&*tx, row).await?;
         let airdrop_project = AirdropProject::new(created, 0, 0);
-        Ok(CreateAirdropProjectPayload { airdrop_project, client_mutation_id: input.client_mutation_id })
+        Ok(CreateAirdropProjectPayload { airdrop_project, client_mutation_id })
     }
 
     /// Changes a project (admins). The allocation cannot drop below what is
@@ -104,46 +97,20 @@ impl AirdropsMutation {
     ) -> ApiResult<UpdateAirdropProjectPayload> {
         let viewer = ctx.viewer()?;
         Projects::require_writer(&viewer)?;
-        let id = domain::resolve::key::<Projects>("id", &input.id)?;
-        // Every argument is checked before the database is asked.
-        let name = validate::not_null("name", input.name)?.map(|n| validate::text("name", &n, 200)).transpose()?;
-        let start_date = validate::not_null("startDate", input.start_date)?;
-        let end_date = validate::not_null("endDate", input.end_date)?;
-        let allocation = validate::not_null("totalTokenAllocation", input.total_token_allocation)?
-            .map(|BigInt(a)| validate::tokens("totalTokenAllocation", a))
-            .transpose()?;
+        let update = Update::<Projects>::check(input)?;
         let tx = ctx.tx().await?;
-        let existing = domain::store::writable::<Projects>(&*tx, &viewer, id).await?;
-        let (start, end) =
-            (start_date.map_or(existing.start_date, |d| d.0), end_date.map_or(existing.end_date, |d| d.0));
-        if end < start {
-            return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
-        }
-        let totals = store::totals(&*tx, vec![id]).await?;
-        let distributed = totals.get(&id).map_or(0, |t| t.1);
-        let mut row = existing.into_active_model();
-        if let Some(name) = name {
-            row.name = Set(name);
-        }
-        match input.description {
-            MaybeUndefined::Undefined => {}
-            MaybeUndefined::Null => row.description = Set(None),
-            MaybeUndefined::Value(description) => row.description = Set(Some(description)),
-        }
-        row.start_date = Set(start);
-        row.end_date = Set(end);
-        if let Some(allocation) = allocation {
+        let row = update.writable(&*tx, &viewer).await?;
+        dates(&row)?;
+        if let ActiveValue::Set(allocation) = row.total_token_allocation {
+            let distributed = store::totals(&*tx, vec![update.key]).await?.get(&update.key).map_or(0, |t| t.1);
             if allocation < distributed {
-                return Err(ApiError::conflict(
-                    "totalTokenAllocation",
-                    format!("{distributed} tokens are already distributed"),
-                ));
+                let message = format!("{distributed} tokens are already distributed");
+                return Err(ApiError::conflict("totalTokenAllocation", message));
             }
-            row.total_token_allocation = Set(allocation);
         }
         let updated = domain::store::update(&*tx, row).await?;
         let airdrop_project = with_totals(&tx, Some(updated)).await?;
-        Ok(UpdateAirdropProjectPayload { airdrop_project, client_mutation_id: input.client_mutation_id })
+        Ok(UpdateAirdropProjectPayload { airdrop_project, client_mutation_id: update.client_mutation_id })
     }
 
     /// Joins a project as the signed-in user (once per project).
@@ -175,6 +142,34 @@ impl AirdropsMutation {
         let participation = store::credit(&*tx, &viewer, id, tokens).await?.into();
         Ok(CreditAirdropTokensPayload { participation, client_mutation_id: input.client_mutation_id })
     }
+}
+
+impl InputField for AirdropProjectField {
+    type Row = airdrop_project::ActiveModel;
+
+    fn set(self, row: &mut airdrop_project::ActiveModel) -> ApiResult<()> {
+        match self {
+            Self::Name(name) => row.name = Set(validate::text("name", &name, 200)?),
+            Self::Description(description) => row.description = Set(description),
+            Self::StartDate(start) => row.start_date = Set(start.0),
+            Self::EndDate(end) => row.end_date = Set(end.0),
+            Self::TotalTokenAllocation(BigInt(tokens)) => {
+                row.total_token_allocation = Set(validate::tokens("totalTokenAllocation", tokens)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A project's last day is not before its first, on the row as it will be
+/// written (a new one, or a stored one with an update's changes on it).
+fn dates(row: &airdrop_project::ActiveModel) -> ApiResult<()> {
+    if let (Some(start), Some(end)) = (row.start_date.try_as_ref(), row.end_date.try_as_ref())
+        && end < start
+    {
+        return Err(ApiError::bad_input("endDate", "endDate must not be before startDate"));
+    }
+    Ok(())
 }
 
 async fn with_totals(tx: &crate::db::Tx, project: Option<airdrop_project::Model>) -> ApiResult<AirdropProject> {

@@ -1,4 +1,4 @@
-use async_graphql::{ComplexObject, Context, ID, InputObject, MaybeUndefined, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use super::loader::Totals;
@@ -7,6 +7,7 @@ use crate::accounts::{User, Users};
 use crate::domain::loader::{load, loader, raw_key};
 use crate::error::ApiResult;
 use crate::graphql::ids::{self, FromModel};
+use crate::graphql::payload::mutation_input;
 use crate::graphql::scalars::{BigInt, Date};
 
 /// A token distribution campaign. Public.
@@ -112,7 +113,7 @@ impl Participation {
 }
 
 /// A new project.
-#[derive(InputObject)]
+#[mutation_input(update = UpdateAirdropProjectInput, fields = AirdropProjectField)]
 pub struct CreateAirdropProjectInput {
     /// Display name, 1 to 200 characters.
     pub name: String,
@@ -123,49 +124,24 @@ pub struct CreateAirdropProjectInput {
     /// Last day, not before the first.
     pub end_date: Date,
     /// Tokens to distribute, 0 to 10^15.
+    #[input(on_update = "not below what is already distributed")]
     pub total_token_allocation: BigInt,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
-}
-
-/// Changes to a project; omitted fields stay as they are, null clears
-/// `description`; null on any other field is BAD_USER_INPUT naming it.
-#[derive(InputObject)]
-pub struct UpdateAirdropProjectInput {
-    /// The project to change.
-    pub id: ID,
-    /// Display name, 1 to 200 characters.
-    pub name: MaybeUndefined<String>,
-    /// Free-text description; null removes it.
-    pub description: MaybeUndefined<String>,
-    /// First day.
-    pub start_date: MaybeUndefined<Date>,
-    /// Last day, not before the first.
-    pub end_date: MaybeUndefined<Date>,
-    /// Tokens to distribute, at most 10^15; not below what is already distributed.
-    pub total_token_allocation: MaybeUndefined<BigInt>,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 /// The project to join.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct JoinAirdropInput {
     /// The project (it must not have ended).
     pub project_id: ID,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 /// Tokens to credit to a participation.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct CreditAirdropTokensInput {
     /// The participation credited.
     pub participation_id: ID,
     /// 1 to 10^15, at most what the project has left.
     pub tokens: BigInt,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::payload!(CreateAirdropProjectPayload, airdrop_project: AirdropProject, "The project as saved.");

@@ -1,17 +1,27 @@
 //! The by-id resolvers every table has, over its policy: the `ID` argument
 //! parsed as the table's key, global or raw (a malformed one, or the global
 //! id of another type, is BAD_USER_INPUT on `id`),
-//! then the read or the delete in the request transaction.
+//! then the read, the update or the delete in the request transaction.
+//!
+//! Create and update share each field's rules: a domain writes one
+//! [`InputField`] impl per entity (a `match` that checks a field value and
+//! sets its column), which a create applies to every field and an
+//! [`update`] to the fields given.
 
 use async_graphql::{Context, ID};
-use sea_orm::{ActiveModelBehavior, EntityTrait, IntoActiveModel};
+use sea_orm::{ActiveModelBehavior, ActiveModelTrait, ActiveValue, EntityTrait, IntoActiveModel, Iterable};
 use uuid::Uuid;
 
 use super::policy::{Model, Policy, PrimaryKey};
 use super::store;
+use crate::auth::Viewer;
 use crate::error::ApiResult;
 use crate::graphql::ContextExt;
 use crate::graphql::ids;
+use crate::graphql::payload::{Changes, UpdateInput};
+
+/// A table's active model, for a policy.
+pub type Row<P> = <<P as Policy>::Entity as EntityTrait>::ActiveModel;
 
 /// A table key from its raw form (what `rowId` holds).
 pub trait KeyFromId: Sized {
@@ -71,4 +81,88 @@ where
     let key = key::<P>("id", id)?;
     let tx = ctx.tx().await?;
     store::delete::<P>(&*tx, &viewer, key).await
+}
+
+/// A field value of a create input or its update twin (the enum
+/// `#[mutation_input(fields = ..)]` declares), checked and set on its row:
+/// the one place a field's rules live.
+pub trait InputField: Sized {
+    /// The table's active model.
+    type Row: ActiveModelTrait;
+
+    /// Checks the value (BAD_USER_INPUT naming the field) and sets its
+    /// column on `row`.
+    fn set(self, row: &mut Self::Row) -> ApiResult<()>;
+
+    /// `row` with every field checked and set: a create's row, over the
+    /// columns the resolver sets itself (the owner, ...).
+    fn row(mut row: Self::Row, fields: Vec<Self>) -> ApiResult<Self::Row> {
+        for field in fields {
+            field.set(&mut row)?;
+        }
+        Ok(row)
+    }
+}
+
+/// An update input, checked: the row's key and the changed columns.
+pub struct Update<P: Policy> {
+    pub key: PrimaryKey<P>,
+    /// The checked changes: only the columns given are set.
+    changes: Row<P>,
+    pub client_mutation_id: Option<String>,
+}
+
+impl<P: Policy> Update<P>
+where
+    PrimaryKey<P>: KeyFromId + Clone,
+    Row<P>: ActiveModelTrait<Entity = P::Entity>,
+    Model<P>: IntoActiveModel<Row<P>>,
+{
+    /// Checks an update input without SQL: its `id`, null on required
+    /// fields, and each given field by its [`InputField`] rules (a bad
+    /// field costs no row lock).
+    pub fn check<I>(input: I) -> ApiResult<Self>
+    where
+        I: UpdateInput,
+        I::Field: InputField<Row = Row<P>>,
+    {
+        let Changes { id, fields, client_mutation_id } = input.into_changes()?;
+        let key = key::<P>("id", &id)?;
+        let changes = I::Field::row(<Row<P> as ActiveModelTrait>::default(), fields)?;
+        Ok(Self { key, changes, client_mutation_id })
+    }
+
+    /// The row if `viewer` may change it (see [`store::writable`]) with the
+    /// changes on it, not yet written. Only the changed columns are set, so
+    /// the UPDATE leaves the others to concurrent writers.
+    pub async fn writable(&self, db: &impl sea_orm::ConnectionTrait, viewer: &Viewer) -> ApiResult<Row<P>> {
+        let mut row = store::writable::<P>(db, viewer, self.key.clone()).await?.into_active_model();
+        for column in <P::Entity as EntityTrait>::Column::iter() {
+            if let ActiveValue::Set(value) = self.changes.get(column) {
+                row.try_set(column, value)?;
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// The whole update mutation of a table without rules beyond its fields':
+/// the role check and the input's checks before any SQL, then the row the
+/// viewer may change, written with the changed columns. Returns the row as
+/// stored and the `clientMutationId`.
+pub async fn update<P, I>(ctx: &Context<'_>, input: I) -> ApiResult<(Model<P>, Option<String>)>
+where
+    P: Policy,
+    I: UpdateInput,
+    I::Field: InputField<Row = Row<P>>,
+    PrimaryKey<P>: KeyFromId + Clone,
+    Row<P>: ActiveModelTrait<Entity = P::Entity> + ActiveModelBehavior + Send,
+    Model<P>: IntoActiveModel<Row<P>>,
+{
+    let viewer = ctx.viewer()?;
+    P::require_writer(&viewer)?;
+    let update = Update::<P>::check(input)?;
+    let tx = ctx.tx().await?;
+    let row = update.writable(&*tx, &viewer).await?;
+    Ok((store::update(&*tx, row).await?, update.client_mutation_id))
 }

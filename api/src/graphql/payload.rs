@@ -1,7 +1,41 @@
 //! Mutation payloads in the Relay shape: the changed object under its
 //! type's name beside the input's `clientMutationId`, one line each, so a
 //! domain declares its payloads without copying a struct per mutation; and
-//! the inputs that only name a row (deletes), likewise.
+//! the inputs: every one declared with [`mutation_input`] (its
+//! `clientMutationId` and, for an entity clients change, its update twin
+//! generated), those that only name a row (deletes) with one line each.
+
+use async_graphql::ID;
+
+use crate::error::ApiResult;
+
+/// Declares a mutation input: `#[derive(InputObject)]` plus
+/// `clientMutationId`, and with `update = UpdateX, fields = XField` the
+/// update twin (`id`, then each field not marked `#[input(create_only)]` as
+/// `MaybeUndefined`, described from the create field with its null rule)
+/// and the enum of field values. Options and field markers (`part`,
+/// `update_doc`, `#[input(nullable)]`, `#[input(on_update = "..")]`): see
+/// `api_macros`'s `input` module.
+pub use api_macros::mutation_input;
+
+/// What an update input asks for: the row (`id`, global or raw), the fields
+/// given, as the create input's types (null on a required field already
+/// refused), and the `clientMutationId` to echo.
+pub struct Changes<F> {
+    pub id: ID,
+    pub fields: Vec<F>,
+    pub client_mutation_id: Option<String>,
+}
+
+/// An update twin declared by [`mutation_input`]; its impl is generated.
+pub trait UpdateInput {
+    /// The enum of the entity's field values.
+    type Field;
+
+    /// The changes asked for, before any SQL: null on a field whose column
+    /// cannot be null is BAD_USER_INPUT naming the field.
+    fn into_changes(self) -> ApiResult<Changes<Self::Field>>;
+}
 
 /// `crate::payload!(CreateReviewPayload, review: Review, "The review as saved.");`
 #[macro_export]
@@ -25,13 +59,10 @@ macro_rules! payload {
 macro_rules! id_input {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
-        #[derive(async_graphql::InputObject)]
+        #[$crate::graphql::payload::mutation_input]
         pub struct $name {
             /// Its `id` (or raw key, `rowId`).
             pub id: async_graphql::ID,
-            /// Echoed in the payload, so a client can match the answer to
-            /// its call.
-            pub client_mutation_id: Option<String>,
         }
     };
 }

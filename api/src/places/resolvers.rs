@@ -1,6 +1,6 @@
-use async_graphql::{Context, ID, MaybeUndefined, Object};
+use async_graphql::{Context, ID, Object};
 use entity::{place, review};
-use sea_orm::{ActiveValue, IntoActiveModel, Set};
+use sea_orm::Set;
 
 use super::policy::{Places, Preferences, Reviews};
 use super::recommend;
@@ -8,11 +8,12 @@ use super::store::{self, PlaceFilter};
 use super::types::{
     CreatePlaceInput, CreatePlacePayload, CreateReviewInput, CreateReviewPayload, DeletePlaceInput, DeletePlacePayload,
     DeletePreferenceInput, DeletePreferencePayload, DeleteReviewInput, DeleteReviewPayload, ImportPlacesInput,
-    ImportPlacesPayload, Place, PlaceConnection, PlaceInput, PlaceOrder, Preference, Recommendation, Review,
-    ReviewConnection, SetPreferenceInput, SetPreferencePayload, UpdatePlaceInput, UpdatePlacePayload,
+    ImportPlacesPayload, Place, PlaceConnection, PlaceField, PlaceOrder, Preference, Recommendation, Review,
+    ReviewConnection, ReviewField, SetPreferenceInput, SetPreferencePayload, UpdatePlaceInput, UpdatePlacePayload,
     UpdateReviewInput, UpdateReviewPayload,
 };
 use super::validate;
+use crate::domain::resolve::InputField;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
@@ -135,41 +136,18 @@ impl PlacesMutation {
     async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<CreateReviewPayload> {
         let viewer = ctx.viewer()?;
         let me = Reviews::require_writer(&viewer)?;
-        let place_id = crate::graphql::ids::raw_key("placeId", &input.place_id, Some("Place"))?;
-        let place_id = validate::text("placeId", &place_id, 100)?;
-        let row = review::ActiveModel {
-            user_id: Set(me),
-            place_id: Set(place_id),
-            rating: Set(validate::rating("rating", input.rating)?),
-            comment: Set(validate::comment(input.comment.as_deref())?),
-            ..Default::default()
-        };
+        let (fields, client_mutation_id) = input.into_fields();
+        let row = ReviewField::row(review::ActiveModel { user_id: Set(me), ..Default::default() }, fields)?;
         let tx = ctx.tx().await?;
         let review = domain::store::insert(&*tx, row).await?.into();
-        Ok(CreateReviewPayload { review, client_mutation_id: input.client_mutation_id })
+        Ok(CreateReviewPayload { review, client_mutation_id })
     }
 
     /// Changes a review. NOT_FOUND for reviews the viewer cannot see,
     /// FORBIDDEN for ones it sees but may not change.
     async fn update_review(&self, ctx: &Context<'_>, input: UpdateReviewInput) -> ApiResult<UpdateReviewPayload> {
-        let viewer = ctx.viewer()?;
-        let id = domain::resolve::key::<Reviews>("id", &input.id)?;
-        let rating = required(input.rating, "rating")?.map(|r| validate::rating("rating", r)).transpose()?;
-        let comment = match input.comment {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(text) => Some(validate::comment(Some(&text))?),
-        };
-        let tx = ctx.tx().await?;
-        let mut row = domain::store::writable::<Reviews>(&*tx, &viewer, id).await?.into_active_model();
-        if let Some(rating) = rating {
-            row.rating = Set(rating);
-        }
-        if let Some(comment) = comment {
-            row.comment = Set(comment);
-        }
-        let review = domain::store::update(&*tx, row).await?.into();
-        Ok(UpdateReviewPayload { review, client_mutation_id: input.client_mutation_id })
+        let (review, client_mutation_id) = domain::resolve::update::<Reviews, _>(ctx, input).await?;
+        Ok(UpdateReviewPayload { review: review.into(), client_mutation_id })
     }
 
     /// Deletes a review and returns it. NOT_FOUND for reviews the viewer
@@ -218,7 +196,7 @@ impl PlacesMutation {
     async fn create_place(&self, ctx: &Context<'_>, input: CreatePlaceInput) -> ApiResult<CreatePlacePayload> {
         let viewer = ctx.viewer()?;
         Places::require_writer(&viewer)?;
-        let row = place_row(input.place)?;
+        let row = PlaceField::row(place::ActiveModel::default(), input.place.into_fields())?;
         let tx = ctx.tx().await?;
         let place = domain::store::insert(&*tx, row).await?.into();
         Ok(CreatePlacePayload { place, client_mutation_id: input.client_mutation_id })
@@ -226,17 +204,8 @@ impl PlacesMutation {
 
     /// Changes a place (admin and service).
     async fn update_place(&self, ctx: &Context<'_>, input: UpdatePlaceInput) -> ApiResult<UpdatePlacePayload> {
-        let viewer = ctx.viewer()?;
-        Places::require_writer(&viewer)?;
-        let id = domain::resolve::key::<Places>("id", &input.id)?;
-        let client_mutation_id = input.client_mutation_id.clone();
-        // Checked before any SQL: a bad field costs no row lock.
-        let changes = place_changes(input)?;
-        let tx = ctx.tx().await?;
-        let mut row = domain::store::writable::<Places>(&*tx, &viewer, id).await?.into_active_model();
-        changes.apply(&mut row);
-        let place = domain::store::update(&*tx, row).await?.into();
-        Ok(UpdatePlacePayload { place, client_mutation_id })
+        let (place, client_mutation_id) = domain::resolve::update::<Places, _>(ctx, input).await?;
+        Ok(UpdatePlacePayload { place: place.into(), client_mutation_id })
     }
 
     /// Deletes a place and its reviews (admin and service), returning it.
@@ -264,32 +233,14 @@ impl PlacesMutation {
             return Ok(ImportPlacesPayload { created: 0, updated: 0, client_mutation_id });
         }
         let ids: Vec<String> = by_id.keys().cloned().collect();
-        let rows = by_id.into_values().map(place_row).collect::<ApiResult<Vec<_>>>()?;
+        let rows = by_id
+            .into_values()
+            .map(|place| PlaceField::row(place::ActiveModel::default(), place.into_fields()))
+            .collect::<ApiResult<Vec<_>>>()?;
         let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
         let tx = ctx.tx().await?;
         let existing = i32::try_from(store::upsert_places(&*tx, rows, ids).await?).unwrap_or(i32::MAX);
         Ok(ImportPlacesPayload { created: count - existing, updated: existing, client_mutation_id })
-    }
-}
-
-/// An update input's field for a NOT NULL column: omitted is `None` (left
-/// as it is); null is BAD_USER_INPUT naming the field, since the column
-/// cannot be cleared.
-fn required<T>(value: MaybeUndefined<T>, field: &'static str) -> ApiResult<Option<T>> {
-    match value {
-        MaybeUndefined::Undefined => Ok(None),
-        MaybeUndefined::Null => Err(ApiError::bad_input(field, format!("{field} cannot be null"))),
-        MaybeUndefined::Value(value) => Ok(Some(value)),
-    }
-}
-
-/// An update input's field for a nullable column: omitted is `None` (left
-/// as it is), null is `Some(None)` (cleared).
-fn clearable<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
-    match value {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(value) => Some(Some(value)),
     }
 }
 
@@ -303,82 +254,41 @@ fn place_key(id: &str) -> ApiResult<String> {
     Ok(id)
 }
 
-fn place_row(input: PlaceInput) -> ApiResult<place::ActiveModel> {
-    Ok(place::ActiveModel {
-        id: Set(place_key(&input.id)?),
-        name: Set(validate::text("name", &input.name, 200)?),
-        lat: Set(validate::lat("lat", input.lat)?),
-        lng: Set(validate::lng("lng", input.lng)?),
-        types: Set(validate::types(&input.types)?),
-        category: Set(validate::optional_text("category", input.category.as_deref(), 100)?),
-        rating: Set(input.rating.map(|r| validate::rating("rating", r)).transpose()?),
-        user_ratings_total: Set(input
-            .user_ratings_total
-            .map(|n| validate::count("userRatingsTotal", n))
-            .transpose()?),
-        description: Set(input.description),
-        created_at: ActiveValue::NotSet,
-        updated_at: ActiveValue::NotSet,
-    })
+impl InputField for ReviewField {
+    type Row = review::ActiveModel;
+
+    fn set(self, row: &mut review::ActiveModel) -> ApiResult<()> {
+        match self {
+            Self::PlaceId(id) => {
+                let place_id = crate::graphql::ids::raw_key("placeId", &id, Some("Place"))?;
+                row.place_id = Set(validate::text("placeId", &place_id, 100)?);
+            }
+            Self::Rating(rating) => row.rating = Set(validate::rating("rating", rating)?),
+            Self::Comment(comment) => row.comment = Set(validate::comment(comment.as_deref())?),
+        }
+        Ok(())
+    }
 }
 
-/// The checked changes of an `UpdatePlaceInput`: `None` leaves a column as
-/// it is, `Some(None)` clears it.
-struct PlaceChanges {
-    name: Option<String>,
-    lat: Option<f64>,
-    lng: Option<f64>,
-    types: Option<Option<String>>,
-    category: Option<Option<String>>,
-    rating: Option<Option<f64>>,
-    user_ratings_total: Option<Option<i32>>,
-    description: Option<Option<String>>,
-}
+impl InputField for PlaceField {
+    type Row = place::ActiveModel;
 
-fn place_changes(input: UpdatePlaceInput) -> ApiResult<PlaceChanges> {
-    Ok(PlaceChanges {
-        name: required(input.name, "name")?.map(|name| validate::text("name", &name, 200)).transpose()?,
-        lat: required(input.lat, "lat")?.map(|lat| validate::lat("lat", lat)).transpose()?,
-        lng: required(input.lng, "lng")?.map(|lng| validate::lng("lng", lng)).transpose()?,
-        types: clearable(input.types)
-            .map(|types| types.map_or(Ok(None), |types| validate::types(&types)))
-            .transpose()?,
-        category: clearable(input.category)
-            .map(|c| validate::optional_text("category", c.as_deref(), 100))
-            .transpose()?,
-        rating: clearable(input.rating).map(|r| r.map(|r| validate::rating("rating", r)).transpose()).transpose()?,
-        user_ratings_total: clearable(input.user_ratings_total)
-            .map(|n| n.map(|n| validate::count("userRatingsTotal", n)).transpose())
-            .transpose()?,
-        description: clearable(input.description),
-    })
-}
-
-impl PlaceChanges {
-    fn apply(self, row: &mut place::ActiveModel) {
-        if let Some(name) = self.name {
-            row.name = Set(name);
+    fn set(self, row: &mut place::ActiveModel) -> ApiResult<()> {
+        match self {
+            Self::Id(id) => row.id = Set(place_key(&id)?),
+            Self::Name(name) => row.name = Set(validate::text("name", &name, 200)?),
+            Self::Lat(lat) => row.lat = Set(validate::lat("lat", lat)?),
+            Self::Lng(lng) => row.lng = Set(validate::lng("lng", lng)?),
+            Self::Types(types) => row.types = Set(validate::types(&types)?),
+            Self::Category(category) => {
+                row.category = Set(validate::optional_text("category", category.as_deref(), 100)?);
+            }
+            Self::Rating(rating) => row.rating = Set(rating.map(|r| validate::rating("rating", r)).transpose()?),
+            Self::UserRatingsTotal(total) => {
+                row.user_ratings_total = Set(total.map(|n| validate::count("userRatingsTotal", n)).transpose()?);
+            }
+            Self::Description(description) => row.description = Set(description),
         }
-        if let Some(lat) = self.lat {
-            row.lat = Set(lat);
-        }
-        if let Some(lng) = self.lng {
-            row.lng = Set(lng);
-        }
-        if let Some(types) = self.types {
-            row.types = Set(types);
-        }
-        if let Some(category) = self.category {
-            row.category = Set(category);
-        }
-        if let Some(rating) = self.rating {
-            row.rating = Set(rating);
-        }
-        if let Some(total) = self.user_ratings_total {
-            row.user_ratings_total = Set(total);
-        }
-        if let Some(description) = self.description {
-            row.description = Set(description);
-        }
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use super::policy::Places;
@@ -6,6 +6,7 @@ use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::ApiResult;
 use crate::graphql::ids::FromModel;
+use crate::graphql::payload::mutation_input;
 
 /// A place people can review, from the seed's `place` table. Public.
 #[derive(SimpleObject, FromModel, Clone)]
@@ -167,61 +168,44 @@ pub enum PlaceOrder {
 }
 
 /// A new review.
-#[derive(InputObject)]
+#[mutation_input(update = UpdateReviewInput, fields = ReviewField)]
 pub struct CreateReviewInput {
     /// The place to review.
+    #[input(create_only)]
     pub place_id: ID,
     /// 0 to 5.
     pub rating: f64,
     /// Optional text, at most 5000 characters.
     pub comment: Option<String>,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
-}
-
-/// Changes to a review: an omitted field stays as it is, null clears a
-/// nullable one (`comment`); null on `rating` is BAD_USER_INPUT.
-#[derive(InputObject)]
-pub struct UpdateReviewInput {
-    /// The review to change.
-    pub id: ID,
-    /// 0 to 5; cannot be null.
-    pub rating: MaybeUndefined<f64>,
-    /// New text, at most 5000 characters; null removes it.
-    pub comment: MaybeUndefined<String>,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::id_input!(DeleteReviewInput, "The review to delete.");
 
 /// A preference to create or replace.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct SetPreferenceInput {
     /// The place category, at most 100 characters.
     pub category: String,
     /// 0 to 5.
     pub rating: f64,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 /// The preference to delete: give its `id`, or the `category` it is about
 /// (the signed-in user has at most one per category); exactly one of them.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct DeletePreferenceInput {
     /// The preference to delete.
     pub id: Option<ID>,
     /// The category whose preference to delete.
     pub category: Option<String>,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 /// A complete place, for createPlace and importPlaces.
-#[derive(InputObject, Clone)]
+#[mutation_input(part, update = UpdatePlaceInput, fields = PlaceField)]
+#[derive(Clone)]
 pub struct PlaceInput {
     /// The Google Place ID, at most 100 characters.
+    #[input(create_only)]
     pub id: ID,
     /// Display name, 1 to 200 characters.
     pub name: String,
@@ -231,6 +215,7 @@ pub struct PlaceInput {
     pub lng: f64,
     /// Google place types.
     #[graphql(default)]
+    #[input(nullable, on_update = "so does an empty list")]
     pub types: Vec<String>,
     /// Category, at most 100 characters.
     pub category: Option<String>,
@@ -243,50 +228,19 @@ pub struct PlaceInput {
 }
 
 /// A new place: the fields of a `PlaceInput`.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct CreatePlaceInput {
     #[graphql(flatten)]
     pub place: PlaceInput,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
-}
-
-/// Changes to a place: an omitted field stays as it is, null clears a
-/// nullable one (`types`, `category`, `rating`, `userRatingsTotal`,
-/// `description`); null on `name`, `lat` or `lng` is BAD_USER_INPUT.
-#[derive(InputObject)]
-pub struct UpdatePlaceInput {
-    /// The place to change.
-    pub id: ID,
-    /// Display name, 1 to 200 characters; cannot be null.
-    pub name: MaybeUndefined<String>,
-    /// Latitude, -90 to 90; cannot be null.
-    pub lat: MaybeUndefined<f64>,
-    /// Longitude, -180 to 180; cannot be null.
-    pub lng: MaybeUndefined<f64>,
-    /// Google place types; null or an empty list removes them.
-    pub types: MaybeUndefined<Vec<String>>,
-    /// Category, at most 100 characters; null removes it.
-    pub category: MaybeUndefined<String>,
-    /// Average rating, 0 to 5; null removes it.
-    pub rating: MaybeUndefined<f64>,
-    /// Number of ratings, 0 or more; null removes it.
-    pub user_ratings_total: MaybeUndefined<i32>,
-    /// Free-text description; null removes it.
-    pub description: MaybeUndefined<String>,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::id_input!(DeletePlaceInput, "The place to delete (its reviews go with it).");
 
 /// Places to create or overwrite, by id.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct ImportPlacesInput {
     /// At most 1000 places; within the list, the last entry for an id wins.
     pub places: Vec<PlaceInput>,
-    /// Echoed back in the payload, for clients that match responses to requests.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::payload!(CreateReviewPayload, review: Review, "The review as saved.");

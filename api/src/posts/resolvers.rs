@@ -6,9 +6,10 @@ use super::policy::{self, Comments, Posts};
 use super::store;
 use super::types::{
     AddCommentInput, AddCommentPayload, CreatePostInput, CreatePostPayload, DeleteCommentInput, DeleteCommentPayload,
-    DeletePostInput, DeletePostPayload, Post, PostConnection, PublishPostInput, PublishPostPayload, UpdatePostInput,
-    UpdatePostPayload,
+    DeletePostInput, DeletePostPayload, Post, PostConnection, PostField, PublishPostInput, PublishPostPayload,
+    UpdatePostInput, UpdatePostPayload,
 };
+use crate::domain::resolve::InputField;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ids::parse_uuid;
@@ -59,34 +60,17 @@ impl PostsMutation {
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> ApiResult<CreatePostPayload> {
         let viewer = ctx.viewer()?;
         let me = Posts::require_writer(&viewer)?;
-        let row = post::ActiveModel {
-            author_id: Set(me),
-            title: Set(validate::text("title", &input.title, 300)?),
-            body: Set(body(&input.body)?),
-            published: Set(input.published),
-            ..Default::default()
-        };
+        let (fields, client_mutation_id) = input.into_fields();
+        let row = PostField::row(post::ActiveModel { author_id: Set(me), ..Default::default() }, fields)?;
         let tx = ctx.tx().await?;
         let post = domain::store::insert(&*tx, row).await?.into();
-        Ok(CreatePostPayload { post, client_mutation_id: input.client_mutation_id })
+        Ok(CreatePostPayload { post, client_mutation_id })
     }
 
     /// Changes a post's title or body (its author or an admin).
     async fn update_post(&self, ctx: &Context<'_>, input: UpdatePostInput) -> ApiResult<UpdatePostPayload> {
-        let viewer = ctx.viewer()?;
-        let id = domain::resolve::key::<Posts>("id", &input.id)?;
-        let title = validate::not_null("title", input.title)?.map(|t| validate::text("title", &t, 300)).transpose()?;
-        let text = validate::not_null("body", input.body)?.as_deref().map(body).transpose()?;
-        let tx = ctx.tx().await?;
-        let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
-        if let Some(title) = title {
-            row.title = Set(title);
-        }
-        if let Some(text) = text {
-            row.body = Set(text);
-        }
-        let post = domain::store::update(&*tx, row).await?.into();
-        Ok(UpdatePostPayload { post, client_mutation_id: input.client_mutation_id })
+        let (post, client_mutation_id) = domain::resolve::update::<Posts, _>(ctx, input).await?;
+        Ok(UpdatePostPayload { post: post.into(), client_mutation_id })
     }
 
     /// Publishes a post, or with `published: false` takes it back to draft.
@@ -137,9 +121,21 @@ impl PostsMutation {
     }
 }
 
-fn body(text: &str) -> ApiResult<String> {
-    if text.chars().count() > 100_000 {
-        return Err(ApiError::bad_input("body", "body must have at most 100000 characters"));
+impl InputField for PostField {
+    type Row = post::ActiveModel;
+
+    fn set(self, row: &mut post::ActiveModel) -> ApiResult<()> {
+        match self {
+            Self::Title(title) => row.title = Set(validate::text("title", &title, 300)?),
+            Self::Body(body) => {
+                // May be empty (a title-only post), unlike every other text.
+                if body.chars().count() > 100_000 {
+                    return Err(ApiError::bad_input("body", "body must have at most 100000 characters"));
+                }
+                row.body = Set(body);
+            }
+            Self::Published(published) => row.published = Set(published),
+        }
+        Ok(())
     }
-    Ok(text.to_owned())
 }

@@ -1,5 +1,5 @@
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{ComplexObject, Context, ID, InputObject, MaybeUndefined, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 use uuid::Uuid;
 
@@ -9,6 +9,7 @@ use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ids::FromModel;
 use crate::graphql::pagination::{ChildPage, PageArgs, paged};
+use crate::graphql::payload::mutation_input;
 
 /// How another user appears: their public handle and name only.
 ///
@@ -128,7 +129,11 @@ impl Comment {
 }
 
 /// A new post (a draft unless `published`).
-#[derive(InputObject)]
+#[mutation_input(
+    update = UpdatePostInput,
+    fields = PostField,
+    update_doc = "Changes to a post; omitted fields stay as they are. An empty `body` is the way to empty it."
+)]
 pub struct CreatePostInput {
     /// Title, 1 to 300 characters.
     pub title: String,
@@ -137,49 +142,29 @@ pub struct CreatePostInput {
     pub body: String,
     /// Publish at once.
     #[graphql(default)]
+    #[input(create_only)]
     pub published: bool,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
-}
-
-/// Changes to a post; omitted fields stay as they are. Both fields are
-/// non-null columns: null is BAD_USER_INPUT naming the field (an empty
-/// `body` is the way to empty it).
-#[derive(InputObject)]
-pub struct UpdatePostInput {
-    /// The post to change.
-    pub id: ID,
-    /// Title, 1 to 300 characters.
-    pub title: MaybeUndefined<String>,
-    /// Body text, at most 100000 characters.
-    pub body: MaybeUndefined<String>,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 /// A post to publish or take back to draft.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct PublishPostInput {
     /// The post.
     pub id: ID,
     /// True publishes it, false takes it back to draft.
     #[graphql(default = true)]
     pub published: bool,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::id_input!(DeletePostInput, "The post to delete (its comments go with it).");
 
 /// A new comment.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct AddCommentInput {
     /// The post commented on; one the viewer can see.
     pub post_id: ID,
     /// Text, 1 to 10000 characters.
     pub body: String,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::id_input!(DeleteCommentInput, "The comment to delete (its author, the post's author or an admin may).");

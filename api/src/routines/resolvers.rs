@@ -1,14 +1,15 @@
 use async_graphql::{Context, ID, Object};
 use entity::{routine, routine_run};
-use sea_orm::{ActiveValue::NotSet, IntoActiveModel, Set};
+use sea_orm::{IntoActiveModel, Set};
 
 use super::policy::{self, Routines, Runs, Stats};
 use super::store;
 use super::types::{
     CreateRoutineInput, CreateRoutinePayload, DeleteRoutineInput, DeleteRoutinePayload, FinishRunInput,
-    FinishRunPayload, LeaderboardEntry, Routine, RoutineConnection, RoutineRun, RoutineRunConnection, RunStatus,
-    StartRunInput, StartRunPayload, UpdateRoutineInput, UpdateRoutinePayload, UserStats, validate_steps,
+    FinishRunPayload, LeaderboardEntry, Routine, RoutineConnection, RoutineField, RoutineRun, RoutineRunConnection,
+    RunStatus, StartRunInput, StartRunPayload, UpdateRoutineInput, UpdateRoutinePayload, UserStats, validate_steps,
 };
+use crate::domain::resolve::InputField;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ids::parse_uuid;
@@ -111,47 +112,17 @@ impl RoutinesMutation {
     async fn create_routine(&self, ctx: &Context<'_>, input: CreateRoutineInput) -> ApiResult<CreateRoutinePayload> {
         let viewer = ctx.viewer()?;
         let me = Routines::require_writer(&viewer)?;
-        let name = validate::text("name", &input.name, 200)?;
-        validate_steps(&input.steps)?;
-        let row = routine::ActiveModel {
-            id: NotSet,
-            user_id: Set(me),
-            name: Set(name),
-            steps: Set(input.steps.0),
-            tokens_per_run: Set(validate::count("tokensPerRun", input.tokens_per_run)?),
-            created_at: NotSet,
-            updated_at: NotSet,
-        };
+        let (fields, client_mutation_id) = input.into_fields();
+        let row = RoutineField::row(routine::ActiveModel { user_id: Set(me), ..Default::default() }, fields)?;
         let tx = ctx.tx().await?;
         let routine = domain::store::insert(&*tx, row).await?.into();
-        Ok(CreateRoutinePayload { routine, client_mutation_id: input.client_mutation_id })
+        Ok(CreateRoutinePayload { routine, client_mutation_id })
     }
 
     /// Changes a routine (its owner or an admin).
     async fn update_routine(&self, ctx: &Context<'_>, input: UpdateRoutineInput) -> ApiResult<UpdateRoutinePayload> {
-        let viewer = ctx.viewer()?;
-        let id = domain::resolve::key::<Routines>("id", &input.id)?;
-        let name = validate::not_null("name", input.name)?.map(|n| validate::text("name", &n, 200)).transpose()?;
-        let steps = validate::not_null("steps", input.steps)?;
-        if let Some(steps) = &steps {
-            validate_steps(steps)?;
-        }
-        let tokens = validate::not_null("tokensPerRun", input.tokens_per_run)?
-            .map(|t| validate::count("tokensPerRun", t))
-            .transpose()?;
-        let tx = ctx.tx().await?;
-        let mut row = domain::store::writable::<Routines>(&*tx, &viewer, id).await?.into_active_model();
-        if let Some(name) = name {
-            row.name = Set(name);
-        }
-        if let Some(steps) = steps {
-            row.steps = Set(steps.0);
-        }
-        if let Some(tokens) = tokens {
-            row.tokens_per_run = Set(tokens);
-        }
-        let routine = domain::store::update(&*tx, row).await?.into();
-        Ok(UpdateRoutinePayload { routine, client_mutation_id: input.client_mutation_id })
+        let (routine, client_mutation_id) = domain::resolve::update::<Routines, _>(ctx, input).await?;
+        Ok(UpdateRoutinePayload { routine: routine.into(), client_mutation_id })
     }
 
     /// Deletes a routine and its runs (the owner's stats follow), returning it.
@@ -203,5 +174,21 @@ impl RoutinesMutation {
         row.end_time = Set(Some(end));
         let run = domain::store::update(&*tx, row).await?.into();
         Ok(FinishRunPayload { run, client_mutation_id: input.client_mutation_id })
+    }
+}
+
+impl InputField for RoutineField {
+    type Row = routine::ActiveModel;
+
+    fn set(self, row: &mut routine::ActiveModel) -> ApiResult<()> {
+        match self {
+            Self::Name(name) => row.name = Set(validate::text("name", &name, 200)?),
+            Self::Steps(steps) => {
+                validate_steps(&steps)?;
+                row.steps = Set(steps.0);
+            }
+            Self::TokensPerRun(tokens) => row.tokens_per_run = Set(validate::count("tokensPerRun", tokens)?),
+        }
+        Ok(())
     }
 }

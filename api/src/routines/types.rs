@@ -1,4 +1,4 @@
-use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Json, MaybeUndefined, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, Json, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use super::policy::Routines;
@@ -6,6 +6,7 @@ use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ids::FromModel;
+use crate::graphql::payload::mutation_input;
 use crate::graphql::scalars::BigInt;
 
 /// A repeatable sequence of steps that earns tokens when it runs.
@@ -176,7 +177,7 @@ impl LeaderboardEntry {
 }
 
 /// A new routine.
-#[derive(InputObject)]
+#[mutation_input(update = UpdateRoutineInput, fields = RoutineField)]
 pub struct CreateRoutineInput {
     /// Display name, 1 to 200 characters.
     pub name: String,
@@ -185,39 +186,19 @@ pub struct CreateRoutineInput {
     /// Tokens a run is expected to earn, 0 or more.
     #[graphql(default)]
     pub tokens_per_run: i32,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
-}
-
-/// Changes to a routine; omitted fields stay as they are. Every field is a
-/// non-null column: null is BAD_USER_INPUT naming the field.
-#[derive(InputObject)]
-pub struct UpdateRoutineInput {
-    /// The routine to change.
-    pub id: ID,
-    /// Display name, 1 to 200 characters.
-    pub name: MaybeUndefined<String>,
-    /// A JSON array of 0 to 100 step objects, each with a non-empty string `action`.
-    pub steps: MaybeUndefined<Json<serde_json::Value>>,
-    /// Tokens a run is expected to earn, 0 or more.
-    pub tokens_per_run: MaybeUndefined<i32>,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::id_input!(DeleteRoutineInput, "The routine to delete (its runs go with it).");
 
 /// The routine to start a run of.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct StartRunInput {
     /// The routine to run.
     pub routine_id: ID,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 /// How a running run ended.
-#[derive(InputObject)]
+#[mutation_input]
 pub struct FinishRunInput {
     /// The run to finish (it must be RUNNING).
     pub id: ID,
@@ -227,8 +208,6 @@ pub struct FinishRunInput {
     pub tokens_earned: i32,
     /// When it ended; now when omitted. Not before the run's start.
     pub end_time: Option<DateTime<FixedOffset>>,
-    /// Echoed in the payload, so a client can match the answer to its call.
-    pub client_mutation_id: Option<String>,
 }
 
 crate::payload!(CreateRoutinePayload, routine: Routine, "The routine as saved.");

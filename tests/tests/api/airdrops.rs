@@ -1,5 +1,6 @@
 //! The airdrops API (Dropfarm).
 
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::{TestApp, error_code};
 
@@ -195,4 +196,46 @@ async fn an_update_input_clears_the_description_with_null_and_refuses_null_for_e
         assert_eq!(error_code(&response), "BAD_USER_INPUT", "{field}: {response}");
         assert_eq!(response["errors"][0]["extensions"]["field"], field, "{response}");
     }
+}
+
+#[tokio::test]
+async fn an_update_writes_only_the_columns_it_names_and_checks_new_dates_against_the_stored_ones() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up_as("root", "admin").await;
+    let id = app.data(Some(&admin.token), CREATE, project(100)).await["createAirdropProject"]["airdropProject"]["id"]
+        .clone();
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+    // Deltas, not a reset: pg_stat_statements is shared with tests running
+    // at the same time in other databases.
+    let writes = |like| statement_calls(&app, like);
+    let (name_only, any_date) =
+        (r#"UPDATE "airdrop_project" SET "name" = $1 WHERE %"#, r#"UPDATE "airdrop_project" SET %_date" = $%"#);
+    let before = (writes(name_only).await, writes(any_date).await);
+
+    let update = "mutation($input: UpdateAirdropProjectInput!) { updateAirdropProject(input: $input) { airdropProject { name startDate endDate } } }";
+    let renamed = app.data(Some(&admin.token), update, json!({ "input": { "id": id, "name": "Renamed" } })).await;
+    assert_eq!(
+        renamed["updateAirdropProject"]["airdropProject"],
+        json!({ "name": "Renamed", "startDate": "2026-01-01", "endDate": "2099-12-31" })
+    );
+    // Writing the dates it was not given would undo a concurrent change of them.
+    assert_eq!(writes(name_only).await - before.0, 1, "the UPDATE sets the name alone");
+    assert_eq!(writes(any_date).await - before.1, 0, "no date was written");
+
+    // The one date rule, on the stored row with the change on it.
+    let backwards =
+        app.graphql(Some(&admin.token), update, json!({ "input": { "id": id, "endDate": "2025-12-31" } })).await;
+    assert_eq!(error_code(&backwards), "BAD_USER_INPUT", "{backwards}");
+    assert_eq!(backwards["errors"][0]["extensions"]["field"], "endDate");
+    let later = app.data(Some(&admin.token), update, json!({ "input": { "id": id, "startDate": "2099-01-01" } })).await;
+    assert_eq!(later["updateAirdropProject"]["airdropProject"]["startDate"], "2099-01-01");
+}
+
+/// How often this database ran statements like `like` (pg_stat_statements).
+async fn statement_calls(app: &TestApp, like: &str) -> i64 {
+    app.count(&format!(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+         WHERE d.datname = current_database() AND s.query LIKE '{like}'"
+    ))
+    .await
 }
