@@ -97,7 +97,7 @@ pub trait Published: OutputType + From<Model<Self::Policy>> + 'static {
 }
 
 /// The table `E`'s events come from: its policy's entity's.
-pub fn table<E: Published>() -> &'static str {
+fn table<E: Published>() -> &'static str {
     <E::Policy as Policy>::Entity::default().table_name()
 }
 
@@ -385,5 +385,53 @@ mod tests {
         };
         let change = Change::<Note>::of(delivery).unwrap_or_else(|e| panic!("{}", e.message()));
         assert_eq!(change.node.title, "before");
+    }
+
+    /// A table no domain declares published.
+    mod ledger {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+        #[sea_orm(table_name = "ledger")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    struct Ledger;
+
+    impl Policy for Ledger {
+        type Entity = ledger::Entity;
+        const NAME: &'static str = "entry";
+        const TYPE: &'static str = "Entry";
+    }
+
+    #[derive(async_graphql::SimpleObject)]
+    struct Entry {
+        id: i64,
+    }
+
+    impl From<ledger::Model> for Entry {
+        fn from(row: ledger::Model) -> Self {
+            Self { id: row.id }
+        }
+    }
+
+    impl Published for Entry {
+        type Policy = Ledger;
+        const EVENT: EventSchema = EventSchema::new("EntryChangeEvent", "A change to an entry.", "entry");
+    }
+
+    #[test]
+    fn a_feed_reads_its_policy_s_table_and_only_one_a_domain_declared_published() {
+        assert_eq!(table::<Note>(), "post");
+        assert_eq!(tables::<Note>().ok(), Some(&["post"][..]));
+        assert!(matches!(tables::<Entry>(), Err(ApiError::Internal)));
     }
 }
