@@ -30,16 +30,24 @@
 //! - `policy.rs`: one unit struct per table implementing
 //!   [`domain::Policy`]. Mostly data: the entity, a `NAME` for messages,
 //!   the `OWNER` column for a table whose rows belong to a user (the
-//!   ownership rule is the default), the `WRITERS` roles and the `DENIED`
-//!   message. Override `visible_to`/`can_write` only where the rule
-//!   differs; it mirrors the table's RLS policies in its migration.
-//! - `store.rs`: only the queries that are the domain's own (filters,
-//!   orderings, joins, upserts), each scoped by `P::visible_to`. Finding a
-//!   row by id, a row the viewer may change, insert, update and delete are
-//!   [`domain::store`]'s: `visible::<P>`, `writable::<P>`, `insert`,
-//!   `update`, `delete::<P>`, and from an `ID` argument
-//!   [`domain::resolve`]'s `one::<P>` and `delete::<P>`. Role checks before
-//!   any SQL are `P::require_writer`; resolvers do not test roles themselves.
+//!   ownership rule is the default), `PUBLIC` for a table every viewer
+//!   reads, the `WRITERS` roles and the `DENIED` message. Only where the
+//!   rule differs, override `visible_to` (SQL) with its in-memory twin
+//!   `can_read` (for the change feed), or `can_write`; it mirrors the
+//!   table's RLS policies in its migration.
+//! - `store.rs`: the orderings of its lists ([`graphql::pagination::SortKey`]
+//!   constants, with the index each uses) and only the queries that are the
+//!   domain's own (filters, joins, upserts), each starting from
+//!   `domain::store::visible_rows::<P>(viewer, owner)`. The rest is
+//!   [`domain::store`]'s, over the policy: a row by id (`visible::<P>`),
+//!   a row the viewer may change (`writable::<P>`), the rows the viewer
+//!   sees, all or one owner's, as a page or a list (`visible_page::<P>`,
+//!   `visible_list::<P>`), `insert`, `update`, `delete::<P>`; and from the
+//!   resolver's context [`domain::resolve`]'s `one::<P>` and `delete::<P>`
+//!   (an `ID` argument), `page::<P>` (`users`, `posts(authorId)`) and the
+//!   signed-in user's own rows, `my_page::<P>` and `my_list::<P>`. Role
+//!   checks before any SQL are `P::require_writer`; resolvers do not test
+//!   roles themselves.
 //! - `types.rs`: GraphQL types (`///` on each field becomes the schema's
 //!   description) and input objects. Entities never derive GraphQL traits;
 //!   a type built from one row derives its `From<entity::x::Model>` with
@@ -139,10 +147,7 @@
 //!   impl RoutinesQuery {
 //!       /// The signed-in user's routines, newest first.
 //!       async fn my_routines(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<RoutineConnection> {
-//!           let viewer = ctx.viewer()?;
-//!           let me = viewer.require_user()?;
-//!           let tx = ctx.tx().await?;
-//!           Ok(store::list_routines(&*tx, &viewer, me, &page).await?.map(Routine::from).into())
+//!           Ok(domain::resolve::my_page::<Routines>(ctx, &page, &store::ROUTINES).await?.map(Routine::from).into())
 //!       }
 //!   }
 //!   ```
@@ -150,9 +155,12 @@
 //!   A nested list batched by a DataLoader takes `#[page] args: PageArgs`
 //!   (its key) instead of a `Page` (`Post.comments`).
 //! - `subscriptions.rs` (if the tables are published on the change feed):
-//!   `impl realtime::Published` for each watched node type (its table, its
-//!   event's schema names, its model; visibility defaults to ownership), and
-//!   a resolver returning `realtime::changes::<E>(ctx, after, filter)`.
+//!   `impl realtime::Published` for each watched node type, two lines: its
+//!   table's `type Policy` (which gives the table, the model its captured
+//!   rows decode into and who sees them) and its event's schema names
+//!   (`EVENT`); and resolvers returning `realtime::my_changes::<E>(ctx,
+//!   after)` (the signed-in user's rows), `owned_changes` (one owner's or
+//!   all) or `changes::<E>(ctx, after, filter)` (a filter of their own).
 //! - `mod.rs`: the module list, what the domain exports, and `DOMAIN`: each
 //!   named constraint of its tables and the client error its violation means
 //!   (a CONFLICT on a field, a BAD_USER_INPUT, a NOT_FOUND), and the key of

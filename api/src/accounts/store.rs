@@ -3,19 +3,15 @@
 //! request switches to it for one statement (see [`one_as_signin`]).
 
 use entity::users;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Set, Statement,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Set, Statement};
 use uuid::Uuid;
 
-use super::policy::Users;
 use crate::auth::{Role, Viewer};
-use crate::domain::Policy;
 use crate::error::ApiResult;
-use crate::graphql::pagination::{Page, PageOf, SortKey};
+use crate::graphql::pagination::SortKey;
 
 /// Oldest accounts first; index `idx_users_oldest`.
-const USERS: SortKey<users::Entity> =
+pub const USERS: SortKey<users::Entity> =
     SortKey::new("user.oldest", false, &[users::Column::CreatedAt, users::Column::Id]);
 
 /// Creates an account with role `user` (as `app_signin`: no viewer role
@@ -93,11 +89,6 @@ pub(super) async fn one_as_signin(
 /// Role names are fixed strings from the migrations, never user input.
 fn set_role_sql(role: &str) -> String {
     format!("SELECT set_config('role', '{role}', true)")
-}
-
-pub async fn list_visible(db: &impl ConnectionTrait, viewer: &Viewer, page: &Page) -> ApiResult<PageOf<users::Model>> {
-    let query = users::Entity::find().filter(Users::visible_to(viewer));
-    page.fetch(db, query, &USERS).await
 }
 
 pub async fn update_admin_fields(

@@ -3,7 +3,6 @@
 //! participations; services credit tokens; readers read all.
 
 use entity::{airdrop_project, user_airdrop_participation as participation};
-use sea_orm::Condition;
 
 use crate::auth::{Role, Viewer};
 use crate::domain::Policy;
@@ -14,12 +13,9 @@ impl Policy for Projects {
     type Entity = airdrop_project::Entity;
     const NAME: &'static str = "airdrop project";
     const TYPE: &'static str = "AirdropProject";
+    const PUBLIC: bool = true;
     const WRITERS: &'static [Role] = &[Role::Admin];
     const DENIED: Option<&'static str> = Some("only admins manage airdrop projects");
-
-    fn visible_to(_viewer: &Viewer) -> Condition {
-        Condition::all()
-    }
 }
 
 /// A user joins (creates) their own participations; the tokens on one are

@@ -59,10 +59,8 @@ impl AirdropsQuery {
     /// The signed-in user's participations, latest first.
     #[graphql(complexity = "crate::graphql::cost::unsized_list(child_complexity)")]
     async fn my_participations(&self, ctx: &Context<'_>) -> ApiResult<Vec<Participation>> {
-        let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
-        let tx = ctx.tx().await?;
-        Ok(store::list_participations(&*tx, &viewer, me).await?.into_iter().map(Participation::from).collect())
+        let rows = domain::resolve::my_list::<Participations>(ctx, &store::PARTICIPATIONS).await?;
+        Ok(rows.into_iter().map(Participation::from).collect())
     }
 }
 

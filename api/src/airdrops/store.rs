@@ -4,21 +4,20 @@ use std::collections::HashMap;
 
 use entity::{airdrop_project, user_airdrop_participation as participation};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    Statement,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
 use uuid::Uuid;
 
 use super::policy::Participations;
 use crate::auth::Viewer;
-use crate::domain::Policy;
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
 /// Latest start first; index `idx_airdrop_project_latest`.
 const PROJECTS: SortKey<airdrop_project::Entity> =
     SortKey::new("airdrop.latest", true, &[airdrop_project::Column::StartDate, airdrop_project::Column::Id]);
+/// A user's participations, latest first.
+pub const PARTICIPATIONS: SortKey<participation::Entity> =
+    SortKey::new("participation.latest", true, &[participation::Column::ParticipationDate, participation::Column::Id]);
 
 pub async fn list_projects(
     db: &impl ConnectionTrait,
@@ -53,19 +52,6 @@ pub async fn totals(db: &impl ConnectionTrait, ids: Vec<Uuid>) -> ApiResult<Hash
     .all(db)
     .await?;
     Ok(rows.into_iter().map(|r| (r.project_id, (r.participants, r.tokens_distributed))).collect())
-}
-
-pub async fn list_participations(
-    db: &impl ConnectionTrait,
-    viewer: &Viewer,
-    owner: Uuid,
-) -> ApiResult<Vec<participation::Model>> {
-    Ok(participation::Entity::find()
-        .filter(Participations::visible_to(viewer))
-        .filter(participation::Column::UserId.eq(owner))
-        .order_by_desc(participation::Column::ParticipationDate)
-        .all(db)
-        .await?)
 }
 
 pub async fn join(db: &impl ConnectionTrait, user: Uuid, project: Uuid) -> ApiResult<participation::Model> {

@@ -4,8 +4,12 @@
 //!   table, in the domain's `policy.rs`.
 //! - [`store`]: the reads and writes that are the same for every table,
 //!   generic over the policy: find a visible row, a row the viewer may
-//!   change, insert, update, delete. A domain's `store.rs` keeps only the
-//!   queries that are its own (filters, orderings, joins, upserts).
+//!   change, the rows the viewer sees (all, or one owner's) as a page or a
+//!   list, insert, update, delete. A domain's `store.rs` keeps its lists'
+//!   orderings and only the queries that are its own (filters, joins,
+//!   upserts).
+//! - [`resolve`]: the same from a resolver's context: a row by its `ID`
+//!   argument, a delete, a page of rows, the signed-in user's rows.
 //! - [`Constraint`]: a named database constraint and the client error it
 //!   means, declared by each domain in its `mod.rs` (`CONSTRAINTS`) and
 //!   registered once in [`DOMAINS`].

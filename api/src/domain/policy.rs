@@ -22,8 +22,9 @@ pub type PrimaryKey<P> = <<<P as Policy>::Entity as EntityTrait>::PrimaryKey as 
 /// ([`ownership`]): a table that names its owner column ([`Policy::OWNER`])
 /// is read by its owner, readers, services and admins, and written by its
 /// owner and by services and admins, as far as its [`Policy::WRITERS`]
-/// allow. A table with another rule overrides [`Policy::visible_to`] or
-/// [`Policy::can_write`].
+/// allow; a [`Policy::PUBLIC`] table is read by every viewer. A table with
+/// another rule overrides [`Policy::visible_to`] and its in-memory twin
+/// [`Policy::can_read`], or [`Policy::can_write`].
 pub trait Policy {
     /// The table.
     type Entity: EntityTrait;
@@ -35,6 +36,9 @@ pub trait Policy {
     /// The column holding the id of the user a row belongs to, for tables
     /// under the ownership rule.
     const OWNER: Option<<Self::Entity as EntityTrait>::Column> = None;
+    /// Every viewer, the anonymous one included, reads every row (a
+    /// catalogue such as places); writes are still the [`Policy::WRITERS`]'.
+    const PUBLIC: bool = false;
     /// The roles that may add or change rows at all; by default all but the
     /// read-only one.
     const WRITERS: &'static [Role] = &[Role::User, Role::Service, Role::Admin];
@@ -43,9 +47,24 @@ pub trait Policy {
     const DENIED: Option<&'static str> = None;
 
     /// The rows `viewer` may read, as a condition on every query. By
-    /// default the owner's rows (none for a table without [`Policy::OWNER`]).
+    /// default every row of a [`Policy::PUBLIC`] table, else the owner's
+    /// rows (none for a table without [`Policy::OWNER`]).
     fn visible_to(viewer: &Viewer) -> Condition {
+        if Self::PUBLIC {
+            return Condition::all();
+        }
         Self::OWNER.map_or_else(ownership::nothing, |owner| ownership::visible_to(viewer, owner))
+    }
+
+    /// The in-memory twin of [`Policy::visible_to`], for the change feed:
+    /// whether `viewer` may see `row` as the capture recorded it (JSON, so
+    /// an event is not decoded once per subscriber; `owner` is its
+    /// [`Policy::OWNER`] column's value). Asked of the row before and after
+    /// a change, so a row that becomes visible is INSERTED and one hidden
+    /// DELETED for that viewer. By default as [`Policy::visible_to`]'s
+    /// default: every row of a public table, else its owner's.
+    fn can_read(viewer: &Viewer, owner: Option<Uuid>, _row: &serde_json::Value) -> bool {
+        Self::PUBLIC || owner.is_some_and(|owner| ownership::can_read(viewer, owner))
     }
 
     /// Whether `viewer` may change or delete `row` (a row it can see): a
@@ -118,5 +137,42 @@ mod tests {
         assert!(!Owned::can_write(&as_role(other, Role::Reader), &row));
         assert!(Owned::can_write(&as_role(other, Role::Service), &row));
         assert!(!Owned::can_write(&Viewer::Anonymous, &row));
+    }
+
+    /// A catalogue: every viewer reads it, admins write it.
+    struct Catalogue;
+
+    impl Policy for Catalogue {
+        type Entity = entity::place::Entity;
+        const NAME: &'static str = "place";
+        const TYPE: &'static str = "Place";
+        const PUBLIC: bool = true;
+        const WRITERS: &'static [Role] = &[Role::Admin];
+    }
+
+    #[test]
+    fn a_public_table_is_read_by_every_viewer_and_its_events_reach_them_all() {
+        let sql = |condition: Condition| {
+            use sea_orm::{EntityTrait, QueryFilter, QueryTrait};
+            entity::place::Entity::find().filter(condition).build(sea_orm::DbBackend::Postgres).to_string()
+        };
+        let reader = Viewer::User { id: Uuid::from_u128(1), role: Role::Reader };
+        for viewer in [Viewer::Anonymous, reader] {
+            assert!(sql(Catalogue::visible_to(&viewer)).ends_with("WHERE TRUE"), "every row for {viewer:?}");
+            assert!(Catalogue::can_read(&viewer, None, &serde_json::Value::Null));
+        }
+        // Rows of a table with neither rule are no one's.
+        assert!(!Owned::can_read(&reader, None, &serde_json::Value::Null));
+        assert!(Catalogue::require_writer(&reader).is_err());
+    }
+
+    #[test]
+    fn an_owned_table_is_read_in_memory_by_the_owner_and_the_roles_that_read_all() {
+        let (owner, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let row = serde_json::Value::Null;
+        assert!(Owned::can_read(&Viewer::User { id: owner, role: Role::User }, Some(owner), &row));
+        assert!(!Owned::can_read(&Viewer::User { id: other, role: Role::User }, Some(owner), &row));
+        assert!(Owned::can_read(&Viewer::User { id: other, role: Role::Reader }, Some(owner), &row));
+        assert!(!Owned::can_read(&Viewer::Anonymous, Some(owner), &row));
     }
 }

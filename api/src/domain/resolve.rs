@@ -1,7 +1,9 @@
-//! The by-id resolvers every table has, over its policy: the `ID` argument
-//! parsed as the table's key, global or raw (a malformed one, or the global
-//! id of another type, is BAD_USER_INPUT on `id`),
-//! then the read, the update or the delete in the request transaction.
+//! The resolvers every table has, over its policy: by id, the `ID`
+//! argument parsed as the table's key, global or raw (a malformed one, or
+//! the global id of another type, is BAD_USER_INPUT on `id`), then the
+//! read, the update or the delete in the request transaction; and the
+//! lists of rows the viewer sees (`users`, `posts`) or the signed-in
+//! user's own (`myX`).
 //!
 //! Create and update share each field's rules: a domain writes one
 //! [`InputField`] impl per entity (a `match` that checks a field value and
@@ -18,6 +20,7 @@ use crate::auth::Viewer;
 use crate::error::ApiResult;
 use crate::graphql::ContextExt;
 use crate::graphql::ids;
+use crate::graphql::pagination::{Page, PageOf, SortKey};
 use crate::graphql::payload::{Changes, UpdateInput};
 
 /// A table's active model, for a policy.
@@ -165,4 +168,43 @@ where
     let tx = ctx.tx().await?;
     let row = update.writable(&*tx, &viewer).await?;
     Ok((store::update(&*tx, row).await?, update.client_mutation_id))
+}
+
+/// A page of the `P` rows the viewer sees, only `owner`'s when given, in
+/// `key`'s order ([`store::visible_page`]). Sign-in required: no list of
+/// owned rows shows anything to the anonymous viewer, and UNAUTHENTICATED
+/// says why. (Public lists, places and projects, are their domain's own.)
+pub async fn page<P: Policy>(
+    ctx: &Context<'_>,
+    owner: Option<Uuid>,
+    page: &Page,
+    key: &SortKey<P::Entity>,
+) -> ApiResult<PageOf<Model<P>>>
+where
+    Model<P>: Sync,
+{
+    let viewer = ctx.viewer()?;
+    viewer.require_user()?;
+    let tx = ctx.tx().await?;
+    store::visible_page::<P>(&*tx, &viewer, owner, page, key).await
+}
+
+/// A page of the signed-in user's `P` rows in `key`'s order: a `myX`
+/// connection's body. UNAUTHENTICATED for the anonymous viewer.
+pub async fn my_page<P: Policy>(ctx: &Context<'_>, page: &Page, key: &SortKey<P::Entity>) -> ApiResult<PageOf<Model<P>>>
+where
+    Model<P>: Sync,
+{
+    let me = ctx.viewer()?.require_user()?;
+    self::page::<P>(ctx, Some(me), page, key).await
+}
+
+/// All the signed-in user's `P` rows in `key`'s order: a short `myX`
+/// list's body ([`store::visible_list`]). UNAUTHENTICATED for the
+/// anonymous viewer.
+pub async fn my_list<P: Policy>(ctx: &Context<'_>, key: &SortKey<P::Entity>) -> ApiResult<Vec<Model<P>>> {
+    let viewer = ctx.viewer()?;
+    let me = viewer.require_user()?;
+    let tx = ctx.tx().await?;
+    store::visible_list::<P>(&*tx, &viewer, Some(me), key).await
 }

@@ -6,9 +6,8 @@
 //!   all; service and admin read and write all.
 
 use entity::{preference as preferences, review as reviews};
-use sea_orm::Condition;
 
-use crate::auth::{Role, Viewer};
+use crate::auth::Role;
 use crate::domain::Policy;
 
 pub struct Places;
@@ -17,12 +16,9 @@ impl Policy for Places {
     type Entity = entity::place::Entity;
     const NAME: &'static str = "place";
     const TYPE: &'static str = "Place";
+    const PUBLIC: bool = true;
     const WRITERS: &'static [Role] = &[Role::Admin, Role::Service];
     const DENIED: Option<&'static str> = Some("only admin and service accounts change places");
-
-    fn visible_to(_viewer: &Viewer) -> Condition {
-        Condition::all()
-    }
 }
 
 pub struct Reviews;
@@ -41,15 +37,4 @@ impl Policy for Preferences {
     const NAME: &'static str = "preference";
     const TYPE: &'static str = "Preference";
     const OWNER: Option<preferences::Column> = Some(preferences::Column::UserId);
-}
-
-/// The in-memory twin of the place policy, for change events (used by the
-/// subscriptions).
-pub mod place {
-    use super::Viewer;
-
-    /// Place events reach everyone, like place rows.
-    pub fn event_visible_to(_viewer: &Viewer) -> bool {
-        true
-    }
 }

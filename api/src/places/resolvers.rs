@@ -69,29 +69,32 @@ impl PlacesQuery {
 
     /// The signed-in user's reviews, newest first.
     async fn my_reviews(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<ReviewConnection> {
-        let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
         // Review.place selected: the places come with the page, in its one
         // statement, instead of a second query from the row loader.
         let look_ahead = ctx.look_ahead();
         let with_places = look_ahead.field("nodes").field("place").exists()
             || look_ahead.field("edges").field("node").field("place").exists();
-        let tx = ctx.tx().await?;
-        if with_places {
-            let rows = store::list_reviews_with_places(&*tx, &viewer, me, &page).await?;
-            return Ok(rows.map(|(review, place)| Review::with_place(review, place.map(Place::from))).into());
+        if !with_places {
+            return Ok(domain::resolve::my_page::<Reviews>(ctx, &page, &store::REVIEWS)
+                .await?
+                .map(Review::from)
+                .into());
         }
-        let rows = store::list_reviews(&*tx, &viewer, me, &page).await?;
-        Ok(rows.map(Review::from).into())
+        let viewer = ctx.viewer()?;
+        let me = viewer.require_user()?;
+        let tx = ctx.tx().await?;
+        let rows = store::list_reviews_with_places(&*tx, &viewer, me, &page).await?;
+        Ok(rows.map(|(review, place)| Review::with_place(review, place.map(Place::from))).into())
     }
 
     /// The signed-in user's category preferences, by category.
     #[graphql(complexity = "crate::graphql::cost::unsized_list(child_complexity)")]
     async fn my_preferences(&self, ctx: &Context<'_>) -> ApiResult<Vec<Preference>> {
-        let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
-        let tx = ctx.tx().await?;
-        Ok(store::list_preferences(&*tx, &viewer, me).await?.into_iter().map(Preference::from).collect())
+        Ok(domain::resolve::my_list::<Preferences>(ctx, &store::PREFERENCES)
+            .await?
+            .into_iter()
+            .map(Preference::from)
+            .collect())
     }
 
     /// Places near a point in the categories the signed-in user likes, best first.

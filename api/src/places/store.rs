@@ -6,15 +6,14 @@ use entity::{place, preference, review};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 
 use super::policy::{Places, Preferences, Reviews};
 use super::types::PlaceOrder;
 use crate::auth::Viewer;
-use crate::domain::Policy;
+use crate::domain::{Policy, store};
 use crate::error::ApiResult;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
@@ -28,7 +27,10 @@ const BY_NAME: SortKey<place::Entity> = SortKey::new("place.name", false, &[plac
 const NEWEST: SortKey<place::Entity> =
     SortKey::new("place.newest", true, &[place::Column::CreatedAt, place::Column::Id]);
 /// A user's reviews, newest (highest id) first; index `idx_review_user_id`.
-const REVIEWS: SortKey<review::Entity> = SortKey::new("review.newest", true, &[review::Column::Id]);
+pub const REVIEWS: SortKey<review::Entity> = SortKey::new("review.newest", true, &[review::Column::Id]);
+/// A user's preferences by category (one each).
+pub const PREFERENCES: SortKey<preference::Entity> =
+    SortKey::new("preference.category", false, &[preference::Column::Category]);
 
 /// Filters of `places`.
 pub struct PlaceFilter {
@@ -86,27 +88,18 @@ pub async fn upsert_places(
     Ok(existing)
 }
 
-pub async fn list_reviews(
-    db: &impl ConnectionTrait,
-    viewer: &Viewer,
-    owner: Uuid,
-    page: &Page,
-) -> ApiResult<PageOf<review::Model>> {
-    let query = review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
-    page.fetch(db, query, &REVIEWS).await
-}
-
-/// [`list_reviews`] with each review's place, joined in the same statement:
-/// a page of reviews that selects `place` costs one query, not two. A place
-/// the viewer may not see is `None` (the policy is part of the join, and
-/// RLS hides the row), exactly as the row loader would leave it.
+/// A page of `owner`'s reviews ([`REVIEWS`]) with each review's place,
+/// joined in the same statement: a page of reviews that selects `place`
+/// costs one query, not two. A place the viewer may not see is `None` (the
+/// policy is part of the join, and RLS hides the row), exactly as the row
+/// loader would leave it.
 pub async fn list_reviews_with_places(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     owner: Uuid,
     page: &Page,
 ) -> ApiResult<PageOf<(review::Model, Option<place::Model>)>> {
-    let query = review::Entity::find().filter(Reviews::visible_to(viewer)).filter(review::Column::UserId.eq(owner));
+    let query = store::visible_rows::<Reviews>(viewer, Some(owner));
     let viewer = *viewer;
     let to_place = review::Relation::Place.def().on_condition(move |_review, _place| Places::visible_to(&viewer));
     page.fetch_with(
@@ -118,31 +111,14 @@ pub async fn list_reviews_with_places(
     .await
 }
 
-pub async fn list_preferences(
-    db: &impl ConnectionTrait,
-    viewer: &Viewer,
-    owner: Uuid,
-) -> ApiResult<Vec<preference::Model>> {
-    Ok(preference::Entity::find()
-        .filter(Preferences::visible_to(viewer))
-        .filter(preference::Column::UserId.eq(owner))
-        .order_by_asc(preference::Column::Category)
-        .all(db)
-        .await?)
-}
-
 pub async fn find_preference(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     owner: Uuid,
     category: &str,
 ) -> ApiResult<Option<preference::Model>> {
-    Ok(preference::Entity::find()
-        .filter(Preferences::visible_to(viewer))
-        .filter(preference::Column::UserId.eq(owner))
-        .filter(preference::Column::Category.eq(category))
-        .one(db)
-        .await?)
+    let row = store::visible_rows::<Preferences>(viewer, Some(owner));
+    Ok(row.filter(preference::Column::Category.eq(category)).one(db).await?)
 }
 
 /// Creates or replaces the owner's preference for a category, atomically.

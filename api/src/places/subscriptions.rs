@@ -1,15 +1,11 @@
 //! Live changes of places, reviews and preferences.
 
 use async_graphql::{Context, InputObject, Subscription};
-use serde_json::Value;
-use uuid::Uuid;
 
-use super::policy;
+use super::policy::{Places, Preferences, Reviews};
 use super::types::{Place, Preference, Review};
-use crate::auth::Viewer;
 use crate::error::ApiError;
-use crate::graphql::ContextExt;
-use crate::realtime::{Changes, EventSchema, Published, changes};
+use crate::realtime::{Changes, EventSchema, Published, changes, my_changes};
 
 /// A point and a radius to watch.
 #[derive(InputObject, Clone, Copy)]
@@ -23,28 +19,19 @@ pub struct NearInput {
 }
 
 impl Published for Place {
-    const TABLE: &str = "place";
+    type Policy = Places;
     const EVENT: EventSchema = EventSchema::new("PlaceChangeEvent", "A change to a place.", "place");
-    type Model = entity::place::Model;
-
-    fn visible(viewer: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
-        policy::place::event_visible_to(viewer)
-    }
 }
 
-/// Visible by ownership, the default.
 impl Published for Review {
-    const TABLE: &str = "review";
+    type Policy = Reviews;
     const EVENT: EventSchema = EventSchema::new("ReviewChangeEvent", "A change to one of your reviews.", "review");
-    type Model = entity::review::Model;
 }
 
-/// Visible by ownership, the default.
 impl Published for Preference {
-    const TABLE: &str = "preference";
+    type Policy = Preferences;
     const EVENT: EventSchema =
         EventSchema::new("PreferenceChangeEvent", "A change to one of your preferences.", "preference");
-    type Model = entity::preference::Model;
 }
 
 #[derive(Default)]
@@ -77,8 +64,7 @@ impl PlacesSubscription {
 
     /// Your reviews as they are created, changed and deleted (sign-in required).
     async fn my_review_changed(&self, ctx: &Context<'_>, after: Option<String>) -> Result<Changes<Review>, ApiError> {
-        let me = ctx.viewer()?.require_user()?;
-        changes(ctx, after.as_deref(), move |event| event.owner == Some(me))
+        my_changes(ctx, after.as_deref())
     }
 
     /// Your preferences as they are set and deleted (sign-in required).
@@ -87,8 +73,7 @@ impl PlacesSubscription {
         ctx: &Context<'_>,
         after: Option<String>,
     ) -> Result<Changes<Preference>, ApiError> {
-        let me = ctx.viewer()?.require_user()?;
-        changes(ctx, after.as_deref(), move |event| event.owner == Some(me))
+        my_changes(ctx, after.as_deref())
     }
 }
 

@@ -7,6 +7,7 @@
 use entity::{comment, post};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::{Role, Viewer, ownership};
@@ -33,6 +34,19 @@ impl Policy for Posts {
             Viewer::User { .. } => Condition::all().add(post::Column::Published.eq(true)),
         }
     }
+
+    /// As [`Posts::visible_to`], from the captured row's `published`.
+    fn can_read(viewer: &Viewer, author: Option<Uuid>, row: &Value) -> bool {
+        let Some((author, published)) = author.zip(row.get("published").and_then(Value::as_bool)) else {
+            return false;
+        };
+        match viewer {
+            Viewer::Anonymous => false,
+            Viewer::User { role: Role::Admin, .. } => true,
+            Viewer::User { id, role: Role::User } => published || *id == author,
+            Viewer::User { .. } => published,
+        }
+    }
 }
 
 pub struct Comments;
@@ -55,19 +69,15 @@ impl Policy for Comments {
             _ => Condition::all().add(Expr::cust("EXISTS (SELECT 1 FROM post p WHERE p.id = comment.post_id)")),
         }
     }
+
+    /// A comment is visible where its post is, which its row does not say:
+    /// only a feed that watches the post (`posts::subscriptions`) can tell.
+    fn can_read(_: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
+        false
+    }
 }
 
 /// A comment may also be deleted by the author of the post it is on.
 pub fn can_delete_comment(viewer: &Viewer, row: &comment::Model, on: &post::Model) -> bool {
     Comments::can_write(viewer, row) || Posts::can_write(viewer, on)
-}
-
-/// The in-memory twin of [`Posts::visible_to`], for change events.
-pub fn post_visible(viewer: &Viewer, author: Uuid, published: bool) -> bool {
-    match viewer {
-        Viewer::Anonymous => false,
-        Viewer::User { role: Role::Admin, .. } => true,
-        Viewer::User { id, role: Role::User } => published || *id == author,
-        Viewer::User { .. } => published,
-    }
 }

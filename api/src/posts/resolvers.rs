@@ -25,12 +25,9 @@ impl PostsQuery {
     /// Posts the viewer can see (published ones, and their own drafts),
     /// newest first, optionally by one author. Sign-in required.
     async fn posts(&self, ctx: &Context<'_>, author_id: Option<ID>, #[page] page: Page) -> ApiResult<PostConnection> {
-        let viewer = ctx.viewer()?;
-        viewer.require_user()?;
+        ctx.viewer()?.require_user()?;
         let author = author_id.map(|id| parse_uuid("authorId", &id)).transpose()?;
-        let tx = ctx.tx().await?;
-        let rows = store::list_posts(&*tx, &viewer, author, &page).await?;
-        Ok(rows.map(Post::from).into())
+        Ok(domain::resolve::page::<Posts>(ctx, author, &page, &store::POSTS).await?.map(Post::from).into())
     }
 
     /// One post, or null if there is none the viewer may see (drafts of
@@ -43,11 +40,7 @@ impl PostsQuery {
 
     /// The signed-in user's posts, drafts included, newest first.
     async fn my_posts(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<PostConnection> {
-        let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
-        let tx = ctx.tx().await?;
-        let rows = store::list_posts(&*tx, &viewer, Some(me), &page).await?;
-        Ok(rows.map(Post::from).into())
+        Ok(domain::resolve::my_page::<Posts>(ctx, &page, &store::POSTS).await?.map(Post::from).into())
     }
 }
 

@@ -13,19 +13,19 @@ use async_graphql::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::policy;
-use super::store;
+use super::policy::{Comments, Posts};
 use super::types::{Comment, Post};
 use crate::auth::Viewer;
+use crate::domain::{self, Policy};
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
 use crate::realtime::{
-    ChangeEvent, ChangeOperation, Changes, Cursor, EventSchema, Operation, Published, change, changes,
+    ChangeEvent, ChangeOperation, Changes, Cursor, EventSchema, Operation, Published, change, owned_changes,
 };
 
 impl Published for Post {
-    const TABLE: &str = "post";
+    type Policy = Posts;
     const EVENT: EventSchema =
         EventSchema::new("PostChangeEvent", "A change to a post, as the viewer sees it.", "post")
             .operation_doc(concat!(
@@ -40,12 +40,6 @@ impl Published for Post {
                 "`published` is false and `updatedAt` is `createdAt`. Drop the post\n",
                 "by its `id`."
             ));
-    type Model = entity::post::Model;
-
-    fn visible(viewer: &Viewer, author: Option<Uuid>, row: &Value) -> bool {
-        let published = row.get("published").and_then(Value::as_bool);
-        author.zip(published).is_some_and(|(author, published)| policy::post_visible(viewer, author, published))
-    }
 
     /// What identifies the post (to drop it from a cache), none of its
     /// content, nor when it was last edited.
@@ -55,16 +49,10 @@ impl Published for Post {
     }
 }
 
+/// Visible only through [`CommentWatch`], which follows the post.
 impl Published for Comment {
-    const TABLE: &str = "comment";
+    type Policy = Comments;
     const EVENT: EventSchema = EventSchema::new("CommentChangeEvent", "A change to a comment on a post.", "comment");
-    type Model = entity::comment::Model;
-
-    /// A comment is visible where its post is, which its row does not say:
-    /// only a feed that watches the post ([`CommentWatch`]) can tell.
-    fn visible(_: &Viewer, _: Option<Uuid>, _: &Value) -> bool {
-        false
-    }
 }
 
 /// A comment as the deprecated `commentAdded` delivers it: the same
@@ -93,14 +81,9 @@ impl OutputType for AddedComment {
 }
 
 impl Published for AddedComment {
-    const TABLE: &str = "comment";
+    type Policy = Comments;
     const EVENT: EventSchema =
         EventSchema::new("CommentAddedEvent", "A new comment.", "comment").field_doc("The comment.").additions_only();
-    type Model = entity::comment::Model;
-
-    fn visible(viewer: &Viewer, owner: Option<Uuid>, row: &Value) -> bool {
-        Comment::visible(viewer, owner, row)
-    }
 }
 
 #[derive(Default)]
@@ -118,7 +101,7 @@ impl PostsSubscription {
     ) -> Result<Changes<Post>, ApiError> {
         ctx.viewer()?.require_user()?;
         let author = author_id.map(|id| parse_uuid("authorId", &id)).transpose()?;
-        changes(ctx, after.as_deref(), move |event| author.is_none_or(|a| event.owner == Some(a)))
+        owned_changes(ctx, author, after.as_deref())
     }
 
     /// Comments added to a post the viewer can see. Ends with NOT_FOUND
@@ -154,7 +137,7 @@ impl PostsSubscription {
 
 /// The stream of `commentAdded` and `commentChanged`: the post checked once
 /// as the viewer, then its comments' events while it stays visible.
-async fn watch_comments<E: Published<Model = entity::comment::Model>>(
+async fn watch_comments<E: Published<Policy = Comments>>(
     ctx: &Context<'_>,
     post_id: ID,
     after: Option<String>,
@@ -170,7 +153,7 @@ async fn watch_comments<E: Published<Model = entity::comment::Model>>(
     let realtime = ctx.realtime()?;
     let checked_at = realtime.committed_head().await?;
     let db = ctx.reader()?;
-    let post = db.run(viewer, async |tx| store::find_post(tx, &viewer, post_id).await).await?;
+    let post = db.run(viewer, async |tx| domain::store::find_visible::<Posts>(tx, &viewer, post_id).await).await?;
     let post = post.ok_or_else(|| ApiError::not_found("post"))?;
     let mut watch = CommentWatch::new(viewer, post_id, post.author_id, checked_at, watched);
     // The post's event that hides it passes the filter, and so ends the
@@ -225,7 +208,7 @@ impl CommentWatch {
                 return None;
             }
             let visible = event.op != Operation::Delete
-                && event.new_row.as_ref().is_some_and(|row| Post::visible(&self.viewer, Some(self.author), row));
+                && event.new_row.as_ref().is_some_and(|row| Posts::can_read(&self.viewer, Some(self.author), row));
             let was = self.state;
             self.state = if visible { PostState::Visible } else { PostState::Gone };
             return (was == PostState::Visible && self.state == PostState::Gone).then_some(ChangeOperation::Deleted);

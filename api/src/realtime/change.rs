@@ -2,9 +2,10 @@
 //! watch, so a domain adds a live feed with an `impl Published` and a
 //! one-line resolver body.
 //!
-//! A domain's entity (its GraphQL node type) says which table its events
-//! come from, how the event is named in the schema, and its row policy in
-//! memory ([`Published::visible`]). [`changes`] then turns the change feed
+//! A domain's node type names its table's row policy (which gives the
+//! table, the model its captured rows decode into, and who may see a row,
+//! [`Policy::can_read`]) and how its event is named in the schema.
+//! [`changes`] then turns the change feed
 //! into [`Change`]s for one subscriber: the policy decides, from the row
 //! before and after, what an event means for this viewer (a post that is
 //! published appears as INSERTED, one unpublished disappears as DELETED),
@@ -20,13 +21,15 @@ use async_graphql::resolver_utils::{ContainerType, resolve_container};
 use async_graphql::{Context, ContextSelectionSet, ObjectType, OutputType, Positioned, ServerResult, Value};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use sea_orm::{EntityName, EntityTrait};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::stream::{self, Delivery, Request};
 use super::{ChangeEvent, ChangeOperation, Operation, Realtime};
-use crate::auth::{Viewer, ownership};
+use crate::auth::Viewer;
+use crate::domain::{Model, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::ContextExt;
 
@@ -69,31 +72,43 @@ impl EventSchema {
 }
 
 /// An entity whose changes reach subscribers: its GraphQL node type, built
-/// from the storage model the change log's rows decode into.
-pub trait Published: OutputType + From<Self::Model> + 'static {
-    /// The table its events come from.
-    const TABLE: &'static str;
+/// from the model the change log's rows decode into. Usually two lines:
+///
+/// ```ignore
+/// impl Published for Review {
+///     type Policy = Reviews;
+///     const EVENT: EventSchema = EventSchema::new("ReviewChangeEvent", "A change to one of your reviews.", "review");
+/// }
+/// ```
+pub trait Published: OutputType + From<Model<Self::Policy>> + 'static {
+    /// Its table's row policy: the table its events come from (the
+    /// policy's entity's), the model a captured row decodes into, and who
+    /// may see a row ([`Policy::can_read`]).
+    type Policy: Policy<Entity: EntityTrait<Model: DeserializeOwned + Sync + 'static>>;
     /// Its change event's name and docs in the schema.
     const EVENT: EventSchema;
-    /// The storage model of a captured row.
-    type Model: DeserializeOwned + Clone + Send + Sync + 'static;
-
-    /// The in-memory twin of the table's row policy: whether `viewer` may
-    /// see `row` (as the change log captured it; `owner` is its owner
-    /// column). Asked of the row before and after a change, so a row that
-    /// becomes visible is INSERTED and one that is hidden DELETED for them.
-    /// By default the rows of [`ownership`]: their owner's, and every row
-    /// for the roles that read all; a row without an owner is no one's.
-    fn visible(viewer: &Viewer, owner: Option<Uuid>, _row: &serde_json::Value) -> bool {
-        owner.is_some_and(|owner| ownership::can_read(viewer, owner))
-    }
 
     /// What a replayed removal shows of a row the viewer may no longer see
     /// (see [`Delivery::tombstone`]); the row as it was by default, for
     /// rows whose last visible state is still the viewer's to read.
-    fn tombstone(model: Self::Model) -> Self::Model {
+    fn tombstone(model: Model<Self::Policy>) -> Model<Self::Policy> {
         model
     }
+}
+
+/// The table `E`'s events come from: its policy's entity's.
+fn table<E: Published>() -> &'static str {
+    <E::Policy as Policy>::Entity::default().table_name()
+}
+
+/// `E`'s table as a change request's tables, `'static` as its domain
+/// declared it published ([`crate::domain::ReplayKey`]). INTERNAL for a
+/// table no domain declares: the capture would not publish it either.
+fn tables<E: Published>() -> ApiResult<&'static [&'static str]> {
+    let table = table::<E>();
+    let key = crate::domain::replay_key(table)
+        .ok_or_else(|| ApiError::internal(format!("{table} is not declared as a published table")))?;
+    Ok(std::slice::from_ref(&key.table))
 }
 
 /// A change to one `E`, as a subscriber sees it; named per entity in the
@@ -118,9 +133,28 @@ pub fn changes<E: Published>(
     matches: impl Fn(&ChangeEvent) -> bool + Send + 'static,
 ) -> ApiResult<Changes<E>> {
     let viewer = ctx.viewer()?;
-    let request = ctx.change_request(const { &[E::TABLE] }, after)?;
+    let request = ctx.change_request(tables::<E>()?, after)?;
     let filter = move |event: &ChangeEvent| matches(event).then(|| seen_as::<E>(&viewer, event)).flatten();
     Ok(stream::<E>(ctx.realtime()?, request, filter))
+}
+
+/// The changes of `owner`'s rows (every row's, for `None`) that the viewer
+/// may see, replayed from `after` first when given: `postChanged(authorId)`.
+/// Sign-in required, as for the lists of the same rows.
+pub fn owned_changes<E: Published>(
+    ctx: &Context<'_>,
+    owner: Option<Uuid>,
+    after: Option<&str>,
+) -> ApiResult<Changes<E>> {
+    ctx.viewer()?.require_user()?;
+    changes(ctx, after, move |event| owner.is_none_or(|owner| event.owner == Some(owner)))
+}
+
+/// The changes of the signed-in user's own rows: a `myXChanged` body.
+/// UNAUTHENTICATED for the anonymous viewer.
+pub fn my_changes<E: Published>(ctx: &Context<'_>, after: Option<&str>) -> ApiResult<Changes<E>> {
+    let me = ctx.viewer()?.require_user()?;
+    owned_changes(ctx, Some(me), after)
 }
 
 /// The events `filter` lets through, as `E`s: the stream under [`changes`],
@@ -138,7 +172,8 @@ pub fn stream<E: Published>(
 /// What `event` means for `viewer` by `E`'s policy: the operation to report,
 /// or None when they may see neither the row before nor after it.
 fn seen_as<E: Published>(viewer: &Viewer, event: &ChangeEvent) -> Option<ChangeOperation> {
-    let visible = |row: Option<&serde_json::Value>| row.is_some_and(|row| E::visible(viewer, event.owner, row));
+    let visible =
+        |row: Option<&serde_json::Value>| row.is_some_and(|row| E::Policy::can_read(viewer, event.owner, row));
     match (event.op, visible(event.old_row.as_ref()), visible(event.new_row.as_ref())) {
         (Operation::Insert, _, true) | (Operation::Update, false, true) => Some(ChangeOperation::Inserted),
         (Operation::Update, true, true) => Some(ChangeOperation::Updated),
@@ -150,17 +185,17 @@ fn seen_as<E: Published>(viewer: &Viewer, event: &ChangeEvent) -> Option<ChangeO
 impl<E: Published> Change<E> {
     fn of(delivery: Delivery) -> ApiResult<Self> {
         let event = &delivery.event;
-        if event.table != E::TABLE {
+        if event.table != table::<E>() {
             return Err(ApiError::not_found(&event.table));
         }
         // An update that hides the row is DELETED for this viewer: they
         // get the row as they last saw it, not its new content.
         let model = if delivery.operation == ChangeOperation::Deleted && event.op != Operation::Delete {
             let row = event.old_row.as_ref().ok_or_else(|| ApiError::internal("update event without its old row"))?;
-            E::Model::deserialize(row)
-                .map_err(|e| ApiError::internal(format!("change event row of {}: {e}", E::TABLE)))?
+            Model::<E::Policy>::deserialize(row)
+                .map_err(|e| ApiError::internal(format!("change event row of {}: {e}", table::<E>())))?
         } else {
-            event.decode_row::<E::Model>()?
+            event.decode_row::<Model<E::Policy>>()?
         };
         let model = if delivery.tombstone { E::tombstone(model) } else { model };
         Ok(Self { operation: delivery.operation, node: model.into(), cursor: delivery.cursor })
@@ -266,38 +301,47 @@ mod tests {
     use crate::auth::Role;
     use crate::realtime::Cursor;
 
-    /// A table whose rows are public once `shared`, and their owner's always.
+    /// Posts under a rule of this test's own: public once `published`, and
+    /// always their author's (no roles that read all).
+    struct Notes;
+
+    impl Policy for Notes {
+        type Entity = entity::post::Entity;
+        const NAME: &'static str = "note";
+        const TYPE: &'static str = "Note";
+        const OWNER: Option<entity::post::Column> = Some(entity::post::Column::AuthorId);
+
+        fn can_read(viewer: &Viewer, owner: Option<Uuid>, row: &serde_json::Value) -> bool {
+            row["published"] == true || owner.is_some_and(|owner| viewer.user_id() == Some(owner))
+        }
+    }
+
     #[derive(async_graphql::SimpleObject)]
     struct Note {
-        text: String,
+        title: String,
     }
 
-    #[derive(serde::Deserialize, Clone)]
-    struct NoteRow {
-        text: String,
-    }
-
-    impl From<NoteRow> for Note {
-        fn from(row: NoteRow) -> Self {
-            Self { text: row.text }
+    impl From<entity::post::Model> for Note {
+        fn from(row: entity::post::Model) -> Self {
+            Self { title: row.title }
         }
     }
 
     impl Published for Note {
-        const TABLE: &str = "note";
+        type Policy = Notes;
         const EVENT: EventSchema = EventSchema::new("NoteChangeEvent", "A change to a note.", "note");
-        type Model = NoteRow;
-
-        fn visible(viewer: &Viewer, owner: Option<Uuid>, row: &serde_json::Value) -> bool {
-            row["shared"] == true || owner.is_some_and(|owner| viewer.user_id() == Some(owner))
-        }
     }
 
     fn event(op: Operation, owner: Uuid, old: Option<bool>, new: Option<bool>) -> ChangeEvent {
-        let row = |shared: bool| json!({ "text": "t", "shared": shared });
+        let row = |published: bool| {
+            json!({
+                "id": Uuid::nil(), "author_id": owner, "title": "t", "body": "", "published": published,
+                "created_at": "2026-11-27T00:00:00Z", "updated_at": "2026-11-27T00:00:00Z",
+            })
+        };
         ChangeEvent {
             cursor: Cursor { seq: 1, id: 1 },
-            table: "note".into(),
+            table: "post".into(),
             op,
             key: "k".into(),
             owner: Some(owner),
@@ -319,9 +363,9 @@ mod tests {
 
         assert_eq!(seen(&stranger, event(Insert, owner, None, Some(false))), None);
         assert_eq!(seen(&author, event(Insert, owner, None, Some(false))), Some(Inserted));
-        assert_eq!(seen(&stranger, event(Update, owner, Some(false), Some(true))), Some(Inserted), "shared");
+        assert_eq!(seen(&stranger, event(Update, owner, Some(false), Some(true))), Some(Inserted), "published");
         assert_eq!(seen(&author, event(Update, owner, Some(false), Some(true))), Some(Updated));
-        assert_eq!(seen(&stranger, event(Update, owner, Some(true), Some(false))), Some(Deleted), "unshared");
+        assert_eq!(seen(&stranger, event(Update, owner, Some(true), Some(false))), Some(Deleted), "unpublished");
         assert_eq!(seen(&stranger, event(Update, owner, Some(false), Some(false))), None);
         assert_eq!(seen(&stranger, event(Delete, owner, Some(false), None)), None);
         assert_eq!(seen(&author, event(Delete, owner, Some(false), None)), Some(Deleted));
@@ -331,7 +375,7 @@ mod tests {
     fn a_hidden_row_is_delivered_as_it_was_before_the_change() {
         let e = event(Operation::Update, Uuid::new_v4(), Some(true), Some(false));
         let mut before = e.old_row.clone().unwrap_or_default();
-        before["text"] = json!("before");
+        before["title"] = json!("before");
         let e = ChangeEvent { old_row: Some(before), ..e };
         let delivery = Delivery {
             event: std::sync::Arc::new(e),
@@ -340,6 +384,54 @@ mod tests {
             tombstone: false,
         };
         let change = Change::<Note>::of(delivery).unwrap_or_else(|e| panic!("{}", e.message()));
-        assert_eq!(change.node.text, "before");
+        assert_eq!(change.node.title, "before");
+    }
+
+    /// A table no domain declares published.
+    mod ledger {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+        #[sea_orm(table_name = "ledger")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    struct Ledger;
+
+    impl Policy for Ledger {
+        type Entity = ledger::Entity;
+        const NAME: &'static str = "entry";
+        const TYPE: &'static str = "Entry";
+    }
+
+    #[derive(async_graphql::SimpleObject)]
+    struct Entry {
+        id: i64,
+    }
+
+    impl From<ledger::Model> for Entry {
+        fn from(row: ledger::Model) -> Self {
+            Self { id: row.id }
+        }
+    }
+
+    impl Published for Entry {
+        type Policy = Ledger;
+        const EVENT: EventSchema = EventSchema::new("EntryChangeEvent", "A change to an entry.", "entry");
+    }
+
+    #[test]
+    fn a_feed_reads_its_policy_s_table_and_only_one_a_domain_declared_published() {
+        assert_eq!(table::<Note>(), "post");
+        assert_eq!(tables::<Note>().ok(), Some(&["post"][..]));
+        assert!(matches!(tables::<Entry>(), Err(ApiError::Internal)));
     }
 }

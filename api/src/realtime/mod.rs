@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use change::{Change, Changes, EventSchema, Published, changes};
+pub use change::{Change, Changes, EventSchema, Published, changes, my_changes, owned_changes};
 pub use cursor::{Cursor, CursorKeys, FeedIdentity};
 pub use graphql::RealtimeQuery;
 pub use log::{ChangeEvent, Operation, renew_epoch};

@@ -24,11 +24,7 @@ pub struct RoutinesQuery;
 impl RoutinesQuery {
     /// The signed-in user's routines, newest first.
     async fn my_routines(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<RoutineConnection> {
-        let viewer = ctx.viewer()?;
-        let me = viewer.require_user()?;
-        let tx = ctx.tx().await?;
-        let rows = store::list_routines(&*tx, &viewer, me, &page).await?;
-        Ok(rows.map(Routine::from).into())
+        Ok(domain::resolve::my_page::<Routines>(ctx, &page, &store::ROUTINES).await?.map(Routine::from).into())
     }
 
     /// One routine, or null if there is none the viewer may see.

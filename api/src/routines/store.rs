@@ -2,31 +2,21 @@
 //! scoped by the row policy.
 
 use entity::{routine, routine_run};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, FromQueryResult, QueryFilter, Statement};
 use uuid::Uuid;
 
-use super::policy::{Routines, Runs};
+use super::policy::Runs;
 use crate::auth::Viewer;
-use crate::domain::Policy;
+use crate::domain::store;
 use crate::error::ApiResult;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
 
 /// A user's routines, newest first; index `idx_routine_user_id`.
-const ROUTINES: SortKey<routine::Entity> =
+pub const ROUTINES: SortKey<routine::Entity> =
     SortKey::new("routine.newest", true, &[routine::Column::CreatedAt, routine::Column::Id]);
 /// A routine's runs, latest start first; index `idx_routine_run_routine_id`.
 const RUNS: SortKey<routine_run::Entity> =
     SortKey::new("run.latest", true, &[routine_run::Column::StartTime, routine_run::Column::Id]);
-
-pub async fn list_routines(
-    db: &impl ConnectionTrait,
-    viewer: &Viewer,
-    owner: Uuid,
-    page: &Page,
-) -> ApiResult<PageOf<routine::Model>> {
-    let query = routine::Entity::find().filter(Routines::visible_to(viewer)).filter(routine::Column::UserId.eq(owner));
-    page.fetch(db, query, &ROUTINES).await
-}
 
 pub async fn list_runs(
     db: &impl ConnectionTrait,
@@ -35,9 +25,7 @@ pub async fn list_runs(
     status: Option<&str>,
     page: &Page,
 ) -> ApiResult<PageOf<routine_run::Model>> {
-    let mut query = routine_run::Entity::find()
-        .filter(Runs::visible_to(viewer))
-        .filter(routine_run::Column::RoutineId.eq(routine_id));
+    let mut query = store::visible_rows::<Runs>(viewer, None).filter(routine_run::Column::RoutineId.eq(routine_id));
     if let Some(status) = status {
         query = query.filter(routine_run::Column::Status.eq(status));
     }

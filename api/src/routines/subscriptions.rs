@@ -3,25 +3,22 @@
 use async_graphql::{Context, ID, Subscription};
 use serde_json::Value;
 
+use super::policy::{Runs, Stats};
 use super::types::{RoutineRun, UserStats};
 use crate::error::ApiError;
 use crate::graphql::ContextExt;
 use crate::graphql::ids::parse_uuid;
-use crate::realtime::{Changes, EventSchema, Published, changes};
+use crate::realtime::{Changes, EventSchema, Published, changes, my_changes};
 
-/// Visible by ownership, the default (as `policy::runs_visible_to`).
 impl Published for RoutineRun {
-    const TABLE: &str = "routine_run";
+    type Policy = Runs;
     const EVENT: EventSchema = EventSchema::new("RunChangeEvent", "A change to a run.", "run");
-    type Model = entity::routine_run::Model;
 }
 
-/// Visible by ownership, the default (as `policy::stats_visible_to`).
 impl Published for UserStats {
-    const TABLE: &str = "user_stats";
+    type Policy = Stats;
     const EVENT: EventSchema = EventSchema::new("StatsChangeEvent", "A change to your stats.", "stats")
         .field_doc("Your totals after the change.");
-    type Model = entity::user_stats::Model;
 }
 
 #[derive(Default)]
@@ -48,7 +45,6 @@ impl RoutinesSubscription {
 
     /// Your stats as your runs change them.
     async fn my_stats_changed(&self, ctx: &Context<'_>, after: Option<String>) -> Result<Changes<UserStats>, ApiError> {
-        let me = ctx.viewer()?.require_user()?;
-        changes(ctx, after.as_deref(), move |event| event.owner == Some(me))
+        my_changes(ctx, after.as_deref())
     }
 }

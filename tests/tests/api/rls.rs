@@ -345,3 +345,33 @@ async fn a_row_you_see_but_may_not_change_is_forbidden_and_one_you_cannot_see_is
     assert_eq!(app.count("SELECT count(*) FROM review").await, 1, "nothing was changed");
     assert_eq!(app.count("SELECT count(*) FROM post").await, 2);
 }
+
+#[tokio::test]
+async fn an_admin_s_own_lists_show_only_their_own_rows_though_they_read_everyone_s() {
+    let app = TestApp::spawn().await;
+    let (ada, _bob, _adas_review) = two_users_and_a_review(&app).await;
+    let root = app.sign_up_as("root", "admin").await;
+    let roots_review = review_by(&app, &root, "p2").await;
+    for user in [&ada, &root] {
+        let prefer = "mutation { setPreference(input: {category: \"cafe\", rating: 5}) { preference { id } } }";
+        app.data(Some(&user.token), prefer, json!({})).await;
+        let post = "mutation { createPost(input: {title: \"t\", published: true}) { post { id } } }";
+        app.data(Some(&user.token), post, json!({})).await;
+    }
+
+    let data = app
+        .data(
+            Some(&root.token),
+            "{ myReviews { nodes { rowId } } withPlaces: myReviews { nodes { rowId place { name } } }
+               myPreferences { userId } myPosts { totalCount } posts { totalCount } users { totalCount } }",
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(data["myReviews"]["nodes"], json!([{ "rowId": roots_review }]));
+    assert_eq!(data["withPlaces"]["nodes"], json!([{ "rowId": roots_review, "place": { "name": "Place p2" } }]));
+    assert_eq!(data["myPreferences"], json!([{ "userId": root.id }]));
+    assert_eq!(data["myPosts"]["totalCount"], 1);
+    assert_eq!(data["posts"]["totalCount"], 2, "an admin reads every post");
+    assert_eq!(data["users"]["totalCount"], 3, "and every account");
+}
