@@ -44,3 +44,16 @@ const CONSTRAINTS: &[Constraint] = &[
 /// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
 /// constraints, and the keys of its tables subscribers watch.
 pub const DOMAIN: Domain = Domain { constraints: CONSTRAINTS, replayed: &[] };
+
+/// The types of this domain that clients refetch by global id, for the
+/// `Node` interface ([`crate::graphql::node`]), one line each:
+/// `Type(its Rust type) = its policy [=> a builder of many]`. It calls
+/// `node_types!` back with the lines it was given and its own.
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            User(crate::accounts::types::User) = crate::accounts::policy::Users;
+        }
+    };
+}
+pub(crate) use nodes;

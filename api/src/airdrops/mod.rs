@@ -42,3 +42,18 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("user_airdrop_participation", "id", "uuid"),
     ],
 };
+
+/// The types of this domain that clients refetch by global id, for the
+/// `Node` interface ([`crate::graphql::node`]), one line each:
+/// `Type(its Rust type) = its policy [=> a builder of many]`. It calls
+/// `node_types!` back with the lines it was given and its own.
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            AirdropProject(crate::airdrops::types::AirdropProject) = crate::airdrops::policy::Projects
+                => crate::airdrops::resolvers::with_totals_all;
+            Participation(crate::airdrops::types::Participation) = crate::airdrops::policy::Participations;
+        }
+    };
+}
+pub(crate) use nodes;

@@ -56,14 +56,26 @@ impl ReplayKey {
     }
 }
 
-/// Every domain. A new domain adds its line here.
-pub const DOMAINS: &[Domain] = &[
-    crate::accounts::DOMAIN,
-    crate::places::DOMAIN,
-    crate::routines::DOMAIN,
-    crate::airdrops::DOMAIN,
-    crate::posts::DOMAIN,
-];
+/// Every domain, by its module's name, in the order the schema lists their
+/// fields: a new domain adds its name here (and `pub mod x;` in lib.rs).
+/// `each_domain!(then)` calls `then! { accounts places ... }`, and each
+/// list of what every domain declares is built from it: [`DOMAINS`] here,
+/// the roots' merges in [`crate::graphql`], the `Node` interface in
+/// [`crate::graphql::node`].
+macro_rules! each_domain {
+    ($then:ident) => {
+        $then! { accounts places routines airdrops posts }
+    };
+}
+pub(crate) use each_domain;
+
+macro_rules! domains {
+    ($($domain:ident)*) => {
+        /// Every domain's `DOMAIN` (see [`each_domain!`]).
+        pub const DOMAINS: &[Domain] = &[$(crate::$domain::DOMAIN),*];
+    };
+}
+each_domain!(domains);
 
 /// The client error a violated constraint means, if a domain declared it.
 pub fn constraint_error(name: &str) -> Option<crate::error::ApiError> {

@@ -40,3 +40,18 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("preference", "id", "bigint"),
     ],
 };
+
+/// The types of this domain that clients refetch by global id, for the
+/// `Node` interface ([`crate::graphql::node`]), one line each:
+/// `Type(its Rust type) = its policy [=> a builder of many]`. It calls
+/// `node_types!` back with the lines it was given and its own.
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            Place(crate::places::types::Place) = crate::places::policy::Places;
+            Review(crate::places::types::Review) = crate::places::policy::Reviews;
+            Preference(crate::places::types::Preference) = crate::places::policy::Preferences;
+        }
+    };
+}
+pub(crate) use nodes;

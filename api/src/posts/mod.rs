@@ -29,3 +29,17 @@ pub const DOMAIN: Domain = Domain {
     constraints: CONSTRAINTS,
     replayed: &[ReplayKey::new("post", "id", "uuid"), ReplayKey::new("comment", "id", "uuid")],
 };
+
+/// The types of this domain that clients refetch by global id, for the
+/// `Node` interface ([`crate::graphql::node`]), one line each:
+/// `Type(its Rust type) = its policy [=> a builder of many]`. It calls
+/// `node_types!` back with the lines it was given and its own.
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            Post(crate::posts::types::Post) = crate::posts::policy::Posts;
+            Comment(crate::posts::types::Comment) = crate::posts::policy::Comments;
+        }
+    };
+}
+pub(crate) use nodes;

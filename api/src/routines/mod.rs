@@ -33,3 +33,17 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("user_stats", "user_id", "uuid"),
     ],
 };
+
+/// The types of this domain that clients refetch by global id, for the
+/// `Node` interface ([`crate::graphql::node`]), one line each:
+/// `Type(its Rust type) = its policy [=> a builder of many]`. It calls
+/// `node_types!` back with the lines it was given and its own.
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            Routine(crate::routines::types::Routine) = crate::routines::policy::Routines;
+            RoutineRun(crate::routines::types::RoutineRun) = crate::routines::policy::Runs;
+        }
+    };
+}
+pub(crate) use nodes;
