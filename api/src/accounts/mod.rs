@@ -45,6 +45,17 @@ const CONSTRAINTS: &[Constraint] = &[
 /// constraints, and the keys of its tables subscribers watch.
 pub const DOMAIN: Domain = Domain { constraints: CONSTRAINTS, replayed: &[] };
 
+/// This domain's fields of the schema's roots, merged there by
+/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
+pub type Query = AccountsQuery;
+/// Both of this domain's mutation objects as one root part: sign-up,
+/// sign-in and the admin's fields, and the signed-in user's own.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "AccountsMutationRoot")]
+pub struct Mutation(AccountsMutation, AccountSelfMutation);
+/// None: nothing of this domain is published on the change feed.
+pub type Subscription = crate::graphql::NoSubscriptions;
+
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:
 /// `Type(its Rust type) = its policy [=> a builder of many]`. It calls

@@ -41,6 +41,12 @@ pub const DOMAIN: Domain = Domain {
     ],
 };
 
+/// This domain's fields of the schema's roots, merged there by
+/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
+pub type Query = PlacesQuery;
+pub type Mutation = PlacesMutation;
+pub type Subscription = PlacesSubscription;
+
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:
 /// `Type(its Rust type) = its policy [=> a builder of many]`. It calls

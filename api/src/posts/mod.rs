@@ -30,6 +30,12 @@ pub const DOMAIN: Domain = Domain {
     replayed: &[ReplayKey::new("post", "id", "uuid"), ReplayKey::new("comment", "id", "uuid")],
 };
 
+/// This domain's fields of the schema's roots, merged there by
+/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
+pub type Query = PostsQuery;
+pub type Mutation = PostsMutation;
+pub type Subscription = PostsSubscription;
+
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:
 /// `Type(its Rust type) = its policy [=> a builder of many]`. It calls
