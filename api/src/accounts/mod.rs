@@ -10,12 +10,18 @@ mod sessions;
 mod store;
 pub(crate) mod types;
 
+pub use crate::graphql::NoSubscriptions as Subscription;
 pub use policy::Users;
-pub use resolvers::{AccountsMutation, AccountsQuery};
-pub use self_service::AccountSelfMutation;
+pub use resolvers::AccountsQuery as Query;
 pub use sessions::{Pruned, prune as prune_sessions};
 pub use store::{CreateUser, create_user_as_admin};
 pub use types::User;
+
+/// This domain's part of the schema's `Mutation`: sign-up, sign-in and
+/// the admin's fields, and the signed-in user's own.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "AccountsMutationRoot")]
+pub struct Mutation(resolvers::AccountsMutation, self_service::AccountSelfMutation);
 
 /// Root mutation fields of which a document may hold at most one (the
 /// schema's guard refuses more before anything runs): aliases would make
@@ -44,17 +50,6 @@ const CONSTRAINTS: &[Constraint] = &[
 /// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
 /// constraints, and the keys of its tables subscribers watch.
 pub const DOMAIN: Domain = Domain { constraints: CONSTRAINTS, replayed: &[] };
-
-/// This domain's fields of the schema's roots, merged there by
-/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
-pub type Query = AccountsQuery;
-/// Both of this domain's mutation objects as one root part: sign-up,
-/// sign-in and the admin's fields, and the signed-in user's own.
-#[derive(async_graphql::MergedObject, Default)]
-#[graphql(name = "AccountsMutationRoot")]
-pub struct Mutation(AccountsMutation, AccountSelfMutation);
-/// None: nothing of this domain is published on the change feed.
-pub type Subscription = crate::graphql::NoSubscriptions;
 
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:

@@ -10,7 +10,8 @@ pub(crate) mod resolvers;
 mod store;
 pub(crate) mod types;
 
-pub use resolvers::{AirdropsMutation, AirdropsQuery};
+pub use crate::graphql::NoSubscriptions as Subscription;
+pub use resolvers::{AirdropsMutation as Mutation, AirdropsQuery as Query};
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -42,13 +43,6 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("user_airdrop_participation", "id", "uuid"),
     ],
 };
-
-/// This domain's fields of the schema's roots, merged there by
-/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
-pub type Query = AirdropsQuery;
-pub type Mutation = AirdropsMutation;
-/// None: nothing of this domain is published on the change feed.
-pub type Subscription = crate::graphql::NoSubscriptions;
 
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:

@@ -71,7 +71,7 @@ pub(crate) use each_domain;
 
 macro_rules! domains {
     ($($domain:ident)*) => {
-        /// Every domain's `DOMAIN` (see [`each_domain!`]).
+        /// Every domain's `DOMAIN` (see `each_domain!`).
         pub const DOMAINS: &[Domain] = &[$(crate::$domain::DOMAIN),*];
     };
 }

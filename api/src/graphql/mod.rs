@@ -1,5 +1,6 @@
 //! The GraphQL schema: each domain contributes its query and mutation
-//! objects; this module merges them and holds what they share.
+//! objects (the domains listed once in `crate::domain::each_domain!`); this
+//! module merges them and holds what they share.
 
 mod context;
 pub mod cost;

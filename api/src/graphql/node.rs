@@ -26,7 +26,7 @@
 //! types from the enum's variants, and an object cannot join an interface
 //! from elsewhere), so the variants must all be written in one enum. A
 //! `macro_rules!` cannot expand another macro into its input, so the lines
-//! are gathered by callbacks: [`node_types!`] is started with every domain's
+//! are gathered by callbacks: `node_types!` is started with every domain's
 //! name (`crate::domain::each_domain!`), calls the first domain's `nodes!`
 //! with the domains left, which calls `node_types!` back with its lines
 //! appended, and so on; with no domain left, `node_types!` declares the

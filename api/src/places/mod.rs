@@ -11,8 +11,8 @@ mod subscriptions;
 pub(crate) mod types;
 mod validate;
 
-pub use resolvers::{PlacesMutation, PlacesQuery};
-pub use subscriptions::PlacesSubscription;
+pub use resolvers::{PlacesMutation as Mutation, PlacesQuery as Query};
+pub use subscriptions::PlacesSubscription as Subscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -40,12 +40,6 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("preference", "id", "bigint"),
     ],
 };
-
-/// This domain's fields of the schema's roots, merged there by
-/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
-pub type Query = PlacesQuery;
-pub type Mutation = PlacesMutation;
-pub type Subscription = PlacesSubscription;
 
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:

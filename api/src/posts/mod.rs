@@ -11,8 +11,8 @@ mod subscriptions;
 pub(crate) mod types;
 
 pub use loader::PostsLoader;
-pub use resolvers::{PostsMutation, PostsQuery};
-pub use subscriptions::PostsSubscription;
+pub use resolvers::{PostsMutation as Mutation, PostsQuery as Query};
+pub use subscriptions::PostsSubscription as Subscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -29,12 +29,6 @@ pub const DOMAIN: Domain = Domain {
     constraints: CONSTRAINTS,
     replayed: &[ReplayKey::new("post", "id", "uuid"), ReplayKey::new("comment", "id", "uuid")],
 };
-
-/// This domain's fields of the schema's roots, merged there by
-/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
-pub type Query = PostsQuery;
-pub type Mutation = PostsMutation;
-pub type Subscription = PostsSubscription;
 
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:

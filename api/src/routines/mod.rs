@@ -9,8 +9,8 @@ mod store;
 mod subscriptions;
 pub(crate) mod types;
 
-pub use resolvers::{RoutinesMutation, RoutinesQuery};
-pub use subscriptions::RoutinesSubscription;
+pub use resolvers::{RoutinesMutation as Mutation, RoutinesQuery as Query};
+pub use subscriptions::RoutinesSubscription as Subscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -33,12 +33,6 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("user_stats", "user_id", "uuid"),
     ],
 };
-
-/// This domain's fields of the schema's roots, merged there by
-/// [`crate::graphql`] (see [`crate::domain::each_domain!`]).
-pub type Query = RoutinesQuery;
-pub type Mutation = RoutinesMutation;
-pub type Subscription = RoutinesSubscription;
 
 /// The types of this domain that clients refetch by global id, for the
 /// `Node` interface ([`crate::graphql::node`]), one line each:
