@@ -30,10 +30,8 @@ pub const DOMAIN: Domain = Domain {
     replayed: &[ReplayKey::new("post", "id", "uuid"), ReplayKey::new("comment", "id", "uuid")],
 };
 
-/// The types of this domain that clients refetch by global id, for the
-/// `Node` interface ([`crate::graphql::node`]), one line each:
-/// `Type(its Rust type) = its policy [=> a builder of many]`. It calls
-/// `node_types!` back with the lines it was given and its own.
+/// This domain's types that clients refetch by global id, one line each,
+/// gathered into the `Node` interface (how: [`crate::graphql::node`]).
 macro_rules! nodes {
     ($($gathered:tt)*) => {
         crate::graphql::node::node_types! { $($gathered)*
