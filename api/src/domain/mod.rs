@@ -124,6 +124,28 @@ mod tests {
     }
 
     #[test]
+    fn every_folder_that_declares_a_domain_is_listed_in_each_domain() {
+        // A folder left out would compile and serve nothing of its own: no
+        // fields, no constraint errors, no `Node` types.
+        macro_rules! names {
+            ($($domain:ident)*) => { [$(stringify!($domain)),*] };
+        }
+        let mut listed = each_domain!(names).to_vec();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut declared = Vec::new();
+        for entry in std::fs::read_dir(&src).expect("api/src is readable") {
+            let folder = entry.expect("a directory entry").path();
+            let module = std::fs::read_to_string(folder.join("mod.rs")).unwrap_or_default();
+            if module.lines().any(|line| line.starts_with("pub const DOMAIN: Domain")) {
+                declared.push(folder.file_name().and_then(|n| n.to_str()).map(str::to_owned).unwrap_or_default());
+            }
+        }
+        listed.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(declared, listed);
+    }
+
+    #[test]
     fn a_declared_constraint_maps_to_its_error_and_others_to_none() {
         let error = constraint_error("review_user_id_place_id_key");
         assert!(matches!(error, Some(crate::error::ApiError::Conflict { field: Some("placeId"), .. })));
