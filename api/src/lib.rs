@@ -161,10 +161,17 @@
 //!   (`EVENT`); and resolvers returning `realtime::my_changes::<E>(ctx,
 //!   after)` (the signed-in user's rows), `owned_changes` (one owner's or
 //!   all) or `changes::<E>(ctx, after, filter)` (a filter of their own).
-//! - `mod.rs`: the module list, what the domain exports, and `DOMAIN`: each
-//!   named constraint of its tables and the client error its violation means
-//!   (a CONFLICT on a field, a BAD_USER_INPUT, a NOT_FOUND), and the key of
-//!   each table subscribers watch (a replay re-checks rows by it).
+//! - `mod.rs`: everything the rest of the crate takes from the domain:
+//!   - its part of the schema's roots, exported as `Query`, `Mutation` and
+//!     `Subscription` ([`graphql::NoSubscriptions`] where it has none;
+//!     two objects of one root merged into one, as `accounts::Mutation`);
+//!   - `DOMAIN`: each named constraint of its tables and the client error
+//!     its violation means (a CONFLICT on a field, a BAD_USER_INPUT, a
+//!     NOT_FOUND), and the key of each table subscribers watch (a replay
+//!     re-checks rows by it);
+//!   - `nodes!`: its refetchable types, one line each,
+//!     `Type(its GraphQL type) = its policy;` (the `Node` interface is
+//!     gathered from these: [`graphql::node`]).
 //!
 //! Errors are [`error::ApiError`] everywhere: a row the viewer cannot see
 //! is NOT_FOUND (as if it did not exist), a row it sees but may not change
@@ -172,29 +179,36 @@
 //!
 //! # What a new table or domain touches
 //!
-//! A new table of an existing domain:
+//! A new table of an existing domain touches its migration, its entity and
+//! its domain folder, nothing else:
 //! - its migration: `migration/src/sql/0000NN_x.{up,down}.sql` (table, RLS
 //!   policies, the change-feed trigger if published) and its line in
 //!   `migration/src/lib.rs`;
 //! - its entity: `entity/src/x.rs` and its line in `entity/src/lib.rs`;
-//! - the domain folder: a policy struct, the store queries of its own, its
-//!   types and resolvers, its constraints (and, if published on the change
-//!   feed, its key and its `Published` impl) in its `DOMAIN`;
+//! - the domain folder: a policy struct (`policy.rs`), the store queries of
+//!   its own (`store.rs`), its types (`types.rs`) and resolvers
+//!   (`resolvers.rs`), and in `mod.rs` its constraints in `DOMAIN` (and,
+//!   if published on the change feed, its key there and its `Published`
+//!   impl in `subscriptions.rs`);
 //! - if clients refetch its rows (a type with an `id`): the policy's `TYPE`
 //!   (its GraphQL type's name), `id: ID` and `row_id: ID` in its type
 //!   (`#[derive(FromModel)]` fills them, and refuses to compile a global
-//!   id whose type `Node` does not list), and its line in `node_types!`
-//!   (`graphql/node.rs`). async-graphql interfaces are closed enums, so the
-//!   `Node` interface lists every refetchable type there.
+//!   id whose type `Node` does not list), and its line in the domain's
+//!   `nodes!` (`mod.rs`).
 //!
 //! The entity lives in the `entity` crate because the stack keeps sea-orm's
 //! models (what `sea-orm-cli generate entity` writes from the migrated
 //! schema) in a crate of their own; it is the migration's other half.
-//! Nothing outside the folder, the migration and the entity changes (but
-//! the `node_types!` line of a refetchable type). A new
-//! domain is that, plus three lines: `pub mod x;` here, its objects in the
-//! merges of [`graphql`] (`graphql/mod.rs`), and its `DOMAIN` in
-//! [`domain::DOMAINS`]. Nothing in [`error`] or [`realtime`] changes.
+//!
+//! A new domain `x` is a folder written as above (`x/mod.rs` with its
+//! `Query`, `Mutation`, `Subscription`, `DOMAIN` and `nodes!`,
+//! `policy.rs`, `store.rs`, `types.rs`, `resolvers.rs`, and
+//! `subscriptions.rs` if it publishes changes), its migrations and
+//! entities, plus two lines: `pub mod x;` here and its name in
+//! `domain::each_domain!`. That list merges its roots into the schema
+//! ([`graphql`]), its `DOMAIN` into [`domain::DOMAINS`] and its `nodes!`
+//! into the `Node` interface ([`graphql::node`]). Nothing in [`error`],
+//! [`realtime`] or [`graphql`] changes.
 
 pub mod accounts;
 pub mod airdrops;

@@ -10,12 +10,18 @@ mod sessions;
 mod store;
 pub(crate) mod types;
 
+pub use crate::graphql::NoSubscriptions as Subscription;
 pub use policy::Users;
-pub use resolvers::{AccountsMutation, AccountsQuery};
-pub use self_service::AccountSelfMutation;
+pub use resolvers::AccountsQuery as Query;
 pub use sessions::{Pruned, prune as prune_sessions};
 pub use store::{CreateUser, create_user_as_admin};
 pub use types::User;
+
+/// This domain's part of the schema's `Mutation`: sign-up, sign-in and
+/// the admin's fields, and the signed-in user's own.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "AccountsMutationRoot")]
+pub struct Mutation(resolvers::AccountsMutation, self_service::AccountSelfMutation);
 
 /// Root mutation fields of which a document may hold at most one (the
 /// schema's guard refuses more before anything runs): aliases would make
@@ -44,3 +50,14 @@ const CONSTRAINTS: &[Constraint] = &[
 /// This domain for the shared machinery ([`crate::domain::DOMAINS`]): its
 /// constraints, and the keys of its tables subscribers watch.
 pub const DOMAIN: Domain = Domain { constraints: CONSTRAINTS, replayed: &[] };
+
+/// This domain's types that clients refetch by global id, one line each,
+/// gathered into the `Node` interface (how: [`crate::graphql::node`]).
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            User(crate::accounts::types::User) = crate::accounts::policy::Users;
+        }
+    };
+}
+pub(crate) use nodes;

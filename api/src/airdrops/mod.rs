@@ -10,7 +10,8 @@ pub(crate) mod resolvers;
 mod store;
 pub(crate) mod types;
 
-pub use resolvers::{AirdropsMutation, AirdropsQuery};
+pub use crate::graphql::NoSubscriptions as Subscription;
+pub use resolvers::{AirdropsMutation as Mutation, AirdropsQuery as Query};
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -42,3 +43,16 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("user_airdrop_participation", "id", "uuid"),
     ],
 };
+
+/// This domain's types that clients refetch by global id, one line each,
+/// gathered into the `Node` interface (how: [`crate::graphql::node`]).
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            AirdropProject(crate::airdrops::types::AirdropProject) = crate::airdrops::policy::Projects
+                => crate::airdrops::resolvers::with_totals_all;
+            Participation(crate::airdrops::types::Participation) = crate::airdrops::policy::Participations;
+        }
+    };
+}
+pub(crate) use nodes;

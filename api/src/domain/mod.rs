@@ -60,14 +60,26 @@ impl ReplayKey {
     }
 }
 
-/// Every domain. A new domain adds its line here.
-pub const DOMAINS: &[Domain] = &[
-    crate::accounts::DOMAIN,
-    crate::places::DOMAIN,
-    crate::routines::DOMAIN,
-    crate::airdrops::DOMAIN,
-    crate::posts::DOMAIN,
-];
+/// Every domain, by its module's name, in the order the schema lists their
+/// fields: a new domain adds its name here (and `pub mod x;` in lib.rs).
+/// `each_domain!(then)` calls `then! { accounts places ... }`, and each
+/// list of what every domain declares is built from it: [`DOMAINS`] here,
+/// the roots' merges in [`crate::graphql`], the `Node` interface in
+/// [`crate::graphql::node`].
+macro_rules! each_domain {
+    ($then:ident) => {
+        $then! { accounts places routines airdrops posts }
+    };
+}
+pub(crate) use each_domain;
+
+macro_rules! domains {
+    ($($domain:ident)*) => {
+        /// Every domain's `DOMAIN` (see `each_domain!`).
+        pub const DOMAINS: &[Domain] = &[$(crate::$domain::DOMAIN),*];
+    };
+}
+each_domain!(domains);
 
 /// The client error a violated constraint means, if a domain declared it.
 pub fn constraint_error(name: &str) -> Option<crate::error::ApiError> {
@@ -113,6 +125,28 @@ mod tests {
         }
         assert_eq!(replay_key("review").map(|k| (k.column, k.sql_type)), Some(("id", "bigint")));
         assert!(replay_key("users").is_none());
+    }
+
+    #[test]
+    fn every_folder_that_declares_a_domain_is_listed_in_each_domain() {
+        // A folder left out would compile and serve nothing of its own: no
+        // fields, no constraint errors, no `Node` types.
+        macro_rules! names {
+            ($($domain:ident)*) => { [$(stringify!($domain)),*] };
+        }
+        let mut listed = each_domain!(names).to_vec();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut declared = Vec::new();
+        for entry in std::fs::read_dir(&src).expect("api/src is readable") {
+            let folder = entry.expect("a directory entry").path();
+            let module = std::fs::read_to_string(folder.join("mod.rs")).unwrap_or_default();
+            if module.lines().any(|line| line.starts_with("pub const DOMAIN: Domain")) {
+                declared.push(folder.file_name().and_then(|n| n.to_str()).map(str::to_owned).unwrap_or_default());
+            }
+        }
+        listed.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(declared, listed);
     }
 
     #[test]

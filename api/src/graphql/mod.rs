@@ -1,5 +1,6 @@
 //! The GraphQL schema: each domain contributes its query and mutation
-//! objects; this module merges them and holds what they share.
+//! objects (the domains listed once in `crate::domain::each_domain!`); this
+//! module merges them and holds what they share.
 
 mod context;
 pub mod cost;
@@ -18,28 +19,31 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use node::NodeQuery;
 
-use crate::accounts::{AccountSelfMutation, AccountsMutation, AccountsQuery};
-use crate::airdrops::{AirdropsMutation, AirdropsQuery};
-use crate::places::{PlacesMutation, PlacesQuery, PlacesSubscription};
-use crate::posts::{PostsMutation, PostsQuery, PostsSubscription};
 use crate::realtime::RealtimeQuery;
-use crate::routines::{RoutinesMutation, RoutinesQuery, RoutinesSubscription};
 
-#[derive(MergedObject, Default)]
-pub struct Query(NodeQuery, AccountsQuery, PlacesQuery, RoutinesQuery, AirdropsQuery, PostsQuery, RealtimeQuery);
+/// The roots from every domain's `Query`, `Mutation` and `Subscription`
+/// (declared in its `mod.rs`), in the order of
+/// [`crate::domain::each_domain!`]; `node`/`nodes` come first and the
+/// change feed's own fields last.
+macro_rules! roots {
+    ($($domain:ident)*) => {
+        #[derive(MergedObject, Default)]
+        pub struct Query(NodeQuery, $(crate::$domain::Query,)* RealtimeQuery);
 
-#[derive(MergedObject, Default)]
-pub struct Mutation(
-    AccountsMutation,
-    AccountSelfMutation,
-    PlacesMutation,
-    RoutinesMutation,
-    AirdropsMutation,
-    PostsMutation,
-);
+        #[derive(MergedObject, Default)]
+        pub struct Mutation($(crate::$domain::Mutation),*);
 
+        #[derive(MergedSubscription, Default)]
+        pub struct Subscription($(crate::$domain::Subscription),*);
+    };
+}
+crate::domain::each_domain!(roots);
+
+/// The `Subscription` of a domain that has none. Not async-graphql's
+/// `EmptySubscription`: merged, that one answers every subscription with
+/// "Schema is not configured for subscription".
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(PlacesSubscription, RoutinesSubscription, PostsSubscription);
+pub struct NoSubscriptions();
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

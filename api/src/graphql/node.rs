@@ -2,11 +2,36 @@
 //! `Node` interface, and `node(id:)`/`nodes(ids:)` on Query to refetch any
 //! object by the global `id` it was served with ([`super::ids`]).
 //!
-//! Every refetchable type is one line of [`node_types!`]: it gives the
-//! interface its variant, the id's type name, and the fetch through the
-//! type's [`Policy`], so `node` shows exactly the rows the type's own lookup
-//! shows (RLS applies underneath as everywhere). async-graphql interfaces are
-//! closed enums, so a new refetchable type adds its line here.
+//! Each domain declares its refetchable types in its own `mod.rs`, one line
+//! each, in a macro named `nodes!`:
+//!
+//! ```ignore
+//! macro_rules! nodes {
+//!     ($($gathered:tt)*) => {
+//!         crate::graphql::node::node_types! { $($gathered)*
+//!             Place(crate::places::types::Place) = crate::places::policy::Places;
+//!             Review(crate::places::types::Review) = crate::places::policy::Reviews;
+//!         }
+//!     };
+//! }
+//! pub(crate) use nodes;
+//! ```
+//!
+//! A line gives the interface its variant, the id's type name, and the
+//! fetch through the type's [`Policy`], so `node` shows exactly the rows the
+//! type's own lookup shows (RLS applies underneath as everywhere).
+//!
+//! Why a macro in each domain and not a list here: async-graphql's
+//! interfaces are closed enums (`#[derive(Interface)]` takes its possible
+//! types from the enum's variants, and an object cannot join an interface
+//! from elsewhere), so the variants must all be written in one enum. A
+//! `macro_rules!` cannot expand another macro into its input, so the lines
+//! are gathered by callbacks: `node_types!` is started with every domain's
+//! name (`crate::domain::each_domain!`), calls the first domain's `nodes!`
+//! with the domains left, which calls `node_types!` back with its lines
+//! appended, and so on; with no domain left, `node_types!` declares the
+//! enum, [`TYPES`] and the fetch from all the lines. A new refetchable type
+//! is a line in its domain's `nodes!`; nothing here changes.
 
 use async_graphql::{Context, ID, Interface, Object};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter};
@@ -21,15 +46,31 @@ use crate::graphql::ids;
 /// The most ids one `nodes` call takes, like a page.
 pub const MAX_NODES: usize = 100;
 
-/// Declares the refetchable types, one line each:
-/// `Variant(GraphQL type) = policy [=> async fn(db, rows) -> ApiResult<Vec<type>>]`.
-/// The variant's name is the GraphQL type's name and the type half of its
-/// global ids (checked against the policy's [`Policy::TYPE`] at compile
-/// time). Rows become objects through `From<Model>` unless a builder is
-/// named (a type whose fields need more than its row, in one statement for
-/// all of them).
+/// Builds the `Node` interface from the domains' declarations, in two
+/// steps:
+///
+/// 1. Gathering: `node_types! { [accounts places ...] }` asks the first
+///    domain's `nodes!`, which calls `node_types!` back with the domains
+///    left and its own lines appended; when no domain is left, every line
+///    has been gathered.
+/// 2. Declaring: from the lines, one each,
+///    `Variant(GraphQL type) = policy [=> async fn(db, rows) -> ApiResult<Vec<type>>];`,
+///    the interface, [`TYPES`] and the fetch. The variant's name is the
+///    GraphQL type's name and the type half of its global ids (checked
+///    against the policy's [`Policy::TYPE`] at compile time). Rows become
+///    objects through `From<Model>` unless a builder is named (a type whose
+///    fields need more than its row, in one statement for all of them).
 macro_rules! node_types {
-    ($( $variant:ident($($ty:tt)+) = $policy:ty $(=> $build:path)? ;)*) => {
+    // The start: the domains, as `crate::domain::each_domain!` lists them.
+    ($($domain:ident)*) => {
+        node_types! { [$($domain)*] }
+    };
+    // Gathering: the next domain appends its lines and calls back.
+    ([$domain:ident $($domains:ident)*] $($lines:tt)*) => {
+        crate::$domain::nodes! { [$($domains)*] $($lines)* }
+    };
+    // Declaring: every domain's lines are here.
+    ([] $( $variant:ident($($ty:tt)+) = $policy:ty $(=> $build:path)? ;)*) => {
         /// An object with a globally unique `id`: refetch it with `node(id:)`.
         #[derive(Interface)]
         #[graphql(field(
@@ -82,19 +123,9 @@ macro_rules! node_types {
     (@build $build:path) => { $build };
 }
 
-node_types! {
-    User(crate::accounts::types::User) = crate::accounts::policy::Users;
-    Place(crate::places::types::Place) = crate::places::policy::Places;
-    Review(crate::places::types::Review) = crate::places::policy::Reviews;
-    Preference(crate::places::types::Preference) = crate::places::policy::Preferences;
-    Routine(crate::routines::types::Routine) = crate::routines::policy::Routines;
-    RoutineRun(crate::routines::types::RoutineRun) = crate::routines::policy::Runs;
-    AirdropProject(crate::airdrops::types::AirdropProject) = crate::airdrops::policy::Projects
-        => crate::airdrops::resolvers::with_totals_all;
-    Participation(crate::airdrops::types::Participation) = crate::airdrops::policy::Participations;
-    Post(crate::posts::types::Post) = crate::posts::policy::Posts;
-    Comment(crate::posts::types::Comment) = crate::posts::policy::Comments;
-}
+pub(crate) use node_types;
+
+crate::domain::each_domain!(node_types);
 
 const fn same(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

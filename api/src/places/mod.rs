@@ -11,8 +11,8 @@ mod subscriptions;
 pub(crate) mod types;
 mod validate;
 
-pub use resolvers::{PlacesMutation, PlacesQuery};
-pub use subscriptions::PlacesSubscription;
+pub use resolvers::{PlacesMutation as Mutation, PlacesQuery as Query};
+pub use subscriptions::PlacesSubscription as Subscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -40,3 +40,16 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("preference", "id", "bigint"),
     ],
 };
+
+/// This domain's types that clients refetch by global id, one line each,
+/// gathered into the `Node` interface (how: [`crate::graphql::node`]).
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            Place(crate::places::types::Place) = crate::places::policy::Places;
+            Review(crate::places::types::Review) = crate::places::policy::Reviews;
+            Preference(crate::places::types::Preference) = crate::places::policy::Preferences;
+        }
+    };
+}
+pub(crate) use nodes;

@@ -11,8 +11,8 @@ mod subscriptions;
 pub(crate) mod types;
 
 pub use loader::PostsLoader;
-pub use resolvers::{PostsMutation, PostsQuery};
-pub use subscriptions::PostsSubscription;
+pub use resolvers::{PostsMutation as Mutation, PostsQuery as Query};
+pub use subscriptions::PostsSubscription as Subscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -29,3 +29,15 @@ pub const DOMAIN: Domain = Domain {
     constraints: CONSTRAINTS,
     replayed: &[ReplayKey::new("post", "id", "uuid"), ReplayKey::new("comment", "id", "uuid")],
 };
+
+/// This domain's types that clients refetch by global id, one line each,
+/// gathered into the `Node` interface (how: [`crate::graphql::node`]).
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            Post(crate::posts::types::Post) = crate::posts::policy::Posts;
+            Comment(crate::posts::types::Comment) = crate::posts::policy::Comments;
+        }
+    };
+}
+pub(crate) use nodes;

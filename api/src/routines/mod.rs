@@ -9,8 +9,8 @@ mod store;
 mod subscriptions;
 pub(crate) mod types;
 
-pub use resolvers::{RoutinesMutation, RoutinesQuery};
-pub use subscriptions::RoutinesSubscription;
+pub use resolvers::{RoutinesMutation as Mutation, RoutinesQuery as Query};
+pub use subscriptions::RoutinesSubscription as Subscription;
 
 /// The named constraints of this domain's tables (its migrations) and the
 /// client errors their violations mean.
@@ -33,3 +33,15 @@ pub const DOMAIN: Domain = Domain {
         ReplayKey::new("user_stats", "user_id", "uuid"),
     ],
 };
+
+/// This domain's types that clients refetch by global id, one line each,
+/// gathered into the `Node` interface (how: [`crate::graphql::node`]).
+macro_rules! nodes {
+    ($($gathered:tt)*) => {
+        crate::graphql::node::node_types! { $($gathered)*
+            Routine(crate::routines::types::Routine) = crate::routines::policy::Routines;
+            RoutineRun(crate::routines::types::RoutineRun) = crate::routines::policy::Runs;
+        }
+    };
+}
+pub(crate) use nodes;
