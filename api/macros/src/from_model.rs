@@ -121,7 +121,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
     let check = values.iter().any(|(_, v)| matches!(v, Value::Global)).then(|| {
         let message = format!(
-            "{type_name} has a global `id` but is not a type of `Node` (graphql/node.rs); \
+            "{type_name} has a global `id` but is not a type of `Node` (its domain's `nodes!`); \
              a raw id is `#[from_model(column = id)]`"
         );
         quote!(

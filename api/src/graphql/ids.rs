@@ -115,7 +115,7 @@ pub use api_macros::FromModel;
 pub const fn is_node_type(type_name: &str) -> bool {
     let mut i = 0;
     while i < TYPES.len() {
-        if same(TYPES[i].as_bytes(), type_name.as_bytes()) {
+        if same(TYPES[i], type_name) {
             return true;
         }
         i += 1;
@@ -123,8 +123,10 @@ pub const fn is_node_type(type_name: &str) -> bool {
     false
 }
 
-/// `a == b`, which is not `const` for slices yet.
-const fn same(a: &[u8], b: &[u8]) -> bool {
+/// `a == b` for the compile-time checks of type names (`==` on `str` is
+/// not `const` yet).
+pub(crate) const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
     }

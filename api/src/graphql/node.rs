@@ -87,7 +87,7 @@ macro_rules! node_types {
 
         $(
             const _: () = assert!(
-                same(<$policy as Policy>::TYPE, stringify!($variant)),
+                crate::graphql::ids::same(<$policy as Policy>::TYPE, stringify!($variant)),
                 concat!("the policy of ", stringify!($variant), " names another TYPE"),
             );
         )*
@@ -126,21 +126,6 @@ macro_rules! node_types {
 pub(crate) use node_types;
 
 crate::domain::each_domain!(node_types);
-
-const fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
 
 async fn from_rows<M, T: From<M>>(_db: &impl ConnectionTrait, rows: Vec<M>) -> ApiResult<Vec<T>> {
     Ok(rows.into_iter().map(T::from).collect())
