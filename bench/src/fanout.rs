@@ -325,7 +325,10 @@ pub async fn run(args: Args) {
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
     println!("CPU used (cores of 2)       server {server_cores:.2}, this client {client_cores:.2}");
     println!("server CPU per delivery     {server_cpu_per_delivery:.1} µs");
-    println!("next message                {} bytes of text (compare `bench sendfloor --bytes`)", totals.next_bytes.load(Ordering::Relaxed));
+    println!(
+        "next message                {} bytes of text (compare `bench sendfloor --bytes`)",
+        totals.next_bytes.load(Ordering::Relaxed)
+    );
     match (series("api_events_executed_total"), series("api_events_delivered_total")) {
         (Some(executed), Some(sent)) => println!("payload executions          {executed:.0} for {sent:.0} deliveries"),
         _ => println!("payload executions          not counted by this server"),

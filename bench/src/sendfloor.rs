@@ -112,12 +112,18 @@ pub async fn run(args: Args) {
     tokio::task::spawn_blocking(move || send(&args)).await.expect("the sender");
 }
 
+/// One event's walk by one thread: its tick, when the walk began, when it ended.
+type Walk = (Instant, Instant, Instant);
+
 /// One phase's figures.
 struct Phase {
     threads: usize,
     messages: u64,
     sender_cpu_nanos: u64,
+    /// Per event: from its tick to the last write (waiting included), and
+    /// from the first thread's start of the walk to the last write.
     walks: Vec<Duration>,
+    walk_own: Vec<Duration>,
     wall: f64,
     sender_process_cpu: f64,
     reader_cpu: f64,
@@ -148,7 +154,12 @@ fn send(args: &Args) {
             socket
         })
         .collect();
-    println!("connected in {:.1} s; frames of {} bytes, {} events/s", started.elapsed().as_secs_f64(), args.bytes, args.rate);
+    println!(
+        "connected in {:.1} s; frames of {} bytes, {} events/s",
+        started.elapsed().as_secs_f64(),
+        args.bytes,
+        args.rate
+    );
     std::thread::sleep(Duration::from_secs(1));
     let sockets = Arc::new(sockets);
 
@@ -162,7 +173,7 @@ fn send(args: &Args) {
         let first = Instant::now() + Duration::from_millis(100);
         let chunk = sockets.len().div_ceil(threads);
         let phase_start = Instant::now();
-        let per_thread: Vec<(u64, Vec<(Instant, Instant)>)> = std::thread::scope(|scope| {
+        let per_thread: Vec<(u64, Vec<Walk>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let sockets = sockets.clone();
@@ -176,11 +187,12 @@ fn send(args: &Args) {
                             if let Some(wait) = tick.checked_duration_since(Instant::now()) {
                                 std::thread::sleep(wait);
                             }
+                            let started = Instant::now();
                             let frame = frame(bytes, now_micros());
                             for mut socket in mine {
                                 socket.write_all(&frame).expect("writing a frame");
                             }
-                            walks.push((tick, Instant::now()));
+                            walks.push((tick, started, Instant::now()));
                         }
                         (thread_cpu_nanos() - cpu, walks)
                     })
@@ -194,7 +206,13 @@ fn send(args: &Args) {
         let walks: Vec<Duration> = (0..usize::try_from(events).unwrap_or(0))
             .map(|e| {
                 let tick = per_thread[0].1[e].0;
-                per_thread.iter().map(|(_, w)| w[e].1.saturating_duration_since(tick)).max().unwrap_or_default()
+                per_thread.iter().map(|(_, w)| w[e].2.saturating_duration_since(tick)).max().unwrap_or_default()
+            })
+            .collect();
+        let walk_own: Vec<Duration> = (0..usize::try_from(events).unwrap_or(0))
+            .map(|e| {
+                let start = per_thread.iter().map(|(_, w)| w[e].1).min().unwrap_or_else(Instant::now);
+                per_thread.iter().map(|(_, w)| w[e].2.saturating_duration_since(start)).max().unwrap_or_default()
             })
             .collect();
         writeln!(to_reader, "report {messages}").expect("asking the reader");
@@ -205,6 +223,7 @@ fn send(args: &Args) {
             messages,
             sender_cpu_nanos: per_thread.iter().map(|(cpu, _)| cpu).sum(),
             walks,
+            walk_own,
             wall,
             sender_process_cpu: cpu_seconds("self") - self_cpu,
             reader_cpu: cpu_seconds(&reader_pid) - reader_cpu,
@@ -216,17 +235,34 @@ fn send(args: &Args) {
 
     println!();
     for p in &phases {
-        let mut walks = p.walks.clone();
-        walks.sort();
-        let q = |f: f64| {
-            walks.get(((walks.len() as f64 * f).ceil() as usize).saturating_sub(1)).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        let quantiles = |walks: &[Duration]| {
+            let mut walks = walks.to_vec();
+            walks.sort();
+            let q = |f: f64| {
+                walks
+                    .get(((walks.len() as f64 * f).ceil() as usize).saturating_sub(1))
+                    .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+            };
+            format!("p50 {:.1} / p99 {:.1} / max {:.1} ms", q(0.5), q(0.99), q(1.0))
         };
         println!("sender threads              {}", p.threads);
-        println!("messages                    {} ({} events x {})", p.messages, walks.len(), sockets.len());
-        println!("sender CPU per message      {:.2} µs (sender threads, schedstat)", p.sender_cpu_nanos as f64 / p.messages as f64 / 1e3);
-        println!("sender process CPU          {:.2} µs per message ({:.2} cores)", p.sender_process_cpu / p.messages as f64 * 1e6, p.sender_process_cpu / p.wall);
-        println!("reader process CPU          {:.2} µs per message ({:.2} cores)", p.reader_cpu / p.messages as f64 * 1e6, p.reader_cpu / p.wall);
-        println!("walk of all sockets         p50 {:.1} / p99 {:.1} / max {:.1} ms", q(0.5), q(0.99), q(1.0));
+        println!("messages                    {} ({} events x {})", p.messages, p.walks.len(), sockets.len());
+        println!(
+            "sender CPU per message      {:.2} µs (sender threads, schedstat)",
+            p.sender_cpu_nanos as f64 / p.messages as f64 / 1e3
+        );
+        println!(
+            "sender process CPU          {:.2} µs per message ({:.2} cores)",
+            p.sender_process_cpu / p.messages as f64 * 1e6,
+            p.sender_process_cpu / p.wall
+        );
+        println!(
+            "reader process CPU          {:.2} µs per message ({:.2} cores)",
+            p.reader_cpu / p.messages as f64 * 1e6,
+            p.reader_cpu / p.wall
+        );
+        println!("walk of all sockets         {} (from its start)", quantiles(&p.walk_own));
+        println!("tick to the walk's end      {} (waiting for the sender included)", quantiles(&p.walks));
         println!("reader                      {}", p.report);
         println!();
     }
@@ -291,8 +327,10 @@ async fn drain(bytes: usize) {
         }
         let got = received.load(Ordering::Relaxed) - counted;
         counted += got;
-        let histogram =
-            std::mem::replace(&mut *latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Arc::new(Histogram::new()));
+        let histogram = std::mem::replace(
+            &mut *latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            Arc::new(Histogram::new()),
+        );
         println!(
             "received {got} of {expected}; event start to frame read p50 {:.1} / p99 {:.1} / max {:.1} ms",
             histogram.quantile_ms(0.5),

@@ -418,8 +418,14 @@ mod tests {
         assert_eq!(first.as_str().as_ptr(), again.as_str().as_ptr());
         assert_eq!(again.as_str(), template.message("next", "\"1\"", "ANON"));
         // Another id, kind or cursor gets its own message, spliced right.
-        assert_eq!(template.text("next", "\"2\"", &anonymous, true).as_str(), template.message("next", "\"2\"", "ANON"));
-        assert_eq!(template.text("data", "\"1\"", &anonymous, true).as_str(), template.message("data", "\"1\"", "ANON"));
+        assert_eq!(
+            template.text("next", "\"2\"", &anonymous, true).as_str(),
+            template.message("next", "\"2\"", "ANON")
+        );
+        assert_eq!(
+            template.text("data", "\"1\"", &anonymous, true).as_str(),
+            template.message("data", "\"1\"", "ANON")
+        );
         assert_eq!(template.text("next", "\"1\"", &other, true).as_str(), template.message("next", "\"1\"", "SIGNED"));
         assert_eq!(template.text("next", "\"1\"", &other, false).as_str(), template.message("next", "\"1\"", "SIGNED"));
     }
