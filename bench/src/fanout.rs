@@ -51,22 +51,22 @@ async fn service_token(api: &Path, server: &Server) -> String {
 
 /// Latency histogram in 100 µs buckets up to 60 s, shared by all subscribers
 /// without locks.
-struct Histogram(Vec<AtomicU64>);
+pub struct Histogram(Vec<AtomicU64>);
 
 impl Histogram {
     const BUCKET_MICROS: u64 = 100;
 
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self((0..600_000).map(|_| AtomicU64::new(0)).collect())
     }
 
-    fn record(&self, micros: u64) {
+    pub fn record(&self, micros: u64) {
         let bucket = usize::try_from(micros / Self::BUCKET_MICROS).unwrap_or(usize::MAX).min(self.0.len() - 1);
         self.0[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The `p` quantile in milliseconds (upper edge of its bucket).
-    fn quantile_ms(&self, p: f64) -> f64 {
+    pub fn quantile_ms(&self, p: f64) -> f64 {
         let counts: Vec<u64> = self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         let total: u64 = counts.iter().sum();
         let target = ((total as f64) * p).ceil().max(1.0) as u64;
@@ -84,6 +84,8 @@ impl Histogram {
 #[derive(Default)]
 struct Totals {
     delivered: AtomicU64,
+    /// Bytes of the text of one `next` message (the frame adds 2-4 bytes of header).
+    next_bytes: AtomicU64,
 }
 
 /// Order fingerprints: every subscriber must see the same sequence.
@@ -148,6 +150,7 @@ async fn subscriber(
                     continue;
                 };
                 latencies.record(now_micros().saturating_sub(sent));
+                totals.next_bytes.store(text.len() as u64, Ordering::Relaxed);
                 let (fingerprint, received) = (&mut fingerprints_of[k - 1], &mut received_of[k - 1]);
                 *fingerprint = (*fingerprint ^ seq).wrapping_mul(0x0100_0000_01b3);
                 *received += 1;
@@ -322,6 +325,10 @@ pub async fn run(args: Args) {
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
     println!("CPU used (cores of 2)       server {server_cores:.2}, this client {client_cores:.2}");
     println!("server CPU per delivery     {server_cpu_per_delivery:.1} µs");
+    println!(
+        "next message                {} bytes of text (compare `bench sendfloor --bytes`)",
+        totals.next_bytes.load(Ordering::Relaxed)
+    );
     match (series("api_events_executed_total"), series("api_events_delivered_total")) {
         (Some(executed), Some(sent)) => println!("payload executions          {executed:.0} for {sent:.0} deliveries"),
         _ => println!("payload executions          not counted by this server"),

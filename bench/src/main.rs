@@ -8,6 +8,9 @@
 //!   `--scale` data set: req/s, latency, CPU and SQL statements per request,
 //!   with pgbench running the same SQL as the ceiling, in the same run, and
 //!   with `--postgraphile`, PostGraphile 4.14.1 answering the reads too.
+//! - [`sendfloor`]: no server; the kernel's cost of a websocket frame
+//!   written to each of N loopback sockets per event, the floor under
+//!   `fanout`'s CPU per delivery.
 //! - [`postgraphile`]: installing and starting PostGraphile for that.
 //! - [`server`]: starting the server, and its CPU and memory from /proc.
 //!
@@ -26,6 +29,7 @@
 mod fanout;
 mod postgraphile;
 mod queries;
+mod sendfloor;
 mod server;
 mod writes;
 
@@ -42,6 +46,8 @@ struct Cli {
 enum Command {
     /// Subscribers to placeChanged, writes at a steady rate, deliveries measured.
     Fanout(fanout::Args),
+    /// The kernel's floor under a delivery: frames to N loopback sockets per event, no server.
+    Sendfloor(sendfloor::Args),
     /// Two read cases and a write at C connections, beside pgbench running their SQL.
     Queries(queries::Args),
     /// Single-row writes on a published table over SQL, with capture off, trigger (fallback) and logical, interleaved.
@@ -66,6 +72,7 @@ async fn main() {
     match Cli::parse().command {
         Command::Fanout(args) => fanout::run(args).await,
         Command::Queries(args) => queries::run(args).await,
+        Command::Sendfloor(args) => sendfloor::run(args).await,
         Command::Writes { writers, seconds, rounds, synchronous_commit } => {
             writes::run(writers, seconds, rounds, synchronous_commit == "on").await;
         }

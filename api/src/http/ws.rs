@@ -486,8 +486,8 @@ struct SharedOut {
 impl shared::Deliver for SharedOut {
     fn deliver(&self, delivery: shared::Shared, more: bool) -> futures_util::future::BoxFuture<'_, bool> {
         Box::pin(async move {
-            let text = delivery.template.message(self.kind, &self.id_json, &delivery.cursor);
-            let message = Message::Text(text.into());
+            let text = delivery.template.text(self.kind, &self.id_json, &delivery.cursor, delivery.common);
+            let message = Message::Text(text);
             let sent = if more { self.out.queue(message).await } else { self.out.send(message).await };
             if sent {
                 self.metrics.events_delivered.inc();
@@ -618,7 +618,7 @@ impl Operation {
                 if response.errors.is_empty() {
                     pending.fill.fill(template.clone());
                 }
-                shared::Shared { template, cursor: pending.cursor }
+                shared::Shared { template, cursor: pending.cursor, common: pending.common }
             });
             // Errors without data end the operation: it could not start (bad
             // document or arguments, not signed in) or its stream ended
@@ -643,8 +643,8 @@ impl Operation {
     /// A delivery of a shared payload: this operation's id and the viewer's
     /// cursor spliced into the audience's bytes.
     async fn send_shared(&self, kind: &str, id_json: &str, delivery: shared::Shared) {
-        let text = delivery.template.message(kind, id_json, &delivery.cursor);
-        let _ = self.out.send(Message::Text(text.into())).await;
+        let text = delivery.template.text(kind, id_json, &delivery.cursor, delivery.common);
+        let _ = self.out.send(Message::Text(text)).await;
         self.metrics.events_delivered.inc();
     }
 

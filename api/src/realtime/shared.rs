@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -104,25 +105,55 @@ pub fn marker() -> &'static str {
 /// the [`marker`]s.
 pub struct Template {
     parts: Vec<Box<str>>,
-    len: usize,
+    /// Bytes of the parts together.
+    fixed: usize,
+    /// The first message made for a cursor every subscriber of its kind
+    /// shares (the anonymous viewer's), kept: the next subscriber with the
+    /// same operation id (graphql-ws clients number theirs from 1, so most
+    /// do) gets the same bytes by reference count, with no allocation and
+    /// no copy per delivery.
+    common: OnceLock<Common>,
 }
+
+struct Common {
+    kind: Box<str>,
+    id_json: Box<str>,
+    cursor: Arc<str>,
+    text: Utf8Bytes,
+}
+
+const TYPE: &str = "{\"type\":\"";
+const ID: &str = "\",\"id\":";
+const PAYLOAD: &str = ",\"payload\":";
 
 impl Template {
     /// `payload`: a response serialised with the [`marker`] as its cursor.
     pub fn new(payload: &str) -> Self {
         let parts: Vec<Box<str>> = payload.split(marker()).map(Box::from).collect();
-        Self { len: payload.len(), parts }
+        let fixed = parts.iter().map(|part| part.len()).sum();
+        Self { parts, fixed, common: OnceLock::new() }
     }
 
     /// The protocol message `{"type":kind,"id":id,"payload":…}` with
     /// `cursor` in place of every marker. `id_json`: the id, as a JSON string.
     pub fn message(&self, kind: &str, id_json: &str, cursor: &str) -> String {
-        let mut out = String::with_capacity(self.len + id_json.len() + kind.len() + 40 + cursor.len() * 2);
-        out.push_str("{\"type\":\"");
+        // Exactly the message's length: a `String` whose length is its
+        // capacity becomes the websocket message's bytes without another
+        // allocation (`bytes::Bytes` from a `Vec`).
+        let len = TYPE.len()
+            + kind.len()
+            + ID.len()
+            + id_json.len()
+            + PAYLOAD.len()
+            + self.fixed
+            + cursor.len() * self.parts.len().saturating_sub(1)
+            + 1;
+        let mut out = String::with_capacity(len);
+        out.push_str(TYPE);
         out.push_str(kind);
-        out.push_str("\",\"id\":");
+        out.push_str(ID);
         out.push_str(id_json);
-        out.push_str(",\"payload\":");
+        out.push_str(PAYLOAD);
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
                 // A cursor is base64url: nothing to escape in JSON.
@@ -132,6 +163,34 @@ impl Template {
         }
         out.push('}');
         out
+    }
+
+    /// [`Template::message`] as a websocket text. `common`: the cursor is
+    /// one every subscriber of its kind shares (the anonymous viewer's,
+    /// signed once per event), so the message may be too: the first one
+    /// made is kept and handed to every later call with the same kind, id
+    /// and cursor.
+    pub fn text(&self, kind: &str, id_json: &str, cursor: &Arc<str>, common: bool) -> Utf8Bytes {
+        if !common {
+            return Utf8Bytes::from(self.message(kind, id_json, cursor));
+        }
+        if let Some(kept) = self.common.get()
+            && *kept.kind == *kind
+            && *kept.id_json == *id_json
+            && *kept.cursor == **cursor
+        {
+            return kept.text.clone();
+        }
+        let text = Utf8Bytes::from(self.message(kind, id_json, cursor));
+        // The first caller's message is kept; another id (a client that
+        // numbers its operations differently) is made per delivery.
+        let _ = self.common.set(Common {
+            kind: kind.into(),
+            id_json: id_json.into(),
+            cursor: cursor.clone(),
+            text: text.clone(),
+        });
+        text
     }
 }
 
@@ -150,11 +209,16 @@ type Slot = Arc<watch::Sender<State>>;
 #[derive(Default)]
 pub struct EventShare {
     slots: Mutex<HashMap<(AudienceKey, ChangeOperation), Slot>>,
+    /// The first payload filled, read without the lock: where all an
+    /// event's subscribers are one audience (a public feed), every claim
+    /// but the first ends here instead of taking the mutex the two cores
+    /// would otherwise pass back and forth for each delivery.
+    first_ready: OnceLock<(AudienceKey, ChangeOperation, Arc<Template>)>,
     /// The event's cursor signed for the anonymous viewer: the same for
     /// every anonymous subscriber, so signed once (an HMAC is a good part of
     /// a delivery's CPU). Signed-in viewers' cursors are signed per
     /// subscriber.
-    anonymous_cursor: OnceLock<String>,
+    anonymous_cursor: OnceLock<Arc<str>>,
 }
 
 /// What a subscriber gets from [`EventShare::claim`].
@@ -169,15 +233,21 @@ pub enum Claim {
 
 impl EventShare {
     /// The event's cursor for `viewer`, signed by `sign` (once per event for
-    /// the anonymous viewer).
-    pub fn cursor(&self, viewer: &Viewer, sign: impl FnOnce() -> String) -> String {
+    /// the anonymous viewer, then shared by reference count).
+    pub fn cursor(&self, viewer: &Viewer, sign: impl FnOnce() -> String) -> Arc<str> {
         match viewer {
-            Viewer::Anonymous => self.anonymous_cursor.get_or_init(sign).clone(),
-            Viewer::User { .. } => sign(),
+            Viewer::Anonymous => self.anonymous_cursor.get_or_init(|| sign().into()).clone(),
+            Viewer::User { .. } => sign().into(),
         }
     }
 
-    pub fn claim(&self, key: AudienceKey, operation: ChangeOperation) -> Claim {
+    pub fn claim(self: &Arc<Self>, key: AudienceKey, operation: ChangeOperation) -> Claim {
+        if let Some((first_key, first_operation, template)) = self.first_ready.get()
+            && *first_key == key
+            && *first_operation == operation
+        {
+            return Claim::Ready(template.clone());
+        }
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = slots.get(&(key, operation)) {
             return match &*slot.borrow() {
@@ -188,7 +258,7 @@ impl EventShare {
         let (slot, _) = watch::channel(State::Pending);
         let slot = Arc::new(slot);
         slots.insert((key, operation), slot.clone());
-        Claim::First(Fill { slot, filled: false })
+        Claim::First(Fill { slot, filled: false, share: self.clone(), key, operation })
     }
 }
 
@@ -217,11 +287,17 @@ pub async fn wait(Waiting(mut slot): Waiting) -> Option<Arc<Template>> {
 pub struct Fill {
     slot: Slot,
     filled: bool,
+    share: Arc<EventShare>,
+    key: AudienceKey,
+    operation: ChangeOperation,
 }
 
 impl Fill {
     pub fn fill(mut self, template: Arc<Template>) {
         self.filled = true;
+        // Only the first audience to fill gets the lock-free path; the
+        // others are found in the map as before.
+        let _ = self.share.first_ready.set((self.key, self.operation, template.clone()));
         self.slot.send_replace(State::Ready(template));
     }
 }
@@ -237,14 +313,17 @@ impl Drop for Fill {
 /// A delivery whose payload was shared: the template and this viewer's cursor.
 pub struct Shared {
     pub template: Arc<Template>,
-    pub cursor: String,
+    pub cursor: Arc<str>,
+    /// The cursor is the one every anonymous subscriber gets (see [`Template::text`]).
+    pub common: bool,
 }
 
 /// The execution this subscriber owes its audience: the slot, and its own
 /// cursor to splice into its own copy.
 pub struct Pending {
     pub fill: Fill,
-    pub cursor: String,
+    pub cursor: Arc<str>,
+    pub common: bool,
 }
 
 /// One subscription's link between its stream (in the resolver, under
@@ -317,6 +396,54 @@ mod tests {
     }
 
     #[test]
+    fn a_message_is_exactly_as_long_as_its_capacity() {
+        let payload = format!(r#"{{"data":{{"a":{{"cursor":"{m}"}},"b":"{m}"}}}}"#, m = marker());
+        let template = Template::new(&payload);
+        let message = template.message("next", "\"17\"", "CURSOR");
+        assert_eq!(message.len(), message.capacity());
+        let plain = Template::new(r#"{"data":null}"#);
+        let message = plain.message("data", "\"1\"", "CURSOR");
+        assert_eq!(message, r#"{"type":"data","id":"1","payload":{"data":null}}"#);
+        assert_eq!(message.len(), message.capacity());
+    }
+
+    #[test]
+    fn a_common_cursor_reuses_the_first_message_and_nothing_else_does() {
+        let payload = format!(r#"{{"data":{{"cursor":"{m}"}}}}"#, m = marker());
+        let template = Template::new(&payload);
+        let (anonymous, other): (Arc<str>, Arc<str>) = ("ANON".into(), "SIGNED".into());
+        let first = template.text("next", "\"1\"", &anonymous, true);
+        let again = template.text("next", "\"1\"", &anonymous, true);
+        // The same bytes, not a copy.
+        assert_eq!(first.as_str().as_ptr(), again.as_str().as_ptr());
+        assert_eq!(again.as_str(), template.message("next", "\"1\"", "ANON"));
+        // Another id, kind or cursor gets its own message, spliced right.
+        assert_eq!(
+            template.text("next", "\"2\"", &anonymous, true).as_str(),
+            template.message("next", "\"2\"", "ANON")
+        );
+        assert_eq!(
+            template.text("data", "\"1\"", &anonymous, true).as_str(),
+            template.message("data", "\"1\"", "ANON")
+        );
+        assert_eq!(template.text("next", "\"1\"", &other, true).as_str(), template.message("next", "\"1\"", "SIGNED"));
+        assert_eq!(template.text("next", "\"1\"", &other, false).as_str(), template.message("next", "\"1\"", "SIGNED"));
+    }
+
+    #[test]
+    fn a_filled_slot_is_found_by_its_own_audience_and_operation_only() {
+        let share = Arc::new(EventShare::default());
+        let key = AudienceKey::new("q", None, "{}", "placeChanged", &Viewer::Anonymous);
+        let other = AudienceKey::new("q2", None, "{}", "placeChanged", &Viewer::Anonymous);
+        let Claim::First(fill) = share.claim(key, ChangeOperation::Inserted) else { panic!("first claim") };
+        let template = Arc::new(Template::new(r#"{"data":1}"#));
+        fill.fill(template.clone());
+        assert!(matches!(share.claim(key, ChangeOperation::Inserted), Claim::Ready(t) if Arc::ptr_eq(&t, &template)));
+        assert!(matches!(share.claim(other, ChangeOperation::Inserted), Claim::First(_)));
+        assert!(matches!(share.claim(key, ChangeOperation::Updated), Claim::First(_)));
+    }
+
+    #[test]
     fn public_audiences_ignore_the_viewer_and_others_do_not() {
         let a = Viewer::User { id: uuid::Uuid::new_v4(), role: crate::auth::Role::User };
         let b = Viewer::User { id: uuid::Uuid::new_v4(), role: crate::auth::Role::User };
@@ -328,7 +455,7 @@ mod tests {
 
     #[test]
     fn an_unfilled_slot_fails_its_waiters() {
-        let share = EventShare::default();
+        let share = Arc::new(EventShare::default());
         let key = AudienceKey::new("q", None, "{}", "placeChanged", &Viewer::Anonymous);
         let Claim::First(fill) = share.claim(key, ChangeOperation::Inserted) else { panic!("first claim") };
         let Claim::Wait(Waiting(slot)) = share.claim(key, ChangeOperation::Inserted) else {

@@ -213,9 +213,12 @@ pub fn events(
                     if let Some(operation) = filter(&event) {
                         let cursor = share.cursor(&request.viewer, || rt.cursors().sign(&request.viewer, event.cursor));
                         let Some(sharing) = &request.share else {
-                            yield Ok(Delivery { event, operation, cursor, tombstone: false });
+                            yield Ok(Delivery { event, operation, cursor: cursor.to_string(), tombstone: false });
                             continue;
                         };
+                        // The anonymous viewer's cursor is one per event:
+                        // so may the message be (`shared::Template::text`).
+                        let common = request.viewer == Viewer::Anonymous;
                         let ready = match share.claim(sharing.key, operation) {
                             Claim::Ready(template) => Some(template),
                             Claim::Wait(slot) => shared::wait(slot).await,
@@ -224,7 +227,7 @@ pub fn events(
                                 // operation serialises the response with the
                                 // marker, fills the slot, and splices this
                                 // subscriber's own cursor into its copy.
-                                sharing.tap.set_pending(shared::Pending { fill, cursor });
+                                sharing.tap.set_pending(shared::Pending { fill, cursor, common });
                                 let cursor = shared::marker().to_owned();
                                 yield Ok(Delivery { event, operation, cursor, tombstone: false });
                                 continue;
@@ -234,13 +237,13 @@ pub fn events(
                             Some(template) => {
                                 // More events at hand: one socket write for them all.
                                 let more = !live.is_empty();
-                                if !sharing.tap.send(shared::Shared { template, cursor }, more).await {
+                                if !sharing.tap.send(shared::Shared { template, cursor, common }, more).await {
                                     return;
                                 }
                                 held_back |= more;
                             }
                             // The shared execution failed: this subscriber's own.
-                            None => yield Ok(Delivery { event, operation, cursor, tombstone: false }),
+                            None => yield Ok(Delivery { event, operation, cursor: cursor.to_string(), tombstone: false }),
                         }
                     }
                 }
