@@ -384,7 +384,8 @@ async fn a_refused_start_leaves_the_only_connection_clean_for_the_next_request()
 fn refused_before_running(body: &Value) -> bool {
     body["data"].is_null()
         && body["errors"].as_array().is_some_and(|errors| {
-            !errors.is_empty() && errors.iter().all(|e| e.get("path").is_none_or(|p| p.as_array().is_none_or(Vec::is_empty)))
+            !errors.is_empty()
+                && errors.iter().all(|e| e.get("path").is_none_or(|p| p.as_array().is_none_or(Vec::is_empty)))
         })
 }
 
