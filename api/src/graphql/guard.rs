@@ -14,12 +14,17 @@
 //!   field): PostgreSQL refuses 0x00 in `text` and `jsonb`, and checking
 //!   here covers every argument of every resolver at once.
 //!
+//! It also keeps async-graphql's validation results of the documents it
+//! has seen pass ([`Validated`]), so a document sent again skips the rules.
+//!
 //! [`operation_name`] names the operation a request runs, for logs and
 //! metric labels, from the parsed document: a client-chosen `operationName`
 //! that names no operation never becomes a label.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation};
 use async_graphql::parser::types::{
@@ -29,6 +34,7 @@ use async_graphql::{
     ErrorExtensionValues, Name, Pos, Positioned, Request, ServerError, ServerResult, ValidationResult, Variables,
 };
 use async_graphql_value::{ConstValue, Value};
+use lru::LruCache;
 
 use super::Limits;
 
@@ -36,18 +42,36 @@ use super::Limits;
 /// names have no length limit; labels must.
 pub const MAX_OPERATION_NAME: usize = 64;
 
-/// The extension's factory, given to the schema builder.
-pub struct Guard(pub Limits);
+/// The extension's factory, given to the schema builder: the limits, and
+/// the validation results of this schema's documents ([`Validated`]).
+pub struct Guard {
+    limits: Limits,
+    validated: Arc<Validated>,
+}
+
+impl Guard {
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, validated: Arc::new(Validated::new()) }
+    }
+}
 
 impl ExtensionFactory for Guard {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GuardExtension { limits: self.0 })
+        Arc::new(GuardExtension {
+            limits: self.limits,
+            validated: self.validated.clone(),
+            lookup: Mutex::new(Lookup::Skip),
+        })
     }
 }
 
 /// One per request (async-graphql creates one for each).
 struct GuardExtension {
     limits: Limits,
+    validated: Arc<Validated>,
+    /// What `prepare_request` found in [`Validated`] for this request, for
+    /// `validation` (which async-graphql calls next, without the request).
+    lookup: Mutex<Lookup>,
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -71,7 +95,19 @@ impl Extension for GuardExtension {
         };
         request.variables = variables;
         checked?;
-        next.run(ctx, request).await
+        let mut request = next.run(ctx, request).await?;
+        // Looked up on the request as async-graphql validates it (after
+        // every extension's prepare_request).
+        let lookup = match request.parsed_query() {
+            Ok(document) => {
+                let depends_on_variables =
+                    document.operations.iter().any(|(_, operation)| !operation.node.variable_definitions.is_empty());
+                self.validated.lookup(&request, depends_on_variables)
+            }
+            Err(_) => Lookup::Skip,
+        };
+        *self.lookup.lock().unwrap_or_else(PoisonError::into_inner) = lookup;
+        Ok(request)
     }
 
     async fn validation(
@@ -79,7 +115,19 @@ impl Extension for GuardExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
+        let lookup = std::mem::replace(&mut *self.lookup.lock().unwrap_or_else(PoisonError::into_inner), Lookup::Skip);
+        let result = match lookup {
+            Lookup::Hit(result) => result,
+            Lookup::Miss(key, entry) => {
+                // Only a document that passed every rule is kept; one that
+                // failed is validated again each time it is sent.
+                let result = next.run(ctx).await?;
+                self.validated.insert(key, *entry, result);
+                result
+            }
+            Lookup::Skip => next.run(ctx).await?,
+        };
+        // The limits are compared on every request, cached or not.
         let Limits { max_depth, max_complexity, .. } = self.limits;
         if result.depth > max_depth {
             return Err(vec![coded(
@@ -103,6 +151,151 @@ impl Extension for GuardExtension {
         }
         Ok(result)
     }
+}
+
+/// async-graphql's validation results (its rules, cost, depth and cache
+/// control) of the documents this schema validated without an error, so a
+/// document sent again is not validated again (issue 11: the ~20 rules walk
+/// the whole document and allocate as they go, on every request).
+///
+/// What validation reads, and so what a result is kept under: the schema
+/// (one cache per schema), the document's text (which the document is
+/// parsed from), the name of the operation to run (the value rule skips the
+/// variables of the others), and the variables' values when an operation of
+/// the document declares variables (the value rule checks the values that
+/// arguments take from variables, and a field's cost reads `first` or `last`
+/// from them). A document that declares none cannot use any without failing
+/// validation, so its result holds for any variables. Nothing else is read:
+/// not the viewer, the session or `@skip`/`@include` (removed after
+/// validation, from the request's own copy).
+///
+/// Bounded like the parsed documents ([`super::documents`]): at most
+/// [`super::documents::CAPACITY`] results, for texts of at most
+/// [`super::documents::MAX_TEXT`] bytes and variables of at most
+/// [`MAX_VARIABLES`] bytes (as JSON, roughly), least recently used first out.
+struct Validated {
+    /// Keyed by a hash of the text, operation name and variables (when
+    /// they count); the entry holds them, compared on every lookup, so a
+    /// collision is only a miss.
+    cache: Mutex<LruCache<u64, (Entry, ValidationResult)>>,
+    hasher: RandomState,
+}
+
+/// What a validation result holds for.
+struct Entry {
+    text: Box<str>,
+    operation: Option<Box<str>>,
+    /// `None` when no operation of the document declares variables.
+    variables: Option<Variables>,
+}
+
+/// A request's lookup in [`Validated`]. (A document sent with many sets of
+/// variables has a result for each, up to the cache's capacity.)
+enum Lookup {
+    /// Validated before: async-graphql's rules are not run again.
+    Hit(ValidationResult),
+    /// Not yet: validate, then keep the result under this key if it passed.
+    Miss(u64, Box<Entry>),
+    /// Not cacheable (too large, or not parsed): validate as always.
+    Skip,
+}
+
+/// The largest variables a result is kept with, in bytes of their values
+/// (about their JSON size). Applications send a few short values.
+const MAX_VARIABLES: usize = 1024;
+
+impl Validated {
+    fn new() -> Self {
+        let capacity = NonZeroUsize::new(super::documents::CAPACITY).unwrap_or(NonZeroUsize::MIN);
+        Self { cache: Mutex::new(LruCache::new(capacity)), hasher: RandomState::new() }
+    }
+
+    fn lookup(&self, request: &Request, depends_on_variables: bool) -> Lookup {
+        let text = request.query.as_str();
+        if text.len() > super::documents::MAX_TEXT {
+            return Lookup::Skip;
+        }
+        let operation = request.operation_name.as_deref();
+        let variables = depends_on_variables.then_some(&request.variables);
+        let key = {
+            let mut hasher = self.hasher.build_hasher();
+            (text, operation).hash(&mut hasher);
+            if let Some(variables) = variables {
+                for (name, value) in variables.iter() {
+                    name.hash(&mut hasher);
+                    hash_value(value, &mut hasher);
+                }
+            }
+            hasher.finish()
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((entry, result)) = cache.get(&key)
+            && &*entry.text == text
+            && entry.operation.as_deref() == operation
+            && entry.variables.as_ref() == variables
+        {
+            return Lookup::Hit(*result);
+        }
+        drop(cache);
+        if variables.is_some_and(|variables| !fits(variables.values(), MAX_VARIABLES)) {
+            return Lookup::Skip;
+        }
+        Lookup::Miss(
+            key,
+            Box::new(Entry { text: text.into(), operation: operation.map(Into::into), variables: variables.cloned() }),
+        )
+    }
+
+    fn insert(&self, key: u64, entry: Entry, result: ValidationResult) {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).put(key, (entry, result));
+    }
+}
+
+/// Hashes `value` consistently with its `==`: strings and enum values
+/// alike (they compare equal), objects by their size only (they compare
+/// equal in any key order).
+fn hash_value(value: &ConstValue, hasher: &mut impl Hasher) {
+    match value {
+        ConstValue::Null => 0u8.hash(hasher),
+        ConstValue::Number(number) => number.hash(hasher),
+        ConstValue::String(text) => text.as_str().hash(hasher),
+        ConstValue::Enum(name) => name.as_str().hash(hasher),
+        ConstValue::Boolean(flag) => flag.hash(hasher),
+        ConstValue::Binary(bytes) => bytes.hash(hasher),
+        ConstValue::List(items) => {
+            items.len().hash(hasher);
+            for item in items {
+                hash_value(item, hasher);
+            }
+        }
+        ConstValue::Object(fields) => fields.len().hash(hasher),
+    }
+}
+
+/// Whether `values` take at most `budget` bytes (strings and names by
+/// their length, anything else 8), stopping as soon as they do not.
+fn fits<'a>(values: impl Iterator<Item = &'a ConstValue>, budget: usize) -> bool {
+    fn spend(value: &ConstValue, budget: &mut usize) -> bool {
+        let own = match value {
+            ConstValue::String(text) => text.len(),
+            ConstValue::Binary(bytes) => bytes.len(),
+            _ => 8,
+        };
+        let Some(left) = budget.checked_sub(own) else { return false };
+        *budget = left;
+        match value {
+            ConstValue::List(items) => items.iter().all(|item| spend(item, budget)),
+            ConstValue::Object(fields) => fields.iter().all(|(key, value)| {
+                budget.checked_sub(key.len()).is_some_and(|left| {
+                    *budget = left;
+                    spend(value, budget)
+                })
+            }),
+            _ => true,
+        }
+    }
+    let mut budget = budget;
+    values.into_iter().all(|value| spend(value, &mut budget))
 }
 
 impl GuardExtension {
@@ -441,6 +634,65 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
         let code = response.errors.first().and_then(|e| e.extensions.as_ref()).and_then(|ext| ext.get("code")).cloned();
         assert_eq!(code, Some(async_graphql::Value::from("QUERY_TOO_EXPENSIVE")), "{:?}", response.errors);
+    }
+
+    fn request(query: &str, operation: Option<&str>, variables: serde_json::Value) -> Request {
+        let request = Request::new(query).variables(Variables::from_json(variables));
+        match operation {
+            Some(name) => request.operation_name(name),
+            None => request,
+        }
+    }
+
+    #[test]
+    fn a_validation_result_holds_for_its_text_operation_and_variables_only() {
+        let validated = Validated::new();
+        let text = "query A($n: Int) { a(n: $n) } query B { b }";
+        let kept = request(text, Some("A"), serde_json::json!({ "n": 1 }));
+        let Lookup::Miss(key, entry) = validated.lookup(&kept, true) else { panic!("a miss before any insert") };
+        let result = ValidationResult { cache_control: Default::default(), complexity: 7, depth: 2 };
+        validated.insert(key, *entry, result);
+
+        assert!(matches!(validated.lookup(&kept, true), Lookup::Hit(r) if r.complexity == 7));
+        let other_values = request(text, Some("A"), serde_json::json!({ "n": 2 }));
+        assert!(matches!(validated.lookup(&other_values, true), Lookup::Miss(..)), "other variables");
+        let float = request(text, Some("A"), serde_json::json!({ "n": 1.0 }));
+        assert!(matches!(validated.lookup(&float, true), Lookup::Miss(..)), "1.0 is not 1");
+        let other_operation = request(text, Some("B"), serde_json::json!({ "n": 1 }));
+        assert!(matches!(validated.lookup(&other_operation, true), Lookup::Miss(..)), "another operation");
+        let no_operation = request(text, None, serde_json::json!({ "n": 1 }));
+        assert!(matches!(validated.lookup(&no_operation, true), Lookup::Miss(..)), "no operation name");
+        let other_text = request("query A($n: Int) { a(n: $n) }", Some("A"), serde_json::json!({ "n": 1 }));
+        assert!(matches!(validated.lookup(&other_text, true), Lookup::Miss(..)), "another text");
+
+        let Lookup::Miss(key, entry) = validated.lookup(&other_values, true) else { panic!("a miss") };
+        validated.insert(key, *entry, ValidationResult { complexity: 8, ..result });
+        assert!(matches!(validated.lookup(&other_values, true), Lookup::Hit(r) if r.complexity == 8));
+        assert!(matches!(validated.lookup(&kept, true), Lookup::Hit(r) if r.complexity == 7), "both kept");
+    }
+
+    #[test]
+    fn a_document_without_variables_is_validated_once_whatever_variables_come_with_it() {
+        let validated = Validated::new();
+        let first = request("{ a }", None, serde_json::json!({}));
+        let Lookup::Miss(key, entry) = validated.lookup(&first, false) else { panic!("a miss before any insert") };
+        validated.insert(key, *entry, ValidationResult { cache_control: Default::default(), complexity: 1, depth: 1 });
+        let with_variables = request("{ a }", None, serde_json::json!({ "unused": "x" }));
+        assert!(matches!(validated.lookup(&with_variables, false), Lookup::Hit(_)));
+    }
+
+    #[test]
+    fn large_variables_and_long_texts_are_validated_every_time() {
+        let validated = Validated::new();
+        let large =
+            request("query($s: String) { a(s: $s) }", None, serde_json::json!({ "s": "x".repeat(MAX_VARIABLES + 1) }));
+        assert!(matches!(validated.lookup(&large, true), Lookup::Skip));
+        let nested = serde_json::json!({ "o": { "list": vec!["abcdefgh"; MAX_VARIABLES / 8] } });
+        assert!(matches!(validated.lookup(&request("query($o: I) { a(o: $o) }", None, nested), true), Lookup::Skip));
+        let small = request("query($s: String) { a(s: $s) }", None, serde_json::json!({ "s": "x" }));
+        assert!(matches!(validated.lookup(&small, true), Lookup::Miss(..)));
+        let long = format!("{{ {} }}", "a ".repeat(super::super::documents::MAX_TEXT));
+        assert!(matches!(validated.lookup(&request(&long, None, serde_json::json!({})), false), Lookup::Skip));
     }
 
     #[test]

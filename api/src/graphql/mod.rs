@@ -73,7 +73,7 @@ impl Default for Limits {
 /// gives async-graphql's own errors their codes by the stage that raised them.
 pub fn build_schema(limits: Limits) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .extension(guard::Guard(limits))
+        .extension(guard::Guard::new(limits))
         .extension(crate::error::ErrorKinds)
         .finish()
 }

@@ -1,5 +1,7 @@
 //! GraphQL over HTTP: one request, one viewer, one database transaction.
 
+use std::sync::Arc;
+
 use async_graphql::ServerError;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::parser::types::OperationType;
@@ -24,7 +26,7 @@ use crate::posts::PostsLoader;
 /// POST /graphql with a JSON body `{query, variables, operationName,
 /// extensions}`, answered in the media type the client accepts (see
 /// [`super::media`]).
-pub async fn post(State(state): State<AppState>, peer: PeerAddr, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(State(state): State<Arc<AppState>>, peer: PeerAddr, headers: HeaderMap, body: Bytes) -> Response {
     let Some(media) = media::negotiate(&headers) else {
         return media::not_acceptable();
     };
@@ -68,7 +70,7 @@ pub async fn post(State(state): State<AppState>, peer: PeerAddr, headers: Header
 /// GET /graphql?query=..&variables=..&operationName=..&extensions=..:
 /// queries only, so a link or a prefetch can never change data.
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     peer: PeerAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

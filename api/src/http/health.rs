@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -19,7 +20,7 @@ const READY_WITHIN: Duration = Duration::from_millis(1500);
 
 /// The database is reachable and has no pending migrations: safe to route
 /// traffic here.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let unreachable = || (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unreachable" })));
     if state.pool.health().is_down() {
         return unreachable();
@@ -57,6 +58,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 }
 
 /// Prometheus metrics (text exposition format).
-pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, crate::ops::metrics::CONTENT_TYPE)], state.metrics.render())
 }

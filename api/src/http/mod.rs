@@ -34,7 +34,9 @@ use crate::graphql::AppSchema;
 use crate::ops::metrics::SharedMetrics;
 use crate::realtime::Realtime;
 
-/// What every handler shares. Cheap to clone: everything is reference-counted.
+/// What every handler shares. The router holds it in an `Arc`, which is
+/// what each request clones: cloning the struct itself takes a dozen
+/// reference counts and copies the JWT keys (issue 11).
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
@@ -149,7 +151,7 @@ pub fn router(state: AppState, body: BodyLimits) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         // Outermost, so a caught panic's 500 is reshaped too.
         .layer(axum::middleware::from_fn(limits::json_errors))
-        .with_state(state)
+        .with_state(std::sync::Arc::new(state))
 }
 
 /// The id of one HTTP request: the client's `x-request-id` if it sent a

@@ -89,10 +89,30 @@ impl KeyOrder {
                 }
             }
             Value::Object(map) => {
+                // Most objects are in order already: one merge of the two
+                // key lists confirms it by comparing names, without hashing
+                // each key (twice) as the lookups below do, and orders the
+                // children on the way.
+                let mut next = 0;
+                let in_order = map.iter_mut().all(|(key, child)| {
+                    while let Some((name, order)) = self.keys.get_index(next) {
+                        next += 1;
+                        if name == key {
+                            order.apply(child);
+                            return true;
+                        }
+                    }
+                    false
+                });
+                if in_order {
+                    return;
+                }
                 let position = |key: &Name| self.keys.get_index_of(key).unwrap_or(usize::MAX);
                 if !map.keys().map(position).is_sorted() {
                     map.sort_by_cached_key(|key, _| position(key));
                 }
+                // (Children ordered by the merge above are in order now:
+                // ordering them again only confirms it.)
                 for (key, child) in map.iter_mut() {
                     if let Some(order) = self.keys.get(key) {
                         order.apply(child);

@@ -100,7 +100,7 @@ enum Protocol {
 }
 
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     peer: PeerAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -138,7 +138,10 @@ pub async fn upgrade(
         // up to it and go out in one write at the flush (see `ws_outbox`).
         .write_buffer_size(WRITE_BATCH)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, protocol, state, header_auth, client_ip, slot).instrument(span))
+        .on_upgrade(move |socket| {
+            // The socket keeps a state of its own (one clone per connection).
+            serve(socket, protocol, AppState::clone(&state), header_auth, client_ip, slot).instrument(span)
+        })
 }
 
 /// A refused upgrade: 503 with the error as GraphQL JSON, and when to retry.

@@ -378,3 +378,76 @@ async fn a_refused_start_leaves_the_only_connection_clean_for_the_next_request()
         "no connection is left inside a transaction"
     );
 }
+
+/// A request error that executed nothing: no field of `data` ran, and no
+/// error has a path (a failing field always has one).
+fn refused_before_running(body: &Value) -> bool {
+    body["data"].is_null()
+        && body["errors"].as_array().is_some_and(|errors| {
+            !errors.is_empty()
+                && errors.iter().all(|e| e.get("path").is_none_or(|p| p.as_array().is_none_or(Vec::is_empty)))
+        })
+}
+
+/// The schema keeps each document's validation result, so a document sent
+/// again is not validated again; what validation reads from a request's
+/// variables (a page size in a variable prices the document) still counts
+/// per request, whichever came first, and a refused document stays refused.
+#[tokio::test]
+async fn a_validated_document_is_still_priced_by_each_requests_variables() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let query = "query($n: Int) { posts(first: $n) { nodes { comments(first: $n) { nodes { body } } } } }";
+
+    for round in 0..2 {
+        let costly = app.graphql(Some(&ada.token), query, json!({ "n": 100 })).await;
+        let cheap = app.graphql(Some(&ada.token), query, json!({ "n": 5 })).await;
+
+        assert_eq!(error_code(&costly), "QUERY_TOO_EXPENSIVE", "round {round}: {costly}");
+        assert!(cheap.get("errors").is_none(), "round {round}: {cheap}");
+    }
+}
+
+/// Validation checks the values a request's variables give arguments: a
+/// value of the wrong type is refused before anything runs, also for a
+/// document validated before with good values.
+#[tokio::test]
+async fn a_validated_document_still_refuses_a_variable_of_the_wrong_type() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let query = "query($n: Int) { posts(first: $n) { nodes { title } } }";
+
+    for round in 0..2 {
+        let good = app.graphql(Some(&ada.token), query, json!({ "n": 5 })).await;
+        let bad = app.graphql(Some(&ada.token), query, json!({ "n": "five" })).await;
+
+        assert!(good.get("errors").is_none(), "round {round}: {good}");
+        assert_eq!(error_code(&bad), "BAD_USER_INPUT", "round {round}: {bad}");
+        assert!(refused_before_running(&bad), "round {round}: refused by validation, not by a resolver: {bad}");
+    }
+}
+
+/// A document of two operations, validated once, runs the one each
+/// request names, in either order, and still refuses a name it lacks.
+#[tokio::test]
+async fn a_validated_document_of_two_operations_runs_the_one_each_request_names() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let query = "query Posts($n: Int) { posts(first: $n) { nodes { title } } }
+                 query Name { __typename }";
+    let run = async |name: &str| -> Value {
+        let body = json!({ "query": query, "variables": { "n": 5 }, "operationName": name });
+        let request = app.http.post(format!("{}/graphql", app.address)).bearer_auth(&ada.token).json(&body);
+        request.send().await.expect("request failed").json().await.expect("body is not JSON")
+    };
+
+    for round in 0..2 {
+        let posts = run("Posts").await;
+        let name = run("Name").await;
+        let neither = run("Neither").await;
+
+        assert!(posts["data"]["posts"].is_object(), "round {round}: {posts}");
+        assert_eq!(name["data"], json!({ "__typename": "Query" }), "round {round}: {name}");
+        assert!(refused_before_running(&neither), "round {round}: {neither}");
+    }
+}
