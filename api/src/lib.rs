@@ -99,20 +99,22 @@
 //!   coordinates) before any SQL. A field's rules are written once, as the
 //!   [`domain::resolve::InputField`] impl of its entity's field enum (one
 //!   `match` arm per field: check the value, set its column), so create and
-//!   update share them; an update without other rules is one call:
+//!   update share them; a create, update or delete without other rules is
+//!   one call ([`domain::resolve`]: the role check and the input's checks
+//!   before any SQL, the owner column set from the policy), whose row and
+//!   `clientMutationId` the payload converts from:
 //!
 //!   ```ignore
 //!   async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<CreateReviewPayload> {
-//!       let me = Reviews::require_writer(&ctx.viewer()?)?;
-//!       let (fields, client_mutation_id) = input.into_fields();
-//!       let row = ReviewField::row(review::ActiveModel { user_id: Set(me), ..Default::default() }, fields)?;
-//!       let review = domain::store::insert(&*ctx.tx().await?, row).await?.into();
-//!       Ok(CreateReviewPayload { review, client_mutation_id })
+//!       domain::resolve::create::<Reviews, _>(ctx, input.into_fields()).await.map(Into::into)
 //!   }
 //!
 //!   async fn update_review(&self, ctx: &Context<'_>, input: UpdateReviewInput) -> ApiResult<UpdateReviewPayload> {
-//!       let (review, client_mutation_id) = domain::resolve::update::<Reviews, _>(ctx, input).await?;
-//!       Ok(UpdateReviewPayload { review: review.into(), client_mutation_id })
+//!       domain::resolve::update::<Reviews, _>(ctx, input).await.map(Into::into)
+//!   }
+//!
+//!   async fn delete_review(&self, ctx: &Context<'_>, input: DeleteReviewInput) -> ApiResult<DeleteReviewPayload> {
+//!       domain::resolve::delete::<Reviews, _>(ctx, input).await.map(Into::into)
 //!   }
 //!
 //!   impl InputField for ReviewField {

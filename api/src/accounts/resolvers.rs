@@ -108,15 +108,13 @@ impl AccountsMutation {
     /// Changes an account's role (admins only). Takes effect on the
     /// account's next request, even with a token issued before.
     async fn set_user_role(&self, ctx: &Context<'_>, input: SetUserRoleInput) -> ApiResult<SetUserRolePayload> {
-        let user = administer(ctx, &input.user_id, Some(input.role), None).await?;
-        Ok(SetUserRolePayload { user, client_mutation_id: input.client_mutation_id })
+        Ok((administer(ctx, &input.user_id, Some(input.role), None).await?, input.client_mutation_id).into())
     }
 
     /// Activates or deactivates an account (admins only). A deactivated
     /// account cannot sign in and its tokens stop working at once.
     async fn set_user_active(&self, ctx: &Context<'_>, input: SetUserActiveInput) -> ApiResult<SetUserActivePayload> {
-        let user = administer(ctx, &input.user_id, None, Some(input.is_active)).await?;
-        Ok(SetUserActivePayload { user, client_mutation_id: input.client_mutation_id })
+        Ok((administer(ctx, &input.user_id, None, Some(input.is_active)).await?, input.client_mutation_id).into())
     }
 }
 

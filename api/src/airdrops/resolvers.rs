@@ -75,15 +75,10 @@ impl AirdropsMutation {
         ctx: &Context<'_>,
         input: CreateAirdropProjectInput,
     ) -> ApiResult<CreateAirdropProjectPayload> {
-        let viewer = ctx.viewer()?;
-        Projects::require_writer(&viewer)?;
-        let (fields, client_mutation_id) = input.into_fields();
-        let row = AirdropProjectField::row(airdrop_project::ActiveModel::default(), fields)?;
-        dates(&row)?;
-        let tx = ctx.tx().await?;
-        let created = domain::store::insert(&*tx, row).await?;
-        let airdrop_project = AirdropProject::new(created, 0, 0);
-        Ok(CreateAirdropProjectPayload { airdrop_project, client_mutation_id })
+        let (created, client_mutation_id) =
+            domain::resolve::create_with::<Projects, _>(ctx, input.into_fields(), dates).await?;
+        // A new project has no participants yet: no totals to read.
+        Ok((AirdropProject::new(created, 0, 0), client_mutation_id).into())
     }
 
     /// Changes a project (admins). The allocation cannot drop below what is
@@ -107,8 +102,7 @@ impl AirdropsMutation {
             }
         }
         let updated = domain::store::update(&*tx, row).await?;
-        let airdrop_project = with_totals(&tx, Some(updated)).await?;
-        Ok(UpdateAirdropProjectPayload { airdrop_project, client_mutation_id: update.client_mutation_id })
+        Ok((with_totals(&tx, Some(updated)).await?, update.client_mutation_id).into())
     }
 
     /// Joins a project as the signed-in user (once per project).
@@ -121,8 +115,7 @@ impl AirdropsMutation {
         if project.end_date < chrono::Utc::now().date_naive() {
             return Err(ApiError::conflict("projectId", "this project has ended"));
         }
-        let participation = store::join(&*tx, me, project_id).await?.into();
-        Ok(JoinAirdropPayload { participation, client_mutation_id: input.client_mutation_id })
+        Ok((store::join(&*tx, me, project_id).await?, input.client_mutation_id).into())
     }
 
     /// Credits tokens (1 to 10^15) to a participation (services and
@@ -137,8 +130,7 @@ impl AirdropsMutation {
         let id = parse_uuid("participationId", &input.participation_id)?;
         let tokens = validate::positive_tokens("tokens", input.tokens.0)?;
         let tx = ctx.tx().await?;
-        let participation = store::credit(&*tx, &viewer, id, tokens).await?.into();
-        Ok(CreditAirdropTokensPayload { participation, client_mutation_id: input.client_mutation_id })
+        Ok((store::credit(&*tx, &viewer, id, tokens).await?, input.client_mutation_id).into())
     }
 }
 

@@ -7,8 +7,10 @@
 //!
 //! Create and update share each field's rules: a domain writes one
 //! [`InputField`] impl per entity (a `match` that checks a field value and
-//! sets its column), which a create applies to every field and an
-//! [`update`] to the fields given.
+//! sets its column), which a [`create`] applies to every field and an
+//! [`update`] to the fields given. [`create`], [`update`] and [`delete`]
+//! are whole mutations: each returns the row and the input's
+//! `clientMutationId`, which a payload converts from (`crate::payload!`).
 
 use async_graphql::{Context, ID};
 use sea_orm::{ActiveModelBehavior, ActiveModelTrait, ActiveValue, EntityTrait, IntoActiveModel, Iterable};
@@ -21,7 +23,7 @@ use crate::error::ApiResult;
 use crate::graphql::ContextExt;
 use crate::graphql::ids;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
-use crate::graphql::payload::{Changes, UpdateInput};
+use crate::graphql::payload::{Changes, IdInput, UpdateInput};
 
 /// A table's active model, for a policy.
 pub type Row<P> = <<P as Policy>::Entity as EntityTrait>::ActiveModel;
@@ -72,18 +74,24 @@ where
     store::visible::<P>(&*tx, &viewer, key).await
 }
 
-/// Deletes the row with this `id` if the viewer may change it (see
-/// [`store::writable`]) and returns it as it was.
-pub async fn delete<P: Policy>(ctx: &Context<'_>, id: &ID) -> ApiResult<Model<P>>
+/// The whole delete mutation of a table: the role check before any SQL
+/// (as [`update`]'s), then the row with the input's `id` deleted if the
+/// viewer may change it (see [`store::writable`]). Returns the row as it
+/// was and the `clientMutationId`.
+pub async fn delete<P, I>(ctx: &Context<'_>, input: I) -> ApiResult<(Model<P>, Option<String>)>
 where
+    P: Policy,
+    I: IdInput,
     PrimaryKey<P>: KeyFromId,
     Model<P>: Clone + IntoActiveModel<<P::Entity as EntityTrait>::ActiveModel>,
     <P::Entity as EntityTrait>::ActiveModel: ActiveModelBehavior + Send,
 {
     let viewer = ctx.viewer()?;
-    let key = key::<P>("id", id)?;
+    P::require_writer(&viewer)?;
+    let (id, client_mutation_id) = input.into_id();
+    let key = key::<P>("id", &id)?;
     let tx = ctx.tx().await?;
-    store::delete::<P>(&*tx, &viewer, key).await
+    Ok((store::delete::<P>(&*tx, &viewer, key).await?, client_mutation_id))
 }
 
 /// A field value of a create input or its update twin (the enum
@@ -105,6 +113,47 @@ pub trait InputField: Sized {
         }
         Ok(row)
     }
+}
+
+/// The whole create mutation of a table without rules beyond its fields':
+/// a create input's fields and `clientMutationId` (its `into_fields()`),
+/// checked as [`create_with`] does with no rule across fields.
+pub async fn create<P, F>(ctx: &Context<'_>, input: (Vec<F>, Option<String>)) -> ApiResult<(Model<P>, Option<String>)>
+where
+    P: Policy,
+    F: InputField<Row = Row<P>>,
+    Row<P>: ActiveModelTrait<Entity = P::Entity> + ActiveModelBehavior + Send,
+    Model<P>: IntoActiveModel<Row<P>>,
+{
+    create_with::<P, F>(ctx, input, |_| Ok(())).await
+}
+
+/// A create mutation: the role check, then the new row, its owner column
+/// ([`Policy::OWNER`]) set to the signed-in user and every field checked
+/// and set by its [`InputField`] rules, then `rule` (one across fields,
+/// such as a project's dates), all before any SQL; then the insert.
+/// Returns the row as stored and the `clientMutationId`.
+pub async fn create_with<P, F>(
+    ctx: &Context<'_>,
+    (fields, client_mutation_id): (Vec<F>, Option<String>),
+    rule: impl FnOnce(&Row<P>) -> ApiResult<()>,
+) -> ApiResult<(Model<P>, Option<String>)>
+where
+    P: Policy,
+    F: InputField<Row = Row<P>>,
+    Row<P>: ActiveModelTrait<Entity = P::Entity> + ActiveModelBehavior + Send,
+    Model<P>: IntoActiveModel<Row<P>>,
+{
+    let viewer = ctx.viewer()?;
+    let me = P::require_writer(&viewer)?;
+    let mut row = <Row<P> as ActiveModelTrait>::default();
+    if let Some(owner) = P::OWNER {
+        row.try_set(owner, me.into())?;
+    }
+    let row = F::row(row, fields)?;
+    rule(&row)?;
+    let tx = ctx.tx().await?;
+    Ok((store::insert(&*tx, row).await?, client_mutation_id))
 }
 
 /// An update input, checked: the row's key and the changed columns.

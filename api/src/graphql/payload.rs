@@ -37,7 +37,24 @@ pub trait UpdateInput {
     fn into_changes(self) -> ApiResult<Changes<Self::Field>>;
 }
 
+/// An input that names one row (a delete's): its `id`, global or raw, and
+/// the `clientMutationId` to echo. [`id_input!`](crate::id_input) inputs
+/// implement it; a bare `ID` is one without a `clientMutationId`.
+pub trait IdInput {
+    fn into_id(self) -> (ID, Option<String>);
+}
+
+impl IdInput for ID {
+    fn into_id(self) -> (ID, Option<String>) {
+        (self, None)
+    }
+}
+
 /// `crate::payload!(CreateReviewPayload, review: Review, "The review as saved.");`
+///
+/// A payload converts from `(row, clientMutationId)` for any row its object
+/// converts from (the table's model; the object itself), so a resolver that
+/// returns what [`crate::domain::resolve`] gives ends in `.map(Into::into)`.
 #[macro_export]
 macro_rules! payload {
     ($name:ident, $field:ident: $ty:ty, $doc:literal) => {
@@ -49,6 +66,15 @@ macro_rules! payload {
             /// The input's `clientMutationId`, echoed so a client can match
             /// the answer to its call.
             pub client_mutation_id: Option<String>,
+        }
+
+        impl<M> From<(M, Option<String>)> for $name
+        where
+            $ty: From<M>,
+        {
+            fn from((row, client_mutation_id): (M, Option<String>)) -> Self {
+                Self { $field: row.into(), client_mutation_id }
+            }
         }
     };
 }
@@ -63,6 +89,12 @@ macro_rules! id_input {
         pub struct $name {
             /// Its `id` (or raw key, `rowId`).
             pub id: async_graphql::ID,
+        }
+
+        impl $crate::graphql::payload::IdInput for $name {
+            fn into_id(self) -> (async_graphql::ID, Option<String>) {
+                (self.id, self.client_mutation_id)
+            }
         }
     };
 }

@@ -137,27 +137,19 @@ pub struct PlacesMutation;
 impl PlacesMutation {
     /// Reviews a place as the signed-in user; one review per user and place.
     async fn create_review(&self, ctx: &Context<'_>, input: CreateReviewInput) -> ApiResult<CreateReviewPayload> {
-        let viewer = ctx.viewer()?;
-        let me = Reviews::require_writer(&viewer)?;
-        let (fields, client_mutation_id) = input.into_fields();
-        let row = ReviewField::row(review::ActiveModel { user_id: Set(me), ..Default::default() }, fields)?;
-        let tx = ctx.tx().await?;
-        let review = domain::store::insert(&*tx, row).await?.into();
-        Ok(CreateReviewPayload { review, client_mutation_id })
+        domain::resolve::create::<Reviews, _>(ctx, input.into_fields()).await.map(Into::into)
     }
 
     /// Changes a review. NOT_FOUND for reviews the viewer cannot see,
     /// FORBIDDEN for ones it sees but may not change.
     async fn update_review(&self, ctx: &Context<'_>, input: UpdateReviewInput) -> ApiResult<UpdateReviewPayload> {
-        let (review, client_mutation_id) = domain::resolve::update::<Reviews, _>(ctx, input).await?;
-        Ok(UpdateReviewPayload { review: review.into(), client_mutation_id })
+        domain::resolve::update::<Reviews, _>(ctx, input).await.map(Into::into)
     }
 
     /// Deletes a review and returns it. NOT_FOUND for reviews the viewer
     /// cannot see, FORBIDDEN for ones it sees but may not change.
     async fn delete_review(&self, ctx: &Context<'_>, input: DeleteReviewInput) -> ApiResult<DeleteReviewPayload> {
-        let review = domain::resolve::delete::<Reviews>(ctx, &input.id).await?.into();
-        Ok(DeleteReviewPayload { review, client_mutation_id: input.client_mutation_id })
+        domain::resolve::delete::<Reviews, _>(ctx, input).await.map(Into::into)
     }
 
     /// Sets how much the signed-in user likes a category (creates or replaces).
@@ -167,8 +159,7 @@ impl PlacesMutation {
         let category = validate::text("category", &input.category, 100)?;
         let rating = validate::rating("rating", input.rating)?;
         let tx = ctx.tx().await?;
-        let preference = store::upsert_preference(&*tx, me, category, rating).await?.into();
-        Ok(SetPreferencePayload { preference, client_mutation_id: input.client_mutation_id })
+        Ok((store::upsert_preference(&*tx, me, category, rating).await?, input.client_mutation_id).into())
     }
 
     /// Removes one of the signed-in user's preferences, by its id or by its
@@ -180,10 +171,10 @@ impl PlacesMutation {
     ) -> ApiResult<DeletePreferencePayload> {
         let viewer = ctx.viewer()?;
         let me = Preferences::require_writer(&viewer)?;
-        let deleted = match (&input.id, &input.category) {
-            (Some(id), None) => domain::resolve::delete::<Preferences>(ctx, id).await?,
+        let deleted = match (input.id, input.category) {
+            (Some(id), None) => domain::resolve::delete::<Preferences, _>(ctx, id).await?.0,
             (None, Some(category)) => {
-                let category = validate::text("category", category, 100)?;
+                let category = validate::text("category", &category, 100)?;
                 let tx = ctx.tx().await?;
                 let existing = store::find_preference(&*tx, &viewer, me, &category)
                     .await?
@@ -192,30 +183,23 @@ impl PlacesMutation {
             }
             _ => return Err(ApiError::bad_input("id", "give exactly one of id and category")),
         };
-        Ok(DeletePreferencePayload { preference: deleted.into(), client_mutation_id: input.client_mutation_id })
+        Ok((deleted, input.client_mutation_id).into())
     }
 
     /// Adds a place (admin and service).
     async fn create_place(&self, ctx: &Context<'_>, input: CreatePlaceInput) -> ApiResult<CreatePlacePayload> {
-        let viewer = ctx.viewer()?;
-        Places::require_writer(&viewer)?;
-        let row = PlaceField::row(place::ActiveModel::default(), input.place.into_fields())?;
-        let tx = ctx.tx().await?;
-        let place = domain::store::insert(&*tx, row).await?.into();
-        Ok(CreatePlacePayload { place, client_mutation_id: input.client_mutation_id })
+        let fields = (input.place.into_fields(), input.client_mutation_id);
+        domain::resolve::create::<Places, _>(ctx, fields).await.map(Into::into)
     }
 
     /// Changes a place (admin and service).
     async fn update_place(&self, ctx: &Context<'_>, input: UpdatePlaceInput) -> ApiResult<UpdatePlacePayload> {
-        let (place, client_mutation_id) = domain::resolve::update::<Places, _>(ctx, input).await?;
-        Ok(UpdatePlacePayload { place: place.into(), client_mutation_id })
+        domain::resolve::update::<Places, _>(ctx, input).await.map(Into::into)
     }
 
     /// Deletes a place and its reviews (admin and service), returning it.
     async fn delete_place(&self, ctx: &Context<'_>, input: DeletePlaceInput) -> ApiResult<DeletePlacePayload> {
-        Places::require_writer(&ctx.viewer()?)?;
-        let place = domain::resolve::delete::<Places>(ctx, &input.id).await?.into();
-        Ok(DeletePlacePayload { place, client_mutation_id: input.client_mutation_id })
+        domain::resolve::delete::<Places, _>(ctx, input).await.map(Into::into)
     }
 
     /// Creates or overwrites up to 1000 places by id in one statement

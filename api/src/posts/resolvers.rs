@@ -51,19 +51,12 @@ pub struct PostsMutation;
 impl PostsMutation {
     /// Writes a post as the signed-in user (a draft unless `published`).
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> ApiResult<CreatePostPayload> {
-        let viewer = ctx.viewer()?;
-        let me = Posts::require_writer(&viewer)?;
-        let (fields, client_mutation_id) = input.into_fields();
-        let row = PostField::row(post::ActiveModel { author_id: Set(me), ..Default::default() }, fields)?;
-        let tx = ctx.tx().await?;
-        let post = domain::store::insert(&*tx, row).await?.into();
-        Ok(CreatePostPayload { post, client_mutation_id })
+        domain::resolve::create::<Posts, _>(ctx, input.into_fields()).await.map(Into::into)
     }
 
     /// Changes a post's title or body (its author or an admin).
     async fn update_post(&self, ctx: &Context<'_>, input: UpdatePostInput) -> ApiResult<UpdatePostPayload> {
-        let (post, client_mutation_id) = domain::resolve::update::<Posts, _>(ctx, input).await?;
-        Ok(UpdatePostPayload { post: post.into(), client_mutation_id })
+        domain::resolve::update::<Posts, _>(ctx, input).await.map(Into::into)
     }
 
     /// Publishes a post, or with `published: false` takes it back to draft.
@@ -73,14 +66,12 @@ impl PostsMutation {
         let tx = ctx.tx().await?;
         let mut row = domain::store::writable::<Posts>(&*tx, &viewer, id).await?.into_active_model();
         row.published = Set(input.published);
-        let post = domain::store::update(&*tx, row).await?.into();
-        Ok(PublishPostPayload { post, client_mutation_id: input.client_mutation_id })
+        Ok((domain::store::update(&*tx, row).await?, input.client_mutation_id).into())
     }
 
     /// Deletes a post and its comments, returning it.
     async fn delete_post(&self, ctx: &Context<'_>, input: DeletePostInput) -> ApiResult<DeletePostPayload> {
-        let post = domain::resolve::delete::<Posts>(ctx, &input.id).await?.into();
-        Ok(DeletePostPayload { post, client_mutation_id: input.client_mutation_id })
+        domain::resolve::delete::<Posts, _>(ctx, input).await.map(Into::into)
     }
 
     /// Comments on a post the viewer can see.
@@ -93,8 +84,7 @@ impl PostsMutation {
         domain::store::visible::<Posts>(&*tx, &viewer, post_id).await?;
         let row =
             comment::ActiveModel { post_id: Set(post_id), author_id: Set(me), body: Set(text), ..Default::default() };
-        let comment = domain::store::insert(&*tx, row).await?.into();
-        Ok(AddCommentPayload { comment, client_mutation_id: input.client_mutation_id })
+        Ok((domain::store::insert(&*tx, row).await?, input.client_mutation_id).into())
     }
 
     /// Deletes a comment (its author, the post's author, or an admin).
@@ -109,8 +99,7 @@ impl PostsMutation {
         if !policy::can_delete_comment(&viewer, &existing, &on) {
             return Err(Comments::write_denied());
         }
-        let comment = domain::store::remove(&*tx, existing).await?.into();
-        Ok(DeleteCommentPayload { comment, client_mutation_id: input.client_mutation_id })
+        Ok((domain::store::remove(&*tx, existing).await?, input.client_mutation_id).into())
     }
 }
 

@@ -106,25 +106,17 @@ pub struct RoutinesMutation;
 impl RoutinesMutation {
     /// Creates a routine for the signed-in user.
     async fn create_routine(&self, ctx: &Context<'_>, input: CreateRoutineInput) -> ApiResult<CreateRoutinePayload> {
-        let viewer = ctx.viewer()?;
-        let me = Routines::require_writer(&viewer)?;
-        let (fields, client_mutation_id) = input.into_fields();
-        let row = RoutineField::row(routine::ActiveModel { user_id: Set(me), ..Default::default() }, fields)?;
-        let tx = ctx.tx().await?;
-        let routine = domain::store::insert(&*tx, row).await?.into();
-        Ok(CreateRoutinePayload { routine, client_mutation_id })
+        domain::resolve::create::<Routines, _>(ctx, input.into_fields()).await.map(Into::into)
     }
 
     /// Changes a routine (its owner or an admin).
     async fn update_routine(&self, ctx: &Context<'_>, input: UpdateRoutineInput) -> ApiResult<UpdateRoutinePayload> {
-        let (routine, client_mutation_id) = domain::resolve::update::<Routines, _>(ctx, input).await?;
-        Ok(UpdateRoutinePayload { routine: routine.into(), client_mutation_id })
+        domain::resolve::update::<Routines, _>(ctx, input).await.map(Into::into)
     }
 
     /// Deletes a routine and its runs (the owner's stats follow), returning it.
     async fn delete_routine(&self, ctx: &Context<'_>, input: DeleteRoutineInput) -> ApiResult<DeleteRoutinePayload> {
-        let routine = domain::resolve::delete::<Routines>(ctx, &input.id).await?.into();
-        Ok(DeleteRoutinePayload { routine, client_mutation_id: input.client_mutation_id })
+        domain::resolve::delete::<Routines, _>(ctx, input).await.map(Into::into)
     }
 
     /// Starts a run of a routine (its owner, or a service for any user).
@@ -142,8 +134,7 @@ impl RoutinesMutation {
             user_id: Set(routine.user_id),
             ..Default::default()
         };
-        let run = domain::store::insert(&*tx, row).await?.into();
-        Ok(StartRunPayload { run, client_mutation_id: input.client_mutation_id })
+        Ok((domain::store::insert(&*tx, row).await?, input.client_mutation_id).into())
     }
 
     /// Finishes a running run with its outcome and the tokens it earned.
@@ -168,8 +159,7 @@ impl RoutinesMutation {
         row.status = Set(input.status.as_str().to_owned());
         row.tokens_earned = Set(tokens);
         row.end_time = Set(Some(end));
-        let run = domain::store::update(&*tx, row).await?.into();
-        Ok(FinishRunPayload { run, client_mutation_id: input.client_mutation_id })
+        Ok((domain::store::update(&*tx, row).await?, input.client_mutation_id).into())
     }
 }
 

@@ -217,6 +217,23 @@ async fn a_reader_reads_every_review_but_cannot_write() {
 }
 
 #[tokio::test]
+async fn a_role_that_may_not_write_a_table_is_refused_its_deletes_before_any_row_is_looked_up() {
+    let app = TestApp::spawn().await;
+    let (_, _, review) = two_users_and_a_review(&app).await;
+    let reader = app.sign_up_as("auditor", "reader").await;
+    let delete = "mutation($id: ID!) { deleteReview(input: {id: $id}) { review { id } } }";
+
+    // As update does: the role decides, whether or not the row exists.
+    let existing = app.graphql(Some(&reader.token), delete, json!({ "id": review })).await;
+    assert_eq!(error_code(&existing), "FORBIDDEN");
+    let missing = app.graphql(Some(&reader.token), delete, json!({ "id": "987654321" })).await;
+    assert_eq!(error_code(&missing), "FORBIDDEN", "not NOT_FOUND: the role check comes before the lookup");
+    let anonymous = app.graphql(None, delete, json!({ "id": review })).await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+    assert_eq!(app.count("SELECT count(*) FROM review").await, 1, "the review is still there");
+}
+
+#[tokio::test]
 async fn every_table_has_row_security_enabled_and_forced() {
     let app = TestApp::spawn().await;
     let unprotected = app
