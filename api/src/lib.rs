@@ -122,7 +122,10 @@
 //!
 //!       fn set(self, row: &mut review::ActiveModel) -> ApiResult<()> {
 //!           match self {
-//!               Self::PlaceId(id) => row.place_id = Set(place_key("placeId", &id)?),
+//!               Self::PlaceId(id) => {
+//!                   let key = ids::raw_key("placeId", &id, Some("Place"))?; // a global id or the raw key
+//!                   row.place_id = Set(validate::text("placeId", &key, 100)?);
+//!               }
 //!               Self::Rating(rating) => row.rating = Set(validate::rating("rating", rating)?),
 //!               Self::Comment(comment) => row.comment = Set(validate::comment(comment.as_deref())?),
 //!           }

@@ -321,6 +321,10 @@ fn update_twin(
         impl crate::graphql::payload::UpdateInput for #update {
             type Field = #enum_name;
 
+            fn id(&self) -> &async_graphql::ID {
+                &self.id
+            }
+
             fn into_changes(self) -> crate::error::ApiResult<crate::graphql::payload::Changes<#enum_name>> {
                 let mut fields = ::std::vec::Vec::new();
                 #(#pushes)*

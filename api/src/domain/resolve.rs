@@ -178,8 +178,8 @@ where
         I: UpdateInput,
         I::Field: InputField<Row = Row<P>>,
     {
-        let Changes { id, fields, client_mutation_id } = input.into_changes()?;
-        let key = key::<P>("id", &id)?;
+        let key = key::<P>("id", input.id())?;
+        let Changes { fields, client_mutation_id, .. } = input.into_changes()?;
         let changes = I::Field::row(<Row<P> as ActiveModelTrait>::default(), fields)?;
         Ok(Self { key, changes, client_mutation_id })
     }

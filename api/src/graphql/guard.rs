@@ -173,13 +173,27 @@ impl Extension for GuardExtension {
 /// [`super::documents::CAPACITY`] results, for texts of at most
 /// [`super::documents::MAX_TEXT`] bytes and variables of at most
 /// [`MAX_VARIABLES`] bytes (as JSON, roughly), least recently used first out.
+/// Results keyed by variables sit in a smaller LRU of their own: a client
+/// paging with fresh cursors or ids misses every time, and must not push
+/// out the documents whose result holds for any variables.
+///
+/// The key is taken from the request as the extensions after [`Guard`]
+/// hand it back, and the document is the one parsed from its `query`: this
+/// holds while `Guard` is the first extension and no extension rewrites the
+/// document or the request after its own `next.run` (none does; one that
+/// would must move the lookup after itself).
 struct Validated {
-    /// Keyed by a hash of the text, operation name and variables (when
-    /// they count); the entry holds them, compared on every lookup, so a
-    /// collision is only a miss.
+    /// Keyed by a hash of the text and operation name, for documents that
+    /// declare no variables; the entry holds them, compared on every
+    /// lookup, so a collision is only a miss.
     cache: Mutex<LruCache<u64, (Entry, ValidationResult)>>,
+    /// The same, keyed by the variables' values too.
+    with_variables: Mutex<LruCache<u64, (Entry, ValidationResult)>>,
     hasher: RandomState,
 }
+
+/// Results kept per set of variables: a quarter of the others.
+const WITH_VARIABLES: usize = super::documents::CAPACITY / 4;
 
 /// What a validation result holds for.
 struct Entry {
@@ -207,7 +221,16 @@ const MAX_VARIABLES: usize = 1024;
 impl Validated {
     fn new() -> Self {
         let capacity = NonZeroUsize::new(super::documents::CAPACITY).unwrap_or(NonZeroUsize::MIN);
-        Self { cache: Mutex::new(LruCache::new(capacity)), hasher: RandomState::new() }
+        let with_variables = NonZeroUsize::new(WITH_VARIABLES).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            cache: Mutex::new(LruCache::new(capacity)),
+            with_variables: Mutex::new(LruCache::new(with_variables)),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn lru(&self, with_variables: bool) -> &Mutex<LruCache<u64, (Entry, ValidationResult)>> {
+        if with_variables { &self.with_variables } else { &self.cache }
     }
 
     fn lookup(&self, request: &Request, depends_on_variables: bool) -> Lookup {
@@ -228,7 +251,7 @@ impl Validated {
             }
             hasher.finish()
         };
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self.lru(variables.is_some()).lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((entry, result)) = cache.get(&key)
             && &*entry.text == text
             && entry.operation.as_deref() == operation
@@ -247,7 +270,7 @@ impl Validated {
     }
 
     fn insert(&self, key: u64, entry: Entry, result: ValidationResult) {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).put(key, (entry, result));
+        self.lru(entry.variables.is_some()).lock().unwrap_or_else(PoisonError::into_inner).put(key, (entry, result));
     }
 }
 

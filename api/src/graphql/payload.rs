@@ -32,6 +32,11 @@ pub trait UpdateInput {
     /// The enum of the entity's field values.
     type Field;
 
+    /// The row to change, as the client named it: checked before the
+    /// fields, so a bad `id` is the error a client sees first, as in every
+    /// other mutation.
+    fn id(&self) -> &ID;
+
     /// The changes asked for, before any SQL: null on a field whose column
     /// cannot be null is BAD_USER_INPUT naming the field.
     fn into_changes(self) -> ApiResult<Changes<Self::Field>>;

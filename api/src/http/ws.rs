@@ -140,7 +140,7 @@ pub async fn upgrade(
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| {
             // The socket keeps a state of its own (one clone per connection).
-            serve(socket, protocol, AppState::clone(&state), header_auth, client_ip, slot).instrument(span)
+            serve(socket, protocol, Arc::clone(&state), header_auth, client_ip, slot).instrument(span)
         })
 }
 
@@ -175,7 +175,7 @@ struct Session {
 
 struct Connection {
     protocol: Protocol,
-    state: AppState,
+    state: Arc<AppState>,
     out: Arc<Outbox>,
     header_auth: Option<String>,
     session: Option<Session>,
@@ -190,7 +190,7 @@ struct Connection {
 async fn serve(
     socket: WebSocket,
     protocol: Protocol,
-    state: AppState,
+    state: Arc<AppState>,
     header_auth: Option<String>,
     client_ip: ClientIp,
     // Its place under MAX_WS_CONNECTIONS and MAX_WS_PER_IP, until it closes.
@@ -534,7 +534,7 @@ struct Operation {
 }
 
 impl Operation {
-    async fn run(self, state: AppState, session: Session, checked_at: Cursor, request: async_graphql::Request) {
+    async fn run(self, state: Arc<AppState>, session: Session, checked_at: Cursor, request: async_graphql::Request) {
         // Parsed once, here: execution reuses the document.
         let mut request = request;
         let is_subscription = operation_types(&mut request).contains(&OperationType::Subscription);
@@ -555,7 +555,13 @@ impl Operation {
     }
 
     /// Runs a subscription until its stream ends.
-    async fn stream(&self, state: AppState, session: Session, checked_at: Cursor, request: async_graphql::Request) {
+    async fn stream(
+        &self,
+        state: Arc<AppState>,
+        session: Session,
+        checked_at: Cursor,
+        request: async_graphql::Request,
+    ) {
         let mut request = request;
         // Subscribers of one audience share each event's execution (see
         // `realtime::shared`); a document with several root fields does not

@@ -218,6 +218,10 @@ async fn an_update_input_leaves_omitted_fields_alone_and_refuses_null_for_each_r
         assert_eq!(error_code(&response), "BAD_USER_INPUT", "{field}: {response}");
         assert_eq!(response["errors"][0]["extensions"]["field"], field, "{response}");
     }
+    // A malformed id is the first error, before the fields, as in every
+    // other mutation.
+    let response = app.graphql(Some(&ada.token), update, json!({ "input": { "id": "not-a-key", "name": null } })).await;
+    assert_eq!(response["errors"][0]["extensions"]["field"], "id", "{response}");
     let unchanged = "query($id: ID!) { routine(id: $id) { name tokensPerRun } }";
     assert_eq!(
         app.data(Some(&ada.token), unchanged, json!({ "id": id })).await["routine"],
