@@ -251,8 +251,8 @@ fn is_id(ty: &Type) -> bool {
         && path.path.segments.last().is_some_and(|s| s.ident == "ID" && matches!(s.arguments, PathArguments::None))
 }
 
-/// `T` of an `Option<T>`.
-fn option_of(ty: &Type) -> Option<&Type> {
+/// `T` of an `Option<T>` (also for `#[mutation_input]`).
+pub(crate) fn option_of(ty: &Type) -> Option<&Type> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?;
     if last.ident != "Option" {

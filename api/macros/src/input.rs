@@ -51,7 +51,7 @@
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Fields, GenericArgument, Ident, ItemStruct, LitStr, Meta, PathArguments, Token, Type};
+use syn::{Attribute, Fields, Ident, ItemStruct, LitStr, Meta, Token, Type};
 
 /// The description of every input's `clientMutationId`.
 pub const ECHO: &str = "Echoed in the payload, so a client can match the answer to its call.";
@@ -207,7 +207,7 @@ fn take_field(field: &mut syn::Field) -> syn::Result<Field> {
             graphql.push(syn::parse_quote!(#[graphql(#kept)]));
         }
     }
-    let nullable = match (option_inner(&field.ty), nullable_marked) {
+    let nullable = match (crate::from_model::option_of(&field.ty), nullable_marked) {
         (Some(_), true) => return Err(syn::Error::new_spanned(&field.ty, "an Option is nullable already")),
         (Some(inner), false) => Some(Nullable::Option(Box::new(inner.clone()))),
         (None, true) => Some(Nullable::Default),
@@ -365,20 +365,6 @@ fn doc_line(attr: &Attribute) -> Option<String> {
     }
     let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value else { return None };
     Some(s.value())
-}
-
-/// `T` of an `Option<T>`.
-fn option_inner(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    if last.ident != "Option" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-    match args.args.first()? {
-        GenericArgument::Type(inner) if args.args.len() == 1 => Some(inner),
-        _ => None,
-    }
 }
 
 /// A list (`Vec<..>`): its description speaks of "them".

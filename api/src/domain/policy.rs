@@ -103,12 +103,14 @@ pub fn owner_of<P: Policy + ?Sized>(row: &Model<P>) -> Option<Uuid> {
     }
 }
 
+/// Policies of the two common shapes, for the unit tests of the shared
+/// machinery.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
     /// A table that names its owner and nothing else.
-    struct Owned;
+    pub struct Owned;
 
     impl Policy for Owned {
         type Entity = entity::review::Entity;
@@ -116,6 +118,23 @@ mod tests {
         const TYPE: &'static str = "Review";
         const OWNER: Option<entity::review::Column> = Some(entity::review::Column::UserId);
     }
+
+    /// A catalogue: every viewer reads it, admins write it.
+    pub struct Catalogue;
+
+    impl Policy for Catalogue {
+        type Entity = entity::place::Entity;
+        const NAME: &'static str = "place";
+        const TYPE: &'static str = "Place";
+        const PUBLIC: bool = true;
+        const WRITERS: &'static [Role] = &[Role::Admin];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{Catalogue, Owned};
+    use super::*;
 
     #[test]
     fn a_table_naming_its_owner_column_gets_the_ownership_rule() {
@@ -137,17 +156,6 @@ mod tests {
         assert!(!Owned::can_write(&as_role(other, Role::Reader), &row));
         assert!(Owned::can_write(&as_role(other, Role::Service), &row));
         assert!(!Owned::can_write(&Viewer::Anonymous, &row));
-    }
-
-    /// A catalogue: every viewer reads it, admins write it.
-    struct Catalogue;
-
-    impl Policy for Catalogue {
-        type Entity = entity::place::Entity;
-        const NAME: &'static str = "place";
-        const TYPE: &'static str = "Place";
-        const PUBLIC: bool = true;
-        const WRITERS: &'static [Role] = &[Role::Admin];
     }
 
     #[test]

@@ -144,23 +144,7 @@ mod tests {
     use super::*;
     use crate::auth::Role;
 
-    struct Reviews;
-
-    impl Policy for Reviews {
-        type Entity = entity::review::Entity;
-        const NAME: &'static str = "review";
-        const TYPE: &'static str = "Review";
-        const OWNER: Option<entity::review::Column> = Some(entity::review::Column::UserId);
-    }
-
-    struct Places;
-
-    impl Policy for Places {
-        type Entity = entity::place::Entity;
-        const NAME: &'static str = "place";
-        const TYPE: &'static str = "Place";
-        const PUBLIC: bool = true;
-    }
+    use crate::domain::policy::fixtures::{Catalogue as Places, Owned as Reviews};
 
     fn sql<P: Policy>(viewer: &Viewer, owner: Option<Uuid>) -> String {
         visible_rows::<P>(viewer, owner).build(DbBackend::Postgres).to_string()
