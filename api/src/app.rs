@@ -270,9 +270,6 @@ async fn log_head(pool: &db::Pool) -> Result<realtime::Cursor, StartError> {
 /// How long shutdown waits for websockets to take their close frame.
 const WEBSOCKET_DRAIN: Duration = Duration::from_secs(5);
 
-/// How often /metrics' database statistics are refreshed.
-const DATABASE_STATS_EVERY: Duration = Duration::from_secs(15);
-
 /// File descriptors kept for everything but client connections: the
 /// request pool (counted apart), the change feed, the listener, logs,
 /// backups, DNS lookups.
@@ -354,6 +351,8 @@ pub struct Application {
     connections: ConnectionLimits,
     body: BodyLimits,
     embedded: Option<EmbeddedPostgres>,
+    /// How often /metrics' database statistics are refreshed; `None`: never.
+    database_stats: Option<Duration>,
 }
 
 impl Application {
@@ -452,6 +451,8 @@ impl Application {
                 read_timeout: Duration::from_secs(config.http_body_read_timeout),
             },
             embedded: target.embedded.take(),
+            database_stats: (config.database_stats_interval > 0)
+                .then(|| Duration::from_secs(config.database_stats_interval)),
         })
     }
 
@@ -468,12 +469,12 @@ impl Application {
     /// flight, closes websockets with 1012 (service restart), closes the pool
     /// and stops the embedded database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, close_all, connections, body, embedded } = self;
+        let Self { listener, state, close_all, connections, body, embedded, database_stats } = self;
         let pool = state.pool.clone();
         let feed_pool = state.realtime.feed().clone();
         let listener_task = realtime::listener::spawn(state.realtime.clone());
         let sequencer_task = state.realtime.spawn_sequencer();
-        let stats = state.metrics.spawn_database_stats(state.pool.clone(), DATABASE_STATS_EVERY);
+        let stats = database_stats.map(|every| state.metrics.spawn_database_stats(state.pool.clone(), every));
         // Websockets are told to close as soon as shutdown begins, while
         // the server finishes the HTTP requests in flight.
         let (begun_tx, begun) = tokio::sync::oneshot::channel();
@@ -496,7 +497,9 @@ impl Application {
         if let Some(task) = sequencer_task {
             task.abort();
         }
-        stats.abort();
+        if let Some(stats) = stats {
+            stats.abort();
+        }
         let _ = pool.close().await;
         let _ = feed_pool.close().await;
         if let Some(mut pg) = embedded {

@@ -56,6 +56,10 @@ pub struct Config {
     /// Seconds a request waits for a free connection before failing with SERVICE_UNAVAILABLE.
     #[arg(long, env = "DATABASE_POOL_TIMEOUT", default_value_t = 30, global = true)]
     pub database_pool_timeout: u64,
+    /// Seconds between two reads of the database statistics that /metrics
+    /// serves (sizes, rows, index scans, cache hits); 0 turns them off.
+    #[arg(long, env = "DATABASE_STATS_INTERVAL", default_value_t = 15, global = true)]
+    pub database_stats_interval: u64,
     /// Seconds an idle overflow connection is kept before it is closed.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value_t = 300, global = true)]
     pub database_idle_timeout: u64,

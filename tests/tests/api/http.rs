@@ -185,6 +185,7 @@ async fn metrics_expose_every_family_with_live_values_after_traffic() {
     // Every statement counts as slow, so the slow-query families move.
     let mut config = tests::test_config(&tests::create_database(true).await);
     config.database_slow_query_ms = 0;
+    config.database_stats_interval = 15;
     let app = TestApp::spawn_with(config).await;
     app.insert_place("p1", "cafe", 0.0, 0.0, Some(4.0), Some(10)).await;
     let ada = app.sign_up("ada").await;
