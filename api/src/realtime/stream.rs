@@ -24,9 +24,12 @@
 
 use std::sync::Arc;
 
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::log::{self, Operation};
 use super::shared::{self, Claim};
@@ -93,7 +96,99 @@ enum Next {
 /// changes (resubscribe to continue as the new role); with CURSOR_EXPIRED
 /// when the cursor is older than the log's retention and CURSOR_INVALID when
 /// it is ahead of the log.
+///
+/// A subscription whose payloads are shared ([`Request::share`]) runs in a
+/// task of its own (see [`driven`]); the others run in the caller's.
 pub fn events(
+    rt: Realtime,
+    request: Request,
+    filter: impl FnMut(&ChangeEvent) -> Option<ChangeOperation> + Send + 'static,
+) -> BoxStream<'static, Result<Delivery, ApiError>> {
+    // Both boxed: the source's state is large, and an `Either` of the two
+    // would be as large as it even where the source lives in the task.
+    if request.share.is_some() {
+        driven(source(rt, request, filter)).boxed()
+    } else {
+        source(rt, request, filter).boxed()
+    }
+}
+
+/// What [`driven`]'s task hands the subscription: an item, and where to
+/// send, once the item's response is out, the way to hand over the next.
+/// One-shot channels only: a channel's buffer would be allocated per
+/// subscription and held for as long as it waits (memory per idle
+/// subscriber).
+struct Handed {
+    item: Result<Delivery, ApiError>,
+    next: oneshot::Sender<oneshot::Sender<Handed>>,
+}
+
+/// `source` polled by a task of its own, its items handed over one at a
+/// time.
+///
+/// A shared delivery, nearly all of a busy feed's, is written to the socket
+/// by the source itself ([`shared::Tap`]); only the others (a payload this
+/// subscriber executes, a replayed event, the end) come out as items. Run
+/// under async-graphql, every live event woke the operation's task and went
+/// through its response stream's layers (a `FuturesUnordered`, two
+/// generated streams, a map and a flatten) just to reach the source, about
+/// a seventh of a delivery's CPU in `bench fanout`'s profile. Here the
+/// event wakes this task, which polls the source directly.
+///
+/// Order is kept as before: the task hands over an item and waits until the
+/// subscription is polled again, which the operation does only after it
+/// sent the item's response, before it delivers anything else. The task
+/// starts when the subscription is first polled (not before the operation
+/// runs it) and is aborted when the subscription is dropped (a `complete`,
+/// the connection's end), so it never writes for an operation that is gone.
+fn driven(
+    source: impl Stream<Item = Result<Delivery, ApiError>> + Send + 'static,
+) -> impl Stream<Item = Result<Delivery, ApiError>> + Send {
+    // Boxed: moved into the task at the first poll, it would otherwise
+    // leave its size unused in this stream for the subscription's life.
+    let source = Box::pin(source);
+    async_stream::stream! {
+        let (hand, mut handed) = oneshot::channel::<Handed>();
+        let driver = tokio::spawn(
+            async move {
+                let mut source = source;
+                let mut hand = hand;
+                while let Some(item) = source.next().await {
+                    let (next, sent) = oneshot::channel();
+                    if hand.send(Handed { item, next }).is_err() {
+                        return;
+                    }
+                    // The subscription is gone: so is the reason to go on.
+                    let Ok(next) = sent.await else { return };
+                    hand = next;
+                }
+            }
+            .in_current_span(),
+        );
+        let _abort = AbortOnDrop(driver);
+        while let Ok(Handed { item, next }) = handed.await {
+            yield item;
+            // Polled again: the operation has sent the item's response.
+            let (hand, more) = oneshot::channel();
+            if next.send(hand).is_err() {
+                break;
+            }
+            handed = more;
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The events of `request` that `filter` lets through, as [`events`] says.
+fn source(
     rt: Realtime,
     request: Request,
     mut filter: impl FnMut(&ChangeEvent) -> Option<ChangeOperation> + Send + 'static,
