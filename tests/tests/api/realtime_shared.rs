@@ -216,3 +216,34 @@ async fn subscriptions_multiplexed_on_one_socket_each_get_every_event_once_in_co
         assert_eq!(seen.get(id), Some(&places), "subscription {id}: every event once, in commit order");
     }
 }
+
+#[tokio::test]
+async fn a_completed_subscription_gets_nothing_more_while_its_neighbours_go_on() {
+    // A shared subscription's events are read by a task of its own, which
+    // writes to the socket itself: `complete` must stop that task too, not
+    // only the operation that started it.
+    let app = TestApp::spawn().await;
+    let mut ws = app.subscriber(None).await;
+    for id in ["stays", "goes"] {
+        ws.subscribe(id, PLACES, json!({})).await;
+    }
+    attached(&app, 2).await;
+    app.insert_place("before", "cafe", 1.0, 1.0, None, None).await;
+    let mut ids: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        ids.push(ws.message().await["id"].as_str().unwrap_or_default().to_owned());
+    }
+    ids.sort();
+    assert_eq!(ids, ["goes", "stays"], "both get the first event");
+
+    ws.send(json!({ "type": "complete", "id": "goes" })).await;
+    attached(&app, 1).await;
+    for place in ["after1", "after2", "after3"] {
+        app.insert_place(place, "cafe", 1.0, 1.0, None, None).await;
+    }
+    for place in ["after1", "after2", "after3"] {
+        let message = ws.message().await;
+        assert_eq!(message["id"], "stays", "only the subscription left gets events: {message}");
+        assert_eq!(message["payload"]["data"]["placeChanged"]["place"]["rowId"], place);
+    }
+}
