@@ -164,7 +164,9 @@ struct Inner {
     pool: Pool,
     /// The listener's own connection (see [`crate::db::connect_feed`]).
     feed: Pool,
-    events: broadcast::Sender<Live>,
+    /// One `Arc` per event: each subscriber's receive is one reference
+    /// count (on a line both cores share) rather than one per field.
+    events: broadcast::Sender<Arc<Live>>,
     /// The last position the listener has broadcast.
     head: watch::Sender<Cursor>,
     config: RealtimeConfig,
@@ -288,7 +290,7 @@ impl Realtime {
         *self.inner.head.borrow()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Live> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Live>> {
         self.inner.events.subscribe()
     }
 
@@ -341,6 +343,6 @@ impl Realtime {
             let _ = self.inner.ended_sessions.send(session);
         }
         // No receivers is not an error: nobody is subscribed right now.
-        let _ = self.inner.events.send(Live { event: Arc::new(event), share: Arc::default() });
+        let _ = self.inner.events.send(Arc::new(Live { event: Arc::new(event), share: Arc::default() }));
     }
 }

@@ -177,7 +177,9 @@ impl Template {
         if let Some(kept) = self.common.get()
             && *kept.kind == *kind
             && *kept.id_json == *id_json
-            && *kept.cursor == **cursor
+            // The same `Arc` (the event's anonymous cursor) nearly always:
+            // no need to compare its bytes.
+            && (Arc::ptr_eq(&kept.cursor, cursor) || *kept.cursor == **cursor)
         {
             return kept.text.clone();
         }

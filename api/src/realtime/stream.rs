@@ -81,7 +81,7 @@ pub struct Delivery {
 }
 
 enum Next {
-    Event(Live),
+    Event(Arc<Live>),
     Lagged,
     Closed,
     Expired,
@@ -284,6 +284,9 @@ fn source(
                 from_cursor = false;
             }
             let next = tokio::select! {
+                // In this order, without drawing a random number per event:
+                // an expired token ends the stream before anything more.
+                biased;
                 () = &mut expiry => Next::Expired,
                 received = live.recv() => match received {
                     Ok(event) => Next::Event(event),
@@ -292,23 +295,24 @@ fn source(
                 },
             };
             match next {
-                Next::Event(Live { event, share }) => {
+                Next::Event(live_event) => {
+                    let Live { event, share } = &*live_event;
                     // Already delivered by the replay: the seam has no duplicates.
                     if event.cursor <= last {
                         continue;
                     }
                     last = event.cursor;
-                    if let Some(err) = account_change(&request.viewer, &event).or_else(|| session_end(&request, &event)) {
+                    if let Some(err) = account_change(&request.viewer, event).or_else(|| session_end(&request, event)) {
                         yield Err(err);
                         return;
                     }
                     if !request.tables.contains(&event.table.as_str()) {
                         continue;
                     }
-                    if let Some(operation) = filter(&event) {
+                    if let Some(operation) = filter(event) {
                         let cursor = share.cursor(&request.viewer, || rt.cursors().sign(&request.viewer, event.cursor));
                         let Some(sharing) = &request.share else {
-                            yield Ok(Delivery { event, operation, cursor: cursor.to_string(), tombstone: false });
+                            yield Ok(Delivery { event: event.clone(), operation, cursor: cursor.to_string(), tombstone: false });
                             continue;
                         };
                         // The anonymous viewer's cursor is one per event:
@@ -324,7 +328,7 @@ fn source(
                                 // subscriber's own cursor into its copy.
                                 sharing.tap.set_pending(shared::Pending { fill, cursor, common });
                                 let cursor = shared::marker().to_owned();
-                                yield Ok(Delivery { event, operation, cursor, tombstone: false });
+                                yield Ok(Delivery { event: event.clone(), operation, cursor, tombstone: false });
                                 continue;
                             }
                         };
@@ -338,7 +342,7 @@ fn source(
                                 held_back |= more;
                             }
                             // The shared execution failed: this subscriber's own.
-                            None => yield Ok(Delivery { event, operation, cursor: cursor.to_string(), tombstone: false }),
+                            None => yield Ok(Delivery { event: event.clone(), operation, cursor: cursor.to_string(), tombstone: false }),
                         }
                     }
                 }

@@ -8,6 +8,7 @@
 //! the whole suite (trigger mode, the harness's default).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::config::CaptureMode;
@@ -80,7 +81,7 @@ async fn write_places(db: &DatabaseConnection, prefix: &str, n: usize) {
 
 /// Receives change events until every place key of `expected` has come,
 /// and returns the place keys in the order they came (duplicates included).
-async fn receive_places(events: &mut broadcast::Receiver<Live>, expected: &HashSet<String>) -> Vec<String> {
+async fn receive_places(events: &mut broadcast::Receiver<Arc<Live>>, expected: &HashSet<String>) -> Vec<String> {
     let mut seen = Vec::new();
     let mut missing = expected.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -96,14 +97,16 @@ async fn receive_places(events: &mut broadcast::Receiver<Live>, expected: &HashS
                 )
             })
             .unwrap_or_else(|e| panic!("the feed: {e}"))
-            .event;
+            .event
+            .clone();
         if event.table == "place" && expected.contains(&event.key) {
             missing.remove(&event.key);
             seen.push(event.key.clone());
         }
     }
     // Anything more (a duplicate) would come right behind.
-    while let Ok(Ok(Live { event, .. })) = tokio::time::timeout(Duration::from_millis(300), events.recv()).await {
+    while let Ok(Ok(live)) = tokio::time::timeout(Duration::from_millis(300), events.recv()).await {
+        let event = &live.event;
         if event.table == "place" && expected.contains(&event.key) {
             seen.push(event.key.clone());
         }
