@@ -37,11 +37,11 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::AppState;
@@ -105,7 +105,7 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, peer: PeerAddr, mut req
     // Checked as axum's `WebSocketUpgrade` does (same answers), before the caps.
     let key = match ws_socket::check_upgrade(request.method(), request.headers()) {
         Ok(key) => key,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         let body = "WebSocket request couldn't be upgraded since no upgrade state was present";
@@ -128,7 +128,7 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, peer: PeerAddr, mut req
     // the first of ours the client asked for.
     let chosen = ["graphql-transport-ws", "graphql-ws"].into_iter().find(|ours| requested.iter().any(|p| p == ours));
     let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let client_ip = state.auth.limits.client_ip(peer.0, &headers);
+    let client_ip = state.auth.limits.client_ip(peer.0, headers);
     // Past MAX_WS_CONNECTIONS or MAX_WS_PER_IP: refused now, before the
     // upgrade, so the connection goes back to serving HTTP or closes.
     let slot = match state.ws_caps.acquire(client_ip) {

@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use axum::body::Bytes;
+use axum::extract::ws::Message;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 

@@ -19,10 +19,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::body::Bytes;
 use axum::extract::ws::Message;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
@@ -121,9 +121,13 @@ fn control(bytes: Bytes) -> Bytes {
     if bytes.len() > MAX_CONTROL { bytes.slice(..MAX_CONTROL) } else { bytes }
 }
 
-/// Why an upgrade request is refused: as axum's `WebSocketUpgrade` answers.
-pub fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Response> {
-    let refuse = |status: StatusCode, body: &'static str| Err((status, body).into_response());
+/// An upgrade refused: its status and why (as axum's `WebSocketUpgrade` answers).
+pub type Refusal = (StatusCode, &'static str);
+
+/// Checks an upgrade request as axum's `WebSocketUpgrade` does, in the same
+/// order with the same answers; returns its `Sec-WebSocket-Key`.
+pub fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
+    let refuse = |status: StatusCode, body: &'static str| Err((status, body));
     if method != Method::GET {
         return refuse(StatusCode::METHOD_NOT_ALLOWED, "Request method must be `GET`");
     }
@@ -258,7 +262,8 @@ mod tests {
     #[test]
     fn a_close_frame_carries_its_code_and_a_reason_cut_to_fit_a_control_frame() {
         use axum::extract::ws::{CloseFrame, Message};
-        let frame = super::Frame::from(Message::Close(Some(CloseFrame { code: 1012, reason: "é".repeat(100).into() })));
+        let frame =
+            super::Frame::from(Message::Close(Some(CloseFrame { code: 1012, reason: "é".repeat(100).into() })));
         assert!(frame.close);
         assert_eq!(frame.head()[0], 0x80 | OP_CLOSE);
         assert!(frame.payload.len() <= 125, "{}", frame.payload.len());
