@@ -397,6 +397,15 @@ pub(super) struct ConnectionSlot {
     _slot: OwnedSemaphorePermit,
 }
 
+#[cfg(test)]
+impl ConnectionSlot {
+    /// A slot under a cap of its own, for tests of the socket's users.
+    pub(super) fn detached() -> Self {
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned();
+        Self { _slot: permit.expect("a fresh semaphore has a permit") }
+    }
+}
+
 impl Watched {
     /// The socket and its slot. hyper is done with the connection by then
     /// (the watchdog stopped at the upgrade), so nothing is left to watch.

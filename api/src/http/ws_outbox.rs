@@ -318,3 +318,106 @@ impl Outbox {
         queue.frames = VecDeque::new();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::extract::ws::{CloseFrame, Message};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::Outbox;
+    use crate::http::serve::ConnectionSlot;
+
+    /// The frames in `bytes` as (opcode, payload), as a client parses them.
+    fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while bytes.len() >= 2 {
+            assert_eq!(bytes[0] & 0x80, 0x80, "FIN");
+            assert_eq!(bytes[1] & 0x80, 0, "unmasked");
+            let (len, start) = match bytes[1] & 0x7f {
+                126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+                127 => (usize::try_from(u64::from_be_bytes(bytes[2..10].try_into().expect("8"))).expect("fits"), 10),
+                n => (usize::from(n), 2),
+            };
+            frames.push((bytes[0] & 0x0f, bytes[start..start + len].to_vec()));
+            bytes = &bytes[start + len..];
+        }
+        assert!(bytes.is_empty(), "a frame cut short");
+        frames
+    }
+
+    /// Messages of 0 to 70,000 bytes (all three length encodings), far
+    /// more than the socket's buffers hold while the client does not read.
+    fn message(producer: usize, i: usize) -> Message {
+        let filler = "x".repeat((i * 7_919) % 70_001);
+        Message::Text(format!("{producer}:{i}:{filler}").into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_of_several_producers_arrive_whole_and_in_order_through_a_full_socket_and_an_aborted_writer() {
+        // Arrange: a connected pair; the client reads nothing at first.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let mut client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
+        let (server, _) = listener.accept().await.expect("accepted");
+        let (_read, write) = server.into_split();
+        let out = Arc::new(Outbox::new(write, ConnectionSlot::detached()));
+        out.set_operations(5);
+
+        // Act: four producers, and a fifth aborted while it may be writing.
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    for i in 0..60 {
+                        assert!(out.send(message(p, i)).await, "the socket is open");
+                    }
+                })
+            })
+            .collect();
+        let victim = {
+            let out = out.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    out.send(message(9, i)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        victim.abort();
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut received))
+                .await
+                .expect("the server closes within 30 s")
+                .expect("read");
+            received
+        });
+        for producer in producers {
+            producer.await.expect("a producer");
+        }
+        out.send_and_wait(Message::Close(Some(CloseFrame { code: 1000, reason: "done".into() }))).await;
+        drop(out);
+        let received = reader.await.expect("the reader");
+
+        // Assert: every frame whole, each producer's in order, the close last.
+        let frames = frames(&received);
+        let (last, texts) = frames.split_last().expect("frames");
+        assert_eq!(last.0, 0x8, "the close frame last");
+        assert_eq!(&last.1[..2], &1000u16.to_be_bytes());
+        let mut next = [0usize; 10];
+        for (opcode, payload) in texts {
+            assert_eq!(*opcode, 0x1);
+            let text = std::str::from_utf8(payload).expect("UTF-8");
+            let mut parts = text.splitn(3, ':');
+            let producer: usize = parts.next().and_then(|p| p.parse().ok()).expect("a producer");
+            let i: usize = parts.next().and_then(|i| i.parse().ok()).expect("an index");
+            assert_eq!(parts.next().map(str::len), Some((i * 7_919) % 70_001), "whole");
+            assert_eq!(i, next[producer], "producer {producer} in order");
+            next[producer] += 1;
+        }
+        assert_eq!(&next[..4], &[60; 4], "every message of the four producers");
+    }
+}
