@@ -244,6 +244,12 @@ async fn serve(
     keepalive.tick().await;
     let close: Option<Close> = loop {
         tokio::select! {
+            // In this order: tungstenite queues its Pong to a Ping while it
+            // reads the next message, so the reply branch, ahead of
+            // `incoming`, writes it (waiting when the outbox is full) before
+            // another is read: a client that pings without reading cannot
+            // grow the queue past OUTBOX.
+            biased;
             () = closing.begun() => break Some(Close::new(1012, "Service restart: reconnect and resubscribe")),
             () = &mut init_deadline, if conn.session.is_none() => {
                 break Some(Close::new(4408, "Connection initialisation timeout"));
