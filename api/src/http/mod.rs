@@ -15,6 +15,7 @@ mod serve;
 mod ws;
 mod ws_caps;
 mod ws_outbox;
+mod ws_socket;
 
 pub use apq::PersistedQueries;
 pub use limits::BodyLimits;

@@ -382,11 +382,36 @@ impl Activity {
 }
 
 /// The accepted socket, reporting progress to the watchdog, and holding the
-/// connection's slot until it is closed (after an upgrade too).
-struct Watched {
+/// connection's slot until it is closed (after an upgrade too). Public to
+/// the http module so a websocket upgrade can take the `TcpStream` back
+/// (`Upgraded::downcast::<TokioIo<Watched>>`, http/ws_socket.rs).
+pub(super) struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
     _slot: OwnedSemaphorePermit,
+}
+
+/// A connection's place under MAX_CONNECTIONS, held by an upgraded socket
+/// that no longer goes through [`Watched`]: released when dropped.
+pub(super) struct ConnectionSlot {
+    _slot: OwnedSemaphorePermit,
+}
+
+#[cfg(test)]
+impl ConnectionSlot {
+    /// A slot under a cap of its own, for tests of the socket's users.
+    pub(super) fn detached() -> Self {
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned();
+        Self { _slot: permit.expect("a fresh semaphore has a permit") }
+    }
+}
+
+impl Watched {
+    /// The socket and its slot. hyper is done with the connection by then
+    /// (the watchdog stopped at the upgrade), so nothing is left to watch.
+    pub(super) fn into_parts(self) -> (TcpStream, ConnectionSlot) {
+        (self.inner, ConnectionSlot { _slot: self._slot })
+    }
 }
 
 impl AsyncRead for Watched {

@@ -2,8 +2,10 @@
 //! `graphql-transport-ws`, the `graphql-ws` npm client) and the legacy
 //! subscriptions-transport-ws (subprotocol `graphql-ws`, Apollo's old client).
 //!
-//! Our own layer over axum's websocket rather than async-graphql's (or
-//! async-graphql-axum's, which wraps it): every query and mutation sent
+//! Our own layer over the socket rather than async-graphql's (or
+//! async-graphql-axum's, which wraps axum's): the upgrade is answered here,
+//! frames are read by tungstenite and written by us (`ws_socket`,
+//! `ws_outbox`); every query and mutation sent
 //! over the socket runs through the HTTP path's `execute_in_session` (its own
 //! viewer transaction, timeout and metrics); subscriptions get the
 //! session's expiry and check point and the DataLoaders; the socket is
@@ -30,13 +32,16 @@ use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::parser::types::OperationType;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tracing::Instrument;
 
 use super::AppState;
@@ -44,6 +49,7 @@ use super::graphql::{execute_in_session, operation_name, operation_types, server
 use super::order::KeyOrder;
 use super::ws_caps::WsSlot;
 use super::ws_outbox::Outbox;
+use super::ws_socket::{self, ReadHalf};
 use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authorization};
 use crate::db::{Access, begin_session_request};
 use crate::domain::RowLoader;
@@ -76,8 +82,6 @@ const MAX_OPERATIONS: usize = 100;
 
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 4 * 1024;
-/// Bytes of frames collected before a write, when several are queued.
-const WRITE_BATCH: usize = 64 * 1024;
 /// The largest message a client may send (a GraphQL document and variables).
 const MAX_MESSAGE: usize = 1024 * 1024;
 /// How long a socket closed with 1009 stays open for the client to read why.
@@ -85,10 +89,8 @@ const UNREAD_LINGER: Duration = Duration::from_secs(1);
 
 /// A message over [`MAX_MESSAGE`] (tungstenite's capacity error): the
 /// client is told 1009 (Message Too Big) rather than seeing the socket drop.
-fn is_too_big(err: &axum::Error) -> bool {
-    std::error::Error::source(err)
-        .and_then(|source| source.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
-        .is_some_and(|err| matches!(err, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+fn is_too_big(err: &WsError) -> bool {
+    matches!(err, WsError::Capacity(_))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +101,17 @@ enum Protocol {
     Legacy,
 }
 
-pub async fn upgrade(
-    State(state): State<Arc<AppState>>,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+pub async fn upgrade(State(state): State<Arc<AppState>>, peer: PeerAddr, mut request: Request) -> Response {
+    // Checked as axum's `WebSocketUpgrade` does (same answers), before the caps.
+    let key = match ws_socket::check_upgrade(request.method(), request.headers()) {
+        Ok(key) => key,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        let body = "WebSocket request couldn't be upgraded since no upgrade state was present";
+        return (StatusCode::UPGRADE_REQUIRED, body).into_response();
+    };
+    let headers = request.headers();
     let requested: Vec<String> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -117,8 +124,11 @@ pub async fn upgrade(
         } else {
             Protocol::TransportWs
         };
+    // The subprotocol named in the answer, as axum's `protocols` picks it:
+    // the first of ours the client asked for.
+    let chosen = ["graphql-transport-ws", "graphql-ws"].into_iter().find(|ours| requested.iter().any(|p| p == ours));
     let header_auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let client_ip = state.auth.limits.client_ip(peer.0, &headers);
+    let client_ip = state.auth.limits.client_ip(peer.0, headers);
     // Past MAX_WS_CONNECTIONS or MAX_WS_PER_IP: refused now, before the
     // upgrade, so the connection goes back to serving HTTP or closes.
     let slot = match state.ws_caps.acquire(client_ip) {
@@ -128,20 +138,21 @@ pub async fn upgrade(
     // The connection outlives this handler, in a task of its own: it keeps
     // the upgrade request's span, so its log lines carry that request id.
     let span = tracing::Span::current();
-    upgrade
-        .protocols(["graphql-transport-ws", "graphql-ws"])
-        // tungstenite's defaults (128 KiB each way, allocated per socket)
-        // would be most of an idle subscriber's memory; GraphQL messages
-        // are small, and larger ones still work, in more reads.
-        .read_buffer_size(READ_BUFFER)
-        // A threshold, not an allocation: frames fed to the socket collect
-        // up to it and go out in one write at the flush (see `ws_outbox`).
-        .write_buffer_size(WRITE_BATCH)
-        .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| {
-            // The socket keeps a state of its own (one clone per connection).
-            serve(socket, protocol, Arc::clone(&state), header_auth, client_ip, slot).instrument(span)
-        })
+    tokio::spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(err) => {
+                    tracing::debug!(error = %err, "websocket upgrade failed");
+                    return;
+                }
+            };
+            let Some(socket) = ws_socket::open(upgraded).await else { return };
+            serve(socket, protocol, state, header_auth, client_ip, slot).await;
+        }
+        .instrument(span),
+    );
+    ws_socket::switching_protocols(&key, chosen)
 }
 
 /// A refused upgrade: 503 with the error as GraphQL JSON, and when to retry.
@@ -188,7 +199,7 @@ struct Connection {
 }
 
 async fn serve(
-    socket: WebSocket,
+    socket: ws_socket::Opened,
     protocol: Protocol,
     state: Arc<AppState>,
     header_auth: Option<String>,
@@ -198,9 +209,19 @@ async fn serve(
 ) {
     state.metrics.ws_connections.inc();
     let metrics = state.metrics.clone();
-    let (sink, mut incoming) = socket.split();
     // Written by whichever task has a message (no writer task of its own).
-    let out = Arc::new(Outbox::new(sink));
+    let ws_socket::Opened { read, out, read_buf } = socket;
+    let config = WebSocketConfig::default()
+        // tungstenite's default (128 KiB, allocated per socket) would be
+        // most of an idle subscriber's memory; GraphQL messages are small,
+        // and larger ones still work, in more reads.
+        .read_buffer_size(READ_BUFFER)
+        // Its replies (Pong, Close) go to the outbox at once, whole.
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE));
+    let read = ReadHalf { read, out: out.clone() };
+    // The bytes sent right behind the upgrade request are read first.
+    let mut incoming = WebSocketStream::from_partially_read(read, read_buf, Role::Server, Some(config)).await;
     let ws = state.ws;
     let mut closing = state.closing.clone();
     let mut conn = Connection {
@@ -223,6 +244,12 @@ async fn serve(
     keepalive.tick().await;
     let close: Option<Close> = loop {
         tokio::select! {
+            // In this order: tungstenite queues its Pong to a Ping while it
+            // reads the next message, so the reply branch, ahead of
+            // `incoming`, writes it (waiting when the outbox is full) before
+            // another is read: a client that pings without reading cannot
+            // grow the queue past OUTBOX.
+            biased;
             () = closing.begun() => break Some(Close::new(1012, "Service restart: reconnect and resubscribe")),
             () = &mut init_deadline, if conn.session.is_none() => {
                 break Some(Close::new(4408, "Connection initialisation timeout"));
@@ -239,6 +266,8 @@ async fn serve(
                 // connection holds: never closed while it runs.
                 Ok(_) | Err(_) => {}
             },
+            // tungstenite queued its reply to a Ping or a Close: out it goes.
+            () = out.reply_queued() => out.flush().await,
             _ = keepalive.tick() => {
                 if conn.missed_pongs >= MAX_MISSED_PONGS {
                     break Some(Close::new(1011, "Keepalive timeout: no pong"));
@@ -246,7 +275,7 @@ async fn serve(
                 conn.keepalive().await;
             }
             message = incoming.next() => match message {
-                Some(Ok(Message::Text(text))) => {
+                Some(Ok(WsMessage::Text(text))) => {
                     // Boxed: sign-in and subscribe await database
                     // round trips whose futures are kilobytes; inline, the
                     // connection's task would hold that space for its
@@ -255,14 +284,14 @@ async fn serve(
                         break Some(close);
                     }
                 }
-                Some(Ok(Message::Binary(_))) => break Some(Close::new(4400, "Binary messages are not supported")),
-                // tungstenite answers a Ping itself.
-                Some(Ok(Message::Ping(_))) => {}
-                Some(Ok(Message::Pong(_))) => conn.missed_pongs = 0,
+                Some(Ok(WsMessage::Binary(_))) => break Some(Close::new(4400, "Binary messages are not supported")),
+                // tungstenite answers a Ping itself (into the outbox).
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Frame(_))) => {}
+                Some(Ok(WsMessage::Pong(_))) => conn.missed_pongs = 0,
                 Some(Err(err)) if is_too_big(&err) => {
                     break Some(Close::new(1009, format!("Message too big: the limit is {MAX_MESSAGE} bytes")));
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => break None,
             },
         }
     };
@@ -274,7 +303,10 @@ async fn serve(
     if let Some(Close(code, reason)) = close {
         out.send_and_wait(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     } else {
-        out.flush().await;
+        // The client's Close gets tungstenite's reply (queued by this
+        // flush, as it writes into the outbox), then it goes out.
+        let _ = incoming.flush().await;
+        out.flush_and_wait().await;
     }
     drop(conn);
     drop(out);

@@ -15,11 +15,18 @@
 //! producer then waits its turn, which holds back only this connection's
 //! subscriptions; they catch up from the change log).
 //!
-//! Frames leave in queue order. A message is taken off the queue only once
-//! the sink is ready to accept it, in the same poll that hands it to the
-//! sink: a writer cancelled in between (its subscription aborted by a
-//! `complete`) loses nothing of the other operations' messages, and a frame
-//! the sink accepted but did not flush yet goes out with the next write.
+//! The writer encodes the frames itself and writes them with
+//! `try_write_vectored` on the socket's write half (`ws_socket`: no
+//! tungstenite sink, no lock shared with the reader, the payload not
+//! copied); when the socket would block it awaits `writable()` (for at most
+//! SEND_TIMEOUT per wait) and goes on.
+//!
+//! Frames leave in queue order. The writer moves a batch of them off the
+//! queue into the writer's own state, behind the writer's lock, and drops
+//! each only once the kernel took all of its bytes: a writer cancelled at
+//! its one await (its subscription aborted by a `complete`) loses nothing
+//! of the other operations' messages, and the next writer carries on where
+//! it stopped, mid-frame if need be.
 //!
 //! Batching: when a connection carries several subscriptions (graphql-ws
 //! multiplexes them over one socket), one event wakes all of them at once;
@@ -30,13 +37,18 @@
 //! last.
 
 use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
-use futures_util::stream::SplitSink;
-use futures_util::{Sink, SinkExt};
+use axum::body::Bytes;
+use axum::extract::ws::Message;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+use super::serve::ConnectionSlot;
+use super::ws_socket::Frame;
 
 /// Messages queued per connection before a producer waits for the socket.
 pub const OUTBOX: usize = 64;
@@ -45,31 +57,52 @@ pub const OUTBOX: usize = 64;
 /// that stops reading is disconnected instead of pinning its tasks.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-type WsSink = SplitSink<WebSocket, Message>;
+/// Bytes of frames handed to one write, when several are queued.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Frames handed to one write (two slices each; IOV_MAX is 1024).
+const WRITE_FRAMES: usize = 32;
 
 #[derive(Default)]
 struct Queue {
-    messages: VecDeque<Message>,
+    frames: VecDeque<Frame>,
     /// The socket is closed, failed or timed out: messages are dropped.
     closed: bool,
+}
+
+/// The writing side: the socket's write half, and the frames taken off the
+/// queue for the write in progress.
+struct Writer {
+    /// `None` once the socket is done (dropping it sends the FIN).
+    socket: Option<OwnedWriteHalf>,
+    /// Oldest first; the first has `written` of its bytes out already.
+    batch: VecDeque<Frame>,
+    written: usize,
 }
 
 /// One connection's outgoing messages and its socket's write half.
 pub struct Outbox {
     queue: Mutex<Queue>,
-    /// Held by whoever writes now; `None` once the socket is done.
-    sink: tokio::sync::Mutex<Option<WsSink>>,
+    /// Held by whoever writes now.
+    writer: tokio::sync::Mutex<Writer>,
     /// Subscriptions running on the connection: with more than one, a
     /// writer waits a moment for the others' frames (see the module docs).
     operations: AtomicUsize,
+    /// Told when tungstenite queued a reply (Pong, Close) that no task
+    /// writes yet: the connection's task writes it (see `ws::serve`).
+    replies: Notify,
+    /// Its place under MAX_CONNECTIONS, until both halves are gone (the
+    /// read half holds this outbox).
+    _slot: ConnectionSlot,
 }
 
 impl Outbox {
-    pub fn new(sink: WsSink) -> Self {
+    pub fn new(socket: OwnedWriteHalf, slot: ConnectionSlot) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
-            sink: tokio::sync::Mutex::new(Some(sink)),
+            writer: tokio::sync::Mutex::new(Writer { socket: Some(socket), batch: VecDeque::new(), written: 0 }),
             operations: AtomicUsize::new(0),
+            replies: Notify::new(),
+            _slot: slot,
         }
     }
 
@@ -82,20 +115,33 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `message` and returns the number queued; false when the socket is done.
-    fn push(&self, message: Message) -> Option<usize> {
+    /// Queues `frame` and returns the number queued; `None` when the socket is done.
+    fn push(&self, frame: Frame) -> Option<usize> {
         let mut queue = self.lock();
         if queue.closed {
             return None;
         }
-        queue.messages.push_back(message);
-        Some(queue.messages.len())
+        queue.frames.push_back(frame);
+        Some(queue.frames.len())
+    }
+
+    /// Queues tungstenite's own reply (already framed) and tells the
+    /// connection's task to write it.
+    pub fn push_reply(&self, bytes: Bytes) {
+        if self.push(Frame::raw(bytes)).is_some() {
+            self.replies.notify_one();
+        }
+    }
+
+    /// Resolves when a reply of tungstenite's waits to be written.
+    pub async fn reply_queued(&self) {
+        self.replies.notified().await;
     }
 
     /// Sends `message`: written now by this task, or by the task writing
     /// right now. False when the socket is done.
     pub async fn send(&self, message: Message) -> bool {
-        let Some(queued) = self.push(message) else { return false };
+        let Some(queued) = self.push(message.into()) else { return false };
         self.write(queued > OUTBOX).await;
         true
     }
@@ -104,24 +150,32 @@ impl Outbox {
     /// next [`Outbox::send`] or [`Outbox::flush`] writes it. Waits for the
     /// socket if the queue is full. False when the socket is done.
     pub async fn queue(&self, message: Message) -> bool {
-        let Some(queued) = self.push(message) else { return false };
+        let Some(queued) = self.push(message.into()) else { return false };
         if queued > OUTBOX {
             self.write(true).await;
         }
         true
     }
 
-    /// Writes whatever is queued.
+    /// Writes whatever is queued, unless another task is writing it (then
+    /// it is left to that task, or, with the queue full, written after it).
     pub async fn flush(&self) {
-        if !self.lock().messages.is_empty() {
-            self.write(false).await;
+        let queued = self.lock().frames.len();
+        if queued > 0 {
+            self.write(queued > OUTBOX).await;
         }
+    }
+
+    /// Writes whatever is queued and returns once it is out (or the socket
+    /// is done), waiting for a writer at work if need be.
+    pub async fn flush_and_wait(&self) {
+        self.write(true).await;
     }
 
     /// Sends `message` and returns once it is out (or the socket is done):
     /// the close frame, which shutdown waits for.
     pub async fn send_and_wait(&self, message: Message) {
-        if self.push(message).is_some() {
+        if self.push(message.into()).is_some() {
             self.write(true).await;
         }
     }
@@ -131,11 +185,11 @@ impl Outbox {
     /// otherwise leave the queue to it.
     async fn write(&self, mut wait: bool) {
         loop {
-            let mut sink = if wait {
-                self.sink.lock().await
+            let mut writer = if wait {
+                self.writer.lock().await
             } else {
-                match self.sink.try_lock() {
-                    Ok(sink) => sink,
+                match self.writer.try_lock() {
+                    Ok(writer) => writer,
                     Err(_) => return,
                 }
             };
@@ -144,54 +198,226 @@ impl Outbox {
                 // same event: let them queue theirs, then write all at once.
                 tokio::task::yield_now().await;
             }
-            self.drain(&mut sink).await;
-            drop(sink);
+            self.drain(&mut writer).await;
+            drop(writer);
             // A message queued after the last look at the queue but before
-            // the sink was released found it taken: write it now.
-            if self.lock().messages.is_empty() {
+            // the writer was released found it taken: write it now.
+            if self.lock().frames.is_empty() {
                 return;
             }
             wait = false;
         }
     }
 
-    /// Feeds every queued message to the sink and flushes once; on an
-    /// error, a timeout or a close frame the socket is done.
-    async fn drain(&self, slot: &mut Option<WsSink>) {
-        let Some(sink) = slot.as_mut() else {
-            self.close_queue();
-            return;
-        };
-        // The timeout is per step, not for the whole queue: a client that
-        // reads steadily but slowly keeps its socket while others keep
-        // queueing; one that stops reading for SEND_TIMEOUT loses it.
-        let written = async {
-            loop {
-                // Ready first, then off the queue and into the sink in one
-                // go: cancelled at the await, the message stays queued.
-                let ready = std::future::poll_fn(|cx| Sink::poll_ready(std::pin::Pin::new(&mut *sink), cx));
-                tokio::time::timeout(SEND_TIMEOUT, ready).await.map_err(axum::Error::new)??;
-                let Some(message) = self.lock().messages.pop_front() else { break };
-                let closing = matches!(message, Message::Close(_));
-                sink.start_send_unpin(message)?;
-                if closing {
-                    tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await.map_err(axum::Error::new)??;
-                    return Ok(false);
+    /// Writes every queued frame; on an error, a timeout or a close frame
+    /// the socket is done.
+    async fn drain(&self, writer: &mut Writer) {
+        let done = match writer.socket.as_ref() {
+            None => true,
+            Some(socket) => match self.write_all(socket, &mut writer.batch, &mut writer.written).await {
+                Ok(open) => !open,
+                Err(err) => {
+                    tracing::debug!(error = %err, "websocket write failed");
+                    true
                 }
-            }
-            tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await.map_err(axum::Error::new)??;
-            Ok::<bool, axum::Error>(true)
-        }
-        .await;
-        if !matches!(written, Ok(true)) {
-            *slot = None;
+            },
+        };
+        if done {
+            writer.socket = None;
+            writer.batch = VecDeque::new();
             self.close_queue();
+        }
+    }
+
+    /// Writes the batch and then the queue until both are empty: Ok(false)
+    /// once a close frame is out.
+    async fn write_all(
+        &self,
+        socket: &OwnedWriteHalf,
+        batch: &mut VecDeque<Frame>,
+        written: &mut usize,
+    ) -> io::Result<bool> {
+        loop {
+            if batch.len() < WRITE_FRAMES {
+                self.refill(batch);
+            }
+            if batch.is_empty() {
+                return Ok(true);
+            }
+            let result = {
+                let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+                let mut used = 0;
+                let mut skip = *written;
+                for frame in batch.iter() {
+                    for part in [frame.head(), &frame.payload[..]] {
+                        if skip >= part.len() {
+                            skip -= part.len();
+                            continue;
+                        }
+                        slices[used] = IoSlice::new(&part[skip..]);
+                        skip = 0;
+                        used += 1;
+                    }
+                }
+                socket.try_write_vectored(&slices[..used])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    // Frames wholly out leave the batch; a close frame ends it.
+                    let mut out = *written + n;
+                    while let Some(frame) = batch.front() {
+                        if out < frame.len() {
+                            break;
+                        }
+                        out -= frame.len();
+                        let frame = batch.pop_front();
+                        if frame.is_some_and(|f| f.close) {
+                            return Ok(false);
+                        }
+                    }
+                    *written = out;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    // The timeout is per wait, not for the whole queue: a
+                    // client that reads steadily but slowly keeps its
+                    // socket while others keep queueing; one that stops
+                    // reading for SEND_TIMEOUT loses it.
+                    tokio::time::timeout(SEND_TIMEOUT, socket.writable())
+                        .await
+                        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "websocket send timeout"))??;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Moves queued frames into the batch, up to a write's worth.
+    fn refill(&self, batch: &mut VecDeque<Frame>) {
+        if batch.back().is_some_and(|frame| frame.close) {
+            return;
+        }
+        let mut bytes: usize = batch.iter().map(Frame::len).sum();
+        let mut queue = self.lock();
+        while batch.len() < WRITE_FRAMES && bytes < WRITE_BATCH {
+            let Some(frame) = queue.frames.pop_front() else { break };
+            bytes += frame.len();
+            let close = frame.close;
+            batch.push_back(frame);
+            if close {
+                // Nothing after a close frame.
+                break;
+            }
         }
     }
 
     fn close_queue(&self) {
         let mut queue = self.lock();
         queue.closed = true;
-        queue.messages = VecDeque::new();
+        queue.frames = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::extract::ws::{CloseFrame, Message};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::Outbox;
+    use crate::http::serve::ConnectionSlot;
+
+    /// The frames in `bytes` as (opcode, payload), as a client parses them.
+    fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while bytes.len() >= 2 {
+            assert_eq!(bytes[0] & 0x80, 0x80, "FIN");
+            assert_eq!(bytes[1] & 0x80, 0, "unmasked");
+            let (len, start) = match bytes[1] & 0x7f {
+                126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+                127 => (usize::try_from(u64::from_be_bytes(bytes[2..10].try_into().expect("8"))).expect("fits"), 10),
+                n => (usize::from(n), 2),
+            };
+            frames.push((bytes[0] & 0x0f, bytes[start..start + len].to_vec()));
+            bytes = &bytes[start + len..];
+        }
+        assert!(bytes.is_empty(), "a frame cut short");
+        frames
+    }
+
+    /// Messages of 0 to 70,000 bytes (all three length encodings), far
+    /// more than the socket's buffers hold while the client does not read.
+    fn message(producer: usize, i: usize) -> Message {
+        let filler = "x".repeat((i * 7_919) % 70_001);
+        Message::Text(format!("{producer}:{i}:{filler}").into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_of_several_producers_arrive_whole_and_in_order_through_a_full_socket_and_an_aborted_writer() {
+        // Arrange: a connected pair; the client reads nothing at first.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let mut client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
+        let (server, _) = listener.accept().await.expect("accepted");
+        let (_read, write) = server.into_split();
+        let out = Arc::new(Outbox::new(write, ConnectionSlot::detached()));
+        out.set_operations(5);
+
+        // Act: four producers, and a fifth aborted while it may be writing.
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    for i in 0..60 {
+                        assert!(out.send(message(p, i)).await, "the socket is open");
+                    }
+                })
+            })
+            .collect();
+        let victim = {
+            let out = out.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    out.send(message(9, i)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        victim.abort();
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut received))
+                .await
+                .expect("the server closes within 30 s")
+                .expect("read");
+            received
+        });
+        for producer in producers {
+            producer.await.expect("a producer");
+        }
+        out.send_and_wait(Message::Close(Some(CloseFrame { code: 1000, reason: "done".into() }))).await;
+        drop(out);
+        let received = reader.await.expect("the reader");
+
+        // Assert: every frame whole, each producer's in order, the close last.
+        let frames = frames(&received);
+        let (last, texts) = frames.split_last().expect("frames");
+        assert_eq!(last.0, 0x8, "the close frame last");
+        assert_eq!(&last.1[..2], &1000u16.to_be_bytes());
+        let mut next = [0usize; 10];
+        for (opcode, payload) in texts {
+            assert_eq!(*opcode, 0x1);
+            let text = std::str::from_utf8(payload).expect("UTF-8");
+            let mut parts = text.splitn(3, ':');
+            let producer: usize = parts.next().and_then(|p| p.parse().ok()).expect("a producer");
+            let i: usize = parts.next().and_then(|i| i.parse().ok()).expect("an index");
+            assert_eq!(parts.next().map(str::len), Some((i * 7_919) % 70_001), "whole");
+            assert_eq!(i, next[producer], "producer {producer} in order");
+            next[producer] += 1;
+        }
+        assert_eq!(&next[..4], &[60; 4], "every message of the four producers");
     }
 }

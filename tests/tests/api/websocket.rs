@@ -250,3 +250,158 @@ async fn websocket_operations_log_slow_queries_with_the_connections_request_id_a
         }
     }
 }
+
+/// Reads from a raw websocket until `done` holds for the server's frames so
+/// far (10 s at most) and returns them.
+async fn raw_frames_until(
+    stream: &mut tokio::net::TcpStream,
+    done: impl Fn(&[(u8, String)]) -> bool,
+) -> Vec<(u8, String)> {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let frames = tests::server_frames(&received);
+        if done(&frames) {
+            return frames;
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!("not there within 10 s: {frames:?}"),
+            Ok(Ok(0) | Err(_)) => return frames,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A client's masked control frame (zero key) with a short payload.
+fn client_control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let length = u8::try_from(payload.len()).ok().filter(|&n| n < 126).expect("a short payload");
+    let mut frame = vec![0x80 | opcode, 0x80 | length, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test]
+async fn a_message_sent_in_the_same_packet_as_the_upgrade_request_is_read_first() {
+    // Arrange: the upgrade request and connection_init in one write, so the
+    // message reaches the server in the bytes hyper read with the request.
+    let app = TestApp::spawn().await;
+    let mut stream =
+        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
+    let mut bytes = b"GET /graphql/ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&tests::client_text_frame(r#"{"type":"connection_init"}"#));
+
+    // Act
+    stream.write_all(&bytes).await.expect("sent");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.expect("the answer"), 1, "closed mid-head");
+        head.push(byte[0]);
+    }
+    let frames = raw_frames_until(&mut stream, |frames| !frames.is_empty()).await;
+
+    // Assert: switched, with the key's accept value and the subprotocol,
+    // and the init was answered.
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(head.contains("sec-websocket-protocol: graphql-transport-ws"), "{head}");
+    assert_eq!(frames[0].0, 0x1, "{frames:?}");
+    assert!(frames[0].1.contains("connection_ack"), "{frames:?}");
+}
+
+#[tokio::test]
+async fn a_websocket_ping_gets_its_pong_with_its_payload_on_its_own_and_before_later_answers() {
+    let app = TestApp::spawn().await;
+    let mut stream =
+        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
+    let head = tests::raw_upgrade(&mut stream, "graphql-transport-ws").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    // A Ping on its own: nothing else the server sends carries its Pong out.
+    stream.write_all(&client_control_frame(0x9, b"alone")).await.expect("sent");
+    let frames = raw_frames_until(&mut stream, |frames| !frames.is_empty()).await;
+    assert_eq!(frames, vec![(0xA, "alone".to_owned())]);
+
+    // A Ping followed at once by a message: the Pong comes first.
+    let mut bytes = client_control_frame(0x9, b"are you there");
+    bytes.extend_from_slice(&tests::client_text_frame(r#"{"type":"connection_init"}"#));
+    stream.write_all(&bytes).await.expect("sent");
+    let frames = raw_frames_until(&mut stream, |frames| frames.len() >= 2).await;
+
+    assert_eq!(frames[0], (0xA, "are you there".to_owned()), "{frames:?}");
+    assert_eq!(frames[1].0, 0x1, "{frames:?}");
+    assert!(frames[1].1.contains("connection_ack"), "{frames:?}");
+}
+
+#[tokio::test]
+async fn a_clients_close_frame_is_answered_with_a_close_frame_and_the_socket_closes() {
+    let app = TestApp::spawn().await;
+    let mut stream =
+        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
+    let head = tests::raw_upgrade(&mut stream, "graphql-transport-ws").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    stream.write_all(&client_control_frame(0x8, &1000u16.to_be_bytes())).await.expect("sent");
+    // Read to the end: the server closes its side after the reply.
+    let frames = raw_frames_until(&mut stream, |_| false).await;
+
+    assert_eq!(frames, vec![(0x8, "1000".to_owned())]);
+}
+
+#[tokio::test]
+async fn upgrade_requests_missing_what_a_websocket_needs_are_refused_as_before() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/graphql/ws", app.address);
+    let base = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    for (missing, status) in
+        [("connection", 400), ("upgrade", 400), ("sec-websocket-version", 400), ("sec-websocket-key", 400)]
+    {
+        let mut request = client.get(&url);
+        for (name, value) in base.iter().filter(|(name, _)| *name != missing) {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("an answer");
+        assert_eq!(response.status().as_u16(), status, "without {missing}");
+    }
+    let post = base.iter().fold(client.post(&url), |request, (name, value)| request.header(*name, *value));
+    assert_eq!(post.send().await.expect("an answer").status().as_u16(), 405);
+}
+
+#[tokio::test]
+async fn a_delivery_longer_than_64_kib_arrives_whole_with_a_64_bit_length() {
+    // Arrange: a subscriber selecting a 200-character name under 400
+    // aliases, so the event's payload is longer than a 16-bit frame length
+    // can say (and longer than one write of a loopback socket may take).
+    let app = TestApp::spawn().await;
+    let service = app.sign_up_as("importer", "service").await;
+    let after = app.change_cursor().await;
+    let mut ws = app.subscriber(None).await;
+    let aliases: String = (0..400).map(|i| format!(" n{i}: name")).collect();
+    let query = format!("subscription($a: String) {{ placeChanged(after: $a) {{ place {{ rowId{aliases} }} }} }}");
+    ws.subscribe("1", &query, json!({ "a": after })).await;
+    let name = "n".repeat(200);
+
+    // Act
+    app.data(
+        Some(&service.token),
+        "mutation($name: String!) { createPlace(input: {id: \"long\", name: $name, lat: 0, lng: 0}) { place { id } } }",
+        json!({ "name": name }),
+    )
+    .await;
+    let text = ws.raw_text().await;
+
+    // Assert: one message, whole, every alias there.
+    assert!(text.len() > 65_536, "{} bytes", text.len());
+    let message: serde_json::Value = serde_json::from_str(&text).expect("whole JSON");
+    let place = &message["payload"]["data"]["placeChanged"]["place"];
+    assert_eq!(place["rowId"], "long", "{message}");
+    assert!((0..400).all(|i| place[format!("n{i}")] == name.as_str()));
+}
