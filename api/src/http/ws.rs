@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
@@ -190,7 +191,7 @@ struct Connection {
     out: Arc<Outbox>,
     header_auth: Option<String>,
     session: Option<Session>,
-    subscriptions: HashMap<String, JoinHandle<()>>,
+    subscriptions: HashMap<String, Running>,
     /// Keepalive pings not answered yet: a websocket Pong frame, or in
     /// graphql-transport-ws a protocol `pong`, answers all of them.
     missed_pongs: u32,
@@ -218,7 +219,10 @@ async fn serve(
         .read_buffer_size(READ_BUFFER)
         // Its replies (Pong, Close) go to the outbox at once, whole.
         .write_buffer_size(0)
-        .max_message_size(Some(MAX_MESSAGE));
+        .max_message_size(Some(MAX_MESSAGE))
+        // A frame's header alone makes tungstenite reserve its length:
+        // without this, 16 MiB per socket before the message limit applies.
+        .max_frame_size(Some(MAX_MESSAGE));
     let read = ReadHalf { read, out: out.clone() };
     // The bytes sent right behind the upgrade request are read first.
     let mut incoming = WebSocketStream::from_partially_read(read, read_buf, Role::Server, Some(config)).await;
@@ -267,7 +271,14 @@ async fn serve(
                 Ok(_) | Err(_) => {}
             },
             // tungstenite queued its reply to a Ping or a Close: out it goes.
-            () = out.reply_queued() => out.flush().await,
+            // Or the socket is done: a client that stopped reading (write
+            // timeout) must not keep the connection by sending pongs.
+            () = out.reply_queued() => {
+                if out.is_closed() {
+                    break None;
+                }
+                out.flush().await;
+            }
             _ = keepalive.tick() => {
                 if conn.missed_pongs >= MAX_MISSED_PONGS {
                     break Some(Close::new(1011, "Keepalive timeout: no pong"));
@@ -295,8 +306,8 @@ async fn serve(
             },
         }
     };
-    for (_, task) in conn.subscriptions.drain() {
-        task.abort();
+    for (_, running) in conn.subscriptions.drain() {
+        running.task.abort();
     }
     let unread = close.as_ref().is_some_and(|Close(code, _)| *code == 1009);
     // `closing` lives until the close frame is out: shutdown waits for it.
@@ -361,14 +372,15 @@ impl Connection {
             }
             (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => self.subscribe(&message).await,
             (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
-                if let Some(task) =
+                if let Some(running) =
                     message.get("id").and_then(Value::as_str).and_then(|id| self.subscriptions.remove(id))
                 {
-                    task.abort();
-                    // Aborted while it was writing for the socket, it may
-                    // have left other subscriptions' frames queued: once it
-                    // is gone, write them now rather than with the next send.
-                    let _ = task.await;
+                    // Nothing more of it is queued from here on, though its
+                    // task (or its event source's) may run a moment longer
+                    // on the other core before the abort takes.
+                    self.out.retire(&running.live);
+                    running.task.abort();
+                    let _ = running.task.await;
                     self.out.set_operations(self.subscriptions.len());
                     self.out.flush().await;
                 }
@@ -461,18 +473,13 @@ impl Connection {
                 // Not checked, so not started: the stale viewer may see
                 // more than the account may now.
                 Err(err) => {
-                    let operation = Operation {
-                        id,
-                        protocol: self.protocol,
-                        out: self.out.clone(),
-                        metrics: self.state.metrics.clone(),
-                    };
+                    let operation = Operation::new(id, self.protocol, &self.out, &self.state);
                     operation.error(&async_graphql::Response::from_errors(vec![server_error(&err)])).await;
                     return Ok(());
                 }
             }
         }
-        self.subscriptions.retain(|_, task| !task.is_finished());
+        self.subscriptions.retain(|_, running| !running.task.is_finished());
         if self.subscriptions.len() >= MAX_OPERATIONS && !self.subscriptions.contains_key(&id) {
             return Err(Close::new(4400, "Too many operations on one connection"));
         }
@@ -482,15 +489,11 @@ impl Connection {
             .and_then(|payload| serde_json::from_value::<async_graphql::Request>(payload).ok())
             .ok_or_else(|| Close::new(4400, "Invalid message received: the payload is not a GraphQL request"))?
             .data(self.client_ip);
-        if self.subscriptions.get(&id).is_some_and(|task| !task.is_finished()) {
+        if self.subscriptions.get(&id).is_some_and(|running| !running.task.is_finished()) {
             return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
         }
-        let operation = Operation {
-            id: id.clone(),
-            protocol: self.protocol,
-            out: self.out.clone(),
-            metrics: self.state.metrics.clone(),
-        };
+        let operation = Operation::new(id.clone(), self.protocol, &self.out, &self.state);
+        let live = operation.live.clone();
         // Automatic persisted queries, from the same store as over HTTP: a
         // client's persisted-query link sends the hash first on every
         // transport. An unknown hash (PERSISTED_QUERY_NOT_FOUND) or a
@@ -501,7 +504,7 @@ impl Connection {
             return Ok(());
         }
         let task = tokio::spawn(operation.run(self.state.clone(), session, checked_at, request).in_current_span());
-        self.subscriptions.insert(id, task);
+        self.subscriptions.insert(id, Running { task, live });
         self.out.set_operations(self.subscriptions.len());
         Ok(())
     }
@@ -511,6 +514,8 @@ impl Connection {
 /// cursor spliced into the audience's bytes, straight into the outbox.
 struct SharedOut {
     out: Arc<Outbox>,
+    /// The operation's (see [`Operation::live`]).
+    live: Arc<AtomicBool>,
     /// `next` or, in the legacy protocol, `data`.
     kind: &'static str,
     /// The operation id as a JSON string.
@@ -523,7 +528,8 @@ impl shared::Deliver for SharedOut {
         Box::pin(async move {
             let text = delivery.template.text(self.kind, &self.id_json, &delivery.cursor, delivery.common);
             let message = Message::Text(text);
-            let sent = if more { self.out.queue(message).await } else { self.out.send(message).await };
+            let live = Some(&*self.live);
+            let sent = if more { self.out.queue(message, live).await } else { self.out.send_for(message, live).await };
             if sent {
                 self.metrics.events_delivered.inc();
             }
@@ -557,15 +563,29 @@ fn root_field(request: &mut async_graphql::Request) -> Option<String> {
     }
 }
 
+/// An operation the connection runs: its task, and whether its messages
+/// are still wanted.
+struct Running {
+    task: JoinHandle<()>,
+    live: Arc<AtomicBool>,
+}
+
 /// One running operation of a connection.
 struct Operation {
     id: String,
     protocol: Protocol,
     out: Arc<Outbox>,
+    /// False once the client completed it: the outbox refuses its messages
+    /// ([`Outbox::retire`]).
+    live: Arc<AtomicBool>,
     metrics: crate::ops::metrics::SharedMetrics,
 }
 
 impl Operation {
+    fn new(id: String, protocol: Protocol, out: &Arc<Outbox>, state: &AppState) -> Self {
+        Self { id, protocol, out: out.clone(), live: Arc::new(AtomicBool::new(true)), metrics: state.metrics.clone() }
+    }
+
     async fn run(self, state: Arc<AppState>, session: Session, checked_at: Cursor, request: async_graphql::Request) {
         // Parsed once, here: execution reuses the document.
         let mut request = request;
@@ -610,8 +630,13 @@ impl Operation {
                     &field,
                     &session.viewer,
                 );
-                let out =
-                    SharedOut { out: self.out.clone(), kind, id_json: id_json.clone(), metrics: self.metrics.clone() };
+                let out = SharedOut {
+                    out: self.out.clone(),
+                    live: self.live.clone(),
+                    kind,
+                    id_json: id_json.clone(),
+                    metrics: self.metrics.clone(),
+                };
                 Some(shared::Sharing { key, tap: shared::Tap::new(Arc::new(out)) })
             }
             None => None,
@@ -685,12 +710,12 @@ impl Operation {
     /// cursor spliced into the audience's bytes.
     async fn send_shared(&self, kind: &str, id_json: &str, delivery: shared::Shared) {
         let text = delivery.template.text(kind, id_json, &delivery.cursor, delivery.common);
-        let _ = self.out.send(Message::Text(text)).await;
+        let _ = self.out.send_for(Message::Text(text), Some(&self.live)).await;
         self.metrics.events_delivered.inc();
     }
 
     async fn send(&self, message: Value) {
-        let _ = self.out.send(Message::Text(message.to_string().into())).await;
+        let _ = self.out.send_for(Message::Text(message.to_string().into()), Some(&self.live)).await;
     }
 
     /// The hot path of every delivery: serialised once, straight to text.
@@ -704,7 +729,7 @@ impl Operation {
         let kind = if self.protocol == Protocol::TransportWs { "next" } else { "data" };
         match serde_json::to_string(&Next { r#type: kind, id: &self.id, payload: response }) {
             Ok(text) => {
-                let _ = self.out.send(Message::Text(text.into())).await;
+                let _ = self.out.send_for(Message::Text(text.into()), Some(&self.live)).await;
             }
             Err(err) => tracing::error!(%err, "cannot serialise a response"),
         }

@@ -38,9 +38,9 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::ws::Message;
@@ -77,6 +77,10 @@ struct Writer {
     /// Oldest first; the first has `written` of its bytes out already.
     batch: VecDeque<Frame>,
     written: usize,
+    /// When the batch first had to wait for the socket: all of it must be
+    /// out within SEND_TIMEOUT of that, so a client that reads a trickle
+    /// (a few bytes before each timeout) cannot hold the writer for ever.
+    waiting_since: Option<Instant>,
 }
 
 /// One connection's outgoing messages and its socket's write half.
@@ -99,7 +103,12 @@ impl Outbox {
     pub fn new(socket: OwnedWriteHalf, slot: ConnectionSlot) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
-            writer: tokio::sync::Mutex::new(Writer { socket: Some(socket), batch: VecDeque::new(), written: 0 }),
+            writer: tokio::sync::Mutex::new(Writer {
+                socket: Some(socket),
+                batch: VecDeque::new(),
+                written: 0,
+                waiting_since: None,
+            }),
             operations: AtomicUsize::new(0),
             replies: Notify::new(),
             _slot: slot,
@@ -117,12 +126,32 @@ impl Outbox {
 
     /// Queues `frame` and returns the number queued; `None` when the socket is done.
     fn push(&self, frame: Frame) -> Option<usize> {
+        self.push_for(frame, None)
+    }
+
+    /// [`Outbox::push`] for an operation: `None` too once `live` is false
+    /// ([`Outbox::retire`]), checked under the queue's lock, so nothing of
+    /// an operation is queued after its `complete` was handled.
+    fn push_for(&self, frame: Frame, live: Option<&AtomicBool>) -> Option<usize> {
         let mut queue = self.lock();
-        if queue.closed {
+        if queue.closed || live.is_some_and(|live| !live.load(Ordering::Relaxed)) {
             return None;
         }
         queue.frames.push_back(frame);
         Some(queue.frames.len())
+    }
+
+    /// Refuses every later message of the operation `live` belongs to
+    /// (its task and its event source may still run a moment after their
+    /// abort, on the other core).
+    pub fn retire(&self, live: &AtomicBool) {
+        let _queue = self.lock();
+        live.store(false, Ordering::Relaxed);
+    }
+
+    /// The socket is done (written a close frame, failed or timed out).
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     /// Queues tungstenite's own reply (already framed) and tells the
@@ -141,7 +170,12 @@ impl Outbox {
     /// Sends `message`: written now by this task, or by the task writing
     /// right now. False when the socket is done.
     pub async fn send(&self, message: Message) -> bool {
-        let Some(queued) = self.push(message.into()) else { return false };
+        self.send_for(message, None).await
+    }
+
+    /// [`Outbox::send`] for an operation (see [`Outbox::push_for`]).
+    pub async fn send_for(&self, message: Message, live: Option<&AtomicBool>) -> bool {
+        let Some(queued) = self.push_for(message.into(), live) else { return false };
         self.write(queued > OUTBOX).await;
         true
     }
@@ -149,8 +183,8 @@ impl Outbox {
     /// Queues `message` without writing, when more follow at once; the
     /// next [`Outbox::send`] or [`Outbox::flush`] writes it. Waits for the
     /// socket if the queue is full. False when the socket is done.
-    pub async fn queue(&self, message: Message) -> bool {
-        let Some(queued) = self.push(message.into()) else { return false };
+    pub async fn queue(&self, message: Message, live: Option<&AtomicBool>) -> bool {
+        let Some(queued) = self.push_for(message.into(), live) else { return false };
         if queued > OUTBOX {
             self.write(true).await;
         }
@@ -193,12 +227,17 @@ impl Outbox {
                     Err(_) => return,
                 }
             };
+            // Cancelled while it holds the writer (its subscription aborted
+            // by a `complete`), a task may leave frames others queued for
+            // it: the connection's task is then told to write them.
+            let stranded = WakeOnDrop { notify: &self.replies, armed: true };
             if self.operations.load(Ordering::Relaxed) > 1 {
                 // The connection's other subscriptions were woken by the
                 // same event: let them queue theirs, then write all at once.
                 tokio::task::yield_now().await;
             }
             self.drain(&mut writer).await;
+            stranded.disarm();
             drop(writer);
             // A message queued after the last look at the queue but before
             // the writer was released found it taken: write it now.
@@ -214,13 +253,15 @@ impl Outbox {
     async fn drain(&self, writer: &mut Writer) {
         let done = match writer.socket.as_ref() {
             None => true,
-            Some(socket) => match self.write_all(socket, &mut writer.batch, &mut writer.written).await {
-                Ok(open) => !open,
-                Err(err) => {
-                    tracing::debug!(error = %err, "websocket write failed");
-                    true
+            Some(socket) => {
+                match self.write_all(socket, &mut writer.batch, &mut writer.written, &mut writer.waiting_since).await {
+                    Ok(open) => !open,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "websocket write failed");
+                        true
+                    }
                 }
-            },
+            }
         };
         if done {
             writer.socket = None;
@@ -236,12 +277,14 @@ impl Outbox {
         socket: &OwnedWriteHalf,
         batch: &mut VecDeque<Frame>,
         written: &mut usize,
+        waiting_since: &mut Option<Instant>,
     ) -> io::Result<bool> {
         loop {
             if batch.len() < WRITE_FRAMES {
                 self.refill(batch);
             }
             if batch.is_empty() {
+                *waiting_since = None;
                 return Ok(true);
             }
             let result = {
@@ -277,13 +320,18 @@ impl Outbox {
                         }
                     }
                     *written = out;
+                    if batch.is_empty() {
+                        *waiting_since = None;
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    // The timeout is per wait, not for the whole queue: a
-                    // client that reads steadily but slowly keeps its
-                    // socket while others keep queueing; one that stops
-                    // reading for SEND_TIMEOUT loses it.
-                    tokio::time::timeout(SEND_TIMEOUT, socket.writable())
+                    // The deadline is per batch (at most WRITE_BATCH bytes),
+                    // not for the whole queue: a client that reads steadily
+                    // but slowly keeps its socket while others keep
+                    // queueing; one that stops reading, or reads a trickle,
+                    // loses it after SEND_TIMEOUT.
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    tokio::time::timeout_at((since + SEND_TIMEOUT).into(), socket.writable())
                         .await
                         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "websocket send timeout"))??;
                 }
@@ -316,6 +364,31 @@ impl Outbox {
         let mut queue = self.lock();
         queue.closed = true;
         queue.frames = VecDeque::new();
+        drop(queue);
+        // The connection's task ends the connection (`ws::serve`): a client
+        // that no longer reads must not keep it open by sending pongs.
+        self.replies.notify_one();
+    }
+}
+
+/// Tells the connection's task to look at the queue when dropped armed
+/// (see [`Outbox::write`]): a writer cancelled while it held the socket.
+struct WakeOnDrop<'a> {
+    notify: &'a Notify,
+    armed: bool,
+}
+
+impl WakeOnDrop<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.notify.notify_one();
+        }
     }
 }
 

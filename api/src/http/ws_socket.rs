@@ -77,8 +77,12 @@ impl Frame {
     }
 
     /// Bytes already framed (tungstenite's replies): written as they are.
+    /// tungstenite writes each frame whole (its write buffer is 0, see
+    /// `ws::serve`), so the first byte is the frame's: its Close reply ends
+    /// the socket as ours does, and nothing queued behind it goes out.
     pub fn raw(bytes: Bytes) -> Self {
-        Self { head: [0; 10], head_len: 0, payload: bytes, close: false }
+        let close = bytes.first().is_some_and(|first| first & 0x0f == OP_CLOSE);
+        Self { head: [0; 10], head_len: 0, payload: bytes, close }
     }
 
     pub fn head(&self) -> &[u8] {
@@ -237,7 +241,16 @@ impl AsyncWrite for ReadHalf {
 
 #[cfg(test)]
 mod tests {
-    use super::{OP_CLOSE, OP_TEXT, header};
+    use super::{Bytes, Frame, OP_CLOSE, OP_TEXT, header};
+
+    #[test]
+    fn a_raw_close_reply_ends_the_socket_as_ours_does_and_other_raw_frames_do_not() {
+        let close = Bytes::from_static(&[0x88, 0x02, 0x03, 0xe8]);
+        let pong = Bytes::from_static(&[0x8a, 0x00]);
+        assert!(Frame::raw(close).close);
+        assert!(!Frame::raw(pong).close);
+        assert!(!Frame::raw(Bytes::new()).close);
+    }
 
     /// The length of a frame header's payload, read back as a client would.
     fn read_len(head: &[u8]) -> usize {

@@ -165,7 +165,7 @@ fn driven(
             }
             .in_current_span(),
         );
-        let _abort = AbortOnDrop(driver);
+        let mut driver = AbortOnDrop(driver);
         while let Ok(Handed { item, next }) = handed.await {
             yield item;
             // Polled again: the operation has sent the item's response.
@@ -174,6 +174,15 @@ fn driven(
                 break;
             }
             handed = more;
+        }
+        // The task is done (it dropped its end). A panic must not look like
+        // the feed's normal end: a client takes `complete` as final, and an
+        // error as a reason to resubscribe from its last cursor.
+        if let Err(err) = (&mut driver.0).await
+            && err.is_panic()
+        {
+            tracing::error!("a subscription's event source panicked");
+            yield Err(ApiError::Internal);
         }
     }
 }
