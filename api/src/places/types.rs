@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
@@ -94,11 +96,12 @@ impl Review {
     /// reviews when they are listed, otherwise batched across the response.
     /// Null only in the DELETED event of a review removed with its place
     /// (the place is gone by the time the event is read).
-    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Option<Place>> {
+    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Option<Cow<'_, Place>>> {
+        // The joined place is resolved where it is, not copied (issue 11).
         if let Some(place) = &self.place {
-            return Ok(Some(place.clone()));
+            return Ok(Some(Cow::Borrowed(place)));
         }
-        Ok(load::<Places>(ctx, self.place_id.to_string()).await?.map(Place::from))
+        Ok(load::<Places>(ctx, self.place_id.to_string()).await?.map(|model| Cow::Owned(Place::from(model))))
     }
 }
 
