@@ -156,7 +156,8 @@ mod tests {
         let old = keys(OLD, None);
         let now = chrono::Utc::now().timestamp();
         let claims = Claims { sub: Uuid::new_v4(), role: Role::User, iat: now - 7200, exp: now - 3600, sid: None };
-        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.keys.encoding).unwrap_or_default();
+        let expired =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.keys.encoding).unwrap_or_default();
         let error = keys(NEW, Some(OLD)).verify(&expired).err().map(|e| e.message());
         assert_eq!(error.as_deref(), Some("the token has expired; sign in again"));
     }
