@@ -12,8 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
-    NextValidation,
+    Extension, ExtensionContext, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe, NextValidation,
 };
 use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{
@@ -282,24 +281,22 @@ const DOCUMENT_INVALID: &str = "GRAPHQL_VALIDATION_FAILED";
 ///   a resolver's argument type, so `BAD_USER_INPUT`. Our resolvers' errors
 ///   always carry a code ([`ApiError`]), and a Rust error converted by `?`
 ///   keeps its source: those stay uncoded for [`ensure_codes`].
-pub struct ErrorKinds;
-
-impl ExtensionFactory for ErrorKinds {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorKindsExtension::default())
-    }
-}
-
+///
 /// One per request; remembers whether the request named an operation, and
-/// where the document's arguments take variables.
+/// where the document's arguments take variables. Not an extension of the
+/// schema's own: it runs as the inner link of [`crate::graphql::guard`]'s,
+/// exactly as the next extension in the chain would. async-graphql wraps
+/// every field's resolver in every extension's `resolve` hook (a boxed
+/// future each, overridden or not), so one extension instead of two is a
+/// layer less per field (issue 11).
 #[derive(Default)]
-struct ErrorKindsExtension {
+pub(crate) struct ErrorKinds {
     named_operation: Arc<AtomicBool>,
     variable_arguments: Mutex<Vec<Pos>>,
 }
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for ErrorKindsExtension {
+impl Extension for ErrorKinds {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
         classify_after_validation(&mut response, self.named_operation.load(Ordering::Relaxed));

@@ -34,20 +34,28 @@ pub struct Claims {
 ///
 /// The secrets come in as [`SecretString`]s and are exposed only to derive
 /// the keys; `Debug` shows neither keys nor secrets.
+///
+/// Cloning is a reference count: every request's context gets the keys,
+/// and a deep copy (the keys, the validation's hash sets) was a dozen
+/// allocations per request (issue 11).
 #[derive(Clone)]
 pub struct JwtKeys {
+    keys: std::sync::Arc<Keys>,
+    ttl: Duration,
+}
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     previous: Option<DecodingKey>,
     validation: Validation,
-    ttl: Duration,
 }
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtKeys")
             .field("keys", &"[REDACTED]")
-            .field("previous", &self.previous.as_ref().map(|_| "[REDACTED]"))
+            .field("previous", &self.keys.previous.as_ref().map(|_| "[REDACTED]"))
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -60,13 +68,13 @@ impl JwtKeys {
         // Expiry is exact: a token is refused from its `exp` second on.
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
+        let keys = Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             previous: previous.map(DecodingKey::from_secret),
             validation,
-            ttl,
-        }
+        };
+        Self { keys: std::sync::Arc::new(keys), ttl }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -77,7 +85,7 @@ impl JwtKeys {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims { sub: user_id, role, iat: now, exp: now.saturating_add(ttl), sid: None };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.encoding).map_err(ApiError::internal)
     }
 
     /// An access token of session `session` (its `sid` claim).
@@ -85,12 +93,12 @@ impl JwtKeys {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims { sub: user_id, role, iat: now, exp: now.saturating_add(ttl), sid: Some(session) };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.encoding).map_err(ApiError::internal)
     }
 
     pub fn verify(&self, token: &str) -> ApiResult<Claims> {
-        let decode = |key| jsonwebtoken::decode::<Claims>(token, key, &self.validation).map(|data| data.claims);
-        let verified = match (decode(&self.decoding), &self.previous) {
+        let decode = |key| jsonwebtoken::decode::<Claims>(token, key, &self.keys.validation).map(|data| data.claims);
+        let verified = match (decode(&self.keys.decoding), &self.keys.previous) {
             (Err(err), Some(previous)) if *err.kind() == ErrorKind::InvalidSignature => decode(previous),
             (result, _) => result,
         };
@@ -148,7 +156,8 @@ mod tests {
         let old = keys(OLD, None);
         let now = chrono::Utc::now().timestamp();
         let claims = Claims { sub: Uuid::new_v4(), role: Role::User, iat: now - 7200, exp: now - 3600, sid: None };
-        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.encoding).unwrap_or_default();
+        let expired =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.keys.encoding).unwrap_or_default();
         let error = keys(NEW, Some(OLD)).verify(&expired).err().map(|e| e.message());
         assert_eq!(error.as_deref(), Some("the token has expired; sign in again"));
     }

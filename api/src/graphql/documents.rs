@@ -14,8 +14,9 @@
 //! selections in place), so a hit hands the request a copy: cloning the tree
 //! costs a fraction of parsing it with pest.
 
+use std::any::Any;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerError};
@@ -26,29 +27,79 @@ pub const CAPACITY: usize = 512;
 /// The longest query text kept, in bytes (GraphiQL's introspection query is ~2 KiB).
 pub const MAX_TEXT: usize = 16 * 1024;
 
-type Cache = Mutex<LruCache<Box<str>, Arc<ExecutableDocument>>>;
+/// A parsed document, and what [`derived`] works out from it for the
+/// first operation name it is asked about (clients send one document for
+/// one operation).
+struct Entry {
+    document: ExecutableDocument,
+    derived: OnceLock<(Option<String>, Arc<dyn Any + Send + Sync>)>,
+}
+
+type Cache = Mutex<LruCache<Box<str>, Arc<Entry>>>;
 
 static CACHE: LazyLock<Cache> =
     LazyLock::new(|| Mutex::new(LruCache::new(NonZeroUsize::new(CAPACITY).unwrap_or(NonZeroUsize::MIN))));
+
+/// Parses the request's document into the request, from the cache when the
+/// same text was parsed before; the cache's entry, if the text is kept.
+fn lookup(request: &mut Request) -> Result<Option<Arc<Entry>>, ServerError> {
+    if request.query.len() > MAX_TEXT {
+        request.parsed_query()?;
+        return Ok(None);
+    }
+    // A poisoned lock only means another request panicked mid-lookup: the
+    // cache itself is still consistent, so keep using it.
+    let hit = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(request.query.as_str()).cloned();
+    let entry = match hit {
+        Some(entry) => {
+            request.set_parsed_query(entry.document.clone());
+            entry
+        }
+        None => {
+            let entry = Arc::new(Entry { document: request.parsed_query()?.clone(), derived: OnceLock::new() });
+            let text: Box<str> = request.query.as_str().into();
+            CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(text, entry.clone());
+            entry
+        }
+    };
+    Ok(Some(entry))
+}
 
 /// The request's document, parsed into the request (which keeps it for
 /// execution, as [`Request::parsed_query`] does), from the cache when the
 /// same text was parsed before.
 pub fn parsed(request: &mut Request) -> Result<&ExecutableDocument, ServerError> {
-    if request.query.len() <= MAX_TEXT {
-        // A poisoned lock only means another request panicked mid-lookup:
-        // the cache itself is still consistent, so keep using it.
-        let hit = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(request.query.as_str()).cloned();
-        match hit {
-            Some(document) => request.set_parsed_query(ExecutableDocument::clone(&document)),
-            None => {
-                let document = Arc::new(request.parsed_query()?.clone());
-                let text: Box<str> = request.query.as_str().into();
-                CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(text, document);
-            }
-        }
-    }
+    lookup(request)?;
     request.parsed_query()
+}
+
+/// [`parsed`], and what `derive` works out from the document and the
+/// request's operation name alone (the operation's name for logs, its key
+/// order, ...), kept with the document: a client sending the same document
+/// for the same operation gets it without the work (issue 11). One value
+/// per document, for the first operation name it is derived for; other
+/// names derive it each time. `derive` must read nothing but its arguments.
+pub fn derived<T: Any + Send + Sync>(
+    request: &mut Request,
+    derive: impl FnOnce(&ExecutableDocument, Option<&str>) -> T,
+) -> Result<Arc<T>, ServerError> {
+    let Some(entry) = lookup(request)? else {
+        let name = request.operation_name.clone();
+        return Ok(Arc::new(derive(request.parsed_query()?, name.as_deref())));
+    };
+    let name = request.operation_name.as_deref();
+    if let Some((kept_for, value)) = entry.derived.get()
+        && kept_for.as_deref() == name
+        && let Ok(value) = value.clone().downcast::<T>()
+    {
+        return Ok(value);
+    }
+    let value = Arc::new(derive(&entry.document, name));
+    let kept: Arc<dyn Any + Send + Sync> = value.clone();
+    // Only the first name's value is kept (a race between two requests
+    // keeps either: both derived it from the same document and name).
+    let _ = entry.derived.set((name.map(str::to_owned), kept));
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -64,6 +115,29 @@ mod tests {
         let mut second = Request::new(text);
         let parsed_second = format!("{:?}", parsed(&mut second).expect("parses"));
         assert_eq!(parsed_first, parsed_second);
+    }
+
+    #[test]
+    fn what_is_derived_from_a_document_is_kept_for_its_first_operation_name_only() {
+        let text = "query DerivedA { a } query DerivedB { b }";
+        let calls = std::cell::Cell::new(0);
+        let derive = |request: &mut Request| {
+            derived(request, |document, name| {
+                calls.set(calls.get() + 1);
+                (document.operations.iter().count(), name.map(str::to_owned))
+            })
+            .expect("parses")
+        };
+        let named = |name: &str| Request::new(text).operation_name(name);
+        assert_eq!(*derive(&mut named("DerivedA")), (2, Some("DerivedA".to_owned())));
+        assert_eq!(*derive(&mut named("DerivedA")), (2, Some("DerivedA".to_owned())));
+        assert_eq!(calls.get(), 1, "the second request for the same operation reused the first's");
+        assert_eq!(*derive(&mut named("DerivedB")), (2, Some("DerivedB".to_owned())), "another name: its own");
+        assert_eq!(*derive(&mut named("DerivedB")), (2, Some("DerivedB".to_owned())));
+        assert_eq!(calls.get(), 3, "only the first name's is kept");
+        let mut request = named("DerivedA");
+        derive(&mut request);
+        assert!(request.parsed_query().is_ok(), "the request has its own copy of the document");
     }
 
     #[test]

@@ -26,17 +26,23 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
+    NextValidation,
+};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{
-    ErrorExtensionValues, Name, Pos, Positioned, Request, ServerError, ServerResult, ValidationResult, Variables,
+    ErrorExtensionValues, Name, Pos, Positioned, Request, Response, ServerError, ServerResult, ValidationResult,
+    Variables,
 };
 use async_graphql_value::{ConstValue, Value};
+use futures_util::stream::BoxStream;
 use lru::LruCache;
 
 use super::Limits;
+use crate::error::ErrorKinds;
 
 /// The longest operation name kept for logs and metric labels. GraphQL
 /// names have no length limit; labels must.
@@ -61,6 +67,7 @@ impl ExtensionFactory for Guard {
             limits: self.limits,
             validated: self.validated.clone(),
             lookup: Mutex::new(Lookup::Skip),
+            kinds: ErrorKinds::default(),
         })
     }
 }
@@ -72,10 +79,36 @@ struct GuardExtension {
     /// What `prepare_request` found in [`Validated`] for this request, for
     /// `validation` (which async-graphql calls next, without the request).
     lookup: Mutex<Lookup>,
+    /// The codes of async-graphql's own errors, run as the next link of
+    /// every hook (see [`ErrorKinds`]: one extension, not two).
+    kinds: ErrorKinds,
 }
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for GuardExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        self.kinds.request(ctx, next).await
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        self.kinds.subscribe(ctx, stream, next)
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        self.kinds.parse_query(ctx, query, variables, next).await
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -95,7 +128,7 @@ impl Extension for GuardExtension {
         };
         request.variables = variables;
         checked?;
-        let mut request = next.run(ctx, request).await?;
+        let mut request = self.kinds.prepare_request(ctx, request, next).await?;
         // Looked up on the request as async-graphql validates it (after
         // every extension's prepare_request).
         let lookup = match request.parsed_query() {
@@ -121,11 +154,11 @@ impl Extension for GuardExtension {
             Lookup::Miss(key, entry) => {
                 // Only a document that passed every rule is kept; one that
                 // failed is validated again each time it is sent.
-                let result = next.run(ctx).await?;
+                let result = self.kinds.validation(ctx, next).await?;
                 self.validated.insert(key, *entry, result);
                 result
             }
-            Lookup::Skip => next.run(ctx).await?,
+            Lookup::Skip => self.kinds.validation(ctx, next).await?,
         };
         // The limits are compared on every request, cached or not.
         let Limits { max_depth, max_complexity, .. } = self.limits;

@@ -70,11 +70,11 @@ impl Default for Limits {
 /// those refuse with an English sentence and no numbers, so the guard
 /// compares async-graphql's computed figures itself and says which limit,
 /// the figure and the limit, with a code. [`crate::error::ErrorKinds`]
-/// gives async-graphql's own errors their codes by the stage that raised them.
+/// gives async-graphql's own errors their codes by the stage that raised
+/// them, inside the guard's extension (the schema's only one).
 pub fn build_schema(limits: Limits) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .extension(guard::Guard::new(limits))
-        .extension(crate::error::ErrorKinds)
         .finish()
 }
 

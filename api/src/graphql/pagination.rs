@@ -274,12 +274,18 @@ impl Page {
         }
         let first_segment = start.as_ref().map_or(order[0], |values| key.segment_of(values));
         let mut rows: Vec<T> = Vec::new();
-        for &segment in order.iter().skip_while(|&&s| s != first_segment) {
+        let segments: Vec<usize> = order.iter().copied().skip_while(|&s| s != first_segment).collect();
+        // The last segment takes the query itself (a copy of a query is a
+        // deep copy of its expressions).
+        let mut query = Some(query);
+        for (i, &segment) in segments.iter().enumerate() {
+            let q = if i + 1 < segments.len() { query.clone() } else { query.take() };
+            let Some(q) = q else { break };
             // Only the cursor's own segment starts at the cursor; later
             // segments are read from their beginning.
             let from = start.as_deref().filter(|_| segment == first_segment);
             let missing = self.limit + 1 - rows.len() as u64;
-            rows.extend(run(self.segment_query(query.clone(), key, segment, from).limit(missing)).await?);
+            rows.extend(run(self.segment_query(q, key, segment, from).limit(missing)).await?);
             if rows.len() as u64 > self.limit {
                 break;
             }
@@ -410,14 +416,14 @@ impl Page {
         if !forward {
             rows.reverse();
         }
-        let edges: Vec<(String, T)> = rows.into_iter().map(|row| (encode_cursor(key, model(&row)), row)).collect();
+        let edges: Vec<(Cursor, T)> = rows.into_iter().map(|row| (Cursor::of(key, model(&row)), row)).collect();
         // Relay: going forward, rows exist before `after` (its own row, at
         // least, when it was issued); going backward, after `before`.
         let page_info = PageInfo {
             has_previous_page: if forward { self.cursor.is_some() } else { more },
             has_next_page: if forward { more } else { self.cursor.is_some() },
-            start_cursor: edges.first().map(|(cursor, _)| cursor.clone()),
-            end_cursor: edges.last().map(|(cursor, _)| cursor.clone()),
+            start_cursor: edges.first().map(|(cursor, _)| cursor.encode()),
+            end_cursor: edges.last().map(|(cursor, _)| cursor.encode()),
         };
         PageOf { edges, page_info, total }
     }
@@ -527,14 +533,29 @@ fn null_of(kind: &ColumnType) -> Option<Value> {
     })
 }
 
-fn encode_cursor<E: EntityTrait>(key: &SortKey<E>, row: &E::Model) -> String {
-    let raw = RawCursor {
-        v: CURSOR_VERSION,
-        o: key.name.to_owned(),
-        k: key.columns.iter().map(|column| json_of(&row.get(*column))).collect(),
-    };
-    // Serialising plain strings and numbers cannot fail.
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&raw).unwrap_or_default())
+/// A row's place in its ordering: the ordering's name and the row's
+/// sort-key values, written out as a cursor only where a client selects
+/// one (an edge's `cursor`, `pageInfo`'s first and last). Encoding every
+/// row's (JSON, then base64) whether selected or not was a steady share of
+/// a page's work (issue 11).
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    ordering: &'static str,
+    values: Vec<Value>,
+}
+
+impl Cursor {
+    fn of<E: EntityTrait>(key: &SortKey<E>, row: &E::Model) -> Self {
+        Self { ordering: key.name, values: key.columns.iter().map(|column| row.get(*column)).collect() }
+    }
+
+    /// The cursor as clients see it.
+    pub fn encode(&self) -> String {
+        let raw =
+            RawCursor { v: CURSOR_VERSION, o: self.ordering.to_owned(), k: self.values.iter().map(json_of).collect() };
+        // Serialising plain strings and numbers cannot fail.
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&raw).unwrap_or_default())
+    }
 }
 
 fn decode_cursor(field: &'static str, cursor: &str) -> ApiResult<RawCursor> {
@@ -573,7 +594,7 @@ impl TotalCount {
 /// One page of rows with their cursors, before it becomes a domain's
 /// connection type (see [`connection_type!`](crate::connection_type)).
 pub struct PageOf<N> {
-    pub edges: Vec<(String, N)>,
+    pub edges: Vec<(Cursor, N)>,
     pub page_info: PageInfo,
     pub total: TotalCount,
 }
@@ -617,22 +638,33 @@ impl<N> PageOf<N> {
 #[macro_export]
 macro_rules! connection_type {
     ($connection:ident, $edge:ident, $node:ty, $what:literal) => {
-        #[doc = concat!("A page of ", $what, " (a Relay connection).")]
-        #[derive(async_graphql::SimpleObject)]
-        #[graphql(complex)]
+        /// Each node is kept once, in its edge: `nodes` lists the edges'
+        /// nodes by reference (a copy per node for `nodes`, selected or
+        /// not, was a steady share of a page's allocations; issue 11).
         pub struct $connection {
-            /// The items of this page, each with its cursor.
             pub edges: Vec<$edge>,
-            /// The items of this page, without cursors.
-            pub nodes: Vec<$node>,
-            /// Where this page sits in the whole list.
             pub page_info: async_graphql::connection::PageInfo,
-            #[graphql(skip)]
             pub total: $crate::graphql::pagination::TotalCount,
         }
 
-        #[async_graphql::ComplexObject]
+        #[doc = concat!("A page of ", $what, " (a Relay connection).")]
+        #[async_graphql::Object]
         impl $connection {
+            /// The items of this page, each with its cursor.
+            async fn edges(&self) -> &[$edge] {
+                &self.edges
+            }
+
+            /// The items of this page, without cursors.
+            async fn nodes(&self) -> Vec<&$node> {
+                self.edges.iter().map(|edge| &edge.node).collect()
+            }
+
+            /// Where this page sits in the whole list.
+            async fn page_info(&self) -> &async_graphql::connection::PageInfo {
+                &self.page_info
+            }
+
             /// How many items match, across all pages (one more query: select
             /// it only when you need it).
             async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> $crate::error::ApiResult<u64> {
@@ -640,22 +672,30 @@ macro_rules! connection_type {
             }
         }
 
-        #[doc = concat!("One of ", $what, " and its cursor.")]
-        #[derive(async_graphql::SimpleObject)]
         pub struct $edge {
+            pub cursor: $crate::graphql::pagination::Cursor,
+            pub node: $node,
+        }
+
+        #[doc = concat!("One of ", $what, " and its cursor.")]
+        #[async_graphql::Object]
+        impl $edge {
             /// Pass as `after` to continue after this item, or as `before`
             /// to page back from it.
-            pub cursor: String,
+            async fn cursor(&self) -> String {
+                self.cursor.encode()
+            }
+
             /// The item.
-            pub node: $node,
+            async fn node(&self) -> &$node {
+                &self.node
+            }
         }
 
         impl From<$crate::graphql::pagination::PageOf<$node>> for $connection {
             fn from(page: $crate::graphql::pagination::PageOf<$node>) -> Self {
-                let nodes = page.edges.iter().map(|(_, node)| node.clone()).collect();
                 Self {
                     edges: page.edges.into_iter().map(|(cursor, node)| $edge { cursor, node }).collect(),
-                    nodes,
                     page_info: page.page_info,
                     total: page.total,
                 }

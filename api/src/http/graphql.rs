@@ -216,16 +216,17 @@ pub async fn execute_in_session(
     // async-graphql executes this parsed document rather than parsing the
     // text again (a document that does not parse is left to it, to report
     // the syntax error).
-    let requested = request.operation_name.clone();
-    let (operation, access, order) = match documents::parsed(&mut request) {
-        Ok(document) => (
-            guard::operation_name(document, requested.as_deref()),
-            access_of(document, requested.as_deref()),
-            KeyOrder::of(document, requested.as_deref()),
-        ),
+    // What the document and the operation's name decide is worked out
+    // once per document (see documents::derived).
+    let plan = documents::derived(&mut request, |document, name| Plan {
+        operation: guard::operation_name(document, name),
+        access: access_of(document, name),
+        order: KeyOrder::of(document, name),
+    });
+    let (operation, access, order) = match &plan {
+        Ok(plan) => (plan.operation.as_deref(), plan.access, plan.order.as_ref()),
         Err(_) => (None, Access::ReadOnly, None),
     };
-    let operation = operation.as_deref();
     // Every log line of the execution (a slow statement, say) names the
     // operation; over HTTP the request's span adds its id.
     let span = tracing::info_span!("graphql", operation = operation.unwrap_or("anonymous"));
@@ -264,6 +265,15 @@ pub async fn execute_in_session(
         tracing::warn!(operation = operation.unwrap_or("anonymous"), elapsed_ms = elapsed.as_millis(), "slow request");
     }
     result
+}
+
+/// What a request's document and operation name decide before it runs.
+struct Plan {
+    /// For the log span and the metric label.
+    operation: Option<String>,
+    access: Access,
+    /// The response's key order.
+    order: Option<KeyOrder>,
 }
 
 async fn run(

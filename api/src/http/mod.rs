@@ -170,7 +170,9 @@ async fn request_id(mut request: axum::extract::Request, next: axum::middleware:
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+        // A `HeaderName` made from a string would copy it every time.
+        const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response
 }

@@ -6,7 +6,8 @@ use entity::{place, preference, review};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect, RelationTrait, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Iterable, JoinType, PaginatorTrait, QueryFilter, QueryResult,
+    QuerySelect, QueryTrait, RelationTrait, Set,
 };
 use uuid::Uuid;
 
@@ -105,10 +106,58 @@ pub async fn list_reviews_with_places(
     page.fetch_with(
         query,
         &REVIEWS,
-        |q| Box::pin(q.join(JoinType::LeftJoin, to_place.clone()).select_also(place::Entity).all(db)),
+        |q| {
+            let statement = q
+                .join(JoinType::LeftJoin, to_place.clone())
+                .select_also(place::Entity)
+                .build(db.get_database_backend());
+            Box::pin(async move { db.query_all_raw(statement).await?.iter().map(review_and_place).collect() })
+        },
         |(review, _)| review,
     )
     .await
+}
+
+/// One row of a `select_also(place)` over reviews, read by position: the
+/// review's columns in `review::Column` order, then the place's (as
+/// `select_also` lists them; test below). sea-orm's own reader finds each
+/// column by name, formatting `"A_" + column` or `"B_" + column` for every
+/// column of every row: 18 strings and name lookups per review (issue 11).
+/// As sea-orm does, a place whose columns are all NULL (none joined: the
+/// viewer may not see it) is `None`; its key is NOT NULL, so that is the
+/// test.
+fn review_and_place(row: &QueryResult) -> Result<(review::Model, Option<place::Model>), DbErr> {
+    use place::Column as P;
+    use review::Column as R;
+    let places_at = review::Column::iter().count();
+    let r = |column: R| column as usize;
+    let p = |column: P| places_at + column as usize;
+    let review = review::Model {
+        id: row.try_get_by_index(r(R::Id))?,
+        user_id: row.try_get_by_index(r(R::UserId))?,
+        place_id: row.try_get_by_index(r(R::PlaceId))?,
+        rating: row.try_get_by_index(r(R::Rating))?,
+        comment: row.try_get_by_index(r(R::Comment))?,
+        created_at: row.try_get_by_index(r(R::CreatedAt))?,
+        updated_at: row.try_get_by_index(r(R::UpdatedAt))?,
+    };
+    let Some(id) = row.try_get_by_index::<Option<String>>(p(P::Id))? else {
+        return Ok((review, None));
+    };
+    let place = place::Model {
+        id,
+        name: row.try_get_by_index(p(P::Name))?,
+        lat: row.try_get_by_index(p(P::Lat))?,
+        lng: row.try_get_by_index(p(P::Lng))?,
+        types: row.try_get_by_index(p(P::Types))?,
+        category: row.try_get_by_index(p(P::Category))?,
+        rating: row.try_get_by_index(p(P::Rating))?,
+        user_ratings_total: row.try_get_by_index(p(P::UserRatingsTotal))?,
+        description: row.try_get_by_index(p(P::Description))?,
+        created_at: row.try_get_by_index(p(P::CreatedAt))?,
+        updated_at: row.try_get_by_index(p(P::UpdatedAt))?,
+    };
+    Ok((review, Some(place)))
 }
 
 pub async fn find_preference(
@@ -138,4 +187,27 @@ pub async fn upsert_preference(
         .update_column(preference::Column::Rating)
         .to_owned();
     Ok(preference::Entity::insert(row).on_conflict(on_conflict).exec_with_returning(db).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, IdenStatic};
+
+    use super::*;
+
+    #[test]
+    fn a_joined_review_row_is_read_in_the_order_select_also_lists_its_columns() {
+        let sql = review::Entity::find().select_also(place::Entity).build(DbBackend::Postgres).sql;
+        let aliases: Vec<&str> =
+            sql.split(" AS \"").skip(1).map(|rest| rest.split('"').next().unwrap_or_default()).collect();
+        let listed: Vec<String> = review::Column::iter()
+            .map(|c| format!("A_{}", c.as_str()))
+            .chain(place::Column::iter().map(|c| format!("B_{}", c.as_str())))
+            .collect();
+        assert_eq!(aliases, listed);
+        // `review_and_place` reads column `c` at `c as usize` (after the
+        // review's columns, for the place's): its place in those lists.
+        assert!(review::Column::iter().enumerate().all(|(i, c)| c as usize == i));
+        assert!(place::Column::iter().enumerate().all(|(i, c)| c as usize == i));
+    }
 }

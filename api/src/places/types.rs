@@ -1,4 +1,6 @@
-use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
+use std::borrow::Cow;
+
+use async_graphql::{ComplexObject, Context, Enum, ID, OutputType, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use super::policy::Places;
@@ -25,8 +27,8 @@ pub struct Place {
     /// Longitude in degrees, -180 to 180.
     pub lng: f64,
     /// Google place types, e.g. `cafe`, `food`.
-    #[from_model(with = split_types)]
-    pub types: Vec<String>,
+    #[from_model(with = PlaceTypes::new)]
+    pub types: PlaceTypes,
     /// The category that preferences and recommendations match on.
     pub category: Option<String>,
     /// Average rating, 0 to 5.
@@ -41,10 +43,45 @@ pub struct Place {
     pub updated_at: DateTime<FixedOffset>,
 }
 
-/// `types` is stored as the seed's comma-separated VARCHAR(500).
-pub fn split_types(types: Option<String>) -> Vec<String> {
-    let types = types.unwrap_or_default();
-    types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+/// `Place.types`, stored as the seed's comma-separated VARCHAR(500) and
+/// split when the field is resolved: splitting every place's column into a
+/// list of strings, selected or not, was a handful of allocations per place
+/// of every page (issue 11). Clients see `[String!]!`, as from a
+/// `Vec<String>`.
+#[derive(Clone)]
+pub struct PlaceTypes(Option<String>);
+
+impl PlaceTypes {
+    pub fn new(column: Option<String>) -> Self {
+        Self(column)
+    }
+
+    /// The types, trimmed, without empty entries.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty())
+    }
+}
+
+impl OutputType for PlaceTypes {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <Vec<String> as OutputType>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        <Vec<String> as OutputType>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        <Vec<String> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        _ctx: &async_graphql::ContextSelectionSet<'_>,
+        _field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+    ) -> async_graphql::ServerResult<async_graphql::Value> {
+        Ok(async_graphql::Value::List(self.iter().map(|t| async_graphql::Value::String(t.to_owned())).collect()))
+    }
 }
 
 crate::connection_type!(PlaceConnection, PlaceEdge, Place, "places");
@@ -94,11 +131,12 @@ impl Review {
     /// reviews when they are listed, otherwise batched across the response.
     /// Null only in the DELETED event of a review removed with its place
     /// (the place is gone by the time the event is read).
-    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Option<Place>> {
+    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Option<Cow<'_, Place>>> {
+        // The joined place is resolved where it is, not copied (issue 11).
         if let Some(place) = &self.place {
-            return Ok(Some(place.clone()));
+            return Ok(Some(Cow::Borrowed(place)));
         }
-        Ok(load::<Places>(ctx, self.place_id.to_string()).await?.map(Place::from))
+        Ok(load::<Places>(ctx, self.place_id.to_string()).await?.map(|model| Cow::Owned(Place::from(model))))
     }
 }
 
