@@ -79,9 +79,16 @@ pub fn parsed(request: &mut Request) -> Result<&ExecutableDocument, ServerError>
 /// for the same operation gets it without the work (issue 11). One value
 /// per document, for the first operation name it is derived for; other
 /// names derive it each time. `derive` must read nothing but its arguments.
+///
+/// This runs before the guard and validation, for any document that
+/// parses: a value is kept only when `small` says it is (a hostile
+/// document can derive megabytes, see `http::order`), and only for a name
+/// the document declares (or none), so neither a huge value nor a 1 MiB
+/// `operationName` can sit in the cache 512 times over.
 pub fn derived<T: Any + Send + Sync>(
     request: &mut Request,
     derive: impl FnOnce(&ExecutableDocument, Option<&str>) -> T,
+    small: impl FnOnce(&T) -> bool,
 ) -> Result<Arc<T>, ServerError> {
     let Some(entry) = lookup(request)? else {
         let name = request.operation_name.clone();
@@ -95,6 +102,11 @@ pub fn derived<T: Any + Send + Sync>(
         return Ok(value);
     }
     let value = Arc::new(derive(&entry.document, name));
+    let declared =
+        name.is_none_or(|name| entry.document.operations.iter().any(|(n, _)| n.is_some_and(|n| n.as_str() == name)));
+    if !declared || !small(&value) {
+        return Ok(value);
+    }
     let kept: Arc<dyn Any + Send + Sync> = value.clone();
     // Only the first name's value is kept (a race between two requests
     // keeps either: both derived it from the same document and name).
@@ -118,14 +130,44 @@ mod tests {
     }
 
     #[test]
+    fn a_large_value_or_an_undeclared_operation_name_is_derived_each_time_not_kept() {
+        let text = "query KeptOnlyIfSmall { a } query Other { b }";
+        let calls = std::cell::Cell::new(0);
+        let mut derive = |name: &str, small: bool| {
+            let mut request = Request::new(text).operation_name(name);
+            derived(
+                &mut request,
+                |_, _| {
+                    calls.set(calls.get() + 1);
+                },
+                |_| small,
+            )
+            .expect("parses");
+        };
+        derive("KeptOnlyIfSmall", false);
+        derive("KeptOnlyIfSmall", false);
+        assert_eq!(calls.get(), 2, "too large: derived each time");
+        derive("NotInTheDocument", true);
+        derive("NotInTheDocument", true);
+        assert_eq!(calls.get(), 4, "a name the document does not declare: derived each time");
+        derive("KeptOnlyIfSmall", true);
+        derive("KeptOnlyIfSmall", true);
+        assert_eq!(calls.get(), 5, "small, for a declared name: kept");
+    }
+
+    #[test]
     fn what_is_derived_from_a_document_is_kept_for_its_first_operation_name_only() {
         let text = "query DerivedA { a } query DerivedB { b }";
         let calls = std::cell::Cell::new(0);
         let derive = |request: &mut Request| {
-            derived(request, |document, name| {
-                calls.set(calls.get() + 1);
-                (document.operations.iter().count(), name.map(str::to_owned))
-            })
+            derived(
+                request,
+                |document, name| {
+                    calls.set(calls.get() + 1);
+                    (document.operations.iter().count(), name.map(str::to_owned))
+                },
+                |_| true,
+            )
             .expect("parses")
         };
         let named = |name: &str| Request::new(text).operation_name(name);

@@ -218,11 +218,15 @@ pub async fn execute_in_session(
     // the syntax error).
     // What the document and the operation's name decide is worked out
     // once per document (see documents::derived).
-    let plan = documents::derived(&mut request, |document, name| Plan {
-        operation: guard::operation_name(document, name),
-        access: access_of(document, name),
-        order: KeyOrder::of(document, name),
-    });
+    let plan = documents::derived(
+        &mut request,
+        |document, name| Plan {
+            operation: guard::operation_name(document, name),
+            access: access_of(document, name),
+            order: KeyOrder::of(document, name),
+        },
+        |plan| plan.order.as_ref().is_none_or(|order| order.keys() <= MAX_KEPT_KEYS),
+    );
     let (operation, access, order) = match &plan {
         Ok(plan) => (plan.operation.as_deref(), plan.access, plan.order.as_ref()),
         Err(_) => (None, Access::ReadOnly, None),
@@ -268,6 +272,11 @@ pub async fn execute_in_session(
 }
 
 /// What a request's document and operation name decide before it runs.
+/// The largest key-order plan kept with its document (a plan costs about
+/// 100 bytes a key; application documents have tens of keys, a hostile one
+/// up to `http::order`'s visit budget).
+const MAX_KEPT_KEYS: usize = 500;
+
 struct Plan {
     /// For the log span and the metric label.
     operation: Option<String>,

@@ -30,6 +30,11 @@ pub struct KeyOrder {
 }
 
 impl KeyOrder {
+    /// Response keys in the plan, at every depth (what it holds in memory).
+    pub fn keys(&self) -> usize {
+        self.keys.len() + self.keys.values().map(Self::keys).sum::<usize>()
+    }
+
     /// The order for the operation `name` (or the document's only one);
     /// `None` when there is no such operation (nothing executes then), or
     /// when the document expands to more than [`MAX_VISITS`] fields.
