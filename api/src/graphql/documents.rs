@@ -133,7 +133,7 @@ mod tests {
     fn a_large_value_or_an_undeclared_operation_name_is_derived_each_time_not_kept() {
         let text = "query KeptOnlyIfSmall { a } query Other { b }";
         let calls = std::cell::Cell::new(0);
-        let mut derive = |name: &str, small: bool| {
+        let derive = |name: &str, small: bool| {
             let mut request = Request::new(text).operation_name(name);
             derived(
                 &mut request,
