@@ -15,11 +15,12 @@
 //! producer then waits its turn, which holds back only this connection's
 //! subscriptions; they catch up from the change log).
 //!
-//! The writer encodes the frames itself and writes them with
-//! `try_write_vectored` on the socket's write half (`ws_socket`: no
-//! tungstenite sink, no lock shared with the reader, the payload not
-//! copied); when the socket would block it awaits `writable()` (for at most
-//! SEND_TIMEOUT per wait) and goes on.
+//! The writer encodes the frames itself and writes them on the socket's
+//! write half (`ws_socket`: no tungstenite sink, no lock shared with the
+//! reader): with `try_write_vectored` (payloads not copied), or, under
+//! [`SMALL_WRITE`] bytes, as one copied buffer with `try_write`. When the
+//! socket would block it awaits `writable()` and goes on; a batch must be
+//! out within SEND_TIMEOUT of its first wait.
 //!
 //! Frames leave in queue order. The writer moves a batch of them off the
 //! queue into the writer's own state, behind the writer's lock, and drops

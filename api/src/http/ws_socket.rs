@@ -4,9 +4,9 @@
 //! and its two halves go separate ways.
 //!
 //! - Writing: server frames are encoded here ([`Frame`]: unmasked, FIN, one
-//!   frame per message) and written by `ws_outbox` with `try_write_vectored`
-//!   on the stream's write half, header and payload as two slices (no copy
-//!   of the payload), by whichever task produced them. The profile of a
+//!   frame per message) and written by `ws_outbox` on the stream's write
+//!   half, by whichever task produced them (header and payload as two
+//!   slices, or one small copied buffer). The profile of a
 //!   fan-out had tungstenite's sink, the `BiLock` of the split `WebSocket`
 //!   and tokio-tungstenite's waker proxies in every delivery.
 //! - Reading stays tungstenite's (`WebSocketStream` over [`ReadHalf`]):
