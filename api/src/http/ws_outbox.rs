@@ -98,6 +98,8 @@ pub struct Outbox {
     /// Its place under MAX_CONNECTIONS, until both halves are gone (the
     /// read half holds this outbox).
     _slot: ConnectionSlot,
+    /// [`SEND_TIMEOUT`] (shorter in tests).
+    send_timeout: Duration,
 }
 
 impl Outbox {
@@ -113,7 +115,14 @@ impl Outbox {
             operations: AtomicUsize::new(0),
             replies: Notify::new(),
             _slot: slot,
+            send_timeout: SEND_TIMEOUT,
         }
+    }
+
+    #[cfg(test)]
+    fn with_send_timeout(mut self, send_timeout: Duration) -> Self {
+        self.send_timeout = send_timeout;
+        self
     }
 
     /// Tells the outbox how many subscriptions the connection runs.
@@ -316,7 +325,7 @@ impl Outbox {
                     // queueing; one that stops reading, or reads a trickle,
                     // loses it after SEND_TIMEOUT.
                     let since = *waiting_since.get_or_insert_with(Instant::now);
-                    tokio::time::timeout_at((since + SEND_TIMEOUT).into(), socket.writable())
+                    tokio::time::timeout_at((since + self.send_timeout).into(), socket.writable())
                         .await
                         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "websocket send timeout"))??;
                 }
@@ -451,6 +460,40 @@ mod tests {
     fn message(producer: usize, i: usize) -> Message {
         let filler = "x".repeat((i * 7_919) % 70_001);
         Message::Text(format!("{producer}:{i}:{filler}").into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_loses_its_socket_within_the_send_timeout_and_its_connection_is_told() {
+        // Arrange: small buffers on both sides (accepted sockets inherit
+        // the listener's), and a client that reads nothing.
+        let listener = tokio::net::TcpSocket::new_v4().expect("a socket");
+        listener.set_send_buffer_size(4096).expect("send buffer");
+        listener.bind("127.0.0.1:0".parse().expect("an address")).expect("bound");
+        let listener = listener.listen(8).expect("listening");
+        let client = tokio::net::TcpSocket::new_v4().expect("a socket");
+        client.set_recv_buffer_size(4096).expect("receive buffer");
+        let _client = client.connect(listener.local_addr().expect("its address")).await.expect("connected");
+        let (server, _) = listener.accept().await.expect("accepted");
+        let (_read, write) = server.into_split();
+        let out =
+            Arc::new(Outbox::new(write, ConnectionSlot::detached()).with_send_timeout(Duration::from_millis(300)));
+
+        // Act: send until the outbox refuses.
+        let started = std::time::Instant::now();
+        while out.send(Message::Text("x".repeat(1000).into())).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still writing to a client that reads nothing after 10 s"
+            );
+        }
+
+        // Assert: the socket is done, and the connection's task is woken
+        // to end the connection (a client that reads nothing must not keep
+        // it by sending pongs).
+        assert!(out.is_closed());
+        tokio::time::timeout(Duration::from_secs(1), out.reply_queued())
+            .await
+            .expect("the connection's task is told that the socket is done");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
