@@ -49,6 +49,8 @@ pub use config::{JWT_SECRET, capture_mode_under_test, test_config, test_config_o
 pub use database::create_database;
 pub use metrics::Scrape;
 pub use pgbouncer::PgBouncer;
-pub use raw_ws::{client_text_frame, raw_upgrade, server_frames};
+pub use raw_ws::{
+    client_control_frame, client_text_frame, raw_frames_until, raw_upgrade, raw_websocket, server_frames,
+};
 pub use serde_json;
 pub use ws::{Received, WsClient};

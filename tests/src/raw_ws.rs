@@ -50,3 +50,44 @@ pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, String)> {
     }
     frames
 }
+
+/// A websocket opened by hand on `http_address` (see [`raw_upgrade`]).
+pub async fn raw_websocket(http_address: &str, subprotocol: &str) -> tokio::net::TcpStream {
+    let mut stream =
+        tokio::net::TcpStream::connect(http_address.trim_start_matches("http://")).await.expect("connected");
+    let head = raw_upgrade(&mut stream, subprotocol).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+/// A client's masked control frame (zero key) with a short payload.
+pub fn client_control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let length = u8::try_from(payload.len()).ok().filter(|&n| n < 126).expect("a short payload");
+    let mut frame = vec![0x80 | opcode, 0x80 | length, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The server's frames read from `stream` until `done` says so or the
+/// server closes the socket; panics if neither happens `within`.
+pub async fn raw_frames_until(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+    done: impl Fn(&[(u8, String)]) -> bool,
+) -> Vec<(u8, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let frames = server_frames(&received);
+        if done(&frames) {
+            return frames;
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!("not there within {within:?}: {frames:?}"),
+            Ok(Ok(0) | Err(_)) => return frames,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}

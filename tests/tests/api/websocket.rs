@@ -1,7 +1,9 @@
 //! The websocket protocols and their close codes.
 
 use serde_json::json;
-use tests::{Received, TestApp};
+use tests::{Received, TestApp, raw_frames_until};
+
+const TEN_SECONDS: std::time::Duration = std::time::Duration::from_secs(10);
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PLACES: &str = "subscription { placeChanged { operation place { rowId } } }";
@@ -143,22 +145,10 @@ async fn a_client_that_never_answers_pings_is_disconnected() {
     let app = TestApp::spawn_with(config).await;
     // A raw socket: a websocket library would answer the server's
     // websocket Pings by itself, and those count as answers too.
-    let mut stream =
-        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
-    let head = tests::raw_upgrade(&mut stream, "graphql-transport-ws").await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut stream = tests::raw_websocket(&app.address, "graphql-transport-ws").await;
     stream.write_all(&tests::client_text_frame(r#"{"type":"connection_init"}"#)).await.expect("init sent");
     // Read until the server gives up (20 s at most).
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.expect("closed within 20 s") {
-            Ok(0) | Err(_) => break,
-            Ok(n) => received.extend_from_slice(&buf[..n]),
-        }
-    }
-    let frames = tests::server_frames(&received);
+    let frames = tests::raw_frames_until(&mut stream, std::time::Duration::from_secs(20), |_| false).await;
     let pings = frames.iter().filter(|(op, text)| *op == 0x1 && text.contains("\"ping\"")).count();
     assert!(pings >= 2, "pinged {pings} times before closing: {frames:?}");
     assert!(frames.iter().any(|(op, code)| *op == 0x8 && code == "1011"), "{frames:?}");
@@ -251,36 +241,6 @@ async fn websocket_operations_log_slow_queries_with_the_connections_request_id_a
     }
 }
 
-/// Reads from a raw websocket until `done` holds for the server's frames so
-/// far (10 s at most) and returns them.
-async fn raw_frames_until(
-    stream: &mut tokio::net::TcpStream,
-    done: impl Fn(&[(u8, String)]) -> bool,
-) -> Vec<(u8, String)> {
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let frames = tests::server_frames(&received);
-        if done(&frames) {
-            return frames;
-        }
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => panic!("not there within 10 s: {frames:?}"),
-            Ok(Ok(0) | Err(_)) => return frames,
-            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// A client's masked control frame (zero key) with a short payload.
-fn client_control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let length = u8::try_from(payload.len()).ok().filter(|&n| n < 126).expect("a short payload");
-    let mut frame = vec![0x80 | opcode, 0x80 | length, 0, 0, 0, 0];
-    frame.extend_from_slice(payload);
-    frame
-}
-
 #[tokio::test]
 async fn a_message_sent_in_the_same_packet_as_the_upgrade_request_is_read_first() {
     // Arrange: the upgrade request and connection_init in one write, so the
@@ -299,7 +259,7 @@ async fn a_message_sent_in_the_same_packet_as_the_upgrade_request_is_read_first(
         assert_eq!(stream.read(&mut byte).await.expect("the answer"), 1, "closed mid-head");
         head.push(byte[0]);
     }
-    let frames = raw_frames_until(&mut stream, |frames| !frames.is_empty()).await;
+    let frames = raw_frames_until(&mut stream, TEN_SECONDS, |frames| !frames.is_empty()).await;
 
     // Assert: switched, with the key's accept value and the subprotocol,
     // and the init was answered.
@@ -314,21 +274,18 @@ async fn a_message_sent_in_the_same_packet_as_the_upgrade_request_is_read_first(
 #[tokio::test]
 async fn a_websocket_ping_gets_its_pong_with_its_payload_on_its_own_and_before_later_answers() {
     let app = TestApp::spawn().await;
-    let mut stream =
-        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
-    let head = tests::raw_upgrade(&mut stream, "graphql-transport-ws").await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut stream = tests::raw_websocket(&app.address, "graphql-transport-ws").await;
 
     // A Ping on its own: nothing else the server sends carries its Pong out.
-    stream.write_all(&client_control_frame(0x9, b"alone")).await.expect("sent");
-    let frames = raw_frames_until(&mut stream, |frames| !frames.is_empty()).await;
+    stream.write_all(&tests::client_control_frame(0x9, b"alone")).await.expect("sent");
+    let frames = raw_frames_until(&mut stream, TEN_SECONDS, |frames| !frames.is_empty()).await;
     assert_eq!(frames, vec![(0xA, "alone".to_owned())]);
 
     // A Ping followed at once by a message: the Pong comes first.
-    let mut bytes = client_control_frame(0x9, b"are you there");
+    let mut bytes = tests::client_control_frame(0x9, b"are you there");
     bytes.extend_from_slice(&tests::client_text_frame(r#"{"type":"connection_init"}"#));
     stream.write_all(&bytes).await.expect("sent");
-    let frames = raw_frames_until(&mut stream, |frames| frames.len() >= 2).await;
+    let frames = raw_frames_until(&mut stream, TEN_SECONDS, |frames| frames.len() >= 2).await;
 
     assert_eq!(frames[0], (0xA, "are you there".to_owned()), "{frames:?}");
     assert_eq!(frames[1].0, 0x1, "{frames:?}");
@@ -338,14 +295,11 @@ async fn a_websocket_ping_gets_its_pong_with_its_payload_on_its_own_and_before_l
 #[tokio::test]
 async fn a_clients_close_frame_is_answered_with_a_close_frame_and_the_socket_closes() {
     let app = TestApp::spawn().await;
-    let mut stream =
-        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
-    let head = tests::raw_upgrade(&mut stream, "graphql-transport-ws").await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut stream = tests::raw_websocket(&app.address, "graphql-transport-ws").await;
 
-    stream.write_all(&client_control_frame(0x8, &1000u16.to_be_bytes())).await.expect("sent");
+    stream.write_all(&tests::client_control_frame(0x8, &1000u16.to_be_bytes())).await.expect("sent");
     // Read to the end: the server closes its side after the reply.
-    let frames = raw_frames_until(&mut stream, |_| false).await;
+    let frames = raw_frames_until(&mut stream, TEN_SECONDS, |_| false).await;
 
     assert_eq!(frames, vec![(0x8, "1000".to_owned())]);
 }

@@ -412,24 +412,15 @@ async fn a_websocket_frame_header_over_the_size_limit_closes_with_1009_before_it
     // A header announcing 16 MiB, and then nothing: the server must not
     // set that much aside for it and wait, but refuse it at once.
     let app = TestApp::spawn().await;
-    let mut stream =
-        tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connected");
-    let head = tests::raw_upgrade(&mut stream, "graphql-transport-ws").await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut stream = tests::raw_websocket(&app.address, "graphql-transport-ws").await;
     let mut header = vec![0x81, 0x80 | 127];
     header.extend_from_slice(&(16u64 * 1024 * 1024).to_be_bytes());
     header.extend_from_slice(&[0, 0, 0, 0]);
     stream.write_all(&header).await.expect("header sent");
-    let mut received = Vec::new();
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !tests::server_frames(&received).iter().any(|(op, _)| *op == 0x8) {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.expect("a close frame within 5 s") {
-            Ok(0) | Err(_) => break,
-            Ok(n) => received.extend_from_slice(&buf[..n]),
-        }
-    }
-    assert_eq!(tests::server_frames(&received), vec![(0x8, "1009".to_owned())]);
+    let frames =
+        tests::raw_frames_until(&mut stream, Duration::from_secs(5), |frames| frames.iter().any(|(op, _)| *op == 0x8))
+            .await;
+    assert_eq!(frames, vec![(0x8, "1009".to_owned())]);
 }
 
 #[tokio::test]
