@@ -6,6 +6,7 @@ mod health;
 mod request;
 pub mod stats;
 mod tx;
+mod warm;
 
 pub use health::Health;
 pub use request::{Access, LoaderDb, RequestDb, TxGuard, begin_request, begin_request_as, begin_session_request};
@@ -55,6 +56,9 @@ pub struct Pool {
     health: Health,
     /// `statement_timeout` of request transactions, in milliseconds.
     statement_timeout_ms: u64,
+    /// Connections between two transactions, kept out of sqlx's pool so
+    /// that it does not ping them each time (see [`warm`]).
+    warm: Arc<warm::Warm>,
 }
 
 impl Pool {
@@ -85,10 +89,11 @@ impl Pool {
     /// of after the pool timeout.
     async fn begin_detached(&self, begin: String) -> Result<Tx, DbErr> {
         let pool = self.db.get_postgres_connection_pool().clone();
-        let stats = Arc::clone(&self.stats);
+        let (warm, stats) = (Arc::clone(&self.warm), Arc::clone(&self.stats));
         // In the request's span, so a slow start is logged with its request.
-        let mut begin =
-            tokio::spawn(tracing::Instrument::in_current_span(async move { Tx::begin(&pool, &begin, stats).await }));
+        let mut begin = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            Tx::begin(&pool, warm, &begin, stats).await
+        }));
         let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
         tokio::pin!(suspect);
         let mut suspected = false;
@@ -160,7 +165,18 @@ impl Pool {
         &self.stats
     }
 
+    /// Open connections and how many of them wait for a transaction, for
+    /// /metrics: sqlx's idle ones and those kept warm here.
+    pub fn connections(&self) -> (u32, u32) {
+        let sqlx = self.db.get_postgres_connection_pool();
+        let warm = u32::try_from(self.warm.len()).unwrap_or(u32::MAX);
+        (sqlx.size(), u32::try_from(sqlx.num_idle()).unwrap_or(u32::MAX).saturating_add(warm))
+    }
+
+    /// Closes the pool: sqlx waits for every connection to come back, so
+    /// the warm ones go back first.
     pub async fn close(self) -> Result<(), DbErr> {
+        self.warm.close();
         self.db.close().await
     }
 }
@@ -196,10 +212,11 @@ pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, D
         // (SERVICE_UNAVAILABLE, and the health probe runs).
         //
         // sqlx also pings every connection on release (return_to_pool),
-        // unconditionally: that cannot be turned off without forking sqlx.
-        // It runs after the response is sent, in the task that returns the
-        // connection. A cancelled request's transaction is rolled back by
-        // `Tx`'s drop, in a task of its own, before the connection goes back.
+        // unconditionally; `Warm` keeps hot connections out of sqlx between
+        // transactions, so only a connection idle for a second or one that
+        // failed is given back and pinged. A cancelled request's transaction
+        // is rolled back by `Tx`'s drop, in a task of its own, before the
+        // connection serves anyone else.
         .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .set_application_name("api")
@@ -215,7 +232,14 @@ pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, D
     // The pool's own transactions (db::Tx) time their statements
     // themselves; sea-orm times what runs on the pool outside them.
     db.set_metric_callback(move |info| observer.observe(&info.statement.sql, info.elapsed, info.failed));
-    Ok(Pool { db, transaction_pooler, stats, health, statement_timeout_ms: config.database_statement_timeout_ms })
+    Ok(Pool {
+        db,
+        transaction_pooler,
+        stats,
+        health,
+        statement_timeout_ms: config.database_statement_timeout_ms,
+        warm: warm::Warm::new(),
+    })
 }
 
 /// Opens the change feed's own connection, on the direct listen URL: the
@@ -236,7 +260,7 @@ pub async fn connect_feed(url: &SecretString) -> Result<Pool, DbErr> {
     let health = Health::new(db.get_postgres_connection_pool().connect_options().as_ref().clone());
     // The feed reads the log in batches of its own size; it has no request
     // to bound, so no statement timeout (0 keeps the server's setting).
-    Ok(Pool { db, transaction_pooler: false, stats, health, statement_timeout_ms: 0 })
+    Ok(Pool { db, transaction_pooler: false, stats, health, statement_timeout_ms: 0, warm: warm::Warm::new() })
 }
 
 /// The error of a request refused because the database is unreachable.

@@ -17,24 +17,30 @@
 //! account check refusing, a timeout) is rolled back before its error is
 //! returned, so no connection returns to the pool inside an aborted
 //! transaction.
+//!
+//! A transaction that ended cleanly leaves its connection in the pool's
+//! [`Warm`] stash for the next one, rather than handing it back to sqlx
+//! (which would ping it first); see [`super::warm`].
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{self, Executor, PgPool, Postgres};
 use sea_orm::{ConnAcquireErr, ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::Mutex;
 
 use super::stats::PoolStats;
+use super::warm::{Leased, Warm};
 
 /// A transaction of the request pool (see the module doc). Statements are
 /// serialised by a mutex, as sea-orm's transaction does: `&Tx` is shared.
 pub struct Tx {
     /// `None` once committed or rolled back.
-    conn: Mutex<Option<PoolConnection<Postgres>>>,
+    conn: Mutex<Option<Leased>>,
     stats: Arc<PoolStats>,
+    /// Where the connection goes when the transaction ends cleanly.
+    warm: Arc<Warm>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -48,17 +54,22 @@ impl Tx {
     /// (no user text) that starts with `BEGIN`, sent as one simple query.
     /// If it fails, the connection is rolled back (or closed, if even that
     /// fails) before the error is returned.
-    pub(super) async fn begin(pool: &PgPool, begin: &str, stats: Arc<PoolStats>) -> Result<Self, DbErr> {
-        let mut conn = pool.acquire().await.map_err(acquire_err)?;
+    pub(super) async fn begin(
+        pool: &PgPool,
+        warm: Arc<Warm>,
+        begin: &str,
+        stats: Arc<PoolStats>,
+    ) -> Result<Self, DbErr> {
+        let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
         let started = Instant::now();
-        let result = Executor::execute(&mut *conn, sqlx::raw_sql(sqlx::AssertSqlSafe(begin))).await;
+        let result = Executor::execute(&mut **conn, sqlx::raw_sql(sqlx::AssertSqlSafe(begin))).await;
         stats.observe(begin, started.elapsed(), result.is_err());
         match result {
-            Ok(_) => Ok(Self { conn: Mutex::new(Some(conn)), stats }),
+            Ok(_) => Ok(Self { conn: Mutex::new(Some(conn)), stats, warm }),
             Err(err) => {
                 // PostgreSQL stops a simple query at its first error; if
                 // BEGIN had run, the transaction is now aborted.
-                if Executor::execute(&mut *conn, "ROLLBACK").await.is_err() {
+                if Executor::execute(&mut **conn, "ROLLBACK").await.is_err() {
                     conn.close_on_drop();
                 }
                 Err(exec_err(err))
@@ -86,24 +97,30 @@ impl Tx {
             return Err(ended());
         };
         let started = Instant::now();
-        let result = Executor::execute(&mut **conn, sql).await;
+        let result = Executor::execute(&mut ***conn, sql).await;
         self.stats.observe(sql, started.elapsed(), result.is_err());
         let result = match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let Some(conn) = self.conn.get_mut().take() {
+                    self.warm.release(conn);
+                }
+                Ok(())
+            }
             Err(err) => {
                 let err = exec_err(err);
                 // Whatever state the connection is in, it must not serve the
                 // next caller inside this transaction (still in `self`
                 // meanwhile, for the same reason as above).
                 let unusable =
-                    super::is_connection_lost(&err) || Executor::execute(&mut **conn, "ROLLBACK").await.is_err();
+                    super::is_connection_lost(&err) || Executor::execute(&mut ***conn, "ROLLBACK").await.is_err();
                 if unusable {
                     conn.close_on_drop();
                 }
                 Err(err)
             }
         };
-        // Out of the transaction now: `Drop` has nothing left to roll back.
+        // Out of the transaction now: `Drop` has nothing left to roll back
+        // (after an error, the connection goes back to sqlx, which checks it).
         self.conn.get_mut().take();
         result
     }
@@ -132,9 +149,11 @@ impl Drop for Tx {
         let Some(mut conn) = self.conn.get_mut().take() else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
+                let warm = Arc::clone(&self.warm);
                 runtime.spawn(async move {
-                    if Executor::execute(&mut *conn, "ROLLBACK").await.is_err() {
-                        conn.close_on_drop();
+                    match Executor::execute(&mut **conn, "ROLLBACK").await {
+                        Ok(_) => warm.release(conn),
+                        Err(_) => conn.close_on_drop(),
                     }
                 });
             }

@@ -216,7 +216,7 @@ impl std::fmt::Debug for LiveFigures {
 impl Collector for LiveFigures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let sqlx = self.pool.connection().get_postgres_connection_pool();
-        let (size, idle) = (sqlx.size(), u32::try_from(sqlx.num_idle()).unwrap_or(0));
+        let (size, idle) = self.pool.connections();
         let rt = &self.realtime;
         let figures: [(&str, &str, f64); 6] = [
             (

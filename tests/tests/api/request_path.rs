@@ -263,6 +263,95 @@ async fn clients_that_hang_up_mid_request_cost_the_pool_no_connection() {
     assert!(before.is_subset(&after), "no connection was closed: {before:?} then {after:?}");
 }
 
+/// A pool of `size` connections of its own on a fresh database, opened
+/// (sqlx opens `min_connections` in the background).
+async fn pool_of(size: u32) -> api::db::Pool {
+    let database = create_database(true).await;
+    let mut config = test_config(&database);
+    config.database_pool_size = size;
+    config.database_max_overflow = 0;
+    config.database_pool_timeout = 30;
+    let url = config.database_url.clone().expect("url");
+    let pool = api::db::connect_pool(&url, &config).await.expect("pool");
+    tests::eventually("the pool has opened its connections", async || pool.connections().0 == size).await;
+    pool
+}
+
+async fn backend_pid(tx: &api::db::Tx) -> i32 {
+    let row = tx
+        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SELECT pg_backend_pid()"))
+        .await
+        .expect("pg_backend_pid()")
+        .expect("a row");
+    row.try_get_by_index::<i32>(0).expect("pid")
+}
+
+/// sqlx pings every connection it gets back (a round trip per request);
+/// a transaction that ended cleanly leaves its connection for the next one
+/// instead (`db::warm`), so back-to-back transactions run on one backend,
+/// where sqlx's idle queue (first in, first out) would rotate through all.
+#[tokio::test]
+async fn back_to_back_transactions_reuse_the_connection_the_last_one_ended() {
+    // Arrange
+    let pool = pool_of(3).await;
+
+    // Act
+    let mut pids = Vec::new();
+    for _ in 0..6 {
+        let tx = pool.begin().await.expect("begin");
+        pids.push(backend_pid(&tx).await);
+        pool.commit(tx).await.expect("commit");
+    }
+
+    // Assert
+    assert!(pids.iter().all(|pid| *pid == pids[0]), "one backend served them all: {pids:?}");
+}
+
+/// The other side of keeping connections warm: one must never wait there
+/// while a transaction waits for a connection. With the pool's only
+/// connection taken, a second transaction waits; when the first ends, the
+/// second starts at once: not after the pool timeout (30 s here), and not
+/// after the second or so a warm connection may stay unused either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_waiting_for_the_only_connection_starts_when_its_holder_ends() {
+    // Arrange
+    let pool = pool_of(1).await;
+
+    let mut waits = Vec::new();
+    for round in 0..3 {
+        // Act: the holder ends, by commit or rollback, while the waiter waits.
+        let holder = pool.begin().await.expect("the holder begins");
+        let holder_pid = backend_pid(&holder).await;
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                let tx = pool.begin().await.expect("the waiter begins");
+                let started = std::time::Instant::now();
+                let pid = backend_pid(&tx).await;
+                pool.commit(tx).await.expect("the waiter commits");
+                (pid, started)
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "round {round}: the waiter waits while the only connection is taken");
+        let ended = std::time::Instant::now();
+        if round % 2 == 0 {
+            pool.commit(holder).await.expect("the holder commits");
+        } else {
+            holder.rollback().await.expect("the holder rolls back");
+        }
+
+        // Assert
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await;
+        let (pid, started) = waited.expect("the waiter got the connection before the pool timeout").expect("task");
+        assert_eq!(pid, holder_pid, "round {round}: the same (only) connection");
+        waits.push(started.saturating_duration_since(ended));
+    }
+    // The median, so that one stall of a busy machine does not decide.
+    waits.sort();
+    assert!(waits[1] < std::time::Duration::from_millis(700), "the waiter started as the holder ended: {waits:?}");
+}
+
 /// The server keeps parsed documents by their text (parsing was a steady
 /// share of a request's CPU), and async-graphql strips `@skip`/`@include`
 /// selections from the document it runs: every request must run its own

@@ -1,0 +1,169 @@
+//! Connections kept warm between transactions, in front of sqlx's pool.
+//!
+//! sqlx pings every connection it gets back (`return_to_pool` sends a Sync
+//! and waits for the answer), unconditionally: one more round trip per
+//! transaction, two wake-ups of the backend and a spawned task, after every
+//! request (issue 11 asks for no health check per acquire or release). Its
+//! options can skip the check on *acquire* but not that one. So a
+//! transaction that ended cleanly does not give its connection back to
+//! sqlx: it leaves it here, still checked out, and the next transaction
+//! takes it from here (last in, first out, so a hot connection stays hot).
+//!
+//! What sqlx would do with an idle connection still happens, a little
+//! later: a connection left here longer than [`KEEP_FOR`] goes back to sqlx
+//! (pinged then, once), where the idle timeout, `min_connections` and the
+//! ping-if-idle-for-30-s on acquire apply as before; and one that has gone
+//! from transaction to transaction for [`VISIT_SQLX_EVERY`] goes back too
+//! after its transaction, so that sqlx's `max_lifetime` still retires it.
+//! A connection that failed, or whose transaction did not end cleanly, is
+//! never left here: sqlx checks or closes it as it always did.
+//!
+//! No connection waits here while a transaction waits for one: whoever
+//! finds this stash empty registers as waiting before asking sqlx, and a
+//! connection ended while anyone waits goes back through sqlx (ping and
+//! all), which hands it to the longest waiter. Both steps happen under the
+//! one lock, so a connection cannot slip in here unseen by a waiter. Under
+//! saturation the pool is as fair as sqlx's; below it, no ping.
+
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::{self, PgPool, Postgres};
+
+/// How long a connection may wait here for its next transaction before it
+/// goes back to sqlx (a burst's extra connections are closed by sqlx's idle
+/// timeout from there).
+pub const KEEP_FOR: Duration = Duration::from_secs(1);
+
+/// How long a connection may serve transaction after transaction without
+/// going back through sqlx (which checks its lifetime and pings it).
+pub const VISIT_SQLX_EVERY: Duration = Duration::from_secs(60);
+
+/// A connection out of sqlx's pool, and since when: see [`VISIT_SQLX_EVERY`].
+pub struct Leased {
+    conn: PoolConnection<Postgres>,
+    since: Instant,
+}
+
+impl std::ops::Deref for Leased {
+    type Target = PoolConnection<Postgres>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Leased {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+/// The stash; see the module doc.
+#[derive(Default)]
+pub struct Warm {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Most recently ended last, with when it ended.
+    idle: Vec<(Leased, Instant)>,
+    /// Callers waiting on sqlx for a connection.
+    waiting: usize,
+    /// Set when the pool closes: nothing is kept any more.
+    closed: bool,
+}
+
+impl Warm {
+    /// Starts the task that gives connections idle for [`KEEP_FOR`] back
+    /// to sqlx; it ends when the stash is dropped.
+    pub fn new() -> Arc<Self> {
+        let warm = Arc::new(Self::default());
+        let weak: Weak<Self> = Arc::downgrade(&warm);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEEP_FOR / 2);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(warm) = weak.upgrade() else { return };
+                // Dropped outside the lock: each drop spawns sqlx's return.
+                let stale = warm.take_idle_since(Instant::now().checked_sub(KEEP_FOR));
+                drop(warm);
+                drop(stale);
+            }
+        });
+        warm
+    }
+
+    /// A connection: the most recently ended one kept here, else one from
+    /// sqlx (waiting as sqlx waits, up to its acquire timeout).
+    pub async fn acquire(&self, pool: &PgPool) -> Result<Leased, sqlx::Error> {
+        {
+            let mut state = self.lock();
+            if let Some((leased, _)) = state.idle.pop() {
+                return Ok(leased);
+            }
+            state.waiting += 1;
+        }
+        // Counted down however the wait ends, cancellation included.
+        let _waiting = Waiting(self);
+        Ok(Leased { conn: pool.acquire().await?, since: Instant::now() })
+    }
+
+    /// Takes back the connection of a transaction that ended cleanly.
+    pub fn release(&self, leased: Leased) {
+        let mut state = self.lock();
+        if state.waiting > 0 || state.closed || leased.since.elapsed() >= VISIT_SQLX_EVERY {
+            drop(state);
+            // sqlx pings it and hands it to whoever waits longest, or
+            // closes it if it has lived long enough.
+            drop(leased);
+            return;
+        }
+        state.idle.push((leased, Instant::now()));
+    }
+
+    /// Gives every kept connection back to sqlx and keeps none from now on,
+    /// so that closing sqlx's pool (which waits for every connection) ends.
+    pub fn close(&self) {
+        let idle = {
+            let mut state = self.lock();
+            state.closed = true;
+            std::mem::take(&mut state.idle)
+        };
+        drop(idle);
+    }
+
+    /// Connections kept here now, for /metrics (sqlx counts them in use).
+    pub fn len(&self) -> usize {
+        self.lock().idle.len()
+    }
+
+    /// Removes the connections kept here since before `cutoff` (all of
+    /// them with `None`).
+    fn take_idle_since(&self, cutoff: Option<Instant>) -> Vec<Leased> {
+        let mut state = self.lock();
+        // Oldest first: `idle` is in the order connections were left.
+        let stale = match cutoff {
+            Some(cutoff) => state.idle.iter().take_while(|(_, since)| *since < cutoff).count(),
+            None => state.idle.len(),
+        };
+        state.idle.drain(..stale).map(|(leased, _)| leased).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Nothing in the critical sections can panic halfway through.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One caller waiting on sqlx; see [`Warm::acquire`].
+struct Waiting<'a>(&'a Warm);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
+    }
+}
