@@ -1,5 +1,11 @@
 use std::process::ExitCode;
 
+/// jemalloc rather than glibc's malloc: see the workspace Cargo.toml. The
+/// binary's choice only: the library (and the tests' in-process servers)
+/// keep the system allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use api::cli::{Cli, Command};
 use api::config::LogFormat;
 use clap::Parser;
