@@ -91,9 +91,10 @@ impl Pool {
         let pool = self.db.get_postgres_connection_pool().clone();
         let (warm, stats) = (Arc::clone(&self.warm), Arc::clone(&self.stats));
         // In the request's span, so a slow start is logged with its request.
-        let mut begin = tokio::spawn(tracing::Instrument::in_current_span(async move {
-            Tx::begin(&pool, warm, &begin, stats).await
-        }));
+        let mut begin =
+            tokio::spawn(tracing::Instrument::in_current_span(
+                async move { Tx::begin(&pool, warm, &begin, stats).await },
+            ));
         let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
         tokio::pin!(suspect);
         let mut suspected = false;
@@ -169,8 +170,11 @@ impl Pool {
     /// /metrics: sqlx's idle ones and those kept warm here.
     pub fn connections(&self) -> (u32, u32) {
         let sqlx = self.db.get_postgres_connection_pool();
+        // sqlx's first: a connection moving from here to sqlx in between
+        // is then missed for one reading rather than counted twice.
+        let idle = u32::try_from(sqlx.num_idle()).unwrap_or(u32::MAX);
         let warm = u32::try_from(self.warm.len()).unwrap_or(u32::MAX);
-        (sqlx.size(), u32::try_from(sqlx.num_idle()).unwrap_or(u32::MAX).saturating_add(warm))
+        (sqlx.size(), idle.saturating_add(warm))
     }
 
     /// Closes the pool: sqlx waits for every connection to come back, so
@@ -213,8 +217,9 @@ pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, D
         //
         // sqlx also pings every connection on release (return_to_pool),
         // unconditionally; `Warm` keeps hot connections out of sqlx between
-        // transactions, so only a connection idle for a second or one that
-        // failed is given back and pinged. A cancelled request's transaction
+        // transactions, so only one unused for a second, one that has served
+        // for a minute, one ended while a request waits for a connection, or
+        // one whose transaction failed is given back and pinged. A cancelled request's transaction
         // is rolled back by `Tx`'s drop, in a task of its own, before the
         // connection serves anyone else.
         .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)

@@ -10,7 +10,8 @@
 //! takes it from here (last in, first out, so a hot connection stays hot).
 //!
 //! What sqlx would do with an idle connection still happens, a little
-//! later: a connection left here longer than [`KEEP_FOR`] goes back to sqlx
+//! later: a connection left here longer than [`KEEP_FOR`] (give or take a
+//! quarter of it) goes back to sqlx
 //! (pinged then, once), where the idle timeout, `min_connections` and the
 //! ping-if-idle-for-30-s on acquire apply as before; and one that has gone
 //! from transaction to transaction for [`VISIT_SQLX_EVERY`] goes back too
@@ -83,11 +84,16 @@ impl Warm {
         let warm = Arc::new(Self::default());
         let weak: Weak<Self> = Arc::downgrade(&warm);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(KEEP_FOR / 2);
+            // Four looks per KEEP_FOR: a connection unused for KEEP_FOR goes
+            // back within a quarter of it more.
+            let mut tick = tokio::time::interval(KEEP_FOR / 4);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(warm) = weak.upgrade() else { return };
+                if warm.lock().closed {
+                    return;
+                }
                 // Dropped outside the lock: each drop spawns sqlx's return.
                 let stale = warm.take_idle_since(Instant::now().checked_sub(KEEP_FOR));
                 drop(warm);
@@ -141,21 +147,34 @@ impl Warm {
         self.lock().idle.len()
     }
 
-    /// Removes the connections kept here since before `cutoff` (all of
-    /// them with `None`).
+    /// Removes the connections kept here since before `cutoff` (none
+    /// while the clock is younger than [`KEEP_FOR`]: `None`).
     fn take_idle_since(&self, cutoff: Option<Instant>) -> Vec<Leased> {
+        let Some(cutoff) = cutoff else { return Vec::new() };
         let mut state = self.lock();
         // Oldest first: `idle` is in the order connections were left.
-        let stale = match cutoff {
-            Some(cutoff) => state.idle.iter().take_while(|(_, since)| *since < cutoff).count(),
-            None => state.idle.len(),
-        };
+        let stale = state.idle.iter().take_while(|(_, since)| *since < cutoff).count();
         state.idle.drain(..stale).map(|(leased, _)| leased).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Nothing in the critical sections can panic halfway through.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Warm {
+    /// sqlx returns a dropped connection with a task of its own, which
+    /// needs a runtime: without one (the last pool dropped after its
+    /// runtime), the connections are detached from sqlx and closed here.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for (leased, _) in state.idle.drain(..) {
+            drop(leased.conn.detach());
+        }
     }
 }
 
