@@ -302,12 +302,10 @@ struct BenchPlace<'a> {
     description: Option<&'a str>,
 }
 
-/// The subscribers' own runtime: one thread, no work stealing. Every
-/// socket gets one small message per event, so what costs is the wakeups
-/// and the task hand-offs around each, not the work: on one thread they are
-/// cheaper than on the two workers of the main runtime, which would also
-/// move tasks and shared counters between the cores the server needs.
-/// The writers (reqwest) and the waits stay on the main runtime.
+/// The subscribers' own runtime: one thread, no work stealing, so the
+/// client takes at most one of the two cores from the server it measures,
+/// and the tasks and shared counters stay on one core. The writers
+/// (reqwest) and the waits stay on the main runtime.
 struct ClientRuntime {
     handle: tokio::runtime::Handle,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -316,10 +314,6 @@ struct ClientRuntime {
 
 impl ClientRuntime {
     fn start() -> Self {
-        if std::env::var_os("BENCH_FANOUT_SHARED_RUNTIME").is_some() {
-            let (stop, _) = tokio::sync::oneshot::channel();
-            return Self { handle: tokio::runtime::Handle::current(), stop, thread: std::thread::spawn(|| {}) };
-        }
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
