@@ -120,7 +120,7 @@ async fn subscriber(
     match ws.next_text().await {
         Ok(Some(text)) if matches!(read_message(text), Ok(Incoming::Ack)) => {}
         Ok(Some(text)) => {
-            totals.not_understood(&format!("instead of connection_ack: {}", String::from_utf8_lossy(text)))
+            totals.not_understood(&format!("instead of connection_ack: {}", String::from_utf8_lossy(text)));
         }
         Ok(None) => totals.not_understood("closed before connection_ack"),
         Err(e) => totals.not_understood(&e),
