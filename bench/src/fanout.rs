@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::lean_ws::Socket;
 use crate::server::{Server, api_binary, api_command, cpu_seconds, rss_kib};
 
 fn now_micros() -> u64 {
@@ -86,6 +84,18 @@ struct Totals {
     delivered: AtomicU64,
     /// Bytes of the text of one `next` message (the frame adds 2-4 bytes of header).
     next_bytes: AtomicU64,
+    /// Messages (or frames) the client could not read, and the first of
+    /// them: a change in what the server sends must show, not be skipped.
+    not_understood: AtomicU64,
+    first_not_understood: std::sync::Mutex<Option<String>>,
+}
+
+impl Totals {
+    fn not_understood(&self, what: &str) {
+        self.not_understood.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_not_understood.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        first.get_or_insert_with(|| what.chars().take(300).collect());
+    }
 }
 
 /// Order fingerprints: every subscriber must see the same sequence.
@@ -93,9 +103,9 @@ type Fingerprints = Arc<std::sync::Mutex<Vec<u64>>>;
 
 #[allow(clippy::too_many_arguments)]
 async fn subscriber(
-    url: String,
     server: std::net::SocketAddr,
     source: std::net::SocketAddr,
+    seed: u32,
     latencies: Arc<Histogram>,
     totals: Arc<Totals>,
     ready: Arc<AtomicU64>,
@@ -103,19 +113,18 @@ async fn subscriber(
     fingerprints: Fingerprints,
     per_socket: usize,
 ) {
-    let mut request = url.into_client_request().expect("building the websocket request");
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a valid header value"));
-    // One loopback source address has ~28,000 ephemeral ports towards one
-    // server port: past that, connect from 127.0.0.2, .3, ...
-    let socket = tokio::net::TcpSocket::new_v4().expect("creating a socket");
-    socket.bind(source).unwrap_or_else(|e| panic!("bind {source}: {e}"));
-    let stream = socket.connect(server).await.unwrap_or_else(|e| panic!("connect {server}: {e}"));
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.expect("opening the websocket");
-    let send = |v: Value| Message::Text(v.to_string().into());
-    let _ = ws.send(send(json!({ "type": "connection_init" }))).await;
-    let _ = ws.next().await; // connection_ack
+    let mut ws = Socket::connect(server, source, "/graphql/ws", "graphql-transport-ws", seed)
+        .await
+        .unwrap_or_else(|e| panic!("opening the websocket: {e}"));
+    ws.send_text(r#"{"type":"connection_init"}"#).await.unwrap_or_else(|e| panic!("connection_init: {e}"));
+    match ws.next_text().await {
+        Ok(Some(text)) if matches!(read_message(text), Ok(Incoming::Ack)) => {}
+        Ok(Some(text)) => {
+            totals.not_understood(&format!("instead of connection_ack: {}", String::from_utf8_lossy(text)));
+        }
+        Ok(None) => totals.not_understood("closed before connection_ack"),
+        Err(e) => totals.not_understood(&e),
+    }
     // Fields every release serves (`name` carries the sequence number), so
     // `--api` can point at an older server for an A/B.
     let query = "subscription { placeChanged { place { name description } } }";
@@ -123,28 +132,24 @@ async fn subscriber(
     // ids 1..=per_socket, each counted and fingerprinted on its own.
     for id in 1..=per_socket {
         let subscribe = json!({ "type": "subscribe", "id": id.to_string(), "payload": { "query": query } });
-        let _ = ws.send(send(subscribe)).await;
+        ws.send_text(&subscribe.to_string()).await.unwrap_or_else(|e| panic!("subscribe: {e}"));
     }
     ready.fetch_add(per_socket as u64, Ordering::Relaxed);
     let mut fingerprints_of = vec![0xcbf2_9ce4_8422_2325_u64; per_socket];
     let mut received_of = vec![0u64; per_socket];
-    while let Some(Ok(message)) = ws.next().await {
-        let Message::Text(text) = message else { continue };
-        // Borrowed, typed parsing: this client shares the two cores with
-        // the server it measures, so what it spends per message shows in
-        // the server's latencies (a `serde_json::Value` per message cost
-        // about as much as the server's own work per delivery).
-        let Ok(Kind { kind }) = serde_json::from_str::<Kind>(text.as_str()) else { continue };
-        match kind {
-            "ping" => {
-                let _ = ws.send(send(json!({ "type": "pong" }))).await;
+    loop {
+        let text = match ws.next_text().await {
+            Ok(Some(text)) => text,
+            Ok(None) => break,
+            Err(e) => {
+                totals.not_understood(&e);
+                break;
             }
-            "next" => {
-                let Ok(next) = serde_json::from_str::<Next>(text.as_str()) else { continue };
-                let place = next.payload.data.place_changed.place;
-                let seq: u64 = place.name.strip_prefix("b").and_then(|n| n.parse().ok()).unwrap_or(0);
-                let sent: u64 = place.description.and_then(|d| d.parse().ok()).unwrap_or(0);
-                let Some(k) = next.id.parse::<usize>().ok().filter(|k| (1..=per_socket).contains(k)) else {
+        };
+        match read_message(text) {
+            Ok(Incoming::Next { id, seq, sent }) => {
+                let Some(k) = usize::try_from(id).ok().filter(|k| (1..=per_socket).contains(k)) else {
+                    totals.not_understood(&format!("a next for no subscription: {}", String::from_utf8_lossy(text)));
                     continue;
                 };
                 latencies.record(now_micros().saturating_sub(sent));
@@ -157,10 +162,102 @@ async fn subscriber(
                     fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(*fingerprint);
                 }
             }
-            "complete" | "error" if per_socket == 1 => break,
-            _ => {}
+            Ok(Incoming::Ping) => {
+                if let Err(e) = ws.send_text(r#"{"type":"pong"}"#).await {
+                    totals.not_understood(&e);
+                    break;
+                }
+            }
+            Ok(Incoming::Complete | Incoming::Error) if per_socket == 1 => break,
+            Ok(_) => {}
+            Err(()) => totals.not_understood(&String::from_utf8_lossy(text)),
         }
     }
+}
+
+/// What a server message says, as far as the bench is concerned.
+#[derive(Debug, PartialEq)]
+enum Incoming {
+    /// An event for subscription `id`: the place's sequence number (its
+    /// name is `b<seq>`) and when its write was sent (its description, in
+    /// microseconds since the epoch).
+    Next {
+        id: u64,
+        seq: u64,
+        sent: u64,
+    },
+    Ping,
+    Complete,
+    Error,
+    /// connection_ack.
+    Ack,
+    /// A graphql-ws pong.
+    Pong,
+}
+
+/// Reads a graphql-ws message: the bench's `next` by scanning for its four
+/// fields (the server writes compact JSON, so each key is one fixed byte
+/// string, found wherever it is: key order does not matter), anything else,
+/// or a `next` the scan cannot read, with serde. Err when neither can.
+///
+/// The scan cannot be fooled by the values: the bench writes them (digits
+/// and `b<digits>`), and a quote inside any JSON string is escaped, so the
+/// byte strings below only match as keys. Which is cheaper was measured
+/// (docs/BENCHMARKS.md, stage 7): the scan takes about a fifth of serde's time.
+fn read_message(text: &[u8]) -> Result<Incoming, ()> {
+    if let Some(next) = scan_next(text) {
+        return Ok(next);
+    }
+    if let Ok(next) = serde_json::from_slice::<Next>(text)
+        && next.kind == "next"
+    {
+        let place = next.payload.data.place_changed.place;
+        let seq = place.name.strip_prefix("b").and_then(|n| digits(n.as_bytes()));
+        let sent = place.description.and_then(|d| digits(d.as_bytes()));
+        return match (digits(next.id.as_bytes()), seq, sent) {
+            (Some(id), Some(seq), Some(sent)) => Ok(Incoming::Next { id, seq, sent }),
+            _ => Err(()),
+        };
+    }
+    match serde_json::from_slice::<Kind>(text).map_err(|_| ())?.kind {
+        "ping" => Ok(Incoming::Ping),
+        "pong" => Ok(Incoming::Pong),
+        "connection_ack" => Ok(Incoming::Ack),
+        "complete" => Ok(Incoming::Complete),
+        "error" => Ok(Incoming::Error),
+        _ => Err(()),
+    }
+}
+
+/// The fast path of [`read_message`]: None unless `text` is a `next` with
+/// all four fields as the server writes them.
+fn scan_next(text: &[u8]) -> Option<Incoming> {
+    use memchr::memmem::Finder;
+    static KEYS: std::sync::LazyLock<[Finder<'static>; 4]> = std::sync::LazyLock::new(|| {
+        [
+            Finder::new(br#""type":"next""#),
+            Finder::new(br#""id":""#),
+            Finder::new(br#""name":"b"#),
+            Finder::new(br#""description":""#),
+        ]
+    });
+    let [kind, id, name, description] = &*KEYS;
+    kind.find(text)?;
+    // The string value after `key`, up to its closing quote.
+    let value = |key: &Finder| {
+        let at = key.find(text)? + key.needle().len();
+        let rest = &text[at..];
+        Some(&rest[..memchr::memchr(b'"', rest)?])
+    };
+    Some(Incoming::Next { id: digits(value(id)?)?, seq: digits(value(name)?)?, sent: digits(value(description)?)? })
+}
+
+/// A decimal number of 1 to 19 digits (so it fits a u64), nothing else.
+fn digits(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(bytes.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// A graphql-ws message's type (other fields skipped).
@@ -173,6 +270,8 @@ struct Kind<'a> {
 /// A `next` message of the bench's subscription, borrowed from its text.
 #[derive(serde::Deserialize)]
 struct Next<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
     #[serde(borrow)]
     id: &'a str,
     #[serde(borrow)]
@@ -201,6 +300,48 @@ struct PlaceChanged<'a> {
 struct BenchPlace<'a> {
     name: &'a str,
     description: Option<&'a str>,
+}
+
+/// The subscribers' own runtime: one thread, no work stealing, so the
+/// client takes at most one of the two cores from the server it measures,
+/// and the tasks and shared counters stay on one core. The writers
+/// (reqwest) and the waits stay on the main runtime.
+struct ClientRuntime {
+    handle: tokio::runtime::Handle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ClientRuntime {
+    fn start() -> Self {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("subscribers".to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("building the subscribers' runtime");
+                handle_tx.send(runtime.handle().clone()).expect("handing over the runtime");
+                // Tasks spawned on a current-thread runtime run while this thread blocks on it.
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .expect("starting the subscribers' thread");
+        let handle = handle_rx.recv().expect("the subscribers' runtime");
+        Self { handle, stop, thread }
+    }
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) -> tokio::task::JoinHandle<()> {
+        self.handle.spawn(task)
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 /// Options of `bench fanout`.
@@ -265,6 +406,7 @@ pub async fn run(args: Args) {
     let totals = Arc::new(Totals::default());
     let ready = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(sockets);
+    let client_runtime = ClientRuntime::start();
     let connect_started = Instant::now();
     let server_addr: std::net::SocketAddr = server
         .address
@@ -272,10 +414,11 @@ pub async fn run(args: Args) {
         .parse()
         .unwrap_or_else(|e| panic!("server address {}: {e}", server.address));
     for i in 0..sockets {
-        let (url, lat, tot, rdy) = (ws_url.clone(), latencies.clone(), totals.clone(), ready.clone());
+        let (lat, tot, rdy) = (latencies.clone(), totals.clone(), ready.clone());
         let source = std::net::SocketAddr::from(([127, 0, 0, 1 + u8::try_from(i / 20_000).unwrap_or(200)], 0));
-        let task = subscriber(url, server_addr, source, lat, tot, rdy, writes, fingerprints.clone(), per_socket);
-        tasks.push(tokio::spawn(task));
+        let seed = u32::try_from(i).unwrap_or(u32::MAX);
+        let task = subscriber(server_addr, source, seed, lat, tot, rdy, writes, fingerprints.clone(), per_socket);
+        tasks.push(client_runtime.spawn(task));
         // At most `connect_concurrency` handshakes in flight (the listen backlog is finite).
         while ready.load(Ordering::Relaxed) / per_socket as u64 + (connect_concurrency as u64) < tasks.len() as u64 {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -363,6 +506,18 @@ pub async fn run(args: Args) {
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
     println!("CPU used (cores of 2)       server {server_cores:.2}, this client {client_cores:.2}");
     println!("server CPU per delivery     {server_cpu_per_delivery:.1} µs");
+    println!("client CPU per message      {:.1} µs", client_cores * all_secs / delivered.max(1) as f64 * 1e6);
+    println!(
+        "client could not read       {}{}",
+        totals.not_understood.load(Ordering::Relaxed),
+        totals
+            .first_not_understood
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|f| format!(" (first: {f})"))
+            .unwrap_or_default()
+    );
     println!(
         "next message                {} bytes of text (compare `bench sendfloor --bytes`)",
         totals.next_bytes.load(Ordering::Relaxed)
@@ -381,5 +536,6 @@ pub async fn run(args: Args) {
     for t in tasks {
         t.abort();
     }
+    client_runtime.stop();
     server.stop().await;
 }

@@ -27,6 +27,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fanout;
+mod lean_ws;
 mod postgraphile;
 mod queries;
 mod sendfloor;

@@ -1,0 +1,281 @@
+//! The websocket client side of `bench fanout`, by hand: one plain
+//! [`TcpStream`], one reusable read buffer per socket, frames parsed in
+//! place. The bench client shares the machine's cores with the server it
+//! measures, so every microsecond it spends per message is taken from the
+//! server and shows in the latencies; a websocket library (a task-safe
+//! stream wrapper, an owned `String` per message, a sink per send) cost
+//! about as much per message as the server's own work per delivery.
+//!
+//! What it does (RFC 6455, client side): the HTTP upgrade with
+//! `Sec-WebSocket-Key`, checking the 101, the accept hash and the
+//! subprotocol; masked client frames; server frames unmasked, of any length
+//! (7, 16 or 64-bit), fragmented or not; a ping is answered with a pong of
+//! the same payload, a close ends the socket. Anything else (a reserved
+//! bit, a masked server frame, a binary message, an unknown opcode) is an
+//! error, so a server that starts doing it is noticed rather than skipped.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Read buffer per socket: a `next` of the bench is ~130 bytes, and a
+/// burst of events queued for one socket while it waited for the CPU is
+/// still read in one call. 16 KiB x 10,000 sockets is 160 MiB of virtual
+/// memory, touched only as far as reads fill it.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Once less than this is free at the buffer's end, the unread rest moves
+/// to the front before the next read (rare: the buffer usually empties).
+const MIN_READ: usize = 2 * 1024;
+
+/// The GUID of RFC 6455 section 1.3, hashed with the key into the accept.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A client websocket on a plain TCP stream.
+pub struct Socket {
+    stream: TcpStream,
+    /// Read buffer, `buf[start..end]` not yet parsed.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// A fragmented text message being put together (stays empty, with no
+    /// allocation, while the server sends whole messages, as it does).
+    fragments: Vec<u8>,
+    fragmenting: bool,
+    /// Outgoing frames are built here (kept, so sending allocates nothing).
+    out: Vec<u8>,
+    /// xorshift state for the masking keys: RFC 6455 wants a mask per frame
+    /// a proxy cannot predict; a cheap generator is enough on loopback.
+    mask_state: u32,
+}
+
+/// Where [`Socket::next_text`] found the message.
+enum Found {
+    Buffer(Range<usize>),
+    Fragments,
+}
+
+impl Socket {
+    /// Connects from `source` to `server` and upgrades `path` with
+    /// `protocol` as the one subprotocol; `seed` varies the key and masks.
+    pub async fn connect(
+        server: SocketAddr,
+        source: SocketAddr,
+        path: &str,
+        protocol: &str,
+        seed: u32,
+    ) -> Result<Self, String> {
+        // One loopback source address has ~28,000 ephemeral ports towards one
+        // server port: past that, the caller binds 127.0.0.2, .3, ...
+        let socket = TcpSocket::new_v4().map_err(|e| format!("creating a socket: {e}"))?;
+        socket.bind(source).map_err(|e| format!("bind {source}: {e}"))?;
+        let stream = socket.connect(server).await.map_err(|e| format!("connect {server}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut socket = Self {
+            stream,
+            buf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+            fragments: Vec::new(),
+            fragmenting: false,
+            out: Vec::with_capacity(256),
+            mask_state: seed.wrapping_mul(0x9e37_79b9) | 1,
+        };
+        let mut key = [0u8; 16];
+        for chunk in key.chunks_mut(4) {
+            chunk.copy_from_slice(&socket.next_mask());
+        }
+        let key = base64::engine::general_purpose::STANDARD.encode(key);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
+        );
+        socket.stream.write_all(request.as_bytes()).await.map_err(|e| format!("sending the upgrade: {e}"))?;
+        // The response head; whatever follows it is the first frames.
+        let head_end = loop {
+            if let Some(at) = socket.buf[..socket.end].windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if socket.end == socket.buf.len() {
+                return Err("an upgrade response head over 16 KiB".to_owned());
+            }
+            let n = socket
+                .stream
+                .read(&mut socket.buf[socket.end..])
+                .await
+                .map_err(|e| format!("reading the upgrade: {e}"))?;
+            if n == 0 {
+                return Err("closed during the upgrade".to_owned());
+            }
+            socket.end += n;
+        };
+        let head = String::from_utf8_lossy(&socket.buf[..head_end]).into_owned();
+        socket.start = head_end;
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or_default();
+        if !status.starts_with("HTTP/1.1 101 ") {
+            return Err(format!("upgrade refused: {}", head.trim_end()));
+        }
+        let header = |name: &str| {
+            head.split("\r\n").find_map(|line| {
+                let (n, v) = line.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+        };
+        let accept = base64::engine::general_purpose::STANDARD
+            .encode(Sha1::new().chain_update(key.as_bytes()).chain_update(WEBSOCKET_GUID).finalize());
+        if header("sec-websocket-accept").as_deref() != Some(accept.as_str()) {
+            return Err(format!("a wrong or missing Sec-WebSocket-Accept: {}", head.trim_end()));
+        }
+        if header("sec-websocket-protocol").as_deref() != Some(protocol) {
+            return Err(format!("subprotocol {protocol} not accepted: {}", head.trim_end()));
+        }
+        Ok(socket)
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.mask_state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.mask_state = x;
+        x.to_ne_bytes()
+    }
+
+    /// Sends one final, masked frame with `opcode` and `payload`.
+    async fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<(), String> {
+        let mask = self.next_mask();
+        self.out.clear();
+        self.out.push(0x80 | opcode);
+        match payload.len() {
+            n @ 0..=125 => self.out.push(0x80 | n as u8),
+            n @ 126..=0xffff => {
+                self.out.push(0x80 | 126);
+                self.out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                self.out.push(0x80 | 127);
+                self.out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        self.out.extend_from_slice(&mask);
+        self.out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream.write_all(&self.out).await.map_err(|e| format!("sending a frame: {e}"))
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), String> {
+        self.send_frame(0x1, text.as_bytes()).await
+    }
+
+    /// The next text message, or `None` once the server closed the socket
+    /// (a close frame or the end of the stream). Pings are answered here.
+    /// The bytes are not checked to be UTF-8: the caller reads ASCII keys
+    /// and digits out of them, and anything it cannot read is its error.
+    pub async fn next_text(&mut self) -> Result<Option<&[u8]>, String> {
+        Ok(match self.next_found().await? {
+            Some(Found::Buffer(range)) => Some(&self.buf[range]),
+            Some(Found::Fragments) => Some(&self.fragments),
+            None => None,
+        })
+    }
+
+    async fn next_found(&mut self) -> Result<Option<Found>, String> {
+        loop {
+            let Some((fin, opcode, payload)) = self.parse_frame()? else {
+                if !self.fill().await? {
+                    return Ok(None);
+                }
+                continue;
+            };
+            match opcode {
+                0x1 if fin && !self.fragmenting => return Ok(Some(Found::Buffer(payload))),
+                0x1 if !self.fragmenting => {
+                    self.fragments.clear();
+                    self.fragments.extend_from_slice(&self.buf[payload]);
+                    self.fragmenting = true;
+                }
+                0x0 if self.fragmenting => {
+                    self.fragments.extend_from_slice(&self.buf[payload]);
+                    if fin {
+                        self.fragmenting = false;
+                        return Ok(Some(Found::Fragments));
+                    }
+                }
+                0x8 => return Ok(None),
+                0x9 => {
+                    // Control payloads are at most 125 bytes (checked in parse_frame).
+                    let mut ping = [0u8; 125];
+                    let n = payload.len();
+                    ping[..n].copy_from_slice(&self.buf[payload]);
+                    self.send_frame(0xA, &ping[..n]).await?;
+                }
+                0xA => {}
+                0x2 => return Err("a binary message (graphql-ws is text)".to_owned()),
+                _ => return Err(format!("opcode {opcode:#x} (fragmenting: {})", self.fragmenting)),
+            }
+        }
+    }
+
+    /// The frame at `buf[start..end]` if it is all there: FIN, opcode and
+    /// the payload's range in `buf`; `start` moves past it.
+    fn parse_frame(&mut self) -> Result<Option<(bool, u8, Range<usize>)>, String> {
+        let bytes = &self.buf[self.start..self.end];
+        let [first, second, ..] = *bytes else { return Ok(None) };
+        if first & 0x70 != 0 {
+            return Err(format!("reserved bits set ({first:#04x}): an extension was not negotiated"));
+        }
+        if second & 0x80 != 0 {
+            return Err("a masked frame from the server".to_owned());
+        }
+        let (fin, opcode) = (first & 0x80 != 0, first & 0x0f);
+        let (header, length) = match second & 0x7f {
+            126 => match bytes.get(2..4) {
+                Some(b) => (4, u64::from(u16::from_be_bytes([b[0], b[1]]))),
+                None => return Ok(None),
+            },
+            127 => match bytes.get(2..10) {
+                Some(b) => (10, u64::from_be_bytes(b.try_into().unwrap_or_default())),
+                None => return Ok(None),
+            },
+            n => (2, u64::from(n)),
+        };
+        if opcode >= 0x8 && (!fin || length > 125) {
+            return Err(format!("a control frame (opcode {opcode:#x}) fragmented or over 125 bytes"));
+        }
+        let length = usize::try_from(length).map_err(|_| format!("a frame of {length} bytes"))?;
+        if bytes.len() < header + length {
+            // Not all here yet: make room for the whole frame from the
+            // buffer's front (growing it only for a frame bigger than the
+            // buffer, which the bench's messages never are).
+            if self.start + header + length > self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+                if header + length > self.buf.len() {
+                    self.buf.resize(header + length, 0);
+                }
+            }
+            return Ok(None);
+        }
+        let payload = self.start + header..self.start + header + length;
+        self.start = payload.end;
+        Ok(Some((fin, opcode, payload)))
+    }
+
+    /// Reads more bytes; false at the end of the stream.
+    async fn fill(&mut self) -> Result<bool, String> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.buf.len() - self.end < MIN_READ {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await.map_err(|e| format!("reading: {e}"))?;
+        self.end += n;
+        Ok(n > 0)
+    }
+}
