@@ -40,17 +40,14 @@ use stats::PoolStats;
 ///   Statements are still prepared, but none is reused across transactions.
 ///
 /// A request may be cancelled at any await point (its client hangs up, a
-/// websocket operation is aborted). Dropping a [`Tx`] sends a ROLLBACK
-/// before the connection serves anyone else, and the connection is inside
-/// its `Tx` before BEGIN is sent ([`Tx::start`]), so a caller dropped while
-/// BEGIN or COMMIT is on its way cannot hand the *next* request a
-/// connection inside a transaction ("there is already a transaction in
-/// progress"). What does not run in the caller is the wait for a
-/// connection from sqlx: sqlx closes a connection whose acquire is
-/// cancelled while it opens or pings it, and a hung-up client must not
-/// cost the pool a connection (issue 11's stall). So that wait, and the
-/// start after it, run in a task of their own that always finishes; a
-/// connection kept warm (`warm`) needs no wait, and starts in the caller.
+/// websocket operation is aborted). Every point but one is safe: dropping
+/// a [`Tx`] sends a ROLLBACK before the connection serves anyone else. The
+/// exception is BEGIN itself: a caller dropped while waiting for its
+/// answer would return the connection to the pool inside a transaction
+/// that the *next* request then committed or rolled back with its own
+/// ("there is already a transaction in progress"). So BEGIN runs in a
+/// task of its own that always finishes: if nobody waits for the
+/// transaction any more, it is dropped there, and rolled back as usual.
 #[derive(Clone)]
 pub struct Pool {
     db: DatabaseConnection,
@@ -85,35 +82,26 @@ impl Pool {
         self.stats.time_acquire(self.begin_detached(sql)).await
     }
 
-    /// Gets a connection and starts the transaction (`begin`): on a warm
-    /// connection right here, otherwise in a task that cannot be cancelled
-    /// halfway (see [`Pool`]). A wait longer than [`health::SUSPECT_AFTER`]
-    /// has the database probed; if it turns out unreachable, the wait ends
-    /// at once with SERVICE_UNAVAILABLE instead of after the pool timeout.
+    /// Gets a connection and starts the transaction (`begin`) in a task
+    /// that cannot be cancelled halfway (see [`Pool`]). A wait longer than
+    /// [`health::SUSPECT_AFTER`] has the database probed; if it turns out
+    /// unreachable, the wait ends at once with SERVICE_UNAVAILABLE instead
+    /// of after the pool timeout.
     async fn begin_detached(&self, begin: String) -> Result<Tx, DbErr> {
-        use futures_util::future::Either;
+        let pool = self.db.get_postgres_connection_pool().clone();
         let (warm, stats) = (Arc::clone(&self.warm), Arc::clone(&self.stats));
-        let start = match self.warm.take() {
-            Some(conn) => Either::Left(Tx::start(conn, warm, &begin, stats)),
-            None => {
-                let pool = self.db.get_postgres_connection_pool().clone();
-                let begin = begin.clone();
-                // In the request's span, so a slow start is logged with its request.
-                let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
-                    Tx::begin(&pool, warm, &begin, stats).await
-                }));
-                Either::Right(async move {
-                    task.await.map_err(|e| DbErr::Custom(format!("BEGIN task failed: {e}"))).and_then(|tx| tx)
-                })
-            }
-        };
-        tokio::pin!(start);
+        // In the request's span, so a slow start is logged with its request.
+        let mut begin =
+            tokio::spawn(tracing::Instrument::in_current_span(
+                async move { Tx::begin(&pool, warm, &begin, stats).await },
+            ));
         let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
         tokio::pin!(suspect);
         let mut suspected = false;
         loop {
             tokio::select! {
-                tx = &mut start => {
+                joined = &mut begin => {
+                    let tx = joined.map_err(|e| DbErr::Custom(format!("BEGIN task failed: {e}")))?;
                     match &tx {
                         Ok(_) => self.health.answered(),
                         Err(err) if is_connection_lost(err) => self.health.suspect(),
@@ -146,13 +134,15 @@ impl Pool {
     }
 
     /// Commits `tx`: deferred triggers run here (the change feed's commit
-    /// stamp waits on a lock). A caller dropped while COMMIT is on its way
-    /// leaves the connection to `Tx`'s drop, whose ROLLBACK first sends
-    /// whatever of the COMMIT sqlx had buffered: a COMMIT written at all
-    /// runs (the ROLLBACK after it only warns), one not yet written never
-    /// does. Either way the connection is clean for the next request.
+    /// stamp waits on a lock).
+    ///
+    /// Like BEGIN, COMMIT runs in a task of its own: once sent it decides
+    /// the request's fate, so a caller dropped meanwhile must not roll back
+    /// behind it (which would only earn a warning) or leave the
+    /// connection's state to guesswork.
     pub async fn commit(&self, tx: Tx) -> Result<(), DbErr> {
-        let result = tx.commit().await;
+        let commit = tokio::spawn(tx.commit());
+        let result = commit.await.map_err(|e| DbErr::Custom(format!("COMMIT task failed: {e}")))?;
         if result.as_ref().is_err_and(is_connection_lost) {
             self.health.suspect();
         }

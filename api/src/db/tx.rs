@@ -50,39 +50,28 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    /// Gets a connection from `pool` (the warm stash first) and starts the
-    /// transaction on it; see [`Tx::start`].
+    /// Gets a connection from `pool` and runs `begin` on it: SQL of our own
+    /// (no user text) that starts with `BEGIN`, sent as one simple query.
+    /// If it fails, the connection is rolled back (or closed, if even that
+    /// fails) before the error is returned.
     pub(super) async fn begin(
         pool: &PgPool,
         warm: Arc<Warm>,
         begin: &str,
         stats: Arc<PoolStats>,
     ) -> Result<Self, DbErr> {
-        let conn = warm.acquire(pool).await.map_err(acquire_err)?;
-        Self::start(conn, warm, begin, stats).await
-    }
-
-    /// Runs `begin` on `conn`: SQL of our own (no user text) that starts
-    /// with `BEGIN`, sent as one simple query. If it fails, the connection
-    /// is rolled back (or closed, if even that fails) before the error is
-    /// returned. The connection is inside the `Tx` before BEGIN is sent, so
-    /// a caller dropped while BEGIN is on its way leaves it to `Drop`,
-    /// which rolls back before the connection serves anyone else (a
-    /// ROLLBACK that finds no transaction, BEGIN not having been sent, only
-    /// warns).
-    pub(super) async fn start(conn: Leased, warm: Arc<Warm>, begin: &str, stats: Arc<PoolStats>) -> Result<Self, DbErr> {
-        let mut tx = Self { conn: Mutex::new(Some(conn)), stats, warm };
-        let Some(conn) = tx.conn.get_mut().as_mut() else { return Err(ended()) };
+        let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
         let started = Instant::now();
-        let result = Executor::execute(&mut ***conn, sqlx::raw_sql(sqlx::AssertSqlSafe(begin))).await;
-        tx.stats.observe(begin, started.elapsed(), result.is_err());
+        let result = Executor::execute(&mut **conn, sqlx::raw_sql(sqlx::AssertSqlSafe(begin))).await;
+        stats.observe(begin, started.elapsed(), result.is_err());
         match result {
-            Ok(_) => Ok(tx),
+            Ok(_) => Ok(Self { conn: Mutex::new(Some(conn)), stats, warm }),
             Err(err) => {
                 // PostgreSQL stops a simple query at its first error; if
-                // BEGIN had run, the transaction is now aborted. A failed
-                // ROLLBACK has the connection closed (see `end`).
-                let _ = tx.rollback().await;
+                // BEGIN had run, the transaction is now aborted.
+                if Executor::execute(&mut **conn, "ROLLBACK").await.is_err() {
+                    conn.close_on_drop();
+                }
                 Err(exec_err(err))
             }
         }

@@ -111,17 +111,11 @@ impl Warm {
             if let Some((leased, _)) = state.idle.pop() {
                 return Ok(leased);
             }
-            // Under the same lock as the look: see the module doc.
             state.waiting += 1;
         }
         // Counted down however the wait ends, cancellation included.
         let _waiting = Waiting(self);
         Ok(Leased { conn: pool.acquire().await?, since: Instant::now() })
-    }
-
-    /// The most recently ended connection kept here, if any: no wait.
-    pub fn take(&self) -> Option<Leased> {
-        self.lock().idle.pop().map(|(leased, _)| leased)
     }
 
     /// Takes back the connection of a transaction that ended cleanly.
