@@ -311,6 +311,10 @@ async fn run(
         response = async_graphql::Response::from_errors(vec![server_error(&err)]);
     } else if !commit && access == Access::ReadWrite {
         rolled_back::withhold_undone(&mut response);
+    } else if access == Access::ReadWrite {
+        // Its changes reach subscribers without waiting for the
+        // sequencer's next poll (logical capture).
+        state.realtime.written();
     }
     Ok(response)
 }

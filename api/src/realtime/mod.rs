@@ -224,6 +224,15 @@ impl Realtime {
         self.inner.capture.get().unwrap_or(&Capture::Trigger)
     }
 
+    /// A write committed through this server: in the logical mode, the
+    /// sequencer (if this server leads) stamps it without waiting for its
+    /// next poll. Nothing in the trigger mode, where the writer stamps.
+    pub fn written(&self) {
+        if let Capture::Logical { state, .. } = self.capture() {
+            state.written();
+        }
+    }
+
     /// Starts this server's sequencer candidate, in the logical mode.
     pub fn spawn_sequencer(&self) -> Option<tokio::task::JoinHandle<()>> {
         match self.capture() {
