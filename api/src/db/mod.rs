@@ -219,9 +219,9 @@ pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, D
         // unconditionally; `Warm` keeps hot connections out of sqlx between
         // transactions, so only one unused for a second, one that has served
         // for a minute, one ended while a request waits for a connection, or
-        // one whose transaction failed is given back and pinged. A cancelled request's transaction
-        // is rolled back by `Tx`'s drop, in a task of its own, before the
-        // connection serves anyone else.
+        // one whose transaction failed is given back and pinged. A cancelled
+        // request's transaction is rolled back by `Tx`'s drop, in a task of
+        // its own, before the connection serves anyone else.
         .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .set_application_name("api")

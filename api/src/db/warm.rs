@@ -11,11 +11,11 @@
 //!
 //! What sqlx would do with an idle connection still happens, a little
 //! later: a connection left here longer than [`KEEP_FOR`] (give or take a
-//! quarter of it) goes back to sqlx
-//! (pinged then, once), where the idle timeout, `min_connections` and the
-//! ping-if-idle-for-30-s on acquire apply as before; and one that has gone
-//! from transaction to transaction for [`VISIT_SQLX_EVERY`] goes back too
-//! after its transaction, so that sqlx's `max_lifetime` still retires it.
+//! quarter of it) goes back to sqlx (pinged then, once), where the idle
+//! timeout, `min_connections` and the ping-if-idle-for-30-s on acquire
+//! apply as before; and one that has gone from transaction to transaction
+//! for [`VISIT_SQLX_EVERY`] goes back too after its transaction, so that
+//! sqlx's `max_lifetime` still retires it.
 //! A connection that failed, or whose transaction did not end cleanly, is
 //! never left here: sqlx checks or closes it as it always did.
 //!
