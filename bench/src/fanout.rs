@@ -82,6 +82,10 @@ impl Histogram {
 #[derive(Default)]
 struct Totals {
     delivered: AtomicU64,
+    /// `next`s of an event the subscription had already received (or of
+    /// no write of this run): not counted as delivered, so a repeat cannot
+    /// hide a loss elsewhere in `events lost`.
+    repeated: AtomicU64,
     /// Bytes of the text of one `next` message (the frame adds 2-4 bytes of header).
     next_bytes: AtomicU64,
     /// Messages (or frames) the client could not read, and the first of
@@ -137,6 +141,9 @@ async fn subscriber(
     ready.fetch_add(per_socket as u64, Ordering::Relaxed);
     let mut fingerprints_of = vec![0xcbf2_9ce4_8422_2325_u64; per_socket];
     let mut received_of = vec![0u64; per_socket];
+    // One bit per write (numbered 1..=expected) and subscription.
+    let words = usize::try_from(expected / 64 + 1).unwrap_or(usize::MAX);
+    let mut seen_of = vec![vec![0u64; words]; per_socket];
     loop {
         let text = match ws.next_text().await {
             Ok(Some(text)) => text,
@@ -152,6 +159,14 @@ async fn subscriber(
                     totals.not_understood(&format!("a next for no subscription: {}", String::from_utf8_lossy(text)));
                     continue;
                 };
+                let (word, bit) = (usize::try_from(seq / 64).unwrap_or(usize::MAX), 1u64 << (seq % 64));
+                match seen_of[k - 1].get_mut(word) {
+                    Some(seen) if seq >= 1 && *seen & bit == 0 => *seen |= bit,
+                    _ => {
+                        totals.repeated.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
                 latencies.record(now_micros().saturating_sub(sent));
                 totals.next_bytes.store(text.len() as u64, Ordering::Relaxed);
                 let (fingerprint, received) = (&mut fingerprints_of[k - 1], &mut received_of[k - 1]);
@@ -501,6 +516,7 @@ pub async fn run(args: Args) {
         first_failure.map(|f| format!(" (first: {f})")).unwrap_or_default()
     );
     println!("events lost                 {}", expected.saturating_sub(delivered));
+    println!("repeated (not counted)      {}", totals.repeated.load(Ordering::Relaxed));
     println!("subscribers with all events {} ({} saw a different order than the first)", orders.len(), disagreeing);
     println!("delivered/s (whole run)     {:.0}", delivered as f64 / all_secs);
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));

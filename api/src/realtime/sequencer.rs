@@ -44,10 +44,10 @@
 //! the same connection holds the lock and stamps. Each round first asks for
 //! the WAL flush position (one cheap query) and decodes only when it moved;
 //! it polls every [`POLL_MIN`] while there is work, backing off to
-//! [`POLL_MAX`] when idle. A write committed through this server wakes it
-//! at once ([`SequencerState::written`]): its event need not wait for the
-//! next poll (up to POLL_MAX, ~10 ms on average; writes through other
-//! servers or plain SQL still do). Decoding reads flushed WAL only: with
+//! [`POLL_MAX`] when idle. A GraphQL mutation committed through this
+//! server wakes it at once ([`SequencerState::written`]): its event need
+//! not wait for a backed-off poll (up to POLL_MAX; writes through other
+//! servers or plain SQL still do). Rounds stay at least POLL_MIN apart. Decoding reads flushed WAL only: with
 //! `synchronous_commit = off` a commit waits for the WAL writer
 //! (`wal_writer_delay`, 200 ms by default) before it can be sequenced.
 
@@ -191,6 +191,7 @@ async fn lead(url: &str, state: &SequencerState, backoff: &mut Duration) -> Resu
     let mut idle = POLL_MIN;
     let mut decoded_to = None;
     loop {
+        let started = tokio::time::Instant::now();
         match round(&mut conn, &slot, &mut decoded_to).await {
             Ok(Round { stamped, waiting }) => {
                 state.stamped.fetch_add(stamped, Ordering::Relaxed);
@@ -203,6 +204,12 @@ async fn lead(url: &str, state: &SequencerState, backoff: &mut Duration) -> Resu
                     () = tokio::time::sleep(idle) => {}
                     () = state.wake.notified() => {}
                 }
+                // A wake cuts a backed-off wait short, but rounds stay at
+                // least POLL_MIN apart: under a stream of writes (each
+                // leaving a wake) they would otherwise run back to back,
+                // each decoding and stamping fewer transactions, and a
+                // commit not yet visible would be decoded again at once.
+                tokio::time::sleep_until(started + POLL_MIN).await;
             }
             Err(Lost(why)) if slot_unusable(&why) => {
                 tracing::error!(slot, error = %why, "the change-feed slot is unusable; replacing it and stamping the log's unstamped transactions");
