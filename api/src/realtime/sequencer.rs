@@ -47,7 +47,8 @@
 //! [`POLL_MAX`] when idle. A GraphQL mutation committed through this
 //! server wakes it at once ([`SequencerState::written`]): its event need
 //! not wait for a backed-off poll (up to POLL_MAX; writes through other
-//! servers or plain SQL still do). Rounds stay at least POLL_MIN apart. Decoding reads flushed WAL only: with
+//! servers or plain SQL still do). Rounds stay at least POLL_MIN apart.
+//! Decoding reads flushed WAL only: with
 //! `synchronous_commit = off` a commit waits for the WAL writer
 //! (`wal_writer_delay`, 200 ms by default) before it can be sequenced.
 
