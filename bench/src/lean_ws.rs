@@ -32,6 +32,10 @@ const READ_BUFFER: usize = 16 * 1024;
 /// to the front before the next read (rare: the buffer usually empties).
 const MIN_READ: usize = 2 * 1024;
 
+/// The longest frame, or message put together from fragments, read:
+/// 16 MiB, far above any message of the server's.
+const MAX_FRAME: usize = 16 * 1024 * 1024;
+
 /// The GUID of RFC 6455 section 1.3, hashed with the key into the accept.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -200,6 +204,9 @@ impl Socket {
                     self.fragmenting = true;
                 }
                 0x0 if self.fragmenting => {
+                    if self.fragments.len() + payload.len() > MAX_FRAME {
+                        return Err(format!("a fragmented message over {MAX_FRAME} bytes"));
+                    }
                     self.fragments.extend_from_slice(&self.buf[payload]);
                     if fin {
                         self.fragmenting = false;
@@ -247,7 +254,13 @@ impl Socket {
         if opcode >= 0x8 && (!fin || length > 125) {
             return Err(format!("a control frame (opcode {opcode:#x}) fragmented or over 125 bytes"));
         }
-        let length = usize::try_from(length).map_err(|_| format!("a frame of {length} bytes"))?;
+        // The server refuses messages over 1 MiB itself (MAX_MESSAGE): a
+        // longer frame is a broken stream, not one to allocate for (and
+        // `header + length` cannot overflow below the cap).
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|length| *length <= MAX_FRAME)
+            .ok_or_else(|| format!("a frame of {length} bytes (over {MAX_FRAME})"))?;
         if bytes.len() < header + length {
             // Not all here yet: make room for the whole frame from the
             // buffer's front (growing it only for a frame bigger than the
