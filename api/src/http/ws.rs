@@ -56,6 +56,7 @@ use crate::db::{Access, begin_session_request};
 use crate::domain::RowLoader;
 use crate::error::{ApiError, ensure_codes};
 use crate::posts::PostsLoader;
+use crate::realtime::drivers::Drivers;
 use crate::realtime::{Cursor, Session as FeedSession, shared};
 
 /// Timing of the websocket protocol.
@@ -148,7 +149,7 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, peer: PeerAddr, mut req
                     return;
                 }
             };
-            let Some(socket) = ws_socket::open(upgraded).await else { return };
+            let Some(socket) = ws_socket::open(upgraded, state.metrics.ws_writes.clone()).await else { return };
             serve(socket, protocol, state, header_auth, client_ip, slot).await;
         }
         .instrument(span),
@@ -192,6 +193,9 @@ struct Connection {
     header_auth: Option<String>,
     session: Option<Session>,
     subscriptions: HashMap<String, Running>,
+    /// Runs the event sources of the connection's subscriptions, in one
+    /// task (`realtime::drivers`); started with the first operation.
+    drivers: Option<Drivers>,
     /// Keepalive pings not answered yet: a websocket Pong frame, or in
     /// graphql-transport-ws a protocol `pong`, answers all of them.
     missed_pongs: u32,
@@ -235,6 +239,7 @@ async fn serve(
         header_auth,
         session: None,
         subscriptions: HashMap::new(),
+        drivers: None,
         missed_pongs: 0,
         client_ip,
     };
@@ -473,7 +478,7 @@ impl Connection {
                 // Not checked, so not started: the stale viewer may see
                 // more than the account may now.
                 Err(err) => {
-                    let operation = Operation::new(id, self.protocol, &self.out, &self.state);
+                    let operation = Operation::new(id, self.protocol, &self.out, &self.state, None);
                     operation.error(&async_graphql::Response::from_errors(vec![server_error(&err)])).await;
                     return Ok(());
                 }
@@ -492,7 +497,8 @@ impl Connection {
         if self.subscriptions.get(&id).is_some_and(|running| !running.task.is_finished()) {
             return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
         }
-        let operation = Operation::new(id.clone(), self.protocol, &self.out, &self.state);
+        let drivers = self.drivers.get_or_insert_with(Drivers::start).clone();
+        let operation = Operation::new(id.clone(), self.protocol, &self.out, &self.state, Some(drivers));
         let live = operation.live.clone();
         // Automatic persisted queries, from the same store as over HTTP: a
         // client's persisted-query link sends the hash first on every
@@ -579,11 +585,20 @@ struct Operation {
     /// ([`Outbox::retire`]).
     live: Arc<AtomicBool>,
     metrics: crate::ops::metrics::SharedMetrics,
+    /// The connection's (see [`Connection::drivers`]).
+    drivers: Option<Drivers>,
 }
 
 impl Operation {
-    fn new(id: String, protocol: Protocol, out: &Arc<Outbox>, state: &AppState) -> Self {
-        Self { id, protocol, out: out.clone(), live: Arc::new(AtomicBool::new(true)), metrics: state.metrics.clone() }
+    fn new(id: String, protocol: Protocol, out: &Arc<Outbox>, state: &AppState, drivers: Option<Drivers>) -> Self {
+        Self {
+            id,
+            protocol,
+            out: out.clone(),
+            live: Arc::new(AtomicBool::new(true)),
+            metrics: state.metrics.clone(),
+            drivers,
+        }
     }
 
     async fn run(self, state: Arc<AppState>, session: Session, checked_at: Cursor, request: async_graphql::Request) {
@@ -637,7 +652,7 @@ impl Operation {
                     id_json: id_json.clone(),
                     metrics: self.metrics.clone(),
                 };
-                Some(shared::Sharing { key, tap: shared::Tap::new(Arc::new(out)) })
+                Some(shared::Sharing { key, tap: shared::Tap::new(Arc::new(out), self.drivers.clone()) })
             }
             None => None,
         };

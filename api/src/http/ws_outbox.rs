@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::ws::Message;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
@@ -98,12 +99,14 @@ pub struct Outbox {
     /// Its place under MAX_CONNECTIONS, until both halves are gone (the
     /// read half holds this outbox).
     _slot: ConnectionSlot,
+    /// Counts the socket's writes (`api_ws_writes`).
+    writes: Counter,
     /// [`SEND_TIMEOUT`] (shorter in tests).
     send_timeout: Duration,
 }
 
 impl Outbox {
-    pub fn new(socket: OwnedWriteHalf, slot: ConnectionSlot) -> Self {
+    pub fn new(socket: OwnedWriteHalf, slot: ConnectionSlot, writes: Counter) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
             writer: tokio::sync::Mutex::new(Writer {
@@ -115,6 +118,7 @@ impl Outbox {
             operations: AtomicUsize::new(0),
             replies: Notify::new(),
             _slot: slot,
+            writes,
             send_timeout: SEND_TIMEOUT,
         }
     }
@@ -301,6 +305,7 @@ impl Outbox {
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
+                    self.writes.inc();
                     // Frames wholly out leave the batch; a close frame ends it.
                     let mut out = *written + n;
                     while let Some(frame) = batch.front() {
@@ -434,8 +439,12 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
+    use futures_util::FutureExt;
+    use prometheus_client::metrics::counter::Counter;
+
     use super::Outbox;
     use crate::http::serve::ConnectionSlot;
+    use crate::realtime::drivers::Drivers;
 
     /// The frames in `bytes` as (opcode, payload), as a client parses them.
     fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
@@ -462,6 +471,72 @@ mod tests {
         Message::Text(format!("{producer}:{i}:{filler}").into())
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn sibling_subscriptions_registered_far_apart_leave_in_one_write_when_the_connections_drivers_run_them() {
+        // Arrange: one connection with two subscriptions run by its
+        // drivers, and 100 other subscribers registered between them. How
+        // far apart a task per subscription was polled depended on the
+        // scheduler (in `bench fanout --per-socket 5`, on 2 workers, nearly
+        // always too far for the first writer's yield: 0.87 writes per
+        // delivery, against 0.2 with the drivers); polled by one task, the
+        // two are polled in one go whatever the order they were woken in.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let mut client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
+        let (server, _) = listener.accept().await.expect("accepted");
+        let (_read, write) = server.into_split();
+        let writes = Counter::default();
+        let out = Arc::new(Outbox::new(write, ConnectionSlot::detached(), writes.clone()));
+        out.set_operations(2);
+        let (events, _) = tokio::sync::broadcast::channel::<usize>(4);
+        let drivers = Drivers::start();
+        let registered = || async {
+            // Every task polled to its `recv`: registered as a waiter.
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let sibling = |id: usize| {
+            let (out, mut events) = (out.clone(), events.subscribe());
+            async move {
+                while let Ok(n) = events.recv().await {
+                    out.send(Message::Text(format!("{id}:{n}").into())).await;
+                }
+            }
+            .boxed()
+        };
+        let _first = drivers.run(sibling(1));
+        registered().await;
+        let others: Vec<_> = (0..100)
+            .map(|_| {
+                let mut events = events.subscribe();
+                tokio::spawn(async move { while events.recv().await.is_ok() {} })
+            })
+            .collect();
+        registered().await;
+        let _second = drivers.run(sibling(2));
+        registered().await;
+
+        // Act: one event.
+        events.send(7).expect("subscribers");
+
+        // Assert: both frames, in one write.
+        let mut bytes = Vec::new();
+        while frames(&bytes).len() < 2 {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .expect("both frames within 5 s")
+                .expect("read");
+            assert!(n > 0, "closed");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        let mut texts: Vec<Vec<u8>> = frames(&bytes).into_iter().map(|(_, payload)| payload).collect();
+        texts.sort();
+        assert_eq!(texts, [b"1:7".to_vec(), b"2:7".to_vec()]);
+        assert_eq!(writes.get(), 1, "one write for the event's two deliveries");
+        others.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_stops_reading_loses_its_socket_within_the_send_timeout_and_its_connection_is_told() {
         // Arrange: small buffers on both sides (accepted sockets inherit
@@ -475,8 +550,10 @@ mod tests {
         let _client = client.connect(listener.local_addr().expect("its address")).await.expect("connected");
         let (server, _) = listener.accept().await.expect("accepted");
         let (_read, write) = server.into_split();
-        let out =
-            Arc::new(Outbox::new(write, ConnectionSlot::detached()).with_send_timeout(Duration::from_millis(300)));
+        let out = Arc::new(
+            Outbox::new(write, ConnectionSlot::detached(), Counter::default())
+                .with_send_timeout(Duration::from_millis(300)),
+        );
 
         // Act: send until the outbox refuses.
         let started = std::time::Instant::now();
@@ -503,7 +580,7 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
         let (server, _) = listener.accept().await.expect("accepted");
         let (_read, write) = server.into_split();
-        let out = Arc::new(Outbox::new(write, ConnectionSlot::detached()));
+        let out = Arc::new(Outbox::new(write, ConnectionSlot::detached(), Counter::default()));
         out.set_operations(5);
 
         // Act: four producers, and a fifth aborted while it may be writing.

@@ -24,6 +24,7 @@ use axum::extract::ws::Message;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -186,12 +187,13 @@ pub struct Opened {
 /// `http::serve` can be (it serves them as `TokioIo<Watched>`); any other
 /// wiring gets a close frame (1011) on the upgraded IO and an error in the
 /// log rather than a websocket that silently works another way.
-pub async fn open(upgraded: hyper::upgrade::Upgraded) -> Option<Opened> {
+/// `writes` counts the socket's writes (`api_ws_writes`).
+pub async fn open(upgraded: hyper::upgrade::Upgraded, writes: Counter) -> Option<Opened> {
     match upgraded.downcast::<TokioIo<Watched>>() {
         Ok(parts) => {
             let (stream, slot) = parts.io.into_inner().into_parts();
             let (read, write) = stream.into_split();
-            Some(Opened { read, out: Arc::new(Outbox::new(write, slot)), read_buf: parts.read_buf.to_vec() })
+            Some(Opened { read, out: Arc::new(Outbox::new(write, slot, writes)), read_buf: parts.read_buf.to_vec() })
         }
         Err(upgraded) => {
             use tokio::io::AsyncWriteExt;

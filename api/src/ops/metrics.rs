@@ -72,6 +72,9 @@ pub struct Metrics {
     /// Subscription payloads executed (one per event and audience, see
     /// `realtime::shared`; the other deliveries reuse them).
     pub events_executed: Counter,
+    /// Writes to websockets: each carries every message queued for its
+    /// socket, so deliveries per write say how well they are batched.
+    pub ws_writes: Counter,
     database: Arc<DatabaseFigures>,
 }
 
@@ -117,6 +120,12 @@ impl Metrics {
             "Subscription payloads executed: one per event and audience, shared by its subscribers' deliveries",
             events_executed.clone(),
         );
+        let ws_writes = Counter::default();
+        registry.register(
+            "api_ws_writes",
+            "Writes to websockets; one carries every message queued for its socket (several subscriptions' deliveries of one event)",
+            ws_writes.clone(),
+        );
         let requests = RequestFamily::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
         registry.register(
             "api_graphql_request_duration_seconds",
@@ -134,6 +143,7 @@ impl Metrics {
             ws_connections,
             events_delivered,
             events_executed,
+            ws_writes,
             database,
         }
     }

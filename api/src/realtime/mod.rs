@@ -32,6 +32,7 @@
 
 pub mod change;
 mod cursor;
+pub mod drivers;
 mod graphql;
 pub mod listener;
 mod log;

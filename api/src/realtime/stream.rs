@@ -31,6 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use super::drivers::{self, Drivers};
 use super::log::{self, Operation};
 use super::shared::{self, Claim};
 use super::{ChangeEvent, ChangeOperation, Cursor, Live, Realtime, cursor, now};
@@ -106,8 +107,9 @@ pub fn events(
 ) -> BoxStream<'static, Result<Delivery, ApiError>> {
     // Both boxed: the source's state is large, and an `Either` of the two
     // would be as large as it even where the source lives in the task.
-    if request.share.is_some() {
-        driven(source(rt, request, filter)).boxed()
+    if let Some(sharing) = &request.share {
+        let drivers = sharing.tap.drivers().cloned();
+        driven(source(rt, request, filter), drivers).boxed()
     } else {
         source(rt, request, filter).boxed()
     }
@@ -123,8 +125,9 @@ struct Handed {
     next: oneshot::Sender<oneshot::Sender<Handed>>,
 }
 
-/// `source` polled by a task of its own, its items handed over one at a
-/// time.
+/// `source` polled apart from the operation's task (with the connection's
+/// other sources, [`super::drivers`], or in a task of its own), its items
+/// handed over one at a time.
 ///
 /// A shared delivery, nearly all of a busy feed's, is written to the socket
 /// by the source itself ([`shared::Tap`]); only the others (a payload this
@@ -133,39 +136,42 @@ struct Handed {
 /// through its response stream's layers (a `FuturesUnordered`, two
 /// generated streams, a map and a flatten) just to reach the source, about
 /// a seventh of a delivery's CPU in `bench fanout`'s profile. Here the
-/// event wakes this task, which polls the source directly.
+/// event wakes the source's task, which polls it directly.
 ///
 /// Order is kept as before: the task hands over an item and waits until the
 /// subscription is polled again, which the operation does only after it
-/// sent the item's response, before it delivers anything else. The task
+/// sent the item's response, before it delivers anything else. The source
 /// starts when the subscription is first polled (not before the operation
 /// runs it) and is aborted when the subscription is dropped (a `complete`,
 /// the connection's end), so it never writes for an operation that is gone.
 fn driven(
     source: impl Stream<Item = Result<Delivery, ApiError>> + Send + 'static,
+    connection: Option<Drivers>,
 ) -> impl Stream<Item = Result<Delivery, ApiError>> + Send {
     // Boxed: moved into the task at the first poll, it would otherwise
     // leave its size unused in this stream for the subscription's life.
     let source = Box::pin(source);
     async_stream::stream! {
         let (hand, mut handed) = oneshot::channel::<Handed>();
-        let driver = tokio::spawn(
-            async move {
-                let mut source = source;
-                let mut hand = hand;
-                while let Some(item) = source.next().await {
-                    let (next, sent) = oneshot::channel();
-                    if hand.send(Handed { item, next }).is_err() {
-                        return;
-                    }
-                    // The subscription is gone: so is the reason to go on.
-                    let Ok(next) = sent.await else { return };
-                    hand = next;
+        let task = Box::pin(async move {
+            let mut source = source;
+            let mut hand = hand;
+            while let Some(item) = source.next().await {
+                let (next, sent) = oneshot::channel();
+                if hand.send(Handed { item, next }).is_err() {
+                    return;
                 }
+                // The subscription is gone: so is the reason to go on.
+                let Ok(next) = sent.await else { return };
+                hand = next;
             }
-            .in_current_span(),
-        );
-        let mut driver = AbortOnDrop(driver);
+        }
+        .in_current_span());
+        // With the connection's other sources, where it has a task for them.
+        let mut driver = match &connection {
+            Some(connection) => connection.run(task),
+            None => drivers::run_alone(task),
+        };
         while let Ok(Handed { item, next }) = handed.await {
             yield item;
             // Polled again: the operation has sent the item's response.
@@ -175,24 +181,13 @@ fn driven(
             }
             handed = more;
         }
-        // The task is done (it dropped its end). A panic must not look like
+        // The source is done (it dropped its end). A panic must not look like
         // the feed's normal end: a client takes `complete` as final, and an
         // error as a reason to resubscribe from its last cursor.
-        if let Err(err) = (&mut driver.0).await
-            && err.is_panic()
-        {
+        if driver.panicked().await {
             tracing::error!("a subscription's event source panicked");
             yield Err(ApiError::Internal);
         }
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -247,3 +247,41 @@ async fn a_completed_subscription_gets_nothing_more_while_its_neighbours_go_on()
         assert_eq!(message["payload"]["data"]["placeChanged"]["place"]["rowId"], place);
     }
 }
+
+#[tokio::test]
+async fn one_event_for_several_subscriptions_on_one_socket_leaves_in_one_write() {
+    // graphql-ws clients multiplex a page's subscriptions over one socket:
+    // the deliveries one event makes to it are written together, one
+    // `send` rather than one per subscription (`api_ws_writes`; the
+    // scheduling that used to split them is reproduced in `http::ws_outbox`'s
+    // unit tests).
+    let app = TestApp::spawn().await;
+    let (sockets, per_socket) = (10_u32, 3_u32);
+    let mut clients = Vec::new();
+    for _ in 0..sockets {
+        clients.push(app.subscriber(None).await);
+    }
+    for k in 0..per_socket {
+        for ws in &mut clients {
+            ws.subscribe(&k.to_string(), PLACES, json!({})).await;
+        }
+    }
+    attached(&app, (sockets * per_socket) as usize).await;
+    let writes = metric(&app, "api_ws_writes_total").await;
+    let events = 3;
+    for n in 0..events {
+        app.insert_place(&format!("p{n}"), "cafe", 1.0, 1.0, None, None).await;
+        // One event at a time: each its own writes, whatever the timing.
+        for ws in &mut clients {
+            for _ in 0..per_socket {
+                let message = ws.message().await;
+                assert_eq!(message["type"], "next", "{message}");
+            }
+        }
+    }
+    let written = metric(&app, "api_ws_writes_total").await - writes;
+    // One write per socket and event (a keepalive ping may add one); one
+    // per delivery would be three times that.
+    let ideal = f64::from(sockets * events);
+    assert!(written <= ideal * 1.2, "{written} writes for {events} events to {sockets} sockets of {per_socket}");
+}
