@@ -92,6 +92,10 @@ struct Totals {
     /// them: a change in what the server sends must show, not be skipped.
     not_understood: AtomicU64,
     first_not_understood: std::sync::Mutex<Option<String>>,
+    /// Sockets the server ended (with a close frame or without) before the
+    /// run's end, and the status code of the first close frame.
+    closed_by_server: AtomicU64,
+    first_close_code: std::sync::Mutex<Option<u16>>,
 }
 
 impl Totals {
@@ -100,10 +104,86 @@ impl Totals {
         let mut first = self.first_not_understood.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         first.get_or_insert_with(|| what.chars().take(300).collect());
     }
+
+    fn closed_by_server(&self, code: Option<u16>) {
+        self.closed_by_server.fetch_add(1, Ordering::Relaxed);
+        if let Some(code) = code {
+            let mut first = self.first_close_code.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            first.get_or_insert(code);
+        }
+    }
 }
 
-/// Order fingerprints: every subscriber must see the same sequence.
-type Fingerprints = Arc<std::sync::Mutex<Vec<u64>>>;
+/// What one subscription received, reported when the run ends: how many
+/// events (repeats left out), which ones (a sum of their mixed sequence
+/// numbers: the same for the same set, in any order) and in what order (an
+/// FNV-1a fingerprint of the sequence numbers in arrival order).
+#[derive(Clone, Copy)]
+struct Received {
+    events: u64,
+    set: u64,
+    order: u64,
+}
+
+impl Received {
+    const START: Self = Self { events: 0, set: 0, order: 0xcbf2_9ce4_8422_2325 };
+
+    fn add(&mut self, seq: u64) {
+        self.events += 1;
+        // splitmix64's finaliser: sums of distinct sets rarely collide.
+        let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.set = self.set.wrapping_add(z ^ (z >> 31));
+        self.order = (self.order ^ seq).wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+/// The order check over every subscription's [`Received`]: subscriptions
+/// that received the same set of events must have received them in the same
+/// order (each write is one commit, delivered in commit order). Comparing
+/// within sets keeps the check meaningful when writes failed or events were
+/// lost: only a subscription whose set no other one has is left unchecked.
+struct OrderCheck {
+    /// Subscriptions with an event of every write that succeeded.
+    complete: usize,
+    /// Complete ones whose order differs from the first complete one's.
+    complete_disagreeing: usize,
+    /// Sets of events received by more than one subscription, the
+    /// subscriptions in them, and those whose order differs from the first
+    /// of their set.
+    shared_sets: usize,
+    compared: usize,
+    disagreeing: usize,
+    /// Subscriptions whose set no other one received (not compared).
+    alone: usize,
+    /// Subscriptions that did not report (their task failed or hung).
+    unreported: usize,
+}
+
+impl OrderCheck {
+    fn of(received: &[Received], succeeded_writes: u64, subscriptions: usize) -> Self {
+        let mut sets: std::collections::HashMap<(u64, u64), (u64, usize, usize)> = std::collections::HashMap::new();
+        for r in received {
+            let (first_order, members, disagreeing) = sets.entry((r.events, r.set)).or_insert((r.order, 0, 0));
+            *members += 1;
+            *disagreeing += usize::from(r.order != *first_order);
+        }
+        // A write whose answer failed may still have committed: its event
+        // then comes on top of all the others.
+        let complete: Vec<&Received> = received.iter().filter(|r| r.events >= succeeded_writes).collect();
+        let shared = sets.values().filter(|(_, members, _)| *members > 1);
+        Self {
+            complete: complete.len(),
+            complete_disagreeing: complete.iter().filter(|r| r.order != complete[0].order).count(),
+            shared_sets: shared.clone().count(),
+            compared: shared.clone().map(|(_, members, _)| members).sum(),
+            disagreeing: shared.map(|(_, _, disagreeing)| disagreeing).sum(),
+            alone: sets.values().filter(|(_, members, _)| *members == 1).count(),
+            unreported: subscriptions.saturating_sub(received.len()),
+        }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 async fn subscriber(
@@ -114,9 +194,9 @@ async fn subscriber(
     totals: Arc<Totals>,
     ready: Arc<AtomicU64>,
     expected: u64,
-    fingerprints: Fingerprints,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     per_socket: usize,
-) {
+) -> Vec<Received> {
     let mut ws = Socket::connect(server, source, "/graphql/ws", "graphql-transport-ws", seed)
         .await
         .unwrap_or_else(|e| panic!("opening the websocket: {e}"));
@@ -139,15 +219,31 @@ async fn subscriber(
         ws.send_text(&subscribe.to_string()).await.unwrap_or_else(|e| panic!("subscribe: {e}"));
     }
     ready.fetch_add(per_socket as u64, Ordering::Relaxed);
-    let mut fingerprints_of = vec![0xcbf2_9ce4_8422_2325_u64; per_socket];
-    let mut received_of = vec![0u64; per_socket];
+    let mut received_of = vec![Received::START; per_socket];
     // One bit per write (numbered 1..=expected) and subscription.
     let words = usize::try_from(expected / 64 + 1).unwrap_or(usize::MAX);
     let mut seen_of = vec![vec![0u64; words]; per_socket];
+    // The run's end: report what was received. Polled only while the socket
+    // has nothing to read (biased, second), so it costs nothing per message.
+    let stopped = stop.wait_for(|stop| *stop);
+    tokio::pin!(stopped);
     loop {
-        let text = match ws.next_text().await {
+        let next = tokio::select! {
+            biased;
+            next = ws.next_text() => Some(next),
+            _ = &mut stopped => None,
+        };
+        let Some(next) = next else {
+            // Leave as a client should (RFC 6455 7.1.2), not by a reset.
+            let _ = ws.close(1000).await;
+            break;
+        };
+        let text = match next {
             Ok(Some(text)) => text,
-            Ok(None) => break,
+            Ok(None) => {
+                totals.closed_by_server(ws.close_code());
+                break;
+            }
             Err(e) => {
                 totals.not_understood(&e);
                 break;
@@ -169,13 +265,8 @@ async fn subscriber(
                 }
                 latencies.record(now_micros().saturating_sub(sent));
                 totals.next_bytes.store(text.len() as u64, Ordering::Relaxed);
-                let (fingerprint, received) = (&mut fingerprints_of[k - 1], &mut received_of[k - 1]);
-                *fingerprint = (*fingerprint ^ seq).wrapping_mul(0x0100_0000_01b3);
-                *received += 1;
+                received_of[k - 1].add(seq);
                 totals.delivered.fetch_add(1, Ordering::Relaxed);
-                if *received == expected {
-                    fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(*fingerprint);
-                }
             }
             Ok(Incoming::Ping) => {
                 if let Err(e) = ws.send_text(r#"{"type":"pong"}"#).await {
@@ -188,6 +279,7 @@ async fn subscriber(
             Err(()) => totals.not_understood(&String::from_utf8_lossy(text)),
         }
     }
+    received_of
 }
 
 /// What a server message says, as far as the bench is concerned.
@@ -349,7 +441,7 @@ impl ClientRuntime {
         Self { handle, stop, thread }
     }
 
-    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) -> tokio::task::JoinHandle<()> {
+    fn spawn<T: Send + 'static, F: Future<Output = T> + Send + 'static>(&self, task: F) -> tokio::task::JoinHandle<T> {
         self.handle.spawn(task)
     }
 
@@ -416,7 +508,7 @@ pub async fn run(args: Args) {
 
     println!("connecting {subscribers} subscriptions over {sockets} sockets ({per_socket} per socket) to {ws_url} ...");
     let latencies = Arc::new(Histogram::new());
-    let fingerprints: Fingerprints = Arc::default();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let writes = u64::from(rate) * seconds;
     let totals = Arc::new(Totals::default());
     let ready = Arc::new(AtomicU64::new(0));
@@ -432,7 +524,7 @@ pub async fn run(args: Args) {
         let (lat, tot, rdy) = (latencies.clone(), totals.clone(), ready.clone());
         let source = std::net::SocketAddr::from(([127, 0, 0, 1 + u8::try_from(i / 20_000).unwrap_or(200)], 0));
         let seed = u32::try_from(i).unwrap_or(u32::MAX);
-        let task = subscriber(server_addr, source, seed, lat, tot, rdy, writes, fingerprints.clone(), per_socket);
+        let task = subscriber(server_addr, source, seed, lat, tot, rdy, writes, stop_rx.clone(), per_socket);
         tasks.push(client_runtime.spawn(task));
         // At most `connect_concurrency` handshakes in flight (the listen backlog is finite).
         while ready.load(Ordering::Relaxed) / per_socket as u64 + (connect_concurrency as u64) < tasks.len() as u64 {
@@ -503,9 +595,20 @@ pub async fn run(args: Args) {
     let series =
         |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
 
+    // Every subscription reports what it received (after the measurement:
+    // this is no part of it).
+    let _ = stop.send(true);
+    let reports_by = Instant::now() + Duration::from_secs(30);
+    let mut received = Vec::with_capacity(subscribers);
+    for task in tasks {
+        let left = reports_by.saturating_duration_since(Instant::now());
+        if let Ok(Ok(report)) = tokio::time::timeout(left, task).await {
+            received.extend(report);
+        }
+    }
+    let order = OrderCheck::of(&received, writes - failed_writes, subscribers);
+
     let pct = |p: f64| latencies.quantile_ms(p);
-    let orders = fingerprints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let disagreeing = orders.iter().filter(|f| **f != orders[0]).count();
     println!();
     println!("subscriptions               {subscribers} over {sockets} websockets ({per_socket} per socket)");
     println!("writes                      {writes} at {rate}/s (sent in {write_secs:.1} s)");
@@ -517,7 +620,25 @@ pub async fn run(args: Args) {
     );
     println!("events lost                 {}", expected.saturating_sub(delivered));
     println!("repeated (not counted)      {}", totals.repeated.load(Ordering::Relaxed));
-    println!("subscribers with all events {} ({} saw a different order than the first)", orders.len(), disagreeing);
+    println!(
+        "subscribers with all events {} of {subscribers} ({} saw a different order than the first of them)",
+        order.complete, order.complete_disagreeing
+    );
+    println!(
+        "order within each set       {} of {} subscriptions differ from the first with the same events \
+         (arrival order of sequence numbers, compared within {} set(s) of events received by 2 or more; {} alone with theirs, {} unreported)",
+        order.disagreeing, order.compared, order.shared_sets, order.alone, order.unreported
+    );
+    println!(
+        "sockets closed by server    {}{}",
+        totals.closed_by_server.load(Ordering::Relaxed),
+        totals
+            .first_close_code
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|code| format!(" (first close code: {code})"))
+            .unwrap_or_default()
+    );
     println!("delivered/s (whole run)     {:.0}", delivered as f64 / all_secs);
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
     println!("CPU used (cores of 2)       server {server_cores:.2}, this client {client_cores:.2}");
@@ -549,9 +670,57 @@ pub async fn run(args: Args) {
         rss_idle.saturating_sub(rss_before) as f64 / sockets.max(1) as f64
     );
     print_server_warnings(&server.data_dir);
-    for t in tasks {
-        t.abort();
-    }
     client_runtime.stop();
     server.stop().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(seqs: &[u64]) -> Received {
+        let mut received = Received::START;
+        for seq in seqs {
+            received.add(*seq);
+        }
+        received
+    }
+
+    #[test]
+    fn subscriptions_that_got_every_event_are_compared_by_arrival_order() {
+        let reports = [received(&[1, 2, 3]), received(&[1, 2, 3]), received(&[2, 1, 3])];
+
+        let check = OrderCheck::of(&reports, 3, 3);
+
+        assert_eq!((check.complete, check.complete_disagreeing), (3, 1));
+        assert_eq!((check.shared_sets, check.compared, check.disagreeing, check.alone), (1, 3, 1, 0));
+    }
+
+    #[test]
+    fn when_writes_failed_the_subscriptions_with_every_event_of_the_others_are_still_complete() {
+        // Writes 2 and 4 failed: 3 events are all there is.
+        let reports = [received(&[1, 3, 5]), received(&[1, 3, 5]), received(&[3, 1, 5])];
+
+        let check = OrderCheck::of(&reports, 3, 4);
+
+        assert_eq!((check.complete, check.complete_disagreeing), (3, 1));
+        assert_eq!(check.unreported, 1);
+    }
+
+    #[test]
+    fn subscriptions_that_lost_the_same_events_are_compared_among_themselves() {
+        let reports = [
+            received(&[1, 2, 3, 4]),
+            received(&[1, 3, 4]),
+            received(&[1, 3, 4]),
+            received(&[4, 3, 1]),
+            // As many events as the three before, not the same ones.
+            received(&[1, 2, 4]),
+        ];
+
+        let check = OrderCheck::of(&reports, 4, 5);
+
+        assert_eq!((check.complete, check.complete_disagreeing), (1, 0));
+        assert_eq!((check.shared_sets, check.compared, check.disagreeing, check.alone), (1, 3, 1, 2));
+    }
 }

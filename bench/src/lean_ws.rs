@@ -7,10 +7,12 @@
 //! about as much per message as the server's own work per delivery.
 //!
 //! What it does (RFC 6455, client side): the HTTP upgrade with
-//! `Sec-WebSocket-Key`, checking the 101, the accept hash and the
-//! subprotocol; masked client frames; server frames unmasked, of any length
-//! (7, 16 or 64-bit), fragmented or not; a ping is answered with a pong of
-//! the same payload, a close ends the socket. Anything else (a reserved
+//! `Sec-WebSocket-Key`, checking the 101, `Upgrade: websocket`,
+//! `Connection: Upgrade`, the accept hash and the subprotocol; masked
+//! client frames; server frames unmasked, of any length (7, 16 or 64-bit),
+//! fragmented or not; a ping is answered with a pong of the same payload, a
+//! close with a close echoing its status code (section 5.5.1), which ends
+//! the socket. Anything else (a reserved
 //! bit, a masked server frame, a binary message, an unknown opcode) is an
 //! error, so a server that starts doing it is noticed rather than skipped.
 
@@ -55,6 +57,9 @@ pub struct Socket {
     /// xorshift state for the masking keys: RFC 6455 wants a mask per frame
     /// a proxy cannot predict; a cheap generator is enough on loopback.
     mask_state: u32,
+    /// The status code of the server's close frame, once it came (1005,
+    /// "no status", for a close without one).
+    close_code: Option<u16>,
 }
 
 /// Where [`Socket::next_text`] found the message.
@@ -88,6 +93,7 @@ impl Socket {
             fragmenting: false,
             out: Vec::with_capacity(256),
             mask_state: seed.wrapping_mul(0x9e37_79b9) | 1,
+            close_code: None,
         };
         let mut key = [0u8; 16];
         for chunk in key.chunks_mut(4) {
@@ -124,12 +130,27 @@ impl Socket {
         if !status.starts_with("HTTP/1.1 101 ") {
             return Err(format!("upgrade refused: {}", head.trim_end()));
         }
-        let header = |name: &str| {
-            head.split("\r\n").find_map(|line| {
-                let (n, v) = line.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-            })
+        // Every value of header `name`, after the status line (a header
+        // may come more than once).
+        let headers = |name: &str| -> Vec<String> {
+            head.split("\r\n")
+                .skip(1)
+                .filter_map(|line| {
+                    let (n, v) = line.split_once(':')?;
+                    n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+                .collect()
         };
+        let header = |name: &str| headers(name).into_iter().next();
+        // RFC 6455 section 4.1: a 101 without these is not a websocket.
+        if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+            return Err(format!("no `Upgrade: websocket` in the 101: {}", head.trim_end()));
+        }
+        // `Connection` is a list of tokens (`keep-alive, Upgrade`), maybe over several lines.
+        let connection = headers("connection");
+        if !connection.iter().flat_map(|v| v.split(',')).any(|token| token.trim().eq_ignore_ascii_case("upgrade")) {
+            return Err(format!("no `Connection: Upgrade` in the 101: {}", head.trim_end()));
+        }
         let accept = base64::engine::general_purpose::STANDARD
             .encode(Sha1::new().chain_update(key.as_bytes()).chain_update(WEBSOCKET_GUID).finalize());
         if header("sec-websocket-accept").as_deref() != Some(accept.as_str()) {
@@ -139,6 +160,12 @@ impl Socket {
             return Err(format!("subprotocol {protocol} not accepted: {}", head.trim_end()));
         }
         Ok(socket)
+    }
+
+    /// The status code the server closed the socket with, if it sent a
+    /// close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        self.close_code
     }
 
     fn next_mask(&mut self) -> [u8; 4] {
@@ -176,8 +203,14 @@ impl Socket {
         self.send_frame(0x1, text.as_bytes()).await
     }
 
+    /// Sends a close frame with status `code` (the client closing first).
+    pub async fn close(&mut self, code: u16) -> Result<(), String> {
+        self.send_frame(0x8, &code.to_be_bytes()).await
+    }
+
     /// The next text message, or `None` once the server closed the socket
-    /// (a close frame or the end of the stream). Pings are answered here.
+    /// (a close frame, answered here, or the end of the stream). Pings are
+    /// answered here too.
     /// The bytes are not checked to be UTF-8: the caller reads ASCII keys
     /// and digits out of them, and anything it cannot read is its error.
     pub async fn next_text(&mut self) -> Result<Option<&[u8]>, String> {
@@ -213,7 +246,20 @@ impl Socket {
                         return Ok(Some(Found::Fragments));
                     }
                 }
-                0x8 => return Ok(None),
+                0x8 => {
+                    // RFC 6455 5.5.1: answer with a close frame, echoing the
+                    // status code (the first two bytes; no body, no code).
+                    // The reason is not echoed. The server may already have
+                    // gone: the socket ends either way.
+                    let code = match payload.len() {
+                        0 => None,
+                        1 => return Err("a close frame with a 1-byte body (no room for a status code)".to_owned()),
+                        _ => Some([self.buf[payload.start], self.buf[payload.start + 1]]),
+                    };
+                    let _ = self.send_frame(0x8, code.as_ref().map_or(&[][..], |c| &c[..])).await;
+                    self.close_code = Some(code.map_or(1005, u16::from_be_bytes));
+                    return Ok(None);
+                }
                 0x9 => {
                     // Control payloads are at most 125 bytes (checked in parse_frame).
                     let mut ping = [0u8; 125];
@@ -290,5 +336,146 @@ impl Socket {
         let n = self.stream.read(&mut self.buf[self.end..]).await.map_err(|e| format!("reading: {e}"))?;
         self.end += n;
         Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A one-connection server on loopback: reads the upgrade request and
+    /// answers with the head `answer` makes of the request's accept hash,
+    /// then sends `frames`; returns the address and the bytes the client
+    /// sends after the upgrade, until it closes or 1 s of silence.
+    async fn fake_server(
+        answer: fn(&str) -> String,
+        frames: Vec<u8>,
+    ) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut chunk).await.expect("read the request");
+                assert!(n > 0, "the client hung up during the upgrade");
+                request.extend_from_slice(&chunk[..n]);
+            }
+            let request = String::from_utf8(request).expect("an ASCII request");
+            let key = request
+                .lines()
+                .find_map(|line| line.strip_prefix("Sec-WebSocket-Key: "))
+                .expect("a Sec-WebSocket-Key")
+                .trim();
+            let accept = base64::engine::general_purpose::STANDARD
+                .encode(Sha1::new().chain_update(key.as_bytes()).chain_update(WEBSOCKET_GUID).finalize());
+            stream.write_all(answer(&accept).as_bytes()).await.expect("answer");
+            stream.write_all(&frames).await.expect("frames");
+            let mut sent = Vec::new();
+            loop {
+                match tokio::time::timeout(std::time::Duration::from_secs(1), stream.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => sent.extend_from_slice(&chunk[..n]),
+                    _ => return sent,
+                }
+            }
+        });
+        (address, server)
+    }
+
+    fn upgraded(accept: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nConnection: keep-alive, upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+        )
+    }
+
+    async fn connect(server: SocketAddr) -> Result<Socket, String> {
+        let source = SocketAddr::from(([127, 0, 0, 1], 0));
+        Socket::connect(server, source, "/graphql/ws", "graphql-transport-ws", 7).await
+    }
+
+    /// The frame at the start of `bytes` from a client: (first byte, masked,
+    /// payload unmasked).
+    fn client_frame(bytes: &[u8]) -> (u8, bool, Vec<u8>) {
+        let length = usize::from(bytes[1] & 0x7f);
+        assert!(length <= 125, "a short frame: {bytes:?}");
+        let mask = &bytes[2..6];
+        let payload = bytes[6..6 + length].iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m).collect();
+        (bytes[0], bytes[1] & 0x80 != 0, payload)
+    }
+
+    #[tokio::test]
+    async fn a_close_from_the_server_is_answered_with_a_masked_close_echoing_its_status_code() {
+        // A close with status 4400 and a reason.
+        let close = vec![0x88, 0x05, 0x11, 0x30, b'b', b'a', b'd'];
+        let (address, server) = fake_server(upgraded, close).await;
+        let mut socket = connect(address).await.expect("the upgrade");
+
+        let next = socket.next_text().await.expect("no error");
+
+        assert!(next.is_none(), "a close ends the socket");
+        assert_eq!(socket.close_code(), Some(4400));
+        drop(socket);
+        let sent = server.await.expect("server");
+        let (first, masked, payload) = client_frame(&sent);
+        assert_eq!(first, 0x88, "a final close frame: {sent:?}");
+        assert!(masked, "client frames are masked");
+        assert_eq!(payload, 4400u16.to_be_bytes(), "the status code, echoed (the reason is not)");
+    }
+
+    #[tokio::test]
+    async fn a_close_without_a_status_code_is_answered_with_an_empty_close() {
+        let (address, server) = fake_server(upgraded, vec![0x88, 0x00]).await;
+        let mut socket = connect(address).await.expect("the upgrade");
+
+        assert!(socket.next_text().await.expect("no error").is_none());
+
+        assert_eq!(socket.close_code(), Some(1005), "1005: no status code received");
+        drop(socket);
+        let sent = server.await.expect("server");
+        assert_eq!(client_frame(&sent), (0x88, true, Vec::new()), "{sent:?}");
+    }
+
+    #[tokio::test]
+    async fn a_101_without_upgrade_websocket_is_refused() {
+        let answer: fn(&str) -> String = |accept| upgraded(accept).replace("upgrade: WebSocket\r\n", "");
+        let (address, _server) = fake_server(answer, Vec::new()).await;
+
+        let refused = connect(address).await.err().expect("refused");
+
+        assert!(refused.contains("Upgrade: websocket"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_101_whose_upgrade_is_another_protocol_is_refused() {
+        let answer: fn(&str) -> String = |accept| upgraded(accept).replace("WebSocket", "h2c");
+        let (address, _server) = fake_server(answer, Vec::new()).await;
+
+        let refused = connect(address).await.err().expect("refused");
+
+        assert!(refused.contains("Upgrade: websocket"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_101_whose_connection_header_lacks_the_upgrade_token_is_refused() {
+        let answer: fn(&str) -> String = |accept| upgraded(accept).replace("keep-alive, upgrade", "keep-alive");
+        let (address, _server) = fake_server(answer, Vec::new()).await;
+
+        let refused = connect(address).await.err().expect("refused");
+
+        assert!(refused.contains("Connection: Upgrade"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_101_with_upgrade_among_several_connection_headers_is_accepted() {
+        let answer: fn(&str) -> String = |accept| {
+            upgraded(accept)
+                .replace("Connection: keep-alive, upgrade\r\n", "Connection: keep-alive\r\nconnection: Upgrade\r\n")
+        };
+        let (address, _server) = fake_server(answer, Vec::new()).await;
+
+        connect(address).await.expect("accepted");
     }
 }
