@@ -172,6 +172,19 @@ impl Drop for Warm {
             return;
         }
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if state.idle.is_empty() {
+            return;
+        }
+        // With min_connections > 0 (any pool the server opens), sqlx's
+        // detach spawns a task that opens a replacement: it gets a
+        // throwaway runtime, dropped at once with the task unpolled.
+        let Ok(spare) = tokio::runtime::Builder::new_current_thread().build() else {
+            // Not even that (out of file descriptors): leaked, as a panic
+            // in a drop would abort the process.
+            state.idle.drain(..).for_each(std::mem::forget);
+            return;
+        };
+        let _entered = spare.enter();
         for (leased, _) in state.idle.drain(..) {
             drop(leased.conn.detach());
         }

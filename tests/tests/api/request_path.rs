@@ -613,7 +613,6 @@ async fn a_pool_dropped_after_its_runtime_closes_the_connection_it_kept_warm() {
 /// least 1, so sqlx's `min_connections` is too): there sqlx's `detach`
 /// spawns a task to open a replacement, which needs a runtime as well.
 #[tokio::test]
-#[ignore = "fails on ce77dc8: db::warm's drop panics (sqlx's detach spawns a replacement when min_connections > 0)"]
 async fn a_pool_of_the_servers_settings_dropped_after_its_runtime_closes_the_connection_it_kept_warm() {
     // Arrange
     let database = create_database(true).await;
