@@ -56,7 +56,7 @@ use crate::db::{Access, begin_session_request};
 use crate::domain::RowLoader;
 use crate::error::{ApiError, ensure_codes};
 use crate::posts::PostsLoader;
-use crate::realtime::drivers::Drivers;
+use crate::realtime::drivers::{Company, Drivers};
 use crate::realtime::{Cursor, Session as FeedSession, shared};
 
 /// Timing of the websocket protocol.
@@ -193,9 +193,9 @@ struct Connection {
     header_auth: Option<String>,
     session: Option<Session>,
     subscriptions: HashMap<String, Running>,
-    /// Runs the event sources of the connection's subscriptions, in one
-    /// task (`realtime::drivers`); started with the first operation.
-    drivers: Option<Drivers>,
+    /// Runs the event sources of the connection's subscriptions in one
+    /// task (`realtime::drivers`) once it has more than one.
+    company: Company,
     /// Keepalive pings not answered yet: a websocket Pong frame, or in
     /// graphql-transport-ws a protocol `pong`, answers all of them.
     missed_pongs: u32,
@@ -239,7 +239,7 @@ async fn serve(
         header_auth,
         session: None,
         subscriptions: HashMap::new(),
-        drivers: None,
+        company: Company::default(),
         missed_pongs: 0,
         client_ip,
     };
@@ -478,7 +478,7 @@ impl Connection {
                 // Not checked, so not started: the stale viewer may see
                 // more than the account may now.
                 Err(err) => {
-                    let operation = Operation::new(id, self.protocol, &self.out, &self.state, None);
+                    let operation = Operation::new(id, self.protocol, &self.out, &self.state, self.company.clone());
                     operation.error(&async_graphql::Response::from_errors(vec![server_error(&err)])).await;
                     return Ok(());
                 }
@@ -497,8 +497,10 @@ impl Connection {
         if self.subscriptions.get(&id).is_some_and(|running| !running.task.is_finished()) {
             return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
         }
-        let drivers = self.drivers.get_or_insert_with(Drivers::start).clone();
-        let operation = Operation::new(id.clone(), self.protocol, &self.out, &self.state, Some(drivers));
+        if !self.subscriptions.is_empty() {
+            self.company.get_or_init(Drivers::start);
+        }
+        let operation = Operation::new(id.clone(), self.protocol, &self.out, &self.state, self.company.clone());
         let live = operation.live.clone();
         // Automatic persisted queries, from the same store as over HTTP: a
         // client's persisted-query link sends the hash first on every
@@ -585,19 +587,19 @@ struct Operation {
     /// ([`Outbox::retire`]).
     live: Arc<AtomicBool>,
     metrics: crate::ops::metrics::SharedMetrics,
-    /// The connection's (see [`Connection::drivers`]).
-    drivers: Option<Drivers>,
+    /// The connection's (see [`Connection::company`]).
+    company: Company,
 }
 
 impl Operation {
-    fn new(id: String, protocol: Protocol, out: &Arc<Outbox>, state: &AppState, drivers: Option<Drivers>) -> Self {
+    fn new(id: String, protocol: Protocol, out: &Arc<Outbox>, state: &AppState, company: Company) -> Self {
         Self {
             id,
             protocol,
             out: out.clone(),
             live: Arc::new(AtomicBool::new(true)),
             metrics: state.metrics.clone(),
-            drivers,
+            company,
         }
     }
 
@@ -652,7 +654,7 @@ impl Operation {
                     id_json: id_json.clone(),
                     metrics: self.metrics.clone(),
                 };
-                Some(shared::Sharing { key, tap: shared::Tap::new(Arc::new(out), self.drivers.clone()) })
+                Some(shared::Sharing { key, tap: shared::Tap::new(Arc::new(out), self.company.clone()) })
             }
             None => None,
         };

@@ -444,7 +444,7 @@ mod tests {
 
     use super::Outbox;
     use crate::http::serve::ConnectionSlot;
-    use crate::realtime::drivers::Drivers;
+    use crate::realtime::drivers::{self, Company, Drivers};
 
     /// The frames in `bytes` as (opcode, payload), as a client parses them.
     fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
@@ -473,13 +473,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn sibling_subscriptions_registered_far_apart_leave_in_one_write_when_the_connections_drivers_run_them() {
-        // Arrange: one connection with two subscriptions run by its
-        // drivers, and 100 other subscribers registered between them. How
-        // far apart a task per subscription was polled depended on the
-        // scheduler (in `bench fanout --per-socket 5`, on 2 workers, nearly
-        // always too far for the first writer's yield: 0.87 writes per
-        // delivery, against 0.2 with the drivers); polled by one task, the
-        // two are polled in one go whatever the order they were woken in.
+        // Arrange: one connection with two subscriptions, the first started
+        // alone (it had no company yet), and 100 other subscribers
+        // registered between them. How far apart a task per subscription
+        // was polled depended on the scheduler (in `bench fanout
+        // --per-socket 5`, on 2 workers, nearly always too far for the first
+        // writer's yield: 0.87 writes per delivery, against 0.2 with the
+        // drivers); polled by one task, the two are polled in one go
+        // whatever the order they were woken in.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let mut client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
         let (server, _) = listener.accept().await.expect("accepted");
@@ -487,8 +488,8 @@ mod tests {
         let writes = Counter::default();
         let out = Arc::new(Outbox::new(write, ConnectionSlot::detached(), writes.clone()));
         out.set_operations(2);
-        let (events, _) = tokio::sync::broadcast::channel::<usize>(4);
-        let drivers = Drivers::start();
+        let (events, _) = tokio::sync::broadcast::channel::<usize>(64);
+        let company = Company::default();
         let registered = || async {
             // Every task polled to its `recv`: registered as a waiter.
             for _ in 0..50 {
@@ -504,7 +505,7 @@ mod tests {
             }
             .boxed()
         };
-        let _first = drivers.run(sibling(1));
+        let _first = drivers::run(sibling(1), &company);
         registered().await;
         let others: Vec<_> = (0..100)
             .map(|_| {
@@ -513,11 +514,24 @@ mod tests {
             })
             .collect();
         registered().await;
-        let _second = drivers.run(sibling(2));
+        company.get_or_init(Drivers::start);
+        let _second = drivers::run(sibling(2), &company);
         registered().await;
+        // The first events move the first sibling into the company.
+        for n in 0..=drivers::LOOK_EVERY as usize {
+            events.send(n).expect("subscribers");
+            let mut bytes = Vec::new();
+            while frames(&bytes).len() < 2 {
+                let mut buf = [0u8; 4096];
+                let n = client.read(&mut buf).await.expect("read");
+                assert!(n > 0, "closed");
+                bytes.extend_from_slice(&buf[..n]);
+            }
+        }
+        let before = writes.get();
 
         // Act: one event.
-        events.send(7).expect("subscribers");
+        events.send(100).expect("subscribers");
 
         // Assert: both frames, in one write.
         let mut bytes = Vec::new();
@@ -532,8 +546,8 @@ mod tests {
         }
         let mut texts: Vec<Vec<u8>> = frames(&bytes).into_iter().map(|(_, payload)| payload).collect();
         texts.sort();
-        assert_eq!(texts, [b"1:7".to_vec(), b"2:7".to_vec()]);
-        assert_eq!(writes.get(), 1, "one write for the event's two deliveries");
+        assert_eq!(texts, [b"1:100".to_vec(), b"2:100".to_vec()]);
+        assert_eq!(writes.get() - before, 1, "one write for the event's two deliveries");
         others.iter().for_each(tokio::task::JoinHandle::abort);
     }
 

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::ChangeOperation;
-use super::drivers::Drivers;
+use super::drivers::Company;
 use crate::auth::Viewer;
 
 /// Who sees the same payload of a subscription field for the same event
@@ -355,23 +355,23 @@ pub trait Deliver: Send + Sync {
 pub struct Tap {
     /// The operation's socket, for shared deliveries.
     deliver: Arc<dyn Deliver>,
-    /// Where the connection runs its subscriptions' event sources, so that
-    /// one event's deliveries to it leave in one write (see
-    /// [`super::drivers`]).
-    drivers: Option<Drivers>,
+    /// Where the connection runs its subscriptions' event sources once it
+    /// has several, so that one event's deliveries to it leave in one
+    /// write (see [`super::drivers`]).
+    company: Company,
     /// Set just before the stream yields the delivery it executes for its
     /// audience; taken by the operation with that delivery's response.
     pending: Mutex<Option<Pending>>,
 }
 
 impl Tap {
-    pub fn new(deliver: Arc<dyn Deliver>, drivers: Option<Drivers>) -> Arc<Self> {
-        Arc::new(Self { deliver, drivers, pending: Mutex::new(None) })
+    pub fn new(deliver: Arc<dyn Deliver>, company: Company) -> Arc<Self> {
+        Arc::new(Self { deliver, company, pending: Mutex::new(None) })
     }
 
     /// Where the subscription's event source runs (see [`Tap::new`]).
-    pub fn drivers(&self) -> Option<&Drivers> {
-        self.drivers.as_ref()
+    pub fn company(&self) -> &Company {
+        &self.company
     }
 
     /// Sends a shared delivery (see [`Deliver::deliver`]); false when the operation is gone.

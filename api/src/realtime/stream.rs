@@ -31,7 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::drivers::{self, Drivers};
+use super::drivers::{self, Company};
 use super::log::{self, Operation};
 use super::shared::{self, Claim};
 use super::{ChangeEvent, ChangeOperation, Cursor, Live, Realtime, cursor, now};
@@ -108,8 +108,8 @@ pub fn events(
     // Both boxed: the source's state is large, and an `Either` of the two
     // would be as large as it even where the source lives in the task.
     if let Some(sharing) = &request.share {
-        let drivers = sharing.tap.drivers().cloned();
-        driven(source(rt, request, filter), drivers).boxed()
+        let company = sharing.tap.company().clone();
+        driven(source(rt, request, filter), company).boxed()
     } else {
         source(rt, request, filter).boxed()
     }
@@ -146,7 +146,7 @@ struct Handed {
 /// the connection's end), so it never writes for an operation that is gone.
 fn driven(
     source: impl Stream<Item = Result<Delivery, ApiError>> + Send + 'static,
-    connection: Option<Drivers>,
+    company: Company,
 ) -> impl Stream<Item = Result<Delivery, ApiError>> + Send {
     // Boxed: moved into the task at the first poll, it would otherwise
     // leave its size unused in this stream for the subscription's life.
@@ -167,11 +167,8 @@ fn driven(
             }
         }
         .in_current_span());
-        // With the connection's other sources, where it has a task for them.
-        let mut driver = match &connection {
-            Some(connection) => connection.run(task),
-            None => drivers::run_alone(task),
-        };
+        // With the connection's other sources, once it has others.
+        let mut driver = drivers::run(task, &company);
         while let Ok(Handed { item, next }) = handed.await {
             yield item;
             // Polled again: the operation has sent the item's response.

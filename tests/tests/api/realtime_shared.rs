@@ -252,9 +252,9 @@ async fn a_completed_subscription_gets_nothing_more_while_its_neighbours_go_on()
 async fn one_event_for_several_subscriptions_on_one_socket_leaves_in_one_write() {
     // graphql-ws clients multiplex a page's subscriptions over one socket:
     // the deliveries one event makes to it are written together, one
-    // `send` rather than one per subscription (`api_ws_writes`; the
-    // scheduling that used to split them is reproduced in `http::ws_outbox`'s
-    // unit tests).
+    // `send` rather than one per subscription (`api_ws_writes`; the unit
+    // test in `http::ws_outbox` registers other subscribers between a
+    // socket's two, and `realtime::drivers`' move a lone source into company).
     let app = TestApp::spawn().await;
     let (sockets, per_socket) = (10_u32, 3_u32);
     let mut clients = Vec::new();
