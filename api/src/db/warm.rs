@@ -179,8 +179,8 @@ impl Drop for Warm {
         // detach spawns a task that opens a replacement: it gets a
         // throwaway runtime, dropped at once with the task unpolled.
         let Ok(spare) = tokio::runtime::Builder::new_current_thread().build() else {
-            // Not even that (out of file descriptors): leaked, as a panic
-            // in a drop would abort the process.
+            // Defensive (a runtime without I/O or timers opens nothing):
+            // leaked rather than a panic in a drop.
             state.idle.drain(..).for_each(std::mem::forget);
             return;
         };

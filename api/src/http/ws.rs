@@ -56,7 +56,7 @@ use crate::db::{Access, begin_session_request};
 use crate::domain::RowLoader;
 use crate::error::{ApiError, ensure_codes};
 use crate::posts::PostsLoader;
-use crate::realtime::drivers::{Company, Drivers};
+use crate::realtime::drivers::Company;
 use crate::realtime::{Cursor, Session as FeedSession, shared};
 
 /// Timing of the websocket protocol.
@@ -195,7 +195,7 @@ struct Connection {
     subscriptions: HashMap<String, Running>,
     /// Runs the event sources of the connection's subscriptions in one
     /// task (`realtime::drivers`) once it has more than one.
-    company: Company,
+    company: Arc<Company>,
     /// Keepalive pings not answered yet: a websocket Pong frame, or in
     /// graphql-transport-ws a protocol `pong`, answers all of them.
     missed_pongs: u32,
@@ -239,7 +239,7 @@ async fn serve(
         header_auth,
         session: None,
         subscriptions: HashMap::new(),
-        company: Company::default(),
+        company: Arc::default(),
         missed_pongs: 0,
         client_ip,
     };
@@ -497,9 +497,6 @@ impl Connection {
         if self.subscriptions.get(&id).is_some_and(|running| !running.task.is_finished()) {
             return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
         }
-        if !self.subscriptions.is_empty() {
-            self.company.get_or_init(Drivers::start);
-        }
         let operation = Operation::new(id.clone(), self.protocol, &self.out, &self.state, self.company.clone());
         let live = operation.live.clone();
         // Automatic persisted queries, from the same store as over HTTP: a
@@ -588,11 +585,11 @@ struct Operation {
     live: Arc<AtomicBool>,
     metrics: crate::ops::metrics::SharedMetrics,
     /// The connection's (see [`Connection::company`]).
-    company: Company,
+    company: Arc<Company>,
 }
 
 impl Operation {
-    fn new(id: String, protocol: Protocol, out: &Arc<Outbox>, state: &AppState, company: Company) -> Self {
+    fn new(id: String, protocol: Protocol, out: &Arc<Outbox>, state: &AppState, company: Arc<Company>) -> Self {
         Self {
             id,
             protocol,

@@ -444,7 +444,7 @@ mod tests {
 
     use super::Outbox;
     use crate::http::serve::ConnectionSlot;
-    use crate::realtime::drivers::{self, Company, Drivers};
+    use crate::realtime::drivers::{self, Company};
 
     /// The frames in `bytes` as (opcode, payload), as a client parses them.
     fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
@@ -489,11 +489,11 @@ mod tests {
         let out = Arc::new(Outbox::new(write, ConnectionSlot::detached(), writes.clone()));
         out.set_operations(2);
         let (events, _) = tokio::sync::broadcast::channel::<usize>(64);
-        let company = Company::default();
+        let company = Arc::new(Company::default());
         let registered = || async {
             // Every task polled to its `recv`: registered as a waiter.
             for _ in 0..50 {
-                tokio::task::yield_now().await;
+                tokio::spawn(async {}).await.expect("a task");
             }
         };
         let sibling = |id: usize| {
@@ -505,6 +505,12 @@ mod tests {
             }
             .boxed()
         };
+        // Sent by a task of the runtime, as the change feed sends: every
+        // waiter is woken before any of them runs.
+        let send = |n: usize| {
+            let events = events.clone();
+            async move { tokio::spawn(async move { events.send(n).expect("subscribers") }).await.expect("sent") }
+        };
         let _first = drivers::run(sibling(1), &company);
         registered().await;
         let others: Vec<_> = (0..100)
@@ -514,24 +520,28 @@ mod tests {
             })
             .collect();
         registered().await;
-        company.get_or_init(Drivers::start);
         let _second = drivers::run(sibling(2), &company);
         registered().await;
-        // The first events move the first sibling into the company.
+        // The first events move the first sibling into the drivers.
         for n in 0..=drivers::LOOK_EVERY as usize {
-            events.send(n).expect("subscribers");
+            send(n).await;
             let mut bytes = Vec::new();
             while frames(&bytes).len() < 2 {
                 let mut buf = [0u8; 4096];
-                let n = client.read(&mut buf).await.expect("read");
+                let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                    .await
+                    .expect("both frames within 5 s")
+                    .expect("read");
                 assert!(n > 0, "closed");
                 bytes.extend_from_slice(&buf[..n]);
             }
         }
+        // The writer's count is taken under its lock: wait for it.
+        out.flush_and_wait().await;
         let before = writes.get();
 
         // Act: one event.
-        events.send(100).expect("subscribers");
+        send(100).await;
 
         // Assert: both frames, in one write.
         let mut bytes = Vec::new();
@@ -547,6 +557,7 @@ mod tests {
         let mut texts: Vec<Vec<u8>> = frames(&bytes).into_iter().map(|(_, payload)| payload).collect();
         texts.sort();
         assert_eq!(texts, [b"1:100".to_vec(), b"2:100".to_vec()]);
+        out.flush_and_wait().await;
         assert_eq!(writes.get() - before, 1, "one write for the event's two deliveries");
         others.iter().for_each(tokio::task::JoinHandle::abort);
     }

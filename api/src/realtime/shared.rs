@@ -358,19 +358,19 @@ pub struct Tap {
     /// Where the connection runs its subscriptions' event sources once it
     /// has several, so that one event's deliveries to it leave in one
     /// write (see [`super::drivers`]).
-    company: Company,
+    company: Arc<Company>,
     /// Set just before the stream yields the delivery it executes for its
     /// audience; taken by the operation with that delivery's response.
     pending: Mutex<Option<Pending>>,
 }
 
 impl Tap {
-    pub fn new(deliver: Arc<dyn Deliver>, company: Company) -> Arc<Self> {
+    pub fn new(deliver: Arc<dyn Deliver>, company: Arc<Company>) -> Arc<Self> {
         Arc::new(Self { deliver, company, pending: Mutex::new(None) })
     }
 
     /// Where the subscription's event source runs (see [`Tap::new`]).
-    pub fn company(&self) -> &Company {
+    pub fn company(&self) -> &Arc<Company> {
         &self.company
     }
 

@@ -146,7 +146,7 @@ struct Handed {
 /// the connection's end), so it never writes for an operation that is gone.
 fn driven(
     source: impl Stream<Item = Result<Delivery, ApiError>> + Send + 'static,
-    company: Company,
+    company: Arc<Company>,
 ) -> impl Stream<Item = Result<Delivery, ApiError>> + Send {
     // Boxed: moved into the task at the first poll, it would otherwise
     // leave its size unused in this stream for the subscription's life.

@@ -254,8 +254,11 @@ async fn one_event_for_several_subscriptions_on_one_socket_leaves_in_one_write()
     // the deliveries one event makes to it are written together, one
     // `send` rather than one per subscription (`api_ws_writes`; the unit
     // test in `http::ws_outbox` registers other subscribers between a
-    // socket's two, and `realtime::drivers`' move a lone source into company).
-    let app = TestApp::spawn().await;
+    // socket's two, and `realtime::drivers`' move a lone source into them).
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    // No keepalive ping (a write of its own) inside the measured window.
+    config.ws_keepalive = 3600;
+    let app = TestApp::spawn_with(config).await;
     let (sockets, per_socket) = (10_u32, 3_u32);
     let mut clients = Vec::new();
     for _ in 0..sockets {
@@ -267,21 +270,31 @@ async fn one_event_for_several_subscriptions_on_one_socket_leaves_in_one_write()
         }
     }
     attached(&app, (sockets * per_socket) as usize).await;
-    let writes = metric(&app, "api_ws_writes_total").await;
-    let events = 3;
-    for n in 0..events {
-        app.insert_place(&format!("p{n}"), "cafe", 1.0, 1.0, None, None).await;
-        // One event at a time: each its own writes, whatever the timing.
-        for ws in &mut clients {
+    let mut event = 0;
+    let mut one_event = async |clients: &mut Vec<WsClient>| {
+        event += 1;
+        app.insert_place(&format!("p{event}"), "cafe", 1.0, 1.0, None, None).await;
+        for ws in clients.iter_mut() {
             for _ in 0..per_socket {
                 let message = ws.message().await;
                 assert_eq!(message["type"], "next", "{message}");
             }
         }
+    };
+    // Each socket's first subscription started alone; these events move
+    // it in with the others (api::realtime::drivers::LOOK_EVERY wakes).
+    for _ in 0..=16 {
+        one_event(&mut clients).await;
+    }
+    let writes = metric(&app, "api_ws_writes_total").await;
+    let events = 3;
+    for _ in 0..events {
+        one_event(&mut clients).await;
     }
     let written = metric(&app, "api_ws_writes_total").await - writes;
-    // One write per socket and event (a keepalive ping may add one); one
-    // per delivery would be three times that.
-    let ideal = f64::from(sockets * events);
-    assert!(written <= ideal * 1.2, "{written} writes for {events} events to {sockets} sockets of {per_socket}");
+    // One write per socket and event; one per delivery would be three times
+    // that. A write is counted just after the kernel took it, so the last
+    // warm-up event's may fall inside the window: one per socket of slack.
+    let most = f64::from(sockets * events + sockets);
+    assert!(written <= most, "{written} writes for {events} events to {sockets} sockets of {per_socket}");
 }
