@@ -194,7 +194,8 @@ struct Connection {
     session: Option<Session>,
     subscriptions: HashMap<String, Running>,
     /// Runs the event sources of the connection's subscriptions in one
-    /// task (`realtime::drivers`) once it has more than one.
+    /// task (`realtime::drivers`) once it has more than one shared
+    /// subscription.
     company: Arc<Company>,
     /// Keepalive pings not answered yet: a websocket Pong frame, or in
     /// graphql-transport-ws a protocol `pong`, answers all of them.

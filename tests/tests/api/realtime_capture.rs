@@ -11,7 +11,7 @@ use tests::TestApp;
 const LOG_READS: &str = "SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(rows), 0)::bigint AS rows,
         coalesce(sum(shared_blks_hit + shared_blks_read), 0)::bigint AS blocks
     FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-    WHERE d.datname = current_database() AND s.query LIKE '%committed_ms_ago%'";
+    WHERE d.datname = current_database() AND s.query LIKE '%committed_ms_ago%' AND s.query NOT LIKE '%pg_stat_statements%'";
 
 /// Logged transactions with no commit stamp yet.
 const UNSTAMPED: &str =
