@@ -632,12 +632,7 @@ pub async fn run(args: Args) {
     println!(
         "sockets closed by server    {}{}",
         totals.closed_by_server.load(Ordering::Relaxed),
-        totals
-            .first_close_code
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .map(|code| format!(" (first close code: {code})"))
-            .unwrap_or_default()
+        first(&totals.first_close_code, "first close code")
     );
     println!("delivered/s (whole run)     {:.0}", delivered as f64 / all_secs);
     println!("latency p50 / p99 / max     {:.1} / {:.1} / {:.1} ms", pct(0.50), pct(0.99), pct(1.0));
@@ -647,13 +642,7 @@ pub async fn run(args: Args) {
     println!(
         "client could not read       {}{}",
         totals.not_understood.load(Ordering::Relaxed),
-        totals
-            .first_not_understood
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|f| format!(" (first: {f})"))
-            .unwrap_or_default()
+        first(&totals.first_not_understood, "first")
     );
     println!(
         "next message                {} bytes of text (compare `bench sendfloor --bytes`)",
@@ -672,6 +661,15 @@ pub async fn run(args: Args) {
     print_server_warnings(&server.data_dir);
     client_runtime.stop();
     server.stop().await;
+}
+
+/// " (label: value)" for the first one kept in `slot`, or nothing.
+fn first(slot: &std::sync::Mutex<Option<impl std::fmt::Display>>, label: &str) -> String {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .map(|value| format!(" ({label}: {value})"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -437,6 +437,7 @@ mod tests {
 
     use axum::extract::ws::{CloseFrame, Message};
     use tokio::io::AsyncReadExt;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
     use tokio::net::{TcpListener, TcpStream};
 
     use futures_util::FutureExt;
@@ -464,6 +465,30 @@ mod tests {
         frames
     }
 
+    /// A connected pair on loopback: the client, and the server side's halves.
+    async fn connected() -> (TcpStream, OwnedReadHalf, OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
+        let (server, _) = listener.accept().await.expect("accepted");
+        let (read, write) = server.into_split();
+        (client, read, write)
+    }
+
+    /// Reads until `count` whole frames are in (within 5 s).
+    async fn read_frames(client: &mut TcpStream, count: usize) -> Vec<(u8, Vec<u8>)> {
+        let mut bytes = Vec::new();
+        while frames(&bytes).len() < count {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .expect("the frames within 5 s")
+                .expect("read");
+            assert!(n > 0, "closed");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        frames(&bytes)
+    }
+
     /// Messages of 0 to 70,000 bytes (all three length encodings), far
     /// more than the socket's buffers hold while the client does not read.
     fn message(producer: usize, i: usize) -> Message {
@@ -481,10 +506,7 @@ mod tests {
         // writer's yield: 0.87 writes per delivery, against 0.2 with the
         // drivers); polled by one task, the two are polled in one go
         // whatever the order they were woken in.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let mut client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
-        let (server, _) = listener.accept().await.expect("accepted");
-        let (_read, write) = server.into_split();
+        let (mut client, _read, write) = connected().await;
         let writes = Counter::default();
         let out = Arc::new(Outbox::new(write, ConnectionSlot::detached(), writes.clone()));
         out.set_operations(2);
@@ -525,16 +547,7 @@ mod tests {
         // The first events move the first sibling into the drivers.
         for n in 0..=drivers::LOOK_EVERY as usize {
             send(n).await;
-            let mut bytes = Vec::new();
-            while frames(&bytes).len() < 2 {
-                let mut buf = [0u8; 4096];
-                let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
-                    .await
-                    .expect("both frames within 5 s")
-                    .expect("read");
-                assert!(n > 0, "closed");
-                bytes.extend_from_slice(&buf[..n]);
-            }
+            read_frames(&mut client, 2).await;
         }
         // The writer's count is taken under its lock: wait for it.
         out.flush_and_wait().await;
@@ -544,17 +557,8 @@ mod tests {
         send(100).await;
 
         // Assert: both frames, in one write.
-        let mut bytes = Vec::new();
-        while frames(&bytes).len() < 2 {
-            let mut buf = [0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
-                .await
-                .expect("both frames within 5 s")
-                .expect("read");
-            assert!(n > 0, "closed");
-            bytes.extend_from_slice(&buf[..n]);
-        }
-        let mut texts: Vec<Vec<u8>> = frames(&bytes).into_iter().map(|(_, payload)| payload).collect();
+        let mut texts: Vec<Vec<u8>> =
+            read_frames(&mut client, 2).await.into_iter().map(|(_, payload)| payload).collect();
         texts.sort();
         assert_eq!(texts, [b"1:100".to_vec(), b"2:100".to_vec()]);
         out.flush_and_wait().await;
@@ -601,10 +605,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_of_several_producers_arrive_whole_and_in_order_through_a_full_socket_and_an_aborted_writer() {
         // Arrange: a connected pair; the client reads nothing at first.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let mut client = TcpStream::connect(listener.local_addr().expect("its address")).await.expect("connected");
-        let (server, _) = listener.accept().await.expect("accepted");
-        let (_read, write) = server.into_split();
+        let (mut client, _read, write) = connected().await;
         let out = Arc::new(Outbox::new(write, ConnectionSlot::detached(), Counter::default()));
         out.set_operations(5);
 
