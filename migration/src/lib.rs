@@ -86,6 +86,9 @@ sql_migrations! {
     /// The account functions keyed on `app.user_id` (no account argument),
     /// and pruning of expired sessions and their refresh tokens on a timer.
     m20261127_000017_session_bounds => "000017_session_bounds",
+    /// The request start of 000016 for less of PostgreSQL's CPU: parameters
+    /// set by assignment, the account and session read in one statement.
+    m20261128_000018_cheaper_request_start => "000018_cheaper_request_start",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

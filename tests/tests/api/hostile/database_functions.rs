@@ -82,11 +82,12 @@ async fn the_security_definer_functions_each_viewer_role_may_call_are_exactly_th
         .await;
         // Each was read for what it returns: totals of airdrop projects,
         // public profiles (id, username, full name; no email), and the
-        // viewer's own sessions (whether one is live, ending them: keyed by
-        // app.user_id, so only ever the caller's).
+        // viewer's own account and sessions (the viewer's role, whether a
+        // session is live, ending them: keyed by app.user_id, so only ever
+        // the caller's).
         let expected: &[&str] = match role {
             "app_anon" => &["airdrop_project_totals"],
-            _ => &["airdrop_project_totals", "auth_session_live", "auth_sign_out", "public_profiles"],
+            _ => &["airdrop_project_totals", "auth_sign_out", "auth_viewer_role", "public_profiles"],
         };
         assert_eq!(callable, expected, "SECURITY DEFINER functions {role} may execute");
 
