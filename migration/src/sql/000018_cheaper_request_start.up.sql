@@ -7,7 +7,9 @@
 -- * the account and the session read in one statement of one SECURITY
 --   DEFINER function (auth_viewer_role), instead of a SELECT on users as
 --   the viewer followed by a definer call (auth_session_live) with a
---   statement of its own.
+--   statement of its own. The account is now read as app_auth, not under
+--   the viewer's row-level security as 000013 did; it is the viewer's own
+--   row either way (app.user_id), and only its role reaches the caller.
 --
 -- Measured with pgbench (8 clients, 2 cores, `BEGIN; SELECT
 -- app_start_request(...)` then COMMIT, medians of 5 interleaved runs, done

@@ -207,7 +207,7 @@ async fn an_update_writes_only_the_columns_it_names_and_checks_new_dates_against
     app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
     // Deltas, not a reset: pg_stat_statements is shared with tests running
     // at the same time in other databases.
-    let writes = |like| statement_calls(&app, like);
+    let writes = |like| app.statement_calls(like);
     let (name_only, any_date) =
         (r#"UPDATE "airdrop_project" SET "name" = $1 WHERE %"#, r#"UPDATE "airdrop_project" SET %_date" = $%"#);
     let before = (writes(name_only).await, writes(any_date).await);
@@ -229,13 +229,4 @@ async fn an_update_writes_only_the_columns_it_names_and_checks_new_dates_against
     assert_eq!(backwards["errors"][0]["extensions"]["field"], "endDate");
     let later = app.data(Some(&admin.token), update, json!({ "input": { "id": id, "startDate": "2099-01-01" } })).await;
     assert_eq!(later["updateAirdropProject"]["airdropProject"]["startDate"], "2099-01-01");
-}
-
-/// How often this database ran statements like `like` (pg_stat_statements).
-async fn statement_calls(app: &TestApp, like: &str) -> i64 {
-    app.count(&format!(
-        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
-         WHERE d.datname = current_database() AND s.query LIKE '{like}' AND s.query NOT LIKE '%pg_stat_statements%'"
-    ))
-    .await
 }

@@ -5,16 +5,11 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use tests::{TestApp, TestUser};
 
 async fn routine_of(app: &TestApp, user: &TestUser) -> String {
-    let row = app
-        .db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!("INSERT INTO routine (user_id, name, steps, tokens_per_run) VALUES ('{}', 'farm', '[]', 5) RETURNING id::text", user.id),
-        ))
-        .await
-        .expect("inserting a routine")
-        .expect("RETURNING gives a row");
-    row.try_get_by_index::<String>(0).expect("reading a column")
+    app.text(&format!(
+        "INSERT INTO routine (user_id, name, steps, tokens_per_run) VALUES ('{}', 'farm', '[]', 5) RETURNING id::text",
+        user.id
+    ))
+    .await
 }
 
 #[tokio::test]

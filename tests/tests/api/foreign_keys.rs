@@ -12,31 +12,16 @@ use tests::{TestApp, TestUser};
 
 use crate::request_path::{app_with_a_separate_feed_login, calls_matching, request_statements, reset_statements};
 
-/// Runs `sql` (ending in `RETURNING id::text`) as the superuser.
-async fn insert(app: &TestApp, sql: &str) -> String {
-    let row = app
-        .db
-        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_owned()))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .unwrap_or_else(|| panic!("{sql}: no row"));
-    row.try_get_by_index::<String>(0).unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 async fn review(app: &TestApp, user: &TestUser, place: &str) -> String {
-    insert(
-        app,
-        &format!(
-            "INSERT INTO review (user_id, place_id, rating) VALUES ('{}', '{place}', 4) RETURNING id::text",
-            user.id
-        ),
-    )
+    app.text(&format!(
+        "INSERT INTO review (user_id, place_id, rating) VALUES ('{}', '{place}', 4) RETURNING id::text",
+        user.id
+    ))
     .await
 }
 
 async fn routine(app: &TestApp, user: &TestUser, name: &str) -> String {
-    insert(
-        app,
+    app.text(
         &format!(
             "INSERT INTO routine (user_id, name, steps, tokens_per_run) VALUES ('{}', '{name}', '[]', 1) RETURNING id::text",
             user.id
@@ -46,51 +31,39 @@ async fn routine(app: &TestApp, user: &TestUser, name: &str) -> String {
 }
 
 async fn run(app: &TestApp, routine: &str) -> String {
-    insert(app, &format!("INSERT INTO routine_run (routine_id) VALUES ('{routine}') RETURNING id::text")).await
+    app.text(&format!("INSERT INTO routine_run (routine_id) VALUES ('{routine}') RETURNING id::text")).await
 }
 
 async fn project(app: &TestApp, name: &str) -> String {
-    insert(
-        app,
-        &format!(
-            "INSERT INTO airdrop_project (name, start_date, end_date, total_token_allocation)
+    app.text(&format!(
+        "INSERT INTO airdrop_project (name, start_date, end_date, total_token_allocation)
              VALUES ('{name}', '2026-01-01', '2026-12-31', 1000) RETURNING id::text"
-        ),
-    )
+    ))
     .await
 }
 
 async fn participation(app: &TestApp, user: &TestUser, project: &str, tokens: i64) -> String {
-    insert(
-        app,
-        &format!(
-            "INSERT INTO user_airdrop_participation (user_id, project_id, tokens_earned)
+    app.text(&format!(
+        "INSERT INTO user_airdrop_participation (user_id, project_id, tokens_earned)
              VALUES ('{}', '{project}', {tokens}) RETURNING id::text",
-            user.id
-        ),
-    )
+        user.id
+    ))
     .await
 }
 
 async fn post(app: &TestApp, author: &TestUser, title: &str) -> String {
-    insert(
-        app,
-        &format!(
-            "INSERT INTO post (author_id, title, published) VALUES ('{}', '{title}', true) RETURNING id::text",
-            author.id
-        ),
-    )
+    app.text(&format!(
+        "INSERT INTO post (author_id, title, published) VALUES ('{}', '{title}', true) RETURNING id::text",
+        author.id
+    ))
     .await
 }
 
 async fn comment(app: &TestApp, author: &TestUser, post: &str, body: &str) -> String {
-    insert(
-        app,
-        &format!(
-            "INSERT INTO comment (post_id, author_id, body) VALUES ('{post}', '{}', '{body}') RETURNING id::text",
-            author.id
-        ),
-    )
+    app.text(&format!(
+        "INSERT INTO comment (post_id, author_id, body) VALUES ('{post}', '{}', '{body}') RETURNING id::text",
+        author.id
+    ))
     .await
 }
 

@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::{TestApp, TestUser, error_code};
 
@@ -15,65 +15,41 @@ fn global(type_name: &str, raw: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{type_name}:{raw}"))
 }
 
-/// Runs one `INSERT ... RETURNING id::text` as the database owner.
-async fn insert(app: &TestApp, sql: &str) -> String {
-    let row = app
-        .db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .expect("RETURNING gives a row");
-    row.try_get_by_index::<String>(0).expect("reading the id")
-}
-
 /// One row of every refetchable type, all of `user`'s (the project is
 /// public, the place too): `(GraphQL type, raw key)`.
 async fn one_of_each(app: &TestApp, user: &TestUser, place: &str) -> Vec<(&'static str, String)> {
     let u = &user.id;
     app.insert_place(place, "cafe", 38.7, -9.1, Some(4.0), Some(10)).await;
-    let review = insert(
-        app,
-        &format!("INSERT INTO review (user_id, place_id, rating) VALUES ('{u}', '{place}', 4) RETURNING id::text"),
-    )
-    .await;
-    let preference = insert(
-        app,
-        &format!(
+    let review = app
+        .text(&format!(
+            "INSERT INTO review (user_id, place_id, rating) VALUES ('{u}', '{place}', 4) RETURNING id::text"
+        ))
+        .await;
+    let preference = app
+        .text(&format!(
             "INSERT INTO preference (user_id, category, rating) VALUES ('{u}', 'cafe-{place}', 3) RETURNING id::text"
-        ),
-    )
+        ))
+        .await;
+    let routine = app.text(&format!("INSERT INTO routine (user_id, name, steps, tokens_per_run) VALUES ('{u}', 'farm', '[]', 5) RETURNING id::text"))
     .await;
-    let routine = insert(
-        app,
-        &format!("INSERT INTO routine (user_id, name, steps, tokens_per_run) VALUES ('{u}', 'farm', '[]', 5) RETURNING id::text"),
-    )
-    .await;
-    let run = insert(
-        app,
-        &format!("INSERT INTO routine_run (routine_id, user_id) VALUES ('{routine}', '{u}') RETURNING id::text"),
-    )
-    .await;
-    let project = insert(
-        app,
-        "INSERT INTO airdrop_project (name, start_date, end_date, total_token_allocation) \
+    let run = app
+        .text(&format!("INSERT INTO routine_run (routine_id, user_id) VALUES ('{routine}', '{u}') RETURNING id::text"))
+        .await;
+    let project = app
+        .text(
+            "INSERT INTO airdrop_project (name, start_date, end_date, total_token_allocation) \
          VALUES ('drop', '2026-01-01', '2026-12-31', 1000) RETURNING id::text",
-    )
+        )
+        .await;
+    let participation = app.text(&format!("INSERT INTO user_airdrop_participation (user_id, project_id) VALUES ('{u}', '{project}') RETURNING id::text"))
     .await;
-    let participation = insert(
-        app,
-        &format!("INSERT INTO user_airdrop_participation (user_id, project_id) VALUES ('{u}', '{project}') RETURNING id::text"),
-    )
+    let post = app.text(&format!("INSERT INTO post (author_id, title, body, published) VALUES ('{u}', 'draft', 'b', false) RETURNING id::text"))
     .await;
-    let post = insert(
-        app,
-        &format!("INSERT INTO post (author_id, title, body, published) VALUES ('{u}', 'draft', 'b', false) RETURNING id::text"),
-    )
-    .await;
-    let comment = insert(
-        app,
-        &format!("INSERT INTO comment (post_id, author_id, body) VALUES ('{post}', '{u}', 'c') RETURNING id::text"),
-    )
-    .await;
+    let comment = app
+        .text(&format!(
+            "INSERT INTO comment (post_id, author_id, body) VALUES ('{post}', '{u}', 'c') RETURNING id::text"
+        ))
+        .await;
     vec![
         ("User", user.id.clone()),
         ("Place", place.to_owned()),
@@ -129,11 +105,12 @@ async fn another_users_private_row_is_null_through_node_and_nodes() {
     let ada = app.sign_up("ada").await;
     let bob = app.sign_up("bob").await;
     let adas = one_of_each(&app, &ada, "p1").await;
-    let bobs_review = insert(
-        &app,
-        &format!("INSERT INTO review (user_id, place_id, rating) VALUES ('{}', 'p1', 2) RETURNING id::text", bob.id),
-    )
-    .await;
+    let bobs_review = app
+        .text(&format!(
+            "INSERT INTO review (user_id, place_id, rating) VALUES ('{}', 'p1', 2) RETURNING id::text",
+            bob.id
+        ))
+        .await;
 
     for (type_name, raw) in &adas {
         let data = app.data(Some(&bob.token), NODE, json!({ "id": global(type_name, raw) })).await;
@@ -257,14 +234,6 @@ async fn a_raw_key_and_a_global_id_both_work_in_a_lookup_and_an_update() {
     assert_eq!(place["place"]["rowId"], "p1", "a text key inside a global id");
 }
 
-async fn select_calls(app: &TestApp, like: &str) -> i64 {
-    app.count(&format!(
-        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
-         WHERE d.datname = current_database() AND s.query LIKE '{like}' AND s.query NOT LIKE '%pg_stat_statements%'"
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn nodes_with_twenty_ids_of_two_types_runs_one_select_per_type() {
     let app = TestApp::spawn().await;
@@ -273,19 +242,18 @@ async fn nodes_with_twenty_ids_of_two_types_runs_one_select_per_type() {
     for i in 0..10 {
         // One review per place and user: ten places.
         app.insert_place(&format!("p{i}"), "cafe", 38.7, -9.1, None, None).await;
-        let review = insert(
-            &app,
-            &format!(
+        let review = app
+            .text(&format!(
                 "INSERT INTO review (user_id, place_id, rating) VALUES ('{}', 'p{i}', 3) RETURNING id::text",
                 ada.id
-            ),
-        )
-        .await;
-        let post = insert(
-            &app,
-            &format!("INSERT INTO post (author_id, title, body) VALUES ('{}', 't{i}', 'b') RETURNING id::text", ada.id),
-        )
-        .await;
+            ))
+            .await;
+        let post = app
+            .text(&format!(
+                "INSERT INTO post (author_id, title, body) VALUES ('{}', 't{i}', 'b') RETURNING id::text",
+                ada.id
+            ))
+            .await;
         ids.push(global("Review", &review));
         ids.push(global("Post", &post));
     }
@@ -293,13 +261,13 @@ async fn nodes_with_twenty_ids_of_two_types_runs_one_select_per_type() {
     // Deltas, not a reset: pg_stat_statements is shared with tests running
     // at the same time in other databases.
     let (reviews, posts) = (r#"SELECT %FROM "review"%"#, r#"SELECT %FROM "post"%"#);
-    let before = (select_calls(&app, reviews).await, select_calls(&app, posts).await);
+    let before = (app.statement_calls(reviews).await, app.statement_calls(posts).await);
 
     let data = app.data(Some(&ada.token), NODES, json!({ "ids": ids })).await;
     let found = data["nodes"].as_array().expect("a list");
     assert_eq!(found.len(), 20, "{data}");
     assert!(found.iter().all(|n| !n["rowId"].is_null()), "all twenty found: {data}");
 
-    let after = (select_calls(&app, reviews).await, select_calls(&app, posts).await);
+    let after = (app.statement_calls(reviews).await, app.statement_calls(posts).await);
     assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1), "one select per type, not one per id");
 }

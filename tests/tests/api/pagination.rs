@@ -328,14 +328,6 @@ async fn every_connection_pages_forward_and_backward_by_its_cursors() {
     assert_eq!(users["errors"][0]["extensions"]["field"], "after");
 }
 
-async fn calls(app: &TestApp, like: &str) -> i64 {
-    app.count(&format!(
-        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
-         WHERE d.datname = current_database() AND s.query LIKE '{like}' AND s.query NOT LIKE '%pg_stat_statements%'"
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
     let app = TestApp::spawn().await;
@@ -348,7 +340,7 @@ async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
     app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
     let place_alone = r#"%FROM "place"%"#;
     let joined = r#"%FROM "review" LEFT JOIN "place"%"#;
-    let (places_before, joined_before) = (calls(&app, place_alone).await, calls(&app, joined).await);
+    let (places_before, joined_before) = (app.statement_calls(place_alone).await, app.statement_calls(joined).await);
 
     let page = app
         .data(
@@ -361,8 +353,8 @@ async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
         page["myReviews"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["place"]["rowId"]).collect();
     assert_eq!(places, ["p05", "p04", "p03", "p02"], "newest review first, each with its place");
     assert_eq!(page["myReviews"]["pageInfo"]["hasNextPage"], true);
-    assert_eq!(calls(&app, place_alone).await, places_before, "no separate place query");
-    assert_eq!(calls(&app, joined).await, joined_before + 1, "the page and its places in one statement");
+    assert_eq!(app.statement_calls(place_alone).await, places_before, "no separate place query");
+    assert_eq!(app.statement_calls(joined).await, joined_before + 1, "the page and its places in one statement");
 
     let next = app
         .data(

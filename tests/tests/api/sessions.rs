@@ -409,3 +409,63 @@ async fn one_document_may_refresh_once_and_the_token_stays_usable_after_a_refuse
     let rotated = refresh(&app, &first.refresh).await;
     assert!(rotated.get("errors").is_none(), "the token was not used by the refused request: {rotated}");
 }
+
+/// `app_start_request` as the request login calls it, in a transaction
+/// rolled back after; the refusal's SQLSTATE, told by its message (which
+/// the server maps to the same codes), or None when it started.
+async fn start_refusal(app: &TestApp, user_id: &str, claimed: &str, session: &str) -> Option<String> {
+    use sea_orm::TransactionTrait;
+    let tx = app.db.begin().await.expect("beginning a transaction");
+    let outcome = tx
+        .execute_unprepared(&format!(
+            "SET LOCAL ROLE app_authenticator; \
+             SELECT app_start_request('app_user', '{user_id}', '{claimed}', 0, true, '{session}')"
+        ))
+        .await;
+    let _ = tx.rollback().await;
+    let err = outcome.err()?.to_string();
+    let code = [
+        ("this account no longer exists", "AS001"),
+        ("this account is deactivated", "AS002"),
+        ("this session has ended", "AS004"),
+        ("error returned from database: user", "AS003"),
+    ]
+    .into_iter()
+    .find(|(message, _)| err.contains(message));
+    Some(code.map_or(err, |(_, code)| code.to_owned()))
+}
+
+#[tokio::test]
+async fn the_request_start_refuses_for_the_first_failing_check_gone_deactivated_session_then_role() {
+    let app = TestApp::spawn().await;
+    let ada = app.sign_up("ada").await;
+    let bob = app.sign_up("bob").await;
+    let session_of = |id: &str| format!("SELECT id::text FROM sessions WHERE user_id = '{id}' LIMIT 1");
+    let ada_session = app.text(&session_of(&ada.id)).await;
+    let bob_session = app.text(&session_of(&bob.id)).await;
+    let nobody = "00000000-0000-4000-8000-000000000000";
+
+    assert_eq!(start_refusal(&app, &ada.id, "user", &ada_session).await, None, "a live session starts");
+    assert_eq!(start_refusal(&app, nobody, "user", &ada_session).await.as_deref(), Some("AS001"));
+    assert_eq!(
+        start_refusal(&app, &ada.id, "user", &bob_session).await.as_deref(),
+        Some("AS004"),
+        "another account's session is not the viewer's"
+    );
+    assert_eq!(
+        start_refusal(&app, &ada.id, "admin", &bob_session).await.as_deref(),
+        Some("AS004"),
+        "an ended session is refused before a changed role is looked at"
+    );
+    assert_eq!(start_refusal(&app, &ada.id, "admin", &ada_session).await.as_deref(), Some("AS003"));
+
+    app.db
+        .execute_unprepared(&format!("UPDATE users SET is_active = false WHERE id = '{}'", ada.id))
+        .await
+        .expect("deactivating ada");
+    assert_eq!(
+        start_refusal(&app, &ada.id, "user", &bob_session).await.as_deref(),
+        Some("AS002"),
+        "a deactivated account is refused before its session is looked at"
+    );
+}
