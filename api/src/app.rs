@@ -102,7 +102,11 @@ pub async fn database_target(config: &Config) -> Result<DatabaseTarget, StartErr
     let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir, pg_bin.as_deref()))
         .await
         .map_err(|e| StartError::Io { doing: "starting the embedded PostgreSQL".into(), source: e.into() })??;
-    tracing::info!(port = pg.port(), "embedded PostgreSQL running on 127.0.0.1");
+    if let Some(socket) = pg.socket() {
+        tracing::info!(port = pg.port(), socket = %socket.display(), "embedded PostgreSQL running on 127.0.0.1 and a Unix socket");
+    } else {
+        tracing::info!(port = pg.port(), "embedded PostgreSQL running on 127.0.0.1");
+    }
     let maintenance = db::connect_admin(&pg.superuser_url("postgres"))
         .await
         .map_err(StartError::connect("the embedded PostgreSQL"))?;
@@ -122,21 +126,10 @@ pub async fn database_target(config: &Config) -> Result<DatabaseTarget, StartErr
             .map_err(StartError::database("cannot create the embedded database"))?;
     }
     maintenance.close().await.map_err(StartError::database("cannot close the maintenance connection"))?;
-    let password = authenticator_password(&config.data_dir)?;
-    let serve_url = format!(
-        "postgres://{}:{}@127.0.0.1:{}/{}",
-        migration::AUTHENTICATOR_ROLE,
-        password.expose_secret(),
-        pg.port(),
-        embedded::DATABASE
-    );
-    let sequencer_url = format!(
-        "postgres://{}:{}@127.0.0.1:{}/{}",
-        migration::SEQUENCER_ROLE,
-        sequencer_password(&config.data_dir)?.expose_secret(),
-        pg.port(),
-        embedded::DATABASE
-    );
+    let serve_url =
+        pg.login_url(migration::AUTHENTICATOR_ROLE, &authenticator_password(&config.data_dir)?, embedded::DATABASE);
+    let sequencer_url =
+        pg.login_url(migration::SEQUENCER_ROLE, &sequencer_password(&config.data_dir)?, embedded::DATABASE);
     Ok(DatabaseTarget {
         admin_url: pg.superuser_url(embedded::DATABASE),
         serve_url: serve_url.into(),

@@ -154,6 +154,51 @@ async fn the_server_runs_on_its_embedded_database_and_survives_sigterm_and_sigki
     assert!(!data.postmaster_running());
 }
 
+/// How the authenticator's connections reach the embedded cluster, read
+/// as its superuser: (through a Unix socket, over TCP).
+async fn authenticator_transports(data_dir: &Path) -> (i64, i64) {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let read = |file: &str| std::fs::read_to_string(data_dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let port = read("pg/postmaster.pid").lines().nth(3).unwrap_or_default().trim().to_owned();
+    let url = format!("postgres://postgres:{}@127.0.0.1:{port}/app", read("pg.password").trim());
+    let db = Database::connect(url).await.unwrap_or_else(|e| panic!("connecting as the superuser: {e}"));
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) FILTER (WHERE client_addr IS NULL), count(*) FILTER (WHERE client_addr IS NOT NULL) \
+             FROM pg_stat_activity WHERE usename = 'app_authenticator'",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("reading pg_stat_activity: {e}"))
+        .unwrap_or_else(|| panic!("no row"));
+    let _ = db.close().await;
+    (row.try_get_by_index(0).unwrap_or(-1), row.try_get_by_index(1).unwrap_or(-1))
+}
+
+#[tokio::test]
+async fn the_servers_logins_reach_the_embedded_database_through_its_unix_socket_or_over_tcp_when_the_path_is_too_long()
+{
+    let short = DataDir::new("socket");
+    let (mut server, address, logs) = serve_with(&short.0, &[]);
+    assert_eq!(get(&address, "/readyz").await, reqwest::StatusCode::OK);
+    let (socket, tcp) = authenticator_transports(&short.0).await;
+    assert!(socket > 0 && tcp == 0, "the request pool and the listener use the socket: {socket} socket, {tcp} TCP");
+    assert!(logs.try_iter().any(|line| line.contains("and a Unix socket")), "the start-up log names the socket");
+    signal(&server, "TERM");
+    assert!(wait_exit(&mut server).success());
+
+    // /tmp/apicli-<name>-<pid>/pg/.s.PGSQL.<port> beyond the kernel's 107
+    // bytes: PostgreSQL would refuse to start with a socket there.
+    let long = DataDir::new(&"x".repeat(90));
+    let (mut server, address, logs) = serve_with(&long.0, &[]);
+    assert_eq!(get(&address, "/readyz").await, reqwest::StatusCode::OK);
+    let (socket, tcp) = authenticator_transports(&long.0).await;
+    assert!(socket == 0 && tcp > 0, "TCP alone: {socket} socket, {tcp} TCP");
+    assert!(!logs.try_iter().any(|line| line.contains("Unix socket")));
+    signal(&server, "TERM");
+    assert!(wait_exit(&mut server).success());
+}
+
 #[test]
 fn seeding_a_fresh_data_dir_in_development_applies_the_migrations_first() {
     let data = DataDir::new("seedfresh");

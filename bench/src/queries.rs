@@ -192,6 +192,11 @@ struct Pg {
     port: u16,
     password: String,
     postmaster: u32,
+    /// Where psql, pgbench and PostGraphile reach it: the folder of its
+    /// Unix socket when it has one (as the server's own logins do), else
+    /// 127.0.0.1. The ceiling and the peer use the server's transport, so
+    /// the ratios compare the work done, not the path to the database.
+    host: String,
 }
 
 impl Pg {
@@ -203,19 +208,21 @@ impl Pg {
             .expect("cannot read the cluster's password")
             .trim()
             .to_owned();
-        Self {
-            bin: pg_bin(),
-            port: line(3).parse().expect("postmaster.pid: bad port"),
-            password,
-            postmaster: line(0).parse().expect("postmaster.pid: bad pid"),
-        }
+        let port: u16 = line(3).parse().expect("postmaster.pid: bad port");
+        let cluster = data_dir.join("pg");
+        let host = if cluster.join(format!(".s.PGSQL.{port}")).exists() {
+            cluster.to_string_lossy().into_owned()
+        } else {
+            "127.0.0.1".to_owned()
+        };
+        Self { bin: pg_bin(), port, password, postmaster: line(0).parse().expect("postmaster.pid: bad pid"), host }
     }
 
     fn command(&self, tool: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(self.bin.join(tool));
         command
             .env("PGPASSWORD", &self.password)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-h", &self.host, "-p", &self.port.to_string(), "-U", "postgres"])
             .stdin(Stdio::null())
             .kill_on_drop(true);
         command
@@ -259,14 +266,17 @@ impl Pg {
         cluster_cpu_seconds(self.postmaster)
     }
 
-    /// The superuser's URL of the app database (loopback), for PostGraphile.
+    /// The superuser's URL of the app database (at [`Pg::host`]), for
+    /// PostGraphile: node-postgres takes a socket's folder as a host
+    /// percent-encoded from its leading `/`.
     fn url(&self) -> String {
-        let password: String = self
-            .password
-            .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
-            .collect();
-        format!("postgres://postgres:{password}@127.0.0.1:{}/app", self.port)
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+                .collect()
+        };
+        let host = if self.host.starts_with('/') { encode(&self.host) } else { self.host.clone() };
+        format!("postgres://postgres:{}@{host}:{}/app", encode(&self.password), self.port)
     }
 }
 
@@ -352,6 +362,11 @@ pub async fn run(args: Args) {
         args.runs,
         args.scale,
         api.display()
+    );
+    println!(
+        "PostgreSQL reached at {} by pgbench{} (the server's own logins: its start-up log says)",
+        pg.host,
+        if args.postgraphile { " and PostGraphile" } else { "" }
     );
 
     let cases: Vec<Case> = args.cases.iter().map(|c| Case::new(*c)).collect();
