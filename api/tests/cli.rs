@@ -154,25 +154,35 @@ async fn the_server_runs_on_its_embedded_database_and_survives_sigterm_and_sigki
     assert!(!data.postmaster_running());
 }
 
-/// How the authenticator's connections reach the embedded cluster, read
-/// as its superuser: (through a Unix socket, over TCP).
-async fn authenticator_transports(data_dir: &Path) -> (i64, i64) {
-    use sea_orm::{ConnectionTrait, Database, Statement};
+/// How `login`'s connections reach the embedded cluster, read as its
+/// superuser: (through a Unix socket, over TCP). Waits up to 10 s for the
+/// first (the sequencer connects in the background).
+async fn transports(data_dir: &Path, login: &str) -> (i64, i64) {
+    use sea_orm::{ConnectionTrait, Database, Statement, Value};
     let read = |file: &str| std::fs::read_to_string(data_dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let port = read("pg/postmaster.pid").lines().nth(3).unwrap_or_default().trim().to_owned();
     let url = format!("postgres://postgres:{}@127.0.0.1:{port}/app", read("pg.password").trim());
     let db = Database::connect(url).await.unwrap_or_else(|e| panic!("connecting as the superuser: {e}"));
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT count(*) FILTER (WHERE client_addr IS NULL), count(*) FILTER (WHERE client_addr IS NOT NULL) \
-             FROM pg_stat_activity WHERE usename = 'app_authenticator'",
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("reading pg_stat_activity: {e}"))
-        .unwrap_or_else(|| panic!("no row"));
-    let _ = db.close().await;
-    (row.try_get_by_index(0).unwrap_or(-1), row.try_get_by_index(1).unwrap_or(-1))
+    let count = Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT count(*) FILTER (WHERE client_addr IS NULL), count(*) FILTER (WHERE client_addr IS NOT NULL) \
+         FROM pg_stat_activity WHERE usename = $1",
+        [Value::from(login)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = db
+            .query_one_raw(count.clone())
+            .await
+            .unwrap_or_else(|e| panic!("reading pg_stat_activity: {e}"))
+            .unwrap_or_else(|| panic!("no row"));
+        let counts: (i64, i64) = (row.try_get_by_index(0).unwrap_or(-1), row.try_get_by_index(1).unwrap_or(-1));
+        if counts != (0, 0) || Instant::now() > deadline {
+            let _ = db.close().await;
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -181,8 +191,12 @@ async fn the_servers_logins_reach_the_embedded_database_through_its_unix_socket_
     let short = DataDir::new("socket");
     let (mut server, address, logs) = serve_with(&short.0, &[]);
     assert_eq!(get(&address, "/readyz").await, reqwest::StatusCode::OK);
-    let (socket, tcp) = authenticator_transports(&short.0).await;
-    assert!(socket > 0 && tcp == 0, "the request pool and the listener use the socket: {socket} socket, {tcp} TCP");
+    // The request pool and the listener (app_authenticator), and the
+    // logical capture's sequencer (app_sequencer).
+    for login in ["app_authenticator", "app_sequencer"] {
+        let (socket, tcp) = transports(&short.0, login).await;
+        assert!(socket > 0 && tcp == 0, "{login} uses the socket: {socket} socket, {tcp} TCP");
+    }
     assert!(logs.try_iter().any(|line| line.contains("and a Unix socket")), "the start-up log names the socket");
     signal(&server, "TERM");
     assert!(wait_exit(&mut server).success());
@@ -192,8 +206,10 @@ async fn the_servers_logins_reach_the_embedded_database_through_its_unix_socket_
     let long = DataDir::new(&"x".repeat(90));
     let (mut server, address, logs) = serve_with(&long.0, &[]);
     assert_eq!(get(&address, "/readyz").await, reqwest::StatusCode::OK);
-    let (socket, tcp) = authenticator_transports(&long.0).await;
-    assert!(socket == 0 && tcp > 0, "TCP alone: {socket} socket, {tcp} TCP");
+    for login in ["app_authenticator", "app_sequencer"] {
+        let (socket, tcp) = transports(&long.0, login).await;
+        assert!(socket == 0 && tcp > 0, "{login} on TCP alone: {socket} socket, {tcp} TCP");
+    }
     assert!(!logs.try_iter().any(|line| line.contains("Unix socket")));
     signal(&server, "TERM");
     assert!(wait_exit(&mut server).success());

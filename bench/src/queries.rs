@@ -209,12 +209,9 @@ impl Pg {
             .trim()
             .to_owned();
         let port: u16 = line(3).parse().expect("postmaster.pid: bad port");
-        let cluster = data_dir.join("pg");
-        let host = if cluster.join(format!(".s.PGSQL.{port}")).exists() {
-            cluster.to_string_lossy().into_owned()
-        } else {
-            "127.0.0.1".to_owned()
-        };
+        // Line 5: the folder of the cluster's socket, empty without one.
+        let socket_dir = line(4);
+        let host = if socket_dir.starts_with('/') { socket_dir } else { "127.0.0.1".to_owned() };
         Self { bin: pg_bin(), port, password, postmaster: line(0).parse().expect("postmaster.pid: bad pid"), host }
     }
 
@@ -364,9 +361,8 @@ pub async fn run(args: Args) {
         api.display()
     );
     println!(
-        "PostgreSQL reached at {} by pgbench{} (the server's own logins: its start-up log says)",
-        pg.host,
-        if args.postgraphile { " and PostGraphile" } else { "" }
+        "psql, pgbench and PostGraphile reach PostgreSQL at {} (the server's own logins: its start-up log says)",
+        pg.host
     );
 
     let cases: Vec<Case> = args.cases.iter().map(|c| Case::new(*c)).collect();

@@ -103,7 +103,17 @@ impl EmbeddedPostgres {
             pg.stop_orphan();
         }
         pg.port = free_port()?;
-        pg.pg_ctl_start()?;
+        match pg.pg_ctl_start(true) {
+            // PostgreSQL stops when it can create none of its sockets: a
+            // file system or a sandbox that refuses Unix sockets (some
+            // container bind mounts, AppArmor, a unit without AF_UNIX)
+            // must not keep the server from starting on TCP.
+            Err(err) if pg.socket_dir().is_some() => {
+                tracing::warn!(error = %err, "the embedded PostgreSQL did not start with a Unix socket; starting it on TCP alone");
+                pg.pg_ctl_start(false)?;
+            }
+            started => started?,
+        }
         pg.owned = true;
         fs::write(&owner_file, std::process::id().to_string())
             .map_err(io(format!("cannot write {}", owner_file.display())))?;
@@ -130,19 +140,28 @@ impl EmbeddedPostgres {
     /// statements ran 15% faster through the socket (issue 11).
     pub fn login_url(&self, login: &str, password: &SecretString, database: &str) -> String {
         let password = password.expose_secret();
-        if self.socket().is_none() {
+        let Some(dir) = self.socket_dir_in_use() else {
             return format!("postgres://{login}:{password}@127.0.0.1:{}/{database}", self.port);
-        }
-        // sqlx reads a `host` starting with `/` as the socket's folder (the
-        // cluster's), and the port as its name's suffix (`.s.PGSQL.<port>`).
-        let dir = utf8_percent_encode(&self.cluster.to_string_lossy(), NON_ALPHANUMERIC).to_string();
+        };
+        // sqlx reads a `host` starting with `/` as the socket's folder, and
+        // the port as its name's suffix (`.s.PGSQL.<port>`).
+        let dir = utf8_percent_encode(&dir.to_string_lossy(), NON_ALPHANUMERIC).to_string();
         format!("postgres://{login}:{password}@localhost:{}/{database}?host={dir}", self.port)
     }
 
-    /// The cluster's Unix socket, if it listens on one (a cluster that an
-    /// older server started, and this one attached to, may not).
+    /// The cluster's Unix socket, if it listens on one: not when its path
+    /// did not suit ([`Self::socket_dir`]), when PostgreSQL could not create
+    /// it, or when an older server started the cluster this one attached to.
     pub fn socket(&self) -> Option<PathBuf> {
-        self.socket_dir().map(|dir| socket_path(dir, self.port)).filter(|socket| socket.exists())
+        self.socket_dir_in_use().map(|dir| socket_path(&dir, self.port))
+    }
+
+    /// The socket folder the running postmaster reports (line 5 of
+    /// postmaster.pid, empty when it has none).
+    fn socket_dir_in_use(&self) -> Option<PathBuf> {
+        let pid_file = fs::read_to_string(self.cluster.join("postmaster.pid")).ok()?;
+        let dir = pid_file.lines().nth(4)?.trim();
+        dir.starts_with('/').then(|| PathBuf::from(dir))
     }
 
     /// The folder of the cluster's Unix socket: the cluster folder, which
@@ -212,8 +231,8 @@ impl EmbeddedPostgres {
             .status()
     }
 
-    fn pg_ctl_start(&self) -> Result<(), EmbeddedError> {
-        let socket_dirs = self.socket_dir().map(Path::to_string_lossy).unwrap_or_default();
+    fn pg_ctl_start(&self, with_socket: bool) -> Result<(), EmbeddedError> {
+        let socket_dirs = self.socket_dir().filter(|_| with_socket).map(Path::to_string_lossy).unwrap_or_default();
         let options = format!(
             // wal_level=logical: the logical capture (a restart applies it);
             // its slot keeps at most 1 GiB of WAL for a sequencer that is
