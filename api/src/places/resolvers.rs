@@ -72,9 +72,8 @@ impl PlacesQuery {
         // Review.place selected: the places come with the page, in its one
         // statement, instead of a second query from the row loader.
         let look_ahead = ctx.look_ahead();
-        let with_places = look_ahead.field("nodes").field("place").exists()
-            || look_ahead.field("edges").field("node").field("place").exists();
-        if !with_places {
+        let nodes = [look_ahead.field("nodes"), look_ahead.field("edges").field("node")];
+        if !nodes.iter().any(|node| node.field("place").exists()) {
             return Ok(domain::resolve::my_page::<Reviews>(ctx, &page, &store::REVIEWS)
                 .await?
                 .map(Review::from)
@@ -83,7 +82,13 @@ impl PlacesQuery {
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
         let tx = ctx.tx().await?;
-        let rows = store::list_reviews_with_places(&*tx, &viewer, me, &page).await?;
+        // Only the columns of the fields asked for (aliases and fragments
+        // included; a field under @skip is read anyway).
+        let columns = store::JoinedColumns::selected(
+            |field| nodes.iter().any(|node| node.field(field).exists()),
+            |field| nodes.iter().any(|node| node.field("place").field(field).exists()),
+        );
+        let rows = store::list_reviews_with_places(&*tx, &viewer, me, &page, &columns).await?;
         Ok(rows.map(|(review, place)| Review::with_place(review, place.map(Place::from))).into())
     }
 

@@ -366,6 +366,80 @@ async fn my_reviews_with_their_places_is_one_statement_without_a_place_query() {
     assert_eq!(next["myReviews"]["nodes"], json!([{ "place": { "rowId": "p01" } }, { "place": { "rowId": "p00" } }]));
 }
 
+const REVIEW_FIELDS: &str = "id rowId userId placeId rating comment createdAt updatedAt";
+const PLACE_FIELDS: &str =
+    "id rowId name lat lng types category rating userRatingsTotal description createdAt updatedAt";
+
+#[tokio::test]
+async fn a_page_of_reviews_with_their_places_reads_only_the_columns_asked_for_and_answers_as_the_row_loader_does() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 3).await;
+    app.db
+        .execute_unprepared(
+            "UPDATE place SET types = 'cafe, food', user_ratings_total = 12, description = 'By the river' WHERE id = 'p01'",
+        )
+        .await
+        .expect("place details");
+    let ada = app.sign_up("ada").await;
+    let review = "mutation($p: ID!, $c: String) { createReview(input: { placeId: $p, rating: 3, comment: $c }) { review { id } } }";
+    for (place, comment) in [("p00", Value::Null), ("p01", json!("Good coffee")), ("p02", json!("Loud"))] {
+        app.data(Some(&ada.token), review, json!({ "p": place, "c": comment })).await;
+    }
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+
+    // Every field, joined, against the reviews without their places (whole
+    // rows) and each place on its own (the row loader).
+    let joined = app
+        .data(
+            Some(&ada.token),
+            &format!("{{ myReviews(first: 3) {{ nodes {{ {REVIEW_FIELDS} place {{ {PLACE_FIELDS} }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let alone = app
+        .data(Some(&ada.token), &format!("{{ myReviews(first: 3) {{ nodes {{ {REVIEW_FIELDS} }} }} }}"), json!({}))
+        .await;
+    let joined = joined["myReviews"]["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(joined.len(), 3);
+    for (with_place, without) in joined.iter().zip(alone["myReviews"]["nodes"].as_array().expect("nodes")) {
+        let mut review = with_place.clone();
+        let place = review.as_object_mut().and_then(|r| r.remove("place")).expect("a place");
+        assert_eq!(&review, without, "the review's own fields");
+        let loaded = app
+            .data(
+                None,
+                &format!("query($id: ID!) {{ place(id: $id) {{ {PLACE_FIELDS} }} }}"),
+                json!({ "id": place["id"] }),
+            )
+            .await;
+        assert_eq!(place, loaded["place"], "the place as the row loader reads it");
+    }
+    assert_eq!(joined[1]["place"]["types"], json!(["cafe", "food"]));
+    assert_eq!(joined[1]["place"]["description"], "By the river");
+
+    // Fields asked for through aliases and fragments are read too.
+    let shaped = app
+        .data(
+            Some(&ada.token),
+            "{ myReviews(first: 3) { edges { node { ...R } } } } \
+             fragment R on Review { said: comment place { ... on Place { about: description n: userRatingsTotal } } }",
+            json!({}),
+        )
+        .await;
+    let second = &shaped["myReviews"]["edges"][1]["node"];
+    assert_eq!(second["said"], joined[1]["comment"]);
+    assert_eq!(second["place"]["about"], "By the river");
+    assert_eq!(second["place"]["n"], 12);
+
+    // A narrow selection reads the keys and its own columns, nothing else.
+    let narrow = r#"SELECT "review"."id", "review"."user_id", "review"."place_id", "review"."comment", "place"."id", "place"."name" FROM "review" LEFT JOIN "place"%"#;
+    let before = app.statement_calls(narrow).await;
+    let page =
+        app.data(Some(&ada.token), "{ myReviews(first: 3) { nodes { comment place { name } } } }", json!({})).await;
+    assert_eq!(page["myReviews"]["nodes"][2]["place"]["name"], "Place 0");
+    assert_eq!(app.statement_calls(narrow).await, before + 1, "the statement lists only those columns");
+}
+
 #[tokio::test]
 async fn a_deep_page_starts_at_its_cursor_in_the_index_instead_of_scanning_the_pages_before_it() {
     let app = TestApp::spawn().await;
