@@ -11,6 +11,9 @@ use crate::graphql::ids::FromModel;
 use crate::graphql::payload::mutation_input;
 
 /// A place people can review, from the seed's `place` table. Public.
+// A page of reviews with their places reads only the columns of the fields
+// asked for, by name (`store::JoinedColumns`): a field reading another
+// column than its own (camelCase) one must read a key, or be taught there.
 #[derive(SimpleObject, FromModel, Clone)]
 #[from_model(entity::place::Model)]
 pub struct Place {
@@ -89,6 +92,8 @@ crate::connection_type!(ReviewConnection, ReviewEdge, Review, "reviews");
 
 /// A user's review of a place. Visible to its author only (and to readers,
 /// services and admins).
+// As for `Place`: `store::JoinedColumns` reads a column for its own field
+// only; the complex fields below read keys (`user_id`, `place_id`).
 #[derive(SimpleObject, FromModel, Clone)]
 #[graphql(complex)]
 #[from_model(entity::review::Model)]

@@ -417,7 +417,10 @@ async fn a_page_of_reviews_with_their_places_reads_only_the_columns_asked_for_an
     assert_eq!(joined[1]["place"]["types"], json!(["cafe", "food"]));
     assert_eq!(joined[1]["place"]["description"], "By the river");
 
-    // Fields asked for through aliases and fragments are read too.
+    // Fields asked for through aliases and fragments are read too, by the
+    // joined statement (not the row loader).
+    let joined_statement = r#"%FROM "review" LEFT JOIN "place"%"#;
+    let before = app.statement_calls(joined_statement).await;
     let shaped = app
         .data(
             Some(&ada.token),
@@ -430,6 +433,7 @@ async fn a_page_of_reviews_with_their_places_reads_only_the_columns_asked_for_an
     assert_eq!(second["said"], joined[1]["comment"]);
     assert_eq!(second["place"]["about"], "By the river");
     assert_eq!(second["place"]["n"], 12);
+    assert_eq!(app.statement_calls(joined_statement).await, before + 1, "the fragment's place came with the page");
 
     // A narrow selection reads the keys and its own columns, nothing else.
     let narrow = r#"SELECT "review"."id", "review"."user_id", "review"."place_id", "review"."comment", "place"."id", "place"."name" FROM "review" LEFT JOIN "place"%"#;
