@@ -10,6 +10,8 @@
 //!   upserts).
 //! - [`resolve`]: the same from a resolver's context: a row by its `ID`
 //!   argument, a delete, a page of rows, the signed-in user's rows.
+//! - [`columns`]: reading only the columns a selection asks for, for
+//!   entities that say how their model is made from some of its columns.
 //! - [`Constraint`]: a named database constraint and the client error it
 //!   means, declared by each domain in its `mod.rs` (`CONSTRAINTS`) and
 //!   registered once in [`DOMAINS`].
@@ -25,6 +27,7 @@
 //! row the viewer cannot see answers NOT_FOUND, exactly like a row that does
 //! not exist, so ids cannot be probed.
 
+pub mod columns;
 mod constraint;
 pub mod loader;
 mod policy;

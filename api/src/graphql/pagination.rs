@@ -21,8 +21,8 @@
 //! a cursor of another ordering, another version or a forged one is
 //! BAD_USER_INPUT naming the argument, never an SQL error.
 
-use async_graphql::Context;
 use async_graphql::connection::PageInfo;
+use async_graphql::{Context, Lookahead};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::BoxFuture;
@@ -104,6 +104,16 @@ enum Direction {
     Forward,
     /// `last` / `before`: the rows before the cursor, still returned in order.
     Backward,
+}
+
+/// Where a connection's selection asks for its nodes: under `nodes` and
+/// under `edges { node }` (aliases and fragments included), for a resolver
+/// that reads only the columns asked for. Directives and type conditions
+/// are not looked at: a field under `@skip` is read anyway, more than
+/// needed but never less.
+pub fn paged_nodes<'a>(ctx: &'a Context<'_>) -> [Lookahead<'a>; 2] {
+    let look_ahead = ctx.look_ahead();
+    [look_ahead.field("nodes"), look_ahead.field("edges").field("node")]
 }
 
 /// The Relay arguments of a page as the client gave them, to key a
@@ -252,8 +262,9 @@ impl Page {
     }
 
     /// [`fetch`](Self::fetch) with rows read by `run`, e.g. each with a
-    /// joined row (`join` + `select_also`) so a nested object costs no query
-    /// of its own; `model` gives the row's own model (for its cursor).
+    /// joined row so a nested object costs no query of its own, or only
+    /// some columns; `model` gives the row's own model, whose `key`
+    /// columns `run` must read: the cursors are made of them.
     pub async fn fetch_with<'a, E, T>(
         &self,
         query: Select<E>,

@@ -17,7 +17,7 @@ use crate::domain::resolve::InputField;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
-use crate::graphql::pagination::{Page, paged};
+use crate::graphql::pagination::{Page, paged, paged_nodes};
 
 /// The most places one importPlaces call takes.
 const MAX_IMPORT: usize = 1000;
@@ -56,8 +56,12 @@ impl PlacesQuery {
             search: validate::optional_text("search", search.as_deref(), 200)?,
             order: order_by.unwrap_or_default(),
         };
+        // Only the columns of the fields asked for (as in `my_reviews`).
+        let nodes = paged_nodes(ctx);
         let tx = ctx.tx().await?;
-        let rows = store::list_places(&*tx, &viewer, &filter, &page).await?;
+        let rows =
+            store::list_places(&*tx, &viewer, &filter, &page, |field| nodes.iter().any(|n| n.field(field).exists()))
+                .await?;
         Ok(rows.map(Place::from).into())
     }
 
@@ -71,8 +75,7 @@ impl PlacesQuery {
     async fn my_reviews(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<ReviewConnection> {
         // Review.place selected: the places come with the page, in its one
         // statement, instead of a second query from the row loader.
-        let look_ahead = ctx.look_ahead();
-        let nodes = [look_ahead.field("nodes"), look_ahead.field("edges").field("node")];
+        let nodes = paged_nodes(ctx);
         if !nodes.iter().any(|node| node.field("place").exists()) {
             return Ok(domain::resolve::my_page::<Reviews>(ctx, &page, &store::REVIEWS)
                 .await?

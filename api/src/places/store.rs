@@ -3,17 +3,19 @@
 //! PostgreSQL's RLS applies on top of it.
 
 use entity::{place, preference, review};
+use futures_util::future::BoxFuture;
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IdenStatic, Iterable, JoinType, PaginatorTrait, QueryFilter,
-    QueryResult, QuerySelect, QueryTrait, RelationTrait, Select, Set, TryGetable,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect,
+    QueryTrait, RelationTrait, Select, Set,
 };
 use uuid::Uuid;
 
 use super::policy::{Places, Preferences, Reviews};
 use super::types::PlaceOrder;
 use crate::auth::Viewer;
+use crate::domain::columns::{Columns, PartialModel};
 use crate::domain::{Policy, store};
 use crate::error::ApiResult;
 use crate::graphql::pagination::{Page, PageOf, SortKey};
@@ -40,11 +42,15 @@ pub struct PlaceFilter {
     pub order: PlaceOrder,
 }
 
+/// A page of places: the key, the ordering's columns (the cursor's) and
+/// the columns of the fields `asks` names; the others hold defaults, so
+/// the models answer this selection only (see [`Columns`]).
 pub async fn list_places(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
     filter: &PlaceFilter,
     page: &Page,
+    asks: impl Fn(&str) -> bool,
 ) -> ApiResult<PageOf<place::Model>> {
     let mut query = place::Entity::find().filter(Places::visible_to(viewer));
     if let Some(category) = &filter.category {
@@ -59,11 +65,37 @@ pub async fn list_places(
         PlaceOrder::NameAsc => &BY_NAME,
         PlaceOrder::CreatedAtDesc => &NEWEST,
     };
-    page.fetch(db, query, key).await
+    let columns = &list_columns(key, asks);
+    page.fetch_with(
+        query,
+        key,
+        |q| read_rows(db, columns.select(q.select_only()), |row| columns.read(row)),
+        |place| place,
+    )
+    .await
 }
 
 fn escape_like(term: &str) -> String {
     term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// What a page of places in `key`'s order reads: the ordering's columns
+/// (its cursors are made of them; every ordering ends in the key, which
+/// global ids are made of) and the columns of the fields `asks` names.
+fn list_columns(key: &SortKey<place::Entity>, asks: impl Fn(&str) -> bool) -> Columns<place::Entity> {
+    debug_assert!(matches!(key.columns.last(), Some(place::Column::Id)), "{}: an ordering ends in the key", key.name);
+    Columns::selected(key.columns, asks)
+}
+
+/// The rows of `query` (its columns narrowed by a [`Columns`]), each read by
+/// `read`: sea-orm's own reader would look every column up by name.
+fn read_rows<'a, E: EntityTrait, T: Send + 'a>(
+    db: &'a impl ConnectionTrait,
+    query: Select<E>,
+    read: impl Fn(&QueryResult) -> Result<T, DbErr> + Send + 'a,
+) -> BoxFuture<'a, Result<Vec<T>, DbErr>> {
+    let statement = query.build(db.get_database_backend());
+    Box::pin(async move { db.query_all_raw(statement).await?.iter().map(read).collect() })
 }
 
 /// Upserts places by id in one statement; returns how many existed before.
@@ -107,11 +139,7 @@ pub async fn list_reviews_with_places(
     page.fetch_with(
         query,
         &REVIEWS,
-        |q| {
-            let statement =
-                columns.select(q.join(JoinType::LeftJoin, to_place.clone())).build(db.get_database_backend());
-            Box::pin(async move { db.query_all_raw(statement).await?.iter().map(|row| columns.read(row)).collect() })
-        },
+        |q| read_rows(db, columns.select(q.join(JoinType::LeftJoin, to_place.clone())), |row| columns.read(row)),
         |(review, _)| review,
     )
     .await
@@ -120,94 +148,69 @@ pub async fn list_reviews_with_places(
 /// The columns a page of reviews with their places reads: the keys always
 /// (the cursor, global ids, `user` and the row loader's fallback read
 /// them), every other column only when the selection asks for its field.
-/// A model's columns left out hold their type's default, which nothing
-/// reads: its objects answer this selection only. Reading all 18 columns
-/// of both rows for case a's `rating comment place { name }` cost the
-/// server about 9 % and PostgreSQL about 8 % more CPU per request (issue
-/// 11, BENCHMARKS stage 10).
 pub struct JoinedColumns {
-    review: Vec<review::Column>,
-    place: Vec<place::Column>,
+    review: Columns<review::Entity>,
+    place: Columns<place::Entity>,
 }
 
 impl JoinedColumns {
     /// `review_asks(field)`: whether the selection asks a review for that
     /// field; `place_asks`, its place.
     pub fn selected(review_asks: impl Fn(&str) -> bool, place_asks: impl Fn(&str) -> bool) -> Self {
-        use place::Column as P;
         use review::Column as R;
-        Self {
-            review: review::Column::iter()
-                .filter(|c| matches!(c, R::Id | R::UserId | R::PlaceId) || review_asks(&field_of(*c)))
-                .collect(),
-            place: place::Column::iter().filter(|c| matches!(c, P::Id) || place_asks(&field_of(*c))).collect(),
-        }
+        let review = Columns::selected(&[R::Id, R::UserId, R::PlaceId], review_asks);
+        let place = Columns::selected(&[place::Column::Id], place_asks).after(&review);
+        Self { review, place }
     }
 
     fn select(&self, query: Select<review::Entity>) -> Select<review::Entity> {
-        let query = self.review.iter().fold(query.select_only(), |q, c| q.column(*c));
-        self.place.iter().fold(query, |q, c| q.column(*c))
+        self.place.select(self.review.select(query.select_only()))
     }
 
-    /// One row of [`Self::select`], read by position: the review's columns,
-    /// then the place's, each in its `Column` order. sea-orm's own reader
-    /// finds each column by name, formatting a name per column and row. As
-    /// sea-orm does, a place whose columns are all NULL (none joined: the
-    /// viewer may not see it) is `None`; its key is NOT NULL, so that is
-    /// the test.
+    /// One row of [`Self::select`]. As sea-orm does, a place whose columns
+    /// are all NULL (none joined: the viewer may not see it) is `None`; its
+    /// key is NOT NULL, so that is the test.
     fn read(&self, row: &QueryResult) -> Result<(review::Model, Option<place::Model>), DbErr> {
-        use place::Column as P;
-        use review::Column as R;
-        let r = |column: R| self.review.iter().position(|c| *c as usize == column as usize);
-        let p =
-            |column: P| self.place.iter().position(|c| *c as usize == column as usize).map(|i| self.review.len() + i);
-        let review = review::Model {
-            id: read_or_default(row, r(R::Id))?,
-            user_id: read_or_default(row, r(R::UserId))?,
-            place_id: read_or_default(row, r(R::PlaceId))?,
-            rating: read_or_default(row, r(R::Rating))?,
-            comment: read_or_default(row, r(R::Comment))?,
-            created_at: read_or_default(row, r(R::CreatedAt))?,
-            updated_at: read_or_default(row, r(R::UpdatedAt))?,
-        };
-        let Some(id) = read_or_default::<Option<String>>(row, p(P::Id))? else {
+        let review = self.review.read(row)?;
+        if self.place.get::<Option<String>>(row, place::Column::Id as usize)?.is_none() {
             return Ok((review, None));
-        };
-        let place = place::Model {
-            id,
-            name: read_or_default(row, p(P::Name))?,
-            lat: read_or_default(row, p(P::Lat))?,
-            lng: read_or_default(row, p(P::Lng))?,
-            types: read_or_default(row, p(P::Types))?,
-            category: read_or_default(row, p(P::Category))?,
-            rating: read_or_default(row, p(P::Rating))?,
-            user_ratings_total: read_or_default(row, p(P::UserRatingsTotal))?,
-            description: read_or_default(row, p(P::Description))?,
-            created_at: read_or_default(row, p(P::CreatedAt))?,
-            updated_at: read_or_default(row, p(P::UpdatedAt))?,
-        };
-        Ok((review, Some(place)))
-    }
-}
-
-/// The value at `index`, or the type's default for a column not read.
-fn read_or_default<T: TryGetable + Default>(row: &QueryResult, index: Option<usize>) -> Result<T, DbErr> {
-    index.map_or_else(|| Ok(T::default()), |i| row.try_get_by_index(i))
-}
-
-/// The GraphQL field a column is exposed as: its name in camelCase
-/// (`user_ratings_total` is `userRatingsTotal`), as async-graphql names a
-/// `SimpleObject`'s fields.
-fn field_of(column: impl IdenStatic) -> String {
-    let mut field = String::new();
-    for (i, word) in column.as_str().split('_').enumerate() {
-        let mut chars = word.chars();
-        match chars.next() {
-            Some(first) if i > 0 => field.extend(first.to_uppercase().chain(chars)),
-            _ => field.push_str(word),
         }
+        Ok((review, Some(self.place.read(row)?)))
     }
-    field
+}
+
+impl PartialModel for place::Entity {
+    fn read(row: &QueryResult, columns: &Columns<Self>) -> Result<place::Model, DbErr> {
+        use place::Column as P;
+        Ok(place::Model {
+            id: columns.get(row, P::Id as usize)?,
+            name: columns.get(row, P::Name as usize)?,
+            lat: columns.get(row, P::Lat as usize)?,
+            lng: columns.get(row, P::Lng as usize)?,
+            types: columns.get(row, P::Types as usize)?,
+            category: columns.get(row, P::Category as usize)?,
+            rating: columns.get(row, P::Rating as usize)?,
+            user_ratings_total: columns.get(row, P::UserRatingsTotal as usize)?,
+            description: columns.get(row, P::Description as usize)?,
+            created_at: columns.get(row, P::CreatedAt as usize)?,
+            updated_at: columns.get(row, P::UpdatedAt as usize)?,
+        })
+    }
+}
+
+impl PartialModel for review::Entity {
+    fn read(row: &QueryResult, columns: &Columns<Self>) -> Result<review::Model, DbErr> {
+        use review::Column as R;
+        Ok(review::Model {
+            id: columns.get(row, R::Id as usize)?,
+            user_id: columns.get(row, R::UserId as usize)?,
+            place_id: columns.get(row, R::PlaceId as usize)?,
+            rating: columns.get(row, R::Rating as usize)?,
+            comment: columns.get(row, R::Comment as usize)?,
+            created_at: columns.get(row, R::CreatedAt as usize)?,
+            updated_at: columns.get(row, R::UpdatedAt as usize)?,
+        })
+    }
 }
 
 pub async fn find_preference(
@@ -241,9 +244,10 @@ pub async fn upsert_preference(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::DbBackend;
+    use sea_orm::{DbBackend, Iterable};
 
     use super::*;
+    use crate::domain::columns::field_of;
 
     fn columns(review: &[&str], place: &[&str]) -> JoinedColumns {
         JoinedColumns::selected(|f| review.contains(&f), |f| place.contains(&f))
@@ -264,6 +268,25 @@ mod tests {
         assert_eq!(
             sql(&keys_only),
             r#"SELECT "review"."id", "review"."user_id", "review"."place_id", "place"."id" FROM "review""#
+        );
+    }
+
+    #[test]
+    fn a_page_of_places_reads_the_key_the_orderings_columns_and_the_columns_of_the_fields_asked_for() {
+        let sql = |key: &SortKey<place::Entity>, asked: &[&str]| {
+            list_columns(key, |f| asked.contains(&f))
+                .select(place::Entity::find().select_only())
+                .build(DbBackend::Postgres)
+                .sql
+        };
+        assert_eq!(
+            sql(&BY_RATING, &["name", "category"]),
+            r#"SELECT "place"."id", "place"."name", "place"."category", "place"."rating" FROM "place""#
+        );
+        assert_eq!(sql(&BY_NAME, &[]), r#"SELECT "place"."id", "place"."name" FROM "place""#);
+        assert_eq!(
+            sql(&NEWEST, &["lat", "lng"]),
+            r#"SELECT "place"."id", "place"."lat", "place"."lng", "place"."created_at" FROM "place""#
         );
     }
 

@@ -11,9 +11,10 @@ use crate::graphql::ids::FromModel;
 use crate::graphql::payload::mutation_input;
 
 /// A place people can review, from the seed's `place` table. Public.
-// A page of reviews with their places reads only the columns of the fields
-// asked for, by name (`store::JoinedColumns`): a field reading another
-// column than its own (camelCase) one must read a key, or be taught there.
+// A page of places, and of reviews with their places, reads only the
+// columns of the fields asked for, by name (`domain::columns`): a field
+// reading another column than its own (camelCase) one must read a key, or
+// be taught there (`store::list_columns`, `store::JoinedColumns`).
 #[derive(SimpleObject, FromModel, Clone)]
 #[from_model(entity::place::Model)]
 pub struct Place {

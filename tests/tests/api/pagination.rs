@@ -445,6 +445,86 @@ async fn a_page_of_reviews_with_their_places_reads_only_the_columns_asked_for_an
 }
 
 #[tokio::test]
+async fn a_page_of_places_reads_only_the_columns_asked_for_and_answers_as_the_row_loader_does() {
+    let app = TestApp::spawn().await;
+    places_with_ties_and_nulls(&app, 6).await;
+    app.db
+        .execute_unprepared(
+            "UPDATE place SET types = 'cafe, food', user_ratings_total = 12, description = 'By the river' WHERE id = 'p01'",
+        )
+        .await
+        .expect("place details");
+    app.db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.expect("extension");
+
+    // In every ordering: every field against the row loader's place, and
+    // the cursors (the ordering's columns) whatever the selection asks.
+    let page = |fields: &str| {
+        format!(
+            "query($o: PlaceOrder) {{ places(first: 6, orderBy: $o) {{ edges {{ cursor node {{ {fields} }} }} }} }}"
+        )
+    };
+    for order in ["RATING_DESC", "NAME_ASC", "CREATED_AT_DESC"] {
+        let whole = app.data(None, &page(PLACE_FIELDS), json!({ "o": order })).await;
+        let narrow = app.data(None, &page("rowId"), json!({ "o": order })).await;
+        let (whole, narrow) = (&whole["places"]["edges"], &narrow["places"]["edges"]);
+        assert_eq!(whole.as_array().map(Vec::len), Some(6), "{order}");
+        assert_eq!(narrow.as_array().map(Vec::len), Some(6), "{order}");
+        for (edge, narrow_edge) in whole.as_array().expect("edges").iter().zip(narrow.as_array().expect("edges")) {
+            let loaded = app
+                .data(
+                    None,
+                    &format!("query($id: ID!) {{ place(id: $id) {{ {PLACE_FIELDS} }} }}"),
+                    json!({ "id": edge["node"]["id"] }),
+                )
+                .await;
+            assert_eq!(edge["node"], loaded["place"], "{order}: the place as the row loader reads it");
+            assert_eq!(edge["node"]["rowId"], narrow_edge["node"]["rowId"], "{order}: the same order");
+            assert_eq!(edge["cursor"], narrow_edge["cursor"], "{order}: the same cursor for a narrow selection");
+        }
+    }
+
+    // Fields asked for through aliases and fragments are read too.
+    let shaped = app
+        .data(
+            None,
+            "{ places(first: 6, orderBy: NAME_ASC) { nodes { ...P } } } \
+             fragment P on Place { rowId ... on Place { about: description n: userRatingsTotal t: types } }",
+            json!({}),
+        )
+        .await;
+    let p01 = shaped["places"]["nodes"].as_array().expect("nodes").iter().find(|p| p["rowId"] == "p01").cloned();
+    let p01 = p01.expect("p01 on the page");
+    assert_eq!((&p01["about"], &p01["n"], &p01["t"]), (&json!("By the river"), &json!(12), &json!(["cafe", "food"])));
+
+    // Fields split between `nodes` and `edges { node }`, on a page backward
+    // from a cursor: both sets are read.
+    let first = app.data(None, &page("rowId"), json!({ "o": "NAME_ASC" })).await;
+    let split = app
+        .data(
+            None,
+            "query($b: String) { places(last: 4, before: $b, orderBy: NAME_ASC) { nodes { rowId name } edges { node { lat } } } }",
+            json!({ "b": first["places"]["edges"][5]["cursor"] }),
+        )
+        .await;
+    let nodes = split["places"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 4);
+    let expected_ids: Vec<&Value> =
+        first["places"]["edges"].as_array().expect("edges")[1..5].iter().map(|e| &e["node"]["rowId"]).collect();
+    assert_eq!(nodes.iter().map(|n| &n["rowId"]).collect::<Vec<_>>(), expected_ids, "the four before the cursor");
+    assert!(nodes.iter().all(|n| n["name"].as_str().is_some_and(|name| name.starts_with("Place "))), "{nodes:?}");
+    assert!(split["places"]["edges"].as_array().expect("edges").iter().all(|e| e["node"]["lat"] == 38.7), "{split}");
+
+    // A narrow selection reads the key, the ordering's columns and its own
+    // columns, nothing else.
+    let narrow = r#"SELECT "place"."id", "place"."name", "place"."rating" FROM "place"%"#;
+    let before = app.statement_calls(narrow).await;
+    let names = app.data(None, "{ places(first: 3, orderBy: RATING_DESC) { nodes { name } } }", json!({})).await;
+    // p01 and p05 tie at 4.5, the higher id first.
+    assert_eq!(names["places"]["nodes"][0]["name"], "Place 2");
+    assert_eq!(app.statement_calls(narrow).await, before + 1, "the statement lists only those columns");
+}
+
+#[tokio::test]
 async fn a_deep_page_starts_at_its_cursor_in_the_index_instead_of_scanning_the_pages_before_it() {
     let app = TestApp::spawn().await;
     app.db
@@ -492,7 +572,15 @@ async fn a_deep_page_starts_at_its_cursor_in_the_index_instead_of_scanning_the_p
         .collect();
     let plan = plan.join("\n");
     assert!(plan.contains("idx_place_rating_keyset"), "{statement}\n{plan}");
-    assert!(plan.contains("Index Cond: ((rating IS NOT NULL) AND (ROW(rating, (id)::text) <"), "{plan}");
+    // The cursor's row comparison is the index condition (the statement
+    // reads the ordering's columns and `rowId`'s, no others, so no cast of
+    // the key appears).
+    assert!(
+        plan.contains(
+            "Index Cond: ((rating IS NOT NULL) AND (ROW(rating, id) < ROW('2'::double precision, 'q02000'::text)))"
+        ),
+        "{plan}"
+    );
     assert!(!plan.contains("Sort"), "no sort of the rows before the cursor: {plan}");
 }
 

@@ -1,0 +1,144 @@
+//! Reading only the columns a selection asks for.
+//!
+//! A list reads its keys (the cursor's, the global id's, the foreign keys
+//! other fields load by) and the columns of the fields the client selected;
+//! the model's other columns hold their type's default, which nothing
+//! reads: such a model answers its own selection only. Reading whole rows
+//! for a three-field page cost PostgreSQL (wider tuples to form and send)
+//! and the server (a decode per column and row) about 8–9 % of a request's
+//! CPU each (issue 11, BENCHMARKS stage 10).
+//!
+//! sea-orm's `FromQueryResult` reads every column of a model by name and
+//! fails on a missing one; its `DerivePartialModel` reads a struct of its
+//! own, while the GraphQL types are made from the entity's `Model`
+//! (`FromModel`). So each entity read this way says in [`PartialModel`]
+//! how its model is made from the columns present (a struct literal, in
+//! its domain's `store.rs`). Nothing may keep such a model beyond the
+//! response it was read for (a cache, a DataLoader): its unread columns
+//! are not the row's.
+
+use sea_orm::{DbErr, EntityTrait, IdenStatic, Iterable, QueryResult, QuerySelect, TryGetable};
+
+/// An entity whose model can be read from some of its columns.
+pub trait PartialModel: EntityTrait {
+    /// The model from the columns `columns` read of `row`; every column
+    /// not read is its type's default (see [`Columns::get`]).
+    fn read(row: &QueryResult, columns: &Columns<Self>) -> Result<Self::Model, DbErr>;
+}
+
+/// The columns of `E` one statement reads, and where each is in its rows.
+pub struct Columns<E: EntityTrait> {
+    /// In `E::Column` order.
+    columns: Vec<E::Column>,
+    /// Where the first of them is in the row (after a joined table's).
+    offset: usize,
+    /// By a column's place in `E::Column::iter()`: its index in the row.
+    at: Vec<Option<usize>>,
+}
+
+impl<E: EntityTrait> Columns<E> {
+    /// `keys` always, and every other column whose field (camelCase, see
+    /// [`field_of`]) `asks` names, in column order, first in the row.
+    pub fn selected(keys: &[E::Column], asks: impl Fn(&str) -> bool) -> Self {
+        let chosen = E::Column::iter().filter(|c| keys.iter().any(|k| k.as_str() == c.as_str()) || asks(&field_of(*c)));
+        Self::at_offset(0, chosen)
+    }
+
+    /// These columns placed after `before`'s in the row (a join reads one
+    /// table's columns, then the other's).
+    pub fn after<F: EntityTrait>(self, before: &Columns<F>) -> Self {
+        Self::at_offset(before.offset + before.columns.len(), self.columns.into_iter())
+    }
+
+    fn at_offset(offset: usize, chosen: impl Iterator<Item = E::Column>) -> Self {
+        let columns: Vec<E::Column> = chosen.collect();
+        let at = E::Column::iter()
+            .map(|c| columns.iter().position(|k| k.as_str() == c.as_str()).map(|i| offset + i))
+            .collect();
+        Self { columns, offset, at }
+    }
+
+    /// `query` selecting these columns after those it already selects,
+    /// which must be exactly the columns these are placed [`after`](Self::after)
+    /// (none for the first table: narrow it with `select_only` first), or
+    /// the row is read at the wrong places.
+    pub fn select<Q: QuerySelect>(&self, query: Q) -> Q {
+        self.columns.iter().fold(query, |q, c| q.column(*c))
+    }
+
+    /// The value of `column` in `row` by its position, or `T::default()`
+    /// when it is not read. `column` is the column's discriminant
+    /// (`place::Column::Name as usize`), its place in `E::Column::iter()`
+    /// for sea-orm's derived columns; read by position because sea-orm's
+    /// own reader finds each column by name, formatting a name per column
+    /// and row.
+    pub fn get<T: TryGetable + Default>(&self, row: &QueryResult, column: usize) -> Result<T, DbErr> {
+        debug_assert!(column < self.at.len(), "{column} is not a column of this entity");
+        match self.at.get(column).copied().flatten() {
+            Some(index) => row.try_get_by_index(index),
+            None => Ok(T::default()),
+        }
+    }
+}
+
+impl<E: PartialModel> Columns<E> {
+    /// The model in `row`, from these columns.
+    pub fn read(&self, row: &QueryResult) -> Result<E::Model, DbErr> {
+        E::read(row, self)
+    }
+}
+
+/// The GraphQL field a column is exposed as: its name in camelCase
+/// (`user_ratings_total` is `userRatingsTotal`), as async-graphql names a
+/// `SimpleObject`'s fields.
+pub fn field_of(column: impl IdenStatic) -> String {
+    let mut field = String::new();
+    for (i, word) in column.as_str().split('_').enumerate() {
+        let mut chars = word.chars();
+        match chars.next() {
+            Some(first) if i > 0 => field.extend(first.to_uppercase().chain(chars)),
+            _ => field.push_str(word),
+        }
+    }
+    field
+}
+
+#[cfg(test)]
+mod tests {
+    use entity::{place, review};
+
+    use super::*;
+
+    #[test]
+    fn a_columns_discriminant_is_its_place_among_its_entitys_columns() {
+        // `Columns::get` finds a column by its discriminant: every entity
+        // with a `PartialModel` belongs here.
+        for (i, column) in place::Column::iter().enumerate() {
+            assert_eq!(column as usize, i, "place.{}", column.as_str());
+        }
+        for (i, column) in review::Column::iter().enumerate() {
+            assert_eq!(column as usize, i, "review.{}", column.as_str());
+        }
+    }
+
+    #[test]
+    fn a_column_is_found_where_the_statement_reads_it_and_joined_columns_come_after_the_first_tables() {
+        let reviews = Columns::<review::Entity>::selected(&[review::Column::Id], |f| f == "comment");
+        let places = Columns::<place::Entity>::selected(&[place::Column::Id], |f| f == "name").after(&reviews);
+        assert_eq!(reviews.at[review::Column::Id as usize], Some(0));
+        assert_eq!(reviews.at[review::Column::Comment as usize], Some(1));
+        assert_eq!(reviews.at[review::Column::Rating as usize], None);
+        assert_eq!(places.at[place::Column::Id as usize], Some(2));
+        assert_eq!(places.at[place::Column::Name as usize], Some(3));
+        assert_eq!(places.at[place::Column::Lat as usize], None);
+        // A third table comes after both.
+        let third = Columns::<review::Entity>::selected(&[review::Column::Id], |_| false).after(&places);
+        assert_eq!(third.at[review::Column::Id as usize], Some(4));
+    }
+
+    #[test]
+    fn a_columns_field_is_its_name_in_camel_case() {
+        assert_eq!(field_of(place::Column::UserRatingsTotal), "userRatingsTotal");
+        assert_eq!(field_of(place::Column::Name), "name");
+    }
+}
