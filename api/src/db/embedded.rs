@@ -159,9 +159,16 @@ impl EmbeddedPostgres {
     /// The socket folder the running postmaster reports (line 5 of
     /// postmaster.pid, empty when it has none).
     fn socket_dir_in_use(&self) -> Option<PathBuf> {
-        let pid_file = fs::read_to_string(self.cluster.join("postmaster.pid")).ok()?;
-        let dir = pid_file.lines().nth(4)?.trim();
+        let dir = self.postmaster_pid_line(4)?;
         dir.starts_with('/').then(|| PathBuf::from(dir))
+    }
+
+    /// Line `index` (from 0) of the running postmaster's `postmaster.pid`,
+    /// trimmed: 0 its PID, 3 its port, 4 its socket folder (PostgreSQL's
+    /// `LOCK_FILE_LINE_*`). `None` without the file or the line.
+    fn postmaster_pid_line(&self, index: usize) -> Option<String> {
+        let pid_file = fs::read_to_string(self.cluster.join("postmaster.pid")).ok()?;
+        pid_file.lines().nth(index).map(|line| line.trim().to_owned())
     }
 
     /// The folder of the cluster's Unix socket: the cluster folder, which
@@ -201,7 +208,7 @@ impl EmbeddedPostgres {
 
     /// The port of the cluster if a postmaster is running on it.
     fn running_port(&self) -> Option<u16> {
-        let pid_file = fs::read_to_string(self.cluster.join("postmaster.pid")).ok()?;
+        let port = self.postmaster_pid_line(3)?;
         let running = self
             .command(&self.bin.join("pg_ctl"))
             .args(["status", "-D"])
@@ -210,8 +217,7 @@ impl EmbeddedPostgres {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        // Line 4 of postmaster.pid is the port.
-        running.then(|| pid_file.lines().nth(3)?.trim().parse().ok()).flatten()
+        running.then(|| port.parse().ok()).flatten()
     }
 
     /// A previous server killed with SIGKILL may have left its PostgreSQL
@@ -267,10 +273,7 @@ impl EmbeddedPostgres {
     /// killed it. It signals only that postmaster (by PID, SIGINT = fast
     /// shutdown), never a cluster a later process started in the same folder.
     fn spawn_watchdog(&self) {
-        let Some(postmaster) = fs::read_to_string(self.cluster.join("postmaster.pid"))
-            .ok()
-            .and_then(|pid_file| pid_file.lines().next().map(str::to_owned))
-        else {
+        let Some(postmaster) = self.postmaster_pid_line(0) else {
             tracing::warn!("no postmaster.pid: the embedded PostgreSQL has no watchdog");
             return;
         };
