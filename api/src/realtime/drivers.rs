@@ -29,64 +29,94 @@
 //! the task's next turn rather than in the same one, unbatched. Its own
 //! subscriptions only wait for each other.
 //!
-//! What a task of its own gave each source is kept: it is aborted when its
+//! What a task of its own gave each source is kept: it is stopped when its
 //! [`Driver`] is dropped (the subscription's end), and a panic is caught and
 //! reported to that subscription alone, the connection's other sources
-//! running on.
+//! running on. The stop and the report are wrapped around the source
+//! before it first runs ([`prepare`]) and travel with it from a task of its
+//! own into the drivers, so the task it started in ends there; the
+//! source's state is inline in that one allocation, and its [`Stop`] where
+//! the caller keeps it (a subscription's tap, which its deliveries read
+//! anyway). At 10,000 sources each wake is a cache miss per pointer
+//! followed: the source behind two boxes of its own, `futures`'
+//! `Abortable` with its flag in a third allocation, and a channel of new
+//! sources looked at beside the set at every wake were about a tenth of the
+//! server's CPU per delivery in `bench fanout --per-socket 5`.
 //!
 //! Hand-written rather than a crate's: tokio's `JoinSet` and `LocalSet` run
 //! each future as a task of its own (one wake and one poll each, as before),
 //! and futures' `FuturesUnordered` needs an owner to poll it and a way in for
 //! sources that start later, which is this module.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
-use futures_util::future::{AbortHandle, Abortable, BoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
+/// What the drivers' task polls: a source (its end is `None`), or the
+/// [`Arrival`] of the next one.
+type Polled = BoxFuture<'static, Option<Arrival>>;
+
+/// A source handed to the drivers (`None`: every [`Drivers`] is dropped, no
+/// more will come), and the channel the next one comes by.
+struct Arrival {
+    source: Option<Polled>,
+    started: mpsc::UnboundedReceiver<Polled>,
+}
+
+/// Waits for the next source handed to the drivers: itself one of the
+/// futures the task polls, so the channel is looked at only when a source
+/// arrives. Polling it beside the set (a `select!`) looked at it at every
+/// wake of the task, each event's: 4 % of the server's CPU in `bench fanout
+/// --per-socket 5`, for a channel that is nearly always empty.
+fn arrival(mut started: mpsc::UnboundedReceiver<Polled>) -> Polled {
+    async move {
+        let source = started.recv().await;
+        Some(Arrival { source, started })
+    }
+    .boxed()
+}
+
 /// Where a connection's event sources run; cheap to clone. The task ends
 /// once every clone is dropped and the sources it still polls have ended
-/// (aborted with their subscriptions when the connection closes).
+/// (stopped with their subscriptions when the connection closes).
 #[derive(Clone)]
 pub struct Drivers {
-    start: mpsc::UnboundedSender<BoxFuture<'static, ()>>,
+    start: mpsc::UnboundedSender<Polled>,
 }
 
 impl Drivers {
     /// Starts the connection's task.
     fn start() -> Self {
-        let (start, mut started) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
+        let (start, started) = mpsc::unbounded_channel::<Polled>();
         tokio::spawn(async move {
             let mut running = FuturesUnordered::new();
-            loop {
-                tokio::select! {
-                    biased;
-                    source = started.recv() => match source {
-                        Some(source) => running.push(source),
-                        None => break,
-                    },
-                    Some(()) = running.next(), if !running.is_empty() => {}
+            running.push(arrival(started));
+            while let Some(polled) = running.next().await {
+                if let Some(Arrival { source: Some(source), started }) = polled {
+                    running.push(source);
+                    running.push(arrival(started));
                 }
             }
-            while running.next().await.is_some() {}
         });
         Self { start }
     }
 
-    /// Runs `source` in this connection's task (or, should that task be
+    /// Runs `wrapped` in this connection's task (or, should that task be
     /// gone, which it cannot be while a clone of `self` lives, in one of
     /// its own rather than not at all).
-    fn run(&self, source: BoxFuture<'static, ()>) -> Running {
-        let (running, wrapped) = Running::wrap(source);
+    fn hand(&self, wrapped: Polled) {
         if let Err(mpsc::error::SendError(wrapped)) = self.start.send(wrapped) {
             tokio::spawn(wrapped);
         }
-        running
     }
 }
 
@@ -111,20 +141,102 @@ impl Drop for Member {
     }
 }
 
-/// Runs `source`: with the connection's other sources if it has company,
-/// else in a task of its own, which hands it over to the company within
-/// [`LOOK_EVERY`] wakes after that starts.
-pub fn run(source: BoxFuture<'static, ()>, company: &Arc<Company>) -> Driver {
-    let member = Member(company.clone());
-    if company.sources.fetch_add(1, Ordering::Relaxed) >= 1 {
-        company.drivers.get_or_init(Drivers::start);
+/// How a source's [`Driver`] stops it: set, and the source's task woken,
+/// when the driver drops; looked at before each poll of the source. One
+/// source's: once stopped, it stays so.
+///
+/// Its own allocation would be one more cache miss at each wake of 10,000
+/// sources (`futures`' `Abortable` was 4 % of the server's CPU in `bench
+/// fanout --per-socket 5`, nearly all of it that load), so a caller may keep
+/// it in memory the source touches anyway ([`Stoppable`], [`prepare_in`]).
+#[derive(Default)]
+pub struct Stop {
+    stopped: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Stop {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.waker.wake();
     }
-    if let Some(drivers) = company.drivers.get() {
-        return Driver { running: drivers.run(source), _member: member };
+
+    /// True once stopped; else wakes `cx` when it is.
+    fn poll_stopped(&self, cx: &Context<'_>) -> bool {
+        if self.stopped.load(Ordering::Acquire) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        self.stopped.load(Ordering::Acquire)
     }
-    let company = company.clone();
-    let task = tokio::spawn(async move {
-        let mut source = source;
+}
+
+/// Where a source's [`Stop`] lives.
+pub trait Stoppable: Send + Sync + 'static {
+    fn stop(&self) -> &Stop;
+}
+
+impl Stoppable for Stop {
+    fn stop(&self) -> &Stop {
+        self
+    }
+}
+
+/// A source made ready to run, not started: its stop and its panic report
+/// travel with it, from a task of its own into the drivers, in one
+/// allocation with the source's state (see [`prepare`]).
+pub struct Prepared<S: ?Sized + Stoppable = Stop> {
+    running: Running<S>,
+    wrapped: Polled,
+}
+
+/// Wraps `source` to run with [`Prepared::run`]. Made ahead of the run so
+/// that a caller can hold it, a pointer's size, until the source should
+/// start, and the source's state is still in the one allocation the
+/// drivers poll: a pointer fewer to follow at each wake of 10,000 sources
+/// (a cache miss each).
+pub fn prepare<F: Future<Output = ()> + Send + 'static>(source: F) -> Prepared {
+    prepare_in(source, Arc::new(Stop::default()))
+}
+
+/// [`prepare`], with the source's [`Stop`] in `stop`.
+pub fn prepare_in<F, S>(source: F, stop: Arc<S>) -> Prepared<S>
+where
+    F: Future<Output = ()> + Send + 'static,
+    S: ?Sized + Stoppable,
+{
+    let (report, outcome) = oneshot::channel();
+    let wrapped = Wrapped { source: Some(source), stop: stop.clone(), report: Some(report) };
+    Prepared { running: Running { stop, outcome }, wrapped: Box::pin(wrapped) }
+}
+
+/// Runs `source` (see [`Prepared::run`]).
+pub fn run<F: Future<Output = ()> + Send + 'static>(source: F, company: &Arc<Company>) -> Driver {
+    prepare(source).run(company)
+}
+
+impl<S: ?Sized + Stoppable> Prepared<S> {
+    /// Runs the source: with the connection's other sources if it has
+    /// company, else in a task of its own, which hands it over to the
+    /// company within [`LOOK_EVERY`] wakes after that starts, and ends.
+    pub fn run(self, company: &Arc<Company>) -> Driver<S> {
+        let Self { running, wrapped } = self;
+        let member = Member(company.clone());
+        if company.sources.fetch_add(1, Ordering::Relaxed) >= 1 {
+            company.drivers.get_or_init(Drivers::start);
+        }
+        match company.drivers.get() {
+            Some(drivers) => drivers.hand(wrapped),
+            None => alone(wrapped, company.clone()),
+        }
+        Driver { running, _member: member }
+    }
+}
+
+/// Polls `wrapped` in a task of its own until it ends or the connection's
+/// drivers start, then hands it to them.
+fn alone(mut wrapped: Polled, company: Arc<Company>) {
+    tokio::spawn(async move {
         // Looked at every LOOK_EVERY wakes, not each: the company is in
         // memory of its own, a cache miss per delivery of a lone source
         // (2 % of its CPU in `bench fanout`); the first wake looks too.
@@ -136,93 +248,87 @@ pub fn run(source: BoxFuture<'static, ()>, company: &Arc<Company>) -> Driver {
             {
                 return Poll::Ready(Some(drivers.clone()));
             }
-            source.as_mut().poll(cx).map(|()| None)
+            wrapped.as_mut().poll(cx).map(|_| None)
         })
         .await;
-        let Some(drivers) = joined else { return };
-        // This task stays, standing for the source: aborted (the
-        // subscription's end), it drops `running`, which aborts the
-        // source; the source's panic is this task's.
-        let mut running = drivers.run(source);
-        if running.panicked().await {
-            std::panic::resume_unwind(Box::new("a subscription's event source panicked"));
+        if let Some(drivers) = joined {
+            drivers.hand(wrapped);
         }
     });
-    Driver { running: Running::Task(task), _member: member }
 }
 
-/// One source as it runs: aborted when dropped.
-pub struct Driver {
-    running: Running,
+/// One source as it runs: stopped when dropped.
+pub struct Driver<S: ?Sized + Stoppable = Stop> {
+    running: Running<S>,
     _member: Member,
 }
 
-impl Driver {
+impl<S: ?Sized + Stoppable> Driver<S> {
     /// Waits for the source's end: true if it panicked (or the task that
     /// ran it did, which a source's end must not be mistaken for).
     pub async fn panicked(&mut self) -> bool {
-        self.running.panicked().await
+        (&mut self.running.outcome).await.unwrap_or(true)
     }
 }
 
-enum Running {
-    /// In a task of its own: the task's handle says it all, at no cost
-    /// per poll.
-    Task(tokio::task::JoinHandle<()>),
-    /// In a connection's task ([`Drivers::run`]).
-    Shared {
-        abort: AbortHandle,
-        /// True when the source panicked; closed without a value when it
-        /// was aborted (only ever by this `Running`'s drop) or when the
-        /// drivers' task ended without it (a panic there, the runtime
-        /// shutting down).
-        outcome: oneshot::Receiver<bool>,
-    },
+/// The source's end as its [`Driver`] sees it.
+struct Running<S: ?Sized + Stoppable> {
+    stop: Arc<S>,
+    /// True when the source panicked; closed without a value when it was
+    /// stopped (only ever by this `Running`'s drop) or when the task that
+    /// polled it ended without it (a panic there, the runtime shutting
+    /// down).
+    outcome: oneshot::Receiver<bool>,
 }
 
-impl Running {
-    fn wrap(source: BoxFuture<'static, ()>) -> (Self, BoxFuture<'static, ()>) {
-        let (abort, registration) = AbortHandle::new_pair();
-        let (report, outcome) = oneshot::channel();
-        let wrapped = async move {
-            let mut source = Some(Abortable::new(source, registration));
+impl<S: ?Sized + Stoppable> Drop for Running<S> {
+    fn drop(&mut self) {
+        self.stop.stop().stop();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A source with its stop and its panic report. Written out rather
+    /// than an `async` block: one moving the source into a pinned local
+    /// would keep a second, unused copy of the source's space (memory per
+    /// idle subscriber).
+    struct Wrapped<F, S: ?Sized> {
+        #[pin]
+        source: Option<F>,
+        stop: Arc<S>,
+        report: Option<oneshot::Sender<bool>>,
+    }
+}
+
+impl<F: Future<Output = ()>, S: ?Sized + Stoppable> Future for Wrapped<F, S> {
+    type Output = Option<Arrival>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(source) = this.source.as_mut().as_pin_mut() else { return Poll::Ready(None) };
+        let stopped = this.stop.stop().poll_stopped(cx);
+        let result = if stopped {
+            Ok(())
+        } else {
             // Unwinding out of a source leaves nothing of the task's other
             // sources half done: each holds only its own state.
-            let result = AssertUnwindSafe(async {
-                match source.as_mut() {
-                    Some(source) => source.await,
-                    None => Ok(()),
-                }
-            })
-            .catch_unwind()
-            .await;
-            // Dropped in a catch too: a panic in a source's drop (its
-            // state's destructors run here, not while polling) must not
-            // end the task, and with it the connection's other sources.
-            let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(source.take())));
-            let panicked = result.is_err() || dropped.is_err();
-            if matches!(result, Ok(Err(_aborted))) && !panicked {
-                return;
+            match std::panic::catch_unwind(AssertUnwindSafe(|| source.poll(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(())) => Ok(()),
+                Err(_panic) => Err(()),
             }
-            let _ = report.send(panicked);
         };
-        (Self::Shared { abort, outcome }, wrapped.boxed())
-    }
-
-    async fn panicked(&mut self) -> bool {
-        match self {
-            Self::Task(task) => task.await.is_err_and(|err| err.is_panic()),
-            Self::Shared { outcome, .. } => outcome.await.unwrap_or(true),
+        // Dropped in a catch too: a panic in a source's drop (its state's
+        // destructors run here, not while polling) must not end the task,
+        // and with it the connection's other sources.
+        let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| this.source.set(None)));
+        let panicked = result.is_err() || dropped.is_err();
+        if (!stopped || panicked)
+            && let Some(report) = this.report.take()
+        {
+            let _ = report.send(panicked);
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        match self {
-            Self::Task(task) => task.abort(),
-            Self::Shared { abort, .. } => abort.abort(),
-        }
+        Poll::Ready(None)
     }
 }
 
@@ -324,6 +430,35 @@ mod tests {
         assert!(moved, "moved into the drivers' task within {LOOK_EVERY} wakes");
         events.send("panic").unwrap_or_else(|_| panic!("the source is gone"));
         assert!(within("the panic reported", driver.panicked()).await);
+    }
+
+    #[tokio::test]
+    async fn a_source_that_moved_into_the_drivers_leaves_no_task_of_its_own_behind() {
+        let alive = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        let before = alive();
+        let company = Arc::new(Company::default());
+        let (events, received) = unbounded_channel();
+        let (seen, mut saw) = unbounded_channel();
+        let _first = run(reporting(received, seen.clone()), &company);
+        assert_eq!(alive(), before + 1, "alone: a task of its own");
+        let (_second_events, second) = unbounded_channel();
+        let _second = run(reporting(second, seen), &company);
+        assert_eq!(alive(), before + 2, "the drivers' task too");
+
+        // Woken often enough to look for its company, the first moves.
+        for _ in 0..=LOOK_EVERY {
+            events.send("wake").unwrap_or_else(|_| panic!("the source is gone"));
+            within("polled", saw.recv()).await;
+        }
+
+        within("only the drivers' task left", async {
+            while alive() > before + 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        events.send("still running").unwrap_or_else(|_| panic!("the source is gone"));
+        within("polled by the drivers", saw.recv()).await.unwrap_or_else(|| panic!("the source is gone"));
     }
 
     #[tokio::test]

@@ -22,7 +22,10 @@
 //! from the log. They are not history: they committed after the
 //! subscription was accepted, so they are delivered as live ones would be.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
@@ -31,7 +34,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::drivers::{self, Company};
+use super::drivers;
 use super::log::{self, Operation};
 use super::shared::{self, Claim};
 use super::{ChangeEvent, ChangeOperation, Cursor, Live, Realtime, cursor, now};
@@ -108,8 +111,8 @@ pub fn events(
     // Both boxed: the source's state is large, and an `Either` of the two
     // would be as large as it even where the source lives in the task.
     if let Some(sharing) = &request.share {
-        let company = sharing.tap.company().clone();
-        driven(source(rt, request, filter), company).boxed()
+        let tap = sharing.tap.clone();
+        driven(source(rt, request, filter), tap).boxed()
     } else {
         source(rt, request, filter).boxed()
     }
@@ -146,29 +149,16 @@ struct Handed {
 /// the connection's end), so it never writes for an operation that is gone.
 fn driven(
     source: impl Stream<Item = Result<Delivery, ApiError>> + Send + 'static,
-    company: Arc<Company>,
+    tap: Arc<shared::Tap>,
 ) -> impl Stream<Item = Result<Delivery, ApiError>> + Send {
-    // Boxed: moved into the task at the first poll, it would otherwise
-    // leave its size unused in this stream for the subscription's life.
-    let source = Box::pin(source);
+    let (hand, mut handed) = oneshot::channel::<Handed>();
+    // Made now, started at the first poll: the source's state is in the
+    // one allocation the drivers poll, not behind a pointer of its own; its
+    // stop is in the tap its deliveries go through.
+    let task = drivers::prepare_in(HandOver { source, hand: Some(hand), sent: None }.in_current_span(), tap.clone());
     async_stream::stream! {
-        let (hand, mut handed) = oneshot::channel::<Handed>();
-        let task = Box::pin(async move {
-            let mut source = source;
-            let mut hand = hand;
-            while let Some(item) = source.next().await {
-                let (next, sent) = oneshot::channel();
-                if hand.send(Handed { item, next }).is_err() {
-                    return;
-                }
-                // The subscription is gone: so is the reason to go on.
-                let Ok(next) = sent.await else { return };
-                hand = next;
-            }
-        }
-        .in_current_span());
         // With the connection's other sources, once it has others.
-        let mut driver = drivers::run(task, &company);
+        let mut driver = task.run(tap.company());
         while let Ok(Handed { item, next }) = handed.await {
             yield item;
             // Polled again: the operation has sent the item's response.
@@ -184,6 +174,48 @@ fn driven(
         if driver.panicked().await {
             tracing::error!("a subscription's event source panicked");
             yield Err(ApiError::Internal);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`driven`]'s task: polls the source and hands its items over one at
+    /// a time. Written out rather than an `async` block, so the source is
+    /// inline (a block moving it into a pinned local would keep a second,
+    /// unused copy of its space for the subscription's life).
+    struct HandOver<S> {
+        #[pin]
+        source: S,
+        // Where the next item goes; `None` while the last one is out.
+        hand: Option<oneshot::Sender<Handed>>,
+        // Where the subscription, polled again, sends the next `hand`.
+        sent: Option<oneshot::Receiver<oneshot::Sender<Handed>>>,
+    }
+}
+
+impl<S: Stream<Item = Result<Delivery, ApiError>>> Future for HandOver<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            if let Some(sent) = this.sent.as_mut() {
+                match ready!(Pin::new(sent).poll(cx)) {
+                    Ok(next) => {
+                        *this.hand = Some(next);
+                        *this.sent = None;
+                    }
+                    // The subscription is gone: so is the reason to go on.
+                    Err(_) => return Poll::Ready(()),
+                }
+            }
+            let Some(item) = ready!(this.source.as_mut().poll_next(cx)) else { return Poll::Ready(()) };
+            let (next, sent) = oneshot::channel();
+            let Some(hand) = this.hand.take() else { return Poll::Ready(()) };
+            if hand.send(Handed { item, next }).is_err() {
+                return Poll::Ready(());
+            }
+            *this.sent = Some(sent);
         }
     }
 }
