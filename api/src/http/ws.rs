@@ -382,8 +382,8 @@ impl Connection {
                     message.get("id").and_then(Value::as_str).and_then(|id| self.subscriptions.remove(id))
                 {
                     // Nothing more of it is queued from here on, though its
-                    // task (or its event source's) may run a moment longer
-                    // on the other core before the abort takes.
+                    // task (or its event source, until its next poll sees
+                    // the stop) may run a moment longer on the other core.
                     self.out.retire(&running.out.socket().live);
                     running.task.abort();
                     let _ = running.task.await;
@@ -556,12 +556,12 @@ impl shared::Deliver for SharedOut {
     }
 }
 
-/// An operation id as a JSON string, inline when short (clients number
-/// their operations: `"1"`): a delivery reads it from the tap it reads
-/// anyway, not from an allocation of its own (a cache miss per delivery at
-/// 10,000 subscriptions).
+/// An operation id as a JSON string, inline up to a UUID's 38 bytes (what
+/// graphql-ws's client makes by default; others number theirs, `"1"`): a
+/// delivery reads it from the tap it reads anyway, not from an allocation
+/// of its own (a cache miss per delivery at 10,000 subscriptions).
 enum IdJson {
-    Short(arrayvec::ArrayString<22>),
+    Short(arrayvec::ArrayString<38>),
     Long(Box<str>),
 }
 

@@ -143,7 +143,8 @@ impl Drop for Member {
 
 /// How a source's [`Driver`] stops it: set, and the source's task woken,
 /// when the driver drops; looked at before each poll of the source. One
-/// source's: once stopped, it stays so.
+/// source's: once stopped, it stays so (a subscription's tap serves its one
+/// source; a second would share its waker and its stop).
 ///
 /// Its own allocation would be one more cache miss at each wake of 10,000
 /// sources (`futures`' `Abortable` was 4 % of the server's CPU in `bench
@@ -173,11 +174,11 @@ impl Stop {
 
 /// Where a source's [`Stop`] lives.
 pub trait Stoppable: Send + Sync + 'static {
-    fn stop(&self) -> &Stop;
+    fn stop_flag(&self) -> &Stop;
 }
 
 impl Stoppable for Stop {
-    fn stop(&self) -> &Stop {
+    fn stop_flag(&self) -> &Stop {
         self
     }
 }
@@ -191,7 +192,7 @@ pub struct Prepared<S: ?Sized + Stoppable = Stop> {
 }
 
 /// Wraps `source` to run with [`Prepared::run`]. Made ahead of the run so
-/// that a caller can hold it, a pointer's size, until the source should
+/// that a caller can hold it, a few words, until the source should
 /// start, and the source's state is still in the one allocation the
 /// drivers poll: a pointer fewer to follow at each wake of 10,000 sources
 /// (a cache miss each).
@@ -283,7 +284,7 @@ struct Running<S: ?Sized + Stoppable> {
 
 impl<S: ?Sized + Stoppable> Drop for Running<S> {
     fn drop(&mut self) {
-        self.stop.stop().stop();
+        self.stop.stop_flag().stop();
     }
 }
 
@@ -306,7 +307,7 @@ impl<F: Future<Output = ()>, S: ?Sized + Stoppable> Future for Wrapped<F, S> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let Some(source) = this.source.as_mut().as_pin_mut() else { return Poll::Ready(None) };
-        let stopped = this.stop.stop().poll_stopped(cx);
+        let stopped = this.stop.stop_flag().poll_stopped(cx);
         let result = if stopped {
             Ok(())
         } else {
@@ -441,11 +442,15 @@ mod tests {
         let (seen, mut saw) = unbounded_channel();
         let _first = run(reporting(received, seen.clone()), &company);
         assert_eq!(alive(), before + 1, "alone: a task of its own");
+        // Polled once alone, so that it next looks for company only
+        // LOOK_EVERY wakes later.
+        events.send("alone").unwrap_or_else(|_| panic!("the source is gone"));
+        within("polled alone", saw.recv()).await;
         let (_second_events, second) = unbounded_channel();
         let _second = run(reporting(second, seen), &company);
         assert_eq!(alive(), before + 2, "the drivers' task too");
 
-        // Woken often enough to look for its company, the first moves.
+        // Woken often enough to look for its company again, the first moves.
         for _ in 0..=LOOK_EVERY {
             events.send("wake").unwrap_or_else(|_| panic!("the source is gone"));
             within("polled", saw.recv()).await;

@@ -110,8 +110,8 @@ pub struct Template {
     fixed: usize,
     /// The first message made for a cursor every subscriber of its kind
     /// shares (the anonymous viewer's), kept: the next subscriber with the
-    /// same operation id (graphql-ws clients number theirs from 1, so most
-    /// do) gets the same bytes by reference count, with no allocation and
+    /// same operation id (clients that number theirs from 1 share ids; a
+    /// client's UUIDs do not, and get a message made per delivery) gets the same bytes by reference count, with no allocation and
     /// no copy per delivery.
     common: OnceLock<Common>,
 }
@@ -386,7 +386,7 @@ impl<D: ?Sized> Tap<D> {
 }
 
 impl Stoppable for Tap {
-    fn stop(&self) -> &Stop {
+    fn stop_flag(&self) -> &Stop {
         &self.stop
     }
 }

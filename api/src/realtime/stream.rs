@@ -145,7 +145,7 @@ struct Handed {
 /// subscription is polled again, which the operation does only after it
 /// sent the item's response, before it delivers anything else. The source
 /// starts when the subscription is first polled (not before the operation
-/// runs it) and is aborted when the subscription is dropped (a `complete`,
+/// runs it) and is stopped when the subscription is dropped (a `complete`,
 /// the connection's end), so it never writes for an operation that is gone.
 fn driven(
     source: impl Stream<Item = Result<Delivery, ApiError>> + Send + 'static,
