@@ -67,11 +67,18 @@ impl Pool {
     /// [`Tx`]); behind a transaction-mode pooler, the server connection's
     /// leftover prepared statements are cleared in that round trip too.
     pub async fn begin_with(&self, prelude: &str) -> Result<Tx, DbErr> {
+        self.begin_as(prelude, Access::ReadWrite).await
+    }
+
+    /// [`Pool::begin_with`], READ ONLY if `access` says so: such a
+    /// transaction's end is not waited for (see [`Tx`]).
+    pub async fn begin_as(&self, prelude: &str, access: Access) -> Result<Tx, DbErr> {
         if self.health.is_down() {
             return Err(unreachable());
         }
-        let mut sql = String::with_capacity(prelude.len() + 24);
-        sql.push_str("BEGIN");
+        let read_only = access == Access::ReadOnly;
+        let mut sql = String::with_capacity(prelude.len() + 40);
+        sql.push_str(if read_only { "BEGIN READ ONLY" } else { "BEGIN" });
         if self.transaction_pooler {
             sql.push_str("; DEALLOCATE ALL");
         }
@@ -79,7 +86,10 @@ impl Pool {
             sql.push_str("; ");
             sql.push_str(prelude);
         }
-        self.stats.time_acquire(self.begin_detached(sql)).await
+        // Behind a transaction-mode pooler an unsent end would keep the
+        // server connection pinned to this one.
+        let end_later = read_only && !self.transaction_pooler;
+        self.stats.time_acquire(self.begin_detached(sql, end_later)).await
     }
 
     /// Gets a connection and starts the transaction (`begin`) in a task
@@ -87,14 +97,13 @@ impl Pool {
     /// [`health::SUSPECT_AFTER`] has the database probed; if it turns out
     /// unreachable, the wait ends at once with SERVICE_UNAVAILABLE instead
     /// of after the pool timeout.
-    async fn begin_detached(&self, begin: String) -> Result<Tx, DbErr> {
+    async fn begin_detached(&self, begin: String, end_later: bool) -> Result<Tx, DbErr> {
         let pool = self.db.get_postgres_connection_pool().clone();
         let (warm, stats) = (Arc::clone(&self.warm), Arc::clone(&self.stats));
         // In the request's span, so a slow start is logged with its request.
-        let mut begin =
-            tokio::spawn(tracing::Instrument::in_current_span(
-                async move { Tx::begin(&pool, warm, &begin, stats).await },
-            ));
+        let mut begin = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            Tx::begin(&pool, warm, &begin, stats, end_later).await
+        }));
         let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
         tokio::pin!(suspect);
         let mut suspected = false;
@@ -141,6 +150,10 @@ impl Pool {
     /// behind it (which would only earn a warning) or leave the
     /// connection's state to guesswork.
     pub async fn commit(&self, tx: Tx) -> Result<(), DbErr> {
+        if !tx.commit_waits() {
+            // READ ONLY: queued on the connection, nothing to wait for.
+            return tx.commit().await;
+        }
         let commit = tokio::spawn(tx.commit());
         let result = commit.await.map_err(|e| DbErr::Custom(format!("COMMIT task failed: {e}")))?;
         if result.as_ref().is_err_and(is_connection_lost) {

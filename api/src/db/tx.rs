@@ -21,13 +21,36 @@
 //! A transaction that ended cleanly leaves its connection in the pool's
 //! [`Warm`] stash for the next one, rather than handing it back to sqlx
 //! (which would ping it first); see [`super::warm`].
+//!
+//! A READ ONLY transaction's end is not waited for. It can have changed
+//! nothing, so COMMIT and ROLLBACK are the same to it and nobody needs
+//! their answer: its ROLLBACK is queued on the connection (sqlx's
+//! `start_rollback`, which its next use of the connection sends first,
+//! whoever uses it) and goes out with the next transaction's BEGIN in one
+//! write, or, if the connection waits longer than [`super::warm::SETTLE`],
+//! on its own. A read request thus costs two round trips, not three (each
+//! is a write and a read on either side and a wake-up of each; the COMMIT
+//! also had a task of its own). The price: for up to `SETTLE` after
+//! a read, its connection is idle in a transaction that holds
+//! `ACCESS SHARE` locks on the tables it read (a DDL statement on them
+//! waits that long; rows, snapshots and vacuum are untouched: READ
+//! COMMITTED holds no snapshot between statements). Behind a
+//! transaction-mode pooler, whose server connection would stay pinned
+//! meanwhile, the end is sent at once.
+//!
+//! So that sqlx's pool and `start_rollback` know the transaction, it is
+//! begun and ended through sqlx's [`TransactionManager`] (its depth is 1
+//! while it runs), never by a `COMMIT` of our own text.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use sea_orm::sqlx::{self, Executor, PgPool, Postgres};
+use sea_orm::sqlx::postgres::PgTransactionManager;
+use sea_orm::sqlx::{self, Executor, PgPool, Postgres, SqlSafeStr};
 use sea_orm::{ConnAcquireErr, ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
+use sqlx_core::transaction::TransactionManager;
 use tokio::sync::Mutex;
 
 use super::stats::PoolStats;
@@ -41,6 +64,13 @@ pub struct Tx {
     stats: Arc<PoolStats>,
     /// Where the connection goes when the transaction ends cleanly.
     warm: Arc<Warm>,
+    /// Began READ ONLY, and its end is queued rather than waited for (see
+    /// the module doc).
+    end_later: bool,
+    /// A statement failed: the end is waited for after all, so that a
+    /// connection that broke (the backend terminated, the socket reset) is
+    /// found out and closed, not kept for the next transaction.
+    failed: AtomicBool,
 }
 
 impl std::fmt::Debug for Tx {
@@ -51,44 +81,88 @@ impl std::fmt::Debug for Tx {
 
 impl Tx {
     /// Gets a connection from `pool` and runs `begin` on it: SQL of our own
-    /// (no user text) that starts with `BEGIN`, sent as one simple query.
+    /// (no user text) that starts with `BEGIN`, sent as one simple query
+    /// (after the previous transaction's queued end, in the same write).
     /// If it fails, the connection is rolled back (or closed, if even that
-    /// fails) before the error is returned.
+    /// fails) before the error is returned. `end_later`: `begin` starts a
+    /// READ ONLY transaction whose end need not be waited for.
+    ///
+    /// A connection kept warm that turns out lost (its backend terminated
+    /// while it waited: a restart, an administrator, a pooler) is closed
+    /// and the start tried once more, on another: nothing ran on it, and
+    /// the request should not fail for a connection nobody was using.
     pub(super) async fn begin(
         pool: &PgPool,
         warm: Arc<Warm>,
         begin: &str,
         stats: Arc<PoolStats>,
+        end_later: bool,
     ) -> Result<Self, DbErr> {
-        let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
-        let started = Instant::now();
-        let result = Executor::execute(&mut **conn, sqlx::raw_sql(sqlx::AssertSqlSafe(begin))).await;
-        stats.observe(begin, started.elapsed(), result.is_err());
-        match result {
-            Ok(_) => Ok(Self { conn: Mutex::new(Some(conn)), stats, warm }),
-            Err(err) => {
-                // PostgreSQL stops a simple query at its first error; if
-                // BEGIN had run, the transaction is now aborted.
-                if Executor::execute(&mut **conn, "ROLLBACK").await.is_err() {
-                    conn.close_on_drop();
+        let mut may_retry = true;
+        loop {
+            let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
+            let started = Instant::now();
+            let result =
+                PgTransactionManager::begin(&mut **conn, Some(sqlx::AssertSqlSafe(begin).into_sql_str())).await;
+            conn.settled();
+            stats.observe(begin, started.elapsed(), result.is_err());
+            let err = match result {
+                Ok(()) => {
+                    let failed = AtomicBool::new(false);
+                    return Ok(Self { conn: Mutex::new(Some(conn)), stats, warm, end_later, failed });
                 }
-                Err(exec_err(err))
+                Err(err) => exec_err(err),
+            };
+            if may_retry && conn.was_kept() && super::is_connection_lost(&err) {
+                may_retry = false;
+                conn.close_on_drop();
+                continue;
             }
+            // PostgreSQL stops a simple query at its first error; if BEGIN
+            // had run, the transaction is now aborted.
+            if Executor::execute(&mut **conn, "ROLLBACK").await.is_err() {
+                conn.close_on_drop();
+            }
+            return Err(err);
         }
     }
 
     /// Commits. A failed COMMIT (a deferred trigger refusing) has ended the
-    /// transaction; the connection is cleaned up as after any error.
+    /// transaction; the connection is cleaned up as after any error. A READ
+    /// ONLY transaction's end is queued instead (see the module doc).
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.end("COMMIT").await
+        if self.commit_waits() {
+            return self.end(End::Commit).await;
+        }
+        self.queue_end()
     }
 
-    /// Rolls back.
+    /// Rolls back (queued for a READ ONLY transaction, as by `commit`).
     pub async fn rollback(self) -> Result<(), DbErr> {
-        self.end("ROLLBACK").await
+        if self.commit_waits() {
+            return self.end(End::Rollback).await;
+        }
+        self.queue_end()
     }
 
-    async fn end(mut self, sql: &'static str) -> Result<(), DbErr> {
+    /// Whether [`Tx::commit`] waits for the database: false for a READ ONLY
+    /// transaction none of whose statements failed (its end is queued).
+    pub fn commit_waits(&self) -> bool {
+        !self.end_later || self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Ends a READ ONLY transaction without waiting: its ROLLBACK goes out
+    /// with the connection's next use (see the module doc).
+    fn queue_end(mut self) -> Result<(), DbErr> {
+        let Some(mut conn) = self.conn.get_mut().take() else {
+            return Err(ended());
+        };
+        PgTransactionManager::start_rollback(&mut **conn);
+        self.warm.release_owing(conn);
+        Ok(())
+    }
+
+    async fn end(mut self, end: End) -> Result<(), DbErr> {
         // The connection stays in `self` while the statement runs: a caller
         // cancelled at this await drops `self`, and `Drop` rolls back before
         // the connection serves anyone else (a ROLLBACK after a COMMIT that
@@ -97,8 +171,11 @@ impl Tx {
             return Err(ended());
         };
         let started = Instant::now();
-        let result = Executor::execute(&mut ***conn, sql).await;
-        self.stats.observe(sql, started.elapsed(), result.is_err());
+        let result = match end {
+            End::Commit => PgTransactionManager::commit(&mut ***conn).await,
+            End::Rollback => PgTransactionManager::rollback(&mut ***conn).await,
+        };
+        self.stats.observe(end.sql(), started.elapsed(), result.is_err());
         let result = match result {
             Ok(_) => {
                 if let Some(conn) = self.conn.get_mut().take() {
@@ -112,7 +189,7 @@ impl Tx {
                 // next caller inside this transaction (still in `self`
                 // meanwhile, for the same reason as above).
                 let unusable =
-                    super::is_connection_lost(&err) || Executor::execute(&mut ***conn, "ROLLBACK").await.is_err();
+                    super::is_connection_lost(&err) || PgTransactionManager::rollback(&mut ***conn).await.is_err();
                 if unusable {
                     conn.close_on_drop();
                 }
@@ -137,6 +214,9 @@ impl Tx {
         let started = Instant::now();
         let result = statement(conn).await;
         self.stats.observe(sql, started.elapsed(), result.is_err());
+        if result.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
         result.map_err(to_err)
     }
 }
@@ -151,14 +231,31 @@ impl Drop for Tx {
             Ok(runtime) => {
                 let warm = Arc::clone(&self.warm);
                 runtime.spawn(async move {
-                    match Executor::execute(&mut **conn, "ROLLBACK").await {
-                        Ok(_) => warm.release(conn),
+                    match PgTransactionManager::rollback(&mut **conn).await {
+                        Ok(()) => warm.release(conn),
                         Err(_) => conn.close_on_drop(),
                     }
                 });
             }
             // No runtime left to send it with: close the connection.
             Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+/// How [`Tx::end`] ends a transaction.
+#[derive(Clone, Copy)]
+enum End {
+    Commit,
+    Rollback,
+}
+
+impl End {
+    /// As [`PoolStats`] names the statement.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Commit => "COMMIT",
+            Self::Rollback => "ROLLBACK",
         }
     }
 }

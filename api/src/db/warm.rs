@@ -19,6 +19,13 @@
 //! A connection that failed, or whose transaction did not end cleanly, is
 //! never left here: sqlx checks or closes it as it always did.
 //!
+//! A connection left by a READ ONLY transaction still owes that
+//! transaction's ROLLBACK, queued on it and sent with its next use
+//! (`db::tx`). If no transaction takes it within [`SETTLE`], a task sends
+//! the ROLLBACK on its own, so no connection idles inside a transaction
+//! (holding its tables' `ACCESS SHARE` locks) for longer. The task runs
+//! only while such connections wait here: an idle server has none.
+//!
 //! No connection waits here while a transaction waits for one: whoever
 //! finds this stash empty registers as waiting before asking sqlx, and a
 //! connection ended while anyone waits goes back through sqlx (ping and
@@ -41,10 +48,33 @@ pub const KEEP_FOR: Duration = Duration::from_secs(1);
 /// going back through sqlx (which checks its lifetime and pings it).
 pub const VISIT_SQLX_EVERY: Duration = Duration::from_secs(60);
 
+/// How long a connection may wait here with its last (READ ONLY)
+/// transaction's end unsent before that is sent on its own. Under load the
+/// next transaction comes sooner and carries it; below that, this bounds
+/// how long a read's locks outlive it.
+pub const SETTLE: Duration = Duration::from_millis(20);
+
 /// A connection out of sqlx's pool, and since when: see [`VISIT_SQLX_EVERY`].
 pub struct Leased {
     conn: PoolConnection<Postgres>,
     since: Instant,
+    /// Its last transaction's ROLLBACK is queued on it, unsent.
+    owing: bool,
+    /// It waited here since its last use (rather than coming from sqlx,
+    /// which checks a connection idle for long).
+    kept: bool,
+}
+
+impl Leased {
+    /// Its queued end has gone out (with whatever statement used it last).
+    pub fn settled(&mut self) {
+        self.owing = false;
+    }
+
+    /// Whether it came out of this stash (see [`Leased::kept`]).
+    pub fn was_kept(&self) -> bool {
+        self.kept
+    }
 }
 
 impl std::ops::Deref for Leased {
@@ -75,6 +105,8 @@ struct State {
     waiting: usize,
     /// Set when the pool closes: nothing is kept any more.
     closed: bool,
+    /// The task that sends owed ends ([`SETTLE`]) is running.
+    settling: bool,
 }
 
 impl Warm {
@@ -108,7 +140,8 @@ impl Warm {
     pub async fn acquire(&self, pool: &PgPool) -> Result<Leased, sqlx::Error> {
         {
             let mut state = self.lock();
-            if let Some((leased, _)) = state.idle.pop() {
+            if let Some((mut leased, _)) = state.idle.pop() {
+                leased.kept = true;
                 return Ok(leased);
             }
             state.waiting += 1;
@@ -123,7 +156,7 @@ impl Warm {
         // per request, BENCHMARKS stage 10). Only this path, the rare one,
         // pays for the box.
         let conn = Box::pin(pool.acquire()).await?;
-        Ok(Leased { conn, since: Instant::now() })
+        Ok(Leased { conn, since: Instant::now(), owing: false, kept: false })
     }
 
     /// Takes back the connection of a transaction that ended cleanly.
@@ -131,12 +164,28 @@ impl Warm {
         let mut state = self.lock();
         if state.waiting > 0 || state.closed || leased.since.elapsed() >= VISIT_SQLX_EVERY {
             drop(state);
-            // sqlx pings it and hands it to whoever waits longest, or
-            // closes it if it has lived long enough.
+            // sqlx pings it (which sends an owed end first) and hands it to
+            // whoever waits longest, or closes it if it has lived long
+            // enough.
             drop(leased);
             return;
         }
         state.idle.push((leased, Instant::now()));
+    }
+
+    /// [`Warm::release`] for a connection whose transaction's end is
+    /// queued on it, unsent: sent within [`SETTLE`] if no transaction
+    /// takes the connection first.
+    pub fn release_owing(self: &Arc<Self>, mut leased: Leased) {
+        leased.owing = true;
+        self.release(leased);
+        let mut state = self.lock();
+        if state.settling || !state.idle.iter().any(|(leased, _)| leased.owing) {
+            return;
+        }
+        state.settling = true;
+        drop(state);
+        tokio::spawn(settle(Arc::downgrade(self)));
     }
 
     /// Gives every kept connection back to sqlx and keeps none from now on,
@@ -198,6 +247,44 @@ impl Drop for Warm {
         }
     }
 }
+
+/// Sends the ends owed by connections that waited here for [`SETTLE`],
+/// until none owes one.
+async fn settle(warm: Weak<Warm>) {
+    loop {
+        tokio::time::sleep(SETTLE).await;
+        let Some(warm) = warm.upgrade() else { return };
+        let (due, more) = {
+            let mut state = warm.lock();
+            let cutoff = Instant::now().checked_sub(SETTLE);
+            let (due, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|(leased, since)| leased.owing && cutoff.is_some_and(|cutoff| *since <= cutoff));
+            state.idle = kept;
+            let more = state.idle.iter().any(|(leased, _)| leased.owing);
+            state.settling = more;
+            (due, more)
+        };
+        for (mut leased, _) in due {
+            // A ping sends what is queued first and waits for all of it.
+            // Bounded, so one connection that hangs holds up no other.
+            match tokio::time::timeout(SETTLE_PING_TIMEOUT, sqlx::Connection::ping(&mut *leased.conn)).await {
+                Ok(Ok(())) => {
+                    leased.owing = false;
+                    warm.release(leased);
+                }
+                Ok(Err(_)) | Err(_) => leased.conn.close_on_drop(),
+            }
+        }
+        if !more {
+            return;
+        }
+    }
+}
+
+/// How long [`settle`] waits for one connection's answer before it closes
+/// that connection.
+const SETTLE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One caller waiting on sqlx; see [`Warm::acquire`].
 struct Waiting<'a>(&'a Warm);

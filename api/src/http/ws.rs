@@ -384,7 +384,7 @@ impl Connection {
                     // Nothing more of it is queued from here on, though its
                     // task (or its event source, until its next poll sees
                     // the stop) may run a moment longer on the other core.
-                    self.out.retire(&running.out.socket().live);
+                    self.out.retire(&running.tap.socket().live);
                     running.task.abort();
                     let _ = running.task.await;
                     self.out.set_operations(self.subscriptions.len());
@@ -499,7 +499,7 @@ impl Connection {
             return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
         }
         let operation = Operation::new(id.clone(), self.protocol, &self.out, &self.state, self.company.clone());
-        let out = operation.out.clone();
+        let tap = operation.tap.clone();
         // Automatic persisted queries, from the same store as over HTTP: a
         // client's persisted-query link sends the hash first on every
         // transport. An unknown hash (PERSISTED_QUERY_NOT_FOUND) or a
@@ -510,7 +510,7 @@ impl Connection {
             return Ok(());
         }
         let task = tokio::spawn(operation.run(self.state.clone(), session, checked_at, request).in_current_span());
-        self.subscriptions.insert(id, Running { task, out });
+        self.subscriptions.insert(id, Running { task, tap });
         self.out.set_operations(self.subscriptions.len());
         Ok(())
     }
@@ -600,18 +600,22 @@ fn root_field(request: &mut async_graphql::Request) -> Option<String> {
 }
 
 /// An operation the connection runs: its task, and where its messages go
-/// (with whether they are still wanted).
+/// (with whether they are still wanted). A finished one's entry (a query's,
+/// an ended stream's) stays until the connection's next `subscribe` sweeps
+/// it, its `complete`, or the close: a few words each, at most
+/// MAX_OPERATIONS of them.
 struct Running {
     task: JoinHandle<()>,
-    out: Arc<shared::Tap<SharedOut>>,
+    tap: Arc<shared::Tap<SharedOut>>,
 }
 
 /// One running operation of a connection.
 struct Operation {
     id: String,
     protocol: Protocol,
-    /// Its messages' way out; the tap of its shared deliveries, if any.
-    out: Arc<shared::Tap<SharedOut>>,
+    /// Its messages' way out (`socket()`); the tap of its shared
+    /// deliveries, if any.
+    tap: Arc<shared::Tap<SharedOut>>,
     metrics: crate::ops::metrics::SharedMetrics,
 }
 
@@ -624,12 +628,12 @@ impl Operation {
             id_json: IdJson::new(&serde_json::to_string(&id).unwrap_or_default()),
             delivered: state.metrics.events_delivered.clone(),
         };
-        Self { id, protocol, out: shared::Tap::new(socket, company), metrics: state.metrics.clone() }
+        Self { id, protocol, tap: shared::Tap::new(socket, company), metrics: state.metrics.clone() }
     }
 
     /// Sends `message` unless the operation was completed.
     async fn send_message(&self, message: Message) {
-        let socket = self.out.socket();
+        let socket = self.tap.socket();
         let _ = socket.out.send_for(message, Some(&socket.live)).await;
     }
 
@@ -675,7 +679,7 @@ impl Operation {
                     &field,
                     &session.viewer,
                 );
-                Some(shared::Sharing { key, tap: self.out.clone() })
+                Some(shared::Sharing { key, tap: self.tap.clone() })
             }
             None => None,
         };
@@ -745,12 +749,10 @@ impl Operation {
     }
 
     /// A delivery of a shared payload: this operation's id and the viewer's
-    /// cursor spliced into the audience's bytes.
+    /// cursor spliced into the audience's bytes, as for the audience's other
+    /// subscribers.
     async fn send_shared(&self, delivery: shared::Shared) {
-        let socket = self.out.socket();
-        let text = delivery.template.text(socket.kind, socket.id_json.as_str(), &delivery.cursor, delivery.common);
-        self.send_message(Message::Text(text)).await;
-        self.metrics.events_delivered.inc();
+        shared::Deliver::deliver(self.tap.socket(), delivery, false).await;
     }
 
     async fn send(&self, message: Value) {
@@ -765,7 +767,7 @@ impl Operation {
             id: &'a str,
             payload: &'a async_graphql::Response,
         }
-        match serde_json::to_string(&Next { r#type: self.out.socket().kind, id: &self.id, payload: response }) {
+        match serde_json::to_string(&Next { r#type: self.tap.socket().kind, id: &self.id, payload: response }) {
             Ok(text) => self.send_message(Message::Text(text.into())).await,
             Err(err) => tracing::error!(%err, "cannot serialise a response"),
         }

@@ -33,7 +33,7 @@
 //! [`Driver`] is dropped (the subscription's end), and a panic is caught and
 //! reported to that subscription alone, the connection's other sources
 //! running on. The stop and the report are wrapped around the source
-//! before it first runs ([`prepare`]) and travel with it from a task of its
+//! before it first runs ([`prepare_in`]) and travel with it from a task of its
 //! own into the drivers, so the task it started in ends there; the
 //! source's state is inline in that one allocation, and its [`Stop`] where
 //! the caller keeps it (a subscription's tap, which its deliveries read
@@ -61,15 +61,15 @@ use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
-/// What the drivers' task polls: a source (its end is `None`), or the
-/// [`Arrival`] of the next one.
-type Polled = BoxFuture<'static, Option<Arrival>>;
+/// What the drivers' task polls: a source, or the wait for the next one.
+type Polled = BoxFuture<'static, Ended>;
 
-/// A source handed to the drivers (`None`: every [`Drivers`] is dropped, no
-/// more will come), and the channel the next one comes by.
-struct Arrival {
-    source: Option<Polled>,
-    started: mpsc::UnboundedReceiver<Polled>,
+/// How one of the drivers' futures ended.
+enum Ended {
+    /// A source ended, or no more will come (every [`Drivers`] dropped).
+    Done,
+    /// A source was handed over, and the channel the next one comes by.
+    Arrival { source: Polled, started: mpsc::UnboundedReceiver<Polled> },
 }
 
 /// Waits for the next source handed to the drivers: itself one of the
@@ -79,8 +79,10 @@ struct Arrival {
 /// --per-socket 5`, for a channel that is nearly always empty.
 fn arrival(mut started: mpsc::UnboundedReceiver<Polled>) -> Polled {
     async move {
-        let source = started.recv().await;
-        Some(Arrival { source, started })
+        match started.recv().await {
+            Some(source) => Ended::Arrival { source, started },
+            None => Ended::Done,
+        }
     }
     .boxed()
 }
@@ -100,8 +102,8 @@ impl Drivers {
         tokio::spawn(async move {
             let mut running = FuturesUnordered::new();
             running.push(arrival(started));
-            while let Some(polled) = running.next().await {
-                if let Some(Arrival { source: Some(source), started }) = polled {
+            while let Some(ended) = running.next().await {
+                if let Ended::Arrival { source, started } = ended {
                     running.push(source);
                     running.push(arrival(started));
                 }
@@ -185,22 +187,17 @@ impl Stoppable for Stop {
 
 /// A source made ready to run, not started: its stop and its panic report
 /// travel with it, from a task of its own into the drivers, in one
-/// allocation with the source's state (see [`prepare`]).
+/// allocation with the source's state (see [`prepare_in`]).
 pub struct Prepared<S: ?Sized + Stoppable = Stop> {
     running: Running<S>,
     wrapped: Polled,
 }
 
-/// Wraps `source` to run with [`Prepared::run`]. Made ahead of the run so
-/// that a caller can hold it, a few words, until the source should
-/// start, and the source's state is still in the one allocation the
-/// drivers poll: a pointer fewer to follow at each wake of 10,000 sources
-/// (a cache miss each).
-pub fn prepare<F: Future<Output = ()> + Send + 'static>(source: F) -> Prepared {
-    prepare_in(source, Arc::new(Stop::default()))
-}
-
-/// [`prepare`], with the source's [`Stop`] in `stop`.
+/// Wraps `source` to run with [`Prepared::run`], its [`Stop`] in `stop`.
+/// Made ahead of the run so that a caller can hold it, a few words, until
+/// the source should start, and the source's state is still in the one
+/// allocation the drivers poll: a pointer fewer to follow at each wake of
+/// 10,000 sources (a cache miss each).
 pub fn prepare_in<F, S>(source: F, stop: Arc<S>) -> Prepared<S>
 where
     F: Future<Output = ()> + Send + 'static,
@@ -211,7 +208,15 @@ where
     Prepared { running: Running { stop, outcome }, wrapped: Box::pin(wrapped) }
 }
 
-/// Runs `source` (see [`Prepared::run`]).
+/// [`prepare_in`] with a [`Stop`] of its own (tests: the server keeps a
+/// subscription's in its tap).
+#[cfg(test)]
+pub fn prepare<F: Future<Output = ()> + Send + 'static>(source: F) -> Prepared {
+    prepare_in(source, Arc::new(Stop::default()))
+}
+
+/// Runs `source` (see [`Prepared::run`]; tests).
+#[cfg(test)]
 pub fn run<F: Future<Output = ()> + Send + 'static>(source: F, company: &Arc<Company>) -> Driver {
     prepare(source).run(company)
 }
@@ -302,11 +307,11 @@ pin_project_lite::pin_project! {
 }
 
 impl<F: Future<Output = ()>, S: ?Sized + Stoppable> Future for Wrapped<F, S> {
-    type Output = Option<Arrival>;
+    type Output = Ended;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let Some(source) = this.source.as_mut().as_pin_mut() else { return Poll::Ready(None) };
+        let Some(source) = this.source.as_mut().as_pin_mut() else { return Poll::Ready(Ended::Done) };
         let stopped = this.stop.stop_flag().poll_stopped(cx);
         let result = if stopped {
             Ok(())
@@ -329,7 +334,7 @@ impl<F: Future<Output = ()>, S: ?Sized + Stoppable> Future for Wrapped<F, S> {
         {
             let _ = report.send(panicked);
         }
-        Poll::Ready(None)
+        Poll::Ready(Ended::Done)
     }
 }
 

@@ -2,7 +2,7 @@
 //! its resolvers, counted by PostgreSQL itself (pg_stat_statements), and the
 //! access mode of its transaction.
 
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 use tests::{TestApp, create_database, error_code, superuser_url, test_config};
 
@@ -63,6 +63,9 @@ pub(crate) async fn reset_statements(app: &TestApp) {
 /// often each ran: those of the request login and the viewer roles (the
 /// test's own superuser statements and the feed's are left out).
 pub(crate) async fn request_statements(app: &TestApp) -> Vec<(String, i64)> {
+    // A read's ROLLBACK goes out with its connection's next use, or on its
+    // own within db::warm::SETTLE (db::tx): counted once it has.
+    until_no_request_transaction(app).await;
     let rows = app
         .db
         .query_all_raw(sea_orm::Statement::from_string(
@@ -78,6 +81,15 @@ pub(crate) async fn request_statements(app: &TestApp) -> Vec<(String, i64)> {
     rows.iter().map(|row| (row.try_get_by_index(0).expect("query"), row.try_get_by_index(1).expect("calls"))).collect()
 }
 
+/// The server's connections idle inside a transaction.
+const IDLE_IN_TRANSACTION: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'api' AND state LIKE 'idle in transaction%'";
+
+/// Waits until none of the server's connections is inside a transaction.
+async fn until_no_request_transaction(app: &TestApp) {
+    tests::eventually("every request's transaction has ended", async || app.count(IDLE_IN_TRANSACTION).await == 0)
+        .await;
+}
+
 /// How often statements containing `pattern` (any case) ran.
 pub(crate) fn calls_matching(statements: &[(String, i64)], pattern: &str) -> i64 {
     let pattern = pattern.to_lowercase();
@@ -91,13 +103,17 @@ async fn statements_of(app: &TestApp, token: &str, query: &str, variables: Value
     request_statements(app).await
 }
 
-/// What every request pays around its resolvers: BEGIN, the start, COMMIT.
+/// What every read pays around its resolvers: BEGIN READ ONLY, the start,
+/// and the ROLLBACK that ends it (the same as a COMMIT for a transaction
+/// that can change nothing, and not waited for: db::tx).
 fn assert_started_in_one_statement(statements: &[(String, i64)]) {
+    assert_eq!(calls_matching(statements, "BEGIN READ ONLY"), 1, "one BEGIN READ ONLY: {statements:#?}");
     assert_eq!(calls_matching(statements, "BEGIN"), 1, "one BEGIN: {statements:#?}");
     assert_eq!(calls_matching(statements, "app_start_request"), 1, "the start is one statement: {statements:#?}");
     assert_eq!(calls_matching(statements, "set_config"), 0, "no set_config of its own: {statements:#?}");
     assert_eq!(calls_matching(statements, "FROM users"), 0, "the account is checked by the start: {statements:#?}");
-    assert_eq!(calls_matching(statements, "COMMIT"), 1, "one COMMIT: {statements:#?}");
+    assert_eq!(calls_matching(statements, "ROLLBACK"), 1, "one ROLLBACK: {statements:#?}");
+    assert_eq!(calls_matching(statements, "COMMIT"), 0, "no COMMIT: {statements:#?}");
 }
 
 #[tokio::test]
@@ -258,11 +274,7 @@ async fn clients_that_hang_up_mid_request_cost_the_pool_no_connection() {
     // Assert
     assert_eq!(after_hang_ups["myReviews"]["edges"].as_array().map(Vec::len), Some(20));
     tests::eventually("no pooled connection is left inside a transaction", async || {
-        app.count(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'api' AND state LIKE 'idle in transaction%'",
-        )
-        .await
-            == 0
+        app.count(IDLE_IN_TRANSACTION).await == 0
     })
     .await;
     let after = pool_backends(&app).await;
@@ -464,14 +476,36 @@ async fn a_refused_start_leaves_the_only_connection_clean_for_the_next_request()
         assert!(write.get("errors").is_none(), "the write after a refused start: {write}");
     }
     assert_eq!(app.count("SELECT count(*) FROM review").await, 3, "every write committed");
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'api' AND state LIKE 'idle in transaction%'"
-        )
-        .await,
-        0,
-        "no connection is left inside a transaction"
-    );
+    assert_eq!(app.count(IDLE_IN_TRANSACTION).await, 0, "no connection is left inside a transaction");
+}
+
+/// A read's end is not waited for (db::tx): its connection stays inside
+/// the read's transaction until its next use, or for db::warm::SETTLE (20
+/// ms) when none comes. No longer, alone (sqlx's own return of an idle
+/// connection would end it only after a second): that transaction holds
+/// ACCESS SHARE locks on the tables it read, which DDL (a migration, a
+/// restore) waits for.
+#[tokio::test]
+async fn a_read_holds_no_lock_once_its_connection_has_waited_a_moment() {
+    // Arrange
+    let app = TestApp::spawn_with_one_connection().await;
+    let ada = app.sign_up("ada").await;
+    app.insert_place("p0", "cafe", 48.0, 2.0, None, None).await;
+    app.data(Some(&ada.token), CREATE_REVIEW, json!({ "placeId": "p0", "rating": 4 })).await;
+
+    // Act: a read of reviews and places, then no request for a while.
+    let read = app.data(Some(&ada.token), MY_REVIEWS, json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Assert: a lock that waits for every reader of both tables is granted
+    // at once, and no connection is inside a transaction.
+    assert_eq!(read["myReviews"]["edges"].as_array().map(Vec::len), Some(1), "{read}");
+    let lock = app.db.begin().await.expect("begin");
+    lock.execute_unprepared("SET LOCAL lock_timeout = '100ms'; LOCK TABLE review, place IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("no reader holds the tables");
+    lock.rollback().await.expect("unlock");
+    assert_eq!(app.count(IDLE_IN_TRANSACTION).await, 0);
 }
 
 /// A request error that executed nothing: no field of `data` ran, and no

@@ -108,6 +108,42 @@ async fn a_connection_lost_mid_request_is_service_unavailable_with_retry_after()
     assert_eq!(again["places"]["totalCount"], 0, "the next request gets a live connection");
 }
 
+/// A connection kept warm between requests (db::warm) whose backend goes
+/// away while nobody uses it (a restart, a pooler recycling it, an
+/// administrator ending sessions left idle in a read's transaction, db::tx)
+/// costs no request an error: the start finds it lost and takes another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_whose_backend_ended_while_it_waited_costs_no_request_an_error() {
+    // Arrange: a read leaves the pool's only connection kept.
+    let app = TestApp::spawn_with_one_connection().await;
+    app.insert_place("p0", "cafe", 48.0, 2.0, None, None).await;
+    let first = app.data(None, "{ places { totalCount } }", json!({})).await;
+    assert_eq!(first["places"]["totalCount"], 1);
+
+    // Act: its backend is ended while it waits, then a request comes.
+    // (The change listener's connection, the same login, is ended too; it
+    // reconnects by itself.)
+    let idle = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_authenticator' AND state LIKE 'idle%'";
+    let pids: Vec<i32> = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, idle))
+        .await
+        .expect("idle backends")
+        .iter()
+        .map(|row| row.try_get_by_index(0).expect("pid"))
+        .collect();
+    assert!(!pids.is_empty(), "a kept connection to end");
+    let pids = pids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    app.count(&format!("SELECT count(pg_terminate_backend(pid)) FROM unnest(ARRAY[{pids}]::int[]) pid")).await;
+    let alive = format!("SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pids})");
+    tests::eventually("the backends are gone", async || app.count(&alive).await == 0).await;
+    let next = app.graphql(None, "{ places { totalCount } }", json!({})).await;
+
+    // Assert
+    assert!(next.get("errors").is_none(), "the next request runs: {next}");
+    assert_eq!(next["data"]["places"]["totalCount"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_statement_ends_at_the_statement_timeout_with_its_own_code() {
     // Arrange: a statement that cannot finish (it waits on a lock) and a
