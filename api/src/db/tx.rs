@@ -10,8 +10,8 @@
 //! function use it exactly as they used a `DatabaseTransaction`: the same
 //! statements, prepared and cached by sqlx the same way.
 //!
-//! sqlx does not know about this transaction (its depth stays 0), so this
-//! type ends it itself: [`Tx::commit`], [`Tx::rollback`], and on drop (a
+//! sqlx's connection knows this transaction (its depth), but nothing of
+//! sqlx ends it when the request stops, so this type ends it itself: [`Tx::commit`], [`Tx::rollback`], and on drop (a
 //! cancelled request) a ROLLBACK sent by a task of its own before the
 //! connection goes back to the pool. A start whose prelude fails (an
 //! account check refusing, a timeout) is rolled back before its error is
@@ -67,9 +67,11 @@ pub struct Tx {
     /// Began READ ONLY, and its end is queued rather than waited for (see
     /// the module doc).
     end_later: bool,
-    /// A statement failed: the end is waited for after all, so that a
-    /// connection that broke (the backend terminated, the socket reset) is
-    /// found out and closed, not kept for the next transaction.
+    /// A statement failed, or was dropped before its answer came: the end
+    /// is waited for after all, so that a connection that broke (the
+    /// backend terminated, the socket reset) is found out and closed, and
+    /// an abandoned statement's answer is read by this transaction, not
+    /// the next one.
     failed: AtomicBool,
 }
 
@@ -212,11 +214,14 @@ impl Tx {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(ended)?;
         let started = Instant::now();
+        // Marked failed while it runs: a statement whose future is dropped
+        // mid-flight (a sibling field failed, try_join_all dropped it) never
+        // returns, and its answer is still owed. Its transaction's end must
+        // then be waited for, not queued in front of the next one's BEGIN.
+        let failed_before = self.failed.swap(true, Ordering::Relaxed);
         let result = statement(conn).await;
+        self.failed.store(failed_before || result.is_err(), Ordering::Relaxed);
         self.stats.observe(sql, started.elapsed(), result.is_err());
-        if result.is_err() {
-            self.failed.store(true, Ordering::Relaxed);
-        }
         result.map_err(to_err)
     }
 }
@@ -224,7 +229,7 @@ impl Tx {
 impl Drop for Tx {
     /// A transaction dropped unfinished (its request was cancelled, or an
     /// error returned early) is rolled back before its connection serves
-    /// anyone else: sqlx would not do it, as it does not know about it.
+    /// anyone else: sqlx's pool would only ping it.
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.get_mut().take() else { return };
         match tokio::runtime::Handle::try_current() {

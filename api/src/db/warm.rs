@@ -265,16 +265,22 @@ async fn settle(warm: Weak<Warm>) {
             state.settling = more;
             (due, more)
         };
-        for (mut leased, _) in due {
-            // A ping sends what is queued first and waits for all of it.
-            // Bounded, so one connection that hangs holds up no other.
+        // Pinged together, each bounded: one connection that hangs holds up
+        // no other. A ping sends what is queued first and waits for it all.
+        let pings = due.into_iter().map(|(mut leased, _)| async move {
             match tokio::time::timeout(SETTLE_PING_TIMEOUT, sqlx::Connection::ping(&mut *leased.conn)).await {
                 Ok(Ok(())) => {
                     leased.owing = false;
-                    warm.release(leased);
+                    Some(leased)
                 }
-                Ok(Err(_)) | Err(_) => leased.conn.close_on_drop(),
+                Ok(Err(_)) | Err(_) => {
+                    leased.conn.close_on_drop();
+                    None
+                }
             }
+        });
+        for leased in futures_util::future::join_all(pings).await.into_iter().flatten() {
+            warm.release(leased);
         }
         if !more {
             return;
