@@ -16,14 +16,16 @@
 //! apply as before; and one that has gone from transaction to transaction
 //! for [`VISIT_SQLX_EVERY`] goes back too after its transaction, so that
 //! sqlx's `max_lifetime` still retires it.
-//! A connection that failed, or whose transaction did not end cleanly, is
-//! never left here: sqlx checks or closes it as it always did.
+//! A connection that failed, or whose transaction did not end cleanly
+//! (other than a READ ONLY one's queued end, below), is never left here:
+//! sqlx checks or closes it as it always did.
 //!
 //! A connection left by a READ ONLY transaction still owes that
 //! transaction's ROLLBACK, queued on it and sent with its next use
-//! (`db::tx`). If no transaction takes it within [`SETTLE`], a task sends
-//! the ROLLBACK on its own, so no connection idles inside a transaction
-//! (holding its tables' `ACCESS SHARE` locks) for longer. The task runs
+//! (`db::tx`). If no transaction takes it within [`SETTLE`] to twice that
+//! (the task looks every `SETTLE`), a task sends the ROLLBACK on its own,
+//! so no connection idles inside a transaction (holding its tables'
+//! `ACCESS SHARE` locks) for longer. The task runs
 //! only while such connections wait here: an idle server has none.
 //!
 //! No connection waits here while a transaction waits for one: whoever
@@ -71,7 +73,8 @@ impl Leased {
         self.owing = false;
     }
 
-    /// Whether it came out of this stash (see [`Leased::kept`]).
+    /// Whether it came out of this stash since its last use, rather than
+    /// from sqlx.
     pub fn was_kept(&self) -> bool {
         self.kept
     }
