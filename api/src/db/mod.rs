@@ -66,6 +66,8 @@ impl Pool {
     /// user input) first thing, in the same round trip as BEGIN (see
     /// [`Tx`]); behind a transaction-mode pooler, the server connection's
     /// leftover prepared statements are cleared in that round trip too.
+    /// The prelude may run twice (on a kept connection found lost, then on
+    /// another, `Tx::begin`), so it must only set transaction-local state.
     pub async fn begin_with(&self, prelude: &str) -> Result<Tx, DbErr> {
         self.begin_as(prelude, Access::ReadWrite).await
     }
