@@ -66,8 +66,9 @@ impl Pool {
     /// user input) first thing, in the same round trip as BEGIN (see
     /// [`Tx`]); behind a transaction-mode pooler, the server connection's
     /// leftover prepared statements are cleared in that round trip too.
-    /// The prelude may run twice (on a kept connection found lost, then on
-    /// another, `Tx::begin`), so it must only set transaction-local state.
+    /// The prelude may run more than once (on a connection found lost,
+    /// then on another, `Tx::begin`), so it must only set transaction-local
+    /// state.
     pub async fn begin_with(&self, prelude: &str) -> Result<Tx, DbErr> {
         self.begin_as(prelude, Access::ReadWrite).await
     }
@@ -227,8 +228,8 @@ pub async fn connect_pool(url: &SecretString, config: &Config) -> Result<Pool, D
         // connection idle for a while is likely to have been dropped (by
         // the server, a pooler or a firewall), so only those are checked,
         // as PgBouncer's server_check_delay does. A hot connection that
-        // died anyway fails its request's BEGIN as "connection lost"
-        // (SERVICE_UNAVAILABLE, and the health probe runs).
+        // died anyway is found out by its BEGIN, closed, and the start
+        // tried on another (`Tx::begin`).
         //
         // sqlx also pings every connection on release (return_to_pool),
         // unconditionally; `Warm` keeps hot connections out of sqlx between
@@ -292,16 +293,27 @@ fn unreachable() -> DbErr {
 /// a statement failing on a live one).
 pub fn is_connection_lost(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error;
+    use sea_orm::sqlx::postgres::PgSeverity;
     use sea_orm::{ConnAcquireErr, RuntimeErr};
     match err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => true,
         DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => match e.as_ref() {
             Error::Io(_) | Error::Tls(_) | Error::Protocol(_) | Error::PoolClosed | Error::WorkerCrashed => true,
-            // Class 08 (connection exception), and the server going away:
-            // admin_shutdown, crash_shutdown, cannot_connect_now.
-            Error::Database(db) => db
-                .code()
-                .is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")),
+            // Class 08 (connection exception), the server going away
+            // (admin_shutdown, crash_shutdown, cannot_connect_now) or ending
+            // the session (idle_session_timeout; idle in transaction and
+            // transaction timeouts, class 25), and whatever else it reports
+            // as FATAL or PANIC: after those the backend closes the session.
+            Error::Database(db) => {
+                let fatal = db
+                    .try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic));
+                fatal
+                    || db.code().is_some_and(|code| {
+                        code.starts_with("08")
+                            || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "57P05" | "25P03" | "25P04")
+                    })
+            }
             _ => false,
         },
         _ => false,

@@ -89,10 +89,16 @@ impl Tx {
     /// fails) before the error is returned. `end_later`: `begin` starts a
     /// READ ONLY transaction whose end need not be waited for.
     ///
-    /// A connection kept warm that turns out lost (its backend terminated
-    /// while it waited: a restart, an administrator, a pooler) is closed
-    /// and the start tried once more, on another: nothing ran on it, and
-    /// the request should not fail for a connection nobody was using.
+    /// A connection that turns out lost at the start (its backend ended
+    /// while it waited: a restart, a failover, an administrator, the
+    /// server's idle_session_timeout, a pooler) is closed and the start
+    /// tried again on another: nothing of the transaction can have
+    /// committed, and the request should not fail for a connection nobody
+    /// was using. Each try closes the connection it found lost, so a pool
+    /// hands out at most as many dead ones as it holds, and then opens a
+    /// live one (or fails to: the database is down, which that error says).
+    /// A kept connection found lost also sends the other kept ones back to
+    /// sqlx, which pings them (they most likely went the same way).
     pub(super) async fn begin(
         pool: &PgPool,
         warm: Arc<Warm>,
@@ -100,7 +106,7 @@ impl Tx {
         stats: Arc<PoolStats>,
         end_later: bool,
     ) -> Result<Self, DbErr> {
-        let mut may_retry = true;
+        let mut tries_left = pool.options().get_max_connections();
         loop {
             let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
             let started = Instant::now();
@@ -115,9 +121,12 @@ impl Tx {
                 }
                 Err(err) => exec_err(err),
             };
-            if may_retry && conn.was_kept() && super::is_connection_lost(&err) {
-                may_retry = false;
+            if tries_left > 0 && super::is_connection_lost(&err) {
+                tries_left -= 1;
                 conn.close_on_drop();
+                if conn.was_kept() {
+                    warm.give_back_all();
+                }
                 continue;
             }
             // PostgreSQL stops a simple query at its first error; if BEGIN

@@ -194,11 +194,16 @@ impl Warm {
     /// Gives every kept connection back to sqlx and keeps none from now on,
     /// so that closing sqlx's pool (which waits for every connection) ends.
     pub fn close(&self) {
-        let idle = {
-            let mut state = self.lock();
-            state.closed = true;
-            std::mem::take(&mut state.idle)
-        };
+        self.lock().closed = true;
+        self.give_back_all();
+    }
+
+    /// Gives every kept connection back to sqlx, which pings each (sending
+    /// an owed end first) and closes those that do not answer: for when
+    /// one of them was found lost, as the others likely are (a restart).
+    pub fn give_back_all(&self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        // Dropped outside the lock: each drop spawns sqlx's return.
         drop(idle);
     }
 

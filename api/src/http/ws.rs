@@ -632,9 +632,11 @@ impl Operation {
     }
 
     /// Sends `message` unless the operation was completed.
-    async fn send_message(&self, message: Message) {
+    /// Whether it went out (not if the client completed the operation or
+    /// the socket closed first).
+    async fn send_message(&self, message: Message) -> bool {
         let socket = self.tap.socket();
-        let _ = socket.out.send_for(message, Some(&socket.live)).await;
+        socket.out.send_for(message, Some(&socket.live)).await
     }
 
     async fn run(self, state: Arc<AppState>, session: Session, checked_at: Cursor, request: async_graphql::Request) {
@@ -647,7 +649,7 @@ impl Operation {
             let response = Box::pin(execute_in_session(&state, session.viewer, session.session, request))
                 .await
                 .unwrap_or_else(|err| async_graphql::Response::from_errors(vec![server_error(&err)]));
-            self.next(&response).await;
+            let _ = self.next(&response).await;
             self.complete().await;
             return;
         }
@@ -739,9 +741,11 @@ impl Operation {
             self.metrics.events_executed.inc();
             match own {
                 Some(delivery) => self.send_shared(delivery).await,
+                // Counted when sent, as shared deliveries are.
                 None => {
-                    self.next(&response).await;
-                    self.metrics.events_delivered.inc();
+                    if self.next(&response).await {
+                        self.metrics.events_delivered.inc();
+                    }
                 }
             }
         }
@@ -756,11 +760,12 @@ impl Operation {
     }
 
     async fn send(&self, message: Value) {
-        self.send_message(Message::Text(message.to_string().into())).await;
+        let _ = self.send_message(Message::Text(message.to_string().into())).await;
     }
 
     /// The hot path of every delivery: serialised once, straight to text.
-    async fn next(&self, response: &async_graphql::Response) {
+    /// Sends `response` as this operation's next result; whether it went out.
+    async fn next(&self, response: &async_graphql::Response) -> bool {
         #[derive(serde::Serialize)]
         struct Next<'a> {
             r#type: &'static str,
@@ -769,7 +774,10 @@ impl Operation {
         }
         match serde_json::to_string(&Next { r#type: self.tap.socket().kind, id: &self.id, payload: response }) {
             Ok(text) => self.send_message(Message::Text(text.into())).await,
-            Err(err) => tracing::error!(%err, "cannot serialise a response"),
+            Err(err) => {
+                tracing::error!(%err, "cannot serialise a response");
+                false
+            }
         }
     }
 

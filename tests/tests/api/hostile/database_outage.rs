@@ -22,6 +22,25 @@ async fn timed(app: &TestApp, token: Option<&str>, query: &str) -> (Duration, u1
     (started.elapsed(), status, retry, body)
 }
 
+/// Ends the backends of the app's database that match `filter` (SQL on
+/// pg_stat_activity), waits until they are gone, and says how many.
+async fn end_backends(app: &TestApp, filter: &str) -> usize {
+    let matching = format!("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND {filter}");
+    let pids: Vec<i32> = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, matching))
+        .await
+        .expect("backends")
+        .iter()
+        .map(|row| row.try_get_by_index(0).expect("pid"))
+        .collect();
+    let list = pids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    app.count(&format!("SELECT count(pg_terminate_backend(pid)) FROM unnest(ARRAY[{list}]::int[]) pid")).await;
+    let alive = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(ARRAY[{list}]::int[])");
+    tests::eventually("the backends are gone", async || app.count(&alive).await == 0).await;
+    pids.len()
+}
+
 async fn readyz(app: &TestApp) -> (Duration, u16) {
     let started = Instant::now();
     let response = app.http.get(format!("{}/readyz", app.address)).send().await.expect("the server answers");
@@ -121,25 +140,69 @@ async fn a_kept_connection_whose_backend_ended_while_it_waited_costs_no_request_
     assert_eq!(first["places"]["totalCount"], 1);
 
     // Act: its backend is ended while it waits, then a request comes.
-    let idle = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'api' AND state LIKE 'idle%'";
-    let pids: Vec<i32> = app
-        .db
-        .query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, idle))
-        .await
-        .expect("idle backends")
-        .iter()
-        .map(|row| row.try_get_by_index(0).expect("pid"))
-        .collect();
-    assert_eq!(pids.len(), 1, "the pool's one connection, kept: {pids:?}");
-    let pids = pids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-    app.count(&format!("SELECT count(pg_terminate_backend(pid)) FROM unnest(ARRAY[{pids}]::int[]) pid")).await;
-    let alive = format!("SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pids})");
-    tests::eventually("the backends are gone", async || app.count(&alive).await == 0).await;
+    let ended = end_backends(&app, "application_name = 'api' AND state LIKE 'idle%'").await;
+    assert_eq!(ended, 1, "the pool's one connection, kept");
     let next = app.graphql(None, "{ places { totalCount } }", json!({})).await;
 
     // Assert
     assert!(next.get("errors").is_none(), "the next request runs: {next}");
     assert_eq!(next["data"]["places"]["totalCount"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_of_the_pool_ended_at_once_costs_no_request_an_error() {
+    // Arrange: the pool's connections (kept warm and idle in sqlx) all
+    // used once, as after a busy moment.
+    let app = TestApp::spawn_with(tests::test_config(&tests::create_database(true).await)).await;
+    app.insert_place("p0", "cafe", 48.0, 2.0, None, None).await;
+    let burst = (0..6).map(|_| app.data(None, "{ places { totalCount } }", json!({})));
+    for answer in futures_util::future::join_all(burst).await {
+        assert_eq!(answer["places"]["totalCount"], 1);
+    }
+
+    // Act: every backend of the server's pool ends at once (a restart or
+    // a failover looks the same from here), then requests come one by one.
+    let ended = end_backends(&app, "application_name = 'api'").await;
+    assert!(ended >= 2, "the pool had connections to end: {ended}");
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        answers.push(app.graphql(None, "{ places { totalCount } }", json!({})).await);
+    }
+
+    // Assert: the dead connections are found and replaced, each request
+    // on a live one.
+    for answer in &answers {
+        assert!(answer.get("errors").is_none(), "every request runs: {answer}");
+        assert_eq!(answer["data"]["places"]["totalCount"], 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ends_idle_sessions_costs_no_request_an_error() {
+    // Arrange: PostgreSQL ends the request pool's sessions idle for 200 ms
+    // (idle_session_timeout, FATAL 57P05), as a managed database or a
+    // pooler's server_idle_timeout may; the change feed's connection,
+    // which idles by design, is left out of it.
+    let database = tests::create_database(true).await;
+    let mut config = tests::test_config(&database);
+    let plain = tests::shared_cluster().url("app_authenticator", &database);
+    config.database_url = Some(format!("{plain}&options[idle_session_timeout]=200").into());
+    config.database_listen_url = Some(plain.into());
+    let app = TestApp::spawn_with(config).await;
+    app.insert_place("p0", "cafe", 48.0, 2.0, None, None).await;
+
+    // Act: requests with pauses longer than the timeout between them.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(app.graphql(None, "{ places { totalCount } }", json!({})).await);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+
+    // Assert
+    for answer in &answers {
+        assert!(answer.get("errors").is_none(), "every request runs: {answer}");
+        assert_eq!(answer["data"]["places"]["totalCount"], 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
