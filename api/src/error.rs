@@ -414,7 +414,9 @@ fn arguments_taking_variables(document: &ExecutableDocument) -> Vec<Pos> {
 }
 
 /// The codes of errors the parse and validation stages did not raise.
-fn classify_after_validation(response: &mut Response, named_operation: bool) {
+/// [`ErrorKinds`] runs it for the schema with the guard; `AppSchema` runs
+/// it itself for the one without (`crate::graphql::AppSchema`).
+pub(crate) fn classify_after_validation(response: &mut Response, named_operation: bool) {
     for error in response.errors.iter_mut().filter(|error| !has_code(error)) {
         let code = if error.path.is_empty() {
             // async-graphql quotes the client's operationName, which may be
@@ -473,14 +475,29 @@ mod tests {
     use crate::graphql::{Limits, build_schema};
 
     /// The code a document gets from the schema alone (every case here
-    /// fails before any resolver needs a database).
+    /// fails before any resolver needs a database). Sent twice, and the
+    /// same answer both times: a document that passed validation the first
+    /// time runs on the schema without the guard the second time, and its
+    /// errors must be coded alike.
     async fn code_of(query: &str, operation: Option<&str>, variables: serde_json::Value) -> String {
-        let mut request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables));
-        if let Some(name) = operation {
-            request = request.operation_name(name);
-        }
-        let mut response = build_schema(Limits::default()).execute(request).await;
+        let request = || {
+            let request =
+                async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables.clone()));
+            match operation {
+                Some(name) => request.operation_name(name),
+                None => request,
+            }
+        };
+        let schema = build_schema(Limits::default());
+        let mut response = schema.execute(request()).await;
         ensure_codes(&mut response);
+        let mut again = schema.execute(request()).await;
+        ensure_codes(&mut again);
+        assert_eq!(
+            serde_json::to_value(&again).ok(),
+            serde_json::to_value(&response).ok(),
+            "{query} answered alike the second time"
+        );
         let error = response.errors.first().unwrap_or_else(|| panic!("no error for {query}"));
         let code = error.extensions.as_ref().and_then(|ext| ext.get("code")).cloned();
         match code {

@@ -15,7 +15,9 @@
 //!   here covers every argument of every resolver at once.
 //!
 //! It also keeps async-graphql's validation results of the documents it
-//! has seen pass ([`Validated`]), so a document sent again skips the rules.
+//! has seen pass ([`Validated`]), so a document sent again skips the rules;
+//! such a request skips the extension too ([`Guard::validated_before`],
+//! [`super::AppSchema`]).
 //!
 //! [`operation_name`] names the operation a request runs, for logs and
 //! metric labels, from the parsed document: a client-chosen `operationName`
@@ -50,6 +52,8 @@ pub const MAX_OPERATION_NAME: usize = 64;
 
 /// The extension's factory, given to the schema builder: the limits, and
 /// the validation results of this schema's documents ([`Validated`]).
+/// Clones share the results.
+#[derive(Clone)]
 pub struct Guard {
     limits: Limits,
     validated: Arc<Validated>,
@@ -59,23 +63,50 @@ impl Guard {
     pub fn new(limits: Limits) -> Self {
         Self { limits, validated: Arc::new(Validated::new()) }
     }
+
+    /// Whether `request` needs neither async-graphql's validation rules
+    /// nor this extension: its document parsed, passes every check of
+    /// [`Guard::check`], and passed validation before (the same text,
+    /// operation and, where they matter, variables: [`Validated`]) within
+    /// the limits. Then nothing the extension would do for it is left but
+    /// the codes of errors raised while it runs
+    /// ([`crate::error::classify_after_validation`]). Any other request
+    /// goes through the extension, which refuses or validates it as always.
+    pub fn validated_before(&self, request: &mut Request) -> bool {
+        let requested = request.operation_name.clone();
+        let variables = std::mem::take(&mut request.variables);
+        let checked = match request.parsed_query() {
+            Ok(document) => self.check(document, &variables, requested.as_deref()).is_ok(),
+            Err(_) => false,
+        };
+        request.variables = variables;
+        if !checked {
+            return false;
+        }
+        let Ok(document) = request.parsed_query() else { return false };
+        let depends_on_variables = declares_variables(document);
+        match self.validated.lookup(request, depends_on_variables) {
+            Lookup::Hit(result) => self.within_limits(result).is_ok(),
+            Lookup::Miss(..) | Lookup::Skip => false,
+        }
+    }
 }
 
 impl ExtensionFactory for Guard {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GuardExtension {
-            limits: self.limits,
-            validated: self.validated.clone(),
-            lookup: Mutex::new(Lookup::Skip),
-            kinds: ErrorKinds::default(),
-        })
+        Arc::new(GuardExtension { guard: self.clone(), lookup: Mutex::new(Lookup::Skip), kinds: ErrorKinds::default() })
     }
+}
+
+/// Whether an operation of `document` declares variables (so a validation
+/// result holds for the values sent with it only: [`Validated`]).
+fn declares_variables(document: &ExecutableDocument) -> bool {
+    document.operations.iter().any(|(_, operation)| !operation.node.variable_definitions.is_empty())
 }
 
 /// One per request (async-graphql creates one for each).
 struct GuardExtension {
-    limits: Limits,
-    validated: Arc<Validated>,
+    guard: Guard,
     /// What `prepare_request` found in [`Validated`] for this request, for
     /// `validation` (which async-graphql calls next, without the request).
     lookup: Mutex<Lookup>,
@@ -123,7 +154,7 @@ impl Extension for GuardExtension {
         let requested = request.operation_name.clone();
         let variables = std::mem::take(&mut request.variables);
         let checked = match request.parsed_query() {
-            Ok(document) => self.check(document, &variables, requested.as_deref()),
+            Ok(document) => self.guard.check(document, &variables, requested.as_deref()),
             Err(_) => Ok(()),
         };
         request.variables = variables;
@@ -133,9 +164,8 @@ impl Extension for GuardExtension {
         // every extension's prepare_request).
         let lookup = match request.parsed_query() {
             Ok(document) => {
-                let depends_on_variables =
-                    document.operations.iter().any(|(_, operation)| !operation.node.variable_definitions.is_empty());
-                self.validated.lookup(&request, depends_on_variables)
+                let depends_on_variables = declares_variables(document);
+                self.guard.validated.lookup(&request, depends_on_variables)
             }
             Err(_) => Lookup::Skip,
         };
@@ -155,12 +185,20 @@ impl Extension for GuardExtension {
                 // Only a document that passed every rule is kept; one that
                 // failed is validated again each time it is sent.
                 let result = self.kinds.validation(ctx, next).await?;
-                self.validated.insert(key, *entry, result);
+                self.guard.validated.insert(key, *entry, result);
                 result
             }
             Lookup::Skip => self.kinds.validation(ctx, next).await?,
         };
         // The limits are compared on every request, cached or not.
+        self.guard.within_limits(result)
+    }
+}
+
+impl Guard {
+    /// `result` if its depth and cost are within the limits, else the
+    /// error that says which limit and by how much.
+    fn within_limits(&self, result: ValidationResult) -> Result<ValidationResult, Vec<ServerError>> {
         let Limits { max_depth, max_complexity, .. } = self.limits;
         if result.depth > max_depth {
             return Err(vec![coded(
@@ -192,7 +230,8 @@ impl Extension for GuardExtension {
 /// the whole document and allocate as they go, on every request).
 ///
 /// What validation reads, and so what a result is kept under: the schema
-/// (one cache per schema), the document's text (which the document is
+/// (one cache per schema; its twin without the guard has the same types,
+/// [`super::AppSchema`]), the document's text (which the document is
 /// parsed from), the name of the operation to run (the value rule skips the
 /// variables of the others), and the variables' values when an operation of
 /// the document declares variables (the value rule checks the values that
@@ -354,7 +393,7 @@ fn fits<'a>(values: impl Iterator<Item = &'a ConstValue>, budget: usize) -> bool
     values.into_iter().all(|value| spend(value, &mut budget))
 }
 
-impl GuardExtension {
+impl Guard {
     /// Every check of the parsed document but cost and depth (which need
     /// async-graphql's validation): fields once fragments are expanded, a
     /// NUL in any input, the root fields of a mutation.
