@@ -95,8 +95,10 @@ impl Tx {
     /// tried again on another: nothing of the transaction can have
     /// committed, and the request should not fail for a connection nobody
     /// was using. Each try closes the connection it found lost, so a pool
-    /// hands out at most as many dead ones as it holds, and then opens a
-    /// live one (or fails to: the database is down, which that error says).
+    /// hands out at most as many dead ones as it holds; once sqlx has no
+    /// idle connection left, one last try runs on a connection it opens,
+    /// and if that one is lost too the error stands (the database or a
+    /// pooler refuses: the health probe runs).
     /// A kept connection found lost also sends the other kept ones back to
     /// sqlx, which pings them (they most likely went the same way).
     pub(super) async fn begin(
@@ -107,6 +109,7 @@ impl Tx {
         end_later: bool,
     ) -> Result<Self, DbErr> {
         let mut tries_left = pool.options().get_max_connections();
+        let mut last_try_taken = false;
         loop {
             let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
             let started = Instant::now();
@@ -121,8 +124,14 @@ impl Tx {
                 }
                 Err(err) => exec_err(err),
             };
-            if tries_left > 0 && super::is_connection_lost(&err) {
+            // Once sqlx has no idle connection left to hand out, the next
+            // try opens one: that is the last try (a connection lost as
+            // soon as it is opened is a database or pooler refusing, not a
+            // stale connection, and retrying would only open more).
+            let stale_left = conn.was_kept() || pool.num_idle() > 0 || !last_try_taken;
+            if tries_left > 0 && stale_left && super::is_connection_lost(&err) {
                 tries_left -= 1;
+                last_try_taken |= !conn.was_kept() && pool.num_idle() == 0;
                 conn.close_on_drop();
                 if conn.was_kept() {
                     warm.give_back_all();

@@ -77,7 +77,8 @@ impl Default for Limits {
 /// codes by the stage that raised them, inside the guard's extension.
 ///
 /// `fast` has no extension and only async-graphql's `Fast` validation
-/// (cost, depth and fragment cycles): it runs the requests whose document
+/// (one walk of the document for cost, depth, cache control, fragment
+/// cycles and uploads): it runs the requests whose document
 /// the guard has seen pass everything before ([`guard::Guard::validated_before`]),
 /// which is nearly every request of an application. The reason is the
 /// extension itself: with any extension in a schema, async-graphql resolves
