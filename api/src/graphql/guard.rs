@@ -195,35 +195,6 @@ impl Extension for GuardExtension {
     }
 }
 
-impl Guard {
-    /// `result` if its depth and cost are within the limits, else the
-    /// error that says which limit and by how much.
-    fn within_limits(&self, result: ValidationResult) -> Result<ValidationResult, Vec<ServerError>> {
-        let Limits { max_depth, max_complexity, .. } = self.limits;
-        if result.depth > max_depth {
-            return Err(vec![coded(
-                format!("the query is nested {} levels deep; the limit is {max_depth}", result.depth),
-                "QUERY_TOO_COMPLEX",
-                None,
-                &[("depth", result.depth), ("limit", max_depth)],
-            )]);
-        }
-        if result.complexity > max_complexity {
-            return Err(vec![coded(
-                format!(
-                    "the query costs {} and the limit is {max_complexity}: ask for smaller pages \
-                     (first, limit), fewer aliases or fewer nested lists",
-                    result.complexity
-                ),
-                "QUERY_TOO_EXPENSIVE",
-                None,
-                &[("cost", result.complexity), ("limit", max_complexity)],
-            )]);
-        }
-        Ok(result)
-    }
-}
-
 /// async-graphql's validation results (its rules, cost, depth and cache
 /// control) of the documents this schema validated without an error, so a
 /// document sent again is not validated again (issue 11: the ~20 rules walk
@@ -394,6 +365,33 @@ fn fits<'a>(values: impl Iterator<Item = &'a ConstValue>, budget: usize) -> bool
 }
 
 impl Guard {
+    /// `result` if its depth and cost are within the limits, else the
+    /// error that says which limit and by how much.
+    fn within_limits(&self, result: ValidationResult) -> Result<ValidationResult, Vec<ServerError>> {
+        let Limits { max_depth, max_complexity, .. } = self.limits;
+        if result.depth > max_depth {
+            return Err(vec![coded(
+                format!("the query is nested {} levels deep; the limit is {max_depth}", result.depth),
+                "QUERY_TOO_COMPLEX",
+                None,
+                &[("depth", result.depth), ("limit", max_depth)],
+            )]);
+        }
+        if result.complexity > max_complexity {
+            return Err(vec![coded(
+                format!(
+                    "the query costs {} and the limit is {max_complexity}: ask for smaller pages \
+                     (first, limit), fewer aliases or fewer nested lists",
+                    result.complexity
+                ),
+                "QUERY_TOO_EXPENSIVE",
+                None,
+                &[("cost", result.complexity), ("limit", max_complexity)],
+            )]);
+        }
+        Ok(result)
+    }
+
     /// Every check of the parsed document but cost and depth (which need
     /// async-graphql's validation): fields once fragments are expanded, a
     /// NUL in any input, the root fields of a mutation.

@@ -171,10 +171,7 @@ async fn every_connection_of_the_pool_ended_at_once_costs_no_request_an_error() 
 
     // Assert: the dead connections are found and replaced, each request
     // on a live one.
-    for answer in &answers {
-        assert!(answer.get("errors").is_none(), "every request runs: {answer}");
-        assert_eq!(answer["data"]["places"]["totalCount"], 1);
-    }
+    every_one_counted_the_place(&answers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +196,13 @@ async fn a_server_that_ends_idle_sessions_costs_no_request_an_error() {
     }
 
     // Assert
-    for answer in &answers {
+    every_one_counted_the_place(&answers);
+}
+
+/// Asserts that each answer of `{ places { totalCount } }` ran, without
+/// an error, and counted the one place.
+fn every_one_counted_the_place(answers: &[Value]) {
+    for answer in answers {
         assert!(answer.get("errors").is_none(), "every request runs: {answer}");
         assert_eq!(answer["data"]["places"]["totalCount"], 1);
     }
