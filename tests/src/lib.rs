@@ -36,6 +36,7 @@ pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod database;
+pub mod logs;
 pub mod metrics;
 pub mod pgbouncer;
 pub mod raw_ws;

@@ -180,7 +180,8 @@ async fn execute(
     let viewer = claims.as_ref().map_or(Viewer::Anonymous, |c| Viewer::User { id: c.sub, role: c.role });
     // Sign-up and sign-in are rate limited per client address.
     let request = request.data(state.auth.limits.client_ip(peer.0, headers));
-    match execute_in_session(state, viewer, AccessSession(claims.and_then(|c| c.sid)), request).await {
+    let session = AccessSession(claims.and_then(|c| c.sid));
+    match execute_in_session(state, viewer, session, request, OperationSpan::Request).await {
         Ok(response) => {
             // RATE_LIMITED and SERVICE_UNAVAILABLE errors say when to retry.
             let retry = retry_after(&response);
@@ -200,6 +201,18 @@ fn in_media(media: Media, mut response: Response) -> Response {
     response
 }
 
+/// Which span names the operation in the log lines of its execution.
+#[derive(Clone, Copy)]
+pub enum OperationSpan {
+    /// The HTTP request's own, whose empty `operation` field is filled
+    /// in: a request costs one span, not two (each is created, its fields
+    /// formatted, and entered and left on every poll).
+    Request,
+    /// One of its own, inside the websocket connection's span: many
+    /// operations share that one, so none may write its name there.
+    Own,
+}
+
 /// Runs a query or mutation for `viewer` in one request transaction,
 /// committed only if the response has no errors. Shared by HTTP and
 /// websocket clients. `session` is the access token's: the request's start
@@ -209,6 +222,7 @@ pub async fn execute_in_session(
     viewer: Viewer,
     session: AccessSession,
     request: async_graphql::Request,
+    span: OperationSpan,
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
     let mut request = request;
@@ -232,8 +246,16 @@ pub async fn execute_in_session(
         Err(_) => (None, Access::ReadOnly, None),
     };
     // Every log line of the execution (a slow statement, say) names the
-    // operation; over HTTP the request's span adds its id.
-    let span = tracing::info_span!("graphql", operation = operation.unwrap_or("anonymous"));
+    // operation; over HTTP the request's span has its id too.
+    let name = operation.unwrap_or("anonymous");
+    let span = match span {
+        OperationSpan::Request => {
+            tracing::Span::current().record("operation", name);
+            // Entering a disabled span is a branch.
+            tracing::Span::none()
+        }
+        OperationSpan::Own => tracing::info_span!("graphql", operation = name),
+    };
     // A whole request is bounded too, not only each of its statements: a
     // document of many statements each just under the statement timeout
     // would otherwise hold its pooled connection for as long as it likes.

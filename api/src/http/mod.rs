@@ -143,7 +143,15 @@ pub fn router(state: AppState, body: BodyLimits) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::http::Request<_>| {
                     let id = request.extensions().get::<RequestId>().map_or("", |id| id.0.as_str());
-                    tracing::info_span!("request", id, method = %request.method(), path = request.uri().path())
+                    // `operation` is filled in by a GraphQL request (see
+                    // graphql::OperationSpan).
+                    tracing::info_span!(
+                        "request",
+                        id,
+                        method = %request.method(),
+                        path = request.uri().path(),
+                        operation = tracing::field::Empty
+                    )
                 })
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )

@@ -46,7 +46,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tracing::Instrument;
 
 use super::AppState;
-use super::graphql::{execute_in_session, operation_name, operation_types, server_error, spawn_in_span};
+use super::graphql::{OperationSpan, execute_in_session, operation_name, operation_types, server_error, spawn_in_span};
 use super::order::KeyOrder;
 use super::ws_caps::WsSlot;
 use super::ws_outbox::Outbox;
@@ -646,9 +646,10 @@ impl Operation {
         if !is_subscription {
             // Boxed: a subscription's task would otherwise be as large as
             // a query's database futures for its whole life.
-            let response = Box::pin(execute_in_session(&state, session.viewer, session.session, request))
-                .await
-                .unwrap_or_else(|err| async_graphql::Response::from_errors(vec![server_error(&err)]));
+            let response =
+                Box::pin(execute_in_session(&state, session.viewer, session.session, request, OperationSpan::Own))
+                    .await
+                    .unwrap_or_else(|err| async_graphql::Response::from_errors(vec![server_error(&err)]));
             let _ = self.next(&response).await;
             self.complete().await;
             return;

@@ -248,3 +248,31 @@ async fn every_response_carries_a_request_id() {
         .expect("sending the request");
     assert_eq!(given.headers()["x-request-id"], "trace-42");
 }
+
+#[tokio::test]
+async fn a_slow_query_over_http_is_logged_in_the_one_span_of_its_request_with_its_id_and_operation_name() {
+    // The test's runtime is this thread, and the server runs on it.
+    let logs = tests::logs::CapturedLogs::default();
+    let _capture = logs.capture();
+    let mut config = tests::test_config(&tests::create_database(true).await);
+    config.database_slow_query_ms = 0;
+    let app = TestApp::spawn_with(config).await;
+    app.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
+    let ada = app.sign_up("ada").await;
+
+    // Twice: a document's first run is checked by the guard, the next not.
+    for _ in 0..2 {
+        let data = app.data(Some(&ada.token), "query Nearby { places { totalCount } }", json!({})).await;
+        assert_eq!(data["places"]["totalCount"], 1);
+    }
+
+    let slow = logs.slow_queries_of("Nearby");
+    assert!(slow.len() >= 2, "a slow query per request: {:#?}", logs.lines());
+    for line in slow {
+        let spans = tests::logs::spans(&line);
+        assert_eq!(spans.len(), 1, "the request's span only: {line}");
+        assert_eq!(spans[0]["name"], "request", "{line}");
+        assert_eq!(spans[0]["path"], "/graphql", "{line}");
+        assert_eq!(spans[0]["id"].as_str().map(str::len), Some(36), "the request id: {line}");
+    }
+}

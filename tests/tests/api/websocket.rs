@@ -168,36 +168,12 @@ async fn shutting_down_closes_open_websockets_with_service_restart() {
     assert!(reqwest::get(format!("{address}/healthz")).await.is_err(), "no longer listening");
 }
 
-/// Log lines written while it is alive, as JSON.
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLogs {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let bytes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        String::from_utf8_lossy(&bytes).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
-    }
-}
-
 #[tokio::test]
 async fn websocket_operations_log_slow_queries_with_the_connections_request_id_and_their_operation_name() {
-    use tracing_subscriber::util::SubscriberInitExt;
     // The test's runtime is this thread, and the server runs on it: a
     // subscriber set here sees every line the server writes.
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let _capture = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish().set_default();
+    let logs = tests::logs::CapturedLogs::default();
+    let _capture = logs.capture();
     let mut config = tests::test_config(&tests::create_database(true).await);
     config.database_slow_query_ms = 0;
     let app = TestApp::spawn_with(config).await;
@@ -219,23 +195,15 @@ async fn websocket_operations_log_slow_queries_with_the_connections_request_id_a
     ws.subscribe("2", "query Count { places { totalCount } }", json!({})).await;
     assert_eq!(ws.next_data("2").await["places"]["totalCount"], 1);
 
-    let lines = logs.lines();
-    let spans = |line: &serde_json::Value| line["spans"].as_array().cloned().unwrap_or_default();
-    let slow_of = |operation: &str| -> Vec<serde_json::Value> {
-        lines
-            .iter()
-            .filter(|line| line["fields"]["message"] == "slow query")
-            .filter(|line| spans(line).iter().any(|span| span["operation"] == operation))
-            .cloned()
-            .collect()
-    };
     for operation in ["Live", "Count"] {
-        let slow = slow_of(operation);
-        assert!(!slow.is_empty(), "no slow query of {operation} in {lines:#?}");
+        let slow = logs.slow_queries_of(operation);
+        assert!(!slow.is_empty(), "no slow query of {operation} in {:#?}", logs.lines());
         for line in slow {
-            let upgrade = spans(&line).into_iter().find(|span| span["name"] == "request");
+            let upgrade = tests::logs::spans(&line).into_iter().find(|span| span["name"] == "request");
             let upgrade = upgrade.unwrap_or_else(|| panic!("no request span: {line}"));
             assert_eq!(upgrade["path"], "/graphql/ws", "{line}");
+            // The connection's span is every operation's: none names itself there.
+            assert!(upgrade.get("operation").is_none(), "{line}");
             assert_eq!(upgrade["id"].as_str().map(str::len), Some(36), "the upgrade's request id: {line}");
         }
     }

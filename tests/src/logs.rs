@@ -1,0 +1,47 @@
+//! The server's log lines, captured as JSON by a test.
+
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Log lines written while its [`CapturedLogs::capture`] guard is alive.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Captures every line written on this thread (a `#[tokio::test]`'s
+    /// runtime, where the test's server runs) until the guard drops, in
+    /// LOG_FORMAT=json's shape.
+    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish().set_default()
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        String::from_utf8_lossy(&bytes).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+
+    /// The "slow query" lines logged inside the span of `operation`.
+    pub fn slow_queries_of(&self, operation: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .into_iter()
+            .filter(|line| line["fields"]["message"] == "slow query")
+            .filter(|line| spans(line).iter().any(|span| span["operation"] == operation))
+            .collect()
+    }
+}
+
+/// The spans a JSON line was logged in, outermost first.
+pub fn spans(line: &serde_json::Value) -> Vec<serde_json::Value> {
+    line["spans"].as_array().cloned().unwrap_or_default()
+}
