@@ -111,9 +111,7 @@ impl Tx {
         let mut tries_left = pool.options().get_max_connections();
         let mut last_try_taken = false;
         loop {
-            let conn = warm.acquire(pool).await.map_err(acquire_err)?;
-            let mut starting = Starting { conn: Some(conn), warm: Arc::clone(&warm) };
-            let conn = starting.conn.as_mut().expect("just put there");
+            let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
             let started = Instant::now();
             let result =
                 PgTransactionManager::begin(&mut **conn, Some(sqlx::AssertSqlSafe(begin).into_sql_str())).await;
@@ -121,9 +119,8 @@ impl Tx {
             stats.observe(begin, started.elapsed(), result.is_err());
             let err = match result {
                 Ok(()) => {
-                    let conn = starting.conn.take();
                     let failed = AtomicBool::new(false);
-                    return Ok(Self { conn: Mutex::new(conn), stats, warm, end_later, failed });
+                    return Ok(Self { conn: Mutex::new(Some(conn)), stats, warm, end_later, failed });
                 }
                 Err(err) => exec_err(err),
             };
@@ -135,19 +132,16 @@ impl Tx {
             if tries_left > 0 && stale_left && super::is_connection_lost(&err) {
                 tries_left -= 1;
                 last_try_taken |= !conn.was_kept() && pool.num_idle() == 0;
+                conn.close_on_drop();
                 if conn.was_kept() {
                     warm.give_back_all();
                 }
-                starting.close();
                 continue;
             }
             // PostgreSQL stops a simple query at its first error; if BEGIN
             // had run, the transaction is now aborted.
-            if Executor::execute(&mut ***conn, "ROLLBACK").await.is_err() {
-                starting.close();
-            } else {
-                // Back to sqlx, which checks it: it just failed.
-                drop(starting.conn.take());
+            if Executor::execute(&mut **conn, "ROLLBACK").await.is_err() {
+                conn.close_on_drop();
             }
             return Err(err);
         }
@@ -267,58 +261,6 @@ impl Drop for Tx {
                 });
             }
             // No runtime left to send it with: close the connection.
-            Err(_) => conn.close_on_drop(),
-        }
-    }
-}
-
-/// A connection whose transaction is being started: the request may be
-/// cancelled at any of [`Tx::begin`]'s awaits, and the start is the one
-/// point where sqlx cannot clean up after it. sqlx counts a transaction
-/// only once BEGIN's answer has been read, so a start dropped while it
-/// waits leaves a connection that PostgreSQL has inside a transaction and
-/// sqlx believes idle; its ping would hand it to the next request, whose
-/// BEGIN would then be refused ("there is already a transaction in
-/// progress") and whose COMMIT would end this one. Dropped holding the
-/// connection, this sends a ROLLBACK from a task of its own (after the
-/// start's answer, which sqlx reads first; outside a transaction it only
-/// warns) before the connection serves anyone, as [`Tx`]'s drop does.
-///
-/// It replaces a task spawned per start, in which the start ran to its end
-/// whoever waited: that cost every request a task, its wake-up and its
-/// join (issue 11; BENCHMARKS queries stage 15), where a cancelled start,
-/// which this pays for, is rare.
-struct Starting {
-    conn: Option<Leased>,
-    warm: Arc<Warm>,
-}
-
-impl Starting {
-    /// Closes the connection (lost, or failed to end the start).
-    fn close(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.close_on_drop();
-        }
-        self.conn = None;
-    }
-}
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else { return };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let warm = Arc::clone(&self.warm);
-                runtime.spawn(async move {
-                    match Executor::execute(&mut **conn, "ROLLBACK").await {
-                        Ok(_) => {
-                            conn.settled();
-                            warm.release(conn);
-                        }
-                        Err(_) => conn.close_on_drop(),
-                    }
-                });
-            }
             Err(_) => conn.close_on_drop(),
         }
     }
