@@ -163,7 +163,8 @@ impl Pool {
             // READ ONLY: queued on the connection, nothing to wait for.
             return tx.commit().await;
         }
-        let commit = tokio::spawn(tx.commit());
+        // In the request's span, so a slow COMMIT is logged with its request.
+        let commit = tokio::spawn(tracing::Instrument::in_current_span(tx.commit()));
         let result = commit.await.map_err(|e| DbErr::Custom(format!("COMMIT task failed: {e}")))?;
         if result.as_ref().is_err_and(is_connection_lost) {
             self.health.suspect();

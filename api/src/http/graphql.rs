@@ -206,7 +206,8 @@ fn in_media(media: Media, mut response: Response) -> Response {
 pub enum OperationSpan {
     /// The HTTP request's own, whose empty `operation` field is filled
     /// in: a request costs one span, not two (each is created, its fields
-    /// formatted, and entered and left on every poll).
+    /// formatted, and entered and left on every poll). Recorded once:
+    /// an HTTP request carries one operation (no batches).
     Request,
     /// One of its own, inside the websocket connection's span: many
     /// operations share that one, so none may write its name there.
@@ -248,13 +249,19 @@ pub async fn execute_in_session(
     // Every log line of the execution (a slow statement, say) names the
     // operation; over HTTP the request's span has its id too.
     let name = operation.unwrap_or("anonymous");
-    let span = match span {
-        OperationSpan::Request => {
-            tracing::Span::current().record("operation", name);
+    let request_span = match span {
+        OperationSpan::Request => Some(tracing::Span::current()).filter(|span| span.has_field("operation")),
+        OperationSpan::Own => None,
+    };
+    let span = match request_span {
+        Some(request_span) => {
+            request_span.record("operation", name);
             // Entering a disabled span is a branch.
             tracing::Span::none()
         }
-        OperationSpan::Own => tracing::info_span!("graphql", operation = name),
+        // A websocket operation, or a request span that RUST_LOG turned
+        // off (it has no fields then) while this target stays on.
+        None => tracing::info_span!("graphql", operation = name),
     };
     // A whole request is bounded too, not only each of its statements: a
     // document of many statements each just under the statement timeout

@@ -266,13 +266,26 @@ async fn a_slow_query_over_http_is_logged_in_the_one_span_of_its_request_with_it
         assert_eq!(data["places"]["totalCount"], 1);
     }
 
-    let slow = logs.slow_queries_of("Nearby");
-    assert!(slow.len() >= 2, "a slow query per request: {:#?}", logs.lines());
-    for line in slow {
+    // A write, whose COMMIT runs in a task of its own.
+    let rate = "mutation Rate { createReview(input: {placeId: \"p1\", rating: 4}) { review { id } } }";
+    app.data(Some(&ada.token), rate, json!({})).await;
+
+    let commits = logs.slow_queries_of("Rate");
+    assert!(commits.iter().any(|line| line["fields"]["sql"] == "COMMIT"), "{:#?}", logs.lines());
+    let mut requests = std::collections::HashSet::new();
+    for line in logs.slow_queries_of("Nearby") {
         let spans = tests::logs::spans(&line);
         assert_eq!(spans.len(), 1, "the request's span only: {line}");
         assert_eq!(spans[0]["name"], "request", "{line}");
         assert_eq!(spans[0]["path"], "/graphql", "{line}");
         assert_eq!(spans[0]["id"].as_str().map(str::len), Some(36), "the request id: {line}");
+        requests.insert(spans[0]["id"].to_string());
+    }
+    assert_eq!(requests.len(), 2, "slow queries of both requests: {:#?}", logs.lines());
+    // Sign-up's requests too: no GraphQL request's line lacks its operation.
+    for line in logs.lines().into_iter().filter(|line| line["fields"]["message"] == "slow query") {
+        for span in tests::logs::spans(&line).into_iter().filter(|span| span["path"] == "/graphql") {
+            assert!(span["operation"].is_string(), "no operation: {line}");
+        }
     }
 }
