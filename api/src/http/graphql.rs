@@ -218,12 +218,13 @@ pub enum OperationSpan {
 /// committed only if the response has no errors. Shared by HTTP and
 /// websocket clients. `session` is the access token's: the request's start
 /// checks that it has not ended, and `signOut` knows which to end.
+/// `log_span`: where the operation's name goes for its log lines.
 pub async fn execute_in_session(
     state: &AppState,
     viewer: Viewer,
     session: AccessSession,
     request: async_graphql::Request,
-    span: OperationSpan,
+    log_span: OperationSpan,
 ) -> Result<async_graphql::Response, ApiError> {
     let started = std::time::Instant::now();
     let mut request = request;
@@ -249,7 +250,7 @@ pub async fn execute_in_session(
     // Every log line of the execution (a slow statement, say) names the
     // operation; over HTTP the request's span has its id too.
     let name = operation.unwrap_or("anonymous");
-    let request_span = match span {
+    let request_span = match log_span {
         OperationSpan::Request => Some(tracing::Span::current()).filter(|span| span.has_field("operation")),
         OperationSpan::Own => None,
     };
