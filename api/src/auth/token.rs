@@ -1,14 +1,19 @@
+use std::hash::BuildHasher;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use lru::LruCache;
 use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::Role;
 use crate::error::{ApiError, ApiResult};
 
 /// The claims of our HS256 tokens.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Claims {
     /// The user's id.
     pub sub: Uuid,
@@ -24,6 +29,8 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<Uuid>,
 }
+
+const EXPIRED: &str = "the token has expired; sign in again";
 
 /// Signing and verifying keys, and how long new tokens live.
 ///
@@ -49,6 +56,52 @@ struct Keys {
     decoding: DecodingKey,
     previous: Option<DecodingKey>,
     validation: Validation,
+    verified: Verified,
+}
+
+/// How many verified tokens [`Verified`] keeps (~0.5 KB each).
+const VERIFIED_TOKENS: usize = 10_000;
+
+/// Tokens that passed verification, so that a client's every request does
+/// not pay for the HMAC, the key's set-up and the claims' JSON again: 7 %
+/// of a read request's instructions (issue 11; BENCHMARKS queries stage
+/// 16).
+///
+/// Only a token that `jsonwebtoken` verified in full gets in, and a hit
+/// is the very same token: entries are found by a keyed hash of the whole
+/// token (std's SipHash, its key random per process) and the token is then
+/// compared byte for byte in constant time, so how long a lookup takes
+/// tells a client nothing about how much of a guessed signature is right.
+/// What a verification checks that can change with time, expiry, is
+/// checked on every hit as `jsonwebtoken` checks it. A session that has
+/// ended is refused by the request's start, which asks the database each
+/// time, as before. Keys do not change while the process runs.
+struct Verified {
+    tokens: Mutex<LruCache<u64, Kept>>,
+    hasher: std::hash::RandomState,
+}
+
+/// A verified token, whole, and its claims.
+type Kept = (Box<[u8]>, Claims);
+
+impl Verified {
+    fn new() -> Self {
+        let capacity = NonZeroUsize::new(VERIFIED_TOKENS).unwrap_or(NonZeroUsize::MIN);
+        Self { tokens: Mutex::new(LruCache::new(capacity)), hasher: std::hash::RandomState::new() }
+    }
+
+    /// The claims of `token` if it was verified before (expired or not).
+    fn get(&self, key: u64, token: &str) -> Option<Claims> {
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        let (kept, claims) = tokens.get(&key)?;
+        let same = kept.len() == token.len() && bool::from(kept.as_ref().ct_eq(token.as_bytes()));
+        same.then(|| claims.clone())
+    }
+
+    fn put(&self, key: u64, token: &str, claims: Claims) {
+        let entry = (Box::from(token.as_bytes()), claims);
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner).put(key, entry);
+    }
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -73,6 +126,7 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             previous: previous.map(DecodingKey::from_secret),
             validation,
+            verified: Verified::new(),
         };
         Self { keys: std::sync::Arc::new(keys), ttl }
     }
@@ -97,6 +151,29 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str) -> ApiResult<Claims> {
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`JwtKeys::verify`] at `now` (seconds since the epoch) for a token
+    /// verified before; one seen first is verified by `jsonwebtoken`
+    /// against its own clock.
+    fn verify_at(&self, token: &str, now: u64) -> ApiResult<Claims> {
+        let verified = &self.keys.verified;
+        let key = verified.hasher.hash_one(token);
+        if let Some(claims) = verified.get(key, token) {
+            // As `jsonwebtoken` decides it (leeway 0): expired once `exp`
+            // is in the past.
+            if u64::try_from(claims.exp).is_ok_and(|exp| exp >= now) {
+                return Ok(claims);
+            }
+            return Err(ApiError::Unauthenticated(EXPIRED.into()));
+        }
+        let claims = self.verify_in_full(token)?;
+        verified.put(key, token, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_in_full(&self, token: &str) -> ApiResult<Claims> {
         let decode = |key| jsonwebtoken::decode::<Claims>(token, key, &self.keys.validation).map(|data| data.claims);
         let verified = match (decode(&self.keys.decoding), &self.keys.previous) {
             (Err(err), Some(previous)) if *err.kind() == ErrorKind::InvalidSignature => decode(previous),
@@ -104,7 +181,7 @@ impl JwtKeys {
         };
         verified.map_err(|err| {
             let why = match err.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired; sign in again",
+                ErrorKind::ExpiredSignature => EXPIRED,
                 ErrorKind::InvalidSignature => "the token signature is invalid",
                 _ => "the token is malformed",
             };
@@ -160,6 +237,43 @@ mod tests {
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &old.keys.encoding).unwrap_or_default();
         let error = keys(NEW, Some(OLD)).verify(&expired).err().map(|e| e.message());
         assert_eq!(error.as_deref(), Some("the token has expired; sign in again"));
+    }
+
+    #[test]
+    fn a_token_verified_before_is_taken_from_the_kept_ones_with_the_same_claims() {
+        let keys = keys(NEW, None);
+        let token = keys.issue(Uuid::new_v4(), Role::User).unwrap_or_default();
+        let first = keys.verify(&token).ok();
+        assert!(first.is_some());
+        let key = keys.keys.verified.hasher.hash_one(token.as_str());
+        assert_eq!(keys.keys.verified.get(key, &token), first, "kept after its first verification");
+        assert_eq!(keys.verify(&token).ok(), first);
+    }
+
+    #[test]
+    fn a_forged_signature_is_refused_though_the_genuine_token_is_kept() {
+        let keys = keys(NEW, None);
+        let token = keys.issue(Uuid::new_v4(), Role::User).unwrap_or_default();
+        assert!(keys.verify(&token).is_ok());
+        // The same header and claims, one character of the signature
+        // changed (not the last, whose low bits encode nothing).
+        let at = token.len() - 5;
+        let changed = if token.as_bytes()[at] == b'A' { "B" } else { "A" };
+        let forged = format!("{}{changed}{}", &token[..at], &token[at + 1..]);
+        let refused = keys.verify(&forged).err().map(|e| e.message());
+        assert_eq!(refused.as_deref(), Some("the token signature is invalid"));
+        assert!(keys.verify(&format!("{token}A")).is_err(), "a longer token is another token");
+    }
+
+    #[test]
+    fn a_kept_token_is_refused_once_it_has_expired() {
+        let keys = keys(NEW, None);
+        let token = keys.issue(Uuid::new_v4(), Role::User).unwrap_or_default();
+        let claims = keys.verify(&token).ok();
+        let exp = claims.as_ref().and_then(|c| u64::try_from(c.exp).ok()).unwrap_or_default();
+        assert_eq!(keys.verify_at(&token, exp).ok(), claims, "valid through its exp second");
+        let expired = keys.verify_at(&token, exp + 1).err().map(|e| (e.code(), e.message()));
+        assert_eq!(expired, Some(("UNAUTHENTICATED", EXPIRED.to_owned())));
     }
 
     #[test]
