@@ -2,6 +2,20 @@
 
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::{TestApp, TestUser};
+
+/// A server that logs every statement as a slow query (so each line shows
+/// the spans it was logged in), with a place `p1` and a signed-up user
+/// `ada`. Call it after [`CapturedLogs::capture`].
+pub async fn app_logging_every_statement() -> (TestApp, TestUser) {
+    let mut config = crate::test_config(&crate::create_database(true).await);
+    config.database_slow_query_ms = 0;
+    let app = TestApp::spawn_with(config).await;
+    app.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
+    let ada = app.sign_up("ada").await;
+    (app, ada)
+}
+
 /// Log lines written while its [`CapturedLogs::capture`] guard is alive.
 #[derive(Clone, Default)]
 pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

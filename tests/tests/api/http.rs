@@ -254,11 +254,7 @@ async fn a_slow_query_over_http_is_logged_in_the_one_span_of_its_request_with_it
     // The test's runtime is this thread, and the server runs on it.
     let logs = tests::logs::CapturedLogs::default();
     let _capture = logs.capture();
-    let mut config = tests::test_config(&tests::create_database(true).await);
-    config.database_slow_query_ms = 0;
-    let app = TestApp::spawn_with(config).await;
-    app.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
-    let ada = app.sign_up("ada").await;
+    let (app, ada) = tests::logs::app_logging_every_statement().await;
 
     // Twice: a document's first run is checked by the guard, the next not.
     for _ in 0..2 {

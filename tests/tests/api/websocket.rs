@@ -174,11 +174,7 @@ async fn websocket_operations_log_slow_queries_with_the_connections_request_id_a
     // subscriber set here sees every line the server writes.
     let logs = tests::logs::CapturedLogs::default();
     let _capture = logs.capture();
-    let mut config = tests::test_config(&tests::create_database(true).await);
-    config.database_slow_query_ms = 0;
-    let app = TestApp::spawn_with(config).await;
-    app.insert_place("p1", "cafe", 0.0, 0.0, None, None).await;
-    let ada = app.sign_up("ada").await;
+    let (app, ada) = tests::logs::app_logging_every_statement().await;
 
     // A subscription whose events load their place (a DataLoader batch),
     // and a query, on one connection.
