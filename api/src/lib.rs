@@ -52,8 +52,8 @@
 //!   description) and input objects. Entities never derive GraphQL traits;
 //!   a type built from one row derives its `From<entity::x::Model>` with
 //!   [`graphql::ids::FromModel`]: `id` is the global id, `rowId` the raw
-//!   key, other `ID` fields raw keys, every other field its column through
-//!   `Into`; a field attribute names a function (`with`), another column
+//!   key, other `RawId` fields raw keys (both kept as keys, written out
+//!   only when selected), every other field its column through `Into`; a field attribute names a function (`with`), another column
 //!   (`column`) or none (`default`):
 //!
 //!   ```ignore
@@ -61,9 +61,9 @@
 //!   #[graphql(complex)]
 //!   #[from_model(entity::routine_run::Model)]
 //!   pub struct RoutineRun {
-//!       pub id: ID,
-//!       pub row_id: ID,
-//!       pub routine_id: ID,
+//!       pub id: GlobalId,
+//!       pub row_id: RawId,
+//!       pub routine_id: RawId,
 //!       pub start_time: DateTime<FixedOffset>,
 //!       #[from_model(with = RunStatus::parse)]
 //!       pub status: RunStatus,

@@ -10,9 +10,9 @@
 //! #[derive(SimpleObject, FromModel, Clone)]
 //! #[from_model(entity::routine_run::Model)]
 //! pub struct RoutineRun {
-//!     pub id: ID,          // ids::global("RoutineRun", &row.id)
-//!     pub row_id: ID,      // ID(row.id.to_string())
-//!     pub routine_id: ID,  // ID(row.routine_id.to_string())
+//!     pub id: GlobalId,       // GlobalId::new("RoutineRun", row.id.clone())
+//!     pub row_id: RawId,      // RawId::from(row.id.clone())
+//!     pub routine_id: RawId,  // RawId::from(row.routine_id)
 //!     pub end_time: Option<DateTime<FixedOffset>>, // row.end_time.into()
 //!     #[from_model(with = RunStatus::parse)]
 //!     pub status: RunStatus, // RunStatus::parse(row.status)
@@ -20,22 +20,24 @@
 //! ```
 //!
 //! The rules, for a field `f` of type `T`:
-//! - `id: ID` is the global id (`crate::graphql::ids::global`) of the
-//!   struct's GraphQL name (its `#[graphql(name = "..")]`, else its Rust
-//!   name) and the key column; `row_id: ID` is the key's raw value. The key
+//! - `id: GlobalId` is the global id (`crate::graphql::ids::GlobalId`) of
+//!   the struct's GraphQL name (its `#[graphql(name = "..")]`, else its Rust
+//!   name) and the key column; `row_id: RawId` is the key's raw value. Both
+//!   keep the key and write it out only if a client selects them. The key
 //!   column is `id` unless the struct attribute names it
 //!   (`#[from_model(entity::x::Model, key = user_id)]`). A struct with a
 //!   global id fails to compile unless its GraphQL name is one of the
 //!   `Node` types (`crate::graphql::ids::is_node_type`): an id `node`
 //!   cannot read back would be served as if it were one.
-//! - `f: ID` is `ID(row.f.to_string())`, `f: Option<ID>` the same inside
-//!   the option (a raw key, as foreign keys are).
+//! - `f: RawId` is `RawId::from(row.f)`, `f: Option<RawId>` the same
+//!   inside the option (a raw key, as foreign keys are). An `ID` field is
+//!   refused: written out eagerly, ids were 8 % of a page's work.
 //! - Any other `f` is `row.f.into()`, so a column converts wherever a
 //!   `From` exists (`i64` to `BigInt`, `serde_json::Value` to `Json`).
 //!
 //! A field attribute covers the rest: `#[from_model(with = path)]` is
 //! `path(row.f)` (the column by value), `#[from_model(column = c)]` reads
-//! column `c` instead of `f` (and so makes an `id: ID` the raw value of
+//! column `c` instead of `f` (and so makes an `id: RawId` the raw value of
 //! `c`), `#[from_model(default)]` is `Default::default()` for a field the
 //! row does not hold. A field the model lacks is rustc's "no field" error,
 //! pointed at the struct's field.
@@ -70,9 +72,9 @@ enum Value {
 /// How a column becomes its field when no function is named.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum IdKind {
-    /// `ID(row.c.to_string())`.
+    /// `RawId::from(row.c)`.
     Id,
-    /// `row.c.map(|v| ID(v.to_string()))`.
+    /// `row.c.map(RawId::from)`.
     OptionId,
     /// `row.c.into()`.
     Into,
@@ -102,17 +104,17 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let inits = values.iter().map(|(field, value)| {
         let name = field.ident.as_ref().expect("named fields have names");
         let expr = match value {
-            Value::Global => quote_spanned!(field.span()=> crate::graphql::ids::global(#type_name, &#row.#key)),
-            Value::RowId => quote_spanned!(field.span()=> ::async_graphql::ID(::std::string::ToString::to_string(&#row.#key))),
+            Value::Global => quote_spanned!(field.span()=>
+                crate::graphql::ids::GlobalId::new(#type_name, ::core::clone::Clone::clone(&#row.#key))
+            ),
+            Value::RowId => quote_spanned!(field.span()=>
+                crate::graphql::ids::RawId::from(::core::clone::Clone::clone(&#row.#key))
+            ),
             Value::Default => quote_spanned!(field.span()=> ::core::default::Default::default()),
             Value::Column { column, with: Some(with), .. } => quote_spanned!(field.span()=> #with(#row.#column)),
             Value::Column { column, with: None, as_id } => match as_id {
-                IdKind::Id => {
-                    quote_spanned!(field.span()=> ::async_graphql::ID(::std::string::ToString::to_string(&#row.#column)))
-                }
-                IdKind::OptionId => quote_spanned!(field.span()=>
-                    #row.#column.map(|v| ::async_graphql::ID(::std::string::ToString::to_string(&v)))
-                ),
+                IdKind::Id => quote_spanned!(field.span()=> crate::graphql::ids::RawId::from(#row.#column)),
+                IdKind::OptionId => quote_spanned!(field.span()=> #row.#column.map(crate::graphql::ids::RawId::from)),
                 IdKind::Into => quote_spanned!(field.span()=> ::core::convert::Into::into(#row.#column)),
             },
         };
@@ -202,20 +204,32 @@ fn value(field: &Field) -> syn::Result<Value> {
         }
         return Ok(Value::Default);
     }
-    let as_id = if is_id(&field.ty) {
+    if is_named(&field.ty, "ID") || option_of(&field.ty).is_some_and(|t| is_named(t, "ID")) {
+        return Err(syn::Error::new_spanned(
+            &field.ty,
+            "an id of a row is kept as its key and written out when selected: `GlobalId` for the object's \
+             global `id`, `RawId` for a raw key (`rowId`, foreign keys)",
+        ));
+    }
+    let plain = column.is_none() && with.is_none();
+    if is_named(&field.ty, "GlobalId") {
+        if name != "id" || !plain {
+            return Err(syn::Error::new_spanned(
+                &field.ty,
+                "`GlobalId` is the object's own `id`, of its key column: a field named `id` without `with` or `column`",
+            ));
+        }
+        return Ok(Value::Global);
+    }
+    let as_id = if is_named(&field.ty, "RawId") {
         IdKind::Id
-    } else if option_of(&field.ty).is_some_and(is_id) {
+    } else if option_of(&field.ty).is_some_and(|t| is_named(t, "RawId")) {
         IdKind::OptionId
     } else {
         IdKind::Into
     };
-    if column.is_none() && with.is_none() && as_id == IdKind::Id {
-        if name == "id" {
-            return Ok(Value::Global);
-        }
-        if name == "row_id" {
-            return Ok(Value::RowId);
-        }
+    if plain && as_id == IdKind::Id && name == "row_id" {
+        return Ok(Value::RowId);
     }
     Ok(Value::Column { column: column.unwrap_or(name), with, as_id })
 }
@@ -244,11 +258,12 @@ fn is_from_model(attr: &Attribute) -> bool {
     attr.path().is_ident("from_model")
 }
 
-/// `ID`, however it is imported (its last path segment, no arguments).
-fn is_id(ty: &Type) -> bool {
+/// The type `name` (`ID`, `RawId`), however it is imported (its last path
+/// segment, no arguments).
+fn is_named(ty: &Type, name: &str) -> bool {
     let Type::Path(path) = ty else { return false };
     path.qself.is_none()
-        && path.path.segments.last().is_some_and(|s| s.ident == "ID" && matches!(s.arguments, PathArguments::None))
+        && path.path.segments.last().is_some_and(|s| s.ident == name && matches!(s.arguments, PathArguments::None))
 }
 
 /// `T` of an `Option<T>` (also for `#[mutation_input]`).
@@ -286,26 +301,28 @@ mod tests {
             #[from_model(entity::comment::Model)]
             pub struct Comment {
                 pub body: String,
-                pub id: ID,
-                pub row_id: ID,
-                pub post_id: async_graphql::ID,
-                pub parent_id: Option<ID>,
+                pub id: GlobalId,
+                pub row_id: RawId,
+                pub post_id: ids::RawId,
+                pub parent_id: Option<RawId>,
                 pub created_at: DateTime<FixedOffset>,
             }
         });
         assert!(out.contains("From < entity :: comment :: Model > for Comment"), "{out}");
-        assert!(out.contains("id : crate :: graphql :: ids :: global (\"Comment\" , & row . id)"), "{out}");
         assert!(
-            out.contains("row_id : :: async_graphql :: ID (:: std :: string :: ToString :: to_string (& row . id))"),
+            out.contains(
+                "id : crate :: graphql :: ids :: GlobalId :: new (\"Comment\" , :: core :: clone :: Clone :: clone (& row . id))"
+            ),
             "{out}"
         );
         assert!(
             out.contains(
-                "post_id : :: async_graphql :: ID (:: std :: string :: ToString :: to_string (& row . post_id))"
+                "row_id : crate :: graphql :: ids :: RawId :: from (:: core :: clone :: Clone :: clone (& row . id))"
             ),
             "{out}"
         );
-        assert!(out.contains("parent_id : row . parent_id . map (| v |"), "{out}");
+        assert!(out.contains("post_id : crate :: graphql :: ids :: RawId :: from (row . post_id)"), "{out}");
+        assert!(out.contains("parent_id : row . parent_id . map (crate :: graphql :: ids :: RawId :: from)"), "{out}");
         assert!(out.contains("created_at : :: core :: convert :: Into :: into (row . created_at)"), "{out}");
         // The key fields come first, before `body` may move a column.
         assert!(out.find("id : crate").unwrap_or(usize::MAX) < out.find("body :").unwrap_or(0), "{out}");
@@ -317,10 +334,13 @@ mod tests {
         let out = expanded(parse_quote! {
             #[graphql(complex, name = "Stats")]
             #[from_model(entity::user_stats::Model, key = user_id)]
-            pub struct UserStats { pub id: ID, pub row_id: ID }
+            pub struct UserStats { pub id: GlobalId, pub row_id: RawId }
         });
-        assert!(out.contains("global (\"Stats\" , & row . user_id)"), "{out}");
-        assert!(out.contains("to_string (& row . user_id))"), "{out}");
+        assert!(
+            out.contains("GlobalId :: new (\"Stats\" , :: core :: clone :: Clone :: clone (& row . user_id))"),
+            "{out}"
+        );
+        assert!(out.contains("RawId :: from (:: core :: clone :: Clone :: clone (& row . user_id))"), "{out}");
     }
 
     #[test]
@@ -331,7 +351,7 @@ mod tests {
                 #[from_model(with = RunStatus::parse)]
                 pub status: RunStatus,
                 #[from_model(column = user_id)]
-                pub id: ID,
+                pub id: RawId,
                 #[from_model(column = types, with = split_types)]
                 pub kinds: Vec<String>,
                 #[from_model(default)]
@@ -339,10 +359,7 @@ mod tests {
             }
         });
         assert!(out.contains("status : RunStatus :: parse (row . status)"), "{out}");
-        assert!(
-            out.contains("id : :: async_graphql :: ID (:: std :: string :: ToString :: to_string (& row . user_id))"),
-            "{out}"
-        );
+        assert!(out.contains("id : crate :: graphql :: ids :: RawId :: from (row . user_id)"), "{out}");
         assert!(out.contains("kinds : split_types (row . types)"), "{out}");
         assert!(out.contains("place : :: core :: default :: Default :: default ()"), "{out}");
         assert!(!out.contains("is_node_type"), "a raw id is not checked as a node: {out}");
@@ -368,5 +385,18 @@ mod tests {
         assert!(tuple.contains("named fields"), "{tuple}");
         let enumeration = refused(parse_quote! { #[from_model(entity::x::Model)] enum X { A } });
         assert!(enumeration.contains("only structs"), "{enumeration}");
+    }
+
+    #[test]
+    fn an_eager_id_and_a_global_id_of_another_field_or_column_are_refused() {
+        let eager = refused(parse_quote! { #[from_model(entity::x::Model)] struct X { user_id: Option<ID> } });
+        assert!(eager.contains("kept as its key and written out when selected"), "{eager}");
+        let misnamed = refused(parse_quote! { #[from_model(entity::x::Model)] struct X { user_id: GlobalId } });
+        assert!(misnamed.contains("`GlobalId` is the object's own `id`"), "{misnamed}");
+        let column = refused(parse_quote! {
+            #[from_model(entity::x::Model)]
+            struct X { #[from_model(column = user_id)] id: GlobalId }
+        });
+        assert!(column.contains("`GlobalId` is the object's own `id`"), "{column}");
     }
 }

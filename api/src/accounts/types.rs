@@ -2,7 +2,7 @@ use async_graphql::{ID, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 
 use crate::auth::Role;
-use crate::graphql::ids::FromModel;
+use crate::graphql::ids::{FromModel, GlobalId, RawId};
 use crate::graphql::payload::mutation_input;
 
 /// An account. Only its owner, readers, services and admins see it; other
@@ -12,10 +12,10 @@ use crate::graphql::payload::mutation_input;
 pub struct User {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a User.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// Sign-in email, unique regardless of case.
     pub email: String,
     /// Public handle, unique regardless of case.

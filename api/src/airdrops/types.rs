@@ -6,7 +6,7 @@ use super::policy::Projects;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, loader, raw_key};
 use crate::error::ApiResult;
-use crate::graphql::ids::{self, FromModel};
+use crate::graphql::ids::{FromModel, GlobalId, RawId};
 use crate::graphql::payload::mutation_input;
 use crate::graphql::scalars::{BigInt, Date};
 
@@ -15,10 +15,10 @@ use crate::graphql::scalars::{BigInt, Date};
 pub struct AirdropProject {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a AirdropProject.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// Display name.
     pub name: String,
     /// Free-text description.
@@ -52,8 +52,8 @@ pub struct AirdropStats {
 impl AirdropProject {
     pub fn new(m: entity::airdrop_project::Model, participants: i64, tokens_distributed: i64) -> Self {
         Self {
-            id: ids::global("AirdropProject", m.id),
-            row_id: ID(m.id.to_string()),
+            id: GlobalId::new("AirdropProject", m.id),
+            row_id: RawId::from(m.id),
             name: m.name,
             description: m.description,
             start_date: m.start_date.into(),
@@ -76,14 +76,14 @@ impl AirdropProject {
 pub struct Participation {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Participation.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// The participant.
-    pub user_id: ID,
+    pub user_id: RawId,
     /// The project.
-    pub project_id: ID,
+    pub project_id: RawId,
     /// Tokens credited to this participant.
     pub tokens_earned: BigInt,
     /// When the user joined.

@@ -28,6 +28,7 @@ use super::policy::{Model, Policy, PrimaryKey};
 use crate::auth::{AccessSession, Viewer};
 use crate::db::{LoaderDb, Pool, RequestDb};
 use crate::error::{ApiError, ApiResult};
+use crate::graphql::ids::{FromKey, RawId};
 
 /// Reads rows by primary key for one viewer, batched per table.
 pub struct RowLoader {
@@ -137,13 +138,9 @@ where
     loader(ctx)?.load_one(Key::<P>::new(key)).await
 }
 
-/// A raw key kept in an `ID` field (`Review.userId`), back in its column's
-/// type. The field was filled from the column, so failing is a bug of ours,
-/// not bad input.
-pub fn raw_key<T>(id: &async_graphql::ID) -> ApiResult<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    id.parse().map_err(ApiError::internal)
+/// A raw key kept in a [`RawId`] field (`Review.userId`), back in its
+/// column's type. The field was filled from the column, so failing is a
+/// bug of ours, not bad input.
+pub fn raw_key<T: FromKey>(id: &RawId) -> ApiResult<T> {
+    T::from_key(&id.0).ok_or_else(|| ApiError::internal(format!("{:?} is not a key of the type asked for", id.0)))
 }

@@ -34,6 +34,8 @@
 //! is a line in its domain's `nodes!`; nothing here changes.
 
 use async_graphql::{Context, ID, Interface, Object};
+
+use crate::graphql::ids::GlobalId;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter};
 
 use crate::auth::{Viewer, ownership};
@@ -75,7 +77,7 @@ macro_rules! node_types {
         #[derive(Interface)]
         #[graphql(field(
             name = "id",
-            ty = "&ID",
+            ty = "&GlobalId",
             desc = "Globally unique opaque id: the same object always has the same id, no two objects share one."
         ))]
         pub enum Node {

@@ -7,7 +7,7 @@ use super::policy::Places;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::ApiResult;
-use crate::graphql::ids::FromModel;
+use crate::graphql::ids::{FromModel, GlobalId, RawId};
 use crate::graphql::payload::mutation_input;
 
 /// A place people can review, from the seed's `place` table. Public.
@@ -20,10 +20,10 @@ use crate::graphql::payload::mutation_input;
 pub struct Place {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Place.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key, the Google Place ID (what `id` was before this
     /// release; foreign keys such as `placeId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// Display name.
     pub name: String,
     /// Latitude in degrees, -90 to 90.
@@ -101,14 +101,14 @@ crate::connection_type!(ReviewConnection, ReviewEdge, Review, "reviews");
 pub struct Review {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Review.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// The author's user id.
-    pub user_id: ID,
+    pub user_id: RawId,
     /// The reviewed place's id.
-    pub place_id: ID,
+    pub place_id: RawId,
     /// 0 to 5.
     pub rating: f64,
     /// Free text, at most 5000 characters.
@@ -142,7 +142,7 @@ impl Review {
         if let Some(place) = &self.place {
             return Ok(Some(Cow::Borrowed(place)));
         }
-        Ok(load::<Places>(ctx, self.place_id.to_string()).await?.map(|model| Cow::Owned(Place::from(model))))
+        Ok(load::<Places>(ctx, raw_key::<String>(&self.place_id)?).await?.map(|model| Cow::Owned(Place::from(model))))
     }
 }
 
@@ -161,12 +161,12 @@ impl Review {
 pub struct Preference {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Preference.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// The owner's user id.
-    pub user_id: ID,
+    pub user_id: RawId,
     /// The place category this preference is about.
     pub category: String,
     /// 0 (avoid) to 5 (love).

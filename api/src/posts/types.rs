@@ -7,7 +7,7 @@ use super::loader::PostsLoader;
 use super::policy::Posts;
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ids::FromModel;
+use crate::graphql::ids::{FromModel, GlobalId, RawId};
 use crate::graphql::pagination::{ChildPage, PageArgs, paged};
 use crate::graphql::payload::mutation_input;
 
@@ -45,10 +45,10 @@ async fn profile(ctx: &Context<'_>, id: Uuid) -> ApiResult<AuthorProfile> {
 pub struct Post {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Post.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// Title, 1 to 300 characters.
     pub title: String,
     /// Body text.
@@ -80,7 +80,7 @@ impl Post {
     /// Comments, oldest first, a page at a time (those of every post in a
     /// response are read together, their authors too).
     async fn comments(&self, ctx: &Context<'_>, #[page] args: PageArgs) -> ApiResult<CommentConnection> {
-        let post = Uuid::parse_str(self.row_id.as_str()).map_err(ApiError::internal)?;
+        let post = raw_key::<Uuid>(&self.row_id)?;
         let page = loader(ctx)?.load_one(ChildPage { parent: post, args }).await?;
         Ok(page.ok_or_else(|| ApiError::internal("comment page missing from its batch"))?.into())
     }
@@ -93,12 +93,12 @@ impl Post {
 pub struct Comment {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Comment.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// The post commented on.
-    pub post_id: ID,
+    pub post_id: RawId,
     /// Text, 1 to 10000 characters.
     pub body: String,
     /// When it was written.

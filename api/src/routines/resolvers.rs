@@ -12,7 +12,7 @@ use super::types::{
 use crate::domain::resolve::InputField;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
-use crate::graphql::ids::parse_uuid;
+use crate::graphql::ids::{RawId, parse_uuid};
 use crate::graphql::pagination::{MAX_PAGE_SIZE, Page, paged};
 use crate::graphql::{ContextExt, validate};
 
@@ -59,7 +59,7 @@ impl RoutinesQuery {
         let tx = ctx.tx().await?;
         Ok(domain::store::find_visible::<Stats>(&*tx, &viewer, me).await?.map_or(
             UserStats {
-                user_id: ID(me.to_string()),
+                user_id: RawId::from(me),
                 total_routine_runs: 0,
                 total_tokens_earned: 0.into(),
                 last_run_date: None,
@@ -90,7 +90,7 @@ impl RoutinesQuery {
             .zip(1..)
             .map(|(row, rank)| LeaderboardEntry {
                 rank,
-                user_id: ID(row.user_id.to_string()),
+                user_id: RawId::from(row.user_id),
                 username: row.username,
                 total_tokens_earned: row.total_tokens_earned.into(),
                 total_routine_runs: row.total_routine_runs,

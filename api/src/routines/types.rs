@@ -5,7 +5,7 @@ use super::policy::Routines;
 use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::ids::FromModel;
+use crate::graphql::ids::{FromModel, GlobalId, RawId};
 use crate::graphql::payload::mutation_input;
 use crate::graphql::scalars::BigInt;
 
@@ -16,12 +16,12 @@ use crate::graphql::scalars::BigInt;
 pub struct Routine {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a Routine.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// The owner's user id.
-    pub user_id: ID,
+    pub user_id: RawId,
     /// Display name.
     pub name: String,
     /// The steps, a JSON array of objects, each with at least an `action`.
@@ -35,7 +35,7 @@ pub struct Routine {
 }
 
 /// The account a raw `userId` names, if the viewer may see it.
-async fn user(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<User>> {
+async fn user(ctx: &Context<'_>, id: &RawId) -> ApiResult<Option<User>> {
     Ok(load::<Users>(ctx, raw_key::<uuid::Uuid>(id)?).await?.map(User::from))
 }
 
@@ -90,14 +90,14 @@ impl RunStatus {
 pub struct RoutineRun {
     /// Globally unique opaque id (`Node`): pass it to `node`, or to any
     /// argument naming a RoutineRun.
-    pub id: ID,
+    pub id: GlobalId,
     /// The row's key (what `id` was before this release; foreign keys such
     /// as `userId` hold it).
-    pub row_id: ID,
+    pub row_id: RawId,
     /// The routine that ran.
-    pub routine_id: ID,
+    pub routine_id: RawId,
     /// The routine owner's user id.
-    pub user_id: ID,
+    pub user_id: RawId,
     /// When the run started.
     pub start_time: DateTime<FixedOffset>,
     /// When it finished; null while running.
@@ -132,7 +132,7 @@ impl RoutineRun {
 #[from_model(entity::user_stats::Model)]
 pub struct UserStats {
     /// The user these totals are of.
-    pub user_id: ID,
+    pub user_id: RawId,
     /// Runs recorded, whatever their status.
     pub total_routine_runs: i32,
     /// Tokens earned over all runs.
@@ -157,7 +157,7 @@ pub struct LeaderboardEntry {
     /// 1 for the top earner.
     pub rank: i32,
     /// The user's id.
-    pub user_id: ID,
+    pub user_id: RawId,
     /// The user's public handle.
     pub username: String,
     /// Tokens earned over all runs.
