@@ -275,7 +275,6 @@ impl Page {
     where
         E: EntityTrait,
     {
-        let total = TotalCount::of(query.as_query().clone());
         let start = self.start(key)?;
         let forward = self.direction == Direction::Forward;
         // Segments in the order this page walks them.
@@ -285,23 +284,21 @@ impl Page {
         }
         let first_segment = start.as_ref().map_or(order[0], |values| key.segment_of(values));
         let mut rows: Vec<T> = Vec::new();
-        let segments: Vec<usize> = order.iter().copied().skip_while(|&s| s != first_segment).collect();
-        // The last segment takes the query itself (a copy of a query is a
-        // deep copy of its expressions).
-        let mut query = Some(query);
-        for (i, &segment) in segments.iter().enumerate() {
-            let q = if i + 1 < segments.len() { query.clone() } else { query.take() };
-            let Some(q) = q else { break };
+        let segments = order.iter().copied().skip_while(|&s| s != first_segment);
+        // Each segment walked reads a copy of the query (a deep copy of its
+        // expressions) and the count keeps the query itself: one copy for
+        // most pages, which end in their first segment.
+        for segment in segments {
             // Only the cursor's own segment starts at the cursor; later
             // segments are read from their beginning.
             let from = start.as_deref().filter(|_| segment == first_segment);
             let missing = self.limit + 1 - rows.len() as u64;
-            rows.extend(run(self.segment_query(q, key, segment, from).limit(missing)).await?);
+            rows.extend(run(self.segment_query(query.clone(), key, segment, from).limit(missing)).await?);
             if rows.len() as u64 > self.limit {
                 break;
             }
         }
-        Ok(self.finish(rows, key, model, total))
+        Ok(self.finish(rows, key, model, TotalCount::of(query.into_query())))
     }
 
     /// This page of `query` for each of `parents` (e.g. the comments of
@@ -365,7 +362,7 @@ impl Page {
         Ok(parents
             .into_iter()
             .map(|id| {
-                let total = TotalCount::of(query.clone().filter(qualified(parent).eq(id)).as_query().clone());
+                let total = TotalCount::of(query.clone().filter(qualified(parent).eq(id)).into_query());
                 let rows = by_parent.remove(&id).unwrap_or_default();
                 (id, self.finish(rows, key, |row| row, total))
             })
@@ -585,7 +582,8 @@ pub struct TotalCount(SelectStatement);
 
 impl TotalCount {
     fn of(mut query: SelectStatement) -> Self {
-        Self(query.clear_order_by().to_owned())
+        query.clear_order_by();
+        Self(query)
     }
 
     /// Counts the rows in the request transaction (or, in a subscription's

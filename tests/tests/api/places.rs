@@ -470,3 +470,43 @@ async fn a_new_place_may_not_take_a_key_that_reads_as_another_places_global_id()
     assert_eq!(error_code(&app.graphql(Some(&admin.token), import, json!({})).await), "BAD_USER_INPUT");
     assert_eq!(app.count("SELECT count(*) FROM place").await, 1, "nothing written");
 }
+
+/// `Columns` reads a statement's cells without checking each one's type:
+/// the types are checked against the fields, by the statement's columns,
+/// until one whole model has been read. A statement whose column does not
+/// fit its field is an error, never a misread value or a panic.
+#[tokio::test]
+async fn a_column_of_the_wrong_type_is_refused_and_rows_of_the_right_types_read_back() {
+    use api::domain::columns::Columns;
+    use entity::place;
+    use sea_orm::{DatabaseBackend, Statement};
+
+    let app = TestApp::spawn().await;
+    let rows = |sql: &str| app.db.query_all_raw(Statement::from_string(DatabaseBackend::Postgres, sql.to_owned()));
+    let name_and_rating = || Columns::<place::Entity>::selected(&[place::Column::Id], |f| f == "name" || f == "rating");
+
+    let good = rows("SELECT * FROM (VALUES ('p1'::varchar, 'Café'::text, 4.5::float8), ('p2', 'Bar', NULL)) AS t")
+        .await
+        .expect("the statement runs");
+    let columns = name_and_rating();
+    let read: Vec<(String, String, Option<f64>)> = good
+        .iter()
+        .map(|row| columns.read(row).map(|p| (p.id, p.name, p.rating)))
+        .collect::<Result<_, _>>()
+        .expect("rows of the right types read");
+    assert_eq!(read, [("p1".into(), "Café".into(), Some(4.5)), ("p2".into(), "Bar".into(), None)]);
+
+    let wrong =
+        rows("SELECT 'p1'::varchar AS id, 7::int4 AS name, 4.5::float8 AS rating").await.expect("the statement runs");
+    let error = name_and_rating().read(&wrong[0]).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("column name is INT4"), "{error}");
+
+    // A float4 read as the f64 it is not would be 4 bytes decoded as 8.
+    let narrow = rows("SELECT 'p1'::varchar AS id, 'x'::text AS name, 4.5::float4 AS rating").await.expect("runs");
+    let error = name_and_rating().read(&narrow[0]).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("column rating is FLOAT4"), "{error}");
+
+    // NULL in a column its field cannot hold is an error too.
+    let null = rows("SELECT 'p1'::varchar AS id, NULL::text AS name, NULL::float8 AS rating").await.expect("runs");
+    assert!(name_and_rating().read(&null[0]).is_err(), "a NULL name");
+}
