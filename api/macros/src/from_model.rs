@@ -12,7 +12,7 @@
 //! pub struct RoutineRun {
 //!     pub id: GlobalId,       // GlobalId::new("RoutineRun", row.id.clone())
 //!     pub row_id: RawId,      // RawId::from(row.id.clone())
-//!     pub routine_id: RawId,  // RawId::from(row.routine_id)
+//!     pub routine_id: RawId,  // RawId::from(row.routine_id.clone())
 //!     pub end_time: Option<DateTime<FixedOffset>>, // row.end_time.into()
 //!     #[from_model(with = RunStatus::parse)]
 //!     pub status: RunStatus, // RunStatus::parse(row.status)
@@ -29,9 +29,10 @@
 //!   global id fails to compile unless its GraphQL name is one of the
 //!   `Node` types (`crate::graphql::ids::is_node_type`): an id `node`
 //!   cannot read back would be served as if it were one.
-//! - `f: RawId` is `RawId::from(row.f)`, `f: Option<RawId>` the same
-//!   inside the option (a raw key, as foreign keys are). An `ID` field is
-//!   refused: written out eagerly, ids were 8 % of a page's work.
+//! - `f: RawId` is `RawId::from(row.f.clone())`, `f: Option<RawId>` the
+//!   same inside the option (a raw key, as foreign keys are); a plain
+//!   `id: RawId` is therefore the raw key, not the global id. An `ID` field
+//!   is refused: written out eagerly, ids were 8 % of a page's work.
 //! - Any other `f` is `row.f.into()`, so a column converts wherever a
 //!   `From` exists (`i64` to `BigInt`, `serde_json::Value` to `Json`).
 //!
@@ -61,7 +62,7 @@ struct Source {
 enum Value {
     /// The global id of the struct's type and the key column.
     Global,
-    /// The key column's raw value as an `ID`.
+    /// The key column's raw value as a `RawId`.
     RowId,
     /// A column, converted by its field's type or a function.
     Column { column: Ident, with: Option<Path>, as_id: IdKind },
@@ -72,9 +73,9 @@ enum Value {
 /// How a column becomes its field when no function is named.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum IdKind {
-    /// `RawId::from(row.c)`.
+    /// `RawId::from(row.c.clone())`.
     Id,
-    /// `row.c.map(RawId::from)`.
+    /// `row.c.clone().map(RawId::from)`.
     OptionId,
     /// `row.c.into()`.
     Into,
@@ -113,8 +114,13 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
             Value::Default => quote_spanned!(field.span()=> ::core::default::Default::default()),
             Value::Column { column, with: Some(with), .. } => quote_spanned!(field.span()=> #with(#row.#column)),
             Value::Column { column, with: None, as_id } => match as_id {
-                IdKind::Id => quote_spanned!(field.span()=> crate::graphql::ids::RawId::from(#row.#column)),
-                IdKind::OptionId => quote_spanned!(field.span()=> #row.#column.map(crate::graphql::ids::RawId::from)),
+                // Copied, not moved: another field may read the same column.
+                IdKind::Id => quote_spanned!(field.span()=>
+                    crate::graphql::ids::RawId::from(::core::clone::Clone::clone(&#row.#column))
+                ),
+                IdKind::OptionId => quote_spanned!(field.span()=>
+                    ::core::clone::Clone::clone(&#row.#column).map(crate::graphql::ids::RawId::from)
+                ),
                 IdKind::Into => quote_spanned!(field.span()=> ::core::convert::Into::into(#row.#column)),
             },
         };
@@ -124,7 +130,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let check = values.iter().any(|(_, v)| matches!(v, Value::Global)).then(|| {
         let message = format!(
             "{type_name} has a global `id` but is not a type of `Node` (its domain's `nodes!`); \
-             a raw id is `#[from_model(column = id)]`"
+             a raw id is `id: RawId`"
         );
         quote!(
             const _: () = assert!(crate::graphql::ids::is_node_type(#type_name), #message);
@@ -321,8 +327,16 @@ mod tests {
             ),
             "{out}"
         );
-        assert!(out.contains("post_id : crate :: graphql :: ids :: RawId :: from (row . post_id)"), "{out}");
-        assert!(out.contains("parent_id : row . parent_id . map (crate :: graphql :: ids :: RawId :: from)"), "{out}");
+        assert!(
+            out.contains("post_id : crate :: graphql :: ids :: RawId :: from (:: core :: clone :: Clone :: clone (& row . post_id))"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "parent_id : :: core :: clone :: Clone :: clone (& row . parent_id) . map (crate :: graphql :: ids :: RawId :: from)"
+            ),
+            "{out}"
+        );
         assert!(out.contains("created_at : :: core :: convert :: Into :: into (row . created_at)"), "{out}");
         // The key fields come first, before `body` may move a column.
         assert!(out.find("id : crate").unwrap_or(usize::MAX) < out.find("body :").unwrap_or(0), "{out}");
@@ -359,7 +373,12 @@ mod tests {
             }
         });
         assert!(out.contains("status : RunStatus :: parse (row . status)"), "{out}");
-        assert!(out.contains("id : crate :: graphql :: ids :: RawId :: from (row . user_id)"), "{out}");
+        assert!(
+            out.contains(
+                "id : crate :: graphql :: ids :: RawId :: from (:: core :: clone :: Clone :: clone (& row . user_id))"
+            ),
+            "{out}"
+        );
         assert!(out.contains("kinds : split_types (row . types)"), "{out}");
         assert!(out.contains("place : :: core :: default :: Default :: default ()"), "{out}");
         assert!(!out.contains("is_node_type"), "a raw id is not checked as a node: {out}");

@@ -17,10 +17,12 @@
 //! response it was read for (a cache, a DataLoader): its unread columns
 //! are not the row's.
 
+use std::any::TypeId;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
-use sea_orm::sqlx::{self, Column, Postgres, Row};
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::{self, Column, Postgres, Row, ValueRef};
 use sea_orm::{DbErr, EntityTrait, IdenStatic, Iterable, QueryResult, QuerySelect};
 
 /// An entity whose model can be read from some of its columns.
@@ -38,10 +40,9 @@ pub struct Columns<E: EntityTrait> {
     offset: usize,
     /// By a column's place in `E::Column::iter()`: its index in the row.
     at: Vec<Option<usize>>,
-    /// Whether a whole model has been read with every column's type
-    /// checked: then the statement's types are known to fit (they are the
-    /// same in every row), and later rows skip the check; see [`Self::get`].
-    checked: AtomicBool,
+    /// By a column's place in `E::Column::iter()`: the Rust type its
+    /// statement's column was checked to fit; see [`Self::get`].
+    checked: Box<[OnceLock<TypeId>]>,
 }
 
 impl<E: EntityTrait> Columns<E> {
@@ -60,10 +61,11 @@ impl<E: EntityTrait> Columns<E> {
 
     fn at_offset(offset: usize, chosen: impl Iterator<Item = E::Column>) -> Self {
         let columns: Vec<E::Column> = chosen.collect();
-        let at = E::Column::iter()
+        let at: Vec<Option<usize>> = E::Column::iter()
             .map(|c| columns.iter().position(|k| k.as_str() == c.as_str()).map(|i| offset + i))
             .collect();
-        Self { columns, offset, at, checked: AtomicBool::new(false) }
+        let checked = at.iter().map(|_| OnceLock::new()).collect();
+        Self { columns, offset, at, checked }
     }
 
     /// `query` selecting these columns after those it already selects,
@@ -81,19 +83,23 @@ impl<E: EntityTrait> Columns<E> {
     /// own reader finds each column by name, formatting a name per column
     /// and row.
     ///
-    /// The column's type is checked against `T` until a whole model has
-    /// been read ([`Self::read`]), by the statement's column types rather
-    /// than each cell's: sea-orm's `try_get_by_index` checked every cell
-    /// twice (its own check, then sqlx's), and sqlx's check of a text type
-    /// is several comparisons, ~5 % of a page's instructions.
+    /// A column's type is checked once per `T`, against the statement's
+    /// column rather than each cell: the statements of one `Columns` select
+    /// the same columns of the same tables ([`Self::select`]), so their
+    /// types are the same in every row. sea-orm's `try_get_by_index`
+    /// checked every cell twice (its own check, then sqlx's), and sqlx's
+    /// check of a text type is several comparisons: ~5 % of a page's
+    /// instructions. A cell is never decoded as a type not checked for its
+    /// column (sqlx's decoders misread or panic on a wrong type).
     pub fn get<T>(&self, row: &QueryResult, column: usize) -> Result<T, DbErr>
     where
-        T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Default,
+        T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Default + 'static,
     {
         debug_assert!(column < self.at.len(), "{column} is not a column of this entity");
         let Some(index) = self.at.get(column).copied().flatten() else { return Ok(T::default()) };
-        let row = row.try_as_pg_row().ok_or_else(|| DbErr::Type("a row not read from PostgreSQL".into()))?;
-        if !self.checked.load(Ordering::Relaxed) {
+        let row = pg_row(row)?;
+        let checked = &self.checked[column];
+        if checked.get() != Some(&TypeId::of::<T>()) {
             let column = row.try_column(index).map_err(|e| DbErr::Type(e.to_string()))?;
             if !T::compatible(column.type_info()) {
                 return Err(DbErr::Type(format!(
@@ -103,18 +109,30 @@ impl<E: EntityTrait> Columns<E> {
                     std::any::type_name::<T>()
                 )));
             }
+            // The first type checked is kept; another is checked each time.
+            let _ = checked.set(TypeId::of::<T>());
         }
         row.try_get_unchecked(index).map_err(|e| DbErr::Type(e.to_string()))
+    }
+
+    /// Whether `column` is NULL in `row` (or not read), whatever its type:
+    /// a LEFT JOIN that found no row leaves its columns NULL.
+    pub fn is_null(&self, row: &QueryResult, column: usize) -> Result<bool, DbErr> {
+        let Some(index) = self.at.get(column).copied().flatten() else { return Ok(true) };
+        let row = pg_row(row)?;
+        Ok(row.try_get_raw(index).map_err(|e| DbErr::Type(e.to_string()))?.is_null())
     }
 }
 
 impl<E: PartialModel> Columns<E> {
     /// The model in `row`, from these columns.
     pub fn read(&self, row: &QueryResult) -> Result<E::Model, DbErr> {
-        let model = E::read(row, self)?;
-        self.checked.store(true, Ordering::Relaxed);
-        Ok(model)
+        E::read(row, self)
     }
+}
+
+fn pg_row(row: &QueryResult) -> Result<&PgRow, DbErr> {
+    row.try_as_pg_row().ok_or_else(|| DbErr::Type("a row not read from PostgreSQL".into()))
 }
 
 /// The GraphQL field a column is exposed as: its name in camelCase

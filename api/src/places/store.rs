@@ -172,7 +172,7 @@ impl JoinedColumns {
     /// key is NOT NULL, so that is the test.
     fn read(&self, row: &QueryResult) -> Result<(review::Model, Option<place::Model>), DbErr> {
         let review = self.review.read(row)?;
-        if self.place.get::<Option<String>>(row, place::Column::Id as usize)?.is_none() {
+        if self.place.is_null(row, place::Column::Id as usize)? {
             return Ok((review, None));
         }
         Ok((review, Some(self.place.read(row)?)))

@@ -472,9 +472,9 @@ async fn a_new_place_may_not_take_a_key_that_reads_as_another_places_global_id()
 }
 
 /// `Columns` reads a statement's cells without checking each one's type:
-/// the types are checked against the fields, by the statement's columns,
-/// until one whole model has been read. A statement whose column does not
-/// fit its field is an error, never a misread value or a panic.
+/// each column's type is checked once per Rust type it is read as, by the
+/// statement's column. A statement whose column does not fit its field is
+/// an error, never a misread value or a panic.
 #[tokio::test]
 async fn a_column_of_the_wrong_type_is_refused_and_rows_of_the_right_types_read_back() {
     use api::domain::columns::Columns;
@@ -495,6 +495,9 @@ async fn a_column_of_the_wrong_type_is_refused_and_rows_of_the_right_types_read_
         .collect::<Result<_, _>>()
         .expect("rows of the right types read");
     assert_eq!(read, [("p1".into(), "Café".into(), Some(4.5)), ("p2".into(), "Bar".into(), None)]);
+    // Checked as text, the name is still checked when read as anything else.
+    let as_number = columns.get::<i64>(&good[1], place::Column::Name as usize).err().map(|e| e.to_string());
+    assert!(as_number.unwrap_or_default().contains("column column2 is TEXT"), "a text column read as i64");
 
     let wrong =
         rows("SELECT 'p1'::varchar AS id, 7::int4 AS name, 4.5::float8 AS rating").await.expect("the statement runs");
