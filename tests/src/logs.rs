@@ -36,8 +36,19 @@ impl CapturedLogs {
     /// runtime, where the test's server runs) until the guard drops, in
     /// LOG_FORMAT=json's shape.
     pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        self.capture_filtered("info")
+    }
+
+    /// [`Self::capture`] with a `RUST_LOG`-style filter.
+    pub fn capture_filtered(&self, filter: &str) -> tracing::subscriber::DefaultGuard {
         let writer = self.clone();
-        tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish().set_default()
+        let filter = tracing_subscriber::EnvFilter::new(filter);
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(move || writer.clone())
+            .finish()
+            .set_default()
     }
 
     pub fn lines(&self) -> Vec<serde_json::Value> {

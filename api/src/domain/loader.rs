@@ -144,3 +144,19 @@ where
 pub fn raw_key<T: FromKey>(id: &RawId) -> ApiResult<T> {
     T::from_key(&id.0).ok_or_else(|| ApiError::internal(format!("{:?} is not a key of the type asked for", id.0)))
 }
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn a_raw_key_reads_back_in_its_columns_type_and_any_other_is_an_internal_error() {
+        let uuid = Uuid::new_v4();
+        assert_eq!(raw_key::<Uuid>(&RawId::from(uuid)).ok(), Some(uuid));
+        assert_eq!(raw_key::<String>(&RawId::from("p1".to_owned())).ok().as_deref(), Some("p1"));
+        let wrong = raw_key::<i64>(&RawId::from(uuid)).err().map(|e| e.code());
+        assert_eq!(wrong, Some("INTERNAL_SERVER_ERROR"), "a bug of ours, not bad input");
+    }
+}

@@ -285,3 +285,23 @@ async fn a_slow_query_over_http_is_logged_in_the_one_span_of_its_request_with_it
         }
     }
 }
+
+#[tokio::test]
+async fn a_request_span_turned_off_by_the_filter_leaves_the_operation_a_span_of_its_own() {
+    // RUST_LOG turns the request spans (target api::http) off and keeps
+    // the GraphQL spans below them (api::http::graphql).
+    let logs = tests::logs::CapturedLogs::default();
+    let _capture = logs.capture_filtered("info,api::http=off,api::http::graphql=info");
+    let (app, ada) = tests::logs::app_logging_every_statement().await;
+
+    let data = app.data(Some(&ada.token), "query Nearby { places { totalCount } }", json!({})).await;
+    assert_eq!(data["places"]["totalCount"], 1);
+
+    let slow = logs.slow_queries_of("Nearby");
+    assert!(!slow.is_empty(), "the operation's name is not lost: {:#?}", logs.lines());
+    for line in slow {
+        let spans = tests::logs::spans(&line);
+        assert_eq!(spans.len(), 1, "{line}");
+        assert_eq!(spans[0]["name"], "graphql", "{line}");
+    }
+}
