@@ -7,6 +7,7 @@ pub mod cost;
 pub mod documents;
 pub mod guard;
 pub mod ids;
+pub mod inline;
 pub mod node;
 pub mod pagination;
 pub mod payload;
@@ -121,6 +122,8 @@ impl AppSchema {
 pub fn build_schema(limits: Limits) -> AppSchema {
     let guard = guard::Guard::new(limits);
     let roots = || Schema::build(Query::default(), Mutation::default(), Subscription::default());
+    // No extension here may hook `resolve`: objects resolved inline
+    // (`inline::Inline`, every page's edges and nodes) do not call it.
     AppSchema {
         checked: roots().extension(guard.clone()).finish(),
         fast: roots().validation_mode(ValidationMode::Fast).finish(),

@@ -17,7 +17,7 @@ use crate::domain::resolve::InputField;
 use crate::domain::{self, Policy};
 use crate::error::{ApiError, ApiResult, FoundExt};
 use crate::graphql::ContextExt;
-use crate::graphql::pagination::{Page, paged, paged_nodes};
+use crate::graphql::pagination::{Asked, Page, paged};
 
 /// The most places one importPlaces call takes.
 const MAX_IMPORT: usize = 1000;
@@ -57,11 +57,9 @@ impl PlacesQuery {
             order: order_by.unwrap_or_default(),
         };
         // Only the columns of the fields asked for (as in `my_reviews`).
-        let nodes = paged_nodes(ctx);
+        let asked = Asked::of_nodes(ctx);
         let tx = ctx.tx().await?;
-        let rows =
-            store::list_places(&*tx, &viewer, &filter, &page, |field| nodes.iter().any(|n| n.field(field).exists()))
-                .await?;
+        let rows = store::list_places(&*tx, &viewer, &filter, &page, |field| asked.has(field)).await?;
         Ok(rows.map(Place::from).into())
     }
 
@@ -75,8 +73,8 @@ impl PlacesQuery {
     async fn my_reviews(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<ReviewConnection> {
         // Review.place selected: the places come with the page, in its one
         // statement, instead of a second query from the row loader.
-        let nodes = paged_nodes(ctx);
-        if !nodes.iter().any(|node| node.field("place").exists()) {
+        let asked = Asked::of_nodes(ctx);
+        if !asked.has("place") {
             return Ok(domain::resolve::my_page::<Reviews>(ctx, &page, &store::REVIEWS)
                 .await?
                 .map(Review::from)
@@ -87,10 +85,8 @@ impl PlacesQuery {
         let tx = ctx.tx().await?;
         // Only the columns of the fields asked for (aliases and fragments
         // included; a field under @skip is read anyway).
-        let columns = store::JoinedColumns::selected(
-            |field| nodes.iter().any(|node| node.field(field).exists()),
-            |field| nodes.iter().any(|node| node.field("place").field(field).exists()),
-        );
+        let place_asked = asked.under("place");
+        let columns = store::JoinedColumns::selected(|field| asked.has(field), |field| place_asked.has(field));
         let rows = store::list_reviews_with_places(&*tx, &viewer, me, &page, &columns).await?;
         Ok(rows.map(|(review, place)| Review::with_place(review, place.map(Place::from))).into())
     }

@@ -8,6 +8,7 @@ use crate::accounts::{User, Users};
 use crate::domain::loader::{load, raw_key};
 use crate::error::ApiResult;
 use crate::graphql::ids::{FromModel, GlobalId, RawId};
+use crate::graphql::inline::Inline;
 use crate::graphql::payload::mutation_input;
 
 /// A place people can review, from the seed's `place` table. Public.
@@ -137,12 +138,13 @@ impl Review {
     /// reviews when they are listed, otherwise batched across the response.
     /// Null only in the DELETED event of a review removed with its place
     /// (the place is gone by the time the event is read).
-    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Option<Cow<'_, Place>>> {
+    async fn place(&self, ctx: &Context<'_>) -> ApiResult<Option<Inline<Cow<'_, Place>>>> {
         // The joined place is resolved where it is, not copied (issue 11).
         if let Some(place) = &self.place {
-            return Ok(Some(Cow::Borrowed(place)));
+            return Ok(Some(Inline(Cow::Borrowed(place))));
         }
-        Ok(load::<Places>(ctx, raw_key::<String>(&self.place_id)?).await?.map(|model| Cow::Owned(Place::from(model))))
+        let loaded = load::<Places>(ctx, raw_key::<String>(&self.place_id)?).await?;
+        Ok(loaded.map(|model| Inline(Cow::Owned(Place::from(model)))))
     }
 }
 
