@@ -152,7 +152,7 @@
 //!   impl RoutinesQuery {
 //!       /// The signed-in user's routines, newest first.
 //!       async fn my_routines(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<RoutineConnection> {
-//!           Ok(domain::resolve::my_page::<Routines>(ctx, &page, &store::ROUTINES).await?.map(Routine::from).into())
+//!           Ok(domain::resolve::my_page::<Routines>(ctx, &page, &store::ROUTINES).await?.into())
 //!       }
 //!   }
 //!   ```

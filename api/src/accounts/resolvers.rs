@@ -37,7 +37,7 @@ impl AccountsQuery {
     /// Accounts the viewer may see, oldest first (all of them for readers,
     /// services and admins).
     async fn users(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<UserConnection> {
-        Ok(domain::resolve::page::<Users>(ctx, None, &page, &store::USERS).await?.map(User::from).into())
+        Ok(domain::resolve::page::<Users>(ctx, None, &page, &store::USERS).await?.into())
     }
 }
 

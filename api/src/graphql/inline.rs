@@ -31,6 +31,7 @@ use std::borrow::Cow;
 use std::ops::Deref;
 
 use async_graphql::indexmap::IndexMap;
+use async_graphql::indexmap::map::Entry;
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::{ContainerType, resolve_container};
@@ -169,12 +170,16 @@ fn applies<T: ContainerType + ?Sized>(ctx: &ContextSelectionSet<'_>, condition: 
 /// Adds a field's value under its response key; a key selected twice
 /// (`a: place { name } a: place { rating }`) merges its objects, and its
 /// lists' objects item by item, as async-graphql's `insert_value` does.
+/// One lookup of the key (async-graphql's looks it up, then inserts).
 fn insert(target: &mut IndexMap<Name, Value>, key: Name, value: Value) {
-    let Some(previous) = target.get_mut(&key) else {
-        target.insert(key, value);
-        return;
+    let mut previous = match target.entry(key) {
+        Entry::Vacant(entry) => {
+            entry.insert(value);
+            return;
+        }
+        Entry::Occupied(entry) => entry,
     };
-    match (previous, value) {
+    match (previous.get_mut(), value) {
         (Value::Object(previous), Value::Object(object)) => {
             for (key, value) in object {
                 insert(previous, key, value);

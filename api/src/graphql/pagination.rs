@@ -762,10 +762,15 @@ macro_rules! connection_type {
             }
         }
 
-        impl From<$crate::graphql::pagination::PageOf<$node>> for $connection {
-            fn from(page: $crate::graphql::pagination::PageOf<$node>) -> Self {
+        /// Rows become nodes on the way into edges: one pass over the page
+        /// (a `map` first was one more move of every row).
+        impl<M> From<$crate::graphql::pagination::PageOf<M>> for $connection
+        where
+            $node: From<M>,
+        {
+            fn from(page: $crate::graphql::pagination::PageOf<M>) -> Self {
                 Self {
-                    edges: page.edges.into_iter().map(|(cursor, node)| $edge { cursor, node }).collect(),
+                    edges: page.edges.into_iter().map(|(cursor, row)| $edge { cursor, node: row.into() }).collect(),
                     more: page.more,
                     total: page.total,
                 }

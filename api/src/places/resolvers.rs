@@ -8,9 +8,9 @@ use super::store::{self, PlaceFilter};
 use super::types::{
     CreatePlaceInput, CreatePlacePayload, CreateReviewInput, CreateReviewPayload, DeletePlaceInput, DeletePlacePayload,
     DeletePreferenceInput, DeletePreferencePayload, DeleteReviewInput, DeleteReviewPayload, ImportPlacesInput,
-    ImportPlacesPayload, Place, PlaceConnection, PlaceField, PlaceOrder, Preference, Recommendation, Review,
-    ReviewConnection, ReviewField, SetPreferenceInput, SetPreferencePayload, UpdatePlaceInput, UpdatePlacePayload,
-    UpdateReviewInput, UpdateReviewPayload,
+    ImportPlacesPayload, Place, PlaceConnection, PlaceField, PlaceOrder, Preference, Recommendation, ReviewConnection,
+    ReviewField, SetPreferenceInput, SetPreferencePayload, UpdatePlaceInput, UpdatePlacePayload, UpdateReviewInput,
+    UpdateReviewPayload,
 };
 use super::validate;
 use crate::domain::resolve::InputField;
@@ -60,7 +60,7 @@ impl PlacesQuery {
         let asked = Asked::of_nodes(ctx);
         let tx = ctx.tx().await?;
         let rows = store::list_places(&*tx, &viewer, &filter, &page, |field| asked.has(field)).await?;
-        Ok(rows.map(Place::from).into())
+        Ok(rows.into())
     }
 
     /// One place by its id, or null if there is none.
@@ -75,20 +75,16 @@ impl PlacesQuery {
         // statement, instead of a second query from the row loader.
         let asked = Asked::of_nodes(ctx);
         if !asked.has("place") {
-            return Ok(domain::resolve::my_page::<Reviews>(ctx, &page, &store::REVIEWS)
-                .await?
-                .map(Review::from)
-                .into());
+            return Ok(domain::resolve::my_page::<Reviews>(ctx, &page, &store::REVIEWS).await?.into());
         }
         let viewer = ctx.viewer()?;
         let me = viewer.require_user()?;
         let tx = ctx.tx().await?;
         // Only the columns of the fields asked for (aliases and fragments
-        // included; a field under @skip is read anyway).
+        // included).
         let place_asked = asked.under("place");
         let columns = store::JoinedColumns::selected(|field| asked.has(field), |field| place_asked.has(field));
-        let rows = store::list_reviews_with_places(&*tx, &viewer, me, &page, &columns).await?;
-        Ok(rows.map(|(review, place)| Review::with_place(review, place.map(Place::from))).into())
+        Ok(store::list_reviews_with_places(&*tx, &viewer, me, &page, &columns).await?.into())
     }
 
     /// The signed-in user's category preferences, by category.

@@ -148,10 +148,10 @@ impl Review {
     }
 }
 
-impl Review {
-    /// A review with its place read in the same statement.
-    pub fn with_place(m: entity::review::Model, place: Option<Place>) -> Self {
-        Self { place, ..Self::from(m) }
+/// A review with its place read in the same statement.
+impl From<(entity::review::Model, Option<entity::place::Model>)> for Review {
+    fn from((review, place): (entity::review::Model, Option<entity::place::Model>)) -> Self {
+        Self { place: place.map(Place::from), ..Self::from(review) }
     }
 }
 

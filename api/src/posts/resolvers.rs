@@ -27,7 +27,7 @@ impl PostsQuery {
     async fn posts(&self, ctx: &Context<'_>, author_id: Option<ID>, #[page] page: Page) -> ApiResult<PostConnection> {
         ctx.viewer()?.require_user()?;
         let author = author_id.map(|id| parse_uuid("authorId", &id)).transpose()?;
-        Ok(domain::resolve::page::<Posts>(ctx, author, &page, &store::POSTS).await?.map(Post::from).into())
+        Ok(domain::resolve::page::<Posts>(ctx, author, &page, &store::POSTS).await?.into())
     }
 
     /// One post, or null if there is none the viewer may see (drafts of
@@ -40,7 +40,7 @@ impl PostsQuery {
 
     /// The signed-in user's posts, drafts included, newest first.
     async fn my_posts(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<PostConnection> {
-        Ok(domain::resolve::my_page::<Posts>(ctx, &page, &store::POSTS).await?.map(Post::from).into())
+        Ok(domain::resolve::my_page::<Posts>(ctx, &page, &store::POSTS).await?.into())
     }
 }
 

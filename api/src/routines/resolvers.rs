@@ -6,8 +6,8 @@ use super::policy::{self, Routines, Runs, Stats};
 use super::store;
 use super::types::{
     CreateRoutineInput, CreateRoutinePayload, DeleteRoutineInput, DeleteRoutinePayload, FinishRunInput,
-    FinishRunPayload, LeaderboardEntry, Routine, RoutineConnection, RoutineField, RoutineRun, RoutineRunConnection,
-    RunStatus, StartRunInput, StartRunPayload, UpdateRoutineInput, UpdateRoutinePayload, UserStats, validate_steps,
+    FinishRunPayload, LeaderboardEntry, Routine, RoutineConnection, RoutineField, RoutineRunConnection, RunStatus,
+    StartRunInput, StartRunPayload, UpdateRoutineInput, UpdateRoutinePayload, UserStats, validate_steps,
 };
 use crate::domain::resolve::InputField;
 use crate::domain::{self, Policy};
@@ -24,7 +24,7 @@ pub struct RoutinesQuery;
 impl RoutinesQuery {
     /// The signed-in user's routines, newest first.
     async fn my_routines(&self, ctx: &Context<'_>, #[page] page: Page) -> ApiResult<RoutineConnection> {
-        Ok(domain::resolve::my_page::<Routines>(ctx, &page, &store::ROUTINES).await?.map(Routine::from).into())
+        Ok(domain::resolve::my_page::<Routines>(ctx, &page, &store::ROUTINES).await?.into())
     }
 
     /// One routine, or null if there is none the viewer may see.
@@ -48,7 +48,7 @@ impl RoutinesQuery {
         let tx = ctx.tx().await?;
         domain::store::visible::<Routines>(&*tx, &viewer, routine_id).await?;
         let rows = store::list_runs(&*tx, &viewer, routine_id, status.map(RunStatus::as_str), &page).await?;
-        Ok(rows.map(RoutineRun::from).into())
+        Ok(rows.into())
     }
 
     /// The signed-in user's totals (zeros before the first run).
