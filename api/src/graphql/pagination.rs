@@ -651,7 +651,11 @@ pub struct More {
 /// clients see it (the same name, fields and descriptions), whose cursors
 /// are the page's first and last edges' and are written out only when
 /// selected. async-graphql's holds them as text, so every page encoded
-/// two cursors (JSON, then base64) that few clients read.
+/// two cursors (JSON, then base64) that few clients read. Two
+/// differences: async-graphql marks its own `shareable`, which shows only
+/// in a federation SDL (this server writes none); and the two cannot both
+/// be in the schema (the same name twice fails the schema's build), so
+/// async-graphql's `connection::Connection` is not for this schema.
 pub struct PageInfo<'a> {
     pub more: More,
     pub start: Option<&'a Cursor>,
