@@ -53,8 +53,9 @@
 //!   a type built from one row derives its `From<entity::x::Model>` with
 //!   [`graphql::ids::FromModel`]: `id` is the global id, `rowId` the raw
 //!   key, other `RawId` fields raw keys (both kept as keys, written out
-//!   only when selected), every other field its column through `Into`; a field attribute names a function (`with`), another column
-//!   (`column`) or none (`default`):
+//!   only when selected), every other field its column through `Into`; a
+//!   field attribute names a function (`with`), another column (`column`)
+//!   or none (`default`):
 //!
 //!   ```ignore
 //!   #[derive(SimpleObject, FromModel, Clone)]
@@ -144,7 +145,10 @@
 //!   attribute writes Relay's `first`/`after`/`last`/`before` with their
 //!   descriptions, checks them into the parameter before the body runs
 //!   (BAD_USER_INPUT naming the argument) and costs the field as a page
-//!   unless it names its own `complexity`:
+//!   unless it names its own `complexity`. A page's type comes from
+//!   `connection_type!(RoutineConnection, RoutineEdge, Routine, "routines")`
+//!   in `types.rs`; it converts the page's rows (`.into()`) and resolves
+//!   its edges and nodes inline ([`graphql::inline`]):
 //!
 //!   ```ignore
 //!   #[paged]

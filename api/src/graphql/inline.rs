@@ -38,8 +38,8 @@ use async_graphql::resolver_utils::resolve_container;
 use async_graphql::{ContextSelectionSet, Name, ObjectType, OutputType, Positioned, ServerError, ServerResult, Value};
 use futures_util::future::join_all;
 
-/// The object `T` points to, for the schema; resolved by
-/// [`resolve_inline`]. `T` is a reference to an object type, or any
+/// The object `T` points to, for the schema; resolved inline (the
+/// module's doc says how). `T` is a reference to an object type, or any
 /// other pointer to one (`Inline(&edge.node)`, `Inline(Cow<Place>)`).
 /// Objects only (`ObjectType`): an interface or a union answers for
 /// fields of its own only. Not for a `#[graphql(serial)]` object either,
