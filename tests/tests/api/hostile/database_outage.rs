@@ -140,6 +140,12 @@ async fn a_kept_connection_whose_backend_ended_while_it_waited_costs_no_request_
     assert_eq!(first["places"]["totalCount"], 1);
 
     // Act: its backend is ended while it waits, then a request comes.
+    // Waiting until it is idle first: the read's end, queued on it, goes
+    // out on its own after `db::warm::SETTLE`, and while that ROLLBACK
+    // runs (longer on a loaded machine) the backend is `active`.
+    let kept = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                AND application_name = 'api' AND state LIKE 'idle%'";
+    tests::eventually("the kept connection is idle", async || app.count(kept).await == 1).await;
     let ended = end_backends(&app, "application_name = 'api' AND state LIKE 'idle%'").await;
     assert_eq!(ended, 1, "the pool's one connection, kept");
     let next = app.graphql(None, "{ places { totalCount } }", json!({})).await;
