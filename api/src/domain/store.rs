@@ -36,7 +36,13 @@ pub async fn visible<P: Policy>(
 /// [`Policy::OWNER`] column; a table without one has no rows of any owner):
 /// where every list of a table starts, before its own filters.
 pub fn visible_rows<P: Policy>(viewer: &Viewer, owner: Option<Uuid>) -> Select<P::Entity> {
-    let rows = P::Entity::find().filter(P::visible_to(viewer));
+    only_visible::<P>(P::Entity::find(), viewer, owner)
+}
+
+/// `rows` narrowed as [`visible_rows`] narrows all of them (e.g. a query
+/// that reads only some columns).
+pub fn only_visible<P: Policy>(rows: Select<P::Entity>, viewer: &Viewer, owner: Option<Uuid>) -> Select<P::Entity> {
+    let rows = rows.filter(P::visible_to(viewer));
     match (owner, P::OWNER) {
         (None, _) => rows,
         (Some(owner), Some(column)) => rows.filter(column.eq(owner)),

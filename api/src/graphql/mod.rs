@@ -8,6 +8,7 @@ pub mod documents;
 pub mod guard;
 pub mod ids;
 pub mod inline;
+pub mod json;
 pub mod node;
 pub mod pagination;
 pub mod payload;

@@ -120,11 +120,11 @@ pub fn not_acceptable() -> Response {
 /// A GraphQL response in `media`: see the module doc for the status codes.
 pub fn respond(media: Media, response: &async_graphql::Response) -> Response {
     let (status, body) = match media {
-        Media::Json => (StatusCode::OK, to_vec(response)),
+        Media::Json => (StatusCode::OK, response_body(response)),
         Media::GraphqlResponse => match request_error_status(response) {
             // No `data` entry: nothing was executed.
             Some(status) => (status, to_vec(&serde_json::json!({ "errors": response.errors }))),
-            None => (StatusCode::OK, to_vec(response)),
+            None => (StatusCode::OK, response_body(response)),
         },
     };
     match body {
@@ -144,6 +144,14 @@ const BODY_CAPACITY: usize = 4096;
 fn to_vec(value: &impl serde::Serialize) -> serde_json::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(BODY_CAPACITY);
     serde_json::to_writer(&mut body, value)?;
+    Ok(body)
+}
+
+/// The whole response (`data`, `extensions`, `errors`), written by
+/// [`crate::graphql::json`].
+fn response_body(response: &async_graphql::Response) -> serde_json::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(BODY_CAPACITY);
+    crate::graphql::json::write_response(&mut body, response)?;
     Ok(body)
 }
 

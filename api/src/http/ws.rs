@@ -55,6 +55,7 @@ use crate::auth::{AccessSession, ClientIp, PeerAddr, Viewer, claims_from_authori
 use crate::db::{Access, begin_session_request};
 use crate::domain::RowLoader;
 use crate::error::{ApiError, ensure_codes};
+use crate::graphql::json;
 use crate::posts::PostsLoader;
 use crate::realtime::drivers::Company;
 use crate::realtime::{Cursor, Session as FeedSession, shared};
@@ -578,6 +579,27 @@ impl IdJson {
     }
 }
 
+/// A response as JSON text ([`json`]).
+fn response_text(response: &async_graphql::Response) -> Option<String> {
+    let mut out = Vec::new();
+    json::write_response(&mut out, response).ok()?;
+    String::from_utf8(out).ok()
+}
+
+/// The protocol's `next` message for operation `id`, as JSON text: written
+/// by [`json`] on the hot path of every delivery that is not shared.
+fn next_message(kind: &str, id: &str, response: &async_graphql::Response) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"{\"type\":");
+    json::write_str(&mut out, kind)?;
+    out.extend_from_slice(b",\"id\":");
+    json::write_str(&mut out, id)?;
+    out.extend_from_slice(b",\"payload\":");
+    json::write_response(&mut out, response)?;
+    out.push(b'}');
+    String::from_utf8(out).map_err(serde::ser::Error::custom)
+}
+
 /// The name of the one root field of the subscription the request runs;
 /// `None` when it has several (or fragments at its root), or none found.
 fn root_field(request: &mut async_graphql::Request) -> Option<String> {
@@ -725,7 +747,7 @@ impl Operation {
             // with the cursor marker, shared before anything is sent (the
             // others wait for it), then this subscriber's own copy.
             let own = sharing.as_ref().and_then(|s| s.tap.take_pending()).map(|pending| {
-                let template = Arc::new(shared::Template::new(&serde_json::to_string(&response).unwrap_or_default()));
+                let template = Arc::new(shared::Template::new(&response_text(&response).unwrap_or_default()));
                 if response.errors.is_empty() {
                     pending.fill.fill(template.clone());
                 }
@@ -767,13 +789,7 @@ impl Operation {
     /// The hot path of every delivery: serialised once, straight to text.
     /// Sends `response` as this operation's next result; whether it went out.
     async fn next(&self, response: &async_graphql::Response) -> bool {
-        #[derive(serde::Serialize)]
-        struct Next<'a> {
-            r#type: &'static str,
-            id: &'a str,
-            payload: &'a async_graphql::Response,
-        }
-        match serde_json::to_string(&Next { r#type: self.tap.socket().kind, id: &self.id, payload: response }) {
+        match next_message(self.tap.socket().kind, &self.id, response) {
             Ok(text) => self.send_message(Message::Text(text.into())).await,
             Err(err) => {
                 tracing::error!(%err, "cannot serialise a response");
@@ -790,5 +806,22 @@ impl Operation {
 
     async fn complete(&self) {
         self.send(json!({ "type": "complete", "id": self.id })).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_next_message_is_json_with_the_operations_id_escaped() {
+        let mut data = async_graphql::indexmap::IndexMap::new();
+        data.insert(async_graphql::Name::new("reviewChanged"), async_graphql::Value::String("a\nb".into()));
+        let response = async_graphql::Response::new(async_graphql::Value::Object(data));
+        let id = "op \"1\"\\";
+        let text = next_message("next", id, &response).unwrap_or_else(|e| panic!("{e}"));
+        let parsed: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(parsed, json!({ "type": "next", "id": id, "payload": { "data": { "reviewChanged": "a\nb" } } }));
+        assert!(text.starts_with(r#"{"type":"next","id":"op \"1\"\\","payload":{"data":"#), "{text}");
     }
 }

@@ -2,6 +2,8 @@
 //! orderings, joins and upserts. Every read is scoped by the row policy;
 //! PostgreSQL's RLS applies on top of it.
 
+use std::sync::LazyLock;
+
 use entity::{place, preference, review};
 use futures_util::future::BoxFuture;
 use sea_orm::sea_query::extension::postgres::PgExpr;
@@ -52,7 +54,7 @@ pub async fn list_places(
     page: &Page,
     asks: impl Fn(&str) -> bool,
 ) -> ApiResult<PageOf<place::Model>> {
-    let mut query = place::Entity::find().filter(Places::visible_to(viewer));
+    let mut query = place::Entity::find_none().filter(Places::visible_to(viewer));
     if let Some(category) = &filter.category {
         query = query.filter(place::Column::Category.eq(category.as_str()));
     }
@@ -66,13 +68,7 @@ pub async fn list_places(
         PlaceOrder::CreatedAtDesc => &NEWEST,
     };
     let columns = &list_columns(key, asks);
-    page.fetch_with(
-        query,
-        key,
-        |q| read_rows(db, columns.select(q.select_only()), |row| columns.read(row)),
-        |place| place,
-    )
-    .await
+    page.fetch_with(query, key, |q| read_rows(db, columns.select(q), |row| columns.read(row)), |place| place).await
 }
 
 fn escape_like(term: &str) -> String {
@@ -133,7 +129,7 @@ pub async fn list_reviews_with_places(
     page: &Page,
     columns: &JoinedColumns,
 ) -> ApiResult<PageOf<(review::Model, Option<place::Model>)>> {
-    let query = store::visible_rows::<Reviews>(viewer, Some(owner));
+    let query = store::only_visible::<Reviews>(review::Entity::find_none(), viewer, Some(owner));
     let viewer = *viewer;
     let to_place = review::Relation::Place.def().on_condition(move |_review, _place| Places::visible_to(&viewer));
     page.fetch_with(
@@ -163,8 +159,9 @@ impl JoinedColumns {
         Self { review, place }
     }
 
+    /// `query` (of [`PartialModel::find_none`]) reading these columns.
     fn select(&self, query: Select<review::Entity>) -> Select<review::Entity> {
-        self.place.select(self.review.select(query.select_only()))
+        self.place.select(self.review.select(query))
     }
 
     /// One row of [`Self::select`]. As sea-orm does, a place whose columns
@@ -196,6 +193,11 @@ impl PartialModel for place::Entity {
             updated_at: columns.get(row, P::UpdatedAt as usize)?,
         })
     }
+
+    fn find_none() -> Select<Self> {
+        static FIND: LazyLock<Select<place::Entity>> = LazyLock::new(|| place::Entity::find().select_only());
+        FIND.clone()
+    }
 }
 
 impl PartialModel for review::Entity {
@@ -210,6 +212,11 @@ impl PartialModel for review::Entity {
             created_at: columns.get(row, R::CreatedAt as usize)?,
             updated_at: columns.get(row, R::UpdatedAt as usize)?,
         })
+    }
+
+    fn find_none() -> Select<Self> {
+        static FIND: LazyLock<Select<review::Entity>> = LazyLock::new(|| review::Entity::find().select_only());
+        FIND.clone()
     }
 }
 
@@ -254,7 +261,7 @@ mod tests {
     }
 
     fn sql(columns: &JoinedColumns) -> String {
-        columns.select(review::Entity::find()).build(DbBackend::Postgres).sql
+        columns.select(review::Entity::find_none()).build(DbBackend::Postgres).sql
     }
 
     #[test]
@@ -274,10 +281,7 @@ mod tests {
     #[test]
     fn a_page_of_places_reads_the_key_the_orderings_columns_and_the_columns_of_the_fields_asked_for() {
         let sql = |key: &SortKey<place::Entity>, asked: &[&str]| {
-            list_columns(key, |f| asked.contains(&f))
-                .select(place::Entity::find().select_only())
-                .build(DbBackend::Postgres)
-                .sql
+            list_columns(key, |f| asked.contains(&f)).select(place::Entity::find_none()).build(DbBackend::Postgres).sql
         };
         assert_eq!(
             sql(&BY_RATING, &["name", "category"]),
