@@ -11,8 +11,8 @@
 //! #[from_model(entity::routine_run::Model)]
 //! pub struct RoutineRun {
 //!     pub id: GlobalId,       // GlobalId::new("RoutineRun", row.id.clone())
-//!     pub row_id: RawId,      // RawId::from(row.id.clone())
-//!     pub routine_id: RawId,  // RawId::from(row.routine_id.clone())
+//!     pub row_id: RawId,      // RawId::from(row.id)
+//!     pub routine_id: RawId,  // RawId::from(row.routine_id)
 //!     pub end_time: Option<DateTime<FixedOffset>>, // row.end_time.into()
 //!     #[from_model(with = RunStatus::parse)]
 //!     pub status: RunStatus, // RunStatus::parse(row.status)
@@ -29,12 +29,14 @@
 //!   global id fails to compile unless its GraphQL name is one of the
 //!   `Node` types (`crate::graphql::ids::is_node_type`): an id `node`
 //!   cannot read back would be served as if it were one.
-//! - `f: RawId` is `RawId::from(row.f.clone())`, `f: Option<RawId>` the
-//!   same inside the option (a raw key, as foreign keys are); a plain
+//! - `f: RawId` is `RawId::from(row.f)`, `f: Option<RawId>` the same
+//!   inside the option (a raw key, as foreign keys are); a plain
 //!   `id: RawId` is therefore the raw key, not the global id. An `ID` field
 //!   is refused: written out eagerly, ids were 8 % of a page's work.
 //! - Any other `f` is `row.f.into()`, so a column converts wherever a
 //!   `From` exists (`i64` to `BigInt`, `serde_json::Value` to `Json`).
+//! - A column read by more than one field is copied for each of them but
+//!   the last (ids are placed before the other fields), which takes it.
 //!
 //! A field attribute covers the rest: `#[from_model(with = path)]` is
 //! `path(row.f)` (the column by value), `#[from_model(column = c)]` reads
@@ -73,9 +75,9 @@ enum Value {
 /// How a column becomes its field when no function is named.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum IdKind {
-    /// `RawId::from(row.c.clone())`.
+    /// `RawId::from(row.c)`.
     Id,
-    /// `row.c.clone().map(RawId::from)`.
+    /// `row.c.map(RawId::from)`.
     OptionId,
     /// `row.c.into()`.
     Into,
@@ -96,31 +98,38 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
     for field in &fields.named {
         values.push((field, value(field)?));
     }
-    // Key fields first: they borrow the key column, which a later field may
-    // move (a struct literal evaluates in the order written).
-    values.sort_by_key(|(_, value)| !matches!(value, Value::Global | Value::RowId));
+    // Ids first: an id may share its column with another field (the global
+    // id and `row_id` both read the key), so each copies the column, and a
+    // field that moves it comes after them (a struct literal evaluates in
+    // the order written).
+    values.sort_by_key(|(_, value)| !copies(value));
 
     let row = Ident::new("row", Span::call_site());
     let key = &source.key;
-    let inits = values.iter().map(|(field, value)| {
+    let column_of = |value: &Value| match value {
+        Value::Global | Value::RowId => Some(key.clone()),
+        Value::Column { column, .. } => Some(column.clone()),
+        Value::Default => None,
+    };
+    let inits = values.iter().enumerate().map(|(i, (field, value))| {
         let name = field.ident.as_ref().expect("named fields have names");
+        // The last field to read a column takes it; those before copy it
+        // (a copy of a text key per row and id was a steady share of a
+        // page's allocations: issue 11).
+        let column = column_of(value);
+        let source = if values[i + 1..].iter().any(|(_, later)| column_of(later) == column) {
+            quote_spanned!(field.span()=> ::core::clone::Clone::clone(&#row.#column))
+        } else {
+            quote_spanned!(field.span()=> #row.#column)
+        };
         let expr = match value {
-            Value::Global => quote_spanned!(field.span()=>
-                crate::graphql::ids::GlobalId::new(#type_name, ::core::clone::Clone::clone(&#row.#key))
-            ),
-            Value::RowId => quote_spanned!(field.span()=>
-                crate::graphql::ids::RawId::from(::core::clone::Clone::clone(&#row.#key))
-            ),
+            Value::Global => quote_spanned!(field.span()=> crate::graphql::ids::GlobalId::new(#type_name, #source)),
+            Value::RowId => quote_spanned!(field.span()=> crate::graphql::ids::RawId::from(#source)),
             Value::Default => quote_spanned!(field.span()=> ::core::default::Default::default()),
             Value::Column { column, with: Some(with), .. } => quote_spanned!(field.span()=> #with(#row.#column)),
             Value::Column { column, with: None, as_id } => match as_id {
-                // Copied, not moved: another field may read the same column.
-                IdKind::Id => quote_spanned!(field.span()=>
-                    crate::graphql::ids::RawId::from(::core::clone::Clone::clone(&#row.#column))
-                ),
-                IdKind::OptionId => quote_spanned!(field.span()=>
-                    ::core::clone::Clone::clone(&#row.#column).map(crate::graphql::ids::RawId::from)
-                ),
+                IdKind::Id => quote_spanned!(field.span()=> crate::graphql::ids::RawId::from(#source)),
+                IdKind::OptionId => quote_spanned!(field.span()=> #source.map(crate::graphql::ids::RawId::from)),
                 IdKind::Into => quote_spanned!(field.span()=> ::core::convert::Into::into(#row.#column)),
             },
         };
@@ -148,6 +157,15 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
         #check
     })
+}
+
+/// Whether a field's value copies its column when another field reads it
+/// too (an id), rather than moving or converting it.
+fn copies(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::Global | Value::RowId | Value::Column { with: None, as_id: IdKind::Id | IdKind::OptionId, .. }
+    )
 }
 
 /// The struct's `#[from_model(Model[, key = column])]`.
@@ -321,22 +339,10 @@ mod tests {
             ),
             "{out}"
         );
-        assert!(
-            out.contains(
-                "row_id : crate :: graphql :: ids :: RawId :: from (:: core :: clone :: Clone :: clone (& row . id))"
-            ),
-            "{out}"
-        );
-        assert!(
-            out.contains("post_id : crate :: graphql :: ids :: RawId :: from (:: core :: clone :: Clone :: clone (& row . post_id))"),
-            "{out}"
-        );
-        assert!(
-            out.contains(
-                "parent_id : :: core :: clone :: Clone :: clone (& row . parent_id) . map (crate :: graphql :: ids :: RawId :: from)"
-            ),
-            "{out}"
-        );
+        // The key's last reader takes it; so do columns read once.
+        assert!(out.contains("row_id : crate :: graphql :: ids :: RawId :: from (row . id)"), "{out}");
+        assert!(out.contains("post_id : crate :: graphql :: ids :: RawId :: from (row . post_id)"), "{out}");
+        assert!(out.contains("parent_id : row . parent_id . map (crate :: graphql :: ids :: RawId :: from)"), "{out}");
         assert!(out.contains("created_at : :: core :: convert :: Into :: into (row . created_at)"), "{out}");
         // The key fields come first, before `body` may move a column.
         assert!(out.find("id : crate").unwrap_or(usize::MAX) < out.find("body :").unwrap_or(0), "{out}");
@@ -354,7 +360,37 @@ mod tests {
             out.contains("GlobalId :: new (\"Stats\" , :: core :: clone :: Clone :: clone (& row . user_id))"),
             "{out}"
         );
-        assert!(out.contains("RawId :: from (:: core :: clone :: Clone :: clone (& row . user_id))"), "{out}");
+        assert!(out.contains("RawId :: from (row . user_id)"), "{out}");
+    }
+
+    #[test]
+    fn a_column_read_by_several_fields_is_copied_for_all_but_the_last_which_takes_it() {
+        let out = expanded(parse_quote! {
+            #[from_model(entity::x::Model)]
+            pub struct X {
+                #[from_model(with = Owner::new)]
+                pub owner: Owner,
+                #[from_model(column = owner)]
+                pub owner_id: RawId,
+                #[from_model(column = owner)]
+                pub maybe_owner: Option<RawId>,
+            }
+        });
+        assert!(
+            out.contains("owner_id : crate :: graphql :: ids :: RawId :: from (:: core :: clone :: Clone :: clone (& row . owner))"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "maybe_owner : :: core :: clone :: Clone :: clone (& row . owner) . map (crate :: graphql :: ids :: RawId :: from)"
+            ),
+            "{out}"
+        );
+        // The field that moves the column comes after both copies.
+        assert!(out.contains("owner : Owner :: new (row . owner)"), "{out}");
+        let moved = out.find("owner : Owner").unwrap_or(0);
+        assert!(out.find("owner_id :").unwrap_or(usize::MAX) < moved, "{out}");
+        assert!(out.find("maybe_owner :").unwrap_or(usize::MAX) < moved, "{out}");
     }
 
     #[test]
@@ -373,12 +409,7 @@ mod tests {
             }
         });
         assert!(out.contains("status : RunStatus :: parse (row . status)"), "{out}");
-        assert!(
-            out.contains(
-                "id : crate :: graphql :: ids :: RawId :: from (:: core :: clone :: Clone :: clone (& row . user_id))"
-            ),
-            "{out}"
-        );
+        assert!(out.contains("id : crate :: graphql :: ids :: RawId :: from (row . user_id)"), "{out}");
         assert!(out.contains("kinds : split_types (row . types)"), "{out}");
         assert!(out.contains("place : :: core :: default :: Default :: default ()"), "{out}");
         assert!(!out.contains("is_node_type"), "a raw id is not checked as a node: {out}");

@@ -75,26 +75,26 @@ where
 /// Resolves `root`'s selected fields, as [`resolve_container`] would
 /// (the module's doc says what is kept), with one future for them all.
 async fn resolve_inline<T: ObjectType + ?Sized>(ctx: &ContextSelectionSet<'_>, root: &T) -> ServerResult<Value> {
-    let mut selected = Vec::new();
+    // Sized for a selection without fragments, the usual one.
+    let mut selected = Vec::with_capacity(ctx.item.node.items.len());
     if !select(ctx, ctx.item, root, &mut selected)? {
         return resolve_container(ctx, root).await;
     }
-    // `__typename` is answered here, every other field by `root`.
-    let mut fields = Vec::with_capacity(selected.len());
-    fields.extend(selected.iter().filter(|field| !is_typename(field)).map(|field| ctx.with_field(field)));
-    // A field's error is reported as it ends, before those of fields that
-    // end later (nested ones included), as async-graphql reports them.
-    let resolve = async |field| match root.resolve_field(field).await {
+    // `__typename` is answered here, every other field by `root`. A field's
+    // error is reported as it ends, before those of fields that end later
+    // (nested ones included), as async-graphql reports them.
+    let resolve = async |field| match root.resolve_field(&ctx.with_field(field)).await {
         Ok(value) => Some(value.unwrap_or_default()),
         Err(error) => {
             ctx.add_error(error);
             None
         }
     };
-    let (one, many) = match fields.as_slice() {
+    let mut fields = selected.iter().copied().filter(|field| !is_typename(field));
+    let (one, many) = match (fields.next(), fields.next()) {
         // The usual edge (`edges { node { … } }`): nothing to join.
-        [field] => (Some(resolve(field).await), Vec::new()),
-        fields => (None, join_all(fields.iter().map(resolve)).await),
+        (Some(field), None) => (Some(resolve(field).await), Vec::new()),
+        _ => (None, join_all(selected.iter().copied().filter(|field| !is_typename(field)).map(resolve)).await),
     };
     let mut resolved = one.into_iter().chain(many);
 

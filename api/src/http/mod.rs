@@ -117,7 +117,7 @@ pub fn router(state: AppState, body: BodyLimits) -> Router {
             .route("/examples/live-places/", get(examples::live_places_index))
             .route("/examples/live-places/{*path}", get(examples::live_places_file));
     }
-    routes
+    let routes = routes
         .route("/", get(|| async { Redirect::temporary("/graphiql") }))
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(ws::upgrade))
@@ -127,10 +127,18 @@ pub fn router(state: AppState, body: BodyLimits) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        // Reads the body within its limits (413, 408) before any handler;
-        // the handlers' own limit is then never reached.
-        .layer(axum::middleware::from_fn_with_state(body, limits::read_body))
-        .layer(DefaultBodyLimit::max(body.max_bytes))
+        .with_state(std::sync::Arc::new(state));
+    // The middleware wraps the router once, outermost first, rather than
+    // each route (`Router::layer`): there every layer boxed the service
+    // below it, and each request cloned those boxes, each clone cloning
+    // the ones below: 39 allocations a request (issue 11).
+    let middleware = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(limits::json_errors))
+        // A bug must cost one request a 500, never the connection or the
+        // process; inside `json_errors`, so a caught panic's 500 is
+        // reshaped too.
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(request_id))
         // One span per request with its id: every log line of the request
         // carries it (as a field in LOG_FORMAT=json). The span is all a
         // request costs the log when nothing goes wrong: its fields are
@@ -155,12 +163,11 @@ pub fn router(state: AppState, body: BodyLimits) -> Router {
                 })
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
-        .layer(axum::middleware::from_fn(request_id))
-        // A bug must cost one request a 500, never the connection or the process.
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        // Outermost, so a caught panic's 500 is reshaped too.
-        .layer(axum::middleware::from_fn(limits::json_errors))
-        .with_state(std::sync::Arc::new(state))
+        .layer(DefaultBodyLimit::max(body.max_bytes))
+        // Reads the body within its limits (413, 408) before any handler;
+        // the handlers' own limit is then never reached.
+        .layer(axum::middleware::from_fn_with_state(body, limits::read_body));
+    Router::new().fallback_service(middleware.service(routes))
 }
 
 /// The id of one HTTP request: the client's `x-request-id` if it sent a
