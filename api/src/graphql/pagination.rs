@@ -326,7 +326,13 @@ impl Page {
             // segments are read from their beginning.
             let from = start.as_deref().filter(|_| segment == first_segment);
             let missing = self.limit + 1 - rows.len() as u64;
-            rows.extend(run(self.segment_query(query.clone(), key, segment, from).limit(missing)).await?);
+            let read = run(self.segment_query(query.clone(), key, segment, from).limit(missing)).await?;
+            // The first segment's rows are the page's (not copied into it).
+            if rows.is_empty() {
+                rows = read;
+            } else {
+                rows.extend(read);
+            }
             if rows.len() as u64 > self.limit {
                 break;
             }
