@@ -35,8 +35,10 @@
 //!   is refused: written out eagerly, ids were 8 % of a page's work.
 //! - Any other `f` is `row.f.into()`, so a column converts wherever a
 //!   `From` exists (`i64` to `BigInt`, `serde_json::Value` to `Json`).
-//! - A column read by more than one field is copied for each of them but
-//!   the last (ids are placed before the other fields), which takes it.
+//! - A column that ids read (`id`, `row_id`, a `RawId`) is copied for
+//!   each reader but the last, which takes it when no other field reads
+//!   it; the ids are placed before the other fields, so one that moves the
+//!   column (`with`, `into`) comes after their copies.
 //!
 //! A field attribute covers the rest: `#[from_model(with = path)]` is
 //! `path(row.f)` (the column by value), `#[from_model(column = c)]` reads

@@ -329,6 +329,11 @@ impl ConnectionTrait for Tx {
                 // ~300 instructions in the subscriber, one per row: 1.5 % of
                 // a request for 20 rows; issue 11). Making it emits no event,
                 // and its events as it runs still land in the request's span.
+                // The scoped no-op lasts only while the stream is made; while
+                // any thread holds one, tracing looks the subscriber up in a
+                // thread local rather than the global (a few instructions).
+                // sqlx's inner stream, made as this one is first polled, still
+                // enters the request's span per row.
                 let rows = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || query.fetch(conn));
                 rows.map_ok(QueryResult::from).try_collect().await
             },

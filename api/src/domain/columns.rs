@@ -34,6 +34,11 @@ pub trait PartialModel: EntityTrait {
     /// made once (in a `static`) and copied. sea-orm's `find` builds an
     /// expression for every column of the table, which `select_only` then
     /// drops: for `place`, 2 % of a page's instructions (issue 11).
+    ///
+    /// A page's total count counts its query as it is before the page's
+    /// columns are added (`SELECT COUNT(*) FROM (SELECT FROM place WHERE
+    /// ..)`, valid since PostgreSQL 9.4). Such a query must not be made
+    /// `DISTINCT`: over no columns, every row is the same one.
     fn find_none() -> Select<Self>;
 }
 

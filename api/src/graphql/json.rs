@@ -12,8 +12,15 @@
 //! is its form. Objects and lists are written directly.
 //!
 //! Depth: a response is as deep as its document, which the guard bounds
-//! (`MAX_QUERY_DEPTH`) before anything runs; serde_json would recurse as
-//! deep.
+//! (`MAX_QUERY_DEPTH`) before anything runs, plus the depth of any JSON
+//! value a field returns as a scalar (a `Json` field): this recurses
+//! exactly as deep as serde_json did.
+//!
+//! What would make the two differ, and is not the case here: async-graphql's
+//! `raw_value` feature (off in this workspace), with which serde_json writes
+//! an object of its one raw-value key as raw JSON; and a field added to
+//! `Response` (it is `#[non_exhaustive]`), which [`write_response`] would
+//! leave out. The tests compare both writers under this build's features.
 
 use async_graphql::Value;
 

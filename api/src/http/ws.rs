@@ -579,9 +579,13 @@ impl IdJson {
     }
 }
 
+/// A delivery's first allocation: a one-row event's message fits, a larger
+/// one grows it by doubling (serde_json's `to_string` started at 128 bytes).
+const MESSAGE_CAPACITY: usize = 512;
+
 /// A response as JSON text ([`json`]).
 fn response_text(response: &async_graphql::Response) -> Option<String> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(MESSAGE_CAPACITY);
     json::write_response(&mut out, response).ok()?;
     String::from_utf8(out).ok()
 }
@@ -589,7 +593,7 @@ fn response_text(response: &async_graphql::Response) -> Option<String> {
 /// The protocol's `next` message for operation `id`, as JSON text: written
 /// by [`json`] on the hot path of every delivery that is not shared.
 fn next_message(kind: &str, id: &str, response: &async_graphql::Response) -> serde_json::Result<String> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(MESSAGE_CAPACITY);
     out.extend_from_slice(b"{\"type\":");
     json::write_str(&mut out, kind)?;
     out.extend_from_slice(b",\"id\":");
