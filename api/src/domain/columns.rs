@@ -59,16 +59,21 @@ impl<E: EntityTrait> Columns<E> {
     /// `keys` always, and every other column whose field (camelCase, see
     /// [`field_of`]) `asks` names, in column order, first in the row.
     pub fn selected(keys: &[E::Column], asks: impl Fn(&str) -> bool) -> Self {
-        // One buffer for every column's field name (a `String` per name
-        // with an underscore, and a search of the chosen columns for each
+        // One buffer for the field names of columns with an underscore (a
+        // `String` each, and a search of the chosen columns for each
         // column's place, were 1.5 % of a page of reviews).
         let mut field = String::new();
         let chosen = E::Column::iter().map(|c| {
-            keys.iter().any(|k| k.as_str() == c.as_str()) || {
-                field.clear();
-                write_field_of(&mut field, c.as_str());
-                asks(&field)
-            }
+            let name = c.as_str();
+            keys.iter().any(|k| k.as_str() == name)
+                || if name.contains('_') {
+                    field.clear();
+                    write_field_of(&mut field, name);
+                    asks(&field)
+                } else {
+                    // A one-word name is its field's.
+                    asks(name)
+                }
         });
         Self::placed(0, chosen)
     }
@@ -82,8 +87,9 @@ impl<E: EntityTrait> Columns<E> {
     /// The columns `chosen` says are read (one answer per column, in
     /// `E::Column::iter()` order), in that order from `offset` on.
     fn placed(offset: usize, chosen: impl Iterator<Item = bool>) -> Self {
-        let mut columns = Vec::new();
-        let mut at = Vec::new();
+        let count = E::Column::iter().count();
+        let mut columns = Vec::with_capacity(count);
+        let mut at = Vec::with_capacity(count);
         for (column, read) in E::Column::iter().zip(chosen) {
             at.push(read.then(|| offset + columns.len()));
             if read {
@@ -170,13 +176,23 @@ pub fn field_of(column: impl IdenStatic) -> String {
     field
 }
 
-/// Appends the field of the column named `name` to `field`.
+/// Appends the field of the column named `name` to `field`: each `_`
+/// dropped and the letter after it capitalised.
 fn write_field_of(field: &mut String, name: &str) {
-    for (i, word) in name.split('_').enumerate() {
-        let mut chars = word.chars();
-        match chars.next() {
-            Some(first) if i > 0 => field.extend(first.to_uppercase().chain(chars)),
-            _ => field.push_str(word),
+    let mut capital = false;
+    for c in name.chars() {
+        match c {
+            '_' => capital = true,
+            // Column names are ASCII: no case tables for them.
+            c if capital && c.is_ascii() => {
+                field.push(c.to_ascii_uppercase());
+                capital = false;
+            }
+            c if capital => {
+                field.extend(c.to_uppercase());
+                capital = false;
+            }
+            c => field.push(c),
         }
     }
 }
@@ -218,5 +234,13 @@ mod tests {
     fn a_columns_field_is_its_name_in_camel_case() {
         assert_eq!(field_of(place::Column::UserRatingsTotal), "userRatingsTotal");
         assert_eq!(field_of(place::Column::Name), "name");
+        let written = |name: &str| {
+            let mut field = String::new();
+            write_field_of(&mut field, name);
+            field
+        };
+        assert_eq!(written("created_at"), "createdAt");
+        assert_eq!(written("a__b_"), "aB");
+        assert_eq!(written("über_ärger"), "überÄrger");
     }
 }
