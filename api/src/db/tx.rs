@@ -42,11 +42,13 @@
 //! begun and ended through sqlx's [`TransactionManager`] (its depth is 1
 //! while it runs), never by a `COMMIT` of our own text.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_util::TryStreamExt;
+use futures_util::{Stream, TryStreamExt};
 use sea_orm::sqlx::postgres::PgTransactionManager;
 use sea_orm::sqlx::{self, Executor, PgPool, Postgres, SqlSafeStr};
 use sea_orm::{ConnAcquireErr, ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
@@ -298,7 +300,12 @@ impl ConnectionTrait for Tx {
     async fn execute_raw(&self, mut stmt: Statement) -> Result<ExecResult, DbErr> {
         // The values move into the query; the SQL text is only borrowed.
         let query = query(&stmt.sql, stmt.values.take());
-        self.run(&stmt.sql, async move |conn| query.execute(conn).await.map(ExecResult::from), exec_err).await
+        self.run(
+            &stmt.sql,
+            async move |conn| Unspanned::new(|| conn.execute(query)).await.map(ExecResult::from),
+            exec_err,
+        )
+        .await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
@@ -313,33 +320,73 @@ impl ConnectionTrait for Tx {
     async fn query_one_raw(&self, mut stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         // The values move into the query; the SQL text is only borrowed.
         let query = query(&stmt.sql, stmt.values.take());
-        self.run(&stmt.sql, async move |conn| Ok(query.fetch_optional(conn).await?.map(QueryResult::from)), query_err)
-            .await
+        self.run(
+            &stmt.sql,
+            async move |conn| Ok(Unspanned::new(|| conn.fetch_optional(query)).await?.map(QueryResult::from)),
+            query_err,
+        )
+        .await
     }
 
     async fn query_all_raw(&self, mut stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let query = query(&stmt.sql, stmt.values.take());
         self.run(
             &stmt.sql,
-            async move |conn| {
-                // sqlx's row stream enters the span that is current when it
-                // is made, on every poll: the request's, entered already by
-                // the request's own future around every poll of this one.
-                // Made with no span current, it enters none (each entry was
-                // ~300 instructions in the subscriber, one per row: 1.5 % of
-                // a request for 20 rows; issue 11). Making it emits no event,
-                // and its events as it runs still land in the request's span.
-                // The scoped no-op lasts only while the stream is made; while
-                // any thread holds one, tracing looks the subscriber up in a
-                // thread local rather than the global (a few instructions).
-                // sqlx's inner stream, made as this one is first polled, still
-                // enters the request's span per row.
-                let rows = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || query.fetch(conn));
-                rows.map_ok(QueryResult::from).try_collect().await
-            },
+            async move |conn| Unspanned::new(|| query.fetch(conn)).map_ok(QueryResult::from).try_collect().await,
             query_err,
         )
         .await
+    }
+}
+
+/// A statement's future or row stream from sqlx, made and first polled
+/// with no subscriber current.
+///
+/// sqlx's row streams enter the span that is current when they are made,
+/// on every poll: the request's, which the request's own future has
+/// entered already around every poll of this one (each entry ~300
+/// instructions in the subscriber, one per row: 2 % of a request for 20
+/// rows; issue 11). Made with none current, they enter none: the outer
+/// stream as it is made here, sqlx's inner one (its `run`) as the outer is
+/// first polled (a prepared statement's `run` starts its stream without
+/// waiting). Later polls run as usual, so what sqlx logs as a statement
+/// ends (a slow statement) still lands in the request's span; an event in
+/// the first poll (a NOTICE raised before the first row, which none of
+/// ours raises) is not logged. While any thread holds the scoped no-op,
+/// tracing looks the subscriber up in a thread local rather than the
+/// global (a few instructions).
+struct Unspanned<T> {
+    inner: T,
+    polled: bool,
+}
+
+impl<T: Unpin> Unspanned<T> {
+    fn new(make: impl FnOnce() -> T) -> Self {
+        Self { inner: tracing::dispatcher::with_default(&tracing::Dispatch::none(), make), polled: false }
+    }
+
+    fn poll_with<R>(&mut self, poll: impl FnOnce(&mut T) -> R) -> R {
+        if std::mem::replace(&mut self.polled, true) {
+            poll(&mut self.inner)
+        } else {
+            tracing::dispatcher::with_default(&tracing::Dispatch::none(), || poll(&mut self.inner))
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Unspanned<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.poll_with(|inner| Pin::new(inner).poll(cx))
+    }
+}
+
+impl<S: Stream + Unpin> Stream for Unspanned<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        self.poll_with(|inner| Pin::new(inner).poll_next(cx))
     }
 }
 

@@ -21,6 +21,7 @@
 //! a cursor of another ordering, another version or a forged one is
 //! BAD_USER_INPUT naming the argument, never an SQL error.
 
+use arrayvec::ArrayVec;
 use async_graphql::{Context, SelectionField};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,6 +50,10 @@ const CURSOR_VERSION: u8 = 1;
 /// and is refused before it is decoded.
 const MAX_CURSOR_LEN: usize = 2048;
 
+/// The most columns a [`SortKey`] has: a cursor's values are kept in place
+/// (in its edge), not in an allocation of their own per row.
+pub const MAX_KEY_COLUMNS: usize = 3;
+
 /// The order of one connection: columns compared left to right, all in one
 /// direction, the last one unique (so the order is total and a cursor names
 /// exactly one position).
@@ -65,8 +70,10 @@ pub struct SortKey<E: EntityTrait> {
 }
 
 impl<E: EntityTrait> SortKey<E> {
-    /// A key of NOT NULL columns.
+    /// A key of NOT NULL columns, at most [`MAX_KEY_COLUMNS`] (a key
+    /// declared as a `const` with more does not compile).
     pub const fn new(name: &'static str, descending: bool, columns: &'static [E::Column]) -> Self {
+        assert!(columns.len() <= MAX_KEY_COLUMNS, "a cursor holds at most MAX_KEY_COLUMNS values");
         Self { name, descending, columns, nullable_lead: false }
     }
 
@@ -463,14 +470,18 @@ impl Page {
         if !forward {
             rows.reverse();
         }
-        let edges: Vec<(Cursor, T)> = rows.into_iter().map(|row| (Cursor::of(key, model(&row)), row)).collect();
+        // Beside the rows, not paired with them: the rows stay where they
+        // were read and move once, into their edges (pairs moved every row
+        // once more, and each cursor's values had an allocation of their
+        // own: together ~1 % of a request for 20 places).
+        let cursors = rows.iter().map(|row| Cursor::of(key, model(row))).collect();
         // Relay: going forward, rows exist before `after` (its own row, at
         // least, when it was issued); going backward, after `before`.
         let more = More {
             before: if forward { self.cursor.is_some() } else { more },
             after: if forward { more } else { self.cursor.is_some() },
         };
-        PageOf { edges, more, total }
+        PageOf { rows, cursors, more, total }
     }
 
     /// The cursor's values, typed by the key's columns; bad input when they
@@ -586,12 +597,14 @@ fn null_of(kind: &ColumnType) -> Option<Value> {
 #[derive(Debug, Clone)]
 pub struct Cursor {
     ordering: &'static str,
-    values: Vec<Value>,
+    values: ArrayVec<Value, MAX_KEY_COLUMNS>,
 }
 
 impl Cursor {
     fn of<E: EntityTrait>(key: &SortKey<E>, row: &E::Model) -> Self {
-        Self { ordering: key.name, values: key.columns.iter().map(|column| row.get(*column)).collect() }
+        // (`take`: `SortKey::new` holds keys to the capacity.)
+        let values = key.columns.iter().take(MAX_KEY_COLUMNS).map(|column| row.get(*column)).collect();
+        Self { ordering: key.name, values }
     }
 
     /// The cursor as clients see it.
@@ -641,7 +654,10 @@ impl TotalCount {
 /// connection type (see [`connection_type!`](crate::connection_type)).
 #[derive(Clone)]
 pub struct PageOf<N> {
-    pub edges: Vec<(Cursor, N)>,
+    /// The rows in page order.
+    pub rows: Vec<N>,
+    /// Each row's cursor, in the same order.
+    pub cursors: Vec<Cursor>,
     pub more: More,
     pub total: TotalCount,
 }
@@ -695,13 +711,14 @@ impl PageInfo<'_> {
 impl<N> PageOf<N> {
     /// The page's rows.
     pub fn nodes(&self) -> impl Iterator<Item = &N> {
-        self.edges.iter().map(|(_, node)| node)
+        self.rows.iter()
     }
 
     /// The same page with every row converted (e.g. model to GraphQL type).
-    pub fn map<M>(self, mut f: impl FnMut(N) -> M) -> PageOf<M> {
+    pub fn map<M>(self, f: impl FnMut(N) -> M) -> PageOf<M> {
         PageOf {
-            edges: self.edges.into_iter().map(|(cursor, node)| (cursor, f(node))).collect(),
+            rows: self.rows.into_iter().map(f).collect(),
+            cursors: self.cursors,
             more: self.more,
             total: self.total,
         }
@@ -780,7 +797,12 @@ macro_rules! connection_type {
         {
             fn from(page: $crate::graphql::pagination::PageOf<M>) -> Self {
                 Self {
-                    edges: page.edges.into_iter().map(|(cursor, row)| $edge { cursor, node: row.into() }).collect(),
+                    edges: page
+                        .rows
+                        .into_iter()
+                        .zip(page.cursors)
+                        .map(|(row, cursor)| $edge { cursor, node: row.into() })
+                        .collect(),
                     more: page.more,
                     total: page.total,
                 }

@@ -256,7 +256,9 @@ pub async fn execute_in_session(
     };
     let span = match request_span {
         Some(request_span) => {
-            request_span.record("operation", name);
+            // (An operation's name is letters, digits and `_`: written
+            // as it is, as the span's other fields are.)
+            request_span.record("operation", tracing::field::display(name));
             // Entering a disabled span is a branch.
             tracing::Span::none()
         }

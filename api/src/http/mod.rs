@@ -153,11 +153,16 @@ pub fn router(state: AppState, body: BodyLimits) -> Router {
                     let id = request.extensions().get::<RequestId>().map_or("", |id| id.0.as_str());
                     // `operation` is filled in by a GraphQL request (see
                     // graphql::OperationSpan).
+                    // Written as they are (`%`), not quoted and escaped
+                    // character by character as `Debug` does: an id is
+                    // letters, digits and dashes (see `request_id`), and a
+                    // path has no space or control character (the URI
+                    // parser refuses them). JSON lines escape as before.
                     tracing::info_span!(
                         "request",
-                        id,
+                        id = %id,
                         method = %request.method(),
-                        path = request.uri().path(),
+                        path = %request.uri().path(),
                         operation = tracing::field::Empty
                     )
                 })
