@@ -24,9 +24,11 @@
 //! becomes, for async-graphql, `my_posts(first, after, last, before)` with
 //! their descriptions, at the place of the marked parameter (so the
 //! schema's argument order is the one written), and a body that starts
-//! with `let page: Page = FromPageArgs::from_page_args(PageArgs { .. })?;`:
+//! with `let page: Page = FromPageArgs::from_page_args(PageArgs { .. }, ctx)?;`:
 //! bad arguments are BAD_USER_INPUT naming the argument before anything
-//! else runs. The parameter's type is anything implementing
+//! else runs, and the page learns from the context which cursors its
+//! selection reads (so the method must take `ctx: &Context<'_>`, under any
+//! name). The parameter's type is anything implementing
 //! `api::graphql::pagination::FromPageArgs`: `Page` for a list read at once,
 //! `PageArgs` for a DataLoader key (a nested list read for many parents).
 //!
@@ -123,10 +125,15 @@ fn rewrite(method: &mut ImplItemFn) -> syn::Result<()> {
         page = Some(param);
     }
     let Some(PatType { pat, ty, .. }) = page else { unreachable!("the marked index is in range") };
+    let Some(ctx) = context_parameter(method) else {
+        let message = "a #[page] resolver takes the context (`ctx: &Context<'_>`): the page reads the cursors its selection asks for";
+        return Err(syn::Error::new_spanned(&method.sig, message));
+    };
 
     let build: syn::Stmt = parse_quote! {
         let #pat: #ty = crate::graphql::pagination::FromPageArgs::from_page_args(
             crate::graphql::pagination::PageArgs { first, after, last, before },
+            #ctx,
         )?;
     };
     method.block.stmts.insert(0, build);
@@ -154,6 +161,18 @@ fn relay_arguments() -> impl Iterator<Item = FnArg> {
         let ty: syn::Type =
             if matches!(name, "first" | "last") { parse_quote!(Option<i32>) } else { parse_quote!(Option<String>) };
         parse_quote!(#[graphql(desc = #desc)] #ident: #ty)
+    })
+}
+
+/// The name of `method`'s context parameter: a reference to a type named
+/// `Context`, as async-graphql recognises it.
+fn context_parameter(method: &ImplItemFn) -> Option<syn::Ident> {
+    method.sig.inputs.iter().find_map(|input| {
+        let FnArg::Typed(PatType { pat, ty, .. }) = input else { return None };
+        let syn::Type::Reference(reference) = &**ty else { return None };
+        let syn::Type::Path(path) = &*reference.elem else { return None };
+        let Pat::Ident(name) = &**pat else { return None };
+        (path.path.segments.last()?.ident == "Context").then(|| name.ident.clone())
     })
 }
 
@@ -212,18 +231,19 @@ mod tests {
         let body = method.block.stmts.first().expect("a statement");
         let body = quote!(#body).to_string();
         assert!(body.starts_with("let page : Page = crate :: graphql :: pagination :: FromPageArgs"), "{body}");
-        assert!(body.contains("PageArgs { first , after , last , before }"), "{body}");
+        assert!(body.contains("PageArgs { first , after , last , before } , ctx ,"), "{body}");
     }
 
     #[test]
     fn a_connection_costs_a_page_unless_it_names_its_own_complexity() {
-        let plain = rewritten(parse_quote! { async fn a(&self, #[page] page: Page) -> R { x } }).expect("rewrites");
+        let plain = rewritten(parse_quote! { async fn a(&self, c: &Context<'_>, #[page] page: Page) -> R { x } })
+            .expect("rewrites");
         let attrs: Vec<String> = plain.attrs.iter().map(|a| quote!(#a).to_string()).collect();
         assert!(attrs.iter().any(|a| a.contains("cost::page(first, last, child_complexity)")), "{attrs:?}");
 
         let own = rewritten(parse_quote! {
             #[graphql(complexity = "searched(first, last, child_complexity)")]
-            async fn a(&self, #[page] page: Page) -> R { x }
+            async fn a(&self, c: &Context<'_>, #[page] page: Page) -> R { x }
         })
         .expect("rewrites");
         let attrs: Vec<String> = own.attrs.iter().map(|a| quote!(#a).to_string()).collect();
@@ -239,12 +259,29 @@ mod tests {
 
     #[test]
     fn two_page_parameters_or_a_paging_argument_of_its_own_are_refused() {
-        let two = rewritten(parse_quote! { async fn a(&self, #[page] a: Page, #[page] b: Page) -> R { x } });
-        assert!(two.is_err());
-        let clash = rewritten(parse_quote! { async fn a(&self, first: i32, #[page] a: Page) -> R { x } });
-        assert!(clash.is_err());
-        let described =
-            rewritten(parse_quote! { async fn a(&self, #[page] #[graphql(desc = "x")] a: Page) -> R { x } });
-        assert!(described.is_err());
+        let error = |method| rewritten(method).err().map(|e| e.to_string()).unwrap_or_default();
+        let two =
+            error(parse_quote! { async fn a(&self, c: &Context<'_>, #[page] a: Page, #[page] b: Page) -> R { x } });
+        assert!(two.contains("only one parameter"), "{two}");
+        let clash = error(parse_quote! { async fn a(&self, c: &Context<'_>, first: i32, #[page] a: Page) -> R { x } });
+        assert!(clash.contains("has this argument already"), "{clash}");
+        let described = error(
+            parse_quote! { async fn a(&self, c: &Context<'_>, #[page] #[graphql(desc = "x")] a: Page) -> R { x } },
+        );
+        assert!(described.contains("no other attribute"), "{described}");
+    }
+
+    #[test]
+    fn a_page_parameter_needs_the_context_beside_it() {
+        let without = rewritten(parse_quote! { async fn a(&self, #[page] a: Page) -> R { x } });
+        let message = without.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("takes the context"), "{message}");
+        let named = rewritten(
+            parse_quote! { async fn a(&self, #[page] a: Page, the_ctx: &async_graphql::Context<'_>) -> R { x } },
+        )
+        .expect("rewrites");
+        let body = named.block.stmts.first().expect("a statement");
+        let body = quote!(#body).to_string();
+        assert!(body.contains("} , the_ctx ,"), "{body}");
     }
 }

@@ -183,20 +183,27 @@ pub use api_macros::paged;
 /// the client's arguments: BAD_USER_INPUT naming the argument when they do
 /// not make a page.
 pub trait FromPageArgs: Sized {
-    fn from_page_args(args: PageArgs) -> ApiResult<Self>;
+    /// `ctx`: the connection field's, whose selection says what the page
+    /// must read.
+    fn from_page_args(args: PageArgs, ctx: &Context<'_>) -> ApiResult<Self>;
 }
 
-/// A list read in the resolver itself.
+/// A list read in the resolver itself: it makes the cursors of its edges
+/// only if the selection reads an edge's `cursor` (the first and last,
+/// for `pageInfo`, always).
 impl FromPageArgs for Page {
-    fn from_page_args(args: PageArgs) -> ApiResult<Self> {
-        args.page()
+    fn from_page_args(args: PageArgs, ctx: &Context<'_>) -> ApiResult<Self> {
+        let mut page = args.page()?;
+        page.edge_cursors = ctx.look_ahead().field("edges").field("cursor").exists();
+        Ok(page)
     }
 }
 
 /// A DataLoader key: checked here, so bad arguments fail their field alone
-/// (naming the argument) rather than the whole batch.
+/// (naming the argument) rather than the whole batch. (Its pages make
+/// every cursor: a batch serves many selections.)
 impl FromPageArgs for PageArgs {
-    fn from_page_args(args: PageArgs) -> ApiResult<Self> {
+    fn from_page_args(args: PageArgs, _: &Context<'_>) -> ApiResult<Self> {
         args.page()?;
         Ok(args)
     }
@@ -228,6 +235,10 @@ pub struct Page {
     limit: u64,
     direction: Direction,
     cursor: Option<RawCursor>,
+    /// Whether each edge's cursor is made, or only the first and last
+    /// (`pageInfo`'s): a cursor per row was a steady share of a page's
+    /// work that most selections never read (issue 11).
+    edge_cursors: bool,
 }
 
 /// A decoded cursor whose values are not yet checked against an ordering.
@@ -273,6 +284,7 @@ impl Page {
             limit: u64::try_from(size).unwrap_or(0),
             direction: if backward { Direction::Backward } else { Direction::Forward },
             cursor: cursor.map(|c| decode_cursor(cursor_field, c)).transpose()?,
+            edge_cursors: true,
         })
     }
 
@@ -474,14 +486,19 @@ impl Page {
         // were read and move once, into their edges (pairs moved every row
         // once more, and each cursor's values had an allocation of their
         // own: together ~1 % of a request for 20 places).
-        let cursors = rows.iter().map(|row| Cursor::of(key, model(row))).collect();
+        let cursor = |row: &T| Cursor::of(key, model(row));
+        let cursors = self.edge_cursors.then(|| rows.iter().map(cursor).collect::<Vec<_>>());
+        let (start, end) = match &cursors {
+            Some(cursors) => (cursors.first().cloned(), cursors.last().cloned()),
+            None => (rows.first().map(cursor), rows.last().map(cursor)),
+        };
         // Relay: going forward, rows exist before `after` (its own row, at
         // least, when it was issued); going backward, after `before`.
         let more = More {
             before: if forward { self.cursor.is_some() } else { more },
             after: if forward { more } else { self.cursor.is_some() },
         };
-        PageOf { rows, cursors, more, total }
+        PageOf { rows, cursors, start, end, more, total }
     }
 
     /// The cursor's values, typed by the key's columns; bad input when they
@@ -656,8 +673,12 @@ impl TotalCount {
 pub struct PageOf<N> {
     /// The rows in page order.
     pub rows: Vec<N>,
-    /// Each row's cursor, in the same order.
-    pub cursors: Vec<Cursor>,
+    /// Each row's cursor, in the same order; `None` when the selection
+    /// reads no edge's cursor (see [`Page`]).
+    pub cursors: Option<Vec<Cursor>>,
+    /// The first and the last row's cursors, for `pageInfo`.
+    pub start: Option<Cursor>,
+    pub end: Option<Cursor>,
     pub more: More,
     pub total: TotalCount,
 }
@@ -719,6 +740,8 @@ impl<N> PageOf<N> {
         PageOf {
             rows: self.rows.into_iter().map(f).collect(),
             cursors: self.cursors,
+            start: self.start,
+            end: self.end,
             more: self.more,
             total: self.total,
         }
@@ -736,6 +759,9 @@ macro_rules! connection_type {
         /// not, was a steady share of a page's allocations; issue 11).
         pub struct $connection {
             pub edges: Vec<$edge>,
+            /// The first and last edges' cursors, for `pageInfo`.
+            pub start: Option<$crate::graphql::pagination::Cursor>,
+            pub end: Option<$crate::graphql::pagination::Cursor>,
             pub more: $crate::graphql::pagination::More,
             pub total: $crate::graphql::pagination::TotalCount,
         }
@@ -757,8 +783,8 @@ macro_rules! connection_type {
             async fn page_info(&self) -> $crate::graphql::pagination::PageInfo<'_> {
                 $crate::graphql::pagination::PageInfo {
                     more: self.more,
-                    start: self.edges.first().map(|edge| &edge.cursor),
-                    end: self.edges.last().map(|edge| &edge.cursor),
+                    start: self.start.as_ref(),
+                    end: self.end.as_ref(),
                 }
             }
 
@@ -770,7 +796,9 @@ macro_rules! connection_type {
         }
 
         pub struct $edge {
-            pub cursor: $crate::graphql::pagination::Cursor,
+            /// `None` when the page was read for a selection without an
+            /// edge's cursor (see `Page`).
+            pub cursor: Option<$crate::graphql::pagination::Cursor>,
             pub node: $node,
         }
 
@@ -779,8 +807,10 @@ macro_rules! connection_type {
         impl $edge {
             /// Pass as `after` to continue after this item, or as `before`
             /// to page back from it.
-            async fn cursor(&self) -> String {
-                self.cursor.encode()
+            async fn cursor(&self) -> $crate::error::ApiResult<String> {
+                self.cursor.as_ref().map($crate::graphql::pagination::Cursor::encode).ok_or_else(|| {
+                    $crate::error::ApiError::internal("an edge's cursor was selected but not read with its page")
+                })
             }
 
             /// The item.
@@ -797,12 +827,12 @@ macro_rules! connection_type {
         {
             fn from(page: $crate::graphql::pagination::PageOf<M>) -> Self {
                 Self {
-                    edges: page
-                        .rows
-                        .into_iter()
-                        .zip(page.cursors)
-                        .map(|(row, cursor)| $edge { cursor, node: row.into() })
-                        .collect(),
+                    edges: {
+                        let mut cursors = page.cursors.into_iter().flatten();
+                        page.rows.into_iter().map(|row| $edge { cursor: cursors.next(), node: row.into() }).collect()
+                    },
+                    start: page.start,
+                    end: page.end,
                     more: page.more,
                     total: page.total,
                 }

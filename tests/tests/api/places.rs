@@ -45,6 +45,39 @@ async fn places_page_with_cursors_and_a_total_count() {
 }
 
 #[tokio::test]
+async fn a_page_read_without_edge_cursors_still_continues_by_page_info_and_an_aliased_cursor_in_a_fragment_is_read() {
+    let app = TestApp::spawn().await;
+    five_places(&app).await;
+
+    // No edge's cursor selected: the page makes only pageInfo's.
+    let lean = "query($after: String) {
+      places(first: 2, after: $after) { edges { node { rowId } } pageInfo { startCursor endCursor } }
+    }";
+    let first = app.data(None, lean, json!({})).await;
+    assert_eq!(ids(&first), ["b", "e"]);
+    let info = &first["places"]["pageInfo"];
+    assert!(info["startCursor"].is_string() && info["endCursor"].is_string(), "{info}");
+    let second = app.data(None, lean, json!({ "after": info["endCursor"] })).await;
+    assert_eq!(ids(&second), ["a", "d"]);
+
+    // An edge's cursor asked under an alias, inside a fragment: every edge
+    // has the cursor the plain selection gets, the last one `endCursor`.
+    let full = app.data(None, PLACES, json!({ "first": 2 })).await;
+    let aliased = "{ places(first: 2) { edges { ...E } } } fragment E on PlaceEdge { c: cursor node { rowId } }";
+    let aliased = app.data(None, aliased, json!({})).await;
+    for i in 0..2 {
+        let cursor = &full["places"]["edges"][i]["cursor"];
+        assert!(cursor.is_string(), "{full}");
+        assert_eq!(&aliased["places"]["edges"][i]["c"], cursor, "edge {i}");
+    }
+    assert_eq!(full["places"]["edges"][1]["cursor"], full["places"]["pageInfo"]["endCursor"]);
+    assert_eq!(
+        first["places"]["pageInfo"]["endCursor"], full["places"]["pageInfo"]["endCursor"],
+        "the same cursor either way"
+    );
+}
+
+#[tokio::test]
 async fn places_filter_by_category_and_search_and_order_by_name() {
     let app = TestApp::spawn().await;
     five_places(&app).await;
