@@ -144,8 +144,9 @@
 //!   above `#[Object]` (or `#[ComplexObject]` for a nested list): the
 //!   attribute writes Relay's `first`/`after`/`last`/`before` with their
 //!   descriptions, checks them into the parameter before the body runs
-//!   (BAD_USER_INPUT naming the argument) and costs the field as a page
-//!   unless it names its own `complexity`. A page's type comes from
+//!   (BAD_USER_INPUT naming the argument; the resolver's `ctx` tells the
+//!   page whether its selection reads the edges' cursors) and costs the
+//!   field as a page unless it names its own `complexity`. A page's type comes from
 //!   `connection_type!(RoutineConnection, RoutineEdge, Routine, "routines")`
 //!   in `types.rs`; it converts the page's rows (`.into()`) and resolves
 //!   its edges and nodes inline ([`graphql::inline`]):
