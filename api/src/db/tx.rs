@@ -348,13 +348,22 @@ impl ConnectionTrait for Tx {
 /// instructions in the subscriber, one per row: 2 % of a request for 20
 /// rows; issue 11). Made with none current, they enter none: the outer
 /// stream as it is made here, sqlx's inner one (its `run`) as the outer is
-/// first polled (a prepared statement's `run` starts its stream without
-/// waiting). Later polls run as usual, so what sqlx logs as a statement
-/// ends (a slow statement) still lands in the request's span; an event in
-/// the first poll (a NOTICE raised before the first row, which none of
-/// ours raises) is not logged. While any thread holds the scoped no-op,
-/// tracing looks the subscriber up in a thread local rather than the
-/// global (a few instructions).
+/// first polled. That holds when `run` starts its stream without waiting:
+/// a statement in the connection's cache, nothing owed on the connection.
+/// When it waits first (a statement prepared for the first time, one
+/// pushed out of a full cache, an abandoned statement's answer still to
+/// read, every statement behind a transaction pooler, whose cache is off)
+/// its stream is made on a later poll and enters the request's span as
+/// before: slower, not wrong.
+///
+/// What the first poll's scope can lose: an event sqlx emits in it, which
+/// with statement logging off (`sqlx_logging(false)`) is a NOTICE it
+/// handles there (one raised before the first row, none of ours does, or
+/// an abandoned statement's already buffered). Our own slow-statement log
+/// ([`Tx::run`]) is outside the scope. While any thread is inside one,
+/// every thread looks the subscriber up in a thread local rather than the
+/// global; the instruction counts (4 connections) and timed runs (32) of
+/// BENCHMARKS queries stage 20, on 2 workers, include that.
 struct Unspanned<T> {
     inner: T,
     polled: bool,

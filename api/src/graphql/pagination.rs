@@ -57,6 +57,9 @@ pub const MAX_KEY_COLUMNS: usize = 3;
 /// The order of one connection: columns compared left to right, all in one
 /// direction, the last one unique (so the order is total and a cursor names
 /// exactly one position).
+// A private field, not `#[non_exhaustive]`: that seals a struct against
+// other crates only, and keys are made in this crate's domains.
+#[allow(clippy::manual_non_exhaustive)]
 pub struct SortKey<E: EntityTrait> {
     /// Written into every cursor: a cursor of another ordering is refused.
     pub name: &'static str,
@@ -67,14 +70,17 @@ pub struct SortKey<E: EntityTrait> {
     /// The first column may be NULL; its NULLs come after all its values,
     /// ordered by the remaining columns (`NULLS LAST`).
     pub nullable_lead: bool,
+    /// Keys are made with [`SortKey::new`], which holds them to
+    /// [`MAX_KEY_COLUMNS`].
+    _through_new: (),
 }
 
 impl<E: EntityTrait> SortKey<E> {
-    /// A key of NOT NULL columns, at most [`MAX_KEY_COLUMNS`] (a key
-    /// declared as a `const` with more does not compile).
+    /// A key of NOT NULL columns, at most [`MAX_KEY_COLUMNS`]: a key
+    /// declared as a `const` (as every key is) with more does not compile.
     pub const fn new(name: &'static str, descending: bool, columns: &'static [E::Column]) -> Self {
         assert!(columns.len() <= MAX_KEY_COLUMNS, "a cursor holds at most MAX_KEY_COLUMNS values");
-        Self { name, descending, columns, nullable_lead: false }
+        Self { name, descending, columns, nullable_lead: false, _through_new: () }
     }
 
     /// A key whose first column may be NULL (NULLs last).

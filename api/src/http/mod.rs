@@ -153,16 +153,18 @@ pub fn router(state: AppState, body: BodyLimits) -> Router {
                     let id = request.extensions().get::<RequestId>().map_or("", |id| id.0.as_str());
                     // `operation` is filled in by a GraphQL request (see
                     // graphql::OperationSpan).
-                    // Written as they are (`%`), not quoted and escaped
-                    // character by character as `Debug` does: an id is
-                    // letters, digits and dashes (see `request_id`), and a
-                    // path has no space or control character (the URI
-                    // parser refuses them). JSON lines escape as before.
+                    // The id is written as it is (`%`), not quoted and
+                    // escaped character by character as `Debug` does: it
+                    // is letters, digits and dashes (see `request_id`).
+                    // The path stays `Debug`: a client's path may hold
+                    // any non-ASCII character, line and paragraph
+                    // separators and bidi controls included, which a text
+                    // log must not show raw. JSON lines escape either way.
                     tracing::info_span!(
                         "request",
                         id = %id,
                         method = %request.method(),
-                        path = %request.uri().path(),
+                        path = request.uri().path(),
                         operation = tracing::field::Empty
                     )
                 })
