@@ -135,6 +135,20 @@ async fn the_server_runs_on_its_embedded_database_and_survives_sigterm_and_sigki
     assert_eq!(get(&address, "/readyz").await, reqwest::StatusCode::OK);
     assert!(data.postmaster_running());
 
+    // Its backends run as SCHED_BATCH (3), so a woken one does not preempt
+    // the server's worker that woke it: the postmaster, and the backends
+    // it forked for the server's logins (readyz answered, so they exist).
+    let pid_file = std::fs::read_to_string(data.0.join("pg/postmaster.pid")).expect("postmaster.pid");
+    let postmaster = pid_file.lines().next().unwrap_or_default().trim().to_owned();
+    assert_eq!(policy_and_parent(&postmaster).map(|(policy, _)| policy), Some(3), "the postmaster");
+    let backends: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| policy_and_parent(entry.ok()?.file_name().to_str()?))
+        .filter(|(_, parent)| *parent == postmaster)
+        .map(|(policy, _)| policy)
+        .collect();
+    assert!(backends.contains(&3), "a backend forked after the start is SCHED_BATCH: {backends:?}");
+
     // SIGTERM: the server exits cleanly and stops its PostgreSQL.
     signal(&server, "TERM");
     assert!(wait_exit(&mut server).success());
@@ -152,6 +166,15 @@ async fn the_server_runs_on_its_embedded_database_and_survives_sigterm_and_sigki
     signal(&server, "TERM");
     assert!(wait_exit(&mut server).success());
     assert!(!data.postmaster_running());
+}
+
+/// Process `pid`'s scheduling policy (0 normal, 3 batch) and its parent's
+/// pid, from `/proc/<pid>/stat` (fields 41 and 4; the command name before
+/// them may hold spaces, so they are counted from its closing parenthesis).
+fn policy_and_parent(pid: &str) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    Some((fields.get(41 - 3)?.parse().ok()?, (*fields.get(4 - 3)?).to_owned()))
 }
 
 /// How `login`'s connections reach the embedded cluster, read as its
