@@ -137,8 +137,8 @@ impl EmbeddedPostgres {
     /// other requests waited meanwhile. `perf` of case b of `bench
     /// queries` put 18 % of the server's CPU there (the switch itself and
     /// the wake-up under the run-queue lock). Under `SCHED_BATCH`, server
-    /// CPU per request fell 15 %, PostgreSQL's 10 % and p99 with them
-    /// (BENCHMARKS, queries stage 20). A backend's latency does not suffer
+    /// CPU per request fell 16–22 % and PostgreSQL's 9–11 % (BENCHMARKS,
+    /// queries stage 20). A backend's latency does not suffer
     /// while a core is idle (the wake-up picks it); when both are busy it
     /// waits until the server's worker awaits its answer, a few µs later.
     ///
