@@ -128,7 +128,9 @@ impl EmbeddedPostgres {
     /// Puts the postmaster under `SCHED_BATCH`, which every backend it
     /// forks from now on inherits: a woken backend then does not preempt
     /// the task that woke it (Linux: batch tasks are preempted by the tick,
-    /// not on wake-up), and runs when that task waits or on another core.
+    /// not on wake-up), and runs on an idle core at once, or once the
+    /// running task's slice ends (a tick or two, 1–4 ms) when both are
+    /// busy.
     ///
     /// The cluster shares its host with the server that started it. Each
     /// statement the server sends wakes a backend, which under the default
@@ -138,29 +140,41 @@ impl EmbeddedPostgres {
     /// queries` put 18 % of the server's CPU there (the switch itself and
     /// the wake-up under the run-queue lock). Under `SCHED_BATCH`, server
     /// CPU per request fell 16–22 % and PostgreSQL's 9–11 % (BENCHMARKS,
-    /// queries stage 20). A backend's latency does not suffer
-    /// while a core is idle (the wake-up picks it); when both are busy it
-    /// waits until the server's worker awaits its answer, a few µs later.
+    /// queries stage 20). The price, when the server's workers are
+    /// saturated: a statement's backend (the change feed's too) may wait
+    /// that tick before it runs. The processes the postmaster forked
+    /// before this (checkpointer, background and WAL writers, launchers)
+    /// keep the default policy.
     ///
     /// Done with util-linux's `chrt` (no unsafe code, and no crate offers
-    /// `sched_setscheduler` for another process safely); without it, or
-    /// where the policy is refused, the cluster runs as it did, and the
-    /// start-up log says so.
+    /// `sched_setscheduler` for another process safely), run as
+    /// PostgreSQL's own user: a process may lower its own policy to batch
+    /// without privileges, where root acting on another user's process
+    /// needs `CAP_SYS_NICE`, which containers often withhold. Without
+    /// `chrt`, or where the policy is refused, the cluster runs as it did,
+    /// and the start-up log says why.
     fn schedule_as_batch(&self) {
-        let Some(postmaster) = self.postmaster_pid_line(0) else { return };
-        let set = Command::new("chrt")
-            .args(["--batch", "--pid", "0", &postmaster])
+        // The pid file is the cluster's (writable by its user): only a
+        // number is passed on.
+        let Some(postmaster) = self.postmaster_pid_line(0).and_then(|line| line.parse::<u32>().ok()) else { return };
+        let set = self
+            .command(Path::new("chrt"))
+            .args(["--batch", "--pid", "0"])
+            .arg(postmaster.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+            .output();
         match set {
-            Ok(status) if status.success() => {
+            Ok(output) if output.status.success() => {
                 tracing::info!(postmaster, "embedded PostgreSQL scheduled as SCHED_BATCH");
             }
-            other => tracing::info!(
-                ?other,
-                "embedded PostgreSQL left at the default scheduling policy (chrt missing or refused)"
+            Ok(output) => tracing::warn!(
+                status = %output.status,
+                stderr = %String::from_utf8_lossy(&output.stderr).trim(),
+                "embedded PostgreSQL left at the default scheduling policy: chrt refused"
+            ),
+            Err(err) => tracing::warn!(
+                %err,
+                "embedded PostgreSQL left at the default scheduling policy: chrt (util-linux) did not run"
             ),
         }
     }
