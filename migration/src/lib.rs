@@ -89,6 +89,9 @@ sql_migrations! {
     /// The request start of 000016 for less of PostgreSQL's CPU: parameters
     /// set by assignment, the account and session read in one statement.
     m20261128_000018_cheaper_request_start => "000018_cheaper_request_start",
+    /// The request start's account check as one join (000018's session
+    /// EXISTS was planned as a hashed subplan, set up at every start).
+    m20261129_000019_account_check_as_a_join => "000019_account_check_as_a_join",
 }
 
 /// The database roles a request may run as, one per kind of viewer. The

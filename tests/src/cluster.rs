@@ -69,7 +69,7 @@ impl Cluster {
 
     fn options(&self) -> String {
         format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements -c wal_level=logical -c max_replication_slots=100 -c max_slot_wal_keep_size=1024{}",
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c wal_level=logical -c max_replication_slots=100 -c max_slot_wal_keep_size=1024{}",
             self.port,
             self.socket_dir.display(),
             self.settings

@@ -112,7 +112,7 @@ fn account_check(err: &DbErr) -> Option<AccountCheck> {
 }
 
 /// The request's start: one call of `app_start_request` (migration 000013,
-/// with the session check of 000016, its body made cheaper by 000018).
+/// with the session check of 000016, made cheaper by 000018 and 000019).
 /// Inlined rather than bound so it is one simple-protocol round trip with no
 /// statement to prepare (and nothing cached behind a transaction pooler):
 /// the role is one of our fixed role names, the ids formatted UUIDs, the

@@ -10,7 +10,7 @@ use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect,
-    QueryTrait, RelationTrait, Select, Set,
+    RelationTrait, Select, Set, Statement,
 };
 use uuid::Uuid;
 
@@ -68,7 +68,8 @@ pub async fn list_places(
         PlaceOrder::CreatedAtDesc => &NEWEST,
     };
     let columns = &list_columns(key, asks);
-    page.fetch_with(query, key, |q| read_rows(db, columns.select(q), |row| columns.read(row)), |place| place).await
+    let read = |statement| read_rows(db, statement, |row| columns.read(row));
+    page.fetch_with(query, key, |q| columns.select(q), read, |place| place).await
 }
 
 fn escape_like(term: &str) -> String {
@@ -83,14 +84,14 @@ fn list_columns(key: &SortKey<place::Entity>, asks: impl Fn(&str) -> bool) -> Co
     Columns::selected(key.columns, asks)
 }
 
-/// The rows of `query` (its columns narrowed by a [`Columns`]), each read by
-/// `read`: sea-orm's own reader would look every column up by name.
-fn read_rows<'a, E: EntityTrait, T: Send + 'a>(
+/// The rows of a page's `statement` (its columns narrowed by a
+/// [`Columns`]), each read by `read`: sea-orm's own reader would look every
+/// column up by name.
+fn read_rows<'a, T: Send + 'a>(
     db: &'a impl ConnectionTrait,
-    query: Select<E>,
+    statement: Statement,
     read: impl Fn(&QueryResult) -> Result<T, DbErr> + Send + 'a,
 ) -> BoxFuture<'a, Result<Vec<T>, DbErr>> {
-    let statement = query.build(db.get_database_backend());
     Box::pin(async move {
         let rows = db.query_all_raw(statement).await?;
         // Sized up front: collected through `Result`, the rows (a review
@@ -144,7 +145,8 @@ pub async fn list_reviews_with_places(
     page.fetch_with(
         query,
         &REVIEWS,
-        |q| read_rows(db, columns.select(q.join(JoinType::LeftJoin, to_place.clone())), |row| columns.read(row)),
+        |q| columns.select(q.join(JoinType::LeftJoin, to_place.clone())),
+        |statement| read_rows(db, statement, |row| columns.read(row)),
         |(review, _)| review,
     )
     .await
@@ -260,7 +262,7 @@ pub async fn upsert_preference(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{DbBackend, Iterable};
+    use sea_orm::{DbBackend, Iterable, QueryTrait};
 
     use super::*;
     use crate::domain::columns::field_of;

@@ -146,6 +146,46 @@ async fn a_signed_in_page_of_places_starts_in_one_statement() {
     assert!(total <= 4, "at most 4 statements: {statements:#?}");
 }
 
+/// PostgreSQL plans a prepared statement anew on every execution while a
+/// plan made for its parameters' values looks cheaper than its generic
+/// plan. With the LIMIT a parameter, the generic plan is priced for 10 % of
+/// the rows expected: for a category of 400 places, twice the page, so
+/// every page of places was planned again (graphql::pagination's
+/// `page_statement` writes the LIMIT out). The requests follow one another,
+/// so they take the same connection (db::warm) and its prepared statement.
+#[tokio::test]
+async fn a_page_of_a_large_category_is_planned_a_few_times_then_its_plan_is_reused() {
+    let app = app_with_a_separate_feed_login().await;
+    app.db
+        .execute_unprepared(
+            "INSERT INTO place (id, name, lat, lng, category, rating, user_ratings_total)
+             SELECT 'p' || n, 'Place ' || n, 48.0, 2.0, CASE WHEN n % 4 = 0 THEN 'cafe' ELSE 'bar' END, n % 50 / 10.0, n
+               FROM generate_series(1, 1600) AS n;
+             ANALYZE place",
+        )
+        .await
+        .expect("inserting places");
+    let ada = app.sign_up("ada").await;
+    reset_statements(&app).await;
+
+    for _ in 0..20 {
+        let data = app.data(Some(&ada.token), PLACES_BY_RATING, json!({ "c": "cafe" })).await;
+        assert_eq!(data["places"]["edges"].as_array().map(Vec::len), Some(20), "{data}");
+    }
+
+    until_no_request_transaction(&app).await;
+    let of_the_page = |what: &str| {
+        format!(
+            r#"SELECT coalesce(sum(s.{what}), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+               WHERE d.datname = current_database() AND s.query LIKE 'SELECT %FROM "place" WHERE%ORDER BY%'"#
+        )
+    };
+    let (calls, plans) = (app.count(&of_the_page("calls")).await, app.count(&of_the_page("plans")).await);
+    assert_eq!(calls, 20, "one page statement a request");
+    // Five custom plans, then the generic one, made once and kept.
+    assert!(plans <= 6, "{plans} plans for {calls} pages: planned again on every execution");
+}
+
 #[tokio::test]
 async fn an_anonymous_query_starts_in_one_statement_too() {
     let app = app_with_a_separate_feed_login().await;
