@@ -26,12 +26,12 @@ use async_graphql::{Context, SelectionField};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::BoxFuture;
-use sea_orm::DbErr;
 use sea_orm::sea_query::{ColumnType, Expr, ExprTrait, NullOrdering, Order, SelectStatement, Value};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
     QueryTrait, Select, Statement,
 };
+use sea_orm::{DbErr, FromQueryResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -316,8 +316,14 @@ impl Page {
         E: EntityTrait,
         E::Model: Send + Sync,
     {
-        self.fetch_with(query, key, |q| q, |statement| Box::pin(E::find().from_raw_sql(statement).all(db)), |row| row)
-            .await
+        self.fetch_with(
+            query,
+            key,
+            |q| q,
+            |statement| Box::pin(E::Model::find_by_statement(statement).all(db)),
+            |row| row,
+        )
+        .await
     }
 
     /// [`fetch`](Self::fetch) with each segment's query reshaped by `shape`
@@ -353,8 +359,10 @@ impl Page {
             // Only the cursor's own segment starts at the cursor; later
             // segments are read from their beginning.
             let from = start.as_deref().filter(|_| segment == first_segment);
-            let missing = self.limit + 1 - rows.len() as u64;
-            let segment = shape(self.segment_query(query.clone(), key, segment, from).limit(missing));
+            // The page's whole LIMIT in every segment, not what is still
+            // missing: one statement per page size (see `page_statement`);
+            // `finish` keeps the first rows.
+            let segment = shape(self.segment_query(query.clone(), key, segment, from).limit(self.limit + 1));
             let read = run(page_statement(&segment)).await?;
             // The first segment's rows are the page's (not copied into it).
             if rows.is_empty() {
@@ -557,7 +565,10 @@ fn past<Col: ColumnTrait>(columns: &[Col], values: &[Value], descending: bool) -
 /// own in sqlx's per-connection cache: a few in practice, and at most
 /// [`MAX_PAGE_SIZE`] + 1 LIMITs of one query's shape.
 /// A statement that does not end in its last parameter as LIMIT is left
-/// as built (a test pins sea-query's form).
+/// as built (a test pins sea-query's form). PostgreSQL still plans again
+/// when a statement under row-level security runs as another role than its
+/// plan was made for: a connection that alternates anonymous and signed-in
+/// requests gains less.
 fn page_statement<S: QueryTrait>(query: &S) -> Statement {
     let mut statement = query.build(DbBackend::Postgres);
     if let Some(values) = statement.values.as_mut()
@@ -963,8 +974,23 @@ mod tests {
         let values = statement.values.map(|v| v.0).unwrap_or_default();
         assert_eq!(values, vec![Value::from("cafe")]);
 
-        // Nothing to write out: the statement is left as built.
+        // Twelve values: the LIMIT is `$12`, which `$1` must not be taken for.
+        let names: Vec<String> = (0..11).map(|n| format!("p{n}")).collect();
+        let many = Entity::find().filter(Column::Name.is_in(names)).limit(5);
+        let statement = page_statement(&many);
+        assert!(
+            statement.sql.ends_with(r#""place"."name" IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) LIMIT 5"#),
+            "{}",
+            statement.sql
+        );
+        assert_eq!(statement.values.map(|v| v.0.len()), Some(11));
+
+        // Nothing to write out, or the LIMIT is not last: left as built.
         let unlimited = Entity::find().filter(Column::Category.eq("cafe"));
-        assert_eq!(page_statement(&unlimited).sql, unlimited.build(DbBackend::Postgres).sql);
+        let offset = Entity::find().filter(Column::Category.eq("cafe")).limit(5).offset(10);
+        let locked = Entity::find().filter(Column::Category.eq("cafe")).limit(5).lock_exclusive();
+        for query in [unlimited, offset, locked] {
+            assert_eq!(page_statement(&query), query.build(DbBackend::Postgres));
+        }
     }
 }
