@@ -28,10 +28,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::BoxFuture;
 use sea_orm::sea_query::{ColumnType, Expr, ExprTrait, NullOrdering, Order, SelectStatement, Value};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Select, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IdenStatic, ModelTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select, Statement,
 };
-use sea_orm::{DbErr, FromQueryResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
