@@ -72,6 +72,11 @@ pub struct Args {
     /// Extra server environment, KEY=VALUE, repeatable (e.g. DATABASE_POOL_SIZE=10).
     #[arg(long = "server-env", value_name = "KEY=VALUE")]
     server_env: Vec<String>,
+    /// Of the server's connections, this many send no token: anonymous
+    /// viewers beside signed-in ones (case b; myReviews needs a viewer).
+    /// pgbench and PostGraphile stay signed in.
+    #[arg(long, default_value_t = 0)]
+    anonymous: usize,
     /// Skip the pgbench ceiling.
     #[arg(long)]
     no_pgbench: bool,
@@ -384,11 +389,13 @@ pub async fn run(args: Args) {
             for side in sides {
                 let w = match (side, &postgraphile, &case.postgraphile) {
                     (Side::Server, _, _) => {
-                        measure_http(&server.graphql_url(), server.pid(), &pg, &case.bodies, &users, &args).await
+                        let anonymous = args.anonymous;
+                        measure_http(&server.graphql_url(), server.pid(), &pg, &case.bodies, &users, anonymous, &args)
+                            .await
                     }
                     (Side::Pgbench, _, _) => measure_pgbench(&pg, &data_dir, case, &ids, &args).await,
                     (Side::PostGraphile, Some(pgl), Some(body)) => {
-                        measure_http(&pgl.url, pgl.pid(), &pg, std::slice::from_ref(body), &users, &args).await
+                        measure_http(&pgl.url, pgl.pid(), &pg, std::slice::from_ref(body), &users, 0, &args).await
                     }
                     (Side::PostGraphile, _, _) => continue,
                 };
@@ -513,7 +520,7 @@ struct Phase {
 /// Latencies (µs) of successful requests and the count of failed ones, inside the window.
 async fn worker(
     url: String,
-    token: String,
+    token: Option<String>,
     bodies: Arc<Vec<String>>,
     offset: usize,
     phase: Arc<Phase>,
@@ -524,20 +531,18 @@ async fn worker(
         .tcp_nodelay(true)
         .build()
         .expect("building the HTTP client");
-    let auth = format!("Bearer {token}");
+    let auth = token.map(|token| format!("Bearer {token}"));
     let (mut latencies, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
     let mut n = offset;
     while !phase.stop.load(Ordering::Relaxed) {
         let body = bodies[n % bodies.len()].clone();
         n += 1;
         let started = Instant::now();
-        let response = client
-            .post(&url)
-            .header("authorization", &auth)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await;
+        let mut request = client.post(&url).header("content-type", "application/json").body(body);
+        if let Some(auth) = &auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await;
         let ok = match response {
             Ok(r) if r.status().is_success() => {
                 r.bytes().await.is_ok_and(|b| !b.windows(9).any(|w| w == b"\"errors\""))
@@ -557,13 +562,16 @@ async fn worker(
 }
 
 /// One window of GraphQL load on `url`, served by process `pid` (the
-/// server, or PostGraphile): every connection signed in as its own user.
+/// server, or PostGraphile): every connection signed in as its own user,
+/// but the first `anonymous`, which send no token (all run side by side
+/// from the start).
 async fn measure_http(
     url: &str,
     pid: u32,
     pg: &Pg,
     bodies: &[String],
     users: &[(String, String)],
+    anonymous: usize,
     args: &Args,
 ) -> Window {
     let phase = Arc::new(Phase::default());
@@ -571,7 +579,10 @@ async fn measure_http(
     let workers: Vec<_> = users
         .iter()
         .enumerate()
-        .map(|(i, (_, token))| tokio::spawn(worker(url.to_owned(), token.clone(), bodies.clone(), i, phase.clone())))
+        .map(|(i, (_, token))| {
+            let token = (i >= anonymous).then(|| token.clone());
+            tokio::spawn(worker(url.to_owned(), token, bodies.clone(), i, phase.clone()))
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     pg.reset_statements().await;

@@ -70,12 +70,14 @@ impl Pool {
     /// then on another, `Tx::begin`), so it must only set transaction-local
     /// state.
     pub async fn begin_with(&self, prelude: &str) -> Result<Tx, DbErr> {
-        self.begin_as(prelude, Access::ReadWrite).await
+        self.begin_as(prelude, Access::ReadWrite, None).await
     }
 
     /// [`Pool::begin_with`], READ ONLY if `access` says so: such a
-    /// transaction's end is not waited for (see [`Tx`]).
-    pub async fn begin_as(&self, prelude: &str, access: Access) -> Result<Tx, DbErr> {
+    /// transaction's end is not waited for (see [`Tx`]). `role`: the
+    /// viewer role the prelude switches to, if any; a connection that last
+    /// ran as it is preferred (see [`warm`]).
+    pub async fn begin_as(&self, prelude: &str, access: Access, role: Option<&'static str>) -> Result<Tx, DbErr> {
         if self.health.is_down() {
             return Err(unreachable());
         }
@@ -92,7 +94,7 @@ impl Pool {
         // Behind a transaction-mode pooler an unsent end would keep the
         // server connection pinned to this one.
         let end_later = read_only && !self.transaction_pooler;
-        self.stats.time_acquire(self.begin_detached(sql, end_later)).await
+        self.stats.time_acquire(self.begin_detached(sql, role, end_later)).await
     }
 
     /// Gets a connection and starts the transaction (`begin`) in a task
@@ -106,12 +108,12 @@ impl Pool {
     /// ~2 % of the instructions per request but raised p99 at 32
     /// connections in nearly every round, by ~3 ms in the medians
     /// (BENCHMARKS, queries stage 15), so the task stays.
-    async fn begin_detached(&self, begin: String, end_later: bool) -> Result<Tx, DbErr> {
+    async fn begin_detached(&self, begin: String, role: Option<&'static str>, end_later: bool) -> Result<Tx, DbErr> {
         let pool = self.db.get_postgres_connection_pool().clone();
         let (warm, stats) = (Arc::clone(&self.warm), Arc::clone(&self.stats));
         // In the request's span, so a slow start is logged with its request.
         let mut begin = tokio::spawn(tracing::Instrument::in_current_span(async move {
-            Tx::begin(&pool, warm, &begin, stats, end_later).await
+            Tx::begin(&pool, warm, &begin, role, stats, end_later).await
         }));
         let suspect = tokio::time::sleep(health::SUSPECT_AFTER);
         tokio::pin!(suspect);

@@ -62,7 +62,8 @@ pub async fn begin_session_request(
     session: Option<uuid::Uuid>,
     access: Access,
 ) -> ApiResult<(Tx, Viewer)> {
-    let err = match pool.begin_as(&start_sql(&viewer, session, access, pool.statement_timeout_ms()), access).await {
+    let start = start_sql(&viewer, session, access, pool.statement_timeout_ms());
+    let err = match pool.begin_as(&start, access, Some(viewer.db_role())).await {
         Ok(tx) => return Ok((tx, viewer)),
         Err(err) => err,
     };
@@ -80,7 +81,8 @@ pub async fn begin_session_request(
             // role change again in between, this start fails as an
             // internal error rather than looping.
             let viewer = Viewer::User { id, role };
-            let tx = pool.begin_as(&start_sql(&viewer, session, access, pool.statement_timeout_ms()), access).await?;
+            let start = start_sql(&viewer, session, access, pool.statement_timeout_ms());
+            let tx = pool.begin_as(&start, access, Some(viewer.db_role())).await?;
             Ok((tx, viewer))
         }
         None => Err(err.into()),

@@ -108,13 +108,14 @@ impl Tx {
         pool: &PgPool,
         warm: Arc<Warm>,
         begin: &str,
+        role: Option<&'static str>,
         stats: Arc<PoolStats>,
         end_later: bool,
     ) -> Result<Self, DbErr> {
         let mut tries_left = pool.options().get_max_connections();
         let mut last_try_taken = false;
         loop {
-            let mut conn = warm.acquire(pool).await.map_err(acquire_err)?;
+            let mut conn = warm.acquire(pool, role).await.map_err(acquire_err)?;
             let started = Instant::now();
             let result =
                 PgTransactionManager::begin(&mut **conn, Some(sqlx::AssertSqlSafe(begin).into_sql_str())).await;
