@@ -72,9 +72,9 @@ pub struct Args {
     /// Extra server environment, KEY=VALUE, repeatable (e.g. DATABASE_POOL_SIZE=10).
     #[arg(long = "server-env", value_name = "KEY=VALUE")]
     server_env: Vec<String>,
-    /// Of the server's connections, this many send no token: anonymous
-    /// viewers beside signed-in ones (case b; myReviews needs a viewer).
-    /// pgbench and PostGraphile stay signed in.
+    /// Of the HTTP connections to the server, this many send no token:
+    /// anonymous viewers beside signed-in ones (case b only). pgbench and
+    /// PostGraphile stay signed in, so their ratios compare unlike loads.
     #[arg(long, default_value_t = 0)]
     anonymous: usize,
     /// Skip the pgbench ceiling.
@@ -315,6 +315,10 @@ fn check(args: &Args) -> Result<(), String> {
     }
     if args.cases.is_empty() {
         return Err("--cases needs at least one of a, b, c".into());
+    }
+    within(args.anonymous as u64, 0, args.connections as u64, "anonymous")?;
+    if args.anonymous > 0 && args.cases.iter().any(|case| *case != CaseName::B) {
+        return Err("--anonymous needs --cases b: myReviews and setPreference need a signed-in viewer".into());
     }
     Ok(())
 }
