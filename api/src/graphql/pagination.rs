@@ -573,11 +573,15 @@ fn page_statement<S: QueryTrait>(query: &S) -> Statement {
     if let Some(values) = statement.values.as_mut()
         && let Some(&Value::BigUnsigned(Some(limit))) = values.0.last()
     {
-        let placeholder = format!(" LIMIT ${}", values.0.len());
-        if statement.sql.ends_with(&placeholder) {
-            statement.sql.truncate(statement.sql.len() - placeholder.len());
+        // ` LIMIT $<n>`, checked without putting it together.
+        let mut number = itoa::Buffer::new();
+        let head =
+            statement.sql.strip_suffix(number.format(values.0.len())).and_then(|sql| sql.strip_suffix(" LIMIT $"));
+        if let Some(head) = head {
+            let head = head.len();
+            statement.sql.truncate(head);
             statement.sql.push_str(" LIMIT ");
-            statement.sql.push_str(itoa::Buffer::new().format(limit));
+            statement.sql.push_str(number.format(limit));
             values.0.pop();
         }
     }
